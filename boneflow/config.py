@@ -1,0 +1,150 @@
+"""The one typed config of boneflow.
+
+`RetrainConfig` is the `retrain` flow's parameter (Prefect builds the UI form from it), the
+source of the CLI's defaults, and is written into `model.json` so the settings travel with the
+weights. Every field has a description, a default and bounds.
+
+The core's training and data functions take plain keyword arguments or the small views built
+here (`train_settings()`), so they can run on a GPU box that has only torch installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+KAGGLE_HANDLE = "bmadushanirodrigo/fracture-multi-region-x-ray-data"
+DEFAULT_STORE = "boneflow-store"
+
+# Fields that do not change the trained model: they never enter the config fingerprint, so
+# switching store, dispatch or `force` does not count as "a different model".
+_NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers"}
+
+
+class RetrainConfig(BaseModel):
+    """Everything a retrain needs. Defaults are the production settings."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- data source --------------------------------------------------------------------
+    data_dir: str | None = Field(
+        default=None,
+        description="Local copy of the dataset (any folder above train/val/test). "
+        "Empty: download from Kaggle with kagglehub.",
+    )
+    kaggle_handle: str = Field(
+        default=KAGGLE_HANDLE,
+        description="Kaggle dataset handle; add '/versions/N' to pin a version "
+        "(unversioned means latest).",
+        min_length=3,
+    )
+    # --- store --------------------------------------------------------------------------
+    store_url: str = Field(
+        default=DEFAULT_STORE,
+        description="Where runs, datasets and the champion live: a folder path, file://..., "
+        "or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL, credentials from the AWS chain).",
+        min_length=1,
+    )
+    # --- data preparation ---------------------------------------------------------------
+    image_size: int = Field(
+        default=224, ge=32, le=512,
+        description="Side of the square crop the network sees (train and eval), in pixels.",
+    )
+    min_side: int = Field(
+        default=64, ge=1, le=4096,
+        description="Images whose shorter side is below this many pixels are excluded as too small.",
+    )
+    leak_max_distance: int = Field(
+        default=6, ge=0, le=32,
+        description="Largest perceptual-hash Hamming distance (of 64 bits) still counted as a "
+        "copy across splits.",
+    )
+    workers: int = Field(
+        default=0, ge=0, le=64,
+        description="Processes for decoding images; 0 means one per CPU core.",
+    )
+    # --- training -----------------------------------------------------------------------
+    epochs: int = Field(default=12, ge=1, le=500, description="Maximum training epochs.")
+    batch_size: int = Field(default=64, ge=2, le=4096, description="Images per training step.")
+    lr: float = Field(default=1e-3, gt=0, le=1.0, description="Peak AdamW learning rate (one-cycle schedule).")
+    weight_decay: float = Field(default=0.05, ge=0, le=1.0, description="AdamW weight decay.")
+    label_smoothing: float = Field(default=0.05, ge=0, lt=0.5, description="Cross-entropy label smoothing.")
+    patience: int = Field(
+        default=4, ge=0, le=500,
+        description="Stop after this many epochs without a better val loss; 0 disables early stopping.",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed for data order, augmentation and init.")
+    pretrained: bool = Field(
+        default=True,
+        description="Start from ImageNet weights (local file or torch hub cache; never downloaded "
+        "during a run). Off: random init.",
+    )
+    weights_path: str | None = Field(
+        default=None,
+        description="Path to resnet18 ImageNet weights (.pth); empty: look in the torch hub cache.",
+    )
+    compile: bool = Field(default=False, description="Use torch.compile for the model (slower start, faster epochs on GPU).")
+    device: str = Field(
+        default="auto", description="Training device: auto (cuda if present, else cpu), cpu, cuda, cuda:N.",
+    )
+    # --- gate ---------------------------------------------------------------------------
+    min_accuracy: float = Field(
+        default=0.90, ge=0, le=1, description="Gate: lowest leak-free test accuracy that may be promoted."
+    )
+    min_recall: float = Field(
+        default=0.90, ge=0, le=1, description="Gate: lowest fractured recall (sensitivity) on the leak-free test split."
+    )
+    max_regression: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Gate: largest drop in leak-free test accuracy against the champion re-scored on the same split.",
+    )
+    # --- orchestration ------------------------------------------------------------------
+    dispatch: Literal["local", "deployment"] = Field(
+        default="local",
+        description="local: train in this process; deployment: run the train-gpu deployment on the gpu work pool.",
+    )
+    force: bool = Field(
+        default=False, description="Retrain even when data and config equal the champion's.",
+    )
+
+    @field_validator("data_dir", "weights_path")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        # The UI form sends "" for a cleared text box; treat it as "not set".
+        return value or None
+
+    @property
+    def pack_size(self) -> int:
+        """Stored side of packed images: 8/7 of the crop (256 for 224), like ImageNet's resize/crop."""
+        return int(round(self.image_size * 8 / 7))
+
+    def model_fields_dict(self) -> dict:
+        """The fields that determine the trained model (what `fingerprint` hashes)."""
+        return {k: v for k, v in self.model_dump().items() if k not in _NOT_MODEL_FIELDS}
+
+    def fingerprint(self) -> str:
+        """Stable short hash of the model-determining settings (cache keys, skip decision)."""
+        blob = json.dumps(self.model_fields_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def train_settings(self) -> "TrainSettings":
+        from boneflow.train.settings import TrainSettings
+
+        return TrainSettings(
+            image_size=self.image_size,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            label_smoothing=self.label_smoothing,
+            patience=self.patience,
+            seed=self.seed,
+            pretrained=self.pretrained,
+            weights_path=Path(self.weights_path) if self.weights_path else None,
+            compile=self.compile,
+            device=self.device,
+        )
