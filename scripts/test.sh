@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Command 2 of the README: set up (idempotent, incl. Chromium) and run every test:
+# unit, flows, integration (real S3 server), e2e (real Prefect server + workers), browser.
+# Extra arguments go to pytest (e.g. scripts/test.sh -m "not e2e").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --browser
+# pytest exits 5 when it collected no tests; set -e turns that (and any failure) into a failure.
+exec .venv/bin/python -m pytest "$@"
