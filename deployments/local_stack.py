@@ -1,0 +1,278 @@
+"""Bring up a complete local boneflow stack: Prefect server (SQLite), the `cpu` and `gpu`
+process pools, `prefect --no-prompt deploy --all`, one worker per pool and, when asked, a local
+S3 server (moto) to stand in for MinIO/AWS.
+
+    .venv/bin/python deployments/local_stack.py --home .boneflow/prefect --port 4200 [--s3]
+
+Then open http://127.0.0.1:4200, press Run on `retrain/retrain`, Ctrl-C to stop everything.
+The e2e tests drive the same class (`LocalStack`) through tests/prefect_stack.py.
+
+Every process is started with `subprocess.Popen` and stopped by its PID: `prefect server start
+--background` loses its child here, and workers started with a shell `&` ignore SIGINT.
+Only the standard library is used so the script runs before anything else is set up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+POOLS = {"cpu": "process.json", "gpu": "process.json"}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def _descendants(pid: int) -> list[int]:
+    """All processes below `pid` (from /proc). Flow runs are started in their own session by
+    the worker, so killing the worker's process group would leave them running."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+class LocalStack:
+    """A Prefect server + pools + deployments + workers (+ S3) owned by this object.
+
+    `home` is a private PREFECT_HOME (SQLite database, local results, logs of every process).
+    """
+
+    def __init__(self, home: Path, *, port: int = 4200, project_dir: Path = PROJECT_DIR,
+                 s3_port: int | None = None, extra_env: dict[str, str] | None = None):
+        self.home = Path(home).resolve()
+        self.port = port
+        self.project_dir = Path(project_dir).resolve()
+        self.s3_port = s3_port
+        self.extra_env = dict(extra_env or {})
+        self.logs = self.home / "logs"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    # --- environment -------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        return f"http://127.0.0.1:{self.s3_port}" if self.s3_port else None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "BONEFLOW_PROJECT_DIR": str(self.project_dir),
+            "PYTHONUNBUFFERED": "1",
+        })
+        if self.s3_port:
+            env.update({
+                "AWS_ENDPOINT_URL": self.s3_endpoint,
+                "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "testing"),
+                "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+                "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+            })
+        env.update(self.extra_env)
+        return env
+
+    def prefect(self, *args: str, timeout: float = 120) -> str:
+        """Run one `prefect` CLI command against this stack; raise with its output on failure."""
+        cmd = [sys.executable, "-m", "prefect", *args]
+        done = subprocess.run(cmd, cwd=self.project_dir, env=self.env(), capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise StackError(f"`prefect {' '.join(args)}` failed ({done.returncode}):\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, cwd=self.project_dir, env=self.env(), stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    # --- REST --------------------------------------------------------------------------
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    # --- parts -------------------------------------------------------------------------
+    def start_server(self, timeout: float = 90) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._spawn("server", [sys.executable, "-m", "prefect", "server", "start",
+                               "--host", "127.0.0.1", "--port", str(self.port)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs["server"].poll() is not None:
+                raise StackError(f"prefect server exited; see {self.logs / 'server.log'}")
+            try:
+                if self.api("GET", "/health", timeout=2) is True:
+                    return
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(0.5)
+        raise StackError(f"prefect server did not answer /api/health in {timeout:.0f}s; "
+                         f"see {self.logs / 'server.log'}")
+
+    def start_s3(self, timeout: float = 30) -> None:
+        """moto's standalone server: a real HTTP S3 endpoint; `AWS_ENDPOINT_URL` points at it."""
+        if not self.s3_port:
+            raise StackError("start_s3 needs s3_port")
+        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                           "-p", str(self.s3_port)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.s3_endpoint, timeout=2).read()
+                return
+            except urllib.error.HTTPError:
+                return  # it answers: good enough
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.3)
+        raise StackError(f"moto S3 server did not start; see {self.logs / 's3.log'}")
+
+    def create_bucket(self, bucket: str) -> None:
+        req = urllib.request.Request(f"{self.s3_endpoint}/{bucket}", method="PUT")
+        try:
+            urllib.request.urlopen(req, timeout=10).read()
+        except urllib.error.HTTPError as err:
+            if err.code != 409:  # already exists
+                raise
+
+    def create_pools(self) -> None:
+        for pool, template in POOLS.items():
+            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite",
+                         "--base-job-template", str(Path(__file__).parent / "pools" / template))
+
+    def deploy(self) -> dict[str, str]:
+        """`prefect --no-prompt deploy --all`; returns {"flow/deployment": id}."""
+        self.prefect("--no-prompt", "deploy", "--all", timeout=180)
+        found = self.api("POST", "/deployments/filter", {})
+        return {f"{self._flow_name(d['flow_id'])}/{d['name']}": d["id"] for d in found}
+
+    def _flow_name(self, flow_id: str) -> str:
+        return self.api("GET", f"/flows/{flow_id}")["name"]
+
+    def start_worker(self, pool: str) -> subprocess.Popen:
+        return self._spawn(f"worker-{pool}", [sys.executable, "-m", "prefect", "worker", "start",
+                                              "--pool", pool, "--name", f"local-{pool}"])
+
+    def kill_worker(self, pool: str) -> None:
+        """Simulate the machine dying: SIGKILL the worker and every flow run it started."""
+        proc = self.procs.pop(f"worker-{pool}")
+        victims = _descendants(proc.pid)
+        for pid in [proc.pid, *victims]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM everything this stack started (workers first), SIGKILL what lingers."""
+        order = sorted(self.procs, key=lambda n: (n == "server", n == "s3"))
+        for name in order:
+            proc = self.procs[name]
+            victims = _descendants(proc.pid) if name.startswith("worker") else []
+            for pid in [proc.pid, *victims]:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                for pid in [proc.pid, *victims]:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                proc.wait(timeout=5)
+        self.procs.clear()
+
+    def up(self, *, s3_bucket: str | None = None) -> dict[str, str]:
+        """Everything, in order; returns the deployment ids."""
+        self.start_server()
+        if self.s3_port:
+            self.start_s3()
+            if s3_bucket:
+                self.create_bucket(s3_bucket)
+        self.create_pools()
+        deployments = self.deploy()
+        self.start_worker("cpu")
+        self.start_worker("gpu")
+        return deployments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, default=PROJECT_DIR / ".boneflow" / "prefect",
+                        help="private PREFECT_HOME (SQLite DB, results, logs)")
+    parser.add_argument("--port", type=int, default=4200)
+    parser.add_argument("--s3", action="store_true", help="also start a local S3 server (moto)")
+    parser.add_argument("--s3-port", type=int, default=9000)
+    parser.add_argument("--s3-bucket", default="boneflow")
+    args = parser.parse_args(argv)
+
+    stack = LocalStack(args.home, port=args.port, s3_port=args.s3_port if args.s3 else None)
+    try:
+        deployments = stack.up(s3_bucket=args.s3_bucket if args.s3 else None)
+        print(f"Prefect UI:  http://127.0.0.1:{args.port}")
+        print(f"PREFECT_API_URL={stack.api_url}")
+        for name, dep_id in deployments.items():
+            print(f"deployment {name}: {dep_id}")
+        if args.s3:
+            print(f"S3: AWS_ENDPOINT_URL={stack.s3_endpoint}  store_url=s3://{args.s3_bucket}/boneflow")
+        print(f"logs: {stack.logs}   (Ctrl-C stops everything)")
+        while all(p.poll() is None for p in stack.procs.values()):
+            time.sleep(1)
+        dead = [n for n, p in stack.procs.items() if p.poll() is not None]
+        print(f"stopped: {', '.join(dead)} exited; see {stack.logs}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except StackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
