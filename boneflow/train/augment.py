@@ -1,0 +1,148 @@
+"""Batch transforms on the training device, in the shape of torchvision's classification presets.
+
+Input: uint8 [B, S, S] (the packed arrays, greyscale, padded square). Output: float32
+[B, 1, crop, crop], normalised, on the input's device. No per-sample PIL: one gather, one
+`grid_sample` per batch for crop + rotation + flip together, then jitter and normalise.
+
+Random parameters are drawn on the CPU from the caller's `torch.Generator` (a few numbers per
+image), so the same seed gives the same augmentation on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# ImageNet's per-channel means/stds averaged over RGB: the statistics of a grey image that
+# the RGB-summed pretrained conv1 expects.
+GREY_MEAN = 0.449
+GREY_STD = 0.226
+
+
+def as_uint8_batch(images, device: torch.device | str | None = None) -> torch.Tensor:
+    """numpy/torch uint8 [S,S] or [B,S,S] → torch uint8 [B,S,S] on `device`."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    if tensor.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {tensor.dtype}")
+    if tensor.ndim == 2:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 3:
+        raise ValueError(f"expected [B, S, S] images, got shape {tuple(tensor.shape)}")
+    return tensor.to(device) if device is not None else tensor
+
+
+def _normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    return (x - mean) / std
+
+
+class EvalPreset:
+    """Center crop from the packed side to `crop_size`, scale to [0, 1], normalise.
+
+    The same object serves evaluation, predict and the app, so inference preprocessing is
+    evaluation preprocessing by construction."""
+
+    def __init__(self, *, crop_size: int, mean: float = GREY_MEAN, std: float = GREY_STD) -> None:
+        self.crop_size, self.mean, self.std = crop_size, mean, std
+
+    def __call__(self, images) -> torch.Tensor:
+        batch = as_uint8_batch(images)
+        side = batch.shape[-1]
+        if batch.shape[-2] < self.crop_size or side < self.crop_size:
+            raise ValueError(f"images of {tuple(batch.shape[-2:])} are smaller than crop_size={self.crop_size}")
+        top = (batch.shape[-2] - self.crop_size) // 2
+        left = (side - self.crop_size) // 2
+        crop = batch[:, top : top + self.crop_size, left : left + self.crop_size]
+        x = crop.unsqueeze(1).to(torch.float32).div_(255.0)
+        return _normalise(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return f"EvalPreset(crop_size={self.crop_size}, mean={self.mean}, std={self.std})"
+
+
+class TrainPreset:
+    """Random resized crop, rotation and horizontal flip as ONE affine resample per batch, then
+    per-image brightness/contrast jitter and normalisation."""
+
+    def __init__(
+        self,
+        *,
+        crop_size: int,
+        scale: tuple[float, float] = (0.6, 1.0),  # fraction of the image area the crop covers
+        ratio: tuple[float, float] = (0.8, 1.25),  # crop aspect (w/h); mild: bones stretch badly
+        degrees: float = 10.0,  # rotation drawn from [-degrees, degrees]
+        hflip_prob: float = 0.5,  # left/right anatomy both occur
+        brightness: float = 0.2,  # multiply by a factor in [1-b, 1+b]
+        contrast: float = 0.2,  # scale deviation from the image mean by [1-c, 1+c]
+        mean: float = GREY_MEAN,
+        std: float = GREY_STD,
+    ) -> None:
+        self.crop_size, self.scale, self.ratio = crop_size, scale, ratio
+        self.degrees, self.hflip_prob = degrees, hflip_prob
+        self.brightness, self.contrast = brightness, contrast
+        self.mean, self.std = mean, std
+
+    def sample_params(self, batch: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return low + (high - low) * torch.rand(batch, generator=generator)
+
+        area = uniform(*self.scale)
+        log_ratio = uniform(math.log(self.ratio[0]), math.log(self.ratio[1])).exp()
+        # Width/height as fractions of the source side; clamp so the crop stays inside.
+        width = (area * log_ratio).sqrt().clamp(max=1.0)
+        height = (area / log_ratio).sqrt().clamp(max=1.0)
+        return {
+            "width": width,
+            "height": height,
+            # Crop centre in normalised coords [-1, 1], kept so the crop fits before rotation.
+            "cx": (1 - width) * uniform(-1.0, 1.0),
+            "cy": (1 - height) * uniform(-1.0, 1.0),
+            "angle": uniform(-self.degrees, self.degrees) * (math.pi / 180.0),
+            "flip": torch.where(torch.rand(batch, generator=generator) < self.hflip_prob, -1.0, 1.0),
+            "brightness": uniform(1 - self.brightness, 1 + self.brightness),
+            "contrast": uniform(1 - self.contrast, 1 + self.contrast),
+        }
+
+    def __call__(self, images, generator: torch.Generator | None = None) -> torch.Tensor:
+        batch = as_uint8_batch(images)
+        n, device = batch.shape[0], batch.device
+        p = {k: v.to(device) for k, v in self.sample_params(n, generator).items()}
+        cos, sin = p["angle"].cos(), p["angle"].sin()
+        # Output coords (x, y) in [-1, 1] → source coords: rotate(scale(flip(x, y))) + centre.
+        theta = torch.stack(
+            [
+                torch.stack([cos * p["width"] * p["flip"], -sin * p["height"], p["cx"]], dim=1),
+                torch.stack([sin * p["width"] * p["flip"], cos * p["height"], p["cy"]], dim=1),
+            ],
+            dim=1,
+        )
+        x = batch.unsqueeze(1).to(torch.float32).div_(255.0)
+        grid = F.affine_grid(theta, [n, 1, self.crop_size, self.crop_size], align_corners=False)
+        # Zeros outside the source = black, the same as the packed images' padding.
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        image_mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - image_mean) * p["contrast"].view(n, 1, 1, 1) + image_mean
+        x = (x * p["brightness"].view(n, 1, 1, 1)).clamp_(0.0, 1.0)
+        return _normalise(x, self.mean, self.std)
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainPreset(crop_size={self.crop_size}, scale={self.scale}, ratio={self.ratio}, "
+            f"degrees={self.degrees}, hflip_prob={self.hflip_prob}, brightness={self.brightness}, "
+            f"contrast={self.contrast}, mean={self.mean}, std={self.std})"
+        )
+
+
+def preprocessing_meta(*, pack_size: int, image_size: int) -> dict:
+    """What model.json records so serving reproduces evaluation's preprocessing."""
+    return {
+        "pack_size": pack_size,
+        "image_size": image_size,
+        "mean": GREY_MEAN,
+        "std": GREY_STD,
+        "greyscale": True,
+        "pad": "to square before resize, as boneflow.data.preprocess.load_xray does",
+        "eval_transform": "center crop pack_size -> image_size, /255, (x-mean)/std",
+    }

@@ -1,0 +1,88 @@
+"""Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically.
+
+Write: temp file in the same directory → flush + fsync → `os.replace` → fsync the directory.
+A crash mid-write leaves only a `.tmp` file, which is never read. Read: newest first with
+`torch.load(weights_only=True)` (no unpickling of arbitrary objects); a file that fails to load
+or lacks the expected keys is skipped with a warning and the previous one is used.
+
+Retention: the last `keep` (default 2) epoch files. Each holds the best-by-val weights so far,
+so no separate best file is needed, and keeping two means a corrupted latest still leaves a
+complete previous one. Checkpoint contents must be tensors and plain Python types (that is
+all weights_only loading allows).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
+REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "settings", "history")
+
+
+def checkpoint_path(directory: Path, epoch: int) -> Path:
+    return Path(directory) / f"epoch-{epoch:04d}.pt"
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of every epoch-NNNN.pt in directory, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    return sorted(found)
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some filesystems do not allow opening a directory; the rename still holds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(state: dict, directory: Path, *, keep: int = 2) -> Path:
+    """Atomically write state (must contain `epoch`) as epoch-NNNN.pt; prune to the last `keep`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_path(directory, int(state["epoch"]))
+    tmp = directory / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+    if keep > 0:
+        for _, old in list_checkpoints(directory)[:-keep]:
+            old.unlink(missing_ok=True)
+    return final
+
+
+def load_checkpoint(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise ValueError(f"{path}: not a boneflow checkpoint (needs keys {REQUIRED_KEYS})")
+    return state
+
+
+def latest_checkpoint(directory: Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint that loads completely, or None. Unreadable ones are skipped."""
+    for _, path in reversed(list_checkpoints(directory)):
+        try:
+            return path, load_checkpoint(path)
+        except Exception as exc:  # truncated zip, bad pickle opcode, missing keys: all "not complete"
+            log.warning("skipping unreadable checkpoint %s: %s", path, exc)
+    return None

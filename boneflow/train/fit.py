@@ -1,0 +1,306 @@
+"""Training loop: packed uint8 arrays → batch augmentation on the device → ResNet18, with
+per-epoch atomic checkpoints, resume, early stopping and best-by-val weights.
+
+Imports only torch, numpy, the standard library and boneflow.train.* (the GPU script uses it).
+
+Determinism: the model init uses `torch.manual_seed(seed)`; each epoch's data order and
+augmentation come from a generator seeded with (seed, epoch), so a resumed run draws exactly
+what the uninterrupted run would have drawn, without having to restore generator state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from boneflow.train.augment import EvalPreset, TrainPreset
+from boneflow.train.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
+from boneflow.train.device import autocast, resolve_device, use_bf16
+from boneflow.train.model import build_model, plain_state_dict
+from boneflow.train.settings import TrainSettings
+
+# Settings that shape the training trajectory: a checkpoint written under other values cannot
+# be resumed as "the same run".
+_RESUME_MUST_MATCH = (
+    "image_size", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience", "seed", "pretrained",
+)
+
+
+def _error(message: str) -> Exception:
+    from boneflow.errors import BoneflowError
+
+    return BoneflowError(message)
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module  # best-by-val weights, eval mode, on the training device
+    history: list[dict]  # one dict per epoch (the on_epoch stats)
+    best_epoch: int
+    epochs_run: int  # epochs completed in total, including those before a resume
+    resumed_from_epoch: int | None  # epoch of the checkpoint resumed from, None for a fresh run
+    seconds: float  # wall time of this call
+    device: str = "cpu"
+    precision: str = "fp32"
+    stopped_early: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+class SplitOnDevice:
+    """A packed split ready for batch gathering. On CUDA the whole uint8 split is moved to the
+    GPU once; on CPU the (memory-mapped) array stays put and each batch is a fancy-index copy."""
+
+    def __init__(self, split: Any, device: torch.device) -> None:
+        labels = np.asarray(split.labels, dtype=np.int64)
+        self.n, self.device = len(labels), device
+        self.labels = torch.from_numpy(labels).to(device)
+        if device.type == "cpu":
+            self.images = split.images
+        else:
+            self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.images, torch.Tensor):
+            where = torch.from_numpy(index).to(self.device)
+            return self.images[where], self.labels[where]
+        index = np.sort(index)  # sequential reads from the memmap; order inside a batch is irrelevant
+        return torch.from_numpy(np.ascontiguousarray(self.images[index])), self.labels[torch.from_numpy(index)]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    # Drop the ragged last batch (a batch of one breaks BatchNorm at small sizes); the per-epoch
+    # permutation means every image is still seen.
+    return max(1, n // batch_size)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    data: SplitOnDevice,
+    *,
+    preset: TrainPreset,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    criterion: nn.Module,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    bf16: bool,
+    max_steps: int | None = None,
+) -> dict:
+    """One pass over a seeded permutation. Returns loss, acc, images, steps, seconds, img_per_s."""
+    model.train()
+    start = time.perf_counter()
+    order = torch.randperm(data.n, generator=generator).numpy()
+    steps = steps_per_epoch(data.n, batch_size)
+    if max_steps is not None:
+        steps = min(steps, max_steps)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for step in range(steps):
+        images, labels = data.batch(order[step * batch_size : (step + 1) * batch_size])
+        x = preset(images, generator).contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            logits = model(x)
+        loss = criterion(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        # Accumulate on the device: no host sync per step.
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.detach().argmax(1) == labels).sum()
+        seen += len(labels)
+    seconds = time.perf_counter() - start
+    return {
+        "loss": float(loss_sum) / max(seen, 1),
+        "acc": int(correct) / max(seen, 1),
+        "images": seen,
+        "steps": steps,
+        "seconds": seconds,
+        "img_per_s": seen / seconds if seconds > 0 else float("nan"),
+    }
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: SplitOnDevice, *, preset: EvalPreset, batch_size: int, device: torch.device, bf16: bool
+) -> dict:
+    """Unweighted, unsmoothed cross-entropy and accuracy over the whole split, in order."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for start in range(0, data.n, batch_size):
+        images, labels = data.batch(np.arange(start, min(start + batch_size, data.n)))
+        x = preset(images).contiguous(memory_format=torch.channels_last)
+        with autocast(device, bf16):
+            logits = model(x).float()
+        loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+        correct += int((logits.argmax(1) == labels).sum())
+    return {"loss": loss_sum / max(data.n, 1), "acc": correct / max(data.n, 1), "n": data.n}
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, mean 1 over the samples (a class with no samples gets 1)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 1.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.AdamW:
+    # No weight decay on BatchNorm parameters and biases (1-d tensors): decaying them only hurts.
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int):
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps, pct_start=0.25
+    )
+
+
+def _check_resumable(saved: dict, settings: TrainSettings, checkpoint_dir: Path) -> None:
+    current = settings.to_dict()
+    for name in _RESUME_MUST_MATCH:
+        if saved.get(name) != current.get(name):
+            raise _error(
+                f"{checkpoint_dir}: checkpoints were written with {name}={saved.get(name)!r} but this run "
+                f"has {name}={current.get(name)!r}. Resume with the same settings, or use a new run id "
+                "(an empty checkpoint directory) to start over."
+            )
+
+
+def fit(
+    packed: Any,
+    settings: TrainSettings,
+    *,
+    checkpoint_dir: Path,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train on packed.split("train"), select on packed.split("val"); resume from checkpoint_dir.
+
+    `packed` is anything with `.size`, `.classes` and `.split(name)` returning an object with
+    `images` (uint8 [N,S,S]) and `labels` (int [N]) — a `boneflow.data.pack.PackedDataset`."""
+    started = time.perf_counter()
+    checkpoint_dir = Path(checkpoint_dir)
+    device = resolve_device(settings.device)
+    bf16 = use_bf16(device)
+    if packed.size < settings.image_size:
+        raise _error(
+            f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
+            f"{round(settings.image_size * 8 / 7)} px or lower image_size."
+        )
+    train_split, val_split = packed.split("train"), packed.split("val")
+    if len(train_split.labels) == 0 or len(val_split.labels) == 0:
+        raise _error(
+            f"train has {len(train_split.labels)} and val {len(val_split.labels)} images; both must be non-empty."
+        )
+    num_classes = len(packed.classes)
+
+    torch.manual_seed(settings.seed)
+    model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
+    model = model.to(device, memory_format=torch.channels_last)
+    criterion = nn.CrossEntropyLoss(
+        weight=class_weights(train_split.labels, num_classes).to(device), label_smoothing=settings.label_smoothing
+    )
+    steps = steps_per_epoch(len(train_split.labels), settings.batch_size)
+    optimizer = make_optimizer(model, settings)
+    scheduler = make_scheduler(optimizer, settings, steps)
+
+    epoch, history, bad_epochs, resumed_from = 0, [], 0, None
+    best = {"state": plain_state_dict(model), "val_loss": math.inf, "epoch": 0}
+    found = latest_checkpoint(checkpoint_dir)
+    if found is not None:
+        path, state = found
+        _check_resumable(state["settings"], settings, path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        epoch, history = int(state["epoch"]), list(state["history"])
+        best, bad_epochs = state["best"], int(state["early_stop_counter"])
+        torch.set_rng_state(state["rng"]["torch"])
+        resumed_from = epoch
+
+    forward = torch.compile(model) if settings.compile else model
+    train_preset = TrainPreset(crop_size=settings.image_size)
+    eval_preset = EvalPreset(crop_size=settings.image_size)
+    train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
+
+    def stopped() -> bool:
+        return settings.patience > 0 and bad_epochs >= settings.patience
+
+    while epoch < settings.epochs and not stopped():
+        epoch += 1
+        lr = optimizer.param_groups[0]["lr"]
+        trained = train_one_epoch(
+            forward, train_data, preset=train_preset, optimizer=optimizer, scheduler=scheduler,
+            criterion=criterion, batch_size=settings.batch_size, generator=epoch_generator(settings.seed, epoch),
+            device=device, bf16=bf16,
+        )
+        validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, device=device, bf16=bf16)
+        if validated["loss"] < best["val_loss"]:
+            best = {"state": plain_state_dict(model), "val_loss": validated["loss"], "epoch": epoch}
+            bad_epochs = 0
+        else:
+            bad_epochs += 1
+        stats = {
+            "epoch": epoch,
+            "epochs": settings.epochs,
+            "train_loss": trained["loss"],
+            "train_acc": trained["acc"],
+            "val_loss": validated["loss"],
+            "val_acc": validated["acc"],
+            "seconds": trained["seconds"],
+            "img_per_s": trained["img_per_s"],
+            "lr": lr,
+            "best_epoch": best["epoch"],
+            "checkpoint": str(checkpoint_path(checkpoint_dir, epoch)),
+        }
+        history.append(stats)
+        save_checkpoint(
+            {
+                "model": plain_state_dict(model),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "settings": settings.to_dict(),
+                "history": history,
+                "best": best,
+                "early_stop_counter": bad_epochs,
+                "rng": {"torch": torch.get_rng_state(), "data": f"torch.Generator seeded {settings.seed}*1000003+epoch"},
+                "device": str(device),
+                "precision": "bf16" if bf16 else "fp32",
+            },
+            checkpoint_dir,
+        )
+        if on_epoch is not None:
+            on_epoch(dict(stats))
+
+    model.load_state_dict(best["state"])
+    model.eval()
+    return TrainResult(
+        model=model,
+        history=history,
+        best_epoch=int(best["epoch"]),
+        epochs_run=epoch,
+        resumed_from_epoch=resumed_from,
+        seconds=time.perf_counter() - started,
+        device=str(device),
+        precision="bf16" if bf16 else "fp32",
+        stopped_early=stopped(),
+    )
+
