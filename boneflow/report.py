@@ -1,0 +1,240 @@
+"""report.md and model_card.md, rendered as pure string functions from the run's dicts.
+
+Plots are linked by relative name (`![Confusion matrix](confusion_matrix.png)`) so the
+markdown renders next to the PNGs in `runs/<run_id>/`. Nothing here reads the environment, and
+config values pass through `_redact` so a URL with user:password never lands in an artifact.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from boneflow import __version__
+from boneflow.store.keys import validate_name
+
+_SPLIT_TITLES = {"val": "validation", "test": "official test", "test_clean": "leak-free test"}
+_METRIC_COLUMNS = (
+    ("recall_fractured", "recall (fractured)"),
+    ("specificity", "specificity"),
+    ("precision_fractured", "precision (fractured)"),
+    ("f1_fractured", "F1 (fractured)"),
+    ("balanced_accuracy", "balanced acc."),
+    ("auroc", "AUROC"),
+    ("ece", "ECE"),
+)
+_SECRET_FIELD = re.compile(r"(secret|password|passwd|token|credential|access_key)", re.I)
+_URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
+
+
+def code_version() -> dict:
+    """{"package_version", "git_commit"}: the commit when boneflow runs from a git checkout."""
+    commit = None
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+        if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", out.stdout.strip()):
+            commit = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"package_version": __version__, "git_commit": commit}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _redact(key: str, value):
+    if _SECRET_FIELD.search(key):
+        return "(redacted)"
+    if isinstance(value, str):
+        return _URL_USERINFO.sub(r"\1***@", value)
+    return value
+
+
+def _accuracy_cell(m: dict) -> str:
+    acc = m.get("accuracy")
+    ci = m.get("accuracy_ci95")
+    if acc is None:
+        return "–"
+    if ci and len(ci) == 2:
+        return f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{acc:.3f}"
+
+
+def metrics_table(splits: dict) -> str:
+    """One row per split: n, accuracy with its 95% interval, the fractured-class metrics."""
+    present = [(k, t) for k, t in _METRIC_COLUMNS if any(k in m for m in splits.values())]
+    header = ["split", "n", "accuracy [95% CI]"] + [t for _, t in present]
+    order = [s for s in ("val", "test", "test_clean") if s in splits] + \
+            [s for s in splits if s not in ("val", "test", "test_clean")]
+    rows = [[_SPLIT_TITLES.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])]
+            + [splits[s].get(k) for k, _ in present] for s in order]
+    return _table(header, rows)
+
+
+def _confusions(splits: dict) -> str:
+    rows = []
+    for split, m in splits.items():
+        conf = m.get("confusion")
+        if conf and len(conf) == 2:
+            (tn, fp), (fn, tp) = conf
+            rows.append([_SPLIT_TITLES.get(split, split), tn, fp, fn, tp])
+    if not rows:
+        return ""
+    return _table(["split", "TN", "FP", "FN (missed fractures)", "TP"], rows)
+
+
+def _summary_table(summary: dict) -> str:
+    """A generic two-column table for the cleaning / leakage summaries (their exact fields
+    belong to the data part): scalars as they are, small dicts inline, lists by length."""
+    rows = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            inner = ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()
+                              if not isinstance(v, (dict, list)))
+            rows.append([key, inner or f"{len(value)} entries"])
+        elif isinstance(value, (list, tuple)):
+            rows.append([key, f"{len(value)} item(s)"])
+        else:
+            rows.append([key, value])
+    return _table(["", "value"], rows) if rows else "_(none reported)_"
+
+
+def _plot_links(plots: dict[str, str]) -> str:
+    lines = []
+    for title, name in plots.items():
+        validate_name(name)  # relative name inside the run folder; never a path or URL
+        lines.append(f"### {title}\n\n![{title}]({name.replace(' ', '%20')})")
+    return "\n\n".join(lines)
+
+
+def _history_table(history: list[dict]) -> str:
+    cols = [c for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
+                        "img_per_s") if any(c in h for h in history)]
+    return _table(cols, [[h.get(c) for c in cols] for h in history])
+
+
+def _dataset_lines(dataset: dict) -> list[str]:
+    return [f"- {k.replace('_', ' ')}: `{_cell(v)}`" for k, v in dataset.items()
+            if not isinstance(v, (dict, list))]
+
+
+def render_report(*, run_id: str, metrics: dict, gate: dict, dataset: dict,
+                  cleaning_summary: dict, leakage_summary: dict, plots: dict[str, str],
+                  history: list[dict] | None = None) -> str:
+    """report.md: metrics with intervals, gate decision and reasons, dataset version and
+    fingerprint, cleaning and leakage summaries, plots by relative link."""
+    splits = metrics.get("splits", {})
+    verdict = "PASSED — promoted to champion" if gate.get("passed") else "REJECTED — not promoted"
+    policy = gate.get("policy", {})
+    parts = [
+        f"# boneflow run {run_id}",
+        f"**Gate: {verdict}**",
+        "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
+        (f"Policy: split `{policy.get('split', 'test_clean')}`, accuracy ≥ "
+         f"{_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
+         f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
+         f"`{gate.get('champion_run_id') or 'none'}`."),
+        "## Metrics",
+        "Positive class: `fractured`. Accuracy with its 95% interval; the leak-free test split "
+        "drops test images that have a near-copy in train or val.",
+        metrics_table(splits),
+    ]
+    confusion = _confusions(splits)
+    if confusion:
+        parts += ["### Confusion counts", confusion]
+    parts += ["## Dataset", *(_dataset_lines(dataset) or ["- (no dataset version recorded)"]),
+              "## Cleaning", _summary_table(cleaning_summary),
+              "## Leakage audit", _summary_table(leakage_summary)]
+    if history:
+        parts += ["## Training", _history_table(history)]
+    if plots:
+        parts += ["## Plots", _plot_links(plots)]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict,
+                      model_meta: dict | None = None, leakage_summary: dict | None = None,
+                      cleaning_summary: dict | None = None, gate: dict | None = None,
+                      code: dict | None = None) -> str:
+    """model_card.md: intended use with a not-for-diagnosis warning, data, evaluation, metrics,
+    limitations (including cross-split copies) and the code version. `code` is code_version()'s
+    dict; without it the card records the package version only."""
+    model_meta = model_meta or {}
+    code = code or {"package_version": __version__, "git_commit": None}
+    splits = metrics.get("splits", {})
+    leak = leakage_summary or {}
+    cross = next((leak[k] for k in ("cross_split_pairs", "pairs", "n_pairs", "pair_count")
+                  if isinstance(leak.get(k), (int, list))), None)
+    cross_text = (f"{len(cross) if isinstance(cross, list) else cross} near-duplicate pair(s) "
+                  "across train/val/test were found" if cross is not None
+                  else "near-duplicate images occur across train/val/test in this dataset")
+    classes = model_meta.get("classes", ["not fractured", "fractured"])
+    commit = code.get("git_commit")
+    config_rows = [[k, _redact(k, v)] for k, v in sorted(config.items())
+                   if not isinstance(v, (dict, list))]
+    parts = [
+        f"# Model card — boneflow run {run_id}",
+        "> **Not for diagnosis.** This model is a research and engineering demonstration. It has "
+        "not been clinically validated or cleared by any regulator, and must not be used to "
+        "diagnose, triage or rule out fractures in patients. A qualified clinician must read "
+        "every radiograph.",
+        "## Model",
+        f"- architecture: {model_meta.get('architecture', 'ResNet18, 1-channel (greyscale) input')}",
+        f"- classes: {', '.join(map(str, classes))} (positive class: fractured)",
+        f"- input: greyscale, padded to square, resized; crop side "
+        f"{config.get('image_size', model_meta.get('image_size', '?'))} px",
+        "- weights: `model.safetensors` (no pickle); `model.json` holds architecture, classes, "
+        "preprocessing and config",
+        "## Intended use",
+        "Binary classification of single X-ray images as *fractured* / *not fractured*, to study "
+        "retraining pipelines and model monitoring. Out of scope: any clinical decision, "
+        "localising the fracture, images that are not plain radiographs.",
+        "## Data",
+        *_dataset_lines(dataset),
+        "Splits as shipped by the dataset (train / val / test); unreadable, truncated and "
+        "too-small files excluded before training (see `cleaning_report.json`).",
+        "## How it was evaluated",
+        "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
+        "calibration error on the validation split, the official test split, and the leak-free "
+        "test split (test images without a near-copy in train or val, by perceptual hash). "
+        "Accuracy carries a 95% interval. The gate reads the leak-free test split and compares "
+        "against the current champion re-scored on the same images.",
+        "## Metrics",
+        metrics_table(splits),
+    ]
+    if gate:
+        parts.append(f"Gate: {'passed' if gate.get('passed') else 'rejected'} — "
+                     + "; ".join(gate.get("reasons", [])))
+    parts += [
+        "## Limitations",
+        "\n".join([
+            f"- Cross-split copies: {cross_text}; scores on the official test split are "
+            "therefore optimistic. Prefer the leak-free test figures.",
+            "- One public dataset from a few sources, mixed body regions and mixed image formats; "
+            "performance on other hospitals, devices or populations is unknown.",
+            "- Labels are image-level and may contain errors; no radiologist re-read.",
+            "- Probabilities may be miscalibrated (see ECE); do not read them as clinical risk.",
+            "- Small test splits give wide intervals: compare the intervals, not the point values.",
+        ]),
+        "## Training configuration",
+        _table(["setting", "value"], config_rows) if config_rows else "_(not recorded)_",
+        "## Code version",
+        f"- boneflow {code.get('package_version', __version__)}"
+        + (f", git commit `{commit}`" if commit else " (git commit not available)"),
+    ]
+    return "\n\n".join(parts) + "\n"

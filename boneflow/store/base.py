@@ -1,0 +1,75 @@
+"""The store interface: a flat key -> bytes space with conditional writes.
+
+Keys are '/'-separated and relative to the store root (see keys.py); every implementation
+validates them again, so a bad id can never reach the file system or the bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Store(ABC):
+    """What publishing, training and serving need from object storage."""
+
+    url: str  # the URL it was opened with (never holds credentials)
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write the whole object; readers see the old or the new bytes, never a mix."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read the whole object; ObjectNotFoundError if missing."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file (large files go through a multipart/streaming path)."""
+
+    @abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Download to `path` atomically (a crash leaves no half file); parents are created."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """All keys starting with `prefix` (recursive), sorted."""
+
+    @abstractmethod
+    def size(self, key: str) -> int | None:
+        """Size in bytes, or None if missing (cheap completeness checks)."""
+
+    @abstractmethod
+    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        """(bytes, etag) or None if missing. The etag is what `put_if` compares against."""
+
+    @abstractmethod
+    def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
+        """Write only if the object is unchanged: `etag=None` means "only if absent"
+        (If-None-Match: *), otherwise "only if its etag is still `etag`" (If-Match).
+        Returns the new etag; raises ConflictError when the condition does not hold."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object if present (used for probes and tests, not by publishing)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

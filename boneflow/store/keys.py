@@ -1,0 +1,115 @@
+"""Store keys, built only from validated ids so nothing can escape the layout of DESIGN.md:
+
+    champion.json
+    runs/<run_id>/<name>            (name: a file, or one subfolder + file: checkpoints/x.pt)
+    datasets/<fingerprint>/<size>/<name>
+
+Run ids are `YYYYmmddTHHMMSSZ-xxxxxx` (UTC time + 6 random hex): they sort by start time and
+two runs started in the same second still differ.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timezone
+
+from boneflow.store.errors import InvalidKeyError
+
+CHAMPION_KEY = "champion.json"
+MANIFEST_NAME = "manifest.json"
+RUNS_PREFIX = "runs/"
+DATASETS_PREFIX = "datasets/"
+
+RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+# Fingerprints are lowercase hex digests (full sha256 or a prefix of at least 8 characters).
+FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8,64}$")
+# One path part: starts with a letter or digit (so no `.`, `..`, hidden or temp files), then a
+# conservative set of characters. Spaces are allowed because the Kaggle class folder is
+# "not fractured"; nothing else that a shell or URL would treat specially.
+_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,127}$")
+_MAX_KEY_LEN = 1000
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """UTC timestamp + '-' + 6 random hex digits: sortable by time and unique."""
+    now = now or datetime.now(timezone.utc)
+    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _invalid(what: str, value: object, why: str) -> InvalidKeyError:
+    return InvalidKeyError(f"{what} {value!r} is not allowed: {why}.")
+
+
+def validate_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise _invalid("run id", run_id, "expected YYYYmmddTHHMMSSZ-xxxxxx as made by new_run_id()")
+    return run_id
+
+
+def validate_fingerprint(fingerprint: str) -> str:
+    if not isinstance(fingerprint, str) or not FINGERPRINT_RE.match(fingerprint):
+        raise _invalid("fingerprint", fingerprint, "expected 8-64 lowercase hex digits")
+    return fingerprint
+
+
+def validate_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 8192:
+        raise _invalid("image size", size, "expected an integer between 1 and 8192")
+    return size
+
+
+def validate_name(name: str, *, max_parts: int = 2) -> str:
+    """A relative file name inside a run or dataset folder: at most `max_parts` parts."""
+    if not isinstance(name, str) or not name:
+        raise _invalid("name", name, "it is empty")
+    if "\\" in name:
+        raise _invalid("name", name, "backslashes are not path separators here; use '/'")
+    if name.startswith("/"):
+        raise _invalid("name", name, "absolute paths are not allowed")
+    parts = name.split("/")
+    if len(parts) > max_parts:
+        raise _invalid("name", name, f"at most {max_parts - 1} subfolder level(s) allowed")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise _invalid("name", name, "empty, '.' or '..' path parts are not allowed")
+        if not _PART_RE.match(part):
+            raise _invalid("name", name, f"part {part!r} must start with a letter or digit and "
+                           "use only letters, digits, '.', '_', '-' or spaces")
+    return name
+
+
+def validate_key(key: str) -> str:
+    """Any store key (used by the store implementations as the last line of defence)."""
+    if not isinstance(key, str) or not key:
+        raise _invalid("key", key, "it is empty")
+    if len(key) > _MAX_KEY_LEN:
+        raise _invalid("key", key[:60] + "...", f"longer than {_MAX_KEY_LEN} characters")
+    return validate_name(key, max_parts=32)
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: '' or a key prefix, optionally ending in '/'."""
+    if prefix == "":
+        return prefix
+    body = prefix[:-1] if prefix.endswith("/") else prefix
+    validate_key(body)
+    return prefix
+
+
+def run_prefix(run_id: str) -> str:
+    return f"{RUNS_PREFIX}{validate_run_id(run_id)}/"
+
+
+def run_key(run_id: str, name: str) -> str:
+    """runs/<run_id>/<name>; name may hold one subfolder (checkpoints/epoch-0001.pt)."""
+    return run_prefix(run_id) + validate_name(name)
+
+
+def dataset_prefix(fingerprint: str, size: int) -> str:
+    return f"{DATASETS_PREFIX}{validate_fingerprint(fingerprint)}/{validate_size(size)}/"
+
+
+def dataset_key(fingerprint: str, size: int, name: str) -> str:
+    """datasets/<fingerprint>/<size>/<name>."""
+    return dataset_prefix(fingerprint, size) + validate_name(name)

@@ -1,0 +1,165 @@
+"""A folder as the store (the embedded default).
+
+Every write goes to a temp file in the target's own folder, is fsynced, then `os.replace`d over
+the target, so a crash never leaves a half-written object under a real key. Temp names start
+with '.', which no valid key part may, so listings never show them.
+
+Conditional writes (the champion pointer) take an exclusive `fcntl.flock` on a sidecar lock
+file, compare the current content hash (the local "etag") with the expected one, then replace.
+flock is released by the kernel when a holder dies, so a crash cannot leave a stale lock, and
+it excludes other threads of the same process too (each opens its own file description).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from boneflow.store.base import CHUNK, Store, sha256_bytes
+from boneflow.store.errors import ConflictError, ObjectNotFoundError, StoreError
+from boneflow.store.keys import validate_key, validate_prefix
+
+_TMP_PREFIX = ".tmp-"
+_LOCK_SUFFIX = ".lock"
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every file system allows opening a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path):
+    """Yield a binary file handle; on success the bytes appear at `path` in one rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="-" + path.name[:40], dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_output(path) as fh:
+        fh.write(data)
+
+
+def atomic_copy(src: Path, dest: Path) -> None:
+    with open(src, "rb") as fin, atomic_output(dest) as fout:
+        shutil.copyfileobj(fin, fout, CHUNK)
+
+
+def local_root_from_url(url: str) -> Path:
+    if url.startswith("file://"):
+        parsed = urlparse(url)
+        if parsed.netloc not in ("", "localhost"):
+            raise StoreError(f"Store URL {url!r}: file:// URLs must name a local path "
+                             "(file:///abs/path); remote hosts are not supported.")
+        return Path(unquote(parsed.path))
+    return Path(url)
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | Path):
+        self.url = str(root)
+        self.root = local_root_from_url(str(root)).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"Store folder {self.root} exists but is not a folder; "
+                             "pass a folder path (it is created if missing).")
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*validate_key(key).split("/"))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        atomic_write_bytes(self._path(key), bytes(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.") from None
+
+    def put_file(self, key: str, path: Path) -> None:
+        atomic_copy(Path(path), self._path(key))
+
+    def get_file(self, key: str, path: Path) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.")
+        atomic_copy(src, Path(path))
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int | None:
+        path = self._path(key)
+        return path.stat().st_size if path.is_file() else None
+
+    def list(self, prefix: str = "") -> list[str]:
+        validate_prefix(prefix)
+        if not self.root.is_dir():
+            return []
+        # Walk only the deepest folder the prefix names, not the whole store.
+        folder_part = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root.joinpath(*folder_part.split("/")) if folder_part else self.root
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if name.startswith(".") or name.endswith(_LOCK_SUFFIX):
+                    continue
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            data = self.get_bytes(key)
+        except ObjectNotFoundError:
+            return None
+        return data, sha256_bytes(data)
+
+    def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = path.with_name("." + path.name + _LOCK_SUFFIX)
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                current = path.read_bytes() if path.is_file() else None
+                current_etag = None if current is None else sha256_bytes(current)
+                if etag is None and current is not None:
+                    raise ConflictError(f"{key!r} already exists in store {self.root} "
+                                        "(expected it absent); another writer got there first.")
+                if etag is not None and current_etag != etag:
+                    found = "it is missing" if current is None else "it has changed"
+                    raise ConflictError(f"{key!r} in store {self.root} is not the version read "
+                                        f"earlier ({found}); another writer got there first.")
+                atomic_write_bytes(path, bytes(data))
+                return sha256_bytes(data)
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()

@@ -1,0 +1,270 @@
+"""S3 (or any S3-compatible server: MinIO, moto) as the store, through boto3.
+
+- Endpoint: boto3 itself honours the standard `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_S3`)
+  environment variables; an explicit `endpoint_url` argument wins over them.
+- Credentials: boto3's standard chain (env, shared files, instance roles). They are never read,
+  logged or stored here.
+- Retries and timeouts: botocore's own retry modes ("standard" or "adaptive") with a bounded
+  number of attempts and connect/read timeouts, so a dead server ends in a clear error soon.
+- Large files: boto3's managed transfer (upload_file / download_file + TransferConfig) does
+  the multipart work.
+- Conditional writes: PutObject with If-None-Match: * / If-Match: <etag>. Before the first
+  conditional write the store probes the server once; a server that ignores or rejects the
+  headers raises ConditionalWritesUnsupportedError instead of silently allowing two winners.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import tempfile
+import threading
+from pathlib import Path
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from boneflow.store.base import Store
+from boneflow.store.errors import (
+    ConditionalWritesUnsupportedError,
+    ConflictError,
+    ObjectNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
+from boneflow.store.keys import validate_key, validate_prefix
+
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_CONFLICT = {"412", "409", "PreconditionFailed", "ConditionalRequestConflict"}
+_UNSUPPORTED = {"501", "NotImplemented"}
+_PROBE_PREFIX = "boneflow-probe/"
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix/'); prefix '' for the bucket root."""
+    rest = url[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise StoreError(f"Store URL {url!r} has no bucket; write s3://BUCKET[/PREFIX].")
+    prefix = prefix.strip("/")
+    if prefix:
+        validate_key(prefix)
+        prefix += "/"
+    return bucket, prefix
+
+
+def _error_code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _status(err: ClientError) -> str:
+    return str(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+
+
+class S3Store(Store):
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        retry_mode: str = "standard",  # botocore retry mode: "standard" or "adaptive"
+        max_attempts: int = 5,  # total tries per request, first one included
+        connect_timeout: float = 5.0,  # seconds to open a connection
+        read_timeout: float = 60.0,  # seconds to wait for response bytes
+        multipart_threshold: int = 64 * 1024 * 1024,  # files above this go multipart
+        multipart_chunksize: int = 16 * 1024 * 1024,
+        check_bucket: bool = True,  # HEAD the bucket now, for a clear "missing bucket" error
+    ):
+        if retry_mode not in ("standard", "adaptive"):
+            raise StoreError(f"retry_mode {retry_mode!r}: use 'standard' or 'adaptive'.")
+        self.url = url
+        self.bucket, self.prefix = parse_s3_url(url)
+        config = Config(
+            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        )
+        # A private session: thread-safe client, and no shared default-session state.
+        self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+        self.endpoint_url = self._client.meta.endpoint_url
+        self.max_attempts = max_attempts
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            # s3transfer retries downloads on its own; keep it as bounded as the client.
+            num_download_attempts=max(1, max_attempts),
+        )
+        self._conditional_checked = False
+        self._probe_lock = threading.Lock()
+        if check_bucket:
+            self._check_bucket()
+
+    # --- errors ---------------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"s3://{self.bucket} at {self.endpoint_url}"
+
+    def _translate(self, err: Exception, key: str, action: str) -> StoreError:
+        if isinstance(err, ClientError):
+            code, status = _error_code(err), _status(err)
+            if code == "NoSuchBucket":
+                return self._missing_bucket_error()
+            if code in _NOT_FOUND or status == "404":
+                return ObjectNotFoundError(f"{key!r} is not in {self._where()}.")
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return StoreError(f"{action} {key!r} on {self._where()} was refused ({code}); check "
+                                  "the AWS credentials/permissions in the environment.")
+            return StoreError(f"{action} {key!r} on {self._where()} failed: {code or status} "
+                              f"{err.response.get('Error', {}).get('Message', '')}".rstrip())
+        return StoreUnavailableError(
+            f"{action} {key!r} on {self._where()} failed after {self.max_attempts} attempt(s): "
+            f"{type(err).__name__}: {err}. Check that the S3 server is running and reachable "
+            "(AWS_ENDPOINT_URL), then retry; nothing after this step was written.")
+
+    def _missing_bucket_error(self) -> StoreError:
+        endpoint = "" if "amazonaws.com" in (self.endpoint_url or "") else f" --endpoint-url {self.endpoint_url}"
+        return StoreError(f"S3 bucket {self.bucket!r} does not exist at {self.endpoint_url}. "
+                          f"Create it first, e.g. `aws s3 mb s3://{self.bucket}{endpoint}`.")
+
+    def _check_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as err:
+            if _error_code(err) in ("404", "NoSuchBucket", "NotFound"):
+                raise self._missing_bucket_error() from None
+            raise self._translate(err, "", "Checking bucket") from None
+        except BotoCoreError as err:
+            raise self._translate(err, "", "Checking bucket") from None
+
+    @contextlib.contextmanager
+    def _errors(self, key: str, action: str):
+        try:
+            yield
+        except (ClientError, BotoCoreError) as err:
+            raise self._translate(err, key, action) from None
+
+    def _full(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    # --- plain objects --------------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> None:
+        with self._errors(key, "Writing"):
+            self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._errors(key, "Reading"):
+            return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+
+    def put_file(self, key: str, path: Path) -> None:
+        with self._errors(key, "Uploading"):
+            self._client.upload_file(str(path), self.bucket, self._full(key), Config=self._transfer)
+
+    def get_file(self, key: str, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        os.close(fd)
+        try:
+            with self._errors(key, "Downloading"):
+                self._client.download_file(self.bucket, self._full(key), tmp, Config=self._transfer)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def size(self, key: str) -> int | None:
+        try:
+            with self._errors(key, "Checking"):
+                return int(self._client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"])
+        except ObjectNotFoundError:
+            return None
+
+    def exists(self, key: str) -> bool:
+        return self.size(key) is not None
+
+    def list(self, prefix: str = "") -> list[str]:
+        validate_prefix(prefix)
+        keys = []
+        with self._errors(prefix, "Listing"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        with self._errors(key, "Deleting"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    # --- conditional writes ---------------------------------------------------------------
+    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            with self._errors(key, "Reading"):
+                resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
+                return resp["Body"].read(), resp["ETag"]
+        except ObjectNotFoundError:
+            return None
+
+    def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
+        self.check_conditional_writes()
+        return self._put_conditional(key, data, etag=etag)
+
+    def _put_conditional(self, key: str, data: bytes, *, etag: str | None) -> str:
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            resp = self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data),
+                                           **condition)
+        except ClientError as err:
+            code, status = _error_code(err), _status(err)
+            if code in _CONFLICT or status in _CONFLICT:
+                expected = "absent" if etag is None else f"at ETag {etag}"
+                raise ConflictError(f"{key!r} on {self._where()} is no longer {expected} "
+                                    f"({code or status}); another writer got there first.") from None
+            if etag is not None and (code in _NOT_FOUND or status == "404"):
+                raise ConflictError(f"{key!r} on {self._where()} was deleted since it was read "
+                                    f"(expected ETag {etag}); another writer changed it.") from None
+            if code in _UNSUPPORTED or status == "501":
+                raise self._unsupported(f"it answered {code or status} to a conditional PutObject")
+            raise self._translate(err, key, "Conditionally writing") from None
+        except BotoCoreError as err:
+            raise self._translate(err, key, "Conditionally writing") from None
+        return resp["ETag"]
+
+    def _unsupported(self, why: str) -> ConditionalWritesUnsupportedError:
+        return ConditionalWritesUnsupportedError(
+            f"The S3 server at {self.endpoint_url} does not support conditional writes "
+            f"(If-None-Match / If-Match on PutObject): {why}. Without them two runs could both "
+            "replace champion.json silently, so boneflow refuses to promote. Use AWS S3, a recent "
+            "MinIO, or a folder store.")
+
+    def check_conditional_writes(self) -> None:
+        """Probe once per store: a second create-only write and a wrong If-Match must both be
+        refused with 412, otherwise the server does not honour the conditions."""
+        if self._conditional_checked:
+            return
+        with self._probe_lock:
+            if self._conditional_checked:
+                return
+            probe = _PROBE_PREFIX + secrets.token_hex(8)
+            try:
+                self._put_conditional(probe, b"1", etag=None)
+                try:
+                    self._put_conditional(probe, b"2", etag=None)
+                except ConflictError:
+                    pass
+                else:
+                    raise self._unsupported("it accepted If-None-Match: * on an existing object")
+                try:
+                    self._put_conditional(probe, b"3", etag='"00000000000000000000000000000000"')
+                except ConflictError:
+                    pass
+                else:
+                    raise self._unsupported("it accepted If-Match with a wrong ETag")
+            finally:
+                with contextlib.suppress(StoreError):
+                    self.delete(probe)
+            self._conditional_checked = True
