@@ -157,7 +157,7 @@ def render_report(*, run_id: str, metrics: dict, gate: dict, dataset: dict,
     confusion = _confusions(splits)
     if confusion:
         parts += ["### Confusion counts", confusion]
-    parts += ["## Dataset", *(_dataset_lines(dataset) or ["- (no dataset version recorded)"]),
+    parts += ["## Dataset", "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
               "## Cleaning", _summary_table(cleaning_summary),
               "## Leakage audit", _summary_table(leakage_summary)]
     if history:
@@ -205,7 +205,7 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
         "retraining pipelines and model monitoring. Out of scope: any clinical decision, "
         "localising the fracture, images that are not plain radiographs.",
         "## Data",
-        *_dataset_lines(dataset),
+        "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
         "Splits as shipped by the dataset (train / val / test); unreadable, truncated and "
         "too-small files excluded before training (see `cleaning_report.json`).",
         "## How it was evaluated",
