@@ -1,15 +1,76 @@
-"""CLI commands for serving: predict, app. (Owned by the serving part.)"""
+"""CLI commands for serving: predict, app. (Owned by the serving part.)
+
+Heavy imports (torch, gradio) happen inside the commands so `boneflow --help` stays fast."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
-
-def predict() -> None:
-    """Predict with the champion (not implemented yet)."""
-    raise typer.Exit(2)
+from boneflow.config import DEFAULT_STORE
 
 
-def app() -> None:
-    """Gradio app (not implemented yet)."""
-    raise typer.Exit(2)
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def predict(
+    images: List[Path] = typer.Argument(..., help="X-ray image files (PNG or JPEG)."),
+    store: str = typer.Option(DEFAULT_STORE, "--store", help="Store URL: folder, file://... or s3://bucket/prefix."),
+    run_id: Optional[str] = typer.Option(None, "--run-id", help="Use this published run instead of the champion."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="Model cache (default $BONEFLOW_CACHE or ~/.cache/boneflow)."),
+) -> None:
+    """One JSON line per image: {path, label, prob_fractured, run_id}; unreadable files get an
+    "error" line and the command exits 1 at the end."""
+    from boneflow.errors import BoneflowError
+
+    try:
+        from boneflow.serve.predictor import Predictor
+
+        predictor = Predictor.from_store(store, run_id, cache_dir=cache_dir)
+    except BoneflowError as err:
+        _fail(str(err))
+    failed = 0
+    for path in images:
+        line: dict = {"path": str(path)}
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            line.update(predictor.predict(path))
+        except BoneflowError as err:
+            line.update(error=f"{path}: {err}; give a PNG or JPEG X-ray", run_id=predictor.run_id)
+        except OSError as err:
+            line.update(error=f"{path}: cannot read the file ({err.strerror or err})", run_id=predictor.run_id)
+        if "error" in line:
+            failed += 1
+        typer.echo(json.dumps(line))
+    if failed:
+        typer.echo(f"error: {failed} of {len(images)} images could not be read (see their \"error\" lines)", err=True)
+        raise typer.Exit(1)
+
+
+def app(
+    store: str = typer.Option(DEFAULT_STORE, "--store", help="Store URL whose champion is served (reloaded when it changes)."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port to listen on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the app on the network."),
+    max_mb: float = typer.Option(25.0, "--max-mb", min=0.01, help="Largest upload accepted, in MiB."),
+    max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest upload accepted, in pixels (width x height)."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="Model cache (default $BONEFLOW_CACHE or ~/.cache/boneflow)."),
+) -> None:
+    """Gradio app on the champion: upload an X-ray, see the label, probability and Grad-CAM."""
+    from boneflow.errors import BoneflowError
+
+    try:
+        from boneflow.serve.app import launch_app
+        from boneflow.serve.uploads import UploadLimits
+
+        launch_app(store, host=host, port=port, cache_dir=cache_dir,
+                   limits=UploadLimits(max_bytes=int(max_mb * 2**20), max_pixels=max_pixels))
+    except BoneflowError as err:
+        _fail(str(err))

@@ -1,0 +1,139 @@
+"""The Gradio app: upload an X-ray, see the champion's answer and where it looked.
+
+`XrayApp` is the handler, free of Gradio so it can be tested and timed directly
+(bench/app_latency.py): file path → checks → champion (reloaded if it changed) → prediction +
+Grad-CAM → overlay. `build_ui` wires it into Gradio 6 Blocks; `launch_app` serves it with
+everything that would phone home switched off.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
+from boneflow.serve.errors import ImageRejectedError
+from boneflow.serve.uploads import UploadLimits, check_upload
+
+NOTICE = (
+    "**Not a medical device.** boneflow is a research demo trained on a public dataset. It must "
+    "not be used to diagnose, treat or rule out a fracture; ask a clinician to read the X-ray."
+)
+
+
+@dataclass(frozen=True)
+class AppAnswer:
+    label: str
+    prob_fractured: float
+    run_id: str
+    overlay: np.ndarray  # RGB uint8 [crop, crop]: the input as the model saw it + Grad-CAM
+    served: ServedModel
+
+    def confidences(self) -> dict[str, float]:
+        return {"fractured": self.prob_fractured, "not fractured": round(1 - self.prob_fractured, 6)}
+
+    def summary(self) -> str:
+        return (f"**{self.label}** · probability of fracture {self.prob_fractured:.3f} · "
+                f"model run `{self.run_id}`")
+
+
+class XrayApp:
+    """The app's end-to-end predict path for one uploaded file."""
+
+    def __init__(self, store_url: str, *, limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None) -> None:
+        self.follower = ChampionFollower(store_url, cache_dir=cache_dir)
+        self.limits = limits
+
+    def model_info(self) -> str:
+        served = self.follower.current()
+        text = metrics_markdown(served)
+        if self.follower.last_error:
+            text += f"\n\n⚠️ {self.follower.last_error}"
+        return text
+
+    def analyse(self, path: str | Path) -> AppAnswer:
+        from boneflow.data.preprocess import ImageRejected
+        from boneflow.serve.gradcam import overlay_heatmap
+
+        check_upload(Path(path), self.limits)
+        served = self.follower.current()
+        try:
+            seen = served.predictor.explain(Path(path))
+        except ImageRejected as err:
+            raise ImageRejectedError(f"{Path(path).name}: {err.detail}; upload a PNG or JPEG X-ray") from None
+        return AppAnswer(
+            label=seen.label,
+            prob_fractured=seen.prob_fractured,
+            run_id=seen.run_id,
+            overlay=overlay_heatmap(seen.image, seen.heatmap),
+            served=served,
+        )
+
+
+def _upload_path(payload: Any) -> str | None:
+    # The event runs with preprocess=False: Gradio hands over its FileData dict untouched, so
+    # the original bytes reach our checks and `load_xray` (no re-encode, no RGB conversion).
+    if not payload:
+        return None
+    if isinstance(payload, dict):
+        return payload.get("path")
+    return str(payload)
+
+
+def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None):
+    import gradio as gr
+
+    def on_image(payload):
+        path = _upload_path(payload)
+        if path is None:
+            return None, None, "Upload an X-ray (PNG or JPEG) or pick an example.", xray_app.model_info()
+        try:
+            answer = xray_app.analyse(path)
+        except ImageRejectedError as err:
+            raise gr.Error(str(err), title="Image rejected") from None
+        return answer.confidences(), answer.overlay, answer.summary(), metrics_markdown(answer.served)
+
+    with gr.Blocks(title="boneflow · fracture check") as demo:
+        gr.Markdown("# boneflow · bone-fracture check\nUpload an X-ray; the current champion model "
+                    "says whether it sees a fracture and where it looked (Grad-CAM).")
+        gr.Markdown(NOTICE, elem_id="notice")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(label="X-ray", type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                 elem_id="xray-input", height=320)
+                if examples:
+                    gr.Examples(examples=[[str(p)] for p in examples], inputs=[image], label="Examples (synthetic)")
+            with gr.Column():
+                label = gr.Label(label="Prediction", num_top_classes=2, elem_id="prediction")
+                heatmap = gr.Image(label="Where the model looked (Grad-CAM on the crop it saw)", type="numpy",
+                                   format="png", interactive=False, elem_id="heatmap", height=320)
+                status = gr.Markdown("Upload an X-ray (PNG or JPEG) or pick an example.", elem_id="status")
+        info = gr.Markdown(elem_id="model-info")
+        image.change(on_image, inputs=[image], outputs=[label, heatmap, status, info], preprocess=False,
+                     api_name="predict")
+        demo.load(xray_app.model_info, outputs=[info])
+    return demo
+
+
+def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
+               limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None) -> None:
+    """Serve until interrupted. Fails early (BoneflowError) when the store has no champion."""
+    # Offline by design: no analytics, no share tunnel, no update check.
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    from boneflow.serve.examples import write_examples
+
+    xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
+    xray_app.follower.current()  # load now: a missing champion is reported before serving
+    example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))
+    demo = build_ui(xray_app, examples=write_examples(example_dir))
+    demo.queue(default_concurrency_limit=1)  # one model, one request at a time: latency stays flat
+    demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
+                max_file_size=limits.max_bytes, allowed_paths=[str(example_dir)], ssr_mode=False,
+                footer_links=["api"], quiet=False)

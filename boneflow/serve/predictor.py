@@ -1,0 +1,128 @@
+"""Predict with a published model: the champion, or a given run.
+
+The image path is the evaluation path, call for call: `load_xray(image, pack_size)` (the one
+decode path packing uses) then `EvalPreset(crop_size=image_size, mean, std)` on the uint8
+array, with the sizes and statistics read from the run's model.json. So a served prediction
+equals what evaluation computed for the same file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from boneflow.serve.errors import NoChampionError
+from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
+
+POSITIVE = "fractured"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    label: str
+    prob_fractured: float
+    run_id: str
+    image: np.ndarray  # uint8 [crop, crop]: exactly the pixels the network saw (denormalised)
+    heatmap: np.ndarray  # float [crop, crop] in 0..1, Grad-CAM for the "fractured" score
+
+
+class Predictor:
+    """A loaded model plus its preprocessing. `predict(image)` → {label, prob_fractured, run_id}."""
+
+    def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
+        from boneflow.train.augment import EvalPreset
+
+        prep = meta["preprocessing"]
+        self.model = model.eval()
+        for p in self.model.parameters():  # inference only; Grad-CAM needs no weight grads
+            p.requires_grad_(False)
+        self.meta = meta
+        self.run_id = run_id
+        self.model_sha256 = model_sha256
+        self.classes: list[str] = list(meta["classes"])
+        self.positive_index = self.classes.index(POSITIVE)
+        self.pack_size = int(prep["pack_size"])
+        self.image_size = int(prep["image_size"])
+        self.mean = float(np.asarray(prep["mean"]).reshape(-1)[0])
+        self.std = float(np.asarray(prep["std"]).reshape(-1)[0])
+        self.preset = EvalPreset(crop_size=self.image_size, mean=prep["mean"], std=prep["std"])
+        self._gradcam = None
+
+    # --- loading ----------------------------------------------------------------------------
+    @classmethod
+    def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> "Predictor":
+        """Load the champion (or `run_id`) from the store; weights are sha256-checked and cached."""
+        from boneflow.store import open_store
+
+        return cls.from_opened_store(open_store(store_url), run_id, cache_dir=cache_dir)
+
+    @classmethod
+    def from_opened_store(cls, store, run_id: str | None = None, *, cache_dir: Path | None = None) -> "Predictor":
+        from boneflow.publish import read_champion
+
+        if run_id is None:
+            found = read_champion(store)
+            if found is None:
+                raise NoChampionError(f"no champion in {store.url}; run `boneflow run` first")
+            champion, _etag = found
+            run_id, sha256 = champion["run_id"], champion["model_sha256"]
+        else:
+            sha256 = run_model_sha256(store, run_id)
+        folder = cached_model(store, run_id, sha256, root=cache_dir)
+        return cls.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
+
+    @classmethod
+    def from_files(cls, weights: Path, model_json: Path, *, run_id: str, model_sha256: str) -> "Predictor":
+        from boneflow.train.model import load_model
+
+        model, meta = load_model(weights, model_json)
+        return cls(model=model, meta=meta, run_id=run_id, model_sha256=model_sha256)
+
+    # --- inference --------------------------------------------------------------------------
+    def preprocess(self, image) -> torch.Tensor:
+        """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
+        pixels = self._pixels(image)
+        return self.preset(torch.from_numpy(np.array(pixels, copy=True))[None])  # writable copy: torch warns on read-only arrays
+
+    def _label(self, prob_fractured: float) -> str:
+        # argmax over two softmax outputs == threshold 0.5 on the positive class
+        return POSITIVE if prob_fractured >= 0.5 else self.classes[1 - self.positive_index]
+
+    def _pixels(self, image) -> np.ndarray:
+        from boneflow.data.preprocess import load_xray
+
+        return load_xray(image, self.pack_size)
+
+    def predict(self, image) -> dict[str, Any]:
+        # Literally evaluation's function on the packed-size pixels: same crop, normalisation,
+        # memory format and precision (bf16 autocast where the CPU/GPU has native bf16).
+        from boneflow.evaluate.predict import predict_proba
+
+        prob = float(predict_proba(self.model, self._pixels(image), image_size=self.image_size, device="cpu")[0])
+        return {"label": self._label(prob), "prob_fractured": round(prob, 6), "run_id": self.run_id}
+
+    def explain(self, image) -> Explanation:
+        """Prediction and Grad-CAM from one forward pass (see gradcam.py for why it is cheap)."""
+        from boneflow.serve.gradcam import GradCAM
+        from boneflow.train.device import autocast, use_bf16
+
+        if self._gradcam is None:
+            self._gradcam = GradCAM(model=self.model)
+        x = self.preprocess(image)
+        cpu = torch.device("cpu")
+        with autocast(cpu, use_bf16(cpu)):  # the precision predict/evaluation use
+            logits, cam = self._gradcam(x.contiguous(memory_format=torch.channels_last), class_index=self.positive_index)
+        cam = cam.float()
+        prob = torch.softmax(logits.float(), dim=1)[0, self.positive_index].item()
+        seen = (x[0, 0] * self.std + self.mean).mul(255).round().clamp(0, 255).to(torch.uint8)
+        return Explanation(
+            label=self._label(prob),
+            prob_fractured=round(prob, 6),
+            run_id=self.run_id,
+            image=seen.numpy(),
+            heatmap=cam[0].numpy(),
+        )
