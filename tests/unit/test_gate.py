@@ -1,0 +1,84 @@
+"""The gate is a pure function: table-driven cases, reasons with numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from boneflow.gate import GateDecision, GateError, GatePolicy, decide
+
+
+def splits(acc, rec, split="test_clean"):
+    return {split: {"accuracy": acc, "recall_fractured": rec, "n": 200}}
+
+
+POLICY = GatePolicy()
+
+CASES = [
+    # (name, candidate, champion, passed, reason fragments)
+    ("first model meets floors", splits(0.93, 0.95), None, True,
+     ["leak-free test accuracy 0.930 >= 0.900", "no champion yet"]),
+    ("first model below accuracy", splits(0.874, 0.95), None, False,
+     ["leak-free test accuracy 0.874 < 0.900"]),
+    ("first model below recall", splits(0.95, 0.85), None, False,
+     ["leak-free test fractured recall 0.850 < 0.900"]),
+    ("exactly at floors passes", splits(0.90, 0.90), None, True, [">= 0.900"]),
+    ("just under floor shows 4 decimals", splits(0.8996, 0.95), None, False,
+     ["accuracy 0.8996 < 0.9000"]),
+    ("better than champion", splits(0.95, 0.95), splits(0.93, 0.94), True,
+     ["change +0.020 within the allowed regression 0.010"]),
+    ("small drop within tolerance", splits(0.925, 0.95), splits(0.93, 0.94), True, ["-0.005"]),
+    ("drop of exactly max_regression passes", splits(0.92, 0.95), splits(0.93, 0.94), True, ["-0.010"]),
+    ("regression fails", splits(0.91, 0.95), splits(0.93, 0.94), False,
+     ["regresses 0.020 from champion 20260101T000000Z-aaaaaa's 0.930 (allowed 0.010)"]),
+    ("both floors and regression fail", splits(0.80, 0.70), splits(0.95, 0.95), False,
+     ["accuracy 0.800 < 0.900", "recall 0.700 < 0.900", "regresses 0.150"]),
+]
+
+
+@pytest.mark.parametrize("name,cand,champ,passed,fragments", CASES, ids=[c[0] for c in CASES])
+def test_decide_table(name, cand, champ, passed, fragments):
+    decision = decide(cand, champ, POLICY, champion_run_id="20260101T000000Z-aaaaaa" if champ else None)
+    assert decision.passed is passed
+    text = " | ".join(decision.reasons)
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+def test_decision_to_dict_is_the_metrics_json_gate_block():
+    d = decide(splits(0.95, 0.95), splits(0.93, 0.9), POLICY, champion_run_id="r1").to_dict()
+    assert set(d) == {"passed", "reasons", "policy", "champion_run_id"}
+    assert d["policy"] == {"min_accuracy": 0.9, "min_recall": 0.9, "max_regression": 0.01,
+                           "split": "test_clean"}
+    assert d["champion_run_id"] == "r1" and d["passed"] is True
+
+
+def test_gate_reads_only_its_split():
+    cand = {"test": {"accuracy": 0.99, "recall_fractured": 0.99}, **splits(0.80, 0.80)}
+    assert decide(cand, None, POLICY).passed is False
+    assert decide(cand, None, GatePolicy(split="test")).passed is True
+    assert "official test accuracy 0.990" in decide(cand, None, GatePolicy(split="test")).reasons[0]
+
+
+def test_custom_thresholds_and_message():
+    loose = GatePolicy(min_accuracy=0.5, min_recall=0.5, max_regression=0.2)
+    decision = decide(splits(0.6, 0.6), splits(0.75, 0.9), loose)
+    assert decision.passed and decision.message.startswith("Gate passed: ")
+    assert isinstance(decision, GateDecision)
+
+
+def test_missing_split_or_metric_is_a_clear_error():
+    with pytest.raises(GateError, match="split 'test_clean'.*evaluate on 'test_clean'"):
+        decide({"val": {"accuracy": 1, "recall_fractured": 1}}, None, POLICY)
+    with pytest.raises(GateError, match="recall_fractured"):
+        decide({"test_clean": {"accuracy": 1}}, None, POLICY)
+    with pytest.raises(GateError, match="champion metrics"):
+        decide(splits(0.95, 0.95), {"val": {}}, POLICY)
+    with pytest.raises(GateError, match="min_accuracy"):
+        GatePolicy(min_accuracy=1.5)
+
+
+def test_policy_from_config():
+    from boneflow.config import RetrainConfig
+
+    policy = GatePolicy.from_config(RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02))
+    assert (policy.min_accuracy, policy.min_recall, policy.max_regression, policy.split) == (0.8, 0.85, 0.02, "test_clean")
