@@ -1,0 +1,23 @@
+"""The training flow: what the gpu pool runs (deployment `train/train-gpu`), and what
+`retrain` calls in-process with dispatch=local.
+
+Restartable: checkpoints go to the store every epoch, so a rerun of the same run_id (the UI's
+Retry after a worker died) fetches the latest and resumes instead of starting from epoch 0.
+The result is handed back through the store: runs/<run_id>/train_result.json.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from boneflow.config import RetrainConfig
+from tasks.artifacts import write_failure_artifact
+from tasks.training import fetch_run_checkpoints, fetch_training_data, fit_model
+
+
+@flow(name="train", on_failure=[write_failure_artifact], persist_result=True)
+def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
+    """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store."""
+    packed_dir = fetch_training_data(config, dataset_fingerprint)
+    checkpoint_dir = fetch_run_checkpoints(run_id, config)
+    return fit_model(run_id, config, dataset_fingerprint, packed_dir, checkpoint_dir)

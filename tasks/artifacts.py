@@ -1,0 +1,129 @@
+"""Artifacts a user reads in the Prefect UI after a run, and the failure hook.
+
+Plots travel inside the artifacts as data: URIs (the UI renders them in markdown and image
+artifacts), so reading a run's outcome never needs access to the store.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+from prefect.artifacts import (
+    create_image_artifact,
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterStateType
+from prefect.client.schemas.objects import StateType
+from prefect.logging import get_logger
+
+log = get_logger("boneflow.artifacts")
+
+
+def artifact_key(*parts: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    raw = "-".join(p for p in parts if p)
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", raw.lower())).strip("-")
+
+
+def png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def inline_images(markdown: str, images: dict[str, Path]) -> str:
+    """Replace `](name.png)` links to the run's plots with data: URIs, so the UI shows them."""
+    for name, path in images.items():
+        if Path(path).is_file():
+            markdown = markdown.replace(f"]({name})", f"]({png_data_uri(path)})")
+    return markdown
+
+
+def report_artifact(run_id: str, report_md: str, images: dict[str, Path]) -> None:
+    create_markdown_artifact(inline_images(report_md, images), key=artifact_key("report", run_id),
+                             description=f"boneflow report of run {run_id}")
+
+
+def image_artifacts(run_id: str, images: dict[str, Path]) -> None:
+    for name, path in images.items():
+        if Path(path).is_file():
+            create_image_artifact(png_data_uri(path), key=artifact_key(Path(name).stem, run_id),
+                                  description=f"{name} of run {run_id}")
+
+
+def table_artifact(key: str, rows: list[dict], description: str) -> None:
+    """A table; an empty one gets a single explanatory row (an empty table reads as broken)."""
+    create_table_artifact(rows or [{"note": "none"}], key=artifact_key(key), description=description)
+
+
+def store_link(store_url: str, key: str) -> str:
+    """Link to an object: file:// for a folder store, s3://bucket/prefix/key for S3."""
+    if store_url.startswith("s3://"):
+        return store_url.rstrip("/") + "/" + key
+    base = store_url[len("file://"):] if store_url.startswith("file://") else store_url
+    return Path(base, key).resolve().as_uri()
+
+
+def link_artifacts(store_url: str, run_id: str, names: list[str]) -> None:
+    for name in names:
+        create_link_artifact(store_link(store_url, f"runs/{run_id}/{name}"), link_text=name,
+                             key=artifact_key("link", Path(name).stem, run_id),
+                             description=f"{name} of run {run_id} in the store")
+
+
+# --- failure hook -----------------------------------------------------------------------
+
+_WHAT_TO_DO = {
+    "AcquireError": "Kaggle was unreachable or the handle is wrong: check the handle and Kaggle "
+                    "credentials, or set data_dir to a local copy; then press Retry.",
+    "LayoutError": "The dataset folder does not have train/val/test with the two class folders: "
+                   "fix data_dir; then start a new run.",
+    "StoreUnavailableError": "The store could not be reached: check store_url, AWS_ENDPOINT_URL and "
+                             "the credentials of the worker; then press Retry (finished stages are reused).",
+    "ConflictError": "Another run replaced the champion at the same time: press Retry to re-gate "
+                     "against the new champion.",
+    "IntegrityError": "A downloaded object does not match its manifest: the store copy is damaged; "
+                      "inspect the named key, then start a new run with force.",
+    "TimeoutError": "A stage ran past its timeout: check the worker's load, then press Retry.",
+}
+_DEFAULT_WHAT_TO_DO = ("Read this flow run's logs (the failed task's last lines name the file or "
+                       "setting); fix it, then press Retry: finished stages are reused from cache.")
+
+
+def _failed_stage(flow_run_id) -> str | None:
+    """Name of the task that failed in this flow run (None when the flow itself failed)."""
+    try:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(state=TaskRunFilterStateType(
+                    any_=[StateType.FAILED, StateType.CRASHED])))
+    except Exception as exc:  # the hook must never hide the original failure
+        log.warning("could not read task runs for the failure artifact: %s", exc)
+        return None
+    return runs[-1].name.rsplit("-", 1)[0] if runs else None
+
+
+def write_failure_artifact(flow, flow_run, state) -> None:
+    """on_failure hook of both flows: which stage, the error, what to do."""
+    error = state.result(raise_on_failure=False)
+    error_type = type(error).__name__ if isinstance(error, BaseException) else None
+    message = str(error) if isinstance(error, BaseException) else (state.message or "")
+    stage = _failed_stage(flow_run.id)
+    if stage is None and message.startswith("Gate rejected"):
+        stage, advice = "gate", ("The candidate was published under runs/<run_id>/ for inspection and "
+                                 "the champion is unchanged. Read the report artifact; improve the "
+                                 "data or settings, or change the gate thresholds, then start a new run.")
+    else:
+        advice = _WHAT_TO_DO.get(error_type or "", _DEFAULT_WHAT_TO_DO)
+    md = (f"# {flow.name} failed\n\n"
+          f"| | |\n|---|---|\n"
+          f"| stage | `{stage or 'flow'}` |\n"
+          f"| error | `{error_type or state.name}` |\n"
+          f"| flow run | `{flow_run.name}` ({flow_run.id}) |\n\n"
+          f"**Message:** {message}\n\n**What to do:** {advice}\n")
+    create_markdown_artifact(md, key=artifact_key("failure", flow.name),
+                             description=f"why {flow_run.name} failed")

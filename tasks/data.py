@@ -1,0 +1,119 @@
+"""Data stages of `retrain`: acquire, fetch-or-(validate, audit, pack), dataset artifacts.
+
+Results are paths and dicts (persisted, so the UI's Retry reuses them); the decoded dataset
+between validate and pack stays in memory and is never persisted (it is large, and the packed
+copy in the store is what a retry reuses).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import DEFAULT, NO_CACHE
+
+from boneflow.config import RetrainConfig
+from boneflow.data.acquire import acquire
+from boneflow.data.leakage import LeakageAudit, audit_leakage
+from boneflow.data.pack import PackedDataError, load_packed, pack_dataset
+from boneflow.data.validate import ValidatedDataset, validate_dataset
+from boneflow.publish import fetch_dataset, upload_dataset
+from boneflow.store import open_store
+from boneflow.store.errors import ObjectNotFoundError
+from tasks.artifacts import table_artifact
+from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
+
+
+@task(retries=3, retry_delay_seconds=[10, 60, 300], timeout_seconds=6 * 3600,
+      cache_policy=DEFAULT, persist_result=True)  # DEFAULT: once per flow run (a new run sees a new Kaggle version)
+def acquire_dataset(config: RetrainConfig) -> dict:
+    log, t0 = get_run_logger(), time.perf_counter()
+    got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None,
+                  kaggle_handle=config.kaggle_handle)
+    log.info("acquired %s dataset at %s: %d files, fingerprint %s (%.1fs)", got.version.source,
+             got.root, got.version.file_count, got.version.fingerprint[:12], time.perf_counter() - t0)
+    return {"root": str(got.root), "version": got.version.to_dict()}
+
+
+def _matches(packed_dir: Path, config: RetrainConfig) -> bool:
+    manifest = load_packed(packed_dir).manifest
+    return (manifest.get("min_side") == config.min_side
+            and manifest.get("leak_max_distance") == config.leak_max_distance)
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=STAGE_CACHE, persist_result=True)
+def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
+    """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
+    yet (or was packed with other settings) and must be built."""
+    log, dest = get_run_logger(), dataset_cache_dir(dataset_fingerprint, config.pack_size)
+    try:
+        fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
+    except ObjectNotFoundError:
+        log.info("no packed copy of dataset %s at size %d in the store: building it",
+                 dataset_fingerprint[:12], config.pack_size)
+        return None
+    try:
+        if not _matches(dest, config):
+            log.info("the stored packed dataset used other min_side/leak settings: rebuilding")
+            return None
+    except PackedDataError as err:
+        log.warning("stored packed dataset unusable (%s): rebuilding", err)
+        return None
+    log.info("reusing packed dataset %s/%d from the store at %s", dataset_fingerprint[:12],
+             config.pack_size, dest)
+    return str(dest)
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=6 * 3600)
+def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
+    log, t0 = get_run_logger(), time.perf_counter()
+    validated = validate_dataset(Path(root), workdir=run_work_dir(run_id, "validate"),
+                                 pack_size=config.pack_size, min_side=config.min_side,
+                                 workers=config.workers)
+    excluded = validated.report.get("excluded", [])
+    log.info("validated %s: kept %d images, excluded %d (%.1fs)", root, len(validated.records),
+             len(excluded) if isinstance(excluded, list) else excluded, time.perf_counter() - t0)
+    return validated
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=3600)
+def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
+    log, t0 = get_run_logger(), time.perf_counter()
+    result = audit_leakage(validated, max_distance=config.leak_max_distance)
+    log.info("leakage audit: %d near-copy pairs across splits; leak-free test keeps %d images (%.1fs)",
+             len(result.report.get("pairs", [])), len(result.leakfree_test), time.perf_counter() - t0)
+    return result
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=STAGE_CACHE, persist_result=True,
+      timeout_seconds=3600)
+def pack_and_store(validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig,
+                   dataset_fingerprint: str) -> str:
+    """Pack into the local content-addressed cache, then upload to datasets/<fp>/<size>/."""
+    log, t0 = get_run_logger(), time.perf_counter()
+    packed = pack_dataset(validated, leakage,
+                          out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size))
+    uploaded = upload_dataset(open_store(config.store_url), packed)
+    log.info("packed %s (splits %s) and %s it to %s (%.1fs)", packed.dir,
+             {k: v["n"] for k, v in packed.manifest.get("splits", {}).items()},
+             "uploaded" if uploaded["uploaded"] else "found", uploaded["prefix"], time.perf_counter() - t0)
+    return str(packed.dir)
+
+
+@task(cache_policy=NO_CACHE)
+def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
+    """Tables of what cleaning excluded and which images leak across splits; returns counts."""
+    import json
+
+    folder = Path(packed_dir)
+    cleaning = json.loads((folder / "cleaning_report.json").read_text())
+    leakage = json.loads((folder / "leakage_report.json").read_text())
+    excluded = cleaning.get("excluded", [])
+    pairs = leakage.get("pairs", [])
+    table_artifact(f"exclusions-{run_id}", [dict(e) for e in excluded][:500],
+                   f"Images excluded by validation ({len(excluded)}; paths relative to the dataset root)")
+    table_artifact(f"leakage-pairs-{run_id}", [dict(p) for p in pairs][:500],
+                   f"Near-duplicate pairs across splits ({len(pairs)}); their test images are left "
+                   "out of test_clean")
+    return {"excluded": len(excluded), "leak_pairs": len(pairs)}

@@ -1,0 +1,72 @@
+"""What every task and flow shares: the run id, local work folders and the cache key.
+
+Why a custom cache key: a task's result must be reused when the UI's Retry re-runs the same
+flow run (the training is minutes to hours), and must never be reused for different data or
+settings. The key is built from the inputs that decide a stage's output: the run id (stable
+across retries of one flow run), the dataset fingerprint and the config fingerprint, plus the
+task's source code so an edited task does not return stale results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
+from prefect.context import get_run_context
+
+from boneflow.config import RetrainConfig
+
+WORK_DIR_ENV = "BONEFLOW_WORK_DIR"
+
+
+def work_root() -> Path:
+    """Local scratch space (never the current directory): $BONEFLOW_WORK_DIR or ~/.cache/boneflow."""
+    root = os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow"
+    return Path(root)
+
+
+def run_work_dir(run_id: str, *parts: str) -> Path:
+    path = work_root().joinpath("runs", run_id, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def dataset_cache_dir(fingerprint: str, size: int) -> Path:
+    """Content-addressed local copy of a packed dataset (shared by runs on this machine)."""
+    return work_root() / "datasets" / fingerprint / str(size)
+
+
+def run_id_for_current_flow_run() -> str:
+    """The store's run id (`YYYYmmddTHHMMSSZ-xxxxxx`) derived from the flow run itself: its
+    creation time and the first 6 hex digits of its id. A Retry of the same flow run gets the
+    same run id, so the resumed training finds its checkpoints under runs/<run_id>/."""
+    flow_run = get_run_context().flow_run
+    created = getattr(flow_run, "created", None) or datetime.now(timezone.utc)
+    return created.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + flow_run.id.hex[:6]
+
+
+_PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
+
+
+def _key_part(value: Any) -> str:
+    if isinstance(value, RetrainConfig):
+        # the model-determining fields plus where results go; dispatch/force do not change a stage's output
+        return f"config:{value.fingerprint()}:{value.store_url}"
+    if isinstance(value, _PLAIN):
+        return json.dumps(value, sort_keys=True, default=str)
+    # in-memory objects (a decoded dataset) are derived from the plain inputs beside them
+    return type(value).__name__
+
+
+def _stage_key(context, parameters: dict[str, Any]) -> str:
+    blob = "|".join(f"{name}={_key_part(value)}" for name, value in sorted(parameters.items()))
+    return f"{context.task.name}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
+
+
+# run id + dataset fingerprint + config fingerprint (whatever of those the task takes) + source
+STAGE_CACHE = TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_stage_key)

@@ -1,0 +1,109 @@
+"""Training stages: fetch the inputs from the store, fit with a checkpoint per epoch, hand the
+result back through the store (runs/<run_id>/train_result.json), and the dispatch to the gpu
+pool. The store is the hand-off because the gpu worker may be another machine."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+
+from boneflow.config import RetrainConfig
+from boneflow.data.pack import load_packed
+from boneflow.publish import fetch_checkpoints, fetch_dataset, upload_checkpoint
+from boneflow.store import open_store
+from tasks.artifacts import artifact_key
+from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
+
+TRAIN_RESULT = "train_result.json"
+MODEL_FILES = ("model.safetensors", "model.json", "history.json", TRAIN_RESULT)
+
+
+# NO_CACHE: cheap when the local copy already matches, and a Retry on another machine needs the files
+@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600)
+def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
+    log, t0 = get_run_logger(), time.perf_counter()
+    dest = dataset_cache_dir(dataset_fingerprint, config.pack_size)
+    fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
+    log.info("packed dataset %s/%d ready at %s (%.1fs)", dataset_fingerprint[:12], config.pack_size,
+             dest, time.perf_counter() - t0)
+    return str(dest)
+
+
+@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600)
+def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
+    """Checkpoints this run already wrote (a restarted training resumes from the latest)."""
+    dest = run_work_dir(run_id, "checkpoints")
+    found = fetch_checkpoints(open_store(config.store_url), run_id, dest, latest_only=True)
+    get_run_logger().info("run %s: %s", run_id, f"resuming from {found[-1].name}" if found
+                          else "no checkpoints yet, training from scratch")
+    return str(dest)
+
+
+@task(cache_policy=STAGE_CACHE, persist_result=True)
+def fit_model(run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str,
+              checkpoint_dir: str) -> dict:
+    """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
+    model, its history and train_result.json go to runs/<run_id>/."""
+    from boneflow.train.augment import preprocessing_meta
+    from boneflow.train.fit import fit
+    from boneflow.train.model import save_model
+
+    log, store = get_run_logger(), open_store(config.store_url)
+    packed = load_packed(Path(packed_dir))
+    progress_id = create_progress_artifact(0.0, key=artifact_key("training-progress", run_id),
+                                           description=f"epochs done of run {run_id}")
+
+    def on_epoch(stats: dict) -> None:
+        key = upload_checkpoint(store, run_id, Path(stats["checkpoint"]))
+        update_progress_artifact(progress_id, 100.0 * stats["epoch"] / stats["epochs"],
+                                 description=f"epoch {stats['epoch']}/{stats['epochs']}: "
+                                             f"val_acc {stats['val_acc']:.3f}")
+        log.info("epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
+                 "(%.1fs, %.0f img/s); checkpoint -> %s", stats["epoch"], stats["epochs"],
+                 stats["train_loss"], stats["train_acc"], stats["val_loss"], stats["val_acc"],
+                 stats["seconds"], stats.get("img_per_s", 0.0), key)
+
+    result = fit(packed, config.train_settings(), checkpoint_dir=Path(checkpoint_dir), on_epoch=on_epoch)
+    update_progress_artifact(progress_id, 100.0, description=f"done: {result.epochs_run} epochs")
+    out = run_work_dir(run_id, "model")
+    save_model(result.model, out, meta={
+        "classes": list(packed.classes), "run_id": run_id, "dataset_fingerprint": dataset_fingerprint,
+        "preprocessing": preprocessing_meta(pack_size=packed.size, image_size=config.image_size),
+        "config": config.model_dump(), "config_fingerprint": config.fingerprint()})
+    (out / "history.json").write_text(json.dumps(result.history, indent=2, default=float))
+    summary = {"run_id": run_id, "dataset_fingerprint": dataset_fingerprint,
+               "config_fingerprint": config.fingerprint(), "best_epoch": result.best_epoch,
+               "epochs_run": result.epochs_run, "resumed_from_epoch": result.resumed_from_epoch or 0,
+               "seconds": round(result.seconds, 2), "history": result.history}
+    (out / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, default=float))
+    for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
+        store.put_file(f"runs/{run_id}/{name}", out / name)
+    log.info("trained %d epochs (resumed from epoch %d, best %d) in %.1fs; model in runs/%s/",
+             result.epochs_run, result.resumed_from_epoch or 0, result.best_epoch, result.seconds, run_id)
+    return summary
+
+
+@task(cache_policy=STAGE_CACHE, persist_result=True)
+def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
+    """Run the train-gpu deployment, wait for it, read its result from the store. Cached, so a
+    Retry of this flow run after a later stage failed does not train again."""
+    from prefect.deployments import run_deployment
+
+    log, t0 = get_run_logger(), time.perf_counter()
+    child = run_deployment("train/train-gpu", poll_interval=1, parameters={
+        "run_id": run_id, "config": config.model_dump(mode="json"),
+        "dataset_fingerprint": dataset_fingerprint})
+    if not child.state or not child.state.is_completed():
+        state = child.state.name if child.state else "unknown"
+        raise RuntimeError(f"training flow run {child.name} ({child.id}) ended {state}: "
+                           f"{child.state.message if child.state else ''}. Open it in the UI for its "
+                           f"logs; after fixing, press Retry on this run (finished stages are reused).")
+    summary = json.loads(open_store(config.store_url).get_bytes(f"runs/{run_id}/{TRAIN_RESULT}"))
+    log.info("training flow run %s completed on the gpu pool in %.1fs (epochs %d, resumed from %d)",
+             child.name, time.perf_counter() - t0, summary["epochs_run"], summary["resumed_from_epoch"])
+    return summary
