@@ -1,20 +1,98 @@
-"""CLI commands for data: audit, demo-data, bench prep. (Owned by the data part.)"""
+"""CLI commands for data: audit, demo-data, bench prep. Heavy imports stay inside the functions."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 
-def audit() -> None:
-    """Validate + leakage-audit a dataset folder (not implemented yet)."""
-    raise typer.Exit(2)
+def audit(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Local dataset copy: any folder above train/val/test.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for cleaning_report.json and leakage_report.json.")],
+    workers: Annotated[int, typer.Option(help="Decoding processes; 0 = one per CPU core.", min=0)] = 0,
+    min_side: Annotated[int, typer.Option(help="Exclude images whose shorter side is below this (px).", min=1)] = 64,
+    max_distance: Annotated[int, typer.Option(
+        help="Largest phash Hamming distance (of 64) counted as a cross-split copy.", min=0, max=64)] = 6,
+    pack_size: Annotated[int, typer.Option(help="Side of the decoded square kept for hashing (px).", min=32)] = 256,
+) -> None:
+    """Validate a dataset and audit it for cross-split leakage (no training); writes both reports to --out."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from boneflow.data.acquire import acquire
+    from boneflow.data.leakage import audit_leakage
+    from boneflow.data.validate import validate_dataset
+    from boneflow.errors import BoneflowError
+
+    err = Console(stderr=True)
+    try:
+        acquired = acquire(data_dir=data_dir, kaggle_handle="", retries=1)
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=err, transient=False) as bar:
+            task = bar.add_task("decoding", total=None)
+            validated = validate_dataset(
+                acquired.root, workdir=out, pack_size=pack_size, min_side=min_side, workers=workers,
+                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        leak = audit_leakage(validated, max_distance=max_distance)
+    except BoneflowError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
+
+    counts = validated.report["counts"]
+    table = Table(title=f"boneflow audit: {acquired.root}", title_justify="left")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_row("files / images", f"{validated.report['file_count']} / {counts['images']}")
+    table.add_row("kept", str(counts["kept"]))
+    for reason, k in counts["by_reason"].items():
+        if k:
+            table.add_row(f"excluded: {reason}", str(k))
+    for key in ("empty_folders", "stray_files", "stray_folders"):
+        if validated.report[key]:
+            table.add_row(key.replace("_", " "), str(len(validated.report[key])))
+    lc = leak.report["counts"]
+    table.add_row(f"cross-split copies (d<={max_distance})", str(lc["pairs"]))
+    table.add_row("test leaking / clean", f"{lc['test_leaking']} / {lc['test_clean']}")
+    table.add_row("fingerprint", acquired.version.fingerprint[:16])
+    Console().print(table)
+    Console().print(f"reports: {Path(out) / 'cleaning_report.json'}, {Path(out) / 'leakage_report.json'}",
+                    highlight=False)
 
 
-def demo_data() -> None:
-    """Write a synthetic dataset (not implemented yet)."""
-    raise typer.Exit(2)
+def demo_data(
+    path: Annotated[Path, typer.Argument(help="Folder to write (the Kaggle layout goes below it).")],
+    n: Annotated[int, typer.Option("--n", help="Distinct synthetic radiographs (defects and copies come on top).",
+                                   min=20)] = 600,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
+    full_size: Annotated[bool, typer.Option(help="256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px.")] = False,
+) -> None:
+    """Write a synthetic X-ray-like dataset with planted defects and cross-split copies."""
+    from boneflow.data.synthetic import dataset_root, write_demo_dataset
+
+    planted = write_demo_dataset(path, n=n, seed=seed, full_size=full_size)
+    typer.echo(f"wrote {n} radiographs + {len(planted['defects'])} planted encodings/defects + "
+               f"{len(planted['copies'])} cross-split copies under {dataset_root(path)}; "
+               f"what was planted: {Path(path) / 'planted.json'}")
 
 
-def bench_prep() -> None:
-    """Benchmark data preparation (not implemented yet)."""
-    raise typer.Exit(2)
+def bench_prep(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Local dataset copy: any folder above train/val/test.")],
+    limit: Annotated[int, typer.Option(help="Use at most this many images (0 = all).", min=0)] = 0,
+    workers: Annotated[int, typer.Option(help="Our decoding processes; 0 = one per CPU core.", min=0)] = 0,
+    pack_size: Annotated[int, typer.Option(help="Stored side of packed images (px).", min=32)] = 256,
+) -> None:
+    """Time ours (validate + audit + pack) vs the seed-style path (verify, then ImageFolder-style decode)."""
+    from boneflow.bench.prep import run_prep_bench
+    from boneflow.errors import BoneflowError
+
+    try:
+        result = run_prep_bench(data_dir, limit=limit, workers=workers, pack_size=pack_size)
+    except BoneflowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2))

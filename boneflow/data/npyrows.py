@@ -1,0 +1,67 @@
+"""Row-wise access to .npy files without mapping them into the process.
+
+The arrays are created with `np.lib.format.open_memmap` (a standard .npy file that
+`np.load(..., mmap_mode="r")` maps later), but rows are written and read through ordinary
+file I/O: pages touched through a memmap count towards the process's resident set, page-cache
+pages written with write() do not, so the parent's peak RSS stays flat however many images
+there are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def create_npy(path: Path, shape: tuple[int, ...], dtype) -> None:
+    """A zero-filled (sparse) .npy file of `shape`."""
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    arr.flush()
+    del arr
+
+
+def _data_offset(fh) -> int:
+    major, _minor = np.lib.format.read_magic(fh)
+    if major == 1:
+        np.lib.format.read_array_header_1_0(fh)
+    else:
+        np.lib.format.read_array_header_2_0(fh)
+    return fh.tell()
+
+
+class NpyRows:
+    """Open an existing C-ordered .npy file for row writes (`mode="r+b"`) or reads (`"rb"`)."""
+
+    def __init__(self, path: Path, *, mode: str = "r+b"):
+        self.path = Path(path)
+        self._fh = open(self.path, mode)
+        self.offset = _data_offset(self._fh)
+        self._fh.seek(0)
+        major, _ = np.lib.format.read_magic(self._fh)
+        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        self.shape, fortran, self.dtype = reader(self._fh)
+        if fortran:
+            raise ValueError(f"{self.path}: Fortran-ordered arrays are not supported")
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def write_row(self, index: int, row: np.ndarray) -> None:
+        data = np.ascontiguousarray(row, dtype=self.dtype).tobytes()
+        if len(data) != self.row_bytes:
+            raise ValueError(f"{self.path}: row of {len(data)} bytes, expected {self.row_bytes}")
+        self._fh.seek(self.offset + index * self.row_bytes)
+        self._fh.write(data)
+
+    def read_row(self, index: int) -> np.ndarray:
+        self._fh.seek(self.offset + index * self.row_bytes)
+        data = self._fh.read(self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape[1:])
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "NpyRows":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,222 @@
+"""Validation: every file decoded exactly once, in a process pool.
+
+One decode per file yields all three products: the verdict (kept / excluded with a reason),
+the packed pixels (greyscale, aspect kept, padded square of `pack_size`) and the perceptual
+hashes for the leakage audit (of the image, its mirror and its 90/180/270 rotations). Workers
+return small arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy`
+and never holds the full-size decodes. The source tree is only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from boneflow.data.acquire import fingerprint_from_hashes
+from boneflow.data.layout import CLASSES, SPLITS, scan_layout
+from boneflow.data.npyrows import NpyRows, create_npy
+from boneflow.data.preprocess import DEFAULT_MAX_PIXELS, REASONS
+
+# Order of the hash columns; the leakage report names the matching transform with these.
+HASH_TRANSFORMS = ("identity", "mirror", "rot90", "rot180", "rot270")
+_CHUNK = 16  # files per task: big enough to amortise IPC, small enough to keep results ~1 MB
+
+
+@dataclass(frozen=True)
+class KeptRecord:
+    relpath: str
+    split: str
+    label: int
+    row: int  # row of this image in pixels.npy / hashes
+
+
+@dataclass
+class ValidatedDataset:
+    root: Path
+    workdir: Path
+    pack_size: int
+    fingerprint: str
+    report: dict
+    records: list[KeptRecord]
+    pixels_path: Path  # uint8 [len(records), S, S] .npy, row = record.row
+    hashes: np.ndarray  # uint64 [len(records), len(HASH_TRANSFORMS)]
+    min_side: int = 64
+    file_hashes: dict[str, str] = field(default_factory=dict)
+
+    def pixels(self) -> np.ndarray:
+        """Memory-mapped view of the decoded pixels (read-only)."""
+        return np.load(self.pixels_path, mmap_mode="r")
+
+
+def _phash64(img) -> int:
+    import imagehash
+
+    bits = imagehash.phash(img).hash.flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def _hashes(grey) -> list[int]:
+    from PIL import Image
+
+    t = Image.Transpose
+    variants = (grey, grey.transpose(t.FLIP_LEFT_RIGHT), grey.transpose(t.ROTATE_90),
+                grey.transpose(t.ROTATE_180), grey.transpose(t.ROTATE_270))
+    return [_phash64(v) for v in variants]
+
+
+def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int) -> list[tuple]:
+    """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes, hashes)."""
+    from PIL import Image
+
+    from boneflow.data.preprocess import ImageRejected, decode_xray
+
+    Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's own open-time guard agrees with ours
+    out = []
+    for index, path in jobs:
+        with open(path, "rb") as fh:  # read-only: the source is never modified
+            data = fh.read()
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            pixels, grey, info = decode_xray(data, pack_size, min_side=min_side, max_pixels=max_pixels)
+            out.append((index, sha, None, "", info, pixels.tobytes(), _hashes(grey)))
+        except ImageRejected as exc:
+            out.append((index, sha, exc.reason, exc.detail, {}, None, None))
+        except Exception as exc:  # anything else PIL throws on hostile input is still "undecodable"
+            out.append((index, sha, "undecodable", f"{type(exc).__name__}: {exc}", {}, None, None))
+    return out
+
+
+def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    from boneflow.data.acquire import file_sha256
+
+    return [(i, file_sha256(Path(p))) for i, p in jobs]
+
+
+def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_side: int,
+              max_pixels: int, on_result: Callable[[tuple], None]) -> None:
+    chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+    # forkserver: workers start from a clean process, safe even when the caller already runs
+    # threads (Prefect, torch); fork from such a parent can deadlock.
+    ctx = get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending = set()
+        queue = iter(chunks)
+        max_in_flight = 2 * workers  # bounded: results never pile up in the parent
+        for chunk in queue:
+            pending.add(pool.submit(_work_chunk, chunk, pack_size, min_side, max_pixels))
+            if len(pending) >= max_in_flight:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    for result in fut.result():
+                        on_result(result)
+        for fut in pending:
+            for result in fut.result():
+                on_result(result)
+
+
+def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int = 64,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0,
+                     progress: Callable[[int, int], None] | None = None) -> ValidatedDataset:
+    """Decode every image under `root` once; write `workdir/cleaning_report.json` and
+    `workdir/pixels.npy`. `workers=0` → one process per CPU. `progress(done, total)` is called
+    as files finish."""
+    layout = scan_layout(Path(root))
+    root = layout.root
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    entries = layout.entries
+    total = len(entries)
+
+    raw_path = workdir / "pixels_all.npy"  # row = entry index; compacted to kept rows below
+    create_npy(raw_path, (total, pack_size, pack_size), np.uint8)
+    file_hashes: dict[str, str] = {}
+    verdicts: dict[int, tuple] = {}
+    hashes_all = np.zeros((total, len(HASH_TRANSFORMS)), dtype=np.uint64)
+    done = 0
+    with NpyRows(raw_path) as rows:
+        def on_result(result: tuple) -> None:
+            nonlocal done
+            index, sha, reason, detail, info, pixels, hashes = result
+            file_hashes[entries[index].relpath] = sha
+            verdicts[index] = (reason, detail, info)
+            if reason is None:
+                rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
+                hashes_all[index] = np.array(hashes, dtype=np.uint64)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
+        _run_pool(jobs, workers=workers, pack_size=pack_size, min_side=min_side,
+                  max_pixels=max_pixels, on_result=on_result)
+    # Stray files are not images of the dataset but are part of its fingerprint.
+    for rel in layout.stray_files:
+        path = root / rel
+        if path.is_file():
+            file_hashes[rel] = _hash_only([(0, str(path))])[0][1]
+
+    kept_idx = [i for i in range(total) if verdicts[i][0] is None]
+    pixels_path = workdir / "pixels.npy"
+    create_npy(pixels_path, (len(kept_idx), pack_size, pack_size), np.uint8)
+    with NpyRows(raw_path, mode="rb") as src, NpyRows(pixels_path) as dst:
+        for row, i in enumerate(kept_idx):
+            dst.write_row(row, src.read_row(i))
+    raw_path.unlink()
+    records = [KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row)
+               for row, i in enumerate(kept_idx)]
+    hashes = hashes_all[kept_idx] if kept_idx else np.zeros((0, len(HASH_TRANSFORMS)), np.uint64)
+
+    fingerprint = fingerprint_from_hashes(file_hashes)
+    report = _cleaning_report(root, layout, entries, verdicts, fingerprint, len(file_hashes),
+                              pack_size=pack_size, min_side=min_side, max_pixels=max_pixels)
+    (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
+    return ValidatedDataset(root=root, workdir=workdir, pack_size=pack_size, fingerprint=fingerprint,
+                            report=report, records=records, pixels_path=pixels_path, hashes=hashes,
+                            min_side=min_side, file_hashes=file_hashes)
+
+
+def _cleaning_report(root, layout, entries, verdicts, fingerprint, file_count, **settings) -> dict:
+    by_split: dict = defaultdict(lambda: {c: {"kept": 0, "excluded": 0} for c in CLASSES})
+    by_reason: Counter = Counter()
+    excluded, converted = [], []
+    for i, entry in enumerate(entries):
+        reason, detail, info = verdicts[i]
+        cls = CLASSES[entry.label]
+        if reason is None:
+            by_split[entry.split][cls]["kept"] += 1
+            if info.get("mode") not in ("L", None):
+                converted.append({"path": entry.relpath, "from_mode": info["mode"], "format": info["format"]})
+        else:
+            by_split[entry.split][cls]["excluded"] += 1
+            by_reason[reason] += 1
+            excluded.append({"path": entry.relpath, "split": entry.split, "class": cls,
+                             "reason": reason, "detail": detail})
+    n_excluded = len(excluded)
+    return {
+        "root": str(root),
+        "fingerprint": fingerprint,
+        "file_count": file_count,
+        "settings": settings,
+        "counts": {
+            "images": len(entries),
+            "kept": len(entries) - n_excluded,
+            "excluded": n_excluded,
+            "by_reason": {r: by_reason.get(r, 0) for r in REASONS},
+            "by_split_class": {s: by_split[s] for s in SPLITS},
+        },
+        "excluded": excluded,
+        "converted": converted,
+        "empty_folders": layout.empty_folders,
+        "stray_files": layout.stray_files,
+        "stray_folders": layout.stray_folders,
+    }
