@@ -83,7 +83,9 @@ class S3Store(Store):
         self.url = url
         self.bucket, self.prefix = parse_s3_url(url)
         config = Config(
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            # botocore's "max_attempts" counts retries only; "total_max_attempts" counts the
+            # first try too, which is what our max_attempts means.
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
