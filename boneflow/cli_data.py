@@ -39,7 +39,7 @@ def audit(
                 progress=lambda done, total: bar.update(task, completed=done, total=total))
         leak = audit_leakage(validated, max_distance=max_distance)
     except BoneflowError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
 

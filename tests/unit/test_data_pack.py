@@ -1,0 +1,99 @@
+"""Packing: shapes, aspect pad, memmap reload, reuse and clear errors on damage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest_data import demo, demo_validated  # noqa: E402,F401
+
+from boneflow.data.pack import PackedDataError, load_packed, pack_dataset  # noqa: E402
+
+
+@pytest.fixture
+def packed(demo_validated, tmp_path):
+    _, _, _, validated, audit = demo_validated
+    return pack_dataset(validated, audit, out_dir=tmp_path / "packed"), validated, audit
+
+
+def test_shapes_labels_and_splits(packed):
+    pk, validated, audit = packed
+    again = load_packed(pk.dir, verify=True)
+    assert again.size == 64 and again.classes == ("not fractured", "fractured")
+    assert again.fingerprint == validated.fingerprint
+    total = 0
+    for name in ("train", "val", "test"):
+        split = again.split(name)
+        assert isinstance(split.images, np.memmap) and split.images.dtype == np.uint8
+        assert split.images.shape == (len(split.paths), 64, 64) and split.labels.shape == (len(split.paths),)
+        assert all(p.startswith(name + "/") for p in split.paths)
+        assert set(split.labels.tolist()) <= {0, 1}
+        assert all((p.split("/")[1] == "fractured") == bool(y) for p, y in zip(split.paths, split.labels))
+        total += len(split.paths)
+    assert total == len(validated.records)
+    assert again.split("test_clean").paths == sorted(audit.leakfree_test)
+    for f in ("manifest.json", "cleaning_report.json", "leakage_report.json"):
+        assert (pk.dir / f).is_file()
+
+
+def test_packed_pixels_are_the_validation_decode(packed):
+    pk, validated, _ = packed
+    split = pk.split("val")
+    rows = {r.relpath: r.row for r in validated.records}
+    pixels = validated.pixels()
+    for k, path in enumerate(split.paths):
+        assert np.array_equal(split.images[k], pixels[rows[path]])
+
+
+def test_landscape_image_is_padded_top_and_bottom(packed):
+    pk, validated, _ = packed
+    from PIL import Image
+
+    for split_name in ("train", "val"):
+        split = pk.split(split_name)
+        for k, path in enumerate(split.paths):
+            with Image.open(validated.root / path) as im:
+                w, h = im.size
+            if w >= 1.4 * h:
+                img = split.images[k]
+                assert img[0].max() == 0 and img[-1].max() == 0  # black bands
+                assert img[32].max() > 0
+                return
+    pytest.fail("no landscape image in the demo set")
+
+
+def test_second_pack_reuses(packed):
+    pk, validated, audit = packed
+    mtime = (pk.dir / "train_images.npy").stat().st_mtime_ns
+    again = pack_dataset(validated, audit, out_dir=pk.dir)
+    assert (pk.dir / "train_images.npy").stat().st_mtime_ns == mtime
+    assert again.manifest == pk.manifest
+
+
+def test_missing_and_corrupt_files_are_clear_errors(packed):
+    pk, _, _ = packed
+    (pk.dir / "val_labels.npy").unlink()
+    with pytest.raises(PackedDataError, match=r"val_labels.npy: missing"):
+        load_packed(pk.dir)
+    np.save(pk.dir / "val_labels.npy", np.zeros(3, dtype=np.int64))
+    with pytest.raises(PackedDataError, match=r"manifest says"):
+        load_packed(pk.dir)
+    (pk.dir / "manifest.json").write_text("{not json")
+    with pytest.raises(PackedDataError, match=r"manifest.json: unreadable"):
+        load_packed(pk.dir)
+    (pk.dir / "manifest.json").unlink()
+    with pytest.raises(PackedDataError, match=r"manifest.json: missing"):
+        load_packed(pk.dir)
+
+
+def test_manifest_lists_every_file_with_sha256(packed):
+    pk, _, _ = packed
+    manifest = json.loads((pk.dir / "manifest.json").read_text())
+    on_disk = {p.name for p in pk.dir.iterdir() if p.name != "manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    assert all(len(meta["sha256"]) == 64 for meta in manifest["files"].values())
