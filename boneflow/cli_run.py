@@ -1,10 +1,170 @@
-"""CLI command `boneflow run`: the retrain flow on embedded defaults. (Owned by orchestration.)"""
+"""CLI command `boneflow run`: the retrain flow on embedded defaults. (Owned by orchestration.)
+
+Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (no server needed;
+set PREFECT_API_URL to report to a real one), a folder store and local dispatch. Prefect is
+imported only here and only when the command runs, so the rest of the CLI stays light.
+
+Exit codes: 0 promoted or skipped, 3 gate rejected, 1 any other error (one clear message, no
+traceback; the Prefect logs above it name the stage).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from boneflow.config import KAGGLE_HANDLE, RetrainConfig
 
-def run() -> None:
-    """Run the retrain flow (not implemented yet)."""
-    raise typer.Exit(2)
+EXIT_REJECTED = 3
+
+
+class _Progress(logging.Handler):
+    """Turns the flow's log records into a progress display: a spinner naming the current
+    stage and a bar over the training epochs."""
+
+    def __init__(self, progress, epochs: int):
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.stage = progress.add_task("starting", total=None)
+        self.epochs = progress.add_task("training", total=epochs, visible=False)
+        self.done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            task_run = getattr(record, "task_run_name", None)
+            if task_run and message.startswith("Finished in state"):
+                self.done += 1
+                stage = task_run.rsplit("-", 1)[0]
+                self.progress.update(self.stage, description=f"{stage} done ({self.done} stages)")
+            elif task_run:
+                stage = task_run.rsplit("-", 1)[0]
+                if message.startswith("epoch "):
+                    epoch = int(message.split()[1].split("/")[0])
+                    self.progress.update(self.epochs, completed=epoch, visible=True,
+                                         description=message.split(";")[0])
+                else:
+                    self.progress.update(self.stage, description=f"{stage}: {message[:90]}")
+        except Exception:  # a display glitch must never break the run
+            pass
+
+
+def _quiet_prefect_console() -> None:
+    """Prefect prints every log line (and task tracebacks) to the console; the progress display
+    and the final message replace them. The lines still reach the API (and --verbose shows them)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
+def _build_config(**fields) -> RetrainConfig:
+    from pydantic import ValidationError
+
+    try:
+        return RetrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                             for e in err.errors())
+        _fail(f"invalid settings: {problems}")
+
+
+def _fail(message: str, code: int = 1):
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _error_message(state) -> str:
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, BaseException):
+        return f"{type(error).__name__}: {error}"
+    return state.message or f"flow run ended {state.name}"
+
+
+def _summary(state, config: RetrainConfig) -> int:
+    if state.is_completed() and state.name == "Skipped":
+        typer.secho(f"skipped: {state.message}", fg=typer.colors.YELLOW)
+        return 0
+    if state.is_completed():
+        out = state.result()
+        m = out["test_clean"]
+        lo, hi = m["accuracy_ci95"]
+        typer.secho(f"promoted run {out['run_id']} to champion in {config.store_url}", fg=typer.colors.GREEN)
+        typer.echo(f"  leak-free test: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
+                   f"fractured recall {m['recall_fractured']:.3f}, n={m['n']}")
+        typer.echo(f"  {out['gate']}")
+        typer.echo(f"  report: {Path(config.store_url, 'runs', out['run_id'], 'report.md')}"
+                   if "://" not in config.store_url else f"  report: runs/{out['run_id']}/report.md")
+        return 0
+    message = state.message or ""
+    if message.startswith("Gate rejected"):
+        typer.secho("not promoted: " + message, fg=typer.colors.RED, err=True)
+        typer.echo(f"  the run is published under runs/ in {config.store_url} for inspection; "
+                   "the champion is unchanged", err=True)
+        return EXIT_REJECTED
+    typer.secho(f"error: {_error_message(state)}", fg=typer.colors.RED, err=True)
+    return 1
+
+
+def run(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local dataset copy (any folder above train/val/test). Default: download from Kaggle."),
+    kaggle_handle: str = typer.Option(KAGGLE_HANDLE, "--kaggle-handle", help="Kaggle dataset handle (add /versions/N to pin)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Store URL: folder, file://... or s3://bucket/prefix. Default: ./boneflow-store."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop side in pixels (32-512). Default 224."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum training epochs. Default 12."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per training step. Default 64."),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Gate: lowest leak-free test accuracy. Default 0.90."),
+    min_recall: Optional[float] = typer.Option(None, "--min-recall", help="Gate: lowest fractured recall. Default 0.90."),
+    max_regression: Optional[float] = typer.Option(None, "--max-regression", help="Gate: largest accuracy drop vs the champion. Default 0.01."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights (local file or hub cache only). Default on."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and augmentation. Default 0."),
+    force: bool = typer.Option(False, "--force", help="Retrain even when data and config equal the champion's."),
+    dispatch: str = typer.Option("local", "--dispatch", help="local: train in this process; deployment: run train-gpu on the gpu pool (needs PREFECT_API_URL)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."),
+) -> None:
+    """Acquire, validate, audit, pack, train, evaluate, gate and publish; promote when the gate passes.
+
+    Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 1: error."""
+    config = _build_config(data_dir=str(data_dir) if data_dir else None, kaggle_handle=kaggle_handle,
+                           store_url=store, image_size=image_size, epochs=epochs, batch_size=batch_size,
+                           min_accuracy=min_accuracy, min_recall=min_recall,
+                           max_regression=max_regression, pretrained=pretrained, seed=seed,
+                           force=force, dispatch=dispatch)
+    if data_dir is not None and not data_dir.is_dir():
+        _fail(f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset "
+              "(or make one: boneflow demo-data PATH).")
+    # Task results must persist for Retry/caching; the flow also sets it per task.
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from flows.retrain import retrain
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+    handler = _Progress(progress, config.epochs)
+    if not verbose:
+        _quiet_prefect_console()
+    watched = [logging.getLogger(n) for n in ("prefect.task_runs", "prefect.flow_runs")]
+    for logger in watched:
+        logger.addHandler(handler)
+    try:
+        with progress:
+            state = retrain(config, return_state=True)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as err:  # Prefect itself failed (not the flow): say so plainly
+        _fail(f"{type(err).__name__}: {err}")
+    finally:
+        for logger in watched:
+            logger.removeHandler(handler)
+    code = _summary(state, config)
+    sys.stdout.flush()
+    raise typer.Exit(code)

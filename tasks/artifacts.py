@@ -17,7 +17,13 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterStateType
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    TaskRunFilter,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.logging import get_logger
 
@@ -99,8 +105,8 @@ def _failed_stage(flow_run_id) -> str | None:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                task_run_filter=TaskRunFilter(state=TaskRunFilterStateType(
-                    any_=[StateType.FAILED, StateType.CRASHED])))
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
+                    any_=[StateType.FAILED, StateType.CRASHED]))))
     except Exception as exc:  # the hook must never hide the original failure
         log.warning("could not read task runs for the failure artifact: %s", exc)
         return None

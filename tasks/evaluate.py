@@ -28,7 +28,11 @@ def augmentation_preview(run_id: str, config: RetrainConfig, packed_dir: str) ->
     from boneflow.evaluate.plots import plot_augmentation_preview
     from boneflow.train.augment import TrainPreset
 
-    path = plot_augmentation_preview(load_packed(Path(packed_dir)).split("train").images,
+    import numpy as np
+
+    # a writable copy of a few images: torch warns on read-only memory maps
+    images = np.array(load_packed(Path(packed_dir)).split("train").images[:8])
+    path = plot_augmentation_preview(images,
                                      TrainPreset(crop_size=config.image_size),
                                      run_work_dir(run_id, "plots") / "augmentation_preview.png",
                                      seed=config.seed)
