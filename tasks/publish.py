@@ -94,6 +94,7 @@ def report_artifacts(run_id: str, config: RetrainConfig, files: dict, candidate:
     report_artifact(run_id, Path(files["report.md"]).read_text(), plots)
     table_artifact(f"per-class-metrics-{run_id}", _per_class_rows(candidate["splits"]),
                    "Recall and precision per class and split (positive class: fractured)")
-    image_artifacts(run_id, plots)
+    # the augmentation preview got its image artifact when it was drawn (before the skip check)
+    image_artifacts(run_id, {n: p for n, p in plots.items() if n != "augmentation_preview.png"})
     link_artifacts(config.store_url, run_id, ["report.md", "metrics.json", "model.safetensors",
                                               "model_card.md", "manifest.json"])
