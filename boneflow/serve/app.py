@@ -20,6 +20,9 @@ from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markd
 from boneflow.serve.errors import ImageRejectedError
 from boneflow.serve.uploads import UploadLimits, check_upload
 
+# Small inputs (the 224 px crop) are shown scaled up to the box instead of as a thumbnail.
+CSS = "#heatmap img { width: 100%; height: 100%; object-fit: contain; image-rendering: auto; }"
+
 NOTICE = (
     "**Not a medical device.** boneflow is a research demo trained on a public dataset. It must "
     "not be used to diagnose, treat or rule out a fracture; ask a clinician to read the X-ray."
@@ -95,7 +98,10 @@ def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None):
         try:
             answer = xray_app.analyse(path)
         except ImageRejectedError as err:
-            raise gr.Error(str(err), title="Image rejected") from None
+            # A message that stays (status line) plus a toast; the outputs are cleared so an
+            # earlier answer is never shown next to a rejected upload.
+            gr.Warning(str(err), title="Image rejected")
+            return None, None, f"⚠️ **Image rejected.** {err}", xray_app.model_info()
         return answer.confidences(), answer.overlay, answer.summary(), metrics_markdown(answer.served)
 
     with gr.Blocks(title="boneflow · fracture check") as demo:
@@ -136,4 +142,4 @@ def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
     demo.queue(default_concurrency_limit=1)  # one model, one request at a time: latency stays flat
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
                 max_file_size=limits.max_bytes, allowed_paths=[str(example_dir)], ssr_mode=False,
-                footer_links=["api"], quiet=False)
+                footer_links=["api"], quiet=False, css=CSS)

@@ -112,10 +112,9 @@ def test_ui_builds_and_its_handler_answers(store, example, tmp_path):
     label, overlay, status, info = handler.fn({"path": str(example), "orig_name": example.name})
     assert set(label) == {"fractured", "not fractured"} and overlay.shape == (64, 64, 3)
     assert "probability of fracture" in status and "Model run" in info
-    import gradio as gr
-
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
-    with pytest.raises(gr.Error, match="not an image"):
-        handler.fn({"path": str(bad), "orig_name": "bad.png"})
+    label, overlay, status, _ = handler.fn({"path": str(bad), "orig_name": "bad.png"})
+    assert label is None and overlay is None
+    assert "Image rejected" in status and "bad.png: not an image" in status
     assert handler.fn(None)[0] is None
