@@ -6,7 +6,8 @@ every file that verified a full decode, RGB convert, Resize((224, 224)) and ToTe
 DataLoader, as torchvision's ImageFolder does in the first epoch.
 
 Ours runs first, before torch is imported, so its peak RSS is not inflated by torch; the
-children's peak (our workers) is read from RUSAGE_CHILDREN at that point.
+workers report their own peak RSS (they are forkserver children, invisible to RUSAGE_CHILDREN).
+Peak for ours = parent peak + workers x largest worker peak (an upper bound: peaks need not coincide).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def run_prep_bench(data_dir: Path, *, limit: int = 0, workers: int = 0, pack_siz
         audit = audit_leakage(validated)
         pack_dataset(validated, audit, out_dir=tmp / "packed")
         ours_s = time.perf_counter() - t0
-        ours_rss_self, ours_rss_children = _maxrss_mb(resource.RUSAGE_SELF), _maxrss_mb(resource.RUSAGE_CHILDREN)
+        ours_rss_self, ours_rss_children = _maxrss_mb(resource.RUSAGE_SELF), validated.worker_peak_rss_mb
         seed = _seed_style([root / r for r in rels], seed_workers=seed_workers)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -101,7 +102,8 @@ def run_prep_bench(data_dir: Path, *, limit: int = 0, workers: int = 0, pack_siz
         "ours": {"seconds": round(ours_s, 3), "images_per_s": round(n / ours_s, 1),
                  "kept": validated.report["counts"]["kept"],
                  "peak_rss_mb_parent": round(ours_rss_self, 1),
-                 "peak_rss_mb_largest_worker": round(ours_rss_children, 1)},
+                 "peak_rss_mb_largest_worker": round(ours_rss_children, 1),
+                 "peak_rss_mb_total_bound": round(ours_rss_self + ours_rss_children * (workers or os.cpu_count() or 1), 1)},
         "seed_style": {"seconds": round(seed["seconds"], 3), "images_per_s": round(n / seed["seconds"], 1),
                        "decoded": seed["decoded"], "dataloader_workers": seed_workers,
                        "peak_rss_mb_process": round(_maxrss_mb(resource.RUSAGE_SELF), 1)},

@@ -51,6 +51,7 @@ class ValidatedDataset:
     hashes: np.ndarray  # uint64 [len(records), len(HASH_TRANSFORMS)]
     min_side: int = 64
     file_hashes: dict[str, str] = field(default_factory=dict)
+    worker_peak_rss_mb: float = 0.0  # largest decoding worker's peak resident set
 
     def pixels(self) -> np.ndarray:
         """Memory-mapped view of the decoded pixels (read-only)."""
@@ -73,8 +74,13 @@ def _hashes(grey) -> list[int]:
     return [_phash64(v) for v in variants]
 
 
-def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int) -> list[tuple]:
-    """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes, hashes)."""
+def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int
+                ) -> tuple[list[tuple], float]:
+    """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes, hashes),
+    plus this worker's peak RSS in MB (forkserver workers are not our children, so
+    RUSAGE_CHILDREN cannot see them)."""
+    import resource
+
     from PIL import Image
 
     from boneflow.data.preprocess import ImageRejected, decode_xray
@@ -92,7 +98,7 @@ def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_
             out.append((index, sha, exc.reason, exc.detail, {}, None, None))
         except Exception as exc:  # anything else PIL throws on hostile input is still "undecodable"
             out.append((index, sha, "undecodable", f"{type(exc).__name__}: {exc}", {}, None, None))
-    return out
+    return out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
@@ -102,7 +108,8 @@ def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
 
 
 def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_side: int,
-              max_pixels: int, on_result: Callable[[tuple], None]) -> None:
+              max_pixels: int, on_result: Callable[[tuple], None]) -> float:
+    """Run all jobs; returns the largest worker peak RSS (MB)."""
     chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     # forkserver: workers start from a clean process, safe even when the caller already runs
     # threads (Prefect, torch); fork from such a parent can deadlock.
@@ -111,16 +118,24 @@ def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_
         pending = set()
         queue = iter(chunks)
         max_in_flight = 2 * workers  # bounded: results never pile up in the parent
+        worker_rss = 0.0
+
+        def collect(fut) -> None:
+            nonlocal worker_rss
+            results, rss = fut.result()
+            worker_rss = max(worker_rss, rss)
+            for result in results:
+                on_result(result)
+
         for chunk in queue:
             pending.add(pool.submit(_work_chunk, chunk, pack_size, min_side, max_pixels))
             if len(pending) >= max_in_flight:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    for result in fut.result():
-                        on_result(result)
+                    collect(fut)
         for fut in pending:
-            for result in fut.result():
-                on_result(result)
+            collect(fut)
+    return worker_rss
 
 
 def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int = 64,
@@ -157,7 +172,7 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
                 progress(done, total)
 
         jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
-        _run_pool(jobs, workers=workers, pack_size=pack_size, min_side=min_side,
+        worker_rss = _run_pool(jobs, workers=workers, pack_size=pack_size, min_side=min_side,
                   max_pixels=max_pixels, on_result=on_result)
     # Stray files are not images of the dataset but are part of its fingerprint.
     for rel in layout.stray_files:
@@ -182,7 +197,7 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
     (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
     return ValidatedDataset(root=root, workdir=workdir, pack_size=pack_size, fingerprint=fingerprint,
                             report=report, records=records, pixels_path=pixels_path, hashes=hashes,
-                            min_side=min_side, file_hashes=file_hashes)
+                            min_side=min_side, file_hashes=file_hashes, worker_peak_rss_mb=worker_rss)
 
 
 def _cleaning_report(root, layout, entries, verdicts, fingerprint, file_count, **settings) -> dict:
