@@ -123,7 +123,7 @@ class S3Store(Store):
         return StoreUnavailableError(
             f"{action} {key!r} on {self._where()} failed after {self.max_attempts} attempt(s): "
             f"{type(err).__name__}: {err}. Check that the S3 server is running and reachable "
-            "(AWS_ENDPOINT_URL), then retry; nothing after this step was written.")
+            "(AWS_ENDPOINT_URL), then retry.")
 
     def _missing_bucket_error(self) -> StoreError:
         endpoint = "" if "amazonaws.com" in (self.endpoint_url or "") else f" --endpoint-url {self.endpoint_url}"
