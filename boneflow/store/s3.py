@@ -25,7 +25,7 @@ from pathlib import Path
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from boneflow.store.base import Store
 from boneflow.store.errors import (
@@ -120,6 +120,9 @@ class S3Store(Store):
                                   "the AWS credentials/permissions in the environment.")
             return StoreError(f"{action} {key!r} on {self._where()} failed: {code or status} "
                               f"{err.response.get('Error', {}).get('Message', '')}".rstrip())
+        if isinstance(err, NoCredentialsError):
+            return StoreError(f"{action} {key!r} on {self._where()}: no AWS credentials found. Set "
+                              "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role.")
         return StoreUnavailableError(
             f"{action} {key!r} on {self._where()} failed after {self.max_attempts} attempt(s): "
             f"{type(err).__name__}: {err}. Check that the S3 server is running and reachable "

@@ -107,3 +107,13 @@ def test_probe_passes_on_a_conforming_server_and_runs_once():
         assert store.put_if("champion.json", b"{}", etag=None) == '"new"'
         assert store.put_if("champion.json", b"{}", etag='"new"') == '"newer"'
         stub.assert_no_pending_responses()
+
+
+def test_missing_credentials_is_a_clear_error(monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(StoreError, match="no AWS credentials found"):
+        _store().get_bytes("champion.json")
