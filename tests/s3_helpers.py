@@ -11,6 +11,7 @@ ends it (state is lost: moto keeps everything in memory).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -125,6 +126,7 @@ def start_moto_server(*, log_dir: Path | None = None, timeout: float = 30.0) -> 
                 break
             try:
                 urllib.request.urlopen(server.endpoint_url + "/moto-api/", timeout=1).read()
+                atexit.register(server.stop)  # never leave an orphan if the caller crashes
                 return server
             except OSError as err:
                 last_error = err
