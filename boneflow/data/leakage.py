@@ -55,7 +55,7 @@ def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
     return tuple(np.concatenate(x) for x in (out_i, out_j, out_d, out_t))  # type: ignore[return-value]
 
 
-def audit_leakage(validated: ValidatedDataset, *, max_distance: int = 6) -> LeakageAudit:
+def audit_leakage(validated: ValidatedDataset, *, max_distance: int = 4) -> LeakageAudit:
     """Find cross-split near-copies; write `validated.workdir/leakage_report.json`."""
     by_split = {s: [k for k, r in enumerate(validated.records) if r.split == s] for s in SPLITS}
     pairs = []
