@@ -63,20 +63,21 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5) -> dict:
     (tn, fp), (fn, tp) = skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
     both_classes = len(np.unique(y)) == 2
 
-    def defined(value, when: bool):
-        return float(value) if when else None
+    def defined(compute, when: bool):
+        # Computed only when defined: sklearn warns (and returns 0) otherwise.
+        return float(compute()) if when else None
 
     accuracy = skm.accuracy_score(y, pred)
     return {
         "n": n,
         "accuracy": float(accuracy),
         "accuracy_ci95": wilson_interval(tn + tp, n),
-        "balanced_accuracy": defined(skm.balanced_accuracy_score(y, pred), both_classes),
-        "recall_fractured": defined(skm.recall_score(y, pred, pos_label=1, zero_division=0), tp + fn > 0),
-        "specificity": defined(skm.recall_score(y, pred, pos_label=0, zero_division=0), tn + fp > 0),
-        "precision_fractured": defined(skm.precision_score(y, pred, pos_label=1, zero_division=0), tp + fp > 0),
-        "f1_fractured": defined(skm.f1_score(y, pred, pos_label=1, zero_division=0), tp + fn > 0),
-        "auroc": defined(skm.roc_auc_score(y, prob) if both_classes else 0, both_classes),
+        "balanced_accuracy": defined(lambda: skm.balanced_accuracy_score(y, pred), both_classes),
+        "recall_fractured": defined(lambda: skm.recall_score(y, pred, pos_label=1, zero_division=0), tp + fn > 0),
+        "specificity": defined(lambda: skm.recall_score(y, pred, pos_label=0, zero_division=0), tn + fp > 0),
+        "precision_fractured": defined(lambda: skm.precision_score(y, pred, pos_label=1, zero_division=0), tp + fp > 0),
+        "f1_fractured": defined(lambda: skm.f1_score(y, pred, pos_label=1, zero_division=0), tp + fn > 0),
+        "auroc": defined(lambda: skm.roc_auc_score(y, prob), both_classes),
         "ece": expected_calibration_error(y, prob),
         "confusion": [[int(tn), int(fp)], [int(fn), int(tp)]],
         "threshold": threshold,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from boneflow.evaluate.metrics import split_metrics
-from boneflow.train.augment import EvalPreset
+from boneflow.train.augment import EvalPreset, numpy_to_tensor
 from boneflow.train.device import autocast, use_bf16
 
 EVAL_SPLITS = ("val", "test", "test_clean")
@@ -39,7 +39,7 @@ def predict_proba(
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         if isinstance(chunk, np.ndarray):
-            chunk = torch.from_numpy(np.ascontiguousarray(chunk))
+            chunk = numpy_to_tensor(chunk)
         x = preset(chunk.to(device)).contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
             logits = model(x)

@@ -22,9 +22,17 @@ GREY_MEAN = 0.449
 GREY_STD = 0.226
 
 
+def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """torch view of a numpy array; read-only arrays (memmaps, load_xray output) are copied first
+    because torch tensors are always writable."""
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        array = np.array(array, order="C")
+    return torch.from_numpy(array)
+
+
 def as_uint8_batch(images, device: torch.device | str | None = None) -> torch.Tensor:
     """numpy/torch uint8 [S,S] or [B,S,S] → torch uint8 [B,S,S] on `device`."""
-    tensor = torch.from_numpy(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    tensor = numpy_to_tensor(images) if isinstance(images, np.ndarray) else images
     if tensor.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {tensor.dtype}")
     if tensor.ndim == 2:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from boneflow.train.augment import EvalPreset, TrainPreset
+from boneflow.train.augment import EvalPreset, TrainPreset, numpy_to_tensor
 from boneflow.train.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from boneflow.train.device import autocast, resolve_device, use_bf16
 from boneflow.train.model import build_model, plain_state_dict
@@ -65,14 +65,14 @@ class SplitOnDevice:
         if device.type == "cpu":
             self.images = split.images
         else:
-            self.images = torch.from_numpy(np.ascontiguousarray(split.images)).to(device)
+            self.images = numpy_to_tensor(np.asarray(split.images)).to(device)
 
     def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.images, torch.Tensor):
             where = torch.from_numpy(index).to(self.device)
             return self.images[where], self.labels[where]
         index = np.sort(index)  # sequential reads from the memmap; order inside a batch is irrelevant
-        return torch.from_numpy(np.ascontiguousarray(self.images[index])), self.labels[torch.from_numpy(index)]
+        return numpy_to_tensor(self.images[index]), self.labels[torch.from_numpy(index)]
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -159,17 +159,25 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.AdamW:
+def make_optimizer(model: nn.Module, settings: TrainSettings, device: torch.device) -> torch.optim.AdamW:
     # No weight decay on BatchNorm parameters and biases (1-d tensors): decaying them only hurts.
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=settings.lr)
+    # Multi-tensor updates: on CPU the per-tensor default loop costs ~0.1-0.3 s a step for 11M
+    # parameters (measured here), a large share of a 224 px step; fused kernels on CUDA.
+    speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=settings.lr, **speed)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int):
+    """One-cycle (25 % warm-up, cosine down). OneCycleLR needs at least two warm-up steps; runs
+    shorter than 4 steps in total keep a constant learning rate."""
+    total = settings.epochs * steps
+    if total < 4:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     return torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps, pct_start=0.25
+        optimizer, max_lr=settings.lr, total_steps=total, pct_start=max(0.25, 2.0 / total)
     )
 
 
@@ -218,7 +226,7 @@ def fit(
         weight=class_weights(train_split.labels, num_classes).to(device), label_smoothing=settings.label_smoothing
     )
     steps = steps_per_epoch(len(train_split.labels), settings.batch_size)
-    optimizer = make_optimizer(model, settings)
+    optimizer = make_optimizer(model, settings, device)
     scheduler = make_scheduler(optimizer, settings, steps)
 
     epoch, history, bad_epochs, resumed_from = 0, [], 0, None

@@ -1,0 +1,56 @@
+"""Plots write real PNGs; predict_proba/evaluate_splits use the eval preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from boneflow.evaluate.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
+from boneflow.evaluate.predict import evaluate_splits, predict_proba
+from boneflow.train.augment import EvalPreset, TrainPreset
+from boneflow.train.model import build_model
+from boneflow.train.synthetic_packed import make_packed
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path):
+    return path.is_file() and path.read_bytes()[:8] == PNG and path.stat().st_size > 1000
+
+
+def test_all_plots_write_pngs(tmp_path):
+    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.5 + e / 10, "val_acc": 0.5 + e / 12}
+               for e in range(1, 4)]
+    labels, probs = np.array([0, 0, 1, 1, 1]), np.array([0.2, 0.6, 0.7, 0.4, 0.9])
+    packed = make_packed(size=48, n_train=8, n_val=2, n_test=2)
+    paths = [
+        plot_confusion_matrix([[5, 2], [1, 7]], ("not fractured", "fractured"), tmp_path / "cm.png"),
+        plot_learning_curves(history, tmp_path / "curves.png"),
+        plot_roc(labels, probs, tmp_path / "roc.png"),
+        plot_roc(np.ones(3), np.array([0.2, 0.5, 0.9]), tmp_path / "roc_one_class.png"),
+        plot_augmentation_preview(packed.split("train").images, TrainPreset(crop_size=40), tmp_path / "sub" / "aug.png"),
+    ]
+    assert all(_is_png(p) for p in paths), paths
+
+
+def test_predict_proba_is_softmax_of_eval_preset():
+    torch.manual_seed(0)
+    model = build_model().eval()
+    images = np.random.default_rng(0).integers(0, 256, (5, 36, 36), dtype=np.uint8)
+    with torch.no_grad():
+        expected = torch.softmax(model(EvalPreset(crop_size=32)(images)), 1)[:, 1].numpy()
+    probs = predict_proba(model, images, image_size=32, batch_size=2, device="cpu")
+    assert probs.shape == (5,) and probs.dtype == np.float64
+    # bf16 autocast may be on for this CPU: agreement within bf16 precision.
+    assert np.allclose(probs, expected, atol=0.03)
+    assert np.array_equal(probs, predict_proba(model, images, image_size=32, batch_size=5, device="cpu"))
+
+
+def test_evaluate_splits_returns_metrics_and_raw_pairs():
+    packed = make_packed(size=36, n_train=4, n_val=6, n_test=8)
+    model = build_model().eval()
+    metrics, raw = evaluate_splits(model, packed, image_size=32)
+    assert set(metrics) == set(raw) == {"val", "test", "test_clean"}
+    assert metrics["test"]["n"] == 8 and metrics["test_clean"]["n"] == 4
+    labels, probs = raw["val"]
+    assert np.array_equal(labels, packed.split("val").labels) and probs.shape == (6,)
