@@ -1,0 +1,87 @@
+"""The seed notebook's training input path, rebuilt for benchmarks (DESIGN.md "Seed-style
+baseline"): torchvision ImageFolder + PIL transforms (Resize, RandomHorizontalFlip,
+RandomRotation, ToTensor, Normalize) through a DataLoader, into a 3-channel fp32 NCHW
+ResNet18 trained with Adam. Only torch/torchvision/PIL/numpy (the GPU script uses it too)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+from torchvision.models import resnet18
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def write_jpeg_folder(images: np.ndarray, labels: np.ndarray, root: Path, classes=("not fractured", "fractured")) -> Path:
+    """ImageFolder layout root/<class>/<i>.jpg from uint8 [N,H,W] (quality 90, like typical scans)."""
+    root = Path(root)
+    for name in classes:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    for i, (picture, label) in enumerate(zip(images, labels)):
+        Image.fromarray(picture).save(root / classes[int(label)] / f"{i:06d}.jpg", quality=90)
+    return root
+
+
+def seed_loader(root: Path, *, size: int, batch_size: int, workers: int) -> DataLoader:
+    transform = transforms.Compose(
+        [
+            transforms.Resize((size, size)),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomRotation(10),
+            transforms.ToTensor(),
+            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+    dataset = datasets.ImageFolder(str(root), transform=transform)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
+                      persistent_workers=workers > 0)
+
+
+def _batches(loader: DataLoader):
+    while True:  # restart the epoch as often as the benchmark needs
+        yield from loader
+
+
+def seed_train_rate(loader: DataLoader, *, steps: int, warmup: int = 2, device: str = "cpu") -> dict:
+    """img/s of the seed's loop: fp32, NCHW, 3 channels, Adam, data loading included."""
+    model = resnet18(num_classes=2).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = nn.CrossEntropyLoss()
+    batches = _batches(loader)
+    model.train()
+    seen, start = 0, None
+    for step in range(warmup + steps):
+        if step == warmup:
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start, seen = time.perf_counter(), 0
+        x, y = next(batches)
+        x, y = x.to(device), y.to(device)
+        loss = criterion(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"img_per_s": seen / seconds, "seconds": seconds, "images": seen}
+
+
+def seed_data_rate(loader: DataLoader, *, batches: int, warmup: int = 1) -> dict:
+    """img/s of the DataLoader alone (decode + transforms + collate)."""
+    source = _batches(loader)
+    for _ in range(warmup):
+        next(source)
+    start, seen = time.perf_counter(), 0
+    for _ in range(batches):
+        seen += len(next(source)[1])
+    seconds = time.perf_counter() - start
+    return {"img_per_s": seen / seconds, "seconds": seconds, "images": seen}
