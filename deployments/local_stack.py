@@ -128,9 +128,18 @@ class LocalStack:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.api_url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-        return json.loads(raw) if raw else None
+        # SQLite allows one writer: while the scheduler inserts a new deployment's runs the
+        # server answers 503 for a moment. Retry those; anything else is an answer.
+        for attempt in range(20):
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    raw = resp.read()
+                return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as err:
+                detail = err.read().decode("utf-8", "replace")[:2000]
+                if err.code != 503 or attempt == 19:
+                    raise StackError(f"{method} {path} -> HTTP {err.code}: {detail}") from None
+                time.sleep(0.5 + 0.25 * attempt)
 
     # --- parts -------------------------------------------------------------------------
     def start_server(self, timeout: float = 90) -> None:
@@ -144,7 +153,7 @@ class LocalStack:
             try:
                 if self.api("GET", "/health", timeout=2) is True:
                     return
-            except (urllib.error.URLError, OSError, ValueError):
+            except (StackError, urllib.error.URLError, OSError, ValueError):
                 pass
             time.sleep(0.5)
         raise StackError(f"prefect server did not answer /api/health in {timeout:.0f}s; "

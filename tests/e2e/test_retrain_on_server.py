@@ -1,0 +1,182 @@
+"""End to end on real parts: `prefect server` (SQLite, private PREFECT_HOME), the cpu and gpu
+process pools, `prefect --no-prompt deploy --all`, one worker per pool, a moto S3 server.
+
+The tests share one stack and run in order (each builds on the store the previous left):
+promote -> gate rejects -> the UI's Retry reuses finished stages -> the gpu worker dies
+mid-training and the retried training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import prefect_stack as ps  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+BUCKET, PREFIX = "boneflow", "e2e"
+TIMES: dict[str, float] = {}
+
+
+def _config(data_dir: Path, **overrides) -> dict:
+    # tiny and fast: 32 px crops, 2 epochs, random init; the floors at 0 so the first run promotes
+    return {"data_dir": str(data_dir), "store_url": f"s3://{BUCKET}/{PREFIX}", "image_size": 32,
+            "epochs": 2, "batch_size": 32, "patience": 0, "pretrained": False, "workers": 2,
+            "min_accuracy": 0.0, "min_recall": 0.0, "max_regression": 1.0, "dispatch": "deployment",
+            **overrides}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from boneflow.data.synthetic import write_demo_dataset
+
+    path = tmp_path_factory.mktemp("demo")
+    write_demo_dataset(path, n=160, seed=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    base = tmp_path_factory.mktemp("stack")
+    t0 = time.perf_counter()
+    with ps.running_stack(base / "prefect", s3_bucket=BUCKET,
+                          extra_env={"BONEFLOW_WORK_DIR": str(base / "work")}) as stack:
+        TIMES["stack_up_s"] = time.perf_counter() - t0
+        yield stack
+    print(f"\ne2e timings: {json.dumps({k: round(v, 1) for k, v in TIMES.items()})}")
+
+
+@pytest.fixture(scope="module")
+def s3(stack):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def _champion(s3) -> tuple[dict, str]:
+    obj = s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/champion.json")
+    return json.loads(obj["Body"].read()), obj["ETag"]
+
+
+def _run_and_wait(stack, config: dict, name: str) -> dict:
+    t0 = time.perf_counter()
+    flow_run_id = ps.trigger(stack, "retrain/retrain", {"config": config})
+    run = ps.wait_for_state(stack, flow_run_id, timeout=420)
+    TIMES[f"{name}_s"] = time.perf_counter() - t0
+    TIMES[f"{name}_flow_run_time_s"] = run["total_run_time"]
+    return run
+
+
+def _eventually(fn, timeout: float = 20):
+    """Task-run states and artifacts reach the API a little after the flow run ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_run_button_trains_on_gpu_pool_and_promotes(stack, dataset, s3):
+    run = _run_and_wait(stack, _config(dataset), "first_run")
+    assert run["state"]["type"] == "COMPLETED", ps.logs(stack, run["id"])[-20:]
+
+    children = ps.flow_runs_of(stack, "train/train-gpu")
+    assert len(children) == 1 and children[0]["state"]["type"] == "COMPLETED"
+    assert children[0]["work_pool_name"] == "gpu" and run["work_pool_name"] == "cpu"
+    TIMES["first_run_train_flow_run_time_s"] = children[0]["total_run_time"]
+
+    champion, _ = _champion(s3)
+    assert re.search(run["id"].replace("-", "")[:6] + "$", champion["run_id"])
+
+    def has_artifacts():
+        keys = {a["key"] for a in ps.artifacts(stack, run["id"]) if a["key"]}
+        rid = champion["run_id"].lower()
+        for expected in ("report", "per-class-metrics", "exclusions", "leakage-pairs", "roc",
+                         "confusion-matrix", "augmentation-preview", "link-model"):
+            assert f"{expected}-{rid}" in keys, (expected, keys)
+        report = next(a for a in ps.artifacts(stack, run["id"]) if a["key"] == f"report-{rid}")
+        assert "data:image/png;base64," in report["data"] and "Gate: PASSED" in report["data"]
+        progress = ps.artifacts(stack, children[0]["id"])
+        assert any(a["key"] == f"training-progress-{rid}" and a["data"] == 100.0 for a in progress)
+    _eventually(has_artifacts)
+    assert any(line.startswith("epoch 2/2") for line in ps.logs(stack, children[0]["id"]))
+
+
+def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, dataset, s3):
+    before, etag = _champion(s3)
+    run = _run_and_wait(stack, _config(dataset, min_accuracy=1.0, force=True), "rejected_run")
+    assert run["state"]["type"] == "FAILED"
+    assert run["state"]["message"].startswith("Gate rejected:") and "< 1.000" in run["state"]["message"]
+    after, etag_after = _champion(s3)
+    assert (after, etag_after) == (before, etag)
+
+    def has_failure_artifact():
+        found = {a["key"]: a for a in ps.artifacts(stack, run["id"]) if a["key"]}
+        assert "failure-retrain" in found and "`gate`" in found["failure-retrain"]["data"]
+        assert any(k.startswith("report-") for k in found)
+    _eventually(has_failure_artifact)
+    pytest.shared_rejected_run = run  # the next test retries it
+
+
+def test_ui_retry_reuses_finished_stages(stack, s3):
+    run = pytest.shared_rejected_run
+    trainings_before = len(ps.flow_runs_of(stack, "train/train-gpu"))
+    t0 = time.perf_counter()
+    ps.retry(stack, run["id"])
+    again = ps.wait_for_state(stack, run["id"], after=run["state"]["id"], timeout=300)
+    TIMES["retry_s"] = time.perf_counter() - t0
+    assert again["state"]["type"] == "FAILED" and again["state"]["message"].startswith("Gate rejected")
+    assert len(ps.flow_runs_of(stack, "train/train-gpu")) == trainings_before  # not trained again
+
+    def reused():
+        states = ps.task_states(stack, run["id"])
+        for stage in ("acquire_dataset", "train_on_gpu_pool", "evaluate_candidate", "publish_run_files"):
+            assert "Cached" in states.get(stage, []), (stage, states)
+    _eventually(reused)
+
+
+def _wait_for_checkpoint(s3, run_suffix: str, timeout: float = 300) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/runs/")
+        for obj in listing.get("Contents", []):
+            if re.search(rf"-{run_suffix}/checkpoints/epoch-\d+\.pt$", obj["Key"]):
+                return obj["Key"]
+        time.sleep(0.2)
+    raise TimeoutError("no checkpoint appeared in the store")
+
+
+def test_killed_gpu_worker_then_retry_resumes_from_checkpoint(stack, dataset, s3):
+    t0 = time.perf_counter()
+    flow_run_id = ps.trigger(stack, "retrain/retrain",
+                             {"config": _config(dataset, epochs=4, seed=2, force=True)})
+    suffix = flow_run_id.replace("-", "")[:6]
+    key = _wait_for_checkpoint(s3, suffix)
+    stack.kill_worker("gpu")  # the machine dies mid-training, flow run process and all
+    child = next(r for r in ps.flow_runs_of(stack, "train/train-gpu")
+                 if r["parameters"]["run_id"].endswith(suffix))
+    assert ps.flow_run(stack, child["id"])["state"]["type"] == "RUNNING"
+    run_id = key.split("/")[2]
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/runs/{run_id}/train_result.json").get("Contents")
+
+    stack.start_worker("gpu")
+    ps.retry(stack, child["id"])  # the UI's Retry on the training flow run
+    run = ps.wait_for_state(stack, flow_run_id, timeout=420)
+    TIMES["killed_and_resumed_run_s"] = time.perf_counter() - t0
+    assert run["state"]["type"] == "COMPLETED", ps.logs(stack, flow_run_id)[-20:]
+
+    result = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/{run_id}/train_result.json")["Body"].read())
+    assert result["resumed_from_epoch"] >= 1 and result["epochs_run"] == 4
+    champion, _ = _champion(s3)
+    assert champion["run_id"] == run_id
