@@ -116,7 +116,13 @@ class TrainPreset:
     def __call__(self, images, generator: torch.Generator | None = None) -> torch.Tensor:
         batch = as_uint8_batch(images)
         n, device = batch.shape[0], batch.device
-        p = {k: v.to(device) for k, v in self.sample_params(n, generator).items()}
+        params = self.sample_params(n, generator)
+        if device.type == "cuda":
+            # One pinned, non-blocking copy: a pageable copy per tensor would sync every step.
+            packed = torch.stack(list(params.values())).pin_memory().to(device, non_blocking=True)
+            p = dict(zip(params, packed))
+        else:
+            p = params
         cos, sin = p["angle"].cos(), p["angle"].sin()
         # Output coords (x, y) in [-1, 1] → source coords: rotate(scale(flip(x, y))) + centre.
         theta = torch.stack(

@@ -67,9 +67,14 @@ class SplitOnDevice:
         else:
             self.images = numpy_to_tensor(np.asarray(split.images)).to(device)
 
-    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def epoch_order(self, generator: torch.Generator) -> np.ndarray | torch.Tensor:
+        """A seeded permutation; on CUDA uploaded once per epoch (not one sync per batch)."""
+        order = torch.randperm(self.n, generator=generator)
+        return order.numpy() if self.device.type == "cpu" else order.to(self.device)
+
+    def batch(self, index: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.images, torch.Tensor):
-            where = torch.from_numpy(index).to(self.device)
+            where = index if isinstance(index, torch.Tensor) else torch.from_numpy(index).to(self.device)
             return self.images[where], self.labels[where]
         index = np.sort(index)  # sequential reads from the memmap; order inside a batch is irrelevant
         return numpy_to_tensor(self.images[index]), self.labels[torch.from_numpy(index)]
@@ -102,7 +107,7 @@ def train_one_epoch(
     """One pass over a seeded permutation. Returns loss, acc, images, steps, seconds, img_per_s."""
     model.train()
     start = time.perf_counter()
-    order = torch.randperm(data.n, generator=generator).numpy()
+    order = data.epoch_order(generator)
     steps = steps_per_epoch(data.n, batch_size)
     if max_steps is not None:
         steps = min(steps, max_steps)
