@@ -1,0 +1,14 @@
+"""Helpers for the flow tests (kept out of conftest.py so tests can import them)."""
+
+from __future__ import annotations
+
+
+def artifacts_of(flow_run_id) -> dict:
+    """{key: artifact} of one flow run (artifacts reach the API synchronously in-process)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found if a.key}

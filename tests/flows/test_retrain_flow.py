@@ -1,0 +1,38 @@
+"""The retrain flow in-process (dispatch=local) on the real core: promote, then skip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flow_helpers import artifacts_of
+from flows.retrain import retrain
+
+pytestmark = pytest.mark.flows
+
+
+def test_first_run_promotes_then_same_data_and_config_is_skipped(tiny_config):
+    config = tiny_config()
+    state = retrain(config, return_state=True)
+    assert state.is_completed() and state.name == "Completed", state.message
+    summary = state.result()
+    store = Path(config.store_url)
+    champion = json.loads((store / "champion.json").read_text())
+    assert champion["run_id"] == summary["run_id"]
+    assert champion["config_fingerprint"] == config.fingerprint()
+    manifest = json.loads((store / "runs" / summary["run_id"] / "manifest.json").read_text())
+    for name in ("model.safetensors", "metrics.json", "report.md", "model_card.md", "roc.png",
+                 "train_result.json", "cleaning_report.json", "leakage_report.json"):
+        assert name in manifest["files"], name
+    assert (store / "datasets" / champion["dataset_fingerprint"] / str(config.pack_size) / "index.json").is_file()
+
+    keys = artifacts_of(state.state_details.flow_run_id)
+    rid = summary["run_id"].lower()
+    assert f"report-{rid}" in keys and "data:image/png;base64," in keys[f"report-{rid}"].data
+    assert {f"exclusions-{rid}", f"leakage-pairs-{rid}", f"per-class-metrics-{rid}"} <= set(keys)
+
+    again = retrain(config, return_state=True)
+    assert again.is_completed() and again.name == "Skipped"
+    assert summary["run_id"] in again.message
+    assert json.loads((store / "champion.json").read_text()) == champion
