@@ -8,7 +8,9 @@ everything that would phone home switched off.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +140,7 @@ def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
     xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
     xray_app.follower.current()  # load now: a missing champion is reported before serving
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))
+    atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
     demo = build_ui(xray_app, examples=write_examples(example_dir))
     demo.queue(default_concurrency_limit=1)  # one model, one request at a time: latency stays flat
     demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,

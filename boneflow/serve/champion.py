@@ -18,7 +18,7 @@ from typing import Any
 
 from boneflow.errors import BoneflowError
 from boneflow.serve.errors import NoChampionError
-from boneflow.serve.predictor import Predictor
+from boneflow.serve.predictor import Predictor, champion_model
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,11 @@ class ChampionFollower:
                 return served
             raise NoChampionError(f"no champion in {self.store.url}; run `boneflow run` first")
         champion, etag = found
-        if served is not None and served.etag == etag and served.predictor.run_id == champion["run_id"]:
+        if served is not None and served.etag == etag and served.predictor.run_id == champion.get("run_id"):
             return served
         with self._lock:  # one reload at a time; the others wait and then see the new model
             served = self._served
-            if served is not None and served.etag == etag and served.predictor.run_id == champion["run_id"]:
+            if served is not None and served.etag == etag and served.predictor.run_id == champion.get("run_id"):
                 return served
             return self._load(champion, etag)
 
@@ -78,14 +78,14 @@ class ChampionFollower:
         from boneflow.serve.model_cache import cached_model
         from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS
 
-        run_id, sha256 = champion["run_id"], champion["model_sha256"]
         try:
+            run_id, sha256 = champion_model(champion, self.store.url)
             folder = cached_model(self.store, run_id, sha256, root=self.cache_dir)
             predictor = Predictor.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
         except BoneflowError as err:
             if self._served is None:
                 raise
-            self.last_error = f"champion {run_id} could not be loaded ({err}); still serving {self._served.predictor.run_id}"
+            self.last_error = f"champion {champion.get('run_id')} could not be loaded ({err}); still serving {self._served.predictor.run_id}"
             log.error(self.last_error)
             return self._served
         self._served = ServedModel(predictor=predictor, etag=etag, metrics=read_run_metrics(self.store, run_id))

@@ -15,10 +15,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from boneflow.serve.errors import NoChampionError
+from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
 
 POSITIVE = "fractured"
+
+
+def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
+    """(run_id, model_sha256) from champion.json, or a clear error if it lacks them."""
+    if not champion.get("run_id") or not champion.get("model_sha256"):
+        raise ModelNotFoundError(f"champion.json in {store_url} lacks run_id or model_sha256; "
+                                 f"re-promote a run (boneflow run) to rewrite it")
+    return champion["run_id"], champion["model_sha256"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,12 @@ class Predictor:
     def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
         from boneflow.train.augment import EvalPreset
 
-        prep = meta["preprocessing"]
+        prep = meta.get("preprocessing") or {}
+        missing = [k for k in ("pack_size", "image_size", "mean", "std") if k not in prep] + \
+            ([] if "classes" in meta and POSITIVE in meta["classes"] else ["classes"])
+        if missing:
+            raise ModelNotFoundError(f"model.json of run {run_id} lacks {missing} (preprocessing "
+                                     f"and classes are needed to serve it); re-publish the run")
         self.model = model.eval()
         for p in self.model.parameters():  # inference only; Grad-CAM needs no weight grads
             p.requires_grad_(False)
@@ -69,7 +82,7 @@ class Predictor:
             if found is None:
                 raise NoChampionError(f"no champion in {store.url}; run `boneflow run` first")
             champion, _etag = found
-            run_id, sha256 = champion["run_id"], champion["model_sha256"]
+            run_id, sha256 = champion_model(champion, store.url)
         else:
             sha256 = run_model_sha256(store, run_id)
         folder = cached_model(store, run_id, sha256, root=cache_dir)

@@ -114,7 +114,8 @@ def test_ui_builds_and_its_handler_answers(store, example, tmp_path):
     assert "probability of fracture" in status and "Model run" in info
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
-    label, overlay, status, _ = handler.fn({"path": str(bad), "orig_name": "bad.png"})
+    with pytest.warns(UserWarning, match="not an image"):  # gr.Warning's toast, outside a request
+        label, overlay, status, _ = handler.fn({"path": str(bad), "orig_name": "bad.png"})
     assert label is None and overlay is None
     assert "Image rejected" in status and "bad.png: not an image" in status
     assert handler.fn(None)[0] is None

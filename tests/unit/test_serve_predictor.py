@@ -158,3 +158,9 @@ def test_reads_a_store_written_by_hand_in_the_design_layout(tmp_path, cache, mon
     with torch.inference_mode():
         expected = torch.softmax(net.eval()(predictor.preprocess(_xray_png(tmp_path / "b.png"))), 1)[0, 1].item()
     assert predictor.predict(tmp_path / "b.png")["prob_fractured"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_incomplete_champion_pointer_is_a_clear_error(store, cache):
+    (store / "champion.json").write_text(json.dumps({"run_id": _champion(store)["run_id"]}))
+    with pytest.raises(ModelNotFoundError, match="lacks run_id or model_sha256"):
+        Predictor.from_store(str(store))
