@@ -76,10 +76,13 @@ def seed_train_rate(loader: DataLoader, *, steps: int, warmup: int = 2, device: 
 
 
 def seed_data_rate(loader: DataLoader, *, batches: int, warmup: int = 1) -> dict:
-    """img/s of the DataLoader alone (decode + transforms + collate)."""
+    """img/s of the DataLoader alone (decode + transforms + collate). Workers prefetch
+    prefetch_factor x workers batches during the warm-up; at least 4x that many are timed so
+    the prefetched ones do not make the seed look faster than it is."""
     source = _batches(loader)
     for _ in range(warmup):
         next(source)
+    batches = max(batches, 4 * loader.num_workers * (loader.prefetch_factor or 0))
     start, seen = time.perf_counter(), 0
     for _ in range(batches):
         seen += len(next(source)[1])
