@@ -54,17 +54,6 @@ class _Progress(logging.Handler):
             pass
 
 
-def _quiet_prefect_console() -> None:
-    """Prefect prints every log line (and task tracebacks) to the console; the progress display
-    and the final message replace them. The lines still reach the API (and --verbose shows them)."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.CRITICAL)
-
-
 def _build_config(**fields) -> RetrainConfig:
     from pydantic import ValidationError
 
@@ -146,12 +135,13 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from flows.retrain import retrain
+    from tasks.runtime import quiet_prefect_console
 
     progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
     handler = _Progress(progress, config.epochs)
     if not verbose:
-        _quiet_prefect_console()
+        quiet_prefect_console()
     watched = [logging.getLogger(n) for n in ("prefect.task_runs", "prefect.flow_runs")]
     for logger in watched:
         logger.addHandler(handler)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,3 +71,15 @@ def _stage_key(context, parameters: dict[str, Any]) -> str:
 
 # run id + dataset fingerprint + config fingerprint (whatever of those the task takes) + source
 STAGE_CACHE = TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_stage_key)
+
+
+def quiet_prefect_console() -> None:
+    """For `boneflow run`: Prefect prints every log line (and task tracebacks) to the console;
+    the CLI's progress display and final message replace them. The lines still reach the API
+    (`boneflow run --verbose` shows them)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
