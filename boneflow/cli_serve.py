@@ -62,10 +62,17 @@ def app(
     max_pixels: int = typer.Option(40_000_000, "--max-pixels", min=1, help="Largest upload accepted, in pixels (width x height)."),
     cache_dir: Optional[Path] = typer.Option(
         None, "--cache-dir", help="Model cache (default $BONEFLOW_CACHE or ~/.cache/boneflow)."),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="CPU threads for the model; 0 = torch's default (all cores). "
+        "1 keeps latency steady on a machine shared with other work."),
 ) -> None:
     """Gradio app on the champion: upload an X-ray, see the label, probability and Grad-CAM."""
     from boneflow.errors import BoneflowError
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     try:
         from boneflow.serve.app import launch_app
         from boneflow.serve.uploads import UploadLimits
