@@ -67,7 +67,7 @@ def audit(
 def demo_data(
     path: Annotated[Path, typer.Argument(help="Folder to write (the Kaggle layout goes below it).")],
     n: Annotated[int, typer.Option("--n", help="Distinct synthetic radiographs (defects and copies come on top).",
-                                   min=20)] = 600,
+                                   min=20)] = 2500,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
     full_size: Annotated[bool, typer.Option(help="256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px.")] = False,
 ) -> None:

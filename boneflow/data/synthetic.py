@@ -2,9 +2,11 @@
 
 Each image: dark noisy background, a dim soft-tissue band, one or two long bones (bright cortex,
 darker medulla, knobbly ends, low-frequency texture) at a random angle and position. A fractured
-bone has a dark gap across its shaft (random place and tilt, a little jagged, width a few % of
-the image): visible at 64 px, but not the only dark line -- some intact bones carry a faint thin
-line (a nutrient canal / growth plate look-alike) that only partly crosses the shaft.
+bone has a wide dark gap across its shaft (random place near the middle, random tilt, a little
+jagged) with the far fragment shifted sideways, visible at 64 px; some intact bones carry a
+faint thin line (a nutrient canal look-alike) that only partly crosses the shaft. Tuned so a
+random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3 epochs on the
+default 2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
 
 What was planted is returned and written to `PATH/planted.json` (outside the dataset root, so
 the audit never sees it). Same seed → same bytes.
@@ -41,6 +43,14 @@ def _bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: f
     radius = side * rng.uniform(0.06, 0.10)
     t = (xx - cx) * ux + (yy - cy) * uy  # along the shaft
     d = -(xx - cx) * uy + (yy - cy) * ux  # across the shaft
+    # The break line (also used for the intact distractor): a random place and tilt on the shaft.
+    at = rng.uniform(-0.25, 0.25) * half_len
+    tilt = rng.uniform(-0.5, 0.5)
+    line = (t - at) * np.cos(tilt) + d * np.sin(tilt)
+    if fractured:
+        # A displaced fracture: the far fragment is shifted sideways, so the shaft's outline
+        # steps at the break -- the cue a radiologist (and a small CNN at 64 px) can see.
+        d = np.where(line > 0, d - radius * rng.choice([-1, 1]) * rng.uniform(1.0, 1.5), d)
     # soft tissue around the bone
     tissue = np.exp(-(d / (radius * rng.uniform(2.5, 4.0))) ** 2) * rng.uniform(35, 60)
     img += tissue * (np.abs(t) < half_len * 1.3)
@@ -57,17 +67,13 @@ def _bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: f
     texture = np.asarray(Image.fromarray((rng.random((max(2, h // 8), max(2, w // 8))) * 255).astype(np.uint8))
                          .resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
     bone = profile * (0.85 + 0.3 * texture) * inside
-    if fractured or rng.random() < 0.5:
-        at = rng.uniform(-0.5, 0.5) * half_len
-        tilt = rng.uniform(-0.5, 0.5)
-        line = (t - at) * np.cos(tilt) + d * np.sin(tilt)
-        jag = np.sin(d / max(radius, 1) * rng.uniform(3, 7)) * side * 0.006
-        if fractured:
-            gap = np.abs(line + jag) < side * rng.uniform(0.018, 0.03)
-            bone[gap & (np.abs(d) < rad_t * 1.05)] = 0
-        else:  # distractor: thin faint line crossing only part of the shaft
-            canal = (np.abs(line) < side * 0.006) & (d > rad_t * rng.uniform(-0.2, 0.3))
-            bone[canal & inside] *= 0.6
+    jag = np.sin(d / max(radius, 1) * rng.uniform(3, 7)) * side * 0.006
+    if fractured:
+        gap = np.abs(line + jag) < side * rng.uniform(0.05, 0.08)
+        bone[gap & (np.abs(d) < rad_t * 1.2)] = 0
+    elif rng.random() < 0.25:  # distractor: thin faint line crossing only part of the shaft
+        canal = (np.abs(line) < side * 0.006) & (d > rad_t * rng.uniform(-0.2, 0.3))
+        bone[canal & inside] *= 0.7
     np.maximum(img, img * 0 + bone + tissue * inside, out=img)
 
 
@@ -84,7 +90,7 @@ def _radiograph(rng: np.random.Generator, *, fractured: bool, full_size: bool) -
     img = np.repeat(grad, gw, axis=1)
     side = float(min(gw, gh))
     _bone(img, rng, fractured=fractured, side=side)
-    if rng.random() < 0.35:
+    if rng.random() < 0.2:
         _bone(img, rng, fractured=False, side=side)  # a second, intact bone
     pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.8))
     if (gw, gh) != (w, h):
@@ -105,7 +111,7 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def write_demo_dataset(path: Path, *, n: int = 600, seed: int = 0, full_size: bool = False,
+def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: bool = False,
                        defects: bool = True) -> dict:
     """Write `n` distinct radiographs (plus, with `defects`, the planted defects and copies)
     under `path/Bone_Fracture_Binary_Classification/Bone_Fracture_Binary_Classification/`.
