@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stack = LocalStack(args.home, port=args.port, s3_port=args.s3_port if args.s3 else None)
+    # SIGTERM stops the stack as Ctrl-C does (the children live in their own sessions)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         deployments = stack.up(s3_bucket=args.s3_bucket if args.s3 else None)
         print(f"Prefect UI:  http://127.0.0.1:{args.port}")
