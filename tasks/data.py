@@ -7,6 +7,7 @@ copy in the store is what a retry reuses).
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -104,8 +105,6 @@ def pack_and_store(validated: ValidatedDataset, leakage: LeakageAudit, config: R
 @task(cache_policy=NO_CACHE)
 def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
     """Tables of what cleaning excluded and which images leak across splits; returns counts."""
-    import json
-
     folder = Path(packed_dir)
     cleaning = json.loads((folder / "cleaning_report.json").read_text())
     leakage = json.loads((folder / "leakage_report.json").read_text())

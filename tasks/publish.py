@@ -18,10 +18,6 @@ from tasks.runtime import STAGE_CACHE, run_work_dir
 from tasks.training import MODEL_FILES
 
 
-def _summary(report: dict, keep: tuple[str, ...]) -> dict:
-    return {k: v for k, v in report.get("counts", {}).items() if k in keep or not keep}
-
-
 @task(cache_policy=NO_CACHE)
 def write_run_files(run_id: str, config: RetrainConfig, dataset: dict, packed_dir: str,
                     trained: dict, candidate: dict, decision: dict, preview: str) -> dict:

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 BUCKET, PREFIX = "boneflow", "e2e"
 TIMES: dict[str, float] = {}
+SHARED: dict[str, dict] = {}  # runs one test hands to the next (the tests run in file order)
 
 
 def _config(data_dir: Path, **overrides) -> dict:
@@ -143,11 +144,11 @@ def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, dataset, 
         assert "failure-retrain" in found and "`gate`" in found["failure-retrain"]["data"]
         assert any(k.startswith("report-") for k in found)
     _eventually(has_failure_artifact)
-    pytest.shared_rejected_run = run  # the next test retries it
+    SHARED["rejected_run"] = run  # the next test retries it
 
 
 def test_ui_retry_reuses_finished_stages(stack, s3):
-    run = pytest.shared_rejected_run
+    run = SHARED["rejected_run"]
     trainings_before = len(ps.flow_runs_of(stack, "train/train-gpu"))
     t0 = time.perf_counter()
     ps.retry(stack, run["id"])
