@@ -43,7 +43,9 @@ def _matches(packed_dir: Path, config: RetrainConfig) -> bool:
             and manifest.get("leak_max_distance") == config.leak_max_distance)
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=STAGE_CACHE, persist_result=True)
+# NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
+# validate/audit/pack (a cached "not there yet" would send it through them again)
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
 def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
     """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
     yet (or was packed with other settings) and must be built."""

@@ -161,6 +161,7 @@ def test_ui_retry_reuses_finished_stages(stack, s3):
         states = ps.task_states(stack, run["id"])
         for stage in ("acquire_dataset", "train_on_gpu_pool", "evaluate_candidate", "publish_run_files"):
             assert "Cached" in states.get(stage, []), (stage, states)
+        assert "validate" not in states  # the packed dataset came back from the store
     _eventually(reused)
 
 

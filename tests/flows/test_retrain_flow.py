@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from flow_helpers import artifacts_of
+from flow_helpers import artifacts_of, task_names_of
 from flows.retrain import retrain
 
 pytestmark = pytest.mark.flows
@@ -35,4 +35,7 @@ def test_first_run_promotes_then_same_data_and_config_is_skipped(tiny_config):
     again = retrain(config, return_state=True)
     assert again.is_completed() and again.name == "Skipped"
     assert summary["run_id"] in again.message
+    ran = task_names_of(again.state_details.flow_run_id)
+    # the packed dataset came back from the store: no second decode of the images
+    assert "fetch_packed_dataset" in ran and not {"validate", "audit", "pack_and_store"} & ran
     assert json.loads((store / "champion.json").read_text()) == champion
