@@ -5,7 +5,8 @@ the target, so a crash never leaves a half-written object under a real key. Temp
 with '.', which no valid key part may, so listings never show them.
 
 Conditional writes (the champion pointer) take an exclusive `fcntl.flock` on a sidecar lock
-file, compare the current content hash (the local "etag") with the expected one, then replace.
+file, compare the current version (content hash + inode + mtime: the local "etag") with the
+expected one, then replace.
 flock is released by the kernel when a holder dies, so a crash cannot leave a stale lock, and
 it excludes other threads of the same process too (each opens its own file description).
 """
@@ -76,6 +77,20 @@ def local_root_from_url(url: str) -> Path:
     return Path(url)
 
 
+def _read_versioned(path: Path) -> tuple[bytes, str] | None:
+    """Bytes and an ETag-like version of `path`. The version is the content hash plus the
+    file's inode and mtime: every write is a new file (temp + rename), so rewriting identical
+    bytes still changes the version -- a content hash alone would let a writer holding a stale
+    version win after someone wrote the same bytes back (the ABA problem)."""
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read()
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    return data, f"{sha256_bytes(data)[:32]}-{st.st_ino:x}-{st.st_mtime_ns:x}"
+
+
 class LocalStore(Store):
     def __init__(self, root: str | Path):
         self.url = str(root)
@@ -133,11 +148,7 @@ class LocalStore(Store):
         return sorted(keys)
 
     def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
-        try:
-            data = self.get_bytes(key)
-        except ObjectNotFoundError:
-            return None
-        return data, sha256_bytes(data)
+        return _read_versioned(self._path(key))
 
     def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
         path = self._path(key)
@@ -146,8 +157,8 @@ class LocalStore(Store):
         with open(lock_path, "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
-                current = path.read_bytes() if path.is_file() else None
-                current_etag = None if current is None else sha256_bytes(current)
+                found = _read_versioned(path)
+                current, current_etag = (None, None) if found is None else found
                 if etag is None and current is not None:
                     raise ConflictError(f"{key!r} already exists in store {self.root} "
                                         "(expected it absent); another writer got there first.")
@@ -156,7 +167,7 @@ class LocalStore(Store):
                     raise ConflictError(f"{key!r} in store {self.root} is not the version read "
                                         f"earlier ({found}); another writer got there first.")
                 atomic_write_bytes(path, bytes(data))
-                return sha256_bytes(data)
+                return _read_versioned(path)[1]
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 

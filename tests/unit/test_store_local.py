@@ -127,3 +127,13 @@ def test_racing_processes_exactly_one_wins(tmp_path, existing):
         assert len(winners) == 1, outcomes
         assert store.get_bytes("champion.json") == f"winner {winners[0]}".encode()
         etag = store.read_with_etag("champion.json")[1]
+
+
+def test_rewriting_identical_bytes_still_invalidates_a_stale_etag(tmp_path):
+    # ABA: a content-hash etag alone would let the stale writer win after someone wrote the
+    # same bytes back, and both writers would believe they had promoted.
+    store = LocalStore(tmp_path / "store")
+    stale = store.put_if("champion.json", b"same", etag=None)
+    store.put_if("champion.json", b"same", etag=stale)
+    with pytest.raises(ConflictError):
+        store.put_if("champion.json", b"other", etag=stale)
