@@ -15,7 +15,8 @@ def audit(
     workers: Annotated[int, typer.Option(help="Decoding processes; 0 = one per CPU core.", min=0)] = 0,
     min_side: Annotated[int, typer.Option(help="Exclude images whose shorter side is below this (px).", min=1)] = 64,
     max_distance: Annotated[int, typer.Option(
-        help="Largest phash Hamming distance (of 64) counted as a cross-split copy.", min=0, max=64)] = 4,
+        help="Largest phash Hamming distance (of 256 bits) counted as a cross-split copy.",
+        min=0, max=256)] = 26,
     pack_size: Annotated[int, typer.Option(help="Side of the decoded square kept for hashing (px).", min=32)] = 256,
 ) -> None:
     """Validate a dataset and audit it for cross-split leakage (no training); writes both reports to --out."""

@@ -60,6 +60,6 @@ def demo_validated(demo, tmp_path_factory):
         before = tree_digest(path)
         work = tmp_path_factory.getbasetemp() / "demo-shared-work"
         validated = validate_dataset(dataset_root(path), workdir=work, pack_size=64, workers=2)
-        audit = audit_leakage(validated, max_distance=4)
+        audit = audit_leakage(validated)  # the default threshold (of the 256-bit hash)
         _CACHE["validated"] = (path, planted, before, validated, audit)
     return _CACHE["validated"]

@@ -1,10 +1,17 @@
 """Leakage audit: near-copies of the same radiograph across train/val/test.
 
-Each kept image carries five 64-bit perceptual hashes (imagehash.phash of the image, its mirror
-and its 90/180/270 rotations, computed during validation from the same decode). A pair
-(a in an earlier split, b in a later one) is a near-copy when min over transforms t of
-Hamming(hash(a), hash_t(b)) <= max_distance; the report names that t. The search is numpy XOR +
-popcount over blocks of rows, never a Python loop over pairs.
+Each kept image carries five 256-bit perceptual hashes (imagehash.phash with hash_size=16 of the
+image, its mirror and its 90/180/270 rotations, computed during validation from the same decode,
+stored as 4 uint64 words each). A pair (a in an earlier split, b in a later one) is a near-copy
+when min over transforms t of Hamming(hash(a), hash_t(b)) <= max_distance (of 256 bits); the
+report names that t. The search is numpy XOR + popcount over blocks of rows, never a Python loop
+over pairs.
+
+Threshold (DEFAULT_MAX_DISTANCE = 26 of 256): measured on the demo sets of seed 0 and 1 (2,500
+images each, pack size 256) copies re-encoded at JPEG quality 30-60, resized to 0.35-0.5x,
+mirrored, rotated 90 degrees or with mild contrast change stayed <= 16 (<= 22 with all combined)
+while no distinct cross-split pair came closer than 30; the 64-bit phash put ~100 distinct pairs
+within its old threshold of 4. See scripts/measure_leakage.py.
 
 The leak-free test subset is the test images with no near-copy in train or val.
 """
@@ -18,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from boneflow.data.layout import SPLITS
-from boneflow.data.validate import HASH_TRANSFORMS, ValidatedDataset
+from boneflow.data.validate import HASH_BITS, HASH_KIND, HASH_TRANSFORMS, ValidatedDataset
 
-_BLOCK = 512  # rows of `a` per block: 512 x N_b x 5 uint64 stays a few tens of MB
+DEFAULT_MAX_DISTANCE = 26  # of HASH_BITS = 256; keep in step with RetrainConfig.leak_max_distance
+_BLOCK = 256  # rows of `a` per block: 256 x N_b x 5 uint64 temporaries stay a few tens of MB
 
 
 @dataclass
@@ -30,21 +38,26 @@ class LeakageAudit:
     report_path: Path | None = None
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(x)
+def _words(hashes: np.ndarray) -> np.ndarray:
+    """[N, T] (one 64-bit word per hash) or [N, T, W] → [N, T, W]."""
+    return hashes[..., None] if hashes.ndim == 2 else hashes
 
 
 def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance, transform index) of pairs with min_t d(a_i identity, b_j transform t) <= max_distance.
-    `hashes_a`: uint64 [Na, T] (column 0 used), `hashes_b`: uint64 [Nb, T]."""
+    `hashes_a`: uint64 [Na, T, W] (transform 0 used), `hashes_b`: uint64 [Nb, T, W]; W words per
+    hash ([N, T] is read as W = 1)."""
     out_i, out_j, out_d, out_t = [], [], [], []
     if len(hashes_a) == 0 or len(hashes_b) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
-    for start in range(0, len(hashes_a), _BLOCK):
-        block = hashes_a[start:start + _BLOCK, 0]
-        dist = _popcount(block[:, None, None] ^ hashes_b[None, :, :])  # [blk, Nb, T]
+    a_all, b = _words(hashes_a), _words(hashes_b)
+    for start in range(0, len(a_all), _BLOCK):
+        block = a_all[start:start + _BLOCK, 0]  # [blk, W]
+        dist = np.zeros((len(block), len(b), b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]
+        for w in range(b.shape[2]):
+            dist += np.bitwise_count(block[:, None, None, w] ^ b[None, :, :, w])
         best_t = dist.argmin(axis=2)
         best = np.take_along_axis(dist, best_t[..., None], axis=2)[..., 0]
         ii, jj = np.nonzero(best <= max_distance)
@@ -55,7 +68,8 @@ def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
     return tuple(np.concatenate(x) for x in (out_i, out_j, out_d, out_t))  # type: ignore[return-value]
 
 
-def audit_leakage(validated: ValidatedDataset, *, max_distance: int = 4) -> LeakageAudit:
+def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE
+                  ) -> LeakageAudit:
     """Find cross-split near-copies; write `validated.workdir/leakage_report.json`."""
     by_split = {s: [k for k, r in enumerate(validated.records) if r.split == s] for s in SPLITS}
     pairs = []
@@ -76,8 +90,10 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = 4) -> Leak
     leaking = {p["b"] for p in pairs if p["split_b"] == "test"}
     leakfree = [p for p in test_paths if p not in leaking]
     report = {
-        "method": "imagehash.phash (64-bit) of each kept image vs the identity, mirror and "
+        "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
                   "90/180/270-degree rotations of the other; Hamming distance",
+        "hash": HASH_KIND,
+        "hash_bits": HASH_BITS,
         "max_distance": max_distance,
         "fingerprint": validated.fingerprint,
         "counts": {"hashed": len(validated.records), "pairs": len(pairs), "pairs_by_splits": counts,

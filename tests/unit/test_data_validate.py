@@ -65,4 +65,4 @@ def test_pixels_memmap_rows_match_records(demo_validated):
     pixels = validated.pixels()
     assert isinstance(pixels, np.memmap) and pixels.shape == (len(validated.records), 64, 64)
     assert pixels.dtype == np.uint8 and (pixels.reshape(len(pixels), -1).max(axis=1) > 50).all()
-    assert validated.hashes.shape == (len(validated.records), 5) and validated.hashes.dtype == np.uint64
+    assert validated.hashes.shape == (len(validated.records), 5, 4) and validated.hashes.dtype == np.uint64
