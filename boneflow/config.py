@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from boneflow.train.settings import TrainSettings
 
 KAGGLE_HANDLE = "bmadushanirodrigo/fracture-multi-region-x-ray-data"
 DEFAULT_STORE = "boneflow-store"

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from boneflow.data.layout import LayoutError, check_layout, find_dataset_root
 from boneflow.errors import BoneflowError
+from boneflow.hashing import sha256_file
 
 __all__ = ["AcquireError", "AcquiredDataset", "DatasetVersion", "LayoutError", "acquire",
-           "dataset_fingerprint", "file_sha256"]
+           "dataset_fingerprint"]
 
 log = logging.getLogger(__name__)
-_HASH_CHUNK = 1 << 20
 
 
 class AcquireError(BoneflowError):
@@ -52,14 +52,6 @@ class AcquiredDataset:
     version: DatasetVersion
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fingerprint_from_hashes(file_hashes: dict[str, str]) -> str:
     """The dataset fingerprint from {relpath: sha256}; shared with validation, which hashes as it reads."""
     digest = hashlib.sha256()
@@ -73,7 +65,7 @@ def dataset_fingerprint(root: Path, *, threads: int = 4) -> tuple[str, int]:
     so a few threads overlap disk reads and hashing."""
     files = sorted(p for p in Path(root).rglob("*") if p.is_file())
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        hashes = list(pool.map(file_sha256, files))
+        hashes = list(pool.map(sha256_file, files))
     rels = [p.relative_to(root).as_posix() for p in files]
     return fingerprint_from_hashes(dict(zip(rels, hashes))), len(files)
 

@@ -9,7 +9,6 @@ matches (fingerprint, size, min_side, leak threshold) and whose files are intact
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from boneflow.data.leakage import LeakageAudit
 from boneflow.data.npyrows import NpyRows, create_npy
 from boneflow.data.validate import ValidatedDataset
 from boneflow.errors import BoneflowError
+from boneflow.hashing import sha256_file
 
 PACKED_SPLITS = (*SPLITS, "test_clean")
 MANIFEST = "manifest.json"
@@ -54,14 +54,6 @@ class PackedDataset:
         labels = np.load(self.dir / f"{name}_labels.npy")
         paths = json.loads((self.dir / f"{name}_paths.json").read_text())
         return SplitArrays(images, labels, paths)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def packed_dir(base: Path, fingerprint: str, size: int) -> Path:
@@ -110,7 +102,7 @@ def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: P
         src_report = validated.workdir / report
         if src_report.is_file() and src_report.resolve() != (out_dir / report).resolve():
             shutil.copyfile(src_report, out_dir / report)
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
     manifest = {**expect, "classes": list(CLASSES), "splits": splits_info, "files": files}
     tmp = out_dir / (MANIFEST + ".tmp")
@@ -153,7 +145,7 @@ def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:
     if verify:
         for fname, meta in manifest.get("files", {}).items():
             path = dir / fname
-            if not path.is_file() or _sha256(path) != meta["sha256"]:
+            if not path.is_file() or sha256_file(path) != meta["sha256"]:
                 raise PackedDataError(f"{path}: missing or sha256 differs from {dir / MANIFEST}; "
                                       f"delete {dir} and re-run packing.")
     return PackedDataset(dir, size, tuple(manifest.get("classes", CLASSES)), fingerprint, manifest)

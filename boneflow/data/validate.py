@@ -114,9 +114,9 @@ def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_
 
 
 def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    from boneflow.data.acquire import file_sha256
+    from boneflow.hashing import sha256_file
 
-    return [(i, file_sha256(Path(p))) for i, p in jobs]
+    return [(i, sha256_file(Path(p))) for i, p in jobs]
 
 
 def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_side: int,

@@ -6,23 +6,10 @@ validates them again, so a bad id can never reach the file system or the bucket.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-CHUNK = 1 << 20
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+from boneflow.hashing import CHUNK, sha256_bytes, sha256_file  # noqa: F401  (re-exported)
 
 
 class Store(ABC):

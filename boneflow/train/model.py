@@ -6,7 +6,6 @@ script can use this module on a machine without the rest of boneflow's dependenc
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import resnet18
+
+from boneflow.hashing import sha256_file
 
 ARCHITECTURE = "resnet18-1ch"
 # torchvision's ImageNet resnet18 file as the hub cache names it; the part after the dash is
@@ -35,14 +36,6 @@ def hub_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / HUB_WEIGHTS_NAME
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Tensor]:
     """ImageNet resnet18 weights from `weights_path` or the torch hub cache; never downloads.
 
@@ -56,7 +49,7 @@ def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Ten
             "scratch with --no-pretrained. boneflow never downloads weights during a run."
         )
     match = _HASH_IN_NAME.search(path.name)
-    if match and not _sha256(path).startswith(match.group(1)):
+    if match and not sha256_file(path).startswith(match.group(1)):
         raise _error(
             f"{path}: sha256 does not start with {match.group(1)} as its name says; the file is "
             "corrupt or not the weights it claims to be. Replace it or use --no-pretrained."
