@@ -286,22 +286,22 @@ def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None,
             raise StoreError(f"upload_dataset({local_dir}): pass fingerprint= and size= with a "
                              "folder (or pass the PackedDataset itself).")
     prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
-    existing = _read_dataset_index(store, fingerprint, size)
-    if existing is not None and all(store.size(dataset_key(fingerprint, size, n)) == e["size"]
-                                    for n, e in existing.items()):
-        log.info("dataset %s/%s already complete in %s; not uploading", fingerprint, size, store.url)
-        return {"prefix": prefix, "uploaded": False, "files": existing}
     names = _dataset_files(local_dir)
     if DATASET_INDEX in names:
         raise StoreError(f"{local_dir / DATASET_INDEX}: the name {DATASET_INDEX!r} is reserved for "
                          "the store's index of the dataset; rename that file.")
     if not names:
         raise StoreError(f"Dataset folder {local_dir} holds no files; pack the dataset first.")
-    files = {}
+    files = {n: {"size": (local_dir / n).stat().st_size, "sha256": sha256_file(local_dir / n)} for n in names}
+    existing = _read_dataset_index(store, fingerprint, size)
+    # Skip only when the stored copy holds exactly these bytes: the same data packed with other
+    # settings (min_side, leakage threshold) shares the key and must be replaced, index last.
+    if existing == files and all(store.size(dataset_key(fingerprint, size, n)) == e["size"]
+                                 for n, e in existing.items()):
+        log.info("dataset %s/%s already complete in %s; not uploading", fingerprint, size, store.url)
+        return {"prefix": prefix, "uploaded": False, "files": existing}
     for name in names:
-        path = local_dir / name
-        files[name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
-        store.put_file(dataset_key(fingerprint, size, name), path)
+        store.put_file(dataset_key(fingerprint, size, name), local_dir / name)
     index = {"fingerprint": fingerprint, "size": size, "created_at": _now(), "files": files}
     store.put_bytes(dataset_key(fingerprint, size, DATASET_INDEX), _json_bytes(index))
     log.info("uploaded dataset %s/%s: %d files to %s", fingerprint, size, len(files), store.url)

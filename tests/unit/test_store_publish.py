@@ -225,3 +225,18 @@ def test_checkpoints_roundtrip_and_appear_in_manifest(store, tmp_path):
     (store.root / "runs" / run_id / "checkpoints" / "epoch-0002.pt").write_bytes(b"junk")
     with pytest.raises(IntegrityError, match="epoch-0002.pt"):
         fetch_checkpoints(store, run_id, tmp_path / "ck3")
+
+
+def test_same_data_packed_with_other_settings_replaces_the_stored_copy(store, tmp_path):
+    # Same fingerprint and size, different bytes (e.g. another leakage threshold changed
+    # test_clean): the stored copy must be replaced, not "found complete" by its sizes.
+    packed = tmp_path / "packed"
+    packed.mkdir()
+    (packed / "manifest.json").write_text('{"leak_max_distance": 4}')
+    (packed / "test_clean_labels.npy").write_bytes(b"\x00" * 80)
+    fp = "cd" * 32
+    upload_dataset(store, packed, fp, 64)
+    (packed / "manifest.json").write_text('{"leak_max_distance": 9}')  # same length, new bytes
+    assert upload_dataset(store, packed, fp, 64)["uploaded"] is True
+    fetched = fetch_dataset(store, fp, 64, tmp_path / "fetched")
+    assert (fetched / "manifest.json").read_text() == '{"leak_max_distance": 9}'
