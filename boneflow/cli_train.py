@@ -24,8 +24,8 @@ def bench_train(
     size: Annotated[int, typer.Option(help="Crop side the network sees, in pixels.", min=32, max=512)] = 224,
     batch_size: Annotated[int, typer.Option(help="Images per training step.", min=2)] = 32,
     steps: Annotated[int, typer.Option(help="Timed training steps per side (after 2 warm-up steps).", min=1)] = 8,
-    data_batches: Annotated[int, typer.Option(help="Batches timed for the data-supply comparison.", min=1)] = 8,
-    seed_workers: Annotated[int, typer.Option(help="DataLoader workers of the seed-style loop.", min=0)] = 2,
+    data_batches: Annotated[int, typer.Option(help="Batches timed for our data supply (the seed's: as many, and at least 4x its prefetch).", min=1)] = 64,
+    seed_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers of the seed-style loop; default one per CPU core.", min=0)] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.", min=0)] = 0,
 ) -> None:
     """Train img/s: ours (1-ch, bf16 where fast, channels_last, batch augmentation on packed
@@ -41,12 +41,20 @@ def bench_train(
 def bench_infer(
     store: Annotated[Optional[str], typer.Option(help="Store URL; benchmark its champion. Empty: random-init model.")] = None,
     size: Annotated[int, typer.Option(help="Crop side (ignored with --store: the champion's own).", min=32, max=512)] = 224,
-    runs: Annotated[int, typer.Option(help="Timed single-image predictions.", min=5)] = 50,
+    runs: Annotated[int, typer.Option(help="Timed single-image predictions (each side, each thread count).", min=5)] = 50,
     batch_size: Annotated[int, typer.Option(help="Batch size of the throughput measurement.", min=1)] = 64,
-    threads: Annotated[int, typer.Option(help="torch CPU threads; 0 keeps torch's default.", min=0)] = 0,
+    batches: Annotated[int, typer.Option(help="Batches timed for the throughput measurement.", min=1)] = 3,
+    threads: Annotated[int, typer.Option(help="torch CPU threads for the headline figures; 0 keeps torch's default.", min=0)] = 0,
+    compare_threads: Annotated[bool, typer.Option(help="Also time single images (and the app) at 1 thread.")] = True,
+    app: Annotated[bool, typer.Option(help="Include the app's end-to-end latency (\"app\" section).")] = True,
 ) -> None:
-    """Single-image p50/p95 latency (with and without JPEG decode) and batch throughput."""
+    """Single-image p50/p95 latency (with and without JPEG decode) and batch throughput, ours vs
+    the seed's predict path in the same run; plus the app's end-to-end latency for one image."""
     _threads(threads)
+    import torch
+
     from boneflow.bench.infer import bench_infer as run
 
-    typer.echo(json.dumps(run(store=store, size=size, runs=runs, batch_size=batch_size), indent=2))
+    counts = sorted({1, torch.get_num_threads()}) if compare_threads else [torch.get_num_threads()]
+    typer.echo(json.dumps(run(store=store, size=size, runs=runs, batch_size=batch_size, batches=batches,
+                              thread_counts=counts, app=app), indent=2))

@@ -1,4 +1,5 @@
-"""`boneflow bench infer`: single-image latency (p50/p95) and batch throughput at the model's size.
+"""`boneflow bench infer`: single-image latency (p50/p95) and batch throughput at the model's size,
+ours vs the seed's predict path in the same run, plus the app's end-to-end latency ("app").
 
 Single image = what `boneflow predict` does per file after the model is loaded: decode with
 load_xray (the one decode path) → EvalPreset → forward → softmax. Reported with and without
@@ -41,10 +42,38 @@ def _percentiles(samples: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
 
 
+def _timed(fn, runs: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):  # oneDNN builds its kernels for the first shapes
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _ratio(seed: float, ours: float) -> float:
+    return round(seed / ours, 2) if ours > 0 else float("nan")
+
+
+def _default_thread_counts() -> list[int]:
+    # torch's default (one per core, or OMP_NUM_THREADS) and 1: under CPU contention the
+    # multi-thread OpenMP barriers stall, and one thread is the steadier choice for latency.
+    return sorted({1, torch.get_num_threads()})
+
+
 def bench_infer(*, store: str | None = None, size: int = 224, runs: int = 50, batch_size: int = 64,
-                batches: int = 3, seed: int = 0) -> dict:
+                batches: int = 3, seed: int = 0, thread_counts: list[int] | None = None, app: bool = True,
+                app_runs: int | None = None) -> dict:
+    """Ours (load_xray → EvalPreset → 1-channel ResNet18, bf16 where fast, channels_last,
+    inference_mode) vs the seed's predict path (PIL RGB → Resize/ToTensor/Normalize → 3-channel
+    fp32 NCHW ResNet18, no_grad) on the same JPEG, in this process, at each thread count in
+    `thread_counts` (default: 1 and torch's default). The headline figures are at torch's
+    default thread count (what `boneflow predict` and the app use unless told otherwise)."""
     from PIL import Image
 
+    from boneflow.bench.seed_baseline import seed_eval_transform, seed_model, seed_predict
     from boneflow.data.preprocess import load_xray
     from boneflow.evaluate.predict import predict_proba
     from boneflow.train.device import precision_name
@@ -61,6 +90,8 @@ def bench_infer(*, store: str | None = None, size: int = 224, runs: int = 50, ba
         model = build_model().eval()
         pack_size = int(round(size * 8 / 7))
     model = model.to(memory_format=torch.channels_last).eval()
+    baseline = seed_model(seed)
+    seed_transform = seed_eval_transform(size)
     rng = np.random.default_rng(seed)
     # A JPEG at ~2x the packed side, roughly a downsized radiograph file.
     picture = bone_images(np.array([1]), pack_size * 2, rng)[0]
@@ -68,34 +99,80 @@ def bench_infer(*, store: str | None = None, size: int = 224, runs: int = 50, ba
     Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
     jpeg = buffer.getvalue()
     decoded = load_xray(jpeg, pack_size)
+    seed_input = seed_transform(Image.open(io.BytesIO(jpeg)).convert("RGB")).unsqueeze(0)
 
-    def timed(fn) -> list[float]:
-        for _ in range(3):  # warm-up: oneDNN builds its kernels for the first shapes
-            fn()
-        samples = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-        return samples
+    def seed_forward(x: torch.Tensor) -> None:
+        with torch.no_grad():
+            torch.softmax(baseline(x), dim=1)
 
-    model_only = timed(lambda: predict_proba(model, decoded, image_size=size, device="cpu"))
-    with_decode = timed(lambda: predict_proba(model, load_xray(jpeg, pack_size), image_size=size, device="cpu"))
+    default_threads = torch.get_num_threads()
+    counts = thread_counts or _default_thread_counts()
+    by_threads = {}
+    try:
+        for count in counts:
+            torch.set_num_threads(count)
+            ours_pre = _percentiles(_timed(lambda: predict_proba(model, decoded, image_size=size, device="cpu"), runs))
+            ours_dec = _percentiles(_timed(
+                lambda: predict_proba(model, load_xray(jpeg, pack_size), image_size=size, device="cpu"), runs))
+            seed_pre = _percentiles(_timed(lambda: seed_forward(seed_input), runs))
+            seed_dec = _percentiles(_timed(lambda: seed_predict(baseline, io.BytesIO(jpeg), seed_transform), runs))
+            by_threads[str(count)] = {
+                "ours": {"preprocessed": ours_pre, "with_jpeg_decode": ours_dec},
+                "seed": {"preprocessed": seed_pre, "with_jpeg_decode": seed_dec},
+                "p50_ratio_with_decode": _ratio(seed_dec["p50_ms"], ours_dec["p50_ms"]),
+                "p50_ratio_preprocessed": _ratio(seed_pre["p50_ms"], ours_pre["p50_ms"]),
+            }
+    finally:
+        torch.set_num_threads(default_threads)
+
+    # Batch throughput at the default thread count; preprocessing included for ours (EvalPreset
+    # on uint8), already done for the seed (its per-image PIL transforms are the single-image cost).
     batch = np.repeat(decoded[None], batch_size * batches, axis=0)
     predict_proba(model, batch[:batch_size], image_size=size, batch_size=batch_size, device="cpu")
     start = time.perf_counter()
     predict_proba(model, batch, image_size=size, batch_size=batch_size, device="cpu")
-    batch_seconds = time.perf_counter() - start
-    return {
+    ours_batch = len(batch) / (time.perf_counter() - start)
+    seed_batch_input = seed_input.expand(batch_size, -1, -1, -1).contiguous()
+    seed_forward(seed_batch_input)
+    start = time.perf_counter()
+    for _ in range(batches):
+        seed_forward(seed_batch_input)
+    seed_batch = batch_size * batches / (time.perf_counter() - start)
+
+    headline = by_threads.get(str(default_threads)) or next(iter(by_threads.values()))
+    result = {
         "benchmark": "infer",
         "model": f"champion {run_id}" if run_id else "random-init resnet18 (no --store)",
         "size": size,
         "pack_size": pack_size,
         "precision": precision_name(torch.device("cpu")),
-        "torch_threads": torch.get_num_threads(),
-        "single_image": {"preprocessed": _percentiles(model_only), "with_jpeg_decode": _percentiles(with_decode),
-                         "runs": runs},
-        "batch": {"batch_size": batch_size, "images": len(batch),
-                  "img_per_s": round(len(batch) / batch_seconds, 1)},
-        "goals": {"single_p50_ms": 15.0},
+        "ours_path": "load_xray -> EvalPreset -> 1-ch resnet18, channels_last, inference_mode, "
+                     + precision_name(torch.device("cpu")) + " autocast",
+        "seed_path": "PIL RGB -> Resize/ToTensor/Normalize -> 3-ch resnet18 fp32 NCHW, no_grad",
+        "torch_threads": default_threads,
+        "single_image": {**headline, "runs": runs, "threads": default_threads},
+        "single_image_by_threads": by_threads,
+        "batch": {"batch_size": batch_size, "images": len(batch), "threads": default_threads,
+                  "ours_img_per_s": round(ours_batch, 1), "seed_img_per_s": round(seed_batch, 1),
+                  "ratio": _ratio(ours_batch, seed_batch)},
+        "goals": {"single_p50_ms": 15.0, "app_p50_ms": 50.0},
     }
+    if app:
+        result["app"] = _app_section(store, size=size, runs=app_runs or runs, counts=counts,
+                                     default_threads=default_threads)
+    return result
+
+
+def _app_section(store: str | None, *, size: int, runs: int, counts: list[int], default_threads: int) -> dict:
+    """The app's end-to-end predict path (boneflow.bench.app_latency) at each thread count."""
+    from boneflow.bench.app_latency import app_latency
+
+    by_threads = {}
+    try:
+        for count in counts:
+            torch.set_num_threads(count)
+            by_threads[str(count)] = app_latency(store_url=store, n=runs, size=size)
+    finally:
+        torch.set_num_threads(default_threads)
+    headline = by_threads.get(str(default_threads)) or next(iter(by_threads.values()))
+    return {**headline, "by_threads": {k: {"p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"]} for k, v in by_threads.items()}}

@@ -88,3 +88,26 @@ def seed_data_rate(loader: DataLoader, *, batches: int, warmup: int = 1) -> dict
         seen += len(next(source)[1])
     seconds = time.perf_counter() - start
     return {"img_per_s": seen / seconds, "seconds": seconds, "images": seen}
+
+
+def seed_eval_transform(size: int):
+    """The seed's inference preprocessing: Resize, ToTensor, Normalize on a 3-channel PIL image."""
+    return transforms.Compose(
+        [transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
+
+
+def seed_model(seed: int = 0) -> nn.Module:
+    """The seed's network as it served: 3-channel fp32 NCHW ResNet18, eval mode."""
+    torch.manual_seed(seed)
+    return resnet18(num_classes=2).eval()
+
+
+@torch.no_grad()
+def seed_predict(model: nn.Module, image, transform) -> float:
+    """One request the seed's Gradio way: PIL image (path, file object or PIL) → RGB → transform →
+    fp32 forward → softmax → P(class 1)."""
+    if not isinstance(image, Image.Image):
+        image = Image.open(image)
+    x = transform(image.convert("RGB")).unsqueeze(0)
+    return float(torch.softmax(model(x), dim=1)[0, 1])

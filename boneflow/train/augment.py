@@ -11,6 +11,7 @@ image), so the same seed gives the same augmentation on CPU and CUDA.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -42,8 +43,38 @@ def as_uint8_batch(images, device: torch.device | str | None = None) -> torch.Te
     return tensor.to(device) if device is not None else tensor
 
 
-def _normalise(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    return (x - mean) / std
+_scratch = threading.local()
+
+
+def _scratch_buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A reusable per-thread CPU work buffer for temporaries that never leave a preset call.
+
+    Why: a fresh multi-MB CPU tensor is mmap'd by malloc and page-faulted in on first touch every
+    batch (~6,700 faults, ~26 MB, for a 32 x 224 px batch), which cost about 3x the arithmetic
+    itself here. On CUDA the caching allocator already reuses memory, so this is CPU only."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    numel = math.prod(shape)
+    buffer = buffers.get((name, dtype))
+    if buffer is None or buffer.numel() < numel:
+        buffer = buffers[(name, dtype)] = torch.empty(numel, dtype=dtype)
+    return buffer[:numel].view(shape)
+
+
+def _affine_grid(theta: torch.Tensor, size: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.affine_grid(theta.view(-1, 2, 3), [B, 1, size, size], align_corners=False)`, computed by
+    broadcasting instead of affine_grid's batched matmul against a [B, size*size, 3] base grid:
+    the same numbers (to float rounding), ~20-70x faster on CPU at 224 px (the matmul has an
+    inner dimension of 3, which BLAS handles badly and which stalls under thread contention)."""
+    n = theta.shape[0]
+    coords = (torch.arange(size, dtype=theta.dtype, device=theta.device) * 2 + 1) / size - 1  # pixel centres
+    xs, ys = coords.view(1, 1, size), coords.view(1, size, 1)
+    t = theta.reshape(n, 6, 1, 1).unbind(1)
+    grid = torch.empty(n, size, size, 2, dtype=theta.dtype, device=theta.device) if out is None else out
+    torch.add(t[0] * xs, t[1] * ys + t[2], out=grid[..., 0])
+    torch.add(t[3] * xs, t[4] * ys + t[5], out=grid[..., 1])
+    return grid
 
 
 class EvalPreset:
@@ -64,7 +95,7 @@ class EvalPreset:
         left = (side - self.crop_size) // 2
         crop = batch[:, top : top + self.crop_size, left : left + self.crop_size]
         x = crop.unsqueeze(1).to(torch.float32).div_(255.0)
-        return _normalise(x, self.mean, self.std)
+        return x.sub_(self.mean).div_(self.std)  # in place: one output allocation per batch
 
     def __repr__(self) -> str:
         return f"EvalPreset(crop_size={self.crop_size}, mean={self.mean}, std={self.std})"
@@ -125,21 +156,28 @@ class TrainPreset:
             p = params
         cos, sin = p["angle"].cos(), p["angle"].sin()
         # Output coords (x, y) in [-1, 1] → source coords: rotate(scale(flip(x, y))) + centre.
+        # Rows of the 2x3 affine matrix (theta in affine_grid's terms), one per image.
         theta = torch.stack(
-            [
-                torch.stack([cos * p["width"] * p["flip"], -sin * p["height"], p["cx"]], dim=1),
-                torch.stack([sin * p["width"] * p["flip"], cos * p["height"], p["cy"]], dim=1),
-            ],
+            [cos * p["width"] * p["flip"], -sin * p["height"], p["cx"],
+             sin * p["width"] * p["flip"], cos * p["height"], p["cy"]],
             dim=1,
         )
-        x = batch.unsqueeze(1).to(torch.float32).div_(255.0)
-        grid = F.affine_grid(theta, [n, 1, self.crop_size, self.crop_size], align_corners=False)
-        # Zeros outside the source = black, the same as the packed images' padding.
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        image_mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - image_mean) * p["contrast"].view(n, 1, 1, 1) + image_mean
-        x = (x * p["brightness"].view(n, 1, 1, 1)).clamp_(0.0, 1.0)
-        return _normalise(x, self.mean, self.std)
+        grid = _affine_grid(theta, self.crop_size,
+                            out=_scratch_buffer("grid", (n, self.crop_size, self.crop_size, 2), theta.dtype, device))
+        source = _scratch_buffer("source", (n, 1, *batch.shape[-2:]), torch.float32, device)
+        source.copy_(batch.unsqueeze(1))
+        # Resample the raw 0..255 values (grid_sample is linear, so /255 folds into the jitter
+        # below). Zeros outside the source = black, the same as the packed images' padding.
+        x = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # Contrast around each image's mean, brightness, clamp to [0, 1], normalise — folded into
+        # one per-image scale and shift plus one clamp in normalised units (two passes, in place):
+        #   v = ((x/255 - m) * c + m) * b  with m the mean of x/255;  out = (clamp(v, 0, 1) - mean) / std
+        mean255 = x.mean(dim=(1, 2, 3), keepdim=True)
+        contrast, brightness = p["contrast"].view(n, 1, 1, 1), p["brightness"].view(n, 1, 1, 1)
+        scale = contrast * brightness / (255.0 * self.std)
+        shift = (mean255 * (1 - contrast) * brightness / 255.0 - self.mean) / self.std
+        low, high = (0.0 - self.mean) / self.std, (1.0 - self.mean) / self.std
+        return x.mul_(scale).add_(shift).clamp_(low, high)
 
     def __repr__(self) -> str:
         return (

@@ -91,3 +91,22 @@ def test_inference_preprocessing_equals_evaluation(tmp_path):
     single_prob = predict_proba(model, uploaded_pixels, image_size=64)
     assert single_prob.shape == (1,)
     assert abs(batch_probs[0] - single_prob[0]) < 1e-6
+
+
+def test_fast_grid_equals_affine_grid():
+    from boneflow.train.augment import _affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.affine_grid(theta, [5, 1, 37, 37], align_corners=False)
+    assert torch.allclose(_affine_grid(theta.view(5, 6), 37), expected, atol=1e-6)
+
+
+def test_train_preset_outputs_do_not_share_scratch_memory(batch):
+    # Work buffers are reused between calls; the returned batches must stay independent,
+    # including when the batch size changes (the last batch of an epoch).
+    preset = TrainPreset(crop_size=40)
+    first = preset(batch, torch.Generator().manual_seed(1))
+    kept = first.clone()
+    second = preset(batch[:3], torch.Generator().manual_seed(2))
+    assert torch.equal(first, kept) and second.shape == (3, 1, 40, 40)
+    assert torch.equal(preset(batch, torch.Generator().manual_seed(1)), kept)

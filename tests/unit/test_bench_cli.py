@@ -1,0 +1,48 @@
+"""`boneflow bench train` / `boneflow bench infer` print one JSON object with ours, the seed-style
+baseline and their ratios (tiny sizes: the shape of the output is tested, never the timings)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from boneflow.cli import app
+
+
+def _run(args: list[str]) -> dict:
+    threads = torch.get_num_threads()
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_bench_train_prints_ours_seed_and_ratios():
+    out = _run(["bench", "train", "--images", "16", "--size", "32", "--batch-size", "4", "--steps", "1",
+                "--data-batches", "1", "--seed-workers", "0"])
+    assert out["benchmark"] == "train" and out["size"] == 32 and out["seed_dataloader_workers"] == 0
+    for side in ("ours", "seed"):
+        assert out[side]["train_img_per_s"] > 0 and out[side]["data_img_per_s"] > 0
+    assert out["ours"]["channels"] == 1 and out["seed"]["channels"] == 3
+    assert out["train_ratio"] > 0 and out["data_ratio"] > 0
+    assert set(out["goals"]) == {"train_ratio", "data_ratio"}
+    assert "num_workers=0" in out["data_supply"]["seed"]
+
+
+def test_bench_infer_prints_ours_seed_ratios_and_app(tmp_path, monkeypatch):
+    monkeypatch.setenv("BONEFLOW_CACHE", str(tmp_path / "cache"))
+    out = _run(["bench", "infer", "--size", "32", "--runs", "5", "--batch-size", "2", "--batches", "1",
+                "--threads", "1", "--no-compare-threads"])
+    assert out["benchmark"] == "infer" and out["size"] == 32 and out["torch_threads"] == 1
+    single = out["single_image"]
+    for side in ("ours", "seed"):
+        for path in ("preprocessed", "with_jpeg_decode"):
+            assert 0 < single[side][path]["p50_ms"] <= single[side][path]["p95_ms"]
+    assert single["p50_ratio_with_decode"] > 0 and list(out["single_image_by_threads"]) == ["1"]
+    assert out["batch"]["ours_img_per_s"] > 0 and out["batch"]["seed_img_per_s"] > 0 and out["batch"]["ratio"] > 0
+    assert 0 < out["app"]["p50_ms"] <= out["app"]["p95_ms"] and out["app"]["image_size"] == 32
+    assert set(out["goals"]) == {"single_p50_ms", "app_p50_ms"}
