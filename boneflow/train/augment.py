@@ -44,6 +44,8 @@ def as_uint8_batch(images, device: torch.device | str | None = None) -> torch.Te
 
 
 _scratch = threading.local()
+# CPU working-set budget of one TrainPreset block (grid + float source + output), bytes.
+_CPU_BLOCK_BYTES = 12 << 20
 
 
 def _scratch_buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -162,22 +164,38 @@ class TrainPreset:
              sin * p["width"] * p["flip"], cos * p["height"], p["cy"]],
             dim=1,
         )
-        grid = _affine_grid(theta, self.crop_size,
-                            out=_scratch_buffer("grid", (n, self.crop_size, self.crop_size, 2), theta.dtype, device))
-        source = _scratch_buffer("source", (n, 1, *batch.shape[-2:]), torch.float32, device)
-        source.copy_(batch.unsqueeze(1))
-        # Resample the raw 0..255 values (grid_sample is linear, so /255 folds into the jitter
-        # below). Zeros outside the source = black, the same as the packed images' padding.
-        x = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         # Contrast around each image's mean, brightness, clamp to [0, 1], normalise — folded into
-        # one per-image scale and shift plus one clamp in normalised units (two passes, in place):
+        # one per-image scale and shift plus one clamp in normalised units (in place):
         #   v = ((x/255 - m) * c + m) * b  with m the mean of x/255;  out = (clamp(v, 0, 1) - mean) / std
-        mean255 = x.mean(dim=(1, 2, 3), keepdim=True)
         contrast, brightness = p["contrast"].view(n, 1, 1, 1), p["brightness"].view(n, 1, 1, 1)
         scale = contrast * brightness / (255.0 * self.std)
-        shift = (mean255 * (1 - contrast) * brightness / 255.0 - self.mean) / self.std
         low, high = (0.0 - self.mean) / self.std, (1.0 - self.mean) / self.std
-        return x.mul_(scale).add_(shift).clamp_(low, high)
+        size, source_shape = self.crop_size, batch.shape[-2:]
+        # On CPU the batch goes through in blocks whose grid + float source + output fit in cache
+        # (~2x faster at 224 px for 32 images, ~3x for 64); each image is still resampled once,
+        # by one grid_sample, and the numbers are those of a single whole-batch call.
+        per_image = size * size * 12 + source_shape.numel() * 4
+        block = n if device.type != "cpu" else max(1, min(n, _CPU_BLOCK_BYTES // per_image))
+        block = -(-n // -(-n // block))  # equal blocks (32 → 11+11+10, not 14+14+4): both threads stay busy
+        out = torch.empty(n, 1, size, size, device=device) if block < n else None
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            k = stop - start
+            grid = _affine_grid(theta[start:stop], size, out=_scratch_buffer("grid", (k, size, size, 2), theta.dtype, device))
+            source = _scratch_buffer("source", (k, 1, *source_shape), torch.float32, device)
+            source.copy_(batch[start:stop].unsqueeze(1))
+            # Resample the raw 0..255 values (grid_sample is linear, so /255 folds into the jitter).
+            # Zeros outside the source = black, the same as the packed images' padding.
+            x = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            mean255 = x.mean(dim=(1, 2, 3), keepdim=True)
+            c, b = contrast[start:stop], brightness[start:stop]
+            shift = (mean255 * (1 - c) * b / 255.0 - self.mean) / self.std
+            x.mul_(scale[start:stop]).add_(shift).clamp_(low, high)
+            if out is None:
+                return x
+            out[start:stop] = x
+            del x  # one block output alive at a time: malloc reuses the same region for the next
+        return out
 
     def __repr__(self) -> str:
         return (

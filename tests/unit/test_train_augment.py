@@ -110,3 +110,13 @@ def test_train_preset_outputs_do_not_share_scratch_memory(batch):
     second = preset(batch[:3], torch.Generator().manual_seed(2))
     assert torch.equal(first, kept) and second.shape == (3, 1, 40, 40)
     assert torch.equal(preset(batch, torch.Generator().manual_seed(1)), kept)
+
+
+def test_cpu_blocks_give_the_same_numbers_as_one_call(batch, monkeypatch):
+    import boneflow.train.augment as augment
+
+    preset = TrainPreset(crop_size=40)
+    whole = preset(batch, torch.Generator().manual_seed(5))
+    monkeypatch.setattr(augment, "_CPU_BLOCK_BYTES", 1)  # one image per block
+    blocked = preset(batch, torch.Generator().manual_seed(5))
+    assert torch.equal(whole, blocked)
