@@ -122,8 +122,9 @@ def bench_train(*, images: int = 256, size: int = 224, batch_size: int = 32, ste
         "torch_threads": torch.get_num_threads(),
         "seed_dataloader_workers": seed_workers,
         "data_supply": {
-            "ours": "main process, torch intra-op threads: gather from packed uint8 + TrainPreset (one "
-                    "grid_sample per batch: random resized crop, rotation, flip; brightness/contrast)",
+            "ours": "main process, torch intra-op threads: gather from packed uint8 + TrainPreset (batched, one "
+                    "bilinear resample per image for random resized crop + rotation + flip, in cache-sized blocks on CPU; "
+                    "brightness/contrast)",
             "seed": f"DataLoader(num_workers={seed_workers}, persistent): ImageFolder + PIL Resize, "
                     "RandomHorizontalFlip, RandomRotation, ToTensor, Normalize; workers = CPU cores, as the "
                     "seed notebook fed its loop through a DataLoader with workers",
