@@ -1,6 +1,6 @@
 """Leakage audit: near-copies of the same radiograph across train/val/test.
 
-Each kept image carries five 256-bit perceptual hashes (imagehash.phash with hash_size=16 of the
+Each kept image carries five 256-bit perceptual hashes (imagehash.phash(hash_size=16)-equal, of the
 image, its mirror and its 90/180/270 rotations, computed during validation from the same decode,
 stored as 4 uint64 words each). A pair (a in an earlier split, b in a later one) is a near-copy
 when min over transforms t of Hamming(hash(a), hash_t(b)) <= max_distance (of 256 bits); the

@@ -124,3 +124,24 @@ def test_near_pairs_matches_brute_force():
             if min(bin(int(a[i, 0]) ^ int(b[j, t])).count("1") for t in range(5)) <= 3}
     assert set(zip(got[0].tolist(), got[1].tolist())) == want == {(3, 7), (4, 8)}
     assert dict(zip(zip(got[0].tolist(), got[1].tolist()), got[3].tolist()))[(3, 7)] == 2
+
+
+def test_hashes_equal_imagehash_phash_and_hashes_of_the_turned_images():
+    # Our five hashes come from one DCT; they must be imagehash's phash (identity, and mirror /
+    # 180 exactly), and within a few bits of hashing the actually turned image for 90/270.
+    import imagehash
+    from PIL import Image
+
+    from boneflow.data.validate import HASH_TRANSFORMS, _hashes
+
+    rng = np.random.default_rng(3)
+    base = Image.fromarray((rng.random((40, 60)) * 255).astype(np.uint8)).resize((180, 120))
+    t = Image.Transpose
+    turned = {"identity": base, "mirror": base.transpose(t.FLIP_LEFT_RIGHT), "rot90": base.transpose(t.ROTATE_90),
+              "rot180": base.transpose(t.ROTATE_180), "rot270": base.transpose(t.ROTATE_270)}
+    ours = _hashes(base)
+    for row, name in enumerate(HASH_TRANSFORMS):
+        ref = np.frombuffer(np.packbits(imagehash.phash(turned[name], hash_size=16).hash.reshape(-1)).tobytes(),
+                            dtype=">u8").astype(np.uint64)
+        distance = sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(ours[row], ref))
+        assert distance <= (0 if name in ("identity", "mirror", "rot180") else 8), (name, distance)
