@@ -26,8 +26,11 @@ from tasks.artifacts import table_artifact
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
 
 
-@task(retries=3, retry_delay_seconds=[10, 60, 300], timeout_seconds=6 * 3600,
-      cache_policy=DEFAULT, persist_result=True)  # DEFAULT: once per flow run (a new run sees a new Kaggle version)
+# acquire() already retries the download 3 times with backoff; one more try a minute later
+# rides out a longer Kaggle hiccup without keeping a user of `boneflow run` waiting for minutes.
+# DEFAULT cache policy: once per flow run (a new run sees a new Kaggle version).
+@task(retries=1, retry_delay_seconds=60, timeout_seconds=6 * 3600, cache_policy=DEFAULT,
+      persist_result=True)
 def acquire_dataset(config: RetrainConfig) -> dict:
     log, t0 = get_run_logger(), time.perf_counter()
     got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None,
