@@ -1,9 +1,10 @@
-"""Publishing runs, datasets and checkpoints to a store, and promoting the champion.
+"""Publishing runs to a store and promoting the champion.
 
 Order of a publish (DESIGN.md): every run file under `runs/<run_id>/`, then
 `runs/<run_id>/manifest.json` (size + sha256 of every object of the run), then - only when the
 gate passed, and only through `promote` - the `champion.json` pointer, replaced conditionally
 on its ETag. A run whose manifest is missing is incomplete and can never be promoted.
+Datasets and checkpoints move through transfer.py.
 
 Every download through this module is checked against the recorded sha256; a mismatch raises
 IntegrityError naming the key, and the bad bytes never reach the destination path.
@@ -12,96 +13,46 @@ IntegrityError naming the key, and the bad bytes never reach the destination pat
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 
 from boneflow.store.base import Store, sha256_bytes, sha256_file
-from boneflow.store.errors import (
-    ConflictError,
-    IntegrityError,
-    ObjectNotFoundError,
-    StoreError,
-)
+from boneflow.store.errors import ConflictError, IntegrityError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import (
     CHAMPION_KEY,
     MANIFEST_NAME,
-    dataset_key,
-    dataset_prefix,
     new_run_id,
     run_key,
     run_prefix,
-    validate_fingerprint,
     validate_name,
     validate_run_id,
-    validate_size,
 )
+from boneflow.store.verified import download_verified, json_bytes, load_json, utc_now
 
 __all__ = [
-    "ChampionConflictError", "champion_record", "fetch_checkpoints", "fetch_dataset",
-    "fetch_run_file", "new_run_id", "promote", "publish_run", "read_champion", "read_manifest",
-    "upload_checkpoint", "upload_dataset",
+    "ChampionConflictError", "champion_record", "fetch_run_file", "new_run_id", "promote",
+    "publish_run", "read_champion", "read_manifest",
 ]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_INDEX = "checkpoints/index.json"
-DATASET_INDEX = "index.json"  # store-side list of a packed dataset's files, written last
+CHECKPOINT_INDEX = "checkpoints/index.json"  # written by transfer.upload_checkpoint
 
 
 class ChampionConflictError(ConflictError):
     """Another run replaced champion.json between our read and our write."""
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json_bytes(obj: dict) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _load_json(store: Store, key: str, data: bytes) -> dict:
+def read_checkpoint_index(store: Store, run_id: str) -> dict:
+    """{"checkpoints/<name>": {size, sha256}} of the checkpoints a run has uploaded so far."""
+    key = run_key(run_id, CHECKPOINT_INDEX)
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StoreError(f"{key!r} in {store.url} is not valid JSON ({err}); it was written by "
-                         "something else or damaged: inspect or delete it.") from None
-    if not isinstance(obj, dict):
-        raise StoreError(f"{key!r} in {store.url} should hold a JSON object.")
-    return obj
-
-
-def _download_verified(store: Store, key: str, dest: Path, *, size: int, sha256: str) -> Path:
-    """get_file into a temp beside `dest`, check size + sha256, then rename into place."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        store.get_file(key, tmp)
-        got_size = tmp.stat().st_size
-        got_sha = sha256_file(tmp)
-        if got_size != size or got_sha != sha256:
-            raise IntegrityError(
-                f"{key!r} in {store.url} does not match its manifest: expected {size} bytes with "
-                f"sha256 {sha256[:16]}..., got {got_size} bytes with sha256 {got_sha[:16]}.... "
-                "The object was changed or damaged after publishing; do not use it (re-publish "
-                "the run or fetch from a good copy).")
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    return dest
-
-
-def _local_matches(path: Path, *, size: int, sha256: str) -> bool:
-    return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256
+        data = store.get_bytes(key)
+    except ObjectNotFoundError:
+        return {}
+    index = load_json(store, key, data)
+    return {f"checkpoints/{n}": e for n, e in index.get("files", {}).items()}
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -140,11 +91,11 @@ def publish_run(store: Store, run_id: str, files: Mapping[str, Path | bytes], *,
         code_version = _code_version()
     manifest = {
         "run_id": run_id,
-        "created_at": _now(),
+        "created_at": utc_now(),
         "code_version": code_version,
         "files": {name: entries[name] for name in sorted(entries)},
     }
-    store.put_bytes(run_key(run_id, MANIFEST_NAME), _json_bytes(manifest))  # last: marks complete
+    store.put_bytes(run_key(run_id, MANIFEST_NAME), json_bytes(manifest))  # last: marks complete
     log.info("published run %s: %d objects under %s%s", run_id, len(entries), store.url,
              run_prefix(run_id))
     return manifest
@@ -156,7 +107,7 @@ def _existing_run_objects(store: Store, run_id: str, *, skip: set[str]) -> dict[
     others = [n for n in existing if n not in skip and n != MANIFEST_NAME]
     if not others:
         return {}
-    index = _read_checkpoint_index(store, run_id)
+    index = read_checkpoint_index(store, run_id)
     out = {}
     for name in others:
         if name in index:
@@ -174,7 +125,7 @@ def read_manifest(store: Store, run_id: str) -> dict:
     except ObjectNotFoundError:
         raise ObjectNotFoundError(f"Run {run_id} has no {key!r} in {store.url}: it was never "
                                   "published or its publish did not finish.") from None
-    manifest = _load_json(store, key, data)
+    manifest = load_json(store, key, data)
     if manifest.get("run_id") != run_id or not isinstance(manifest.get("files"), dict):
         raise StoreError(f"{key!r} in {store.url} is not a boneflow run manifest for {run_id}.")
     return manifest
@@ -193,7 +144,7 @@ def fetch_run_file(store: Store, run_id: str, name: str, dest: Path, *,
     dest = Path(dest)
     if dest.is_dir():
         dest = dest / name.rsplit("/", 1)[-1]
-    return _download_verified(store, key, dest, size=entry["size"], sha256=entry["sha256"])
+    return download_verified(store, key, dest, size=entry["size"], sha256=entry["sha256"])
 
 
 # --- champion ---------------------------------------------------------------------------------
@@ -203,7 +154,7 @@ def read_champion(store: Store) -> tuple[dict, str] | None:
     if found is None:
         return None
     data, etag = found
-    return _load_json(store, CHAMPION_KEY, data), etag
+    return load_json(store, CHAMPION_KEY, data), etag
 
 
 def champion_record(*, run_id: str, manifest: dict, metrics: dict, dataset_fingerprint: str,
@@ -224,7 +175,7 @@ def champion_record(*, run_id: str, manifest: dict, metrics: dict, dataset_finge
         "metrics": summary,
         "dataset_fingerprint": dataset_fingerprint,
         "config_fingerprint": config_fingerprint,
-        "published_at": _now(),
+        "published_at": utc_now(),
     }
 
 
@@ -245,9 +196,9 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
         raise IntegrityError(f"champion.model_sha256 does not match runs/{run_id}/model.safetensors "
                              "in the manifest; rebuild the pointer from the published manifest.")
     record = dict(champion)
-    record.setdefault("published_at", _now())
+    record.setdefault("published_at", utc_now())
     try:
-        etag = store.put_if(CHAMPION_KEY, _json_bytes(record), etag=expected_etag)
+        etag = store.put_if(CHAMPION_KEY, json_bytes(record), etag=expected_etag)
     except ConflictError as err:
         current = None
         with contextlib.suppress(StoreError):
@@ -259,131 +210,3 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
             f"at the same time; re-run the gate against the new champion. ({err})") from None
     log.info("promoted run %s to champion in %s", run_id, store.url)
     return etag
-
-
-# --- datasets ---------------------------------------------------------------------------------
-def _dataset_files(local_dir: Path) -> list[str]:
-    names = []
-    for path in sorted(local_dir.rglob("*")):
-        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(local_dir).parts):
-            names.append(validate_name(path.relative_to(local_dir).as_posix(), max_parts=4))
-    return names
-
-
-def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None,
-                   size: int | None = None) -> dict:
-    """Upload a packed dataset folder to datasets/<fingerprint>/<size>/, then its index.json
-    (size + sha256 per file) last. Accepts a PackedDataset (.dir, .fingerprint, .size) or a
-    folder plus fingerprint and size. Skips the upload when the store already holds a complete
-    copy. Returns {"prefix", "uploaded": bool, "files": {name: {size, sha256}}}."""
-    if hasattr(packed_or_dir, "dir"):  # a PackedDataset
-        local_dir = Path(packed_or_dir.dir)
-        fingerprint = fingerprint or packed_or_dir.fingerprint
-        size = size or packed_or_dir.size
-    else:
-        local_dir = Path(packed_or_dir)
-        if fingerprint is None or size is None:
-            raise StoreError(f"upload_dataset({local_dir}): pass fingerprint= and size= with a "
-                             "folder (or pass the PackedDataset itself).")
-    prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
-    names = _dataset_files(local_dir)
-    if DATASET_INDEX in names:
-        raise StoreError(f"{local_dir / DATASET_INDEX}: the name {DATASET_INDEX!r} is reserved for "
-                         "the store's index of the dataset; rename that file.")
-    if not names:
-        raise StoreError(f"Dataset folder {local_dir} holds no files; pack the dataset first.")
-    files = {n: {"size": (local_dir / n).stat().st_size, "sha256": sha256_file(local_dir / n)} for n in names}
-    existing = _read_dataset_index(store, fingerprint, size)
-    # Skip only when the stored copy holds exactly these bytes: the same data packed with other
-    # settings (min_side, leakage threshold) shares the key and must be replaced, index last.
-    if existing == files and all(store.size(dataset_key(fingerprint, size, n)) == e["size"]
-                                 for n, e in existing.items()):
-        log.info("dataset %s/%s already complete in %s; not uploading", fingerprint, size, store.url)
-        return {"prefix": prefix, "uploaded": False, "files": existing}
-    for name in names:
-        store.put_file(dataset_key(fingerprint, size, name), local_dir / name)
-    index = {"fingerprint": fingerprint, "size": size, "created_at": _now(), "files": files}
-    store.put_bytes(dataset_key(fingerprint, size, DATASET_INDEX), _json_bytes(index))
-    log.info("uploaded dataset %s/%s: %d files to %s", fingerprint, size, len(files), store.url)
-    return {"prefix": prefix, "uploaded": True, "files": files}
-
-
-def _read_dataset_index(store: Store, fingerprint: str, size: int) -> dict | None:
-    key = dataset_key(fingerprint, size, DATASET_INDEX)
-    try:
-        data = store.get_bytes(key)
-    except ObjectNotFoundError:
-        return None
-    index = _load_json(store, key, data)
-    if not isinstance(index.get("files"), dict):
-        raise StoreError(f"{key!r} in {store.url} has no 'files' table; delete it and re-upload.")
-    return index["files"]
-
-
-def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> Path:
-    """Download datasets/<fingerprint>/<size>/ into dest_dir, every file verified against the
-    index; files already present locally with the right hash are kept. Returns dest_dir."""
-    files = _read_dataset_index(store, validate_fingerprint(fingerprint), validate_size(size))
-    if files is None:
-        raise ObjectNotFoundError(f"Dataset {fingerprint}/{size} is not in {store.url} (no "
-                                  f"{dataset_key(fingerprint, size, DATASET_INDEX)!r}); upload it "
-                                  "with upload_dataset first.")
-    dest_dir = Path(dest_dir)
-    for name, entry in sorted(files.items()):
-        dest = dest_dir.joinpath(*validate_name(name, max_parts=4).split("/"))
-        if _local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
-            continue
-        _download_verified(store, dataset_key(fingerprint, size, name), dest,
-                           size=entry["size"], sha256=entry["sha256"])
-    return dest_dir
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-def _read_checkpoint_index(store: Store, run_id: str) -> dict:
-    key = run_key(run_id, CHECKPOINT_INDEX)
-    try:
-        data = store.get_bytes(key)
-    except ObjectNotFoundError:
-        return {}
-    index = _load_json(store, key, data)
-    return {f"checkpoints/{n}": e for n, e in index.get("files", {}).items()}
-
-
-def upload_checkpoint(store: Store, run_id: str, path: Path) -> str:
-    """Upload one checkpoint file to runs/<run_id>/checkpoints/<name> and record its size and
-    sha256 in runs/<run_id>/checkpoints/index.json (written after the file). One training
-    process writes a run's checkpoints, so the index needs no conditional write. Returns the key."""
-    path = Path(path)
-    name = validate_name(path.name, max_parts=1)
-    if name == "index.json":
-        raise StoreError(f"{path}: 'index.json' is reserved for the checkpoint index.")
-    key = run_key(run_id, f"checkpoints/{name}")
-    entry = {"size": path.stat().st_size, "sha256": sha256_file(path), "uploaded_at": _now()}
-    store.put_file(key, path)
-    index = {n.split("/", 1)[1]: e for n, e in _read_checkpoint_index(store, run_id).items()}
-    index[name] = entry
-    store.put_bytes(run_key(run_id, CHECKPOINT_INDEX),
-                    _json_bytes({"run_id": run_id, "files": dict(sorted(index.items()))}))
-    return key
-
-
-def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *,
-                      latest_only: bool = False) -> list[Path]:
-    """Download the run's indexed checkpoints (sorted by name; epoch-NNNN.pt sorts by epoch)
-    into dest_dir, each verified. `latest_only` fetches just the last one (enough to resume).
-    Returns local paths, sorted; [] when the run has no checkpoints yet."""
-    index = _read_checkpoint_index(store, run_id)
-    names = sorted(index)
-    if latest_only:
-        names = names[-1:]
-    dest_dir = Path(dest_dir)
-    out = []
-    for name in names:
-        entry = index[name]
-        dest = dest_dir / name.split("/", 1)[1]
-        if not _local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
-            _download_verified(store, run_key(run_id, name), dest,
-                               size=entry["size"], sha256=entry["sha256"])
-        out.append(dest)
-    return out
-

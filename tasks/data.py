@@ -19,7 +19,7 @@ from boneflow.data.acquire import acquire
 from boneflow.data.leakage import LeakageAudit, audit_leakage
 from boneflow.data.pack import PackedDataError, load_packed, pack_dataset
 from boneflow.data.validate import ValidatedDataset, validate_dataset
-from boneflow.publish import fetch_dataset, upload_dataset
+from boneflow.transfer import fetch_dataset, upload_dataset
 from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
 from tasks.artifacts import table_artifact

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
 from boneflow.data.pack import load_packed
-from boneflow.publish import fetch_checkpoints, fetch_dataset, upload_checkpoint
+from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from boneflow.store import open_store
 from tasks.artifacts import artifact_key
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir

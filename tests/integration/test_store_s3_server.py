@@ -28,14 +28,13 @@ import pytest
 from boneflow.publish import (
     ChampionConflictError,
     champion_record,
-    fetch_dataset,
     fetch_run_file,
     promote,
     publish_run,
     read_champion,
     read_manifest,
-    upload_dataset,
 )
+from boneflow.transfer import fetch_dataset, upload_dataset
 from boneflow.store import (
     CHAMPION_KEY,
     ConditionalWritesUnsupportedError,

@@ -12,16 +12,13 @@ import pytest
 from boneflow.publish import (
     ChampionConflictError,
     champion_record,
-    fetch_checkpoints,
-    fetch_dataset,
     fetch_run_file,
     promote,
     publish_run,
     read_champion,
     read_manifest,
-    upload_checkpoint,
-    upload_dataset,
 )
+from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
 from boneflow.store import (
     IntegrityError,
     InvalidKeyError,

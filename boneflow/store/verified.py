@@ -1,0 +1,61 @@
+"""Shared by publish.py and transfer.py: JSON objects in the store, and downloads checked
+against a recorded size + sha256 (bad bytes never reach the destination path)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from boneflow.store.base import Store, sha256_file
+from boneflow.store.errors import IntegrityError, StoreError
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def json_bytes(obj: dict) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def load_json(store: Store, key: str, data: bytes) -> dict:
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise StoreError(f"{key!r} in {store.url} is not valid JSON ({err}); it was written by "
+                         "something else or damaged: inspect or delete it.") from None
+    if not isinstance(obj, dict):
+        raise StoreError(f"{key!r} in {store.url} should hold a JSON object.")
+    return obj
+
+
+def download_verified(store: Store, key: str, dest: Path, *, size: int, sha256: str) -> Path:
+    """get_file into a temp beside `dest`, check size + sha256, then rename into place."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        store.get_file(key, tmp)
+        got_size = tmp.stat().st_size
+        got_sha = sha256_file(tmp)
+        if got_size != size or got_sha != sha256:
+            raise IntegrityError(
+                f"{key!r} in {store.url} does not match its manifest: expected {size} bytes with "
+                f"sha256 {sha256[:16]}..., got {got_size} bytes with sha256 {got_sha[:16]}.... "
+                "The object was changed or damaged after publishing; do not use it (re-publish "
+                "the run or fetch from a good copy).")
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return dest
+
+
+def local_matches(path: Path, *, size: int, sha256: str) -> bool:
+    return path.is_file() and path.stat().st_size == size and sha256_file(path) == sha256

@@ -1,0 +1,148 @@
+"""Moving packed datasets and training checkpoints through the store, verified.
+
+A packed dataset lives at `datasets/<fingerprint>/<size>/` with an `index.json` (size + sha256
+per file) written last; a run's checkpoints under `runs/<run_id>/checkpoints/` with
+`checkpoints/index.json`. The training flow uses these so a GPU worker on another machine can
+fetch its inputs and a restarted training resumes from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from boneflow.publish import CHECKPOINT_INDEX, read_checkpoint_index
+from boneflow.store.base import Store, sha256_file
+from boneflow.store.errors import ObjectNotFoundError, StoreError
+from boneflow.store.keys import (
+    dataset_key,
+    dataset_prefix,
+    run_key,
+    validate_fingerprint,
+    validate_name,
+    validate_size,
+)
+from boneflow.store.verified import download_verified, json_bytes, load_json, local_matches, utc_now
+
+__all__ = ["fetch_checkpoints", "fetch_dataset", "upload_checkpoint", "upload_dataset"]
+
+log = logging.getLogger(__name__)
+
+DATASET_INDEX = "index.json"  # store-side list of a packed dataset's files, written last
+
+
+# --- datasets ---------------------------------------------------------------------------------
+def _dataset_files(local_dir: Path) -> list[str]:
+    names = []
+    for path in sorted(local_dir.rglob("*")):
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(local_dir).parts):
+            names.append(validate_name(path.relative_to(local_dir).as_posix(), max_parts=4))
+    return names
+
+
+def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None,
+                   size: int | None = None) -> dict:
+    """Upload a packed dataset folder to datasets/<fingerprint>/<size>/, then its index.json
+    (size + sha256 per file) last. Accepts a PackedDataset (.dir, .fingerprint, .size) or a
+    folder plus fingerprint and size. Skips the upload when the store already holds a complete
+    copy. Returns {"prefix", "uploaded": bool, "files": {name: {size, sha256}}}."""
+    if hasattr(packed_or_dir, "dir"):  # a PackedDataset
+        local_dir = Path(packed_or_dir.dir)
+        fingerprint = fingerprint or packed_or_dir.fingerprint
+        size = size or packed_or_dir.size
+    else:
+        local_dir = Path(packed_or_dir)
+        if fingerprint is None or size is None:
+            raise StoreError(f"upload_dataset({local_dir}): pass fingerprint= and size= with a "
+                             "folder (or pass the PackedDataset itself).")
+    prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
+    names = _dataset_files(local_dir)
+    if DATASET_INDEX in names:
+        raise StoreError(f"{local_dir / DATASET_INDEX}: the name {DATASET_INDEX!r} is reserved for "
+                         "the store's index of the dataset; rename that file.")
+    if not names:
+        raise StoreError(f"Dataset folder {local_dir} holds no files; pack the dataset first.")
+    files = {n: {"size": (local_dir / n).stat().st_size, "sha256": sha256_file(local_dir / n)} for n in names}
+    existing = _read_dataset_index(store, fingerprint, size)
+    # Skip only when the stored copy holds exactly these bytes: the same data packed with other
+    # settings (min_side, leakage threshold) shares the key and must be replaced, index last.
+    if existing == files and all(store.size(dataset_key(fingerprint, size, n)) == e["size"]
+                                 for n, e in existing.items()):
+        log.info("dataset %s/%s already complete in %s; not uploading", fingerprint, size, store.url)
+        return {"prefix": prefix, "uploaded": False, "files": existing}
+    for name in names:
+        store.put_file(dataset_key(fingerprint, size, name), local_dir / name)
+    index = {"fingerprint": fingerprint, "size": size, "created_at": utc_now(), "files": files}
+    store.put_bytes(dataset_key(fingerprint, size, DATASET_INDEX), json_bytes(index))
+    log.info("uploaded dataset %s/%s: %d files to %s", fingerprint, size, len(files), store.url)
+    return {"prefix": prefix, "uploaded": True, "files": files}
+
+
+def _read_dataset_index(store: Store, fingerprint: str, size: int) -> dict | None:
+    key = dataset_key(fingerprint, size, DATASET_INDEX)
+    try:
+        data = store.get_bytes(key)
+    except ObjectNotFoundError:
+        return None
+    index = load_json(store, key, data)
+    if not isinstance(index.get("files"), dict):
+        raise StoreError(f"{key!r} in {store.url} has no 'files' table; delete it and re-upload.")
+    return index["files"]
+
+
+def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> Path:
+    """Download datasets/<fingerprint>/<size>/ into dest_dir, every file verified against the
+    index; files already present locally with the right hash are kept. Returns dest_dir."""
+    files = _read_dataset_index(store, validate_fingerprint(fingerprint), validate_size(size))
+    if files is None:
+        raise ObjectNotFoundError(f"Dataset {fingerprint}/{size} is not in {store.url} (no "
+                                  f"{dataset_key(fingerprint, size, DATASET_INDEX)!r}); upload it "
+                                  "with upload_dataset first.")
+    dest_dir = Path(dest_dir)
+    for name, entry in sorted(files.items()):
+        dest = dest_dir.joinpath(*validate_name(name, max_parts=4).split("/"))
+        if local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
+            continue
+        download_verified(store, dataset_key(fingerprint, size, name), dest,
+                           size=entry["size"], sha256=entry["sha256"])
+    return dest_dir
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def upload_checkpoint(store: Store, run_id: str, path: Path) -> str:
+    """Upload one checkpoint file to runs/<run_id>/checkpoints/<name> and record its size and
+    sha256 in runs/<run_id>/checkpoints/index.json (written after the file). One training
+    process writes a run's checkpoints, so the index needs no conditional write. Returns the key."""
+    path = Path(path)
+    name = validate_name(path.name, max_parts=1)
+    if name == "index.json":
+        raise StoreError(f"{path}: 'index.json' is reserved for the checkpoint index.")
+    key = run_key(run_id, f"checkpoints/{name}")
+    entry = {"size": path.stat().st_size, "sha256": sha256_file(path), "uploaded_at": utc_now()}
+    store.put_file(key, path)
+    index = {n.split("/", 1)[1]: e for n, e in read_checkpoint_index(store, run_id).items()}
+    index[name] = entry
+    store.put_bytes(run_key(run_id, CHECKPOINT_INDEX),
+                    json_bytes({"run_id": run_id, "files": dict(sorted(index.items()))}))
+    return key
+
+
+def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *,
+                      latest_only: bool = False) -> list[Path]:
+    """Download the run's indexed checkpoints (sorted by name; epoch-NNNN.pt sorts by epoch)
+    into dest_dir, each verified. `latest_only` fetches just the last one (enough to resume).
+    Returns local paths, sorted; [] when the run has no checkpoints yet."""
+    index = read_checkpoint_index(store, run_id)
+    names = sorted(index)
+    if latest_only:
+        names = names[-1:]
+    dest_dir = Path(dest_dir)
+    out = []
+    for name in names:
+        entry = index[name]
+        dest = dest_dir / name.split("/", 1)[1]
+        if not local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
+            download_verified(store, run_key(run_id, name), dest,
+                               size=entry["size"], sha256=entry["sha256"])
+        out.append(dest)
+    return out
