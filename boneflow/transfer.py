@@ -13,7 +13,7 @@ from pathlib import Path
 
 from boneflow.publish import CHECKPOINT_INDEX, read_checkpoint_index
 from boneflow.store.base import Store, sha256_file
-from boneflow.store.errors import ObjectNotFoundError, StoreError
+from boneflow.store.errors import IntegrityError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import (
     dataset_key,
     dataset_prefix,
@@ -109,40 +109,58 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
 
 
 # --- checkpoints ------------------------------------------------------------------------------
-def upload_checkpoint(store: Store, run_id: str, path: Path) -> str:
-    """Upload one checkpoint file to runs/<run_id>/checkpoints/<name> and record its size and
-    sha256 in runs/<run_id>/checkpoints/index.json (written after the file). One training
-    process writes a run's checkpoints, so the index needs no conditional write. Returns the key."""
+def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -> str:
+    """Upload one checkpoint file to runs/<run_id>/checkpoints/<name>, record its size and sha256
+    in runs/<run_id>/checkpoints/index.json (written after the file), then delete all but the
+    newest `keep` checkpoints (a ResNet18 checkpoint with optimizer state is ~135 MB; the run
+    keeps its final model separately). The index is rewritten before anything is deleted, so it
+    never lists a missing object. One training process writes a run's checkpoints, so the index
+    needs no conditional write. Returns the key."""
     path = Path(path)
     name = validate_name(path.name, max_parts=1)
     if name == "index.json":
         raise StoreError(f"{path}: 'index.json' is reserved for the checkpoint index.")
+    if keep < 1:
+        raise StoreError(f"upload_checkpoint(keep={keep}): keep at least the checkpoint just written.")
     key = run_key(run_id, f"checkpoints/{name}")
     entry = {"size": path.stat().st_size, "sha256": sha256_file(path), "uploaded_at": utc_now()}
     store.put_file(key, path)
     index = {n.split("/", 1)[1]: e for n, e in read_checkpoint_index(store, run_id).items()}
     index[name] = entry
+    names = sorted(index)  # epoch-NNNN.pt sorts by epoch
+    dropped, kept = names[:-keep], names[-keep:]
     store.put_bytes(run_key(run_id, CHECKPOINT_INDEX),
-                    json_bytes({"run_id": run_id, "files": dict(sorted(index.items()))}))
+                    json_bytes({"run_id": run_id, "files": {n: index[n] for n in kept}}))
+    for old in dropped:
+        store.delete(run_key(run_id, f"checkpoints/{old}"))
     return key
 
 
 def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *,
                       latest_only: bool = False) -> list[Path]:
     """Download the run's indexed checkpoints (sorted by name; epoch-NNNN.pt sorts by epoch)
-    into dest_dir, each verified. `latest_only` fetches just the last one (enough to resume).
-    Returns local paths, sorted; [] when the run has no checkpoints yet."""
+    into dest_dir, each verified. `latest_only` fetches just the newest one that verifies
+    (enough to resume): a damaged newest checkpoint falls back to the one before, like the
+    local resume does. Returns local paths, sorted; [] when the run has no checkpoints yet."""
     index = read_checkpoint_index(store, run_id)
-    names = sorted(index)
-    if latest_only:
-        names = names[-1:]
     dest_dir = Path(dest_dir)
-    out = []
-    for name in names:
+
+    def fetch(name: str) -> Path:
         entry = index[name]
         dest = dest_dir / name.split("/", 1)[1]
         if not local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
             download_verified(store, run_key(run_id, name), dest,
-                               size=entry["size"], sha256=entry["sha256"])
-        out.append(dest)
-    return out
+                              size=entry["size"], sha256=entry["sha256"])
+        return dest
+
+    if not latest_only:
+        return [fetch(name) for name in sorted(index)]
+    newest_first = sorted(index, reverse=True)
+    for position, name in enumerate(newest_first):
+        try:
+            return [fetch(name)]
+        except (IntegrityError, ObjectNotFoundError) as err:
+            if position == len(newest_first) - 1:
+                raise
+            log.warning("checkpoint %s of run %s is unusable (%s); trying the one before", name, run_id, err)
+    return []

@@ -210,7 +210,7 @@ def test_checkpoints_roundtrip_and_appear_in_manifest(store, tmp_path):
     for epoch in (1, 2, 3):
         ck = tmp_path / f"epoch-{epoch:04d}.pt"
         ck.write_bytes(bytes([epoch]) * 2000)
-        assert upload_checkpoint(store, run_id, ck) == f"runs/{run_id}/checkpoints/epoch-{epoch:04d}.pt"
+        assert upload_checkpoint(store, run_id, ck, keep=3) == f"runs/{run_id}/checkpoints/epoch-{epoch:04d}.pt"
     got = fetch_checkpoints(store, run_id, tmp_path / "ck")
     assert [p.name for p in got] == ["epoch-0001.pt", "epoch-0002.pt", "epoch-0003.pt"]
     assert got[2].read_bytes() == bytes([3]) * 2000
@@ -237,3 +237,17 @@ def test_same_data_packed_with_other_settings_replaces_the_stored_copy(store, tm
     assert upload_dataset(store, packed, fp, 64)["uploaded"] is True
     fetched = fetch_dataset(store, fp, 64, tmp_path / "fetched")
     assert (fetched / "manifest.json").read_text() == '{"leak_max_distance": 9}'
+
+
+def test_old_checkpoints_are_pruned_and_a_damaged_newest_falls_back(store, tmp_path):
+    run_id = new_run_id()
+    for epoch in (1, 2, 3, 4):
+        ck = tmp_path / f"epoch-{epoch:04d}.pt"
+        ck.write_bytes(bytes([epoch]) * 1000)
+        upload_checkpoint(store, run_id, ck)  # keep=2 by default
+    stored = sorted(k.rsplit("/", 1)[1] for k in store.list(f"runs/{run_id}/checkpoints/"))
+    assert stored == ["epoch-0003.pt", "epoch-0004.pt", "index.json"]
+    (store.root / "runs" / run_id / "checkpoints" / "epoch-0004.pt").write_bytes(b"half-written")
+    resumed = fetch_checkpoints(store, run_id, tmp_path / "resume", latest_only=True)
+    assert [p.name for p in resumed] == ["epoch-0003.pt"]
+    assert resumed[0].read_bytes() == bytes([3]) * 1000
