@@ -50,7 +50,7 @@ def retrain(config: RetrainConfig = RetrainConfig()):
         trained = train_on_gpu_pool(run_id, config, fingerprint)
 
     candidate = evaluate_candidate(run_id, config, packed_dir, trained)
-    champion_scores = evaluate_champion(run_id, config, packed_dir, champion)
+    champion_scores = evaluate_champion(run_id, config, packed_dir, champion, acquired["root"])
     decision = gate(config, candidate, champion_scores)
 
     files = write_run_files(run_id, config, acquired["version"], packed_dir, trained, candidate,

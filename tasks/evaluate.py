@@ -85,16 +85,26 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
 
 @task(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600, retries=2,
       retry_delay_seconds=[5, 30])
-def evaluate_champion(run_id: str, config: RetrainConfig, packed_dir: str,
-                      champion: dict | None) -> dict | None:
-    """The champion re-scored on this run's splits (a fair comparison), or None without one."""
+def evaluate_champion(run_id: str, config: RetrainConfig, packed_dir: str, champion: dict | None,
+                      dataset_root: str) -> dict | None:
+    """The champion re-scored on this run's splits (a fair comparison), or None without one.
+    Each model is scored with its own preprocessing: a champion trained at other sizes gets the
+    same evaluation images decoded again at its pack size and cropped to its image size."""
     if champion is None:
         return None
+    from boneflow.evaluate.rescore import evaluate_with_own_preprocessing
+    from boneflow.train.model import load_model
+
     log, t0 = get_run_logger(), time.perf_counter()
     store, model_dir = open_store(config.store_url), run_work_dir(run_id, "champion")
     for name in ("model.safetensors", "model.json"):  # sha256-checked against its manifest
         fetch_run_file(store, champion["run_id"], name, model_dir / name)
-    splits, _ = _load_and_score(model_dir, config, packed_dir)
+    model, meta = load_model(model_dir / "model.safetensors", model_dir / "model.json")
+    data = load_packed(Path(packed_dir))
+    if meta["preprocessing"]["pack_size"] != data.size:
+        log.info("champion %s was packed at %d px, this run at %d: decoding the evaluation images "
+                 "again at its size", champion["run_id"], meta["preprocessing"]["pack_size"], data.size)
+    splits, _ = evaluate_with_own_preprocessing(model, meta, data, Path(dataset_root))
     log.info("champion %s re-scored: test_clean acc %.3f (%.1fs)", champion["run_id"],
              splits["test_clean"]["accuracy"], time.perf_counter() - t0)
     return {"run_id": champion["run_id"], "splits": splits}

@@ -97,3 +97,37 @@ def test_manifest_lists_every_file_with_sha256(packed):
     on_disk = {p.name for p in pk.dir.iterdir() if p.name != "manifest.json"}
     assert set(manifest["files"]) == on_disk
     assert all(len(meta["sha256"]) == 64 for meta in manifest["files"].values())
+
+
+def test_repacking_for_evaluation_reproduces_the_packed_images(packed):
+    from boneflow.evaluate.rescore import repack_for_evaluation
+
+    packed, validated, _ = packed
+    root = validated.root
+    same = repack_for_evaluation(packed, root, packed.size)
+    for name in ("val", "test", "test_clean"):
+        assert np.array_equal(same.split(name).images, np.asarray(packed.split(name).images))
+        assert np.array_equal(same.split(name).labels, packed.split(name).labels)
+    other = repack_for_evaluation(packed, root, 48, splits=("test",))
+    assert other.size == 48 and other.split("test").images.shape[1:] == (48, 48)
+
+
+def test_a_model_is_scored_with_its_own_pack_and_crop_size(packed):
+    # A champion trained at 48 px packs / 40 px crops, scored on this run's 64 px packs: its
+    # probabilities must be those of its own preprocessing, not of this run's arrays.
+    import torch
+
+    from boneflow.evaluate.predict import predict_proba
+    from boneflow.evaluate.rescore import evaluate_with_own_preprocessing, repack_for_evaluation
+    from boneflow.train.model import build_model
+
+    packed, validated, _ = packed
+    torch.manual_seed(0)
+    model = build_model(num_classes=2).eval()
+    meta = {"preprocessing": {"pack_size": 48, "image_size": 40}}
+    _, raw = evaluate_with_own_preprocessing(model, meta, packed, validated.root, splits=("test",))
+    own = predict_proba(model, repack_for_evaluation(packed, validated.root, 48, ("test",)).split("test").images,
+                        image_size=40)
+    naive = predict_proba(model, np.asarray(packed.split("test").images), image_size=40)
+    assert np.allclose(raw["test"][1], own)
+    assert not np.allclose(own, naive)  # the test can tell the two apart

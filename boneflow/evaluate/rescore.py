@@ -1,0 +1,52 @@
+"""The same evaluation images at another stored size, for re-scoring a champion that was
+trained with other preprocessing than this run (a fair comparison scores each model the way
+it is served: its own pack size and crop, on the same images)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from boneflow.data.pack import SplitArrays
+from boneflow.data.preprocess import load_xray
+
+
+@dataclass
+class RepackedSplits:
+    """Duck-typed PackedDataset (`.size`, `.classes`, `.split(name)`) holding only the
+    evaluation splits, decoded again from the source images."""
+
+    size: int
+    classes: tuple[str, ...]
+    splits: dict[str, SplitArrays]
+
+    def split(self, name: str) -> SplitArrays:
+        return self.splits[name]
+
+
+def repack_for_evaluation(packed, dataset_root: Path, size: int,
+                          splits: tuple[str, ...] = ("val", "test", "test_clean")) -> RepackedSplits:
+    """`packed`'s evaluation splits (same images, labels and order) decoded from `dataset_root`
+    with `load_xray` at `size` -- the decode path of packing and serving."""
+    out = {}
+    for name in splits:
+        split = packed.split(name)
+        images = np.zeros((len(split.paths), size, size), dtype=np.uint8)
+        for row, rel in enumerate(split.paths):
+            images[row] = load_xray(Path(dataset_root) / rel, size)
+        out[name] = SplitArrays(images=images, labels=np.asarray(split.labels), paths=list(split.paths))
+    return RepackedSplits(size=size, classes=tuple(packed.classes), splits=out)
+
+
+def evaluate_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, *,
+                                    splits: tuple[str, ...] = ("val", "test", "test_clean")):
+    """(metrics, raw) of a saved model on `packed`'s evaluation images, preprocessed the way
+    its model.json says (pack size and crop). Uses the packed arrays as they are when the sizes
+    match, else decodes the same images again at the model's pack size."""
+    from boneflow.evaluate.predict import evaluate_splits
+
+    pack_size, image_size = meta["preprocessing"]["pack_size"], meta["preprocessing"]["image_size"]
+    data = packed if pack_size == packed.size else repack_for_evaluation(packed, dataset_root, pack_size, splits)
+    return evaluate_splits(model, data, image_size=image_size, splits=splits)
