@@ -20,6 +20,7 @@ from tasks.artifacts import artifact_key
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
 
 TRAIN_RESULT = "train_result.json"
+TRAIN_DEPLOYMENT = "train/train-gpu"  # <flow name>/<deployment name> in prefect.yaml
 MODEL_FILES = ("model.safetensors", "model.json", "history.json", TRAIN_RESULT)
 
 
@@ -93,11 +94,20 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
     """Run the train-gpu deployment, wait for it, read its result from the store. Cached, so a
     Retry of this flow run after a later stage failed does not train again."""
     from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
 
     log, t0 = get_run_logger(), time.perf_counter()
-    child = run_deployment("train/train-gpu", poll_interval=1, parameters={
-        "run_id": run_id, "config": config.model_dump(mode="json"),
-        "dataset_fingerprint": dataset_fingerprint})
+    try:
+        child = run_deployment(TRAIN_DEPLOYMENT, poll_interval=1, parameters={
+            "run_id": run_id, "config": config.model_dump(mode="json"),
+            "dataset_fingerprint": dataset_fingerprint})
+    except ObjectNotFound:
+        api = PREFECT_API_URL.value() or "Prefect's ephemeral API (no server)"
+        raise RuntimeError(
+            f"dispatch=deployment, but the deployment {TRAIN_DEPLOYMENT!r} does not exist on {api}. "
+            "Deploy it first (`prefect --no-prompt deploy --all`, or deployments/local_stack.py) "
+            "with a worker on the gpu pool, or use dispatch=local (`--dispatch local`).") from None
     if not child.state or not child.state.is_completed():
         state = child.state.name if child.state else "unknown"
         raise RuntimeError(f"training flow run {child.name} ({child.id}) ended {state}: "

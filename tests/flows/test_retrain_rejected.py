@@ -28,3 +28,12 @@ def test_unreachable_gate_fails_with_reasons_and_publishes_without_promoting(tin
     keys = artifacts_of(state.state_details.flow_run_id)
     failure = keys["failure-retrain"].data
     assert "`gate`" in failure and "champion is unchanged" in failure
+
+
+def test_deployment_dispatch_without_the_train_deployment_says_how_to_fix_it(tiny_config):
+    config = tiny_config(dispatch="deployment")
+    state = retrain(config, return_state=True)
+    assert state.is_failed()
+    failure = artifacts_of(state.state_details.flow_run_id)["failure-retrain"].data
+    assert "'train/train-gpu' does not exist" in failure and "--dispatch local" in failure
+    assert not (Path(config.store_url) / "champion.json").exists()
