@@ -68,10 +68,9 @@ def test_eval_preset_refuses_images_smaller_than_the_crop(batch):
 
 def test_inference_preprocessing_equals_evaluation(tmp_path):
     """The image a user uploads goes load_xray → EvalPreset, the same as the packed test split."""
-    preprocess = pytest.importorskip(
-        "boneflow.data.preprocess", reason="TODO(lead): load_xray not built yet by the data part"
-    )
     from PIL import Image
+
+    from boneflow.data import preprocess
 
     from boneflow.evaluate.predict import predict_proba
     from boneflow.train.model import build_model
