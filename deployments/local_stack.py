@@ -33,6 +33,14 @@ class StackError(RuntimeError):
     pass
 
 
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:  # already gone
+            pass
+
+
 def _descendants(pid: int) -> list[int]:
     """All processes below `pid` (from /proc). Flow runs are started in their own session by
     the worker, so killing the worker's process group would leave them running."""
@@ -205,12 +213,7 @@ class LocalStack:
     def kill_worker(self, pool: str) -> None:
         """Simulate the machine dying: SIGKILL the worker and every flow run it started."""
         proc = self.procs.pop(f"worker-{pool}")
-        victims = _descendants(proc.pid)
-        for pid in [proc.pid, *victims]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _signal_all([proc.pid, *_descendants(proc.pid)], signal.SIGKILL)
         proc.wait(timeout=10)
 
     def stop(self) -> None:
@@ -218,20 +221,12 @@ class LocalStack:
         order = sorted(self.procs, key=lambda n: (n == "server", n == "s3"))
         for name in order:
             proc = self.procs[name]
-            victims = _descendants(proc.pid) if name.startswith("worker") else []
-            for pid in [proc.pid, *victims]:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            pids = [proc.pid, *(_descendants(proc.pid) if name.startswith("worker") else [])]
+            _signal_all(pids, signal.SIGTERM)
             try:
                 proc.wait(timeout=8)
             except subprocess.TimeoutExpired:
-                for pid in [proc.pid, *victims]:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                _signal_all(pids, signal.SIGKILL)
                 proc.wait(timeout=5)
         self.procs.clear()
 
