@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from boneflow.data.acquire import fingerprint_from_hashes
+from boneflow.data.grouping import THUMB_SIDE, group_thumbnail
 from boneflow.data.layout import CLASSES, SPLITS, scan_layout
 from boneflow.data.npyrows import NpyRows, create_npy
 from boneflow.data.preprocess import DEFAULT_MAX_PIXELS, REASONS
@@ -41,6 +42,7 @@ class KeptRecord:
     split: str
     label: int
     row: int  # row of this image in pixels.npy / hashes
+    source: str = ""  # "<format> <width>x<height>": tells the merged source sets apart
 
 
 @dataclass
@@ -53,6 +55,7 @@ class ValidatedDataset:
     records: list[KeptRecord]
     pixels_path: Path  # uint8 [len(records), S, S] .npy, row = record.row
     hashes: np.ndarray  # uint64 [len(records), len(HASH_TRANSFORMS), HASH_WORDS]
+    thumbs: np.ndarray | None = None  # uint8 [len(records), THUMB_SIDE, THUMB_SIDE], squashed
     min_side: int = 64
     file_hashes: dict[str, str] = field(default_factory=dict)
     worker_peak_rss_mb: float = 0.0  # largest decoding worker's peak resident set
@@ -102,7 +105,8 @@ def _hashes(grey) -> np.ndarray:
 
 def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int
                 ) -> tuple[list[tuple], float]:
-    """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes, hashes),
+    """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes,
+    (hashes, grouping thumbnail)),
     plus this worker's peak RSS in MB (forkserver workers are not our children, so
     RUSAGE_CHILDREN cannot see them)."""
     import resource
@@ -119,7 +123,7 @@ def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_
         sha = hashlib.sha256(data).hexdigest()
         try:
             pixels, grey, info = decode_xray(data, pack_size, min_side=min_side, max_pixels=max_pixels)
-            out.append((index, sha, None, "", info, pixels.tobytes(), _hashes(grey)))
+            out.append((index, sha, None, "", info, pixels.tobytes(), (_hashes(grey), group_thumbnail(grey))))
         except ImageRejected as exc:
             out.append((index, sha, exc.reason, exc.detail, {}, None, None))
         except Exception as exc:  # anything else PIL throws on hostile input is still "undecodable"
@@ -183,6 +187,7 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
     file_hashes: dict[str, str] = {}
     verdicts: dict[int, tuple] = {}
     hashes_all = np.zeros((total, len(HASH_TRANSFORMS), HASH_WORDS), dtype=np.uint64)
+    thumbs_all = np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8)
     done = 0
     with NpyRows(raw_path) as rows:
         def on_result(result: tuple) -> None:
@@ -192,7 +197,7 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
             verdicts[index] = (reason, detail, info)
             if reason is None:
                 rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
-                hashes_all[index] = hashes
+                hashes_all[index], thumbs_all[index] = hashes
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -213,9 +218,11 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
         for row, i in enumerate(kept_idx):
             dst.write_row(row, src.read_row(i))
     raw_path.unlink()
-    records = [KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row)
+    records = [KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row,
+                          _source(verdicts[i][2]))
                for row, i in enumerate(kept_idx)]
     hashes = hashes_all[kept_idx] if kept_idx else np.zeros((0, len(HASH_TRANSFORMS), HASH_WORDS), np.uint64)
+    thumbs = thumbs_all[kept_idx]
 
     fingerprint = fingerprint_from_hashes(file_hashes)
     report = _cleaning_report(root, layout, entries, verdicts, fingerprint, len(file_hashes),
@@ -223,7 +230,11 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
     (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
     return ValidatedDataset(root=root, workdir=workdir, pack_size=pack_size, fingerprint=fingerprint,
                             report=report, records=records, pixels_path=pixels_path, hashes=hashes,
-                            min_side=min_side, file_hashes=file_hashes, worker_peak_rss_mb=worker_rss)
+                            thumbs=thumbs, min_side=min_side, file_hashes=file_hashes, worker_peak_rss_mb=worker_rss)
+
+
+def _source(info: dict) -> str:
+    return f"{info.get('format')} {info.get('width')}x{info.get('height')}"
 
 
 def _cleaning_report(root, layout, entries, verdicts, fingerprint, file_count, **settings) -> dict:
