@@ -21,6 +21,9 @@ import typer
 from boneflow.config import KAGGLE_HANDLE, RetrainConfig
 
 EXIT_REJECTED = 3
+# The core logs the pretrained-weights download here; under the live display torch.hub's byte
+# bar on stderr is overdrawn, so the stage line names the download instead.
+WEIGHTS_LOGGER = "boneflow.train.model"
 
 
 class _Progress(logging.Handler):
@@ -38,7 +41,9 @@ class _Progress(logging.Handler):
         try:
             message = record.getMessage()
             task_run = getattr(record, "task_run_name", None)
-            if task_run and message.startswith("Finished in state"):
+            if record.name == WEIGHTS_LOGGER:
+                self.progress.update(self.stage, description=message[:90])
+            elif task_run and message.startswith("Finished in state"):
                 self.done += 1
                 stage = task_run.rsplit("-", 1)[0]
                 self.progress.update(self.stage, description=f"{stage} done ({self.done} stages)")
@@ -112,7 +117,8 @@ def run(
     min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Gate: lowest leak-free test accuracy. Default 0.90."),
     min_recall: Optional[float] = typer.Option(None, "--min-recall", help="Gate: lowest fractured recall. Default 0.90."),
     max_regression: Optional[float] = typer.Option(None, "--max-regression", help="Gate: largest accuracy drop vs the champion. Default 0.01."),
-    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights (local file or hub cache only). Default on."),
+    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights (downloaded once into the torch hub cache when missing). Default on."),
+    weights_path: Optional[Path] = typer.Option(None, "--weights-path", help="Local resnet18 ImageNet weights (.pth) to use instead of the torch hub cache; never downloaded."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and augmentation. Default 0."),
     force: bool = typer.Option(False, "--force", help="Retrain even when data and config equal the champion's."),
     dispatch: str = typer.Option("local", "--dispatch", help="local: train in this process; deployment: run train-gpu on the gpu pool (needs PREFECT_API_URL)."),
@@ -125,6 +131,7 @@ def run(
                            store_url=store, image_size=image_size, epochs=epochs, batch_size=batch_size,
                            min_accuracy=min_accuracy, min_recall=min_recall,
                            max_regression=max_regression, pretrained=pretrained, seed=seed,
+                           weights_path=str(weights_path) if weights_path else None,
                            force=force, dispatch=dispatch)
     if data_dir is not None and not data_dir.is_dir():
         _fail(f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset "
@@ -142,7 +149,8 @@ def run(
     handler = _Progress(progress, config.epochs)
     if not verbose:
         quiet_prefect_console()
-    watched = [logging.getLogger(n) for n in ("prefect.task_runs", "prefect.flow_runs")]
+    watched = [logging.getLogger(n) for n in ("prefect.task_runs", "prefect.flow_runs", WEIGHTS_LOGGER)]
+    logging.getLogger(WEIGHTS_LOGGER).setLevel(logging.INFO)
     for logger in watched:
         logger.addHandler(handler)
     try:

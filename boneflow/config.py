@@ -87,12 +87,13 @@ class RetrainConfig(BaseModel):
     seed: int = Field(default=0, ge=0, description="Seed for data order, augmentation and init.")
     pretrained: bool = Field(
         default=True,
-        description="Start from ImageNet weights (local file or torch hub cache; never downloaded "
-        "during a run). Off: random init.",
+        description="Start from torchvision's ImageNet resnet18 weights: weights_path, else the torch "
+        "hub cache ($TORCH_HOME), downloaded into it once (sha256-checked) when missing. Off: random init.",
     )
     weights_path: str | None = Field(
         default=None,
-        description="Path to resnet18 ImageNet weights (.pth); empty: look in the torch hub cache.",
+        description="Path to resnet18 ImageNet weights (.pth), for machines without network; never "
+        "downloaded. Empty: the torch hub cache, downloading once when missing.",
     )
     compile: bool = Field(default=False, description="Use torch.compile for the model (slower start, faster epochs on GPU).")
     device: str = Field(

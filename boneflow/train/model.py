@@ -7,20 +7,35 @@ script can use this module on a machine without the rest of boneflow's dependenc
 from __future__ import annotations
 
 import json
+import logging
+import os
+import posixpath
 import re
+import socket
+import time
+from http.client import HTTPException
 from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
+from torchvision.models import ResNet18_Weights, resnet18
 
 from boneflow.hashing import sha256_file
 
+log = logging.getLogger(__name__)
+
 ARCHITECTURE = "resnet18-1ch"
-# torchvision's ImageNet resnet18 file as the hub cache names it; the part after the dash is
-# the first 8 hex digits of its sha256, which we check before loading.
-HUB_WEIGHTS_NAME = "resnet18-f37072fd.pth"
+# torchvision's ImageNet resnet18 weights. Tests point the download at a local server through
+# the environment variable; its file name must keep the `name-<sha256 prefix>.pth` form, since
+# that prefix is what torch.hub's hash check verifies.
+WEIGHTS_URL_ENV = "BONEFLOW_WEIGHTS_URL"
+DEFAULT_WEIGHTS_URL = ResNet18_Weights.IMAGENET1K_V1.url
+HUB_WEIGHTS_NAME = posixpath.basename(urlparse(DEFAULT_WEIGHTS_URL).path)  # resnet18-f37072fd.pth
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
+# urllib waits forever by default; a stalled host must end in the offline error, not a hung run.
+DOWNLOAD_TIMEOUT_S = 60.0
 
 
 def _error(message: str) -> Exception:
@@ -32,32 +47,93 @@ def _error(message: str) -> Exception:
     return BoneflowError(message)
 
 
+def weights_url() -> str:
+    """Where missing ImageNet weights come from: $BONEFLOW_WEIGHTS_URL or torchvision's URL."""
+    url = os.environ.get(WEIGHTS_URL_ENV) or DEFAULT_WEIGHTS_URL
+    if not _HASH_IN_NAME.search(posixpath.basename(urlparse(url).path)):
+        raise _error(
+            f"{WEIGHTS_URL_ENV}={url}: the file name must end in -<sha256 prefix>.pth (like "
+            f"{HUB_WEIGHTS_NAME}) so the download can be verified. Fix the URL or unset it."
+        )
+    return url
+
+
 def hub_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / HUB_WEIGHTS_NAME
+    name = posixpath.basename(urlparse(weights_url()).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def _missing_weights_hint(path: Path) -> str:
+    return (
+        f"put torchvision's {HUB_WEIGHTS_NAME} at {path} (or pass weights_path / --weights-path "
+        "FILE), or train from scratch with --no-pretrained."
+    )
+
+
+def download_imagenet_state(path: Path, url: str) -> dict[str, torch.Tensor]:
+    """Fetch the weights once into `path` (the hub cache) with torch.hub: progress bar on stderr,
+    sha256 prefix checked against the file name before the file is moved into place, so a bad
+    or interrupted download leaves nothing in the cache."""
+    log.info("downloading pretrained weights %s (not cached) from %s into %s", path.name, url, path.parent)
+    started = time.perf_counter()
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            url, model_dir=str(path.parent), file_name=path.name, map_location="cpu",
+            progress=True, check_hash=True, weights_only=True,
+        )
+    except (URLError, HTTPException, OSError) as err:
+        # HTTPError's reason drops the status code; URLError's str wraps the reason in noise.
+        reason = err if isinstance(err, HTTPError) else getattr(err, "reason", None) or err
+        raise _error(
+            f"pretrained weights are not cached at {path} and downloading {url} failed "
+            f"({reason}). Without network: {_missing_weights_hint(path)}"
+        ) from err
+    except RuntimeError as err:
+        if path.exists():  # downloaded and verified, but torch.load could not read it
+            raise
+        raise _error(
+            f"{url}: the downloaded file failed the sha256 check ({err}); nothing was saved in "
+            f"{path.parent}. The transfer was corrupted or the host serves other weights: try "
+            f"again, or {_missing_weights_hint(path)}"
+        ) from err
+    finally:
+        socket.setdefaulttimeout(previous)
+    log.info("pretrained weights %s downloaded and verified: %.1f MiB in %.1fs", path.name,
+             path.stat().st_size / 2**20, time.perf_counter() - started)
+    return state
 
 
 def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Tensor]:
-    """ImageNet resnet18 weights from `weights_path` or the torch hub cache; never downloads.
+    """ImageNet resnet18 weights from `weights_path`, or else the torch hub cache, downloading
+    them into it once when missing. An explicit `weights_path` is never downloaded.
 
     When the file name carries a hash (`name-<hex>.pth`, torchvision's convention) the file's
     sha256 must start with it."""
     path = Path(weights_path) if weights_path else hub_weights_path()
-    if not path.is_file():
-        raise _error(
-            f"pretrained weights requested but {path} does not exist. Put torchvision's "
-            f"{HUB_WEIGHTS_NAME} there (or pass weights_path / --weights-path), or train from "
-            "scratch with --no-pretrained. boneflow never downloads weights during a run."
-        )
+    if not path.is_file() and weights_path is None:
+        state = download_imagenet_state(path, weights_url())
+    elif not path.is_file():
+        raise _error(f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
+                     f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
+                     "hub cache, or train from scratch with --no-pretrained.")
+    else:
+        state = _load_checked(path)
+    if "conv1.weight" not in state:
+        raise _error(f"{path}: no 'conv1.weight' key; this is not a torchvision resnet18 state dict.")
+    return state
+
+
+def _load_checked(path: Path) -> dict[str, torch.Tensor]:
     match = _HASH_IN_NAME.search(path.name)
     if match and not sha256_file(path).startswith(match.group(1)):
         raise _error(
             f"{path}: sha256 does not start with {match.group(1)} as its name says; the file is "
-            "corrupt or not the weights it claims to be. Replace it or use --no-pretrained."
+            "corrupt or not the weights it claims to be. Replace it (delete it to download it "
+            "again) or use --no-pretrained."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "conv1.weight" not in state:
-        raise _error(f"{path}: no 'conv1.weight' key; this is not a torchvision resnet18 state dict.")
-    return state
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def build_model(*, num_classes: int = 2, pretrained: bool = False, weights_path: Path | None = None) -> nn.Module:

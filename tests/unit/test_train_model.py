@@ -21,6 +21,8 @@ def test_model_takes_one_channel_and_gives_two_logits():
 
 def test_missing_pretrained_weights_say_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    # Nothing listens on port 9 (discard) here: the download fails as it does offline.
+    monkeypatch.setenv(model_module.WEIGHTS_URL_ENV, f"http://127.0.0.1:9/{model_module.HUB_WEIGHTS_NAME}")
     with pytest.raises(BoneflowError) as caught:
         build_model(pretrained=True)
     message = str(caught.value)
