@@ -51,11 +51,13 @@ class GroupingSettings:
 
 @dataclass(frozen=True)
 class DuplicateGroups:
-    """`group[i]`: group number of record i (numbered by first member). `link_kind[i]`: the
+    """`group[i]`: group number of record i (numbered by first member); `near_group[i]` the
+    same from exact and near links only (tells "rotated" copies apart). `link_kind[i]`: the
     strongest kind of link record i has to another member of its group (None when alone).
     `links`: (i, j, kind) edges that were found (exact edges point at the first file)."""
 
     group: np.ndarray
+    near_group: np.ndarray
     link_kind: list[str | None]
     links: list[tuple[int, int, str]]
 
@@ -135,15 +137,17 @@ def find_duplicate_groups(file_sha: list[str], hashes: np.ndarray, thumbs: np.nd
 
         pairs = rotated_links(thumbs[distinct], settings=settings)
         links += [(distinct[a], distinct[b], "rotated") for a, b in pairs]
-    uf = _UnionFind(n)
+    uf, uf_near = _UnionFind(n), _UnionFind(n)
     kind: list[str | None] = [None] * n
     rank = {k: r for r, k in enumerate(LINK_KINDS)}
     for a, b, k in links:
         uf.union(a, b)
+        if k != "rotated":
+            uf_near.union(a, b)
         for x in (a, b):
             if kind[x] is None or rank[k] < rank[kind[x]]:
                 kind[x] = k
-    return DuplicateGroups(group=uf.labels(), link_kind=kind, links=links)
+    return DuplicateGroups(group=uf.labels(), near_group=uf_near.labels(), link_kind=kind, links=links)
 
 
 def rotation_scale(angle_deg: float) -> float:

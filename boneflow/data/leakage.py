@@ -13,7 +13,10 @@ mirrored, rotated 90 degrees or with mild contrast change stayed <= 16 (<= 22 wi
 while no distinct cross-split pair came closer than 30; the 64-bit phash put ~100 distinct pairs
 within its old threshold of 4. See scripts/measure_leakage.py.
 
-The leak-free test subset is the test images with no near-copy in train or val.
+Copies are also grouped over the whole dataset (grouping.py: exact, near and small-angle
+rotated copies, joined transitively). The leak-free test subset is the test images whose
+duplicate group has no member in train or val; the report counts how many official test
+images are copies of train/val images, by kind (`contamination`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boneflow.data.grouping import DuplicateGroups, GroupingSettings, find_duplicate_groups
 from boneflow.data.layout import SPLITS
 from boneflow.data.validate import HASH_BITS, HASH_KIND, HASH_TRANSFORMS, ValidatedDataset
 
@@ -34,8 +38,9 @@ _BLOCK = 256  # rows of `a` per block: 256 x N_b x 5 uint64 temporaries stay a f
 @dataclass
 class LeakageAudit:
     report: dict
-    leakfree_test: list[str]  # relpaths of test images with no near-copy in train/val
+    leakfree_test: list[str]  # relpaths of test images with no copy in train/val
     report_path: Path | None = None
+    groups: DuplicateGroups | None = None  # duplicate groups over all kept images (not persisted)
 
 
 def _words(hashes: np.ndarray) -> np.ndarray:
@@ -68,9 +73,31 @@ def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
     return tuple(np.concatenate(x) for x in (out_i, out_j, out_d, out_t))  # type: ignore[return-value]
 
 
-def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE
-                  ) -> LeakageAudit:
-    """Find cross-split near-copies; write `validated.workdir/leakage_report.json`."""
+def _rotated_pairs(validated: ValidatedDataset, groups: DuplicateGroups) -> list[dict]:
+    recs, order = validated.records, {s: k for k, s in enumerate(SPLITS)}
+    out = []
+    for a, b, kind in groups.links:
+        ra, rb = recs[a], recs[b]
+        if kind != "rotated" or ra.split == rb.split:
+            continue
+        if order[ra.split] > order[rb.split]:
+            ra, rb = rb, ra
+        out.append({"a": ra.relpath, "b": rb.relpath, "split_a": ra.split, "split_b": rb.split,
+                    "same_label": ra.label == rb.label, "distance": None, "transform": "small-angle turn",
+                    "kind": "rotated"})
+    return out
+
+
+def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE,
+                  grouping: GroupingSettings | None = None) -> LeakageAudit:
+    """Group copies over the whole dataset and list cross-split copies; write
+    `validated.workdir/leakage_report.json`."""
+    from boneflow.data.splits import contamination
+
+    settings = grouping or GroupingSettings(near_max_distance=max_distance)
+    sha = [validated.file_hashes.get(r.relpath, r.relpath) for r in validated.records]
+    thumbs = validated.thumbs if validated.thumbs is not None else np.zeros((len(sha), 64, 64), np.uint8)
+    groups = find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings)
     by_split = {s: [k for k, r in enumerate(validated.records) if r.split == s] for s in SPLITS}
     pairs = []
     counts = {}
@@ -82,27 +109,41 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
             counts[f"{split_a}-{split_b}"] = int(len(ii))
             for i, j, d, t in zip(ii, jj, dd, tt):
                 ra, rb = validated.records[idx_a[i]], validated.records[idx_b[j]]
+                exact = sha[idx_a[i]] == sha[idx_b[j]]
                 pairs.append({"a": ra.relpath, "b": rb.relpath, "split_a": split_a, "split_b": split_b,
                               "same_label": ra.label == rb.label, "distance": int(d),
-                              "transform": HASH_TRANSFORMS[t]})
+                              "transform": HASH_TRANSFORMS[t], "kind": "exact" if exact else "near"})
     pairs.sort(key=lambda p: (p["distance"], p["a"], p["b"]))
+    seen = {(p["a"], p["b"]) for p in pairs}
+    rotated = [p for p in _rotated_pairs(validated, groups) if (p["a"], p["b"]) not in seen]
+    counts.update({"rotated_links": len(rotated)})
+    pairs += sorted(rotated, key=lambda p: (p["a"], p["b"]))
     test_paths = [validated.records[k].relpath for k in by_split["test"]]
-    leaking = {p["b"] for p in pairs if p["split_b"] == "test"}
+    trainval_groups = {int(groups.group[k]) for s in ("train", "val") for k in by_split[s]}
+    leaking = {validated.records[k].relpath for k in by_split["test"]
+               if int(groups.group[k]) in trainval_groups}
     leakfree = [p for p in test_paths if p not in leaking]
+    n_groups = int(groups.group.max()) + 1 if len(sha) else 0
     report = {
         "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
-                  "90/180/270-degree rotations of the other; Hamming distance",
+                  "90/180/270-degree rotations of the other; Hamming distance. Plus byte-identical "
+                  "files and small-angle turned copies (thumbnail correlation), grouped transitively",
         "hash": HASH_KIND,
         "hash_bits": HASH_BITS,
         "max_distance": max_distance,
         "fingerprint": validated.fingerprint,
         "counts": {"hashed": len(validated.records), "pairs": len(pairs), "pairs_by_splits": counts,
                    "test": len(test_paths), "test_leaking": len(leaking), "test_clean": len(leakfree),
-                   "label_conflicts": sum(1 for p in pairs if not p["same_label"])},
+                   "label_conflicts": sum(1 for p in pairs if not p["same_label"]),
+                   "groups": n_groups, "distinct_files": len(set(sha))},
+        "grouping": {"near_max_distance": settings.near_max_distance,
+                     "rotation_min_corr": settings.rotation_min_corr,
+                     "rotation_max_angle": settings.rotation_max_angle},
+        "contamination": contamination(validated, groups),
         "pairs": pairs,
         "leaking_test": sorted(leaking),
         "leakfree_test": leakfree,
     }
     path = validated.workdir / "leakage_report.json"
     path.write_text(json.dumps(report, indent=2))
-    return LeakageAudit(report=report, leakfree_test=leakfree, report_path=path)
+    return LeakageAudit(report=report, leakfree_test=leakfree, report_path=path, groups=groups)

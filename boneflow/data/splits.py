@@ -1,0 +1,215 @@
+"""Split policy: which kept image trains, validates or tests, with whole duplicate groups on
+one side of every split boundary.
+
+- `official`: the dataset's own train/val/test. The gate judges the leak-free test: official
+  test images whose duplicate group has no member in train or val (one file per
+  byte-identical set).
+- `regroup`: pool every kept image, keep one file per byte-identical set, and send whole groups
+  to train/val/test (70/10/20 of the images) within each stratum of (class, source). The
+  source is what tells the merged Kaggle sets apart (224x224 re-saves vs original-size JPEGs
+  and PNGs); stratifying by it keeps validation, where the threshold and early stopping are
+  chosen, representative of the test. Deterministic from the dataset fingerprint and seed.
+- `auto` (default): `official` when its leak-free test keeps at least `min_gate_n` images and at
+  least half of the official test, else `regroup`.
+
+`splits.json` lists every source file once: split train|val|test|duplicate|excluded, its group,
+`copy_of` for a duplicate and `reason` for an excluded file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from boneflow.data.grouping import LINK_KINDS, DuplicateGroups
+from boneflow.data.layout import CLASSES
+from boneflow.data.validate import ValidatedDataset
+from boneflow.errors import BoneflowError
+
+POLICIES = ("auto", "official", "regroup")
+REGROUP_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+TRAINING_SPLITS = ("train", "val")  # each must hold both classes; a thin test is the gate's call
+
+
+class SplitError(BoneflowError):
+    """A split cannot be used: a class is missing from it, or the policy is unknown."""
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    requested: str
+    used: str
+    reason: str
+    members: dict[str, list[int]]  # packed split name -> record indices
+    files: dict[str, dict]  # relpath -> {"split", "group", "copy_of"?, "reason"?}
+    contamination: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        counts: dict[str, int] = {}
+        for entry in self.files.values():
+            counts[entry["split"]] = counts.get(entry["split"], 0) + 1
+        return {"policy": self.used, "requested": self.requested, "reason": self.reason,
+                "counts": counts, "files": self.files}
+
+    def summary(self) -> dict:
+        return {"requested": self.requested, "used": self.used, "reason": self.reason}
+
+
+def _group_ids(validated: ValidatedDataset, groups: DuplicateGroups) -> list[str]:
+    """A content-based id per group (the smallest sha256 of its files), stable across renames."""
+    smallest: dict[int, str] = {}
+    for rec, g in zip(validated.records, groups.group.tolist()):
+        sha = validated.file_hashes[rec.relpath]
+        if g not in smallest or sha < smallest[g]:
+            smallest[g] = sha
+    return [smallest[g][:12] for g in groups.group.tolist()]
+
+
+def contamination(validated: ValidatedDataset, groups: DuplicateGroups) -> dict:
+    """How many official test images are copies of train/val images, by the strongest link:
+    exact (same bytes as a train/val file), near (joined by exact/near links only), rotated."""
+    recs = validated.records
+    sha = [validated.file_hashes[r.relpath] for r in recs]
+    trainval_sha = {s for r, s in zip(recs, sha) if r.split != "test"}
+    near_tv = {g for r, g in zip(recs, groups.near_group.tolist()) if r.split != "test"}
+    any_tv = {g for r, g in zip(recs, groups.group.tolist()) if r.split != "test"}
+    counts = dict.fromkeys(LINK_KINDS, 0)
+    test = [i for i, r in enumerate(recs) if r.split == "test"]
+    for i in test:
+        if sha[i] in trainval_sha:
+            counts["exact"] += 1
+        elif groups.near_group[i] in near_tv:
+            counts["near"] += 1
+        elif groups.group[i] in any_tv:
+            counts["rotated"] += 1
+    leaking = sum(counts.values())
+    return {"official_test": len(test), "copies_in_train_val": {**counts, "any": leaking},
+            "leakfree": len(test) - leaking}
+
+
+def _first_of_each_file(validated: ValidatedDataset) -> tuple[list[int], dict[int, int]]:
+    """Record indices that are the first file of their byte-identical set, and dupe -> first."""
+    first: dict[str, int] = {}
+    keep, copy_of = [], {}
+    for i, rec in enumerate(validated.records):
+        sha = validated.file_hashes[rec.relpath]
+        if sha in first:
+            copy_of[i] = first[sha]
+        else:
+            first[sha] = i
+            keep.append(i)
+    return keep, copy_of
+
+
+def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dict, dict]:
+    recs = validated.records
+    keep, copy_of = _first_of_each_file(validated)
+    trainval_groups = {g for r, g in zip(recs, groups.group.tolist()) if r.split != "test"}
+    members = {s: [i for i, r in enumerate(recs) if r.split == s] for s in ("train", "val", "test")}
+    kept = set(keep)
+    members["test_clean"] = [i for i in members["test"]
+                             if i in kept and groups.group[i] not in trainval_groups]
+    split_of = {i: r.split for i, r in enumerate(recs)}
+    # A test image outside test_clean is a copy: of a train/val image, or of another test file.
+    clean = set(members["test_clean"])
+    rep_in_trainval = {}
+    for i, r in enumerate(recs):
+        if r.split != "test":
+            rep_in_trainval.setdefault(int(groups.group[i]), i)
+    dupes = {}
+    for i in members["test"]:
+        if i not in clean:
+            split_of[i] = "duplicate"
+            dupes[i] = copy_of.get(i, rep_in_trainval.get(int(groups.group[i]), i))
+    return members, {"split_of": split_of, "copy_of": dupes}
+
+
+def _stratum(validated: ValidatedDataset, idx: list[int]) -> tuple[int, str]:
+    labels = [validated.records[i].label for i in idx]
+    label = max(set(labels), key=lambda x: (labels.count(x), x))
+    source = validated.records[idx[0]].source
+    cluster = "224x224" if source.endswith(" 224x224") else source.split(" ")[0]
+    return label, cluster
+
+
+def _regroup(validated: ValidatedDataset, groups: DuplicateGroups, gids: list[str], *,
+             seed: int) -> tuple[dict, dict]:
+    recs = validated.records
+    keep, copy_of = _first_of_each_file(validated)
+    by_group: dict[int, list[int]] = {}
+    for i in keep:
+        by_group.setdefault(int(groups.group[i]), []).append(i)
+    strata: dict[tuple, list[int]] = {}
+    conflicted = []
+    for g, idx in by_group.items():
+        if len({recs[i].label for i in idx}) > 1:
+            conflicted.append(g)  # one radiograph under both labels: label noise trains, never judges
+            continue
+        strata.setdefault(_stratum(validated, idx), []).append(g)
+    split_of: dict[int, str] = {i: "duplicate" for i in copy_of}
+    for g in conflicted:
+        split_of.update(dict.fromkeys(by_group[g], "train"))
+    salt = f"{validated.fingerprint}:{seed}"
+    for key in sorted(strata):
+        order = sorted(strata[key], key=lambda g: hashlib.sha256(f"{salt}:{gids[by_group[g][0]]}".encode()).hexdigest())
+        assigned = dict.fromkeys(REGROUP_FRACTIONS, 0)
+        for g in order:
+            size = len(by_group[g])
+            total = sum(assigned.values()) + size
+            # the split furthest below its share takes the whole group
+            split = max(REGROUP_FRACTIONS, key=lambda s: REGROUP_FRACTIONS[s] * total - assigned[s])
+            assigned[split] += size
+            split_of.update(dict.fromkeys(by_group[g], split))
+    members = {s: sorted(i for i, sp in split_of.items() if sp == s) for s in REGROUP_FRACTIONS}
+    members["test_clean"] = list(members["test"])
+    return members, {"split_of": split_of, "copy_of": copy_of, "conflicted_groups": len(conflicted)}
+
+
+def _choose(requested: str, contam: dict, min_gate_n: int) -> tuple[str, str]:
+    clean, total = contam["leakfree"], contam["official_test"]
+    share = f"{contam['copies_in_train_val']['any']} of {total} official test images are copies of train/val images"
+    if requested == "official":
+        return "official", f"requested; {share}, {clean} leak-free remain"
+    if requested == "regroup":
+        return "regroup", f"requested; {share}"
+    if clean >= min_gate_n and clean * 2 >= total:
+        return "official", f"{share}; the {clean} leak-free test images are >= min_gate_n ({min_gate_n}) and at least half of the official test"
+    return "regroup", (f"{share}; only {clean} leak-free remain (need >= {min_gate_n} and at least "
+                       f"half of {total}), so whole duplicate groups were re-split 70/10/20")
+
+
+def plan_splits(validated: ValidatedDataset, groups: DuplicateGroups, *, policy: str = "auto",
+                min_gate_n: int = 200, seed: int = 0) -> SplitPlan:
+    """Assign every kept image (and list every excluded file) under `policy`."""
+    if policy not in POLICIES:
+        raise SplitError(f"split_policy {policy!r} is not one of {', '.join(POLICIES)}")
+    contam = contamination(validated, groups)
+    used, reason = _choose(policy, contam, min_gate_n)
+    gids = _group_ids(validated, groups)
+    if used == "official":
+        members, detail = _official(validated, groups)
+    else:
+        members, detail = _regroup(validated, groups, gids, seed=seed)
+    members["official_test"] = [i for i, r in enumerate(validated.records) if r.split == "test"]
+    recs = validated.records
+    files: dict[str, dict] = {}
+    for i, rec in enumerate(recs):
+        entry = {"split": detail["split_of"][i], "group": gids[i]}
+        if i in detail["copy_of"]:
+            entry["copy_of"] = recs[detail["copy_of"][i]].relpath
+        files[rec.relpath] = entry
+    for ex in validated.report.get("excluded", []):
+        files[ex["path"]] = {"split": "excluded", "group": None, "reason": f"{ex['reason']}: {ex.get('detail', '')}".strip(": ")}
+    check_classes_present(validated, members)
+    return SplitPlan(policy, used, reason, members, dict(sorted(files.items())), contam)
+
+
+def check_classes_present(validated: ValidatedDataset, members: dict[str, list[int]]) -> None:
+    """Stop before training when a split the run needs lacks a class."""
+    for split in TRAINING_SPLITS:
+        labels = {validated.records[i].label for i in members.get(split, [])}
+        for label, name in enumerate(CLASSES):
+            if label not in labels:
+                raise SplitError(f"split {split!r} has no {name!r} images after splitting "
+                                 f"({len(members.get(split, []))} images in it); add {name!r} "
+                                 f"images to the dataset or check its class folders")
