@@ -1,7 +1,9 @@
 """Packing: one uint8 [N, S, S] array + int64 labels + paths per split, and a manifest.
 
-Splits: train, val, test (the official one) and test_clean (test minus images with a near-copy
-in train or val). Arrays are written row by row from the validation's pixels.npy (no second
+Splits come from the split policy (splits.py): train, val, test, test_clean (the split the
+gate judges: the leak-free official test, or the regrouped test) and official_test (the
+dataset's own test, to show the contaminated figure beside the honest one). `splits.json`
+lists every source file once with its split. Arrays are written row by row from the validation's pixels.npy (no second
 decode, bounded memory) and read back memory-mapped by `load_packed`. The folder is meant to
 live at `datasets/<fingerprint>/<size>/`; a second `pack_dataset` into a folder whose manifest
 matches (fingerprint, size, min_side, leak threshold) and whose files are intact reuses it.
@@ -18,14 +20,17 @@ import numpy as np
 
 from boneflow.data.layout import CLASSES, SPLITS
 from boneflow.data.leakage import LeakageAudit
+from boneflow.data.splits import SplitPlan, plan_splits
 from boneflow.data.npyrows import NpyRows, create_npy
 from boneflow.data.validate import ValidatedDataset
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
 
-PACKED_SPLITS = (*SPLITS, "test_clean")
+PACKED_SPLITS = (*SPLITS, "test_clean", "official_test")
+REQUIRED_SPLITS = (*SPLITS, "test_clean")  # official_test is absent from format-1 packs
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+SPLITS_FILE = "splits.json"
+FORMAT_VERSION = 2  # 2: split policy, duplicate groups, official_test, splits.json
 
 
 class PackedDataError(BoneflowError):
@@ -47,9 +52,13 @@ class PackedDataset:
     fingerprint: str
     manifest: dict = field(default_factory=dict)
 
+    def split_names(self) -> tuple[str, ...]:
+        """The splits this folder holds (format-1 packs lack official_test)."""
+        return tuple(s for s in PACKED_SPLITS if s in self.manifest.get("splits", {}) or s in REQUIRED_SPLITS)
+
     def split(self, name: str) -> SplitArrays:
-        if name not in PACKED_SPLITS:
-            raise KeyError(f"unknown split {name!r}; packed splits are {PACKED_SPLITS}")
+        if name not in self.split_names():
+            raise KeyError(f"unknown split {name!r}; this packed dataset holds {self.split_names()}")
         images = np.load(self.dir / f"{name}_images.npy", mmap_mode="r")
         labels = np.load(self.dir / f"{name}_labels.npy")
         paths = json.loads((self.dir / f"{name}_paths.json").read_text())
@@ -72,17 +81,35 @@ def _reusable(out_dir: Path, expect: dict) -> PackedDataset | None:
     return packed if same else None
 
 
-def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: Path) -> PackedDataset:
+def pack_settings(*, fingerprint: str, size: int, min_side: int, leak_max_distance: int,
+                  split_policy: str, min_gate_n: int, seed: int) -> dict:
+    """What a packed folder must match to be reused (also checked on the stored copy)."""
+    return {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "size": size,
+            "min_side": min_side, "leak_max_distance": leak_max_distance,
+            "split_policy_requested": split_policy, "min_gate_n": min_gate_n, "split_seed": seed}
+
+
+def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: Path,
+                 split_policy: str = "auto", min_gate_n: int = 200, seed: int = 0) -> PackedDataset:
+    """Plan the splits (whole duplicate groups per split) and pack them into `out_dir`."""
     out_dir = Path(out_dir)
-    expect = {"format_version": FORMAT_VERSION, "fingerprint": validated.fingerprint,
-              "size": validated.pack_size, "min_side": validated.min_side,
-              "leak_max_distance": audit.report["max_distance"]}
+    expect = pack_settings(fingerprint=validated.fingerprint, size=validated.pack_size,
+                           min_side=validated.min_side, leak_max_distance=audit.report["max_distance"],
+                           split_policy=split_policy, min_gate_n=min_gate_n, seed=seed)
     if (reused := _reusable(out_dir, expect)) is not None:
         return reused
+    if audit.groups is None:
+        raise PackedDataError("the leakage audit carries no duplicate groups; run audit_leakage "
+                              "in this process before packing")
+    plan = plan_splits(validated, audit.groups, policy=split_policy, min_gate_n=min_gate_n, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean = set(audit.leakfree_test)
-    members = {s: [r for r in validated.records if r.split == s] for s in SPLITS}
-    members["test_clean"] = [r for r in members["test"] if r.relpath in clean]
+    _write_splits(validated, plan, out_dir)
+    return _finish(validated, plan, out_dir, expect)
+
+
+def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -> None:
+    (out_dir / SPLITS_FILE).write_text(json.dumps(plan.to_json(), indent=1))
+    members = {name: [validated.records[i] for i in plan.members[name]] for name in PACKED_SPLITS}
     size = validated.pack_size
     splits_info = {}
     with NpyRows(validated.pixels_path, mode="rb") as src:
@@ -98,13 +125,20 @@ def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: P
             (out_dir / f"{name}_paths.json").write_text(json.dumps([r.relpath for r in recs]))
             splits_info[name] = {"n": len(recs),
                                  "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}}
+    (out_dir / "splits_info.json").write_text(json.dumps(splits_info))
+
+
+def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect: dict) -> PackedDataset:
+    splits_info = json.loads((out_dir / "splits_info.json").read_text())
+    (out_dir / "splits_info.json").unlink()
     for report in ("cleaning_report.json", "leakage_report.json"):
         src_report = validated.workdir / report
         if src_report.is_file() and src_report.resolve() != (out_dir / report).resolve():
             shutil.copyfile(src_report, out_dir / report)
     files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {**expect, "classes": list(CLASSES), "splits": splits_info, "files": files}
+    manifest = {**expect, "classes": list(CLASSES), "split_policy": plan.summary(),
+                "contamination": plan.contamination, "splits": splits_info, "files": files}
     tmp = out_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(out_dir / MANIFEST)  # the manifest appears last: its presence means "complete"
@@ -127,6 +161,8 @@ def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:
         raise PackedDataError(f"{dir / MANIFEST}: unreadable or incomplete ({exc}); delete {dir} "
                               f"and re-run packing.") from exc
     for name in PACKED_SPLITS:
+        if name not in REQUIRED_SPLITS and name not in splits:
+            continue
         n = splits.get(name, {}).get("n")
         img_file, lab_file = dir / f"{name}_images.npy", dir / f"{name}_labels.npy"
         try:
