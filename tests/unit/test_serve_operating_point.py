@@ -91,3 +91,16 @@ def test_the_app_uses_the_champions_stored_threshold(store, xray, threshold, lab
     run_id = _publish_champion_with(store, threshold=threshold)
     answer = XrayApp(str(store)).analyse(xray)
     assert answer.run_id == run_id and answer.label == label
+
+
+@pytest.mark.parametrize("threshold,label", [(0.999, "not fractured"), (0.001, "fractured")])
+def test_boneflow_predict_uses_the_champions_stored_threshold(store, xray, tmp_path, threshold, label):
+    from typer.testing import CliRunner
+
+    from boneflow.cli import app
+
+    run_id = _publish_champion_with(store, threshold=threshold)
+    result = CliRunner().invoke(app, ["predict", str(xray), "--store", str(store), "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.output.strip().splitlines()[-1])
+    assert (line["run_id"], line["label"]) == (run_id, label)
