@@ -110,6 +110,10 @@ class RetrainConfig(BaseModel):
         default=0.01, ge=0, le=1,
         description="Gate: largest drop in leak-free test accuracy against the champion re-scored on the same split.",
     )
+    min_gate_n: int = Field(
+        default=200, ge=0,
+        description="Gate: fewest images the judged split must hold; below it the gate refuses to promote.",
+    )
     # --- orchestration ------------------------------------------------------------------
     dispatch: Literal["local", "deployment"] = Field(
         default="local",

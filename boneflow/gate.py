@@ -1,12 +1,18 @@
 """The promotion gate (TFX-style blessing): a pure function of the candidate's metrics, the
 champion's metrics re-scored on the same split, and a policy.
 
-A candidate passes when, on `policy.split` (the leak-free test split by default):
-- accuracy >= min_accuracy and fractured recall >= min_recall (the absolute floors), and
+A candidate passes when, on `policy.split` (the leak-free test split by default; under split
+policy `regroup` that is the regrouped test):
+- the split holds at least `min_n` images (fewer cannot tell 0.90 from 0.75: the gate refuses
+  to judge and says what to change),
+- accuracy >= min_accuracy and fractured recall >= min_recall (the absolute floors, at the
+  model's operating threshold), and
 - when there is a champion: champion accuracy - candidate accuracy <= max_regression.
-The first model (no champion) is promoted on the floors alone. Reasons are sentences with the
-numbers, written both for passes and failures, so the report and the flow's message explain
-the decision.
+The first model (no champion) is promoted on the floors alone. Against a champion scored on
+the same images the reasons also carry the paired comparison (discordant counts, McNemar's
+exact p, the 95 % interval of the accuracy difference; see evaluate/paired.py): it informs,
+the regression rule decides. Reasons are sentences with the numbers, written both for passes
+and failures, so the report and the flow's message explain the decision.
 """
 
 from __future__ import annotations
@@ -14,8 +20,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from boneflow.errors import BoneflowError
+from boneflow.evaluate.paired import PairedComparison
 
-_SPLIT_WORDS = {"test_clean": "leak-free test", "test": "official test", "val": "validation"}
+_SPLIT_WORDS = {"test_clean": "leak-free test", "test": "official test", "val": "validation",
+                "official_test": "official test"}
+# What the champion's metrics on the judged split keep in the decision (report, trend artifact).
+_CHAMPION_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc", "threshold")
 
 
 class GateError(BoneflowError):
@@ -28,18 +38,21 @@ class GatePolicy:
     min_recall: float = 0.90  # lowest fractured recall (sensitivity) on `split`
     max_regression: float = 0.01  # largest accuracy drop vs the champion on the same split
     split: str = "test_clean"  # which split the gate reads (leak-free test)
+    min_n: int = 200  # fewest images `split` must hold for the gate to judge at all
 
     def __post_init__(self):
         for name in ("min_accuracy", "min_recall", "max_regression"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise GateError(f"GatePolicy.{name}={value} must be between 0 and 1.")
+        if self.min_n < 0:
+            raise GateError(f"GatePolicy.min_n={self.min_n} must be 0 or more.")
 
     @classmethod
     def from_config(cls, cfg) -> "GatePolicy":
-        """From a RetrainConfig (or anything with the three threshold fields)."""
+        """From a RetrainConfig (or anything with the threshold fields and min_gate_n)."""
         return cls(min_accuracy=cfg.min_accuracy, min_recall=cfg.min_recall,
-                   max_regression=cfg.max_regression)
+                   max_regression=cfg.max_regression, min_n=cfg.min_gate_n)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -51,11 +64,17 @@ class GateDecision:
     reasons: list[str] = field(default_factory=list)
     policy: dict = field(default_factory=dict)
     champion_run_id: str | None = None
+    split: str = "test_clean"  # the judged split
+    n: int | None = None  # images in it
+    refused: bool = False  # too few images to judge
+    paired: dict | None = None  # PairedComparison.to_dict() against the champion
+    champion: dict | None = None  # the champion's metrics on the judged split (_CHAMPION_FIELDS)
 
     def to_dict(self) -> dict:
         """The metrics.json `gate` block."""
         return {"passed": self.passed, "reasons": list(self.reasons), "policy": dict(self.policy),
-                "champion_run_id": self.champion_run_id}
+                "champion_run_id": self.champion_run_id, "split": self.split, "n": self.n,
+                "refused": self.refused, "paired": self.paired, "champion": self.champion}
 
     @property
     def message(self) -> str:
@@ -79,34 +98,85 @@ def _pair(value: float, other: float) -> tuple[str, str]:
     return f"{value:.{digits}f}", f"{other:.{digits}f}"
 
 
-def decide(candidate_splits: dict, champion_splits: dict | None, policy: GatePolicy, *,
-           champion_run_id: str | None = None) -> GateDecision:
-    """candidate_splits / champion_splits: the `splits` block of metrics.json."""
-    where = _SPLIT_WORDS.get(policy.split, policy.split)
-    acc = _metric(candidate_splits, policy.split, "accuracy", "candidate")
-    rec = _metric(candidate_splits, policy.split, "recall_fractured", "candidate")
-    reasons: list[str] = []
-    passed = True
-    for label, value, floor in (("accuracy", acc, policy.min_accuracy),
-                                ("fractured recall", rec, policy.min_recall)):
+def split_words(split: str, split_policy: dict | None = None) -> str:
+    """How a person calls the judged split (under `regroup` the leak-free test is the regrouped test)."""
+    if split == "test_clean" and (split_policy or {}).get("used") == "regroup":
+        return "regrouped test"
+    return _SPLIT_WORDS.get(split, split)
+
+
+def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None,
+             contamination: dict | None) -> str:
+    """Why the gate will not judge, and what to change."""
+    text = f"the {where} holds {n} images, fewer than {policy.min_n}: too few to judge"
+    official = (contamination or {}).get("official_test")
+    copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
+    if (split_policy or {}).get("used") == "regroup":
+        return text + (" — add images (the full dataset gives a larger test) or lower min_gate_n "
+                       "knowingly (--min-gate-n)")
+    if official and copies is not None:
+        share = 100 * copies / official
+        return text + (f"; the official test is {share:.0f} % copies of train/val ({copies} of "
+                       f"{official}) — use split_policy=regroup")
+    return text + "; use split_policy=regroup to pool the splits, or lower min_gate_n knowingly"
+
+
+def _floor_reasons(splits: dict, policy: GatePolicy, where: str) -> tuple[bool, list[str]]:
+    acc = _metric(splits, policy.split, "accuracy", "candidate")
+    rec = _metric(splits, policy.split, "recall_fractured", "candidate")
+    threshold = splits[policy.split].get("threshold")
+    at = f" at threshold {threshold:.3f}" if threshold is not None and threshold != 0.5 else ""
+    passed, reasons = True, []
+    for label, value, floor, suffix in (("accuracy", acc, policy.min_accuracy, ""),
+                                        ("fractured recall", rec, policy.min_recall, at)):
         shown, floor_shown = _pair(value, floor)
-        if value < floor:
-            passed = False
-            reasons.append(f"{where} {label} {shown} < {floor_shown}")
-        else:
-            reasons.append(f"{where} {label} {shown} >= {floor_shown}")
+        ok = value >= floor
+        passed &= ok
+        reasons.append(f"{where} {label} {shown} {'>=' if ok else '<'} {floor_shown}{suffix}")
+    return passed, reasons
+
+
+def _champion_reasons(acc: float, champion_splits: dict, policy: GatePolicy, where: str,
+                      champion_run_id: str | None, paired: PairedComparison | None) -> tuple[bool, list[str]]:
+    champ_acc = _metric(champion_splits, policy.split, "accuracy", "champion")
+    drop = champ_acc - acc
+    who = f"champion {champion_run_id}" if champion_run_id else "champion"
+    if drop > policy.max_regression + 1e-12:
+        passed = False
+        reasons = [f"{where} accuracy {acc:.3f} regresses {drop:.3f} from {who}'s "
+                   f"{champ_acc:.3f} (allowed {policy.max_regression:.3f})"]
+    else:
+        passed = True
+        reasons = [f"{where} accuracy {acc:.3f} vs {who}'s {champ_acc:.3f}: change "
+                   f"{-drop:+.3f} within the allowed regression {policy.max_regression:.3f}"]
+    reasons.append(paired.sentence(who) if paired is not None else
+                   f"no paired comparison with {who}: per-image results of both on the same "
+                   "images were not available")
+    return passed, reasons
+
+
+def decide(candidate_splits: dict, champion_splits: dict | None, policy: GatePolicy, *,
+           champion_run_id: str | None = None, paired: PairedComparison | None = None,
+           split_policy: dict | None = None, contamination: dict | None = None) -> GateDecision:
+    """candidate_splits / champion_splits: the `splits` block of metrics.json. paired: the two
+    models on the judged split's images (evaluate/paired.py). split_policy / contamination: the
+    packed manifest's `split_policy` and the leakage report's `contamination`, used to say what
+    to change when the judged split is too small."""
+    where = split_words(policy.split, split_policy)
+    passed, reasons = _floor_reasons(candidate_splits, policy, where)
+    n = candidate_splits[policy.split].get("n")
+    refused = n is not None and n < policy.min_n
+    if refused:
+        reasons.insert(0, _refusal(where, n, policy, split_policy, contamination))
+    champion = None
     if champion_splits is None:
         reasons.append("no champion yet: the first model is judged on the floors alone")
     else:
-        champ_acc = _metric(champion_splits, policy.split, "accuracy", "champion")
-        drop = champ_acc - acc
-        who = f"champion {champion_run_id}" if champion_run_id else "champion"
-        if drop > policy.max_regression + 1e-12:
-            passed = False
-            reasons.append(f"{where} accuracy {acc:.3f} regresses {drop:.3f} from {who}'s "
-                           f"{champ_acc:.3f} (allowed {policy.max_regression:.3f})")
-        else:
-            reasons.append(f"{where} accuracy {acc:.3f} vs {who}'s {champ_acc:.3f}: change "
-                           f"{-drop:+.3f} within the allowed regression {policy.max_regression:.3f}")
-    return GateDecision(passed=passed, reasons=reasons, policy=policy.to_dict(),
-                        champion_run_id=champion_run_id)
+        acc = _metric(candidate_splits, policy.split, "accuracy", "candidate")
+        kept, more = _champion_reasons(acc, champion_splits, policy, where, champion_run_id, paired)
+        passed &= kept
+        reasons += more
+        champion = {k: champion_splits[policy.split].get(k) for k in _CHAMPION_FIELDS}
+    return GateDecision(passed=passed and not refused, reasons=reasons, policy=policy.to_dict(),
+                        champion_run_id=champion_run_id, split=policy.split, n=n, refused=refused,
+                        paired=paired.to_dict() if paired is not None else None, champion=champion)

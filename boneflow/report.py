@@ -12,9 +12,14 @@ import subprocess
 from pathlib import Path
 
 from boneflow import __version__
+from boneflow.report_summary import contamination_line, honest_summary, policy_line
 from boneflow.store.keys import validate_name
 
-_SPLIT_TITLES = {"val": "validation", "test": "official test", "test_clean": "leak-free test"}
+_SPLIT_TITLES = {"val": "validation", "test": "official test", "test_clean": "leak-free test",
+                 "official_test": "official test"}
+# Under split policy `regroup` the test split is the regrouped one and the judged split equals it.
+_REGROUPED_TITLES = {**_SPLIT_TITLES, "test": "regrouped test", "test_clean": "judged test (= regrouped test)"}
+_SPLIT_ORDER = ("val", "test", "test_clean", "official_test")
 _METRIC_COLUMNS = (
     ("recall_fractured", "recall (fractured)"),
     ("specificity", "specificity"),
@@ -23,6 +28,7 @@ _METRIC_COLUMNS = (
     ("balanced_accuracy", "balanced acc."),
     ("auroc", "AUROC"),
     ("ece", "ECE"),
+    ("ece_uncalibrated", "ECE before T"),
 )
 _SECRET_FIELD = re.compile(r"(secret|password|passwd|token|credential|access_key)", re.I)
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
@@ -75,24 +81,41 @@ def _accuracy_cell(m: dict) -> str:
     return f"{acc:.3f}"
 
 
-def metrics_table(splits: dict) -> str:
+def split_titles(split_policy: dict | None = None) -> dict[str, str]:
+    """What each split is called in the report, by the split policy that made the pack."""
+    return _REGROUPED_TITLES if (split_policy or {}).get("used") == "regroup" else _SPLIT_TITLES
+
+
+def _ordered(splits: dict) -> list[str]:
+    return [s for s in _SPLIT_ORDER if s in splits] + [s for s in splits if s not in _SPLIT_ORDER]
+
+
+def metrics_table(splits: dict, titles: dict[str, str] | None = None) -> str:
     """One row per split: n, accuracy with its 95% interval, the fractured-class metrics."""
+    titles = titles or _SPLIT_TITLES
     present = [(k, t) for k, t in _METRIC_COLUMNS if any(k in m for m in splits.values())]
     header = ["split", "n", "accuracy [95% CI]"] + [t for _, t in present]
-    order = [s for s in ("val", "test", "test_clean") if s in splits] + \
-            [s for s in splits if s not in ("val", "test", "test_clean")]
-    rows = [[_SPLIT_TITLES.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])]
-            + [splits[s].get(k) for k, _ in present] for s in order]
+    rows = [[titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])]
+            + [splits[s].get(k) for k, _ in present] for s in _ordered(splits)]
     return _table(header, rows)
 
 
-def _confusions(splits: dict) -> str:
+def _at_half_table(splits: dict, titles: dict[str, str]) -> str:
+    """The threshold-dependent metrics at 0.5 (the argmax decision), where they were recorded."""
+    rows = [[titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s]["at_0.5"]),
+             splits[s]["at_0.5"].get("recall_fractured"), splits[s]["at_0.5"].get("specificity")]
+            for s in _ordered(splits) if isinstance(splits[s].get("at_0.5"), dict)]
+    return _table(["split", "n", "accuracy [95% CI]", "recall (fractured)", "specificity"], rows) if rows else ""
+
+
+def _confusions(splits: dict, titles: dict[str, str] | None = None) -> str:
+    titles = titles or _SPLIT_TITLES
     rows = []
-    for split, m in splits.items():
-        conf = m.get("confusion")
+    for split in _ordered(splits):
+        conf = splits[split].get("confusion")
         if conf and len(conf) == 2:
             (tn, fp), (fn, tp) = conf
-            rows.append([_SPLIT_TITLES.get(split, split), tn, fp, fn, tp])
+            rows.append([titles.get(split, split), tn, fp, fn, tp])
     if not rows:
         return ""
     return _table(["split", "TN", "FP", "FN (missed fractures)", "TP"], rows)
@@ -136,27 +159,42 @@ def _dataset_lines(dataset: dict) -> list[str]:
 def render_report(*, run_id: str, metrics: dict, gate: dict, dataset: dict,
                   cleaning_summary: dict, leakage_summary: dict, plots: dict[str, str],
                   history: list[dict] | None = None) -> str:
-    """report.md: metrics with intervals, gate decision and reasons, dataset version and
+    """report.md: the gate decision and the honest-evaluation summary first (split policy,
+    official-test contamination, official vs honest accuracy, operating point, paired comparison),
+    then metrics at the operating threshold and at 0.5 with intervals, dataset version and
     fingerprint, cleaning and leakage summaries, plots by relative link."""
     splits = metrics.get("splits", {})
-    verdict = "PASSED — promoted to champion" if gate.get("passed") else "REJECTED — not promoted"
+    titles = split_titles(metrics.get("split_policy"))
+    if gate.get("passed"):
+        verdict = "PASSED — promoted to champion"
+    elif gate.get("refused"):
+        verdict = "REFUSED — too few images to judge, not promoted"
+    else:
+        verdict = "REJECTED — not promoted"
     policy = gate.get("policy", {})
+    threshold = (metrics.get("operating_point") or {}).get("threshold")
     parts = [
         f"# boneflow run {run_id}",
         f"**Gate: {verdict}**",
         "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
-        (f"Policy: split `{policy.get('split', 'test_clean')}`, accuracy ≥ "
-         f"{_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
+        (f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} images, "
+         f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
          f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
          f"`{gate.get('champion_run_id') or 'none'}`."),
+        "## Honest evaluation",
+        honest_summary(metrics, gate),
         "## Metrics",
-        "Positive class: `fractured`. Accuracy with its 95% interval; the leak-free test split "
-        "drops test images that have a near-copy in train or val.",
-        metrics_table(splits),
+        "Positive class: `fractured`. Accuracy with its 95% interval"
+        + (f", at the operating threshold {threshold:.3f} (chosen on validation)" if threshold is not None else "")
+        + ". ECE after / before the temperature.",
+        metrics_table(splits, titles),
     ]
-    confusion = _confusions(splits)
+    at_half = _at_half_table(splits, titles)
+    if at_half and threshold is not None:
+        parts += ["### At threshold 0.5", at_half]
+    confusion = _confusions(splits, titles)
     if confusion:
-        parts += ["### Confusion counts", confusion]
+        parts += ["### Confusion counts (operating threshold)", confusion]
     parts += ["## Dataset", "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
               "## Cleaning", _summary_table(cleaning_summary),
               "## Leakage audit", _summary_table(leakage_summary)]
@@ -206,16 +244,22 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
         "localising the fracture, images that are not plain radiographs.",
         "## Data",
         "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
-        "Splits as shipped by the dataset (train / val / test); unreadable, truncated and "
-        "too-small files excluded before training (see `cleaning_report.json`).",
+        policy_line(metrics.get("split_policy")),
+        contamination_line(metrics.get("contamination")),
+        "Unreadable, truncated and too-small files were excluded before training (see "
+        "`cleaning_report.json`).",
         "## How it was evaluated",
         "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
-        "calibration error on the validation split, the official test split, and the leak-free "
-        "test split (test images without a near-copy in train or val, by perceptual hash). "
-        "Accuracy carries a 95% interval. The gate reads the leak-free test split and compares "
-        "against the current champion re-scored on the same images.",
+        "calibration error on the validation split, the test split(s) and the judged split (test "
+        "images with no copy in train or val: exact, near or rotated). Accuracy carries a 95% "
+        "interval. The decision threshold is the highest whose validation fractured recall meets "
+        "the target, and a temperature fitted on validation calibrates the probabilities; both are "
+        f"stored in `model.json` (threshold {_cell(model_meta.get('threshold', 0.5))}, temperature "
+        f"{_cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses to judge "
+        "a split that is too small, and compares with the current champion re-scored on the same "
+        "images (paired: McNemar's exact test and Newcombe's interval of the difference).",
         "## Metrics",
-        metrics_table(splits),
+        metrics_table(splits, split_titles(metrics.get("split_policy"))),
     ]
     if gate:
         parts.append(f"Gate: {'passed' if gate.get('passed') else 'rejected'} — "

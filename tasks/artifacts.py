@@ -53,6 +53,16 @@ def report_artifact(run_id: str, report_md: str, images: dict[str, Path]) -> Non
                              description=f"boneflow report of run {run_id}")
 
 
+QUALITY_KEY = "boneflow-quality"  # one key for every run: the UI's artifact history is the trend
+
+
+def quality_artifact(run_id: str, markdown: str) -> None:
+    """This run's honest metrics, the champion's and the decision, under the same key each run."""
+    create_markdown_artifact(markdown, key=QUALITY_KEY,
+                             description=f"honest quality of run {run_id} vs the champion; see the "
+                                         "artifact's history for the week-by-week trend")
+
+
 def image_artifacts(run_id: str, images: dict[str, Path]) -> None:
     for name, path in images.items():
         if Path(path).is_file():

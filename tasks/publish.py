@@ -10,10 +10,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
+from boneflow.evaluate.calibration import OperatingPoint, write_operating_point
 from boneflow.publish import champion_record, promote, publish_run
 from boneflow.report import code_version, render_model_card, render_report
+from boneflow.report_summary import render_quality
 from boneflow.store import open_store
-from tasks.artifacts import image_artifacts, link_artifacts, report_artifact, table_artifact
+from tasks.artifacts import image_artifacts, link_artifacts, quality_artifact, report_artifact, table_artifact
 from tasks.runtime import STAGE_CACHE, run_work_dir
 from tasks.training import MODEL_FILES
 
@@ -26,8 +28,10 @@ def write_run_files(run_id: str, config: RetrainConfig, dataset: dict, packed_di
     out, packed = run_work_dir(run_id, "publish"), Path(packed_dir)
     cleaning = json.loads((packed / "cleaning_report.json").read_text())
     leakage = json.loads((packed / "leakage_report.json").read_text())
-    gate_block = {k: decision[k] for k in ("passed", "reasons", "policy", "champion_run_id")}
-    metrics = {"run_id": run_id, "dataset": dataset, "splits": candidate["splits"], "gate": gate_block}
+    gate_block = {k: v for k, v in decision.items() if k != "message"}
+    context = candidate.get("context") or {}
+    metrics = {"run_id": run_id, "dataset": dataset, "splits": candidate["splits"], "gate": gate_block,
+               "operating_point": candidate.get("operating_point"), **context}
     plots = {**candidate["plots"], "augmentation_preview.png": preview}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "report.md").write_text(render_report(
@@ -35,6 +39,8 @@ def write_run_files(run_id: str, config: RetrainConfig, dataset: dict, packed_di
         cleaning_summary=cleaning.get("counts", {}), leakage_summary=leakage.get("counts", {}),
         plots={Path(n).stem.replace("_", " "): n for n in plots}, history=trained["history"]))
     model_dir = run_work_dir(run_id, "model")
+    if candidate.get("operating_point"):  # serving reads threshold and temperature from model.json
+        write_operating_point(model_dir / "model.json", OperatingPoint.from_meta(candidate["operating_point"]))
     (out / "model_card.md").write_text(render_model_card(
         run_id=run_id, metrics=metrics, dataset=dataset, config=config.model_dump(),
         model_meta=json.loads((model_dir / "model.json").read_text()),
@@ -88,6 +94,7 @@ def report_artifacts(run_id: str, config: RetrainConfig, files: dict, candidate:
     """The report (plots inlined), per-class table, plot images and links to the store."""
     plots = {n: Path(p) for n, p in files.items() if n.endswith(".png")}
     report_artifact(run_id, Path(files["report.md"]).read_text(), plots)
+    quality_artifact(run_id, render_quality(json.loads(Path(files["metrics.json"]).read_text())))
     table_artifact(f"per-class-metrics-{run_id}", _per_class_rows(candidate["splits"]),
                    "Recall and precision per class and split (positive class: fractured)")
     # the augmentation preview got its image artifact when it was drawn (before the skip check)

@@ -12,6 +12,9 @@ import math
 import numpy as np
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+# The metrics that change with the decision threshold (AUROC and ECE do not).
+THRESHOLD_FIELDS = ("accuracy", "accuracy_ci95", "balanced_accuracy", "recall_fractured", "specificity",
+                    "precision_fractured", "f1_fractured", "confusion")
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float]:

@@ -58,8 +58,15 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_roc(labels, probs, path: Path) -> Path:
-    """ROC of P(fractured); a note instead of a curve when the split has one class only."""
+def _rates_at(labels: np.ndarray, probs: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false positive rate, true positive rate) when P >= threshold is called fractured."""
+    called = probs >= threshold
+    return float(called[labels == 0].mean()), float(called[labels == 1].mean())
+
+
+def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = None) -> Path:
+    """ROC of P(fractured), with the operating point (and the 0.5 point) marked; a note instead
+    of a curve when the split has one class only."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     labels, probs = np.asarray(labels), np.asarray(probs)
@@ -69,12 +76,19 @@ def plot_roc(labels, probs, path: Path) -> Path:
     if len(np.unique(labels)) == 2:
         fpr, tpr, _ = roc_curve(labels, probs, pos_label=1)
         ax.plot(fpr, tpr, label=f"AUROC {roc_auc_score(labels, probs):.3f}")
-        ax.legend(loc="lower right")
+        marks = [(0.5, "s", "grey")]
+        if operating_threshold is not None and operating_threshold != 0.5:
+            marks.append((operating_threshold, "o", "red"))
+        for threshold, marker, colour in marks:
+            x, y = _rates_at(labels, probs, threshold)
+            ax.plot([x], [y], marker=marker, color=colour, linestyle="none", markersize=7,
+                    label=f"threshold {threshold:.3f}: recall {y:.2f}, specificity {1 - x:.2f}")
+        ax.legend(loc="lower right", fontsize=7)
     else:
         ax.text(0.5, 0.5, "one class only: ROC undefined", ha="center", va="center")
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("true positive rate (fractured recall)")
-    ax.set_title("ROC")
+    ax.set_title("ROC" + (" (red: operating point)" if operating_threshold not in (None, 0.5) else ""))
     return _save(figure, path)
 
 

@@ -6,20 +6,22 @@ The one preprocessing for evaluation and inference is `EvalPreset` on images dec
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from boneflow.evaluate.metrics import split_metrics
+from boneflow.evaluate.calibration import OperatingPoint, sigmoid
+from boneflow.evaluate.metrics import THRESHOLD_FIELDS, expected_calibration_error, split_metrics
 from boneflow.train.augment import EvalPreset, numpy_to_tensor
 from boneflow.train.device import autocast, use_bf16
 
-EVAL_SPLITS = ("val", "test", "test_clean")
+EVAL_SPLITS = ("val", "test", "test_clean", "official_test")  # report order; train is never scored
 
 
 @torch.inference_mode()
-def predict_proba(
+def predict_margins(
     model: torch.nn.Module,
     images_uint8,
     *,
@@ -27,7 +29,8 @@ def predict_proba(
     batch_size: int = 256,
     device: torch.device | str | None = None,
 ) -> np.ndarray:
-    """P(fractured) for uint8 images [N,S,S] (or one [S,S]) as float64 [N]."""
+    """Logit margin z_fractured - z_not (float64 [N]) for uint8 images [N,S,S] (or one [S,S]):
+    softmax's P(fractured) is sigmoid of it, and a temperature divides it."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if next(model.parameters()).device != device:
         model = model.to(device)
@@ -42,9 +45,78 @@ def predict_proba(
             chunk = numpy_to_tensor(chunk)
         x = preset(chunk.to(device)).contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
-            logits = model(x)
-        out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+            logits = model(x).float()
+        out.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0, dtype=np.float64)
+
+
+def predict_proba(
+    model: torch.nn.Module,
+    images_uint8,
+    *,
+    image_size: int,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """P(fractured) for uint8 images [N,S,S] (or one [S,S]) as float64 [N], at `temperature`
+    (1.0: the plain softmax)."""
+    margins = predict_margins(model, images_uint8, image_size=image_size, batch_size=batch_size, device=device)
+    return OperatingPoint(temperature=temperature).probability(margins)
+
+
+@dataclass(frozen=True)
+class SplitScores:
+    """One model's raw output on one split, in the packed order."""
+
+    labels: np.ndarray  # int64 [N]
+    margins: np.ndarray  # float64 [N], z_fractured - z_not
+    paths: list[str]
+
+
+def evaluation_splits(packed: Any) -> tuple[str, ...]:
+    """Every split the pack holds except train (older packs lack official_test), known ones first."""
+    manifest = getattr(packed, "manifest", None)
+    held = list(manifest.get("splits", {})) if isinstance(manifest, dict) and manifest else \
+        list(getattr(packed, "splits", {}))
+    return tuple([s for s in EVAL_SPLITS if s in held] + [s for s in held if s not in EVAL_SPLITS + ("train",)])
+
+
+def score_splits(
+    model: torch.nn.Module,
+    packed: Any,
+    *,
+    image_size: int,
+    splits: tuple[str, ...] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> dict[str, SplitScores]:
+    """{split: SplitScores} for `splits` (default: every evaluation split the pack holds)."""
+    out = {}
+    for name in splits or evaluation_splits(packed):
+        split = packed.split(name)
+        margins = predict_margins(model, split.images, image_size=image_size, batch_size=batch_size, device=device)
+        out[name] = SplitScores(np.asarray(split.labels, dtype=np.int64), margins, list(split.paths))
+    return out
+
+
+def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
+    """DESIGN's split metrics at the operating threshold on calibrated probabilities, plus the
+    same threshold-dependent metrics at 0.5 (`at_0.5`) and the ECE before the temperature."""
+    probs = point.probability(scores.margins)
+    metrics = split_metrics(scores.labels, probs, threshold=point.threshold)
+    at_half = split_metrics(scores.labels, probs, threshold=0.5)
+    metrics["at_0.5"] = {k: at_half[k] for k in THRESHOLD_FIELDS}
+    metrics["temperature"] = point.temperature
+    metrics["ece_uncalibrated"] = (expected_calibration_error(scores.labels, sigmoid(scores.margins))
+                                   if len(scores.labels) else None)
+    return metrics
+
+
+def per_image(scores: SplitScores, point: OperatingPoint) -> dict:
+    """What the gate pairs two models on: each image's path, label and predicted label."""
+    return {"paths": list(scores.paths), "labels": scores.labels.tolist(),
+            "predicted": point.predict(scores.margins).tolist()}
 
 
 def evaluate_splits(
@@ -52,16 +124,15 @@ def evaluate_splits(
     packed: Any,
     *,
     image_size: int,
-    splits: tuple[str, ...] = EVAL_SPLITS,
+    splits: tuple[str, ...] | None = None,
+    operating_point: OperatingPoint | None = None,
     batch_size: int = 256,
     device: torch.device | str | None = None,
 ) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """({split: split_metrics}, {split: (labels, prob_fractured)}) — the raw pairs feed the ROC."""
-    metrics, raw = {}, {}
-    for name in splits:
-        split = packed.split(name)
-        labels = np.asarray(split.labels, dtype=np.int64)
-        probs = predict_proba(model, split.images, image_size=image_size, batch_size=batch_size, device=device)
-        metrics[name] = split_metrics(labels, probs)
-        raw[name] = (labels, probs)
+    """({split: metrics}, {split: (labels, prob_fractured)}) at `operating_point` (default:
+    threshold 0.5, temperature 1) — the raw pairs feed the ROC."""
+    point = operating_point or OperatingPoint()
+    scores = score_splits(model, packed, image_size=image_size, splits=splits, batch_size=batch_size, device=device)
+    metrics = {name: split_report(s, point) for name, s in scores.items()}
+    raw = {name: (s.labels, point.probability(s.margins)) for name, s in scores.items()}
     return metrics, raw

@@ -27,11 +27,13 @@ class RepackedSplits:
 
 
 def repack_for_evaluation(packed, dataset_root: Path, size: int,
-                          splits: tuple[str, ...] = ("val", "test", "test_clean")) -> RepackedSplits:
+                          splits: tuple[str, ...] | None = None) -> RepackedSplits:
     """`packed`'s evaluation splits (same images, labels and order) decoded from `dataset_root`
     with `load_xray` at `size` -- the decode path of packing and serving."""
+    from boneflow.evaluate.predict import evaluation_splits
+
     out = {}
-    for name in splits:
+    for name in splits or evaluation_splits(packed):
         split = packed.split(name)
         images = np.zeros((len(split.paths), size, size), dtype=np.uint8)
         for row, rel in enumerate(split.paths):
@@ -40,13 +42,29 @@ def repack_for_evaluation(packed, dataset_root: Path, size: int,
     return RepackedSplits(size=size, classes=tuple(packed.classes), splits=out)
 
 
-def evaluate_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, *,
-                                    splits: tuple[str, ...] = ("val", "test", "test_clean")):
-    """(metrics, raw) of a saved model on `packed`'s evaluation images, preprocessed the way
-    its model.json says (pack size and crop). Uses the packed arrays as they are when the sizes
-    match, else decodes the same images again at the model's pack size."""
-    from boneflow.evaluate.predict import evaluate_splits
+def score_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, *,
+                                 splits: tuple[str, ...] | None = None) -> dict:
+    """{split: SplitScores} of a saved model on `packed`'s evaluation images (default: all it
+    holds), preprocessed the way its model.json says (pack size and crop). Uses the packed
+    arrays as they are when the sizes match, else decodes the same images again at the
+    model's pack size."""
+    from boneflow.evaluate.predict import evaluation_splits, score_splits
 
+    splits = splits or evaluation_splits(packed)
     pack_size, image_size = meta["preprocessing"]["pack_size"], meta["preprocessing"]["image_size"]
     data = packed if pack_size == packed.size else repack_for_evaluation(packed, dataset_root, pack_size, splits)
-    return evaluate_splits(model, data, image_size=image_size, splits=splits)
+    return score_splits(model, data, image_size=image_size, splits=splits)
+
+
+def evaluate_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, *,
+                                    splits: tuple[str, ...] | None = None):
+    """(metrics, raw) of a saved model as it is served: its own preprocessing and its own
+    operating point (model.json `threshold` and `temperature`; 0.5 and 1 when absent)."""
+    from boneflow.evaluate.calibration import OperatingPoint
+    from boneflow.evaluate.predict import split_report
+
+    point = OperatingPoint.from_meta(meta)
+    scores = score_with_own_preprocessing(model, meta, packed, dataset_root, splits=splits)
+    metrics = {name: split_report(s, point) for name, s in scores.items()}
+    raw = {name: (s.labels, point.probability(s.margins)) for name, s in scores.items()}
+    return metrics, raw

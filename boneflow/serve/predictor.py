@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from boneflow.evaluate.calibration import OperatingPoint
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
 
@@ -63,6 +64,8 @@ class Predictor:
         self.mean = float(np.asarray(prep["mean"]).reshape(-1)[0])
         self.std = float(np.asarray(prep["std"]).reshape(-1)[0])
         self.preset = EvalPreset(crop_size=self.image_size, mean=prep["mean"], std=prep["std"])
+        # the temperature and decision threshold chosen on validation (0.5 and 1 for older runs)
+        self.operating_point = OperatingPoint.from_meta(meta, where=f"model.json of run {run_id}")
         self._gradcam = None
 
     # --- loading ----------------------------------------------------------------------------
@@ -102,8 +105,7 @@ class Predictor:
         return self.preset(torch.from_numpy(np.array(pixels, copy=True))[None])  # writable copy: torch warns on read-only arrays
 
     def _label(self, prob_fractured: float) -> str:
-        # argmax over two softmax outputs == threshold 0.5 on the positive class
-        return POSITIVE if prob_fractured >= 0.5 else self.classes[1 - self.positive_index]
+        return POSITIVE if prob_fractured >= self.operating_point.threshold else self.classes[1 - self.positive_index]
 
     def _pixels(self, image) -> np.ndarray:
         from boneflow.data.preprocess import load_xray
@@ -115,7 +117,8 @@ class Predictor:
         # memory format and precision (bf16 autocast where the CPU/GPU has native bf16).
         from boneflow.evaluate.predict import predict_proba
 
-        prob = float(predict_proba(self.model, self._pixels(image), image_size=self.image_size, device="cpu")[0])
+        prob = float(predict_proba(self.model, self._pixels(image), image_size=self.image_size, device="cpu",
+                                   temperature=self.operating_point.temperature)[0])
         return {"label": self._label(prob), "prob_fractured": round(prob, 6), "run_id": self.run_id}
 
     def explain(self, image) -> Explanation:
@@ -130,7 +133,7 @@ class Predictor:
         with autocast(cpu, use_bf16(cpu)):  # the precision predict/evaluation use
             logits, cam = self._gradcam(x.contiguous(memory_format=torch.channels_last), class_index=self.positive_index)
         cam = cam.float()
-        prob = torch.softmax(logits.float(), dim=1)[0, self.positive_index].item()
+        prob = torch.softmax(logits.float() / self.operating_point.temperature, dim=1)[0, self.positive_index].item()
         seen = (x[0, 0] * self.std + self.mean).mul(255).round().clamp(0, 255).to(torch.uint8)
         return Explanation(
             label=self._label(prob),

@@ -47,7 +47,7 @@ def tiny_defaults(stack, tmp_path_factory) -> dict:
     config = {"data_dir": str(data), "store_url": str(tmp_path_factory.mktemp("ui-store") / "store"),
               "image_size": 32, "epochs": 2, "batch_size": 32, "patience": 0, "pretrained": False,
               "workers": 1, "min_accuracy": 0.0, "min_recall": 0.0, "max_regression": 1.0,
-              "dispatch": "local"}
+              "min_gate_n": 0, "dispatch": "local"}
     _api_retrying(stack, "PATCH", f"/deployments/{stack.deployments['retrain/retrain']}",
                   {"parameters": {"config": config}})
     return config

@@ -30,8 +30,8 @@ def _config(data_dir: Path, **overrides) -> dict:
     # tiny and fast: 32 px crops, 2 epochs, random init; the floors at 0 so the first run promotes
     return {"data_dir": str(data_dir), "store_url": f"s3://{BUCKET}/{PREFIX}", "image_size": 32,
             "epochs": 2, "batch_size": 32, "patience": 0, "pretrained": False, "workers": 2,
-            "min_accuracy": 0.0, "min_recall": 0.0, "max_regression": 1.0, "dispatch": "deployment",
-            **overrides}
+            "min_accuracy": 0.0, "min_recall": 0.0, "max_regression": 1.0, "min_gate_n": 0,
+            "dispatch": "deployment", **overrides}
 
 
 @pytest.fixture(scope="module")

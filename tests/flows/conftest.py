@@ -30,12 +30,13 @@ def demo_data(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_config(demo_data, tmp_path):
-    """RetrainConfig factory: 32 px, one epoch, random init, floors at 0, a fresh folder store."""
+    """RetrainConfig factory: 32 px, one epoch, random init, floors at 0 (min_gate_n too: the demo
+    test split is small), a fresh folder store."""
     from boneflow.config import RetrainConfig
 
     def make(**overrides) -> RetrainConfig:
         fields = dict(data_dir=str(demo_data), store_url=str(tmp_path / "store"), image_size=32,
                       epochs=1, batch_size=32, pretrained=False, workers=2, min_accuracy=0.0,
-                      min_recall=0.0, max_regression=1.0)
+                      min_recall=0.0, max_regression=1.0, min_gate_n=0)
         return RetrainConfig(**{**fields, **overrides})
     return make

@@ -26,6 +26,14 @@ def test_first_run_promotes_then_same_data_and_config_is_skipped(tiny_config):
                  "train_result.json", "cleaning_report.json", "leakage_report.json"):
         assert name in manifest["files"], name
     assert (store / "datasets" / champion["dataset_fingerprint"] / str(config.pack_size) / "index.json").is_file()
+    run_dir = store / "runs" / summary["run_id"]
+    model_meta = json.loads((run_dir / "model.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # the operating point chosen on validation is served from model.json and reported per split
+    assert 0 <= model_meta["threshold"] <= 1 and model_meta["temperature"] > 0
+    assert metrics["splits"]["test_clean"]["threshold"] == model_meta["threshold"]
+    assert {"accuracy", "recall_fractured", "specificity"} <= set(metrics["splits"]["val"]["at_0.5"])
+    assert "## Honest evaluation" in (run_dir / "report.md").read_text()
 
     keys = artifacts_of(state.state_details.flow_run_id)
     rid = summary["run_id"].lower()
@@ -58,3 +66,9 @@ def test_a_champion_trained_at_another_size_is_rescored_and_compared(tiny_config
     rescored = [line for line in metrics["gate"]["reasons"] if "champion" in line]
     assert rescored, metrics["gate"]["reasons"]
     assert f"{champion_test['splits']['test_clean']['accuracy']:.3f}" in " ".join(rescored)
+    # paired on the same images: the counts add up to the judged split and carry McNemar's p
+    paired = metrics["gate"]["paired"]
+    assert paired["n"] == metrics["splits"]["test_clean"]["n"]
+    assert paired["both_right"] + paired["candidate_only"] + paired["champion_only"] + paired["both_wrong"] == paired["n"]
+    assert 0 < paired["mcnemar_p"] <= 1 and "McNemar exact p" in " ".join(rescored)
+    assert metrics["gate"]["champion"]["accuracy"] == champion_test["splits"]["test_clean"]["accuracy"]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from boneflow.evaluate.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
-from boneflow.evaluate.predict import evaluate_splits, predict_proba
+from boneflow.evaluate.predict import evaluate_splits, evaluation_splits, predict_margins, predict_proba
 from boneflow.train.augment import EvalPreset, TrainPreset
 from boneflow.train.model import build_model
 from boneflow.train.synthetic_packed import make_packed
@@ -27,6 +27,7 @@ def test_all_plots_write_pngs(tmp_path):
         plot_confusion_matrix([[5, 2], [1, 7]], ("not fractured", "fractured"), tmp_path / "cm.png"),
         plot_learning_curves(history, tmp_path / "curves.png"),
         plot_roc(labels, probs, tmp_path / "roc.png"),
+        plot_roc(labels, probs, tmp_path / "roc_op.png", operating_threshold=0.3),
         plot_roc(np.ones(3), np.array([0.2, 0.5, 0.9]), tmp_path / "roc_one_class.png"),
         plot_augmentation_preview(packed.split("train").images, TrainPreset(crop_size=40), tmp_path / "sub" / "aug.png"),
     ]
@@ -54,3 +55,26 @@ def test_evaluate_splits_returns_metrics_and_raw_pairs():
     assert metrics["test"]["n"] == 8 and metrics["test_clean"]["n"] == 4
     labels, probs = raw["val"]
     assert np.array_equal(labels, packed.split("val").labels) and probs.shape == (6,)
+
+
+def test_evaluation_scores_every_packed_split_but_train():
+    packed = make_packed(size=36, n_train=4, n_val=6, n_test=8)
+    assert evaluation_splits(packed) == ("val", "test", "test_clean")
+    packed.splits["official_test"] = packed.splits["test"]  # packs with the dataset's own test
+    assert evaluation_splits(packed) == ("val", "test", "test_clean", "official_test")
+
+    class Manifested:  # a PackedDataset reads its splits from the manifest
+        manifest = {"splits": {"train": {}, "official_test": {}, "val": {}, "test_clean": {}, "test": {}}}
+    assert evaluation_splits(Manifested()) == ("val", "test", "test_clean", "official_test")
+
+
+def test_temperature_and_margins_give_the_same_probabilities_as_softmax():
+    torch.manual_seed(0)
+    model = build_model().eval()
+    images = np.random.default_rng(1).integers(0, 256, (4, 36, 36), dtype=np.uint8)
+    margins = predict_margins(model, images, image_size=32, device="cpu")
+    probs = predict_proba(model, images, image_size=32, device="cpu")
+    assert np.allclose(probs, 1 / (1 + np.exp(-margins)))
+    hot = predict_proba(model, images, image_size=32, device="cpu", temperature=3.0)
+    assert np.allclose(hot, 1 / (1 + np.exp(-margins / 3.0)))
+    assert np.all(np.abs(hot - 0.5) <= np.abs(probs - 0.5) + 1e-12)

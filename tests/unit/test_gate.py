@@ -46,9 +46,11 @@ def test_decide_table(name, cand, champ, passed, fragments):
 
 def test_decision_to_dict_is_the_metrics_json_gate_block():
     d = decide(splits(0.95, 0.95), splits(0.93, 0.9), POLICY, champion_run_id="r1").to_dict()
-    assert set(d) == {"passed", "reasons", "policy", "champion_run_id"}
+    assert {"passed", "reasons", "policy", "champion_run_id"} <= set(d)
     assert d["policy"] == {"min_accuracy": 0.9, "min_recall": 0.9, "max_regression": 0.01,
-                           "split": "test_clean"}
+                           "split": "test_clean", "min_n": 200}
+    assert (d["split"], d["n"], d["refused"], d["paired"]) == ("test_clean", 200, False, None)
+    assert d["champion"]["accuracy"] == 0.93
     assert d["champion_run_id"] == "r1" and d["passed"] is True
 
 
@@ -80,5 +82,65 @@ def test_missing_split_or_metric_is_a_clear_error():
 def test_policy_from_config():
     from boneflow.config import RetrainConfig
 
-    policy = GatePolicy.from_config(RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02))
-    assert (policy.min_accuracy, policy.min_recall, policy.max_regression, policy.split) == (0.8, 0.85, 0.02, "test_clean")
+    policy = GatePolicy.from_config(RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02,
+                                                  min_gate_n=50))
+    assert (policy.min_accuracy, policy.min_recall, policy.max_regression, policy.split, policy.min_n) == \
+        (0.8, 0.85, 0.02, "test_clean", 50)
+    assert GatePolicy.from_config(RetrainConfig()).min_n == 200
+
+
+# --- too few images: refuse, and say what to change ------------------------------------------
+
+CONTAMINATION = {"official_test": 500, "copies_in_train_val": {"exact": 300, "near": 100, "rotated": 93,
+                                                                 "any": 493}, "leakfree": 7}
+
+
+def test_refuses_below_min_n_even_when_every_number_is_perfect():
+    small = {"test_clean": {"accuracy": 1.0, "recall_fractured": 1.0, "n": 7}}
+    decision = decide(small, None, POLICY, split_policy={"used": "official", "reason": "r"},
+                      contamination=CONTAMINATION)
+    assert decision.passed is False and decision.refused is True and decision.n == 7
+    assert decision.reasons[0] == ("the leak-free test holds 7 images, fewer than 200: too few to judge; "
+                                   "the official test is 99 % copies of train/val (493 of 500) — use "
+                                   "split_policy=regroup")
+    assert decision.message.startswith("Gate rejected: the leak-free test holds 7 images")
+    # the floors are still reported, for information
+    assert "leak-free test accuracy 1.000 >= 0.900" in decision.reasons
+
+
+def test_refusal_under_regroup_names_the_regrouped_test_and_min_gate_n():
+    small = {"test_clean": {"accuracy": 0.95, "recall_fractured": 0.95, "n": 150}}
+    decision = decide(small, None, POLICY, split_policy={"used": "regroup", "reason": "r"},
+                      contamination=CONTAMINATION)
+    assert decision.refused and "the regrouped test holds 150 images, fewer than 200" in decision.reasons[0]
+    assert "--min-gate-n" in decision.reasons[0] and "split_policy=regroup" not in decision.reasons[0]
+    assert "regrouped test accuracy 0.950 >= 0.900" in decision.reasons
+
+
+def test_refusal_without_contamination_numbers_still_says_what_to_do():
+    small = {"test_clean": {"accuracy": 0.95, "recall_fractured": 0.95, "n": 12}}
+    reason = decide(small, None, POLICY).reasons[0]
+    assert reason.startswith("the leak-free test holds 12 images, fewer than 200") and "regroup" in reason
+
+
+def test_exactly_min_n_is_judged_and_min_n_zero_judges_anything():
+    assert decide(splits(0.95, 0.95), None, POLICY).refused is False  # n == 200
+    tiny = {"test_clean": {"accuracy": 0.95, "recall_fractured": 0.95, "n": 3}}
+    assert decide(tiny, None, GatePolicy(min_n=0)).passed is True
+
+
+def test_paired_comparison_goes_into_reasons_and_block_without_changing_the_rule():
+    from boneflow.evaluate.paired import paired_comparison
+
+    # 200 images: both right on 170, candidate only 12, champion only 4, both wrong 14
+    cand = [True] * 170 + [True] * 12 + [False] * 4 + [False] * 14
+    champ = [True] * 170 + [False] * 12 + [True] * 4 + [False] * 14
+    paired = paired_comparison(cand, champ)
+    decision = decide(splits(0.91, 0.95), splits(0.87, 0.9), POLICY, champion_run_id="r1", paired=paired)
+    assert decision.passed
+    text = " | ".join(decision.reasons)
+    assert "candidate right where the champion is wrong on 12, the reverse on 4" in text
+    assert "McNemar exact p = 0.0768" in text and "no significant difference" in text
+    assert decision.to_dict()["paired"]["candidate_only"] == 12
+    # a significant improvement does not excuse a regression, and vice versa: the rule decides
+    assert decide(splits(0.85, 0.95), splits(0.87, 0.9), POLICY, paired=paired).passed is False

@@ -95,3 +95,81 @@ def test_code_version_reports_package_and_commit_or_none():
     info = code_version()
     assert info["package_version"]
     assert info["git_commit"] is None or len(info["git_commit"]) == 40
+
+
+# --- the first screen: split policy, contamination, official vs honest, operating point ------
+
+CONTAMINATION = {"official_test": 500, "copies_in_train_val": {"exact": 300, "near": 100, "rotated": 93,
+                                                                 "any": 493}, "leakfree": 7}
+SPLIT_POLICY = {"requested": "auto", "used": "regroup",
+                "reason": "the leak-free official test keeps 7 of 500 images, fewer than min_gate_n=200"}
+OPERATING_POINT = {"threshold": 0.312, "temperature": 1.83, "calibration": {
+    "min_recall": 0.9, "val_recall": 0.91, "val_specificity": 0.62, "ece_before": 0.17, "ece_after": 0.041,
+    "nll_before": 0.61, "nll_after": 0.48}}
+HONEST = dict(SPLIT, accuracy=0.746, accuracy_ci95=[0.71, 0.78], n=150, threshold=0.312,
+              **{"at_0.5": {"accuracy": 0.70, "accuracy_ci95": [0.62, 0.77], "recall_fractured": 0.52,
+                            "specificity": 0.88}})
+REGROUPED = {"run_id": "20260101T000000Z-abc123", "split_policy": SPLIT_POLICY, "contamination": CONTAMINATION,
+             "operating_point": OPERATING_POINT, "dataset": {"fingerprint": "f" * 64},
+             "splits": {"val": SPLIT, "test": HONEST, "test_clean": HONEST,
+                        "official_test": dict(SPLIT, accuracy=0.926, accuracy_ci95=[0.90, 0.945], n=500)}}
+PAIRED = {"n": 150, "both_right": 100, "candidate_only": 12, "champion_only": 4, "both_wrong": 34,
+          "difference": 8 / 150, "difference_ci95": [0.01, 0.1], "mcnemar_p": 0.0768,
+          "interval_method": "Newcombe hybrid score (paired, method 10)"}
+
+
+def _first_screen(md: str) -> str:
+    return md.split("## Metrics")[0]
+
+
+def test_first_screen_has_policy_contamination_official_vs_honest_and_operating_point():
+    gate = dict(GATE, split="test_clean", n=150, refused=True, paired=PAIRED)
+    first = _first_screen(_report(metrics=REGROUPED, gate=gate))
+    assert "**Gate: REFUSED — too few images to judge" in first
+    assert "`regroup` (requested `auto`) — the leak-free official test keeps 7 of 500" in first
+    assert ("493 of 500 official test images (98.6 %) are copies of train/val images (strongest link: "
+            "exact 300, near 100, rotated 93); 7 are leak-free") in first
+    assert "official test 0.926 [0.900, 0.945] (n=500) · regrouped test 0.746 [0.710, 0.780] (n=150)" in first
+    assert "99 % of its images are copies" in first
+    assert "threshold 0.312" in first and "ECE 0.170 → 0.041" in first and "0.520, 0.880 at 0.5" in first
+    assert "McNemar exact p = 0.0768" in first and "wrong 12, the reverse 4" in first
+
+
+def test_report_tables_name_regrouped_splits_and_show_metrics_at_half():
+    md = _report(metrics=REGROUPED)
+    assert "| regrouped test | 150 | 0.746 [0.710, 0.780] |" in md
+    assert "| judged test (= regrouped test) | 150 |" in md and "| official test | 500 |" in md
+    assert "### At threshold 0.5" in md and "| regrouped test | 150 | 0.700 [0.620, 0.770] | 0.520 | 0.880 |" in md
+
+
+def test_first_screen_of_an_older_pack_says_what_was_not_measured():
+    first = _first_screen(_report())
+    assert "**Split policy:** not recorded" in first
+    assert "**Official test contamination:** not measured for this pack." in first
+    assert "official test 0.950 [0.852, 0.954] (n=120) · leak-free test 0.917" in first
+    assert "threshold 0.5, temperature 1 (not calibrated in this run)" in first
+
+
+def test_quality_note_has_this_run_the_champion_and_the_decision():
+    from boneflow.report_summary import render_quality
+
+    champion = {"n": 150, "accuracy": 0.70, "accuracy_ci95": [0.62, 0.77], "recall_fractured": 0.88,
+                "specificity": 0.5, "auroc": 0.81, "threshold": 0.5}
+    gate = {"passed": True, "reasons": [], "split": "test_clean", "n": 150, "refused": False,
+            "champion_run_id": "20251201T000000Z-000aaa", "champion": champion, "paired": PAIRED}
+    note = render_quality(dict(REGROUPED, gate=gate))
+    assert "# boneflow quality — run `20260101T000000Z-abc123`" in note
+    assert "**Decision: PASSED — promoted to champion**" in note
+    assert "| regrouped test | this run | champion `20251201T000000Z-000aaa` |" in note
+    assert "| accuracy [95% CI] | 0.746 [0.710, 0.780] (n=150) | 0.700 [0.620, 0.770] (n=150) |" in note
+    assert "| AUROC | 0.970 | 0.810 |" in note and "| threshold | 0.312 | 0.500 |" in note
+    assert "Official test (contaminated): 0.926" in note and "McNemar" in note
+    first = render_quality({"run_id": "r", "splits": {"test_clean": SPLIT}, "gate": {"passed": False}})
+    assert "REJECTED" in first and "champion (none)" in first and "| fractured recall | 0.930 | – |" in first
+
+
+def test_model_card_states_split_policy_contamination_and_operating_point():
+    card = render_model_card(run_id="r", metrics=REGROUPED, dataset={}, config={},
+                             model_meta={"threshold": 0.312, "temperature": 1.83})
+    assert "`regroup` (requested `auto`)" in card and "493 of 500 official test images" in card
+    assert "threshold 0.312, temperature 1.830" in card
