@@ -119,6 +119,8 @@ def run(
     max_regression: Optional[float] = typer.Option(None, "--max-regression", help="Gate: largest accuracy drop vs the champion. Default 0.01."),
     pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights (downloaded once into the torch hub cache when missing). Default on."),
     weights_path: Optional[Path] = typer.Option(None, "--weights-path", help="Local resnet18 ImageNet weights (.pth) to use instead of the torch hub cache; never downloaded."),
+    split_policy: Optional[str] = typer.Option(None, "--split-policy", help="auto (default), official or regroup: how images are split into train/val/test (see README, Honest splits)."),
+    min_gate_n: Optional[int] = typer.Option(None, "--min-gate-n", help="Gate: fewest images the judged split must hold; below it the gate refuses. Default 200."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and augmentation. Default 0."),
     force: bool = typer.Option(False, "--force", help="Retrain even when data and config equal the champion's."),
     dispatch: str = typer.Option("local", "--dispatch", help="local: train in this process; deployment: run train-gpu on the gpu pool (needs PREFECT_API_URL)."),
@@ -131,6 +133,7 @@ def run(
                            store_url=store, image_size=image_size, epochs=epochs, batch_size=batch_size,
                            min_accuracy=min_accuracy, min_recall=min_recall,
                            max_regression=max_regression, pretrained=pretrained, seed=seed,
+                           split_policy=split_policy, min_gate_n=min_gate_n,
                            weights_path=str(weights_path) if weights_path else None,
                            force=force, dispatch=dispatch)
     if data_dir is not None and not data_dir.is_dir():

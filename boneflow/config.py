@@ -70,6 +70,14 @@ class RetrainConfig(BaseModel):
         description="Largest perceptual-hash Hamming distance (of 256 bits) still counted as a "
         "copy across splits.",
     )
+    split_policy: Literal["auto", "official", "regroup"] = Field(
+        default="auto",
+        description="How images are split. official: the dataset's own train/val/test, judged on the "
+        "leak-free test (official test images with no copy in train/val). regroup: pool the images, one "
+        "file per byte-identical set, whole duplicate groups to train/val/test 70/10/20 per class and "
+        "source. auto: official when its leak-free test keeps >= min_gate_n images and half of the "
+        "official test, else regroup.",
+    )
     workers: int = Field(
         default=0, ge=0, le=64,
         description="Processes for decoding images; 0 means one per CPU core.",

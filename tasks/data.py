@@ -17,7 +17,7 @@ from prefect.cache_policies import DEFAULT, NO_CACHE
 from boneflow.config import RetrainConfig
 from boneflow.data.acquire import acquire
 from boneflow.data.leakage import LeakageAudit, audit_leakage
-from boneflow.data.pack import PackedDataError, load_packed, pack_dataset
+from boneflow.data.pack import PackedDataError, load_packed, pack_dataset, pack_settings, packed_matches
 from boneflow.data.validate import ValidatedDataset, validate_dataset
 from boneflow.transfer import fetch_dataset, upload_dataset
 from boneflow.store import open_store
@@ -40,10 +40,15 @@ def acquire_dataset(config: RetrainConfig) -> dict:
     return {"root": str(got.root), "version": got.version.to_dict()}
 
 
-def _matches(packed_dir: Path, config: RetrainConfig) -> bool:
+def _matches(packed_dir: Path, config: RetrainConfig, dataset_fingerprint: str) -> bool:
     manifest = load_packed(packed_dir).manifest
-    return (manifest.get("min_side") == config.min_side
-            and manifest.get("leak_max_distance") == config.leak_max_distance)
+    return packed_matches(manifest, _pack_settings(config, dataset_fingerprint))
+
+
+def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
+    return pack_settings(fingerprint=dataset_fingerprint, size=config.pack_size, min_side=config.min_side,
+                         leak_max_distance=config.leak_max_distance, split_policy=config.split_policy,
+                         min_gate_n=config.min_gate_n, seed=config.seed)
 
 
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
@@ -60,8 +65,8 @@ def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str
                  dataset_fingerprint[:12], config.pack_size)
         return None
     try:
-        if not _matches(dest, config):
-            log.info("the stored packed dataset used other min_side/leak settings: rebuilding")
+        if not _matches(dest, config, dataset_fingerprint):
+            log.info("the stored packed dataset used other packing or split settings: rebuilding")
             return None
     except PackedDataError as err:
         log.warning("stored packed dataset unusable (%s): rebuilding", err)
@@ -87,8 +92,13 @@ def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
 def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
     log, t0 = get_run_logger(), time.perf_counter()
     result = audit_leakage(validated, max_distance=config.leak_max_distance)
-    log.info("leakage audit: %d near-copy pairs across splits; leak-free test keeps %d images (%.1fs)",
-             len(result.report.get("pairs", [])), len(result.leakfree_test), time.perf_counter() - t0)
+    counts, contam = result.report["counts"], result.report["contamination"]
+    log.info("leakage audit: %d duplicate groups over %d images; %d copy pairs across splits; "
+             "%d of %d official test images are copies of train/val (%s); leak-free test keeps %d (%.1fs)",
+             counts["groups"], counts["hashed"], len(result.report.get("pairs", [])),
+             contam["copies_in_train_val"]["any"], contam["official_test"],
+             ", ".join(f"{k} {v}" for k, v in contam["copies_in_train_val"].items() if k != "any"),
+             len(result.leakfree_test), time.perf_counter() - t0)
     return result
 
 
@@ -99,7 +109,11 @@ def pack_and_store(validated: ValidatedDataset, leakage: LeakageAudit, config: R
     """Pack into the local content-addressed cache, then upload to datasets/<fp>/<size>/."""
     log, t0 = get_run_logger(), time.perf_counter()
     packed = pack_dataset(validated, leakage,
-                          out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size))
+                          out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size),
+                          split_policy=config.split_policy, min_gate_n=config.min_gate_n, seed=config.seed)
+    policy = packed.manifest.get("split_policy", {})
+    log.info("split policy %s (requested %s): %s", policy.get("used"), policy.get("requested"),
+             policy.get("reason"))
     uploaded = upload_dataset(open_store(config.store_url), packed)
     log.info("packed %s (splits %s) and %s it to %s (%.1fs)", packed.dir,
              {k: v["n"] for k, v in packed.manifest.get("splits", {}).items()},

@@ -47,7 +47,8 @@ def write_run_files(run_id: str, config: RetrainConfig, dataset: dict, packed_di
         leakage_summary=leakage.get("counts", {}), cleaning_summary=cleaning.get("counts", {}),
         gate=gate_block, code=code_version()))
     files = {name: str(out / name) for name in ("metrics.json", "report.md", "model_card.md")}
-    files |= {name: str(packed / name) for name in ("cleaning_report.json", "leakage_report.json")}
+    files |= {name: str(packed / name) for name in ("cleaning_report.json", "leakage_report.json", "splits.json")
+              if (packed / name).is_file()}
     files |= {name: str(model_dir / name) for name in MODEL_FILES if (model_dir / name).is_file()}
     files |= plots
     return files

@@ -77,8 +77,7 @@ def _reusable(out_dir: Path, expect: dict) -> PackedDataset | None:
         packed = load_packed(out_dir, verify=True)
     except PackedDataError:
         return None
-    same = all(packed.manifest.get(k) == v for k, v in expect.items())
-    return packed if same else None
+    return packed if packed_matches(packed.manifest, expect) else None
 
 
 def pack_settings(*, fingerprint: str, size: int, min_side: int, leak_max_distance: int,
@@ -87,6 +86,11 @@ def pack_settings(*, fingerprint: str, size: int, min_side: int, leak_max_distan
     return {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "size": size,
             "min_side": min_side, "leak_max_distance": leak_max_distance,
             "split_policy_requested": split_policy, "min_gate_n": min_gate_n, "split_seed": seed}
+
+
+def packed_matches(manifest: dict, expect: dict) -> bool:
+    """Whether a packed folder's manifest was made with these settings."""
+    return all(manifest.get(k) == v for k, v in expect.items())
 
 
 def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: Path,
@@ -142,7 +146,7 @@ def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect:
     tmp = out_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(out_dir / MANIFEST)  # the manifest appears last: its presence means "complete"
-    return PackedDataset(out_dir, size, tuple(CLASSES), validated.fingerprint, manifest)
+    return PackedDataset(out_dir, validated.pack_size, tuple(CLASSES), validated.fingerprint, manifest)
 
 
 def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:

@@ -18,7 +18,8 @@ from boneflow.data.pack import PackedDataError, load_packed, pack_dataset  # noq
 @pytest.fixture
 def packed(demo_validated, tmp_path):
     _, _, _, validated, audit = demo_validated
-    return pack_dataset(validated, audit, out_dir=tmp_path / "packed"), validated, audit
+    return (pack_dataset(validated, audit, out_dir=tmp_path / "packed", split_policy="official", min_gate_n=0),
+            validated, audit)
 
 
 def test_shapes_labels_and_splits(packed):
@@ -37,8 +38,27 @@ def test_shapes_labels_and_splits(packed):
         total += len(split.paths)
     assert total == len(validated.records)
     assert again.split("test_clean").paths == sorted(audit.leakfree_test)
-    for f in ("manifest.json", "cleaning_report.json", "leakage_report.json"):
+    assert again.split("official_test").paths == again.split("test").paths
+    assert again.manifest["split_policy"]["used"] == "official"
+    for f in ("manifest.json", "cleaning_report.json", "leakage_report.json", "splits.json"):
         assert (pk.dir / f).is_file()
+
+
+def test_regrouped_pack_puts_no_copy_on_two_sides_and_lists_every_file(demo_validated, tmp_path):
+    path, _, _, validated, audit = demo_validated
+    pk = pack_dataset(validated, audit, out_dir=tmp_path / "regrouped", split_policy="regroup", min_gate_n=0)
+    doc = json.loads((pk.dir / "splits.json").read_text())
+    cleaning = json.loads((pk.dir / "cleaning_report.json").read_text())
+    assert len(doc["files"]) == len(validated.records) + cleaning["counts"]["excluded"]
+    group_splits: dict[str, set] = {}
+    for entry in doc["files"].values():
+        if entry["split"] in ("train", "val", "test"):
+            group_splits.setdefault(entry["group"], set()).add(entry["split"])
+    assert all(len(s) == 1 for s in group_splits.values())
+    for name in ("train", "val", "test"):
+        assert sorted(pk.split(name).paths) == sorted(p for p, e in doc["files"].items() if e["split"] == name)
+    assert pk.split("test_clean").paths == pk.split("test").paths
+    assert pk.manifest["split_policy"] == {"requested": "regroup", "used": "regroup", "reason": doc["reason"]}
 
 
 def test_packed_pixels_are_the_validation_decode(packed):
@@ -70,7 +90,7 @@ def test_landscape_image_is_padded_top_and_bottom(packed):
 def test_second_pack_reuses(packed):
     pk, validated, audit = packed
     mtime = (pk.dir / "train_images.npy").stat().st_mtime_ns
-    again = pack_dataset(validated, audit, out_dir=pk.dir)
+    again = pack_dataset(validated, audit, out_dir=pk.dir, split_policy="official", min_gate_n=0)
     assert (pk.dir / "train_images.npy").stat().st_mtime_ns == mtime
     assert again.manifest == pk.manifest
 
