@@ -88,6 +88,16 @@ class RetrainConfig(BaseModel):
     lr: float = Field(default=1e-3, gt=0, le=1.0, description="Peak AdamW learning rate (one-cycle schedule).")
     weight_decay: float = Field(default=0.05, ge=0, le=1.0, description="AdamW weight decay.")
     label_smoothing: float = Field(default=0.05, ge=0, lt=0.5, description="Cross-entropy label smoothing.")
+    rotation_degrees: float = Field(
+        default=10.0, ge=0, le=180, description="Training augmentation: rotation drawn from [-d, d] degrees.",
+    )
+    crop_min_area: float = Field(
+        default=0.6, gt=0, le=1.0,
+        description="Training augmentation: smallest fraction of the image area a random crop covers.",
+    )
+    class_weighted: bool = Field(
+        default=True, description="Weight the loss by the inverse class frequency of the train split.",
+    )
     patience: int = Field(
         default=4, ge=0, le=500,
         description="Stop after this many epochs without a better val loss; 0 disables early stopping.",
@@ -161,6 +171,9 @@ class RetrainConfig(BaseModel):
             lr=self.lr,
             weight_decay=self.weight_decay,
             label_smoothing=self.label_smoothing,
+            rotation_degrees=self.rotation_degrees,
+            crop_min_area=self.crop_min_area,
+            class_weighted=self.class_weighted,
             patience=self.patience,
             seed=self.seed,
             pretrained=self.pretrained,

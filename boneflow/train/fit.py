@@ -228,7 +228,8 @@ def fit(
     model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
     model = model.to(device, memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss(
-        weight=class_weights(train_split.labels, num_classes).to(device), label_smoothing=settings.label_smoothing
+        weight=class_weights(train_split.labels, num_classes).to(device) if settings.class_weighted else None,
+        label_smoothing=settings.label_smoothing
     )
     steps = steps_per_epoch(len(train_split.labels), settings.batch_size)
     optimizer = make_optimizer(model, settings, device)
@@ -249,7 +250,8 @@ def fit(
         resumed_from = epoch
 
     forward = torch.compile(model) if settings.compile else model
-    train_preset = TrainPreset(crop_size=settings.image_size)
+    train_preset = TrainPreset(crop_size=settings.image_size, degrees=settings.rotation_degrees,
+                               scale=(settings.crop_min_area, 1.0))
     eval_preset = EvalPreset(crop_size=settings.image_size)
     train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
 

@@ -16,6 +16,9 @@ class TrainSettings:
     lr: float = 1e-3  # peak learning rate of the one-cycle schedule
     weight_decay: float = 0.05  # AdamW decoupled weight decay
     label_smoothing: float = 0.05  # softens targets; helps calibration (ECE)
+    rotation_degrees: float = 10.0  # training rotation drawn from [-d, d]
+    crop_min_area: float = 0.6  # random resized crop covers this much of the image area, at least
+    class_weighted: bool = True  # weight the loss by inverse class frequency of the train split
     patience: int = 4  # epochs without val-loss improvement before stopping; 0 = never
     seed: int = 0  # seeds init, data order and augmentation
     pretrained: bool = True  # start from ImageNet weights (local file / hub cache only)
