@@ -41,6 +41,8 @@ VARIANTS: dict[str, dict] = {
     "size128": {"epochs": 30, "patience": 8, "image_size": 128},
     "bs32": {"epochs": 30, "patience": 8, "batch_size": 32},
     "smoke": {"epochs": 1, "image_size": 64},
+    "lr3e-3_crop40": {"epochs": 30, "patience": 8, "lr": 3e-3, "crop_min_area": 0.4, "rotation_degrees": 20.0},
+    "lr3e-3_e60": {"epochs": 60, "patience": 0, "lr": 3e-3},
 }
 
 
@@ -152,11 +154,12 @@ def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
             "official_test_auroc": _auroc_ci(packed.split("official_test").labels, official, rng)[0]}
 
 
-def run(packed_file: Path, variants: list[str], out: Path | None) -> None:
+def run(packed_file: Path, variants: list[str], out: Path | None, seeds: list[int]) -> None:
     data = dict(np.load(packed_file))
     size = int(data.pop("size"))
     for name in variants:
-        line = json.dumps(_score(name, VARIANTS[name], data, size))
+      for seed in seeds:
+        line = json.dumps(_score(name, {**VARIANTS[name], "seed": seed}, data, size))
         print(line, flush=True)
         if out is not None:
             with out.open("a") as fh:
@@ -175,11 +178,12 @@ def main() -> None:
     rn.add_argument("--packed", type=Path, required=True)
     rn.add_argument("--variants", default="default")
     rn.add_argument("--out", type=Path)
+    rn.add_argument("--seeds", default="0", help="training seeds (init, order, augmentation), comma-separated")
     args = ap.parse_args()
     if args.cmd == "export":
         export(args.data_dir, args.out, args.image_size, args.seed)
     else:
-        run(args.packed, args.variants.split(","), args.out)
+        run(args.packed, args.variants.split(","), args.out, [int(x) for x in args.seeds.split(",")])
 
 
 if __name__ == "__main__":
