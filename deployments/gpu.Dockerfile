@@ -23,8 +23,8 @@ ENV PYTHONUNBUFFERED=1 \
 # Its own layer: the largest, and it changes only with the pins.
 RUN pip install --index-url https://download.pytorch.org/whl/cu130 torch==2.14.1 torchvision==0.29.1
 
-# pretrained=True (the default) reads ImageNet resnet18 weights from the torch hub cache and
-# never downloads during a run: fetch them now, hash-checked, into $TORCH_HOME.
+# pretrained=True (the default) reads ImageNet resnet18 weights from the torch hub cache
+# ($TORCH_HOME): baked in, hash-checked, so no pod downloads them and pods need no egress.
 RUN python -c "from torchvision.models import ResNet18_Weights; \
 ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False, check_hash=True)"
 
