@@ -124,6 +124,7 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and augmentation. Default 0."),
     force: bool = typer.Option(False, "--force", help="Retrain even when data and config equal the champion's."),
     dispatch: str = typer.Option("local", "--dispatch", help="local: train in this process; deployment: run train-gpu on the gpu pool (needs PREFECT_API_URL)."),
+    dispatch_start_timeout: Optional[int] = typer.Option(None, "--dispatch-start-timeout", help="With --dispatch deployment: seconds the training run may wait to start on the gpu pool before it is cancelled (10-86400). Default 1800."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."),
 ) -> None:
     """Acquire, validate, audit, pack, train, evaluate, gate and publish; promote when the gate passes.
@@ -135,7 +136,7 @@ def run(
                            max_regression=max_regression, pretrained=pretrained, seed=seed,
                            split_policy=split_policy, min_gate_n=min_gate_n,
                            weights_path=str(weights_path) if weights_path else None,
-                           force=force, dispatch=dispatch)
+                           force=force, dispatch=dispatch, dispatch_start_timeout=dispatch_start_timeout)
     if data_dir is not None and not data_dir.is_dir():
         _fail(f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset "
               "(or make one: boneflow demo-data PATH).")

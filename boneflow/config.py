@@ -25,7 +25,8 @@ DEFAULT_STORE = "boneflow-store"
 
 # Fields that do not change the trained model: they never enter the config fingerprint, so
 # switching store, dispatch or `force` does not count as "a different model".
-_NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers"}
+_NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers",
+                     "dispatch_start_timeout"}
 
 
 class RetrainConfig(BaseModel):
@@ -136,6 +137,14 @@ class RetrainConfig(BaseModel):
     dispatch: Literal["local", "deployment"] = Field(
         default="local",
         description="local: train in this process; deployment: run the train-gpu deployment on the gpu work pool.",
+    )
+    dispatch_start_timeout: int = Field(
+        # Scaling a GPU node up from zero and pulling a multi-GB CUDA image take minutes; without
+        # a limit, a run nothing can start (no worker, no GPU node, an image that cannot be
+        # pulled) would keep the retrain waiting forever.
+        default=1800, ge=10, le=86400,
+        description="dispatch=deployment: seconds the training flow run may take to start running "
+        "on the gpu pool; after that it is cancelled and the retrain fails naming the pool.",
     )
     force: bool = Field(
         default=False, description="Retrain even when data and config equal the champion's.",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent environment setup: a .venv in the repo with boneflow installed (editable).
 # Re-running reuses the venv and only reinstalls when pyproject.toml changed.
-#   scripts/setup.sh          runtime + test dependencies
+#   scripts/setup.sh          runtime + test dependencies + the gpu pool workers (kubernetes, docker)
 #   scripts/setup.sh --browser  also Debian's chromium (for the browser tests; needs root/apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision first and pinned: pip takes them from this machine's local wheels.
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -e '.[test,kubernetes,docker]'
   echo "$want" > "$stamp"
 else
   echo "setup: .venv is up to date" >&2

@@ -92,14 +92,16 @@ def fit_model(run_id: str, config: RetrainConfig, dataset_fingerprint: str, pack
 @task(cache_policy=STAGE_CACHE, persist_result=True)
 def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
     """Run the train-gpu deployment, wait for it, read its result from the store. Cached, so a
-    Retry of this flow run after a later stage failed does not train again."""
+    Retry of this flow run after a later stage failed does not train again. A training run
+    that is not running for `config.dispatch_start_timeout` seconds at a stretch is cancelled."""
+    from prefect import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL
 
     log, t0 = get_run_logger(), time.perf_counter()
     try:
-        child = run_deployment(TRAIN_DEPLOYMENT, poll_interval=1, parameters={
+        child = run_deployment(TRAIN_DEPLOYMENT, timeout=0, parameters={
             "run_id": run_id, "config": config.model_dump(mode="json"),
             "dataset_fingerprint": dataset_fingerprint})
     except ObjectNotFound:
@@ -108,6 +110,10 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
             f"dispatch=deployment, but the deployment {TRAIN_DEPLOYMENT!r} does not exist on {api}. "
             "Deploy it first (`prefect --no-prompt deploy --all`, or deployments/local_stack.py) "
             "with a worker on the gpu pool, or use dispatch=local (`--dispatch local`).") from None
+    log.info("training flow run %s created on work pool %r; waiting for it (it is cancelled if it "
+             "has not started within %ds)", child.name, child.work_pool_name, config.dispatch_start_timeout)
+    with get_client(sync_client=True) as client:
+        child = _wait_until_final(client, child, config.dispatch_start_timeout)
     if not child.state or not child.state.is_completed():
         state = child.state.name if child.state else "unknown"
         raise RuntimeError(f"training flow run {child.name} ({child.id}) ended {state}: "
@@ -117,3 +123,42 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
     log.info("training flow run %s completed on the gpu pool in %.1fs (epochs %d, resumed from %d)",
              child.name, time.perf_counter() - t0, summary["epochs_run"], summary["resumed_from_epoch"])
     return summary
+
+
+_POLL_S = 1.0  # the parent->child round trip is part of every dispatched run's wall time
+
+
+def _wait_until_final(client, flow_run, start_timeout_s: int):
+    """Poll until the flow run ends. Whenever it is not running (Scheduled, Late, Pending, also
+    after a reschedule) for longer than `start_timeout_s`, cancel it and raise."""
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.states import Cancelled
+
+    not_running_since = time.monotonic()
+    while True:
+        flow_run = client.read_flow_run(flow_run.id)
+        state = flow_run.state
+        if state is not None and state.is_final():
+            return flow_run
+        if state is not None and state.is_running():
+            not_running_since = None
+        elif not_running_since is None:
+            not_running_since = time.monotonic()
+        elif time.monotonic() - not_running_since > start_timeout_s:
+            # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
+            # submitted, and a pod that starts later finds the run Cancelled and exits without
+            # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
+            result = client.set_flow_run_state(flow_run.id, Cancelled(
+                message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"))
+            if result.status != SetStateStatus.ACCEPT:  # it started or ended meanwhile
+                continue
+            pool = flow_run.work_pool_name or "gpu"
+            raise RuntimeError(
+                f"training flow run {flow_run.name} did not start on work pool {pool!r} within "
+                f"{start_timeout_s}s (it was {state.name if state else 'unknown'}); it is cancelled. "
+                f"Check that a worker polls the pool (`prefect worker start --pool {pool}`), that a "
+                "GPU node can come up for its pod (Pending/Unschedulable: node group, autoscaler "
+                "limits, nvidia.com/gpu capacity) and that its image can be pulled (ErrImagePull); "
+                "the flow run's logs hold the worker's messages. Raise dispatch_start_timeout if "
+                "GPU nodes need longer.")
+        time.sleep(_POLL_S)
