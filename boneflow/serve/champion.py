@@ -138,7 +138,7 @@ def open_serving_store(store_url: str):
     from boneflow.store import open_store
 
     if str(store_url).lower().startswith("s3://"):
-        return open_store(store_url, max_attempts=2, connect_timeout=3.0, read_timeout=20.0)
+        return open_store(store_url, max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
     return open_store(store_url)
 
 
