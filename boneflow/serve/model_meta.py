@@ -16,7 +16,6 @@ from boneflow.serve.errors import ModelNotFoundError
 
 POSITIVE = "fractured"
 MAX_MODEL_JSON_BYTES = 1 << 20  # a real one is ~2 kB
-MAX_CLASSES = 64
 MAX_CLASS_NAME = 128
 MIN_SIZE = 16  # ResNet18 downsamples 32x; smaller inputs are not an X-ray anyway
 # ResNet18 activations at 1024 px take ~1 GB per image; the config allows crops up to 512
@@ -44,11 +43,11 @@ def check_model_meta(meta: Any, *, source: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise _bad(source, "should hold a JSON object")
     classes = meta.get("classes")
-    if (not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES
+    # Serving, like the gate, is binary: the positive class and one other.
+    if (not isinstance(classes, list) or len(classes) != 2
             or not all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_NAME for c in classes)
-            or len(set(classes)) != len(classes) or POSITIVE not in classes):
-        raise _bad(source, f"field 'classes' must be a list of 2-{MAX_CLASSES} distinct names "
-                           f"including {POSITIVE!r}")
+            or len(set(classes)) != 2 or POSITIVE not in classes):
+        raise _bad(source, f"field 'classes' must be a list of 2 distinct names including {POSITIVE!r}")
     if "num_classes" in meta and (not _is_int(meta["num_classes"]) or meta["num_classes"] != len(classes)):
         raise _bad(source, f"field 'num_classes' must equal the number of classes ({len(classes)})")
     prep = meta.get("preprocessing")

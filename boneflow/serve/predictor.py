@@ -17,8 +17,7 @@ import torch
 
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
-
-POSITIVE = "fractured"
+from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
 
 
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:

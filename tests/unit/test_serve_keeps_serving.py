@@ -75,11 +75,17 @@ def _break(store: Path, kind: str) -> None:
     elif kind == "model.json out of bounds":
         meta["preprocessing"]["pack_size"] = 10**6
         _promote_candidate(store, weights=weights, model_json=json.dumps(meta).encode())
-    elif kind == "shape mismatch":
-        meta["classes"], meta["num_classes"] = ["not fractured", "fractured", "other"], 3
-        _promote_candidate(store, weights=weights, model_json=json.dumps(meta).encode())
+    elif kind == "shape mismatch":  # a 3-channel ResNet18 where model.json promises the 1-channel one
+        _promote_candidate(store, weights=_three_channel_weights(), model_json=json.dumps(meta).encode())
     elif kind == "truncated safetensors":
         _promote_candidate(store, weights=weights[: len(weights) // 2], model_json=json.dumps(meta).encode())
+
+
+def _three_channel_weights() -> bytes:
+    from safetensors.torch import save
+    from torchvision.models import resnet18
+
+    return save({k: v.contiguous() for k, v in resnet18(num_classes=2).state_dict().items()})
 
 
 KINDS = ["garbled champion.json", "model.json not JSON", "model.json out of bounds", "shape mismatch",

@@ -42,7 +42,8 @@ def _with(path: str, value):
     ("classes", ["a"] * 10**5, "classes"),
     ("classes", ["not fractured", "broken"], "classes"),
     ("classes", ["fractured", "fractured"], "classes"),
-    ("classes", ["not fractured", "x" * 1000, "fractured"], "classes"),
+    ("classes", ["x" * 1000, "fractured"], "classes"),
+    ("classes", ["not fractured", "fractured", "other"], "classes"),
     ("num_classes", 10**9, "num_classes"),
     ("preprocessing", None, "preprocessing"),
 ])
