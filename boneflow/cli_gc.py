@@ -41,7 +41,11 @@ def gc(
     if not skip_work_dir and work_dir is None:
         work_dir = Path(os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow")
     try:
-        report = collect_garbage(open_store(store), work_dir=None if skip_work_dir else work_dir,
+        opened = open_store(store)
+        root = getattr(opened, "root", None)
+        if root is not None and not root.is_dir():  # a typo would otherwise report "nothing to do"
+            raise BoneflowError(f"store folder {root} does not exist; check --store.")
+        report = collect_garbage(opened, work_dir=None if skip_work_dir else work_dir,
                                  keep_runs=keep_runs, grace=timedelta(hours=grace_hours), dry_run=dry_run)
     except BoneflowError as err:
         typer.echo(f"error: {err}", err=True)

@@ -120,3 +120,8 @@ def test_an_unreadable_champion_stops_gc(history):
     result = runner.invoke(app, ["gc", "--store", str(history["root"]), "--skip-work-dir"])
     assert result.exit_code == 2 and "champion" in result.stderr and "Traceback" not in result.output
     assert len(history["store"].list()) > 10
+
+
+def test_a_missing_store_folder_is_an_error_not_an_empty_report(tmp_path):
+    result = runner.invoke(app, ["gc", "--store", str(tmp_path / "typo"), "--skip-work-dir", "--dry-run"])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
