@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from boneflow import cli_data, cli_run, cli_serve, cli_train
+from boneflow import cli_data, cli_gc, cli_run, cli_serve, cli_train
 
 app = typer.Typer(
     name="boneflow",
@@ -25,6 +25,7 @@ app.command("audit")(cli_data.audit)
 app.command("demo-data")(cli_data.demo_data)
 app.command("predict")(cli_serve.predict)
 app.command("app")(cli_serve.app)
+app.command("gc")(cli_gc.gc)
 bench_app.command("prep")(cli_data.bench_prep)
 bench_app.command("train")(cli_train.bench_train)
 bench_app.command("infer")(cli_train.bench_infer)

@@ -65,6 +65,12 @@ def app(
     threads: int = typer.Option(
         0, "--threads", min=0, help="CPU threads for the model; 0 = torch's default (all cores). "
         "1 keeps latency steady on a machine shared with other work."),
+    auth: Optional[str] = typer.Option(
+        None, "--auth", envvar="BONEFLOW_APP_AUTH", show_default=False,
+        help="Require a login, as user:password. Prefer the environment variable: a command line "
+        "is visible to other users of the machine."),
+    max_queue: int = typer.Option(
+        20, "--max-queue", min=1, help="Requests allowed to wait; more get 'queue is full'."),
 ) -> None:
     """Gradio app on the champion: upload an X-ray, see the label, probability and Grad-CAM."""
     from boneflow.errors import BoneflowError
@@ -74,10 +80,10 @@ def app(
 
         torch.set_num_threads(threads)
     try:
-        from boneflow.serve.app import launch_app
+        from boneflow.serve.app import launch_app, parse_auth
         from boneflow.serve.uploads import UploadLimits
 
-        launch_app(store, host=host, port=port, cache_dir=cache_dir,
+        launch_app(store, host=host, port=port, cache_dir=cache_dir, max_queue=max_queue, auth=parse_auth(auth),
                    limits=UploadLimits(max_bytes=int(max_mb * 2**20), max_pixels=max_pixels))
     except BoneflowError as err:
         _fail(str(err))

@@ -27,8 +27,9 @@ from boneflow.store.keys import (
     run_prefix,
     validate_name,
     validate_run_id,
+    validate_sha256,
 )
-from boneflow.store.verified import download_verified, json_bytes, load_json, utc_now
+from boneflow.store.verified import check_file_entries, download_verified, json_bytes, load_json, utc_now
 
 __all__ = [
     "ChampionConflictError", "champion_record", "fetch_run_file", "new_run_id", "promote",
@@ -52,7 +53,12 @@ def read_checkpoint_index(store: Store, run_id: str) -> dict:
     except ObjectNotFoundError:
         return {}
     index = load_json(store, key, data)
-    return {f"checkpoints/{n}": e for n, e in index.get("files", {}).items()}
+    files = index.get("files", {})
+    if not isinstance(files, dict):
+        raise StoreError(f"{key!r} in {store.url} has no 'files' table; delete it (the run's "
+                         "checkpoints are then not resumable).")
+    check_file_entries(store, key, files, max_parts=1)
+    return {f"checkpoints/{n}": e for n, e in files.items()}
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -128,6 +134,7 @@ def read_manifest(store: Store, run_id: str) -> dict:
     manifest = load_json(store, key, data)
     if manifest.get("run_id") != run_id or not isinstance(manifest.get("files"), dict):
         raise StoreError(f"{key!r} in {store.url} is not a boneflow run manifest for {run_id}.")
+    check_file_entries(store, key, manifest["files"], max_parts=2)
     return manifest
 
 
@@ -190,6 +197,7 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
     for field in ("model_sha256", "dataset_fingerprint"):
         if not champion.get(field):
             raise StoreError(f"champion.{field} is missing; build the pointer with champion_record().")
+    validate_sha256(champion["model_sha256"], what="champion.model_sha256")
     manifest = read_manifest(store, run_id)  # a pointer may only name a complete run
     model = manifest["files"].get("model.safetensors")
     if model is not None and model["sha256"] != champion["model_sha256"]:

@@ -22,7 +22,14 @@ from boneflow.store.keys import (
     validate_name,
     validate_size,
 )
-from boneflow.store.verified import download_verified, json_bytes, load_json, local_matches, utc_now
+from boneflow.store.verified import (
+    check_file_entries,
+    download_verified,
+    json_bytes,
+    load_json,
+    local_matches,
+    utc_now,
+)
 
 __all__ = ["fetch_checkpoints", "fetch_dataset", "upload_checkpoint", "upload_dataset"]
 
@@ -87,7 +94,7 @@ def _read_dataset_index(store: Store, fingerprint: str, size: int) -> dict | Non
     index = load_json(store, key, data)
     if not isinstance(index.get("files"), dict):
         raise StoreError(f"{key!r} in {store.url} has no 'files' table; delete it and re-upload.")
-    return index["files"]
+    return check_file_entries(store, key, index["files"], max_parts=4)
 
 
 def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> Path:

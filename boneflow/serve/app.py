@@ -9,8 +9,10 @@ everything that would phone home switched off.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +21,22 @@ from typing import Any
 import numpy as np
 
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
-from boneflow.serve.errors import ImageRejectedError
+from boneflow.serve.errors import ImageRejectedError, ServeError
 from boneflow.serve.uploads import UploadLimits, check_upload
+
+log = logging.getLogger(__name__)
 
 # Small inputs (the 224 px crop) are shown scaled up to the box instead of as a thumbnail.
 CSS = "#heatmap img { width: 100%; height: 100%; object-fit: contain; image-rendering: auto; }"
+
+FAILED = ("⚠️ **Something went wrong** while analysing this image; the error was logged on the "
+          "server. Try again, or try another image.")
+# Gradio keeps every upload in its temp folder; X-rays are patient data, so drop them after an
+# hour (checked hourly) instead of keeping them until the server stops.
+DELETE_CACHE = (3600, 3600)
+MAX_QUEUE = 20  # requests waiting beyond this get Gradio's "queue is full" instead of a long wait
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+AUTH_ENV = "BONEFLOW_APP_AUTH"
 
 NOTICE = (
     "**Not a medical device.** boneflow is a research demo trained on a public dataset. It must "
@@ -54,9 +67,9 @@ class XrayApp:
         self.follower = ChampionFollower(store_url, cache_dir=cache_dir)
         self.limits = limits
 
-    def model_info(self) -> str:
-        served = self.follower.current()
-        text = metrics_markdown(served)
+    def model_info(self, served: ServedModel | None = None) -> str:
+        """The served model's run and metrics, plus the notice of a failed champion update."""
+        text = metrics_markdown(served or self.follower.current())
         if self.follower.last_error:
             text += f"\n\n⚠️ {self.follower.last_error}"
         return text
@@ -90,7 +103,8 @@ def _upload_path(payload: Any) -> str | None:
     return str(payload)
 
 
-def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None):
+def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None,
+             delete_cache: tuple[int, int] | None = DELETE_CACHE):
     import gradio as gr
 
     def on_image(payload):
@@ -104,9 +118,13 @@ def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None):
             # earlier answer is never shown next to a rejected upload.
             gr.Warning(str(err), title="Image rejected")
             return None, None, f"⚠️ **Image rejected.** {err}", xray_app.model_info()
-        return answer.confidences(), answer.overlay, answer.summary(), metrics_markdown(answer.served)
+        except Exception:
+            # Internal errors stay in the server log: their text can hold paths and store details.
+            log.exception("analysing an upload failed")
+            return None, None, FAILED, xray_app.model_info()
+        return answer.confidences(), answer.overlay, answer.summary(), xray_app.model_info(answer.served)
 
-    with gr.Blocks(title="boneflow · fracture check") as demo:
+    with gr.Blocks(title="boneflow · fracture check", delete_cache=delete_cache) as demo:
         gr.Markdown("# boneflow · bone-fracture check\nUpload an X-ray; the current champion model "
                     "says whether it sees a fracture and where it looked (Grad-CAM).")
         gr.Markdown(NOTICE, elem_id="notice")
@@ -128,9 +146,28 @@ def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None):
     return demo
 
 
-def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
-               limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None) -> None:
-    """Serve until interrupted. Fails early (BoneflowError) when the store has no champion."""
+def parse_auth(text: str | None) -> tuple[str, str] | None:
+    """'user:password' → (user, password); None/'' → None. The value is never echoed back."""
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user.strip() or not password:
+        raise ServeError(f"--auth / {AUTH_ENV} must be 'user:password' with both parts non-empty "
+                         "(the password may contain ':'); the value given is not")
+    return user.strip(), password
+
+
+def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
+    """A warning when the app is reachable beyond this machine without a password."""
+    if auth is not None or host in LOOPBACK or host.startswith("127."):
+        return None
+    return (f"warning: the app listens on {host} without --auth: anyone who can reach it over the "
+            f"network can use it. Set --auth user:password (or {AUTH_ENV}) and serve it behind TLS.")
+
+
+def prepare_app(store_url: str, *, limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None,
+                max_queue: int = MAX_QUEUE, auth: tuple[str, str] | None = None):
+    """(Gradio Blocks, keyword arguments for its launch()), the champion already loaded."""
     # Offline by design: no analytics, no share tunnel, no update check.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,7 +179,23 @@ def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))
     atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
     demo = build_ui(xray_app, examples=write_examples(example_dir))
-    demo.queue(default_concurrency_limit=1)  # one model, one request at a time: latency stays flat
-    demo.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=True,
-                max_file_size=limits.max_bytes, allowed_paths=[str(example_dir)], ssr_mode=False,
-                footer_links=["api"], quiet=False, css=CSS)
+    # One model, one request at a time: latency stays flat; a bounded queue sheds the excess.
+    demo.queue(default_concurrency_limit=1, max_size=max_queue)
+    # show_error=False: an unexpected exception's text never reaches the browser (it is logged).
+    launch_kwargs = dict(share=False, inbrowser=False, show_error=False, auth=auth,
+                         max_file_size=limits.max_bytes, allowed_paths=[str(example_dir)], ssr_mode=False,
+                         footer_links=["api"], quiet=False, css=CSS)
+    return demo, launch_kwargs
+
+
+def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
+               limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None,
+               max_queue: int = MAX_QUEUE, auth: tuple[str, str] | None = None) -> None:
+    """Serve until interrupted. Fails early (BoneflowError) when the store has no champion."""
+    warning = exposure_warning(host, auth)
+    if warning:
+        log.warning(warning)
+        print(warning, file=sys.stderr)
+    demo, launch_kwargs = prepare_app(store_url, limits=limits, cache_dir=cache_dir,
+                                      max_queue=max_queue, auth=auth)
+    demo.launch(server_name=host, server_port=port, **launch_kwargs)

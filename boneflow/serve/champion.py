@@ -2,8 +2,9 @@
 
 Each request costs one small read of champion.json (its etag and run id are compared to the
 loaded model's); only a change triggers a download (sha256-checked, cached by hash) and a
-reload. If the new champion cannot be loaded, the old one keeps serving and `last_error` says
-why, so a half-published run never takes the app down.
+reload. If the new champion cannot be loaded, or the pointer cannot be read, the old model keeps
+serving, `last_error` holds a short notice and the store is left alone for a while (see
+ChampionFollower), so neither a half-published run nor a broken store takes the app down.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import json
 import logging
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from boneflow.errors import BoneflowError
-from boneflow.serve.errors import NoChampionError
+from boneflow.serve.errors import NoChampionError, ServeError
 from boneflow.serve.predictor import Predictor, champion_model
 
 log = logging.getLogger(__name__)
@@ -39,67 +41,126 @@ def read_run_metrics(store, run_id: str) -> dict[str, Any] | None:
         try:
             fetch_run_file(store, run_id, "metrics.json", dest)
             return json.loads(dest.read_text())
-        except (BoneflowError, ValueError) as err:
+        except Exception as err:  # metrics are decoration: never block serving a model
             log.warning("runs/%s/metrics.json unavailable in %s: %s", run_id, store.url, err)
             return None
 
 
 class ChampionFollower:
-    """`current()` → the ServedModel for the champion now in the store (reloading if it changed)."""
+    """`current()` → the ServedModel for the champion now in the store (reloading if it changed).
 
-    def __init__(self, store_url: str, *, cache_dir: Path | None = None) -> None:
-        from boneflow.store import open_store
+    Once a model is served, nothing the store does turns a request into an error: a garbled or
+    unreadable champion.json, an unreachable store or a new champion that fails to load keep
+    the loaded model, set `last_error` to a short notice for the page (details go to the log,
+    never to the browser) and pause store checks for `retry_after` seconds, doubling up to a
+    maximum on each further failure. Only one request at a time talks to the store; the others
+    are answered by the served model meanwhile."""
 
-        self.store = open_store(store_url)
+    def __init__(self, store_url: str, *, cache_dir: Path | None = None,
+                 retry_after: tuple[float, float] = (5.0, 300.0), clock=time.monotonic) -> None:
+        self.store = open_serving_store(store_url)
         self.cache_dir = cache_dir
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # browser-safe notice of the last failed update
+        self.retry_after = retry_after  # (first pause, longest pause) in seconds
+        self.clock = clock
         self._served: ServedModel | None = None
+        self._backoff = 0.0
+        self._retry_at = 0.0
         self._lock = threading.Lock()
 
     def current(self) -> ServedModel:
+        served = self._served
+        if served is None:
+            with self._lock:  # first load: errors go to the caller (the CLI says what to fix)
+                return self._served or self._refresh(None)
+        if self.clock() < self._retry_at or not self._lock.acquire(blocking=False):
+            return served  # backing off, or another request is already checking the store
+        try:
+            return self._refresh(served)
+        finally:
+            self._lock.release()
+
+    def _refresh(self, served: ServedModel | None) -> ServedModel:
         from boneflow.publish import read_champion
 
-        found = read_champion(self.store)
-        served = self._served
+        try:
+            found = read_champion(self.store)
+        except Exception as err:  # garbled JSON, store down, permissions: all the same here
+            if served is None:
+                raise _startup_error(f"could not read champion.json from {self.store.url}", err) from None
+            return self._failed(served, "could not read champion.json from the store", err)
         if found is None:
             if served is not None:  # pointer gone (store being rebuilt?): keep what works
                 return served
             raise NoChampionError(f"no champion in {self.store.url}; run `boneflow run` first")
         champion, etag = found
         if served is not None and served.etag == etag and served.predictor.run_id == champion.get("run_id"):
+            self._recovered()
             return served
-        with self._lock:  # one reload at a time; the others wait and then see the new model
-            served = self._served
-            if served is not None and served.etag == etag and served.predictor.run_id == champion.get("run_id"):
-                return served
+        try:
             return self._load(champion, etag)
+        except Exception as err:
+            if served is None:
+                raise _startup_error(f"the champion in {self.store.url} could not be loaded", err) from None
+            run_id = champion.get("run_id")
+            name = f"run {run_id}" if _is_run_id(run_id) else "the run champion.json names"
+            return self._failed(served, f"{name} could not be loaded", err)
 
     def _load(self, champion: dict[str, Any], etag: str) -> ServedModel:
-        from boneflow.serve.model_cache import cached_model
-        from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS
+        from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model
 
-        try:
-            run_id, sha256 = champion_model(champion, self.store.url)
-            folder = cached_model(self.store, run_id, sha256, root=self.cache_dir)
-            predictor = Predictor.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
-        except BoneflowError as err:
-            if self._served is None:
-                raise
-            self.last_error = f"champion {champion.get('run_id')} could not be loaded ({err}); still serving {self._served.predictor.run_id}"
-            log.error(self.last_error)
-            return self._served
+        run_id, sha256 = champion_model(champion, self.store.url)
+        folder = cached_model(self.store, run_id, sha256, root=self.cache_dir)
+        predictor = Predictor.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
         self._served = ServedModel(predictor=predictor, etag=etag, metrics=read_run_metrics(self.store, run_id))
-        self.last_error = None
+        self._recovered()
         log.info("serving champion %s (sha256 %s)", run_id, sha256[:12])
         return self._served
+
+    def _failed(self, served: ServedModel, what: str, err: Exception) -> ServedModel:
+        low, high = self.retry_after
+        self._backoff = min(high, self._backoff * 2) if self._backoff else low
+        self._retry_at = self.clock() + self._backoff
+        self.last_error = (f"champion update failed: {what}; still serving run {served.predictor.run_id} "
+                           f"(next check in {self._backoff:.0f} s)")
+        # The notice stays generic (it reaches the browser); the cause is for the operator.
+        log.error("%s. Cause: %s: %s", self.last_error, type(err).__name__, err,
+                  exc_info=not isinstance(err, BoneflowError))
+        return served
+
+    def _recovered(self) -> None:
+        self._backoff, self._retry_at, self.last_error = 0.0, 0.0, None
+
+
+def open_serving_store(store_url: str):
+    """The store, with S3 retries kept short: a request waits seconds, not minutes, for a dead
+    server before the served model answers it anyway."""
+    from boneflow.store import open_store
+
+    if str(store_url).lower().startswith("s3://"):
+        return open_store(store_url, max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
+    return open_store(store_url)
+
+
+def _is_run_id(value: Any) -> bool:
+    from boneflow.store.keys import RUN_ID_RE
+
+    return isinstance(value, str) and bool(RUN_ID_RE.match(value))
+
+
+def _startup_error(what: str, err: Exception) -> BoneflowError:
+    if isinstance(err, BoneflowError):
+        return err
+    return ServeError(f"{what}: {type(err).__name__}: {err}")
 
 
 def metrics_markdown(served: ServedModel) -> str:
     """Run id and the test metrics with their 95% intervals, as a small markdown table."""
     p = served.predictor
     lines = [f"**Model run** `{p.run_id}` · weights sha256 `{p.model_sha256[:12]}…`", ""]
-    splits = (served.metrics or {}).get("splits") or {}
-    if not splits:
+    # metrics.json is store data: only numbers from it reach the page (see _f).
+    splits = (served.metrics or {}).get("splits") if isinstance(served.metrics, dict) else None
+    if not isinstance(splits, dict) or not splits:
         return "\n".join(lines + ["_This run published no metrics.json._"])
     names = {"test_clean": "test (leak-free)", "test": "test (official)", "val": "validation"}
     lines += [
@@ -108,11 +169,13 @@ def metrics_markdown(served: ServedModel) -> str:
     ]
     for key in ("test_clean", "test", "val"):
         m = splits.get(key)
-        if not m:
+        if not m or not isinstance(m, dict):
             continue
-        lo, hi = (m.get("accuracy_ci95") or [float("nan"), float("nan")])[:2]
+        interval = m.get("accuracy_ci95")
+        lo, hi = interval[:2] if isinstance(interval, list) and len(interval) >= 2 else (None, None)
+        n = m.get("n")
         lines.append(
-            f"| {names[key]} | {m.get('n', '?')} | {_f(m.get('accuracy'))} ({_f(lo)}–{_f(hi)}) | "
+            f"| {names[key]} | {n if isinstance(n, int) else '?'} | {_f(m.get('accuracy'))} ({_f(lo)}–{_f(hi)}) | "
             f"{_f(m.get('recall_fractured'))} | {_f(m.get('specificity'))} | {_f(m.get('auroc'))} | "
             f"{_f(m.get('ece'))} |"
         )

@@ -1,10 +1,16 @@
-"""Local cache of published models, keyed by the weights' sha256.
+"""Local cache of published models, keyed by the sha256 of the weights AND of model.json.
 
-`<cache root>/models/<sha256>/{model.safetensors, model.json}`. The cache root is
-`$BONEFLOW_CACHE`, else `~/.cache/boneflow`. A model folder appears all at once (files are
-fetched into a temporary sibling, checked, then renamed), so a crash or a second process never
-leaves a half model where a reader would take it. Every load re-hashes the weights (tens of ms)
-so a damaged cache is noticed and fetched again instead of served.
+`<cache root>/models/<weights sha256>-<model.json sha256>/{model.safetensors, model.json}`. Both
+hashes are in the key because model.json holds the preprocessing and classes: a run re-published
+with the same weights but a corrected model.json must not be served from the old folder. The
+cache root is `$BONEFLOW_CACHE`, else `~/.cache/boneflow`. A model folder appears all at once
+(files are fetched into a temporary sibling, checked, then renamed), so a crash or a second
+process never leaves a half model where a reader would take it. Every load re-hashes both
+files (tens of ms) so a damaged cache is noticed and fetched again instead of served.
+
+Digests come from champion.json and manifests, which a hostile store controls: each is checked
+to be 64 hex digits before it names a folder, and a folder is only ever removed after checking
+that it resolves inside the cache's models folder.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 
 from boneflow.serve.errors import ModelNotFoundError
 from boneflow.store.base import Store, sha256_file
+from boneflow.store.errors import InvalidKeyError
+from boneflow.store.keys import validate_run_id, validate_sha256
 
 WEIGHTS = "model.safetensors"
 MODEL_JSON = "model.json"
@@ -44,22 +52,48 @@ def run_model_sha256(store: Store, run_id: str) -> str:
     return entry["sha256"]
 
 
+def remove_inside(root: Path, folder: Path) -> None:
+    """rmtree `folder` only if it really lies inside `root` (links and `..` resolved)."""
+    real_root, real = root.resolve(), folder.resolve()
+    if real == real_root or not real.is_relative_to(real_root) or folder.is_symlink():
+        raise ModelNotFoundError(f"refusing to delete {folder}: it is not a folder inside the model "
+                                 f"cache {real_root}")
+    shutil.rmtree(real, ignore_errors=True)
+
+
+def _cached(folder: Path, weights_sha256: str, json_sha256: str) -> bool:
+    return ((folder / WEIGHTS).is_file() and (folder / MODEL_JSON).is_file()
+            and sha256_file(folder / WEIGHTS) == weights_sha256
+            and sha256_file(folder / MODEL_JSON) == json_sha256)
+
+
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
-    """Folder holding the run's verified weights and model.json, fetched once per sha256."""
+    """Folder holding the run's verified weights and model.json, fetched once per hash pair."""
     from boneflow.publish import fetch_run_file, read_manifest
 
+    try:
+        validate_run_id(run_id)
+        validate_sha256(sha256, what="model sha256")
+    except InvalidKeyError as err:
+        raise ModelNotFoundError(f"{err} It came from {store.url}; re-promote a run (boneflow run) "
+                                 "to rewrite champion.json") from None
+    # The manifest's model.json digest is part of the key; read_manifest checks every digest.
+    manifest = read_manifest(store, run_id)
+    json_entry = manifest["files"].get(MODEL_JSON)
+    if json_entry is None:
+        raise ModelNotFoundError(f"runs/{run_id}/manifest.json in {store.url} lists no {MODEL_JSON}; "
+                                 "the run cannot be served — re-publish it")
     models = (root or cache_root()) / "models"
-    folder = models / sha256
-    if (folder / WEIGHTS).is_file() and (folder / MODEL_JSON).is_file():
-        if sha256_file(folder / WEIGHTS) == sha256:
-            return folder
-        shutil.rmtree(folder, ignore_errors=True)  # damaged: fetch again below
+    folder = models / f"{sha256}-{json_entry['sha256']}"
+    if _cached(folder, sha256, json_entry["sha256"]):
+        return folder
+    if folder.exists() or folder.is_symlink():
+        remove_inside(models, folder)  # damaged: fetch again below
 
     models.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{sha256[:12]}-", dir=models))
     try:
         # fetch_run_file checks each file's size and sha256 against the run's manifest.
-        manifest = read_manifest(store, run_id)
         fetch_run_file(store, run_id, WEIGHTS, staging / WEIGHTS, manifest=manifest)
         fetch_run_file(store, run_id, MODEL_JSON, staging / MODEL_JSON, manifest=manifest)
         if sha256_file(staging / WEIGHTS) != sha256:

@@ -18,15 +18,24 @@ import torch
 from boneflow.evaluate.calibration import OperatingPoint
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
-
-POSITIVE = "fractured"
+from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
 
 
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
-    """(run_id, model_sha256) from champion.json, or a clear error if it lacks them."""
+    """(run_id, model_sha256) from champion.json, each checked against its exact pattern (they
+    become cache paths), or a clear error naming the field."""
+    from boneflow.store.errors import InvalidKeyError
+    from boneflow.store.keys import validate_run_id, validate_sha256
+
     if not champion.get("run_id") or not champion.get("model_sha256"):
         raise ModelNotFoundError(f"champion.json in {store_url} lacks run_id or model_sha256; "
                                  f"re-promote a run (boneflow run) to rewrite it")
+    try:
+        validate_run_id(champion["run_id"])
+        validate_sha256(champion["model_sha256"], what="model_sha256")
+    except InvalidKeyError as err:
+        raise ModelNotFoundError(f"champion.json in {store_url} is damaged or was tampered with: "
+                                 f"{err} Re-promote a run (boneflow run) to rewrite it") from None
     return champion["run_id"], champion["model_sha256"]
 
 
@@ -45,12 +54,10 @@ class Predictor:
     def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
         from boneflow.train.augment import EvalPreset
 
-        prep = meta.get("preprocessing") or {}
-        missing = [k for k in ("pack_size", "image_size", "mean", "std") if k not in prep] + \
-            ([] if "classes" in meta and POSITIVE in meta["classes"] else ["classes"])
-        if missing:
-            raise ModelNotFoundError(f"model.json of run {run_id} lacks {missing} (preprocessing "
-                                     f"and classes are needed to serve it); re-publish the run")
+        from boneflow.serve.model_meta import check_model_meta
+
+        check_model_meta(meta, source=f"model.json of run {run_id}")
+        prep = meta["preprocessing"]
         self.model = model.eval()
         for p in self.model.parameters():  # inference only; Grad-CAM needs no weight grads
             p.requires_grad_(False)
@@ -93,9 +100,21 @@ class Predictor:
 
     @classmethod
     def from_files(cls, weights: Path, model_json: Path, *, run_id: str, model_sha256: str) -> "Predictor":
+        from boneflow.errors import BoneflowError
+        from boneflow.serve.model_meta import read_model_meta
         from boneflow.train.model import load_model
 
-        model, meta = load_model(weights, model_json)
+        # Bounds first: load_model sizes the network from model.json before reading weights.
+        read_model_meta(model_json, source=f"runs/{run_id}/model.json")
+        try:
+            model, meta = load_model(weights, model_json)
+        except BoneflowError:
+            raise
+        except Exception as err:  # safetensors' own error, a shape mismatch in load_state_dict
+            detail = f"{type(err).__name__}: {err}"
+            raise ModelNotFoundError(
+                f"runs/{run_id}/{WEIGHTS} does not load into the network model.json describes "
+                f"({detail[:300]}); re-publish the run") from None
         return cls(model=model, meta=meta, run_id=run_id, model_sha256=model_sha256)
 
     # --- inference --------------------------------------------------------------------------

@@ -7,9 +7,20 @@ validates them again, so a bad id can never reach the file system or the bucket.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from boneflow.hashing import CHUNK, sha256_bytes, sha256_file  # noqa: F401  (re-exported)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One stored object (or leftover temp object) as a listing sees it."""
+
+    key: str  # for temp objects: an id that only `delete_temp` understands
+    size: int
+    modified: datetime  # timezone-aware UTC: the store's own clock (S3 LastModified, file mtime)
 
 
 class Store(ABC):
@@ -39,6 +50,19 @@ class Store(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """All keys starting with `prefix` (recursive), sorted."""
+
+    @abstractmethod
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        """Like `list`, with each object's size and last-modified time (for garbage collection)."""
+
+    @abstractmethod
+    def temp_objects(self) -> list[ObjectInfo]:
+        """Leftovers of interrupted writes: local `.tmp-*` files, S3 incomplete multipart uploads
+        and conditional-write probes. Never listed by `list`; removed with `delete_temp`."""
+
+    @abstractmethod
+    def delete_temp(self, temp_id: str) -> None:
+        """Remove one leftover named by `temp_objects` (refuses anything that is not one)."""
 
     @abstractmethod
     def size(self, key: str) -> int | None:

@@ -24,6 +24,9 @@ DATASETS_PREFIX = "datasets/"
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 # Fingerprints are lowercase hex digests (full sha256 or a prefix of at least 8 characters).
 FINGERPRINT_RE = re.compile(r"^[0-9a-f]{8,64}$")
+# A full sha256 digest. Digests read from champion.json, manifests and indexes name cache
+# folders, so anything else (`../x`, `/abs`) must be refused before it meets a path.
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # One path part: starts with a letter or digit (so no `.`, `..`, hidden or temp files), then a
 # conservative set of characters. Spaces are allowed because the Kaggle class folder is
 # "not fractured"; nothing else that a shell or URL would treat specially.
@@ -51,6 +54,13 @@ def validate_fingerprint(fingerprint: str) -> str:
     if not isinstance(fingerprint, str) or not FINGERPRINT_RE.match(fingerprint):
         raise _invalid("fingerprint", fingerprint, "expected 8-64 lowercase hex digits")
     return fingerprint
+
+
+def validate_sha256(digest: str, *, what: str = "sha256") -> str:
+    if not isinstance(digest, str) or not SHA256_RE.match(digest):
+        shown = digest[:80] if isinstance(digest, str) else digest
+        raise _invalid(what, shown, "expected 64 lowercase hex digits (a sha256 digest)")
+    return digest
 
 
 def validate_size(size: int) -> int:

@@ -9,6 +9,11 @@ file, compare the current version (content hash + inode + mtime: the local "etag
 expected one, then replace.
 flock is released by the kernel when a holder dies, so a crash cannot leave a stale lock, and
 it excludes other threads of the same process too (each opens its own file description).
+
+Symbolic links inside the folder are followed only while they stay inside it: a key whose path
+resolves outside the root (a `runs -> /elsewhere` link) is refused, so a planted link cannot
+make a publish write, or a read or delete reach, files elsewhere. The check runs before each
+access; an attacker who can swap links in between already has write access to the folder.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import fcntl
 import os
 import shutil
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from boneflow.store.base import CHUNK, Store, sha256_bytes
+from boneflow.store.base import CHUNK, ObjectInfo, Store, sha256_bytes
 from boneflow.store.errors import ConflictError, ObjectNotFoundError, StoreError
-from boneflow.store.keys import validate_key, validate_prefix
+from boneflow.store.keys import validate_key, validate_name, validate_prefix
 
 _TMP_PREFIX = ".tmp-"
 _LOCK_SUFFIX = ".lock"
@@ -77,6 +83,10 @@ def local_root_from_url(url: str) -> Path:
     return Path(url)
 
 
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, timezone.utc)
+
+
 def _read_versioned(path: Path) -> tuple[bytes, str] | None:
     """Bytes and an ETag-like version of `path`. The version is the content hash plus the
     file's inode and mtime: every write is a new file (temp + rename), so rewriting identical
@@ -100,7 +110,20 @@ class LocalStore(Store):
                              "pass a folder path (it is created if missing).")
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*validate_key(key).split("/"))
+        path = self.root.joinpath(*validate_key(key).split("/"))
+        self._check_inside(path, key)
+        return path
+
+    def _check_inside(self, path: Path, key: str) -> None:
+        resolved = path.resolve()  # follows every link on the way that exists
+        if resolved == self.root or resolved.is_relative_to(self.root):
+            return
+        link = next((p for p in [*reversed(path.parents), path]
+                     if p.is_relative_to(self.root) and p != self.root and p.is_symlink()), path)
+        raise StoreError(
+            f"{key!r} in store {self.root} leads outside the store (to {resolved}) through the "
+            f"symbolic link {link}; boneflow never follows links out of a store. Remove the link, "
+            f"or point --store at the real folder.")
 
     def put_bytes(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self._path(key), bytes(data))
@@ -134,9 +157,9 @@ class LocalStore(Store):
             return []
         # Walk only the deepest folder the prefix names, not the whole store.
         folder_part = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self.root.joinpath(*folder_part.split("/")) if folder_part else self.root
+        start = self._path(folder_part) if folder_part else self.root
         keys = []
-        for dirpath, dirnames, filenames in os.walk(start):
+        for dirpath, dirnames, filenames in os.walk(start):  # links below `start` are not walked
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             for name in filenames:
@@ -146,6 +169,47 @@ class LocalStore(Store):
                 if key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
+
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        out = []
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):  # deleted since listed
+                st = self._path(key).stat()
+                out.append(ObjectInfo(key, st.st_size, _utc(st.st_mtime)))
+        return out
+
+    def temp_objects(self) -> list[ObjectInfo]:
+        out = []
+        if not self.root.is_dir():
+            return out
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                path = Path(dirpath) / name
+                if name.startswith(_TMP_PREFIX) and not path.is_symlink():
+                    with contextlib.suppress(FileNotFoundError):
+                        st = path.stat()
+                        out.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size,
+                                              _utc(st.st_mtime)))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_temp(self, temp_id: str) -> None:
+        folder, _, name = temp_id.rpartition("/")
+        if not name.startswith(_TMP_PREFIX) or "/" in name or "\\" in temp_id:
+            raise StoreError(f"{temp_id!r} is not a temp file of store {self.root}; not deleting it.")
+        parent = self._path(folder) if folder else self.root
+        validate_name("x" + name[1:], max_parts=1)  # same characters as a key part, minus the dot
+        with contextlib.suppress(FileNotFoundError):
+            (parent / name).unlink()
+
+    def remove_empty_folders(self, prefix: str) -> None:
+        """Drop folders left empty under `prefix` (after garbage collection); never the root."""
+        start = self._path(prefix.rstrip("/"))
+        if not start.is_dir() or start.is_symlink():
+            return
+        for dirpath, _dirnames, _filenames in os.walk(start, topdown=False):
+            with contextlib.suppress(OSError):  # not empty (a new object arrived): keep it
+                os.rmdir(dirpath)
 
     def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
         return _read_versioned(self._path(key))

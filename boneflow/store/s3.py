@@ -27,7 +27,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from boneflow.store.base import Store
+from boneflow.store.base import ObjectInfo, Store
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
     ConflictError,
@@ -41,6 +41,7 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _CONFLICT = {"412", "409", "PreconditionFailed", "ConditionalRequestConflict"}
 _UNSUPPORTED = {"501", "NotImplemented"}
 _PROBE_PREFIX = "boneflow-probe/"
+_UPLOAD_MARK = "#upload="  # temp id of an incomplete multipart upload: <key>#upload=<UploadId>
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -54,6 +55,14 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         validate_key(prefix)
         prefix += "/"
     return bucket, prefix
+
+
+def _valid_key(key: str) -> bool:
+    try:
+        validate_key(key)
+    except StoreError:
+        return False
+    return True
 
 
 def _error_code(err: ClientError) -> str:
@@ -200,6 +209,41 @@ class S3Store(Store):
             for page in pages:
                 keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        validate_prefix(prefix)
+        out = []
+        with self._errors(prefix, "Listing"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                out.extend(ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj["LastModified"])
+                           for obj in page.get("Contents", []))
+        return sorted(out, key=lambda o: o.key)
+
+    def temp_objects(self) -> list[ObjectInfo]:
+        # Killed uploads leave multipart parts that are billed but invisible to listings, and a
+        # killed conditional-write probe leaves its object.
+        out = [o for o in self.list_info(_PROBE_PREFIX)]
+        with self._errors("", "Listing multipart uploads of"):
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    key = up["Key"][len(self.prefix):]
+                    if _valid_key(key):  # not ours (another tool's upload): not ours to abort
+                        out.append(ObjectInfo(f"{key}{_UPLOAD_MARK}{up['UploadId']}", 0, up["Initiated"]))
+        return sorted(out, key=lambda o: o.key)
+
+    def delete_temp(self, temp_id: str) -> None:
+        key, mark, upload_id = temp_id.partition(_UPLOAD_MARK)
+        if mark and upload_id:
+            with self._errors(key, "Aborting the multipart upload of"):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=self._full(key), UploadId=upload_id)
+        elif temp_id.startswith(_PROBE_PREFIX):
+            self.delete(temp_id)
+        else:
+            raise StoreError(f"{temp_id!r} is not a temp object of {self._where()}; not deleting it.")
 
     def delete(self, key: str) -> None:
         with self._errors(key, "Deleting"):

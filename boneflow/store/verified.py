@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from boneflow.store.base import Store, sha256_file
-from boneflow.store.errors import IntegrityError, StoreError
+from boneflow.store.errors import IntegrityError, InvalidKeyError, StoreError
+from boneflow.store.keys import validate_name, validate_sha256
 
 
 def utc_now() -> str:
@@ -31,6 +32,24 @@ def load_json(store: Store, key: str, data: bytes) -> dict:
     if not isinstance(obj, dict):
         raise StoreError(f"{key!r} in {store.url} should hold a JSON object.")
     return obj
+
+
+def check_file_entries(store: Store, key: str, files: dict, *, max_parts: int) -> dict:
+    """The {name: {size, sha256}} table of a manifest or index, every name, size and digest
+    checked before any of them is used (names become paths, digests cache folders)."""
+    for name, entry in files.items():
+        try:
+            validate_name(name, max_parts=max_parts)
+            if not isinstance(entry, dict):
+                raise InvalidKeyError(f"entry {name!r} is not an object with size and sha256.")
+            validate_sha256(entry.get("sha256"), what=f"sha256 of {name!r}")
+            size = entry.get("size")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise InvalidKeyError(f"size of {name!r} is {size!r}, not a byte count.")
+        except InvalidKeyError as err:
+            raise StoreError(f"{key!r} in {store.url} is damaged or was tampered with: {err} "
+                             "Do not use this run or dataset; re-publish it.") from None
+    return files
 
 
 def download_verified(store: Store, key: str, dest: Path, *, size: int, sha256: str) -> Path:

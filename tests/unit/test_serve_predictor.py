@@ -44,6 +44,13 @@ def _champion(store: Path) -> dict:
     return json.loads((store / "champion.json").read_text())
 
 
+def _cache_folder(store: Path, cache: Path) -> Path:
+    """models/<weights sha256>-<model.json sha256>: the cache key holds both."""
+    champion = _champion(store)
+    manifest = json.loads((store / "runs" / champion["run_id"] / "manifest.json").read_text())
+    return cache / "models" / f"{champion['model_sha256']}-{manifest['files']['model.json']['sha256']}"
+
+
 def test_champion_prediction_has_label_probability_and_run_id(store, cache, tmp_path):
     predictor = Predictor.from_store(str(store))
     out = predictor.predict(_xray_png(tmp_path / "a.png"))
@@ -84,7 +91,7 @@ def test_preprocessing_and_probability_equal_evaluation_on_the_packed_image(tmp_
 def test_model_is_cached_by_sha256_and_reused_without_the_store(store, cache, tmp_path):
     sha = _champion(store)["model_sha256"]
     Predictor.from_store(str(store))
-    cached = cache / "models" / sha / "model.safetensors"
+    cached = _cache_folder(store, cache) / "model.safetensors"
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
     # The store's copy disappears: the cache still serves the model.
     run_id = _champion(store)["run_id"]
@@ -96,7 +103,7 @@ def test_model_is_cached_by_sha256_and_reused_without_the_store(store, cache, tm
 def test_damaged_cache_is_fetched_again(store, cache):
     sha = _champion(store)["model_sha256"]
     Predictor.from_store(str(store))
-    cached = cache / "models" / sha / "model.safetensors"
+    cached = _cache_folder(store, cache) / "model.safetensors"
     cached.write_bytes(b"garbage")
     Predictor.from_store(str(store))
     assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha
@@ -110,7 +117,7 @@ def test_tampered_weights_in_the_store_are_refused(store, cache):
     weights.write_bytes(bytes(data))
     with pytest.raises(BoneflowError, match="does not match its manifest"):
         Predictor.from_store(str(store))
-    assert not (cache / "models" / _champion(store)["model_sha256"]).exists()
+    assert not _cache_folder(store, cache).exists()
 
 
 def test_run_id_selects_a_published_run(store, cache):
