@@ -135,8 +135,8 @@ def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: b
     splits = rng.choice(len(SPLITS), size=n, p=_SPLIT_P)
     labels = (rng.random(n) < _P_FRACTURED).astype(int)
     planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed,
-                     "images": [], "defects": [], "copies": [], "duplicates": [], "empty_folders": [],
-                     "stray_files": []}
+                     "images": [], "defects": [], "copies": [], "duplicates": [], "rotated_families": [],
+                     "empty_folders": [], "stray_files": []}
 
     def rel(split: str, label: int, name: str) -> str:
         return f"{split}/{CLASSES[label]}/{name}"

@@ -11,8 +11,9 @@ quantisation tables of the real files); `N-rotated1-rotated2.jpg` is the same do
 Every planted file is recorded in `planted["duplicates"]` as `{"copy", "of", "base", "kind":
 "exact" | "rotated", "angles"}`: `of` is the file it was made from, `base` the family's original
 image, `angles` the rotation chain from the base to the copy's pixels (degrees, counter-clockwise;
-`[]` for an exact copy of the base). `planted_groups` turns planted.json into the ground-truth
-groups that duplicate grouping should find.
+`[]` for an exact copy of the base). Each family is also listed in `planted["rotated_families"]`
+as `{"base", "members"}` (every file of the family, the base included). `planted_groups` turns
+planted.json into the ground-truth groups that duplicate grouping should find.
 """
 
 from __future__ import annotations
@@ -54,9 +55,12 @@ def plant_duplicates(root: Path, rng: np.random.Generator, planted: dict, *, fam
     candidates = [im for im in planted["images"] if im["path"] not in taken]
     families = min(families, len(candidates) // 2)
     picks = rng.choice(len(candidates), size=2 * families, replace=False)
-    planted["duplicates"] = []
+    planted["duplicates"], planted["rotated_families"] = [], []
     for f in range(families):
+        base = candidates[int(picks[f])]["path"]
         _plant_family(root, rng, planted, candidates[int(picks[f])], chained=f % 2 == 0)
+        members = [base] + [d["copy"] for d in planted["duplicates"] if d["base"] == base]
+        planted["rotated_families"].append({"base": base, "members": members})
     for e in range(families):
         src = candidates[int(picks[families + e])]
         others = [s for s in SPLITS if s != src["split"]]

@@ -91,6 +91,9 @@ def test_families_span_the_splits_within_one_class(demo):
         assert 3 <= len(members) <= 6
         assert {_split(m) for m in members} == set(SPLITS), members
         assert len({m.split("/")[1] for m in members}) == 1, members
+        assert {"base": base, "members": sorted(members)} in [
+            {"base": f["base"], "members": sorted(f["members"])} for f in planted["rotated_families"]]
+    assert len(planted["rotated_families"]) == len(bases)
 
 
 def test_planted_groups_join_each_copy_with_its_base(demo):
