@@ -71,13 +71,18 @@ def demo_data(
                                    min=20)] = 2500,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
     full_size: Annotated[bool, typer.Option(help="256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px.")] = False,
+    families: Annotated[int, typer.Option(
+        help="Kaggle-style families of rotated copies (N-rotated1.jpg ...) across splits, plus as many "
+             "byte-identical copies (N (1).jpg); at most one per 40 images; 0 = none.", min=0)] = 8,
 ) -> None:
     """Write a synthetic X-ray-like dataset with planted defects and cross-split copies."""
     from boneflow.data.synthetic import dataset_root, write_demo_dataset
 
-    planted = write_demo_dataset(path, n=n, seed=seed, full_size=full_size)
+    planted = write_demo_dataset(path, n=n, seed=seed, full_size=full_size, families=families)
+    kinds = [d["kind"] for d in planted["duplicates"]]
     typer.echo(f"wrote {n} radiographs + {len(planted['defects'])} planted encodings/defects + "
-               f"{len(planted['copies'])} cross-split copies under {dataset_root(path)}; "
+               f"{len(planted['copies'])} cross-split copies + {kinds.count('exact')} byte-identical and "
+               f"{kinds.count('rotated')} rotated copies under {dataset_root(path)}; "
                f"what was planted: {Path(path) / 'planted.json'}")
 
 

@@ -8,6 +8,11 @@ faint thin line (a nutrient canal look-alike) that only partly crosses the shaft
 random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3 epochs on the
 default 2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
 
+Planted on top (with `defects`): undecodable and odd files, near copies across splits
+(re-encoded, resized, mirrored), and the Kaggle set's duplicate structure (synthetic_duplicates:
+`N (1).jpg` / `N - Copy.jpg` byte-identical copies within and across splits, and families of
+`N-rotated1-rotated2.jpg` small-angle rotated copies spanning train/val/test).
+
 What was planted is returned and written to `PATH/planted.json` (outside the dataset root, so
 the audit never sees it). Same seed → same bytes.
 """
@@ -23,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from boneflow.data.layout import CLASSES, SPLITS
+from boneflow.data.synthetic_duplicates import family_count, plant_duplicates
 
 KAGGLE_DIR = "Bone_Fracture_Binary_Classification"
 _SPLIT_P = (0.70, 0.15, 0.15)
@@ -112,10 +118,11 @@ def _png(img: Image.Image) -> bytes:
 
 
 def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: bool = False,
-                       defects: bool = True) -> dict:
+                       defects: bool = True, families: int = 8) -> dict:
     """Write `n` distinct radiographs (plus, with `defects`, the planted defects and copies)
     under `path/Bone_Fracture_Binary_Classification/Bone_Fracture_Binary_Classification/`.
-    `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. Returns what was
+    `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. `families`: rotated-copy
+    families (and as many stand-alone exact copies), at most one per 40 images. Returns what was
     planted (also written to `path/planted.json`)."""
     path = Path(path)
     root = dataset_root(path)
@@ -128,7 +135,8 @@ def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: b
     splits = rng.choice(len(SPLITS), size=n, p=_SPLIT_P)
     labels = (rng.random(n) < _P_FRACTURED).astype(int)
     planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed,
-                     "images": [], "defects": [], "copies": [], "empty_folders": [], "stray_files": []}
+                     "images": [], "defects": [], "copies": [], "duplicates": [], "rotated_families": [],
+                     "empty_folders": [], "stray_files": []}
 
     def rel(split: str, label: int, name: str) -> str:
         return f"{split}/{CLASSES[label]}/{name}"
@@ -167,6 +175,7 @@ def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: b
 
     if defects:
         _plant_defects(root, rng, planted, n, full_size)
+        plant_duplicates(root, rng, planted, families=family_count(n, families))
     (path / "planted.json").write_text(json.dumps(planted, indent=2))
     return planted
 

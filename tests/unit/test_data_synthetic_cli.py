@@ -33,12 +33,16 @@ def test_demo_layout_split_and_class_mix(tmp_path):
     frac = sum(im["label"] for im in planted["images"]) / 200
     assert 0.3 < frac < 0.5
     assert not (tmp_path / planted["root"] / "planted.json").exists() and (tmp_path / "planted.json").exists()
+    assert planted["duplicates"] == []  # without defects, every image is distinct
 
 
 def test_demo_data_command(tmp_path):
     result = CliRunner().invoke(app, ["demo-data", str(tmp_path / "d"), "--n", "30", "--seed", "2"])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "d" / "planted.json").read_text())["n"] == 30
+    planted = json.loads((tmp_path / "d" / "planted.json").read_text())
+    assert planted["n"] == 30
+    rotated = sum(d["kind"] == "rotated" for d in planted["duplicates"])
+    assert rotated >= 2 and f"{rotated} rotated copies" in result.output
 
 
 def test_audit_command_reports_every_planted_defect_and_copy(demo, tmp_path):
