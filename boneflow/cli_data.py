@@ -57,7 +57,11 @@ def audit(
         if validated.report[key]:
             table.add_row(key.replace("_", " "), str(len(validated.report[key])))
     lc = leak.report["counts"]
-    table.add_row(f"cross-split copies (d<={max_distance})", str(lc["pairs"]))
+    table.add_row("distinct files / duplicate groups", f"{lc['distinct_files']} / {lc['groups']}")
+    table.add_row(f"cross-split copy pairs (phash d<={max_distance}, turned)", str(lc["pairs"]))
+    copies = leak.report["contamination"]["copies_in_train_val"]
+    table.add_row("official test copies of train/val", f"{copies['any']} (exact {copies['exact']}, "
+                  f"near {copies['near']}, rotated {copies['rotated']})")
     table.add_row("test leaking / clean", f"{lc['test_leaking']} / {lc['test_clean']}")
     table.add_row("fingerprint", acquired.version.fingerprint[:16])
     Console().print(table)
