@@ -145,3 +145,30 @@ def test_hashes_equal_imagehash_phash_and_hashes_of_the_turned_images():
                             dtype=">u8").astype(np.uint64)
         distance = sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(ours[row], ref))
         assert distance <= (0 if name in ("identity", "mirror", "rot180") else 8), (name, distance)
+
+
+def test_planted_duplicate_groups_are_found_whole(demo_validated):
+    """Every planted family (byte-identical copies, small-angle turned copies and their chains,
+    near copies) ends up in one duplicate group; groups never mix two planted families."""
+    from boneflow.data.synthetic_duplicates import planted_groups
+
+    _, planted, _, validated, audit = demo_validated
+    group_of = {r.relpath: int(g) for r, g in zip(validated.records, audit.groups.group.tolist())}
+    truth = planted_groups(planted)
+    assert any(d["kind"] == "rotated" for d in planted["duplicates"])
+    seen: dict[int, int] = {}
+    for k, members in enumerate(truth):
+        ids = {group_of[m] for m in members if m in group_of}
+        assert len(ids) == 1, (sorted(members), ids)
+        g = ids.pop()
+        assert seen.setdefault(g, k) == k, "two planted families share one group"
+
+
+def test_contamination_counts_the_planted_test_copies(demo_validated):
+    _, planted, _, validated, audit = demo_validated
+    contam = audit.report["contamination"]
+    test = [r for r in validated.records if r.split == "test"]
+    assert contam["official_test"] == len(test)
+    assert contam["copies_in_train_val"]["any"] == contam["official_test"] - contam["leakfree"]
+    assert contam["copies_in_train_val"]["rotated"] >= 1  # families span train/val/test
+    assert contam["leakfree"] == len(audit.leakfree_test)
