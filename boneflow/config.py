@@ -106,7 +106,8 @@ class RetrainConfig(BaseModel):
         default=4, ge=0, le=500,
         description="Stop after this many epochs without a better val loss; 0 disables early stopping.",
     )
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed for data order, augmentation and init.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED,
+                      description="Seed for data order, augmentation and init.")
     pretrained: bool = Field(
         default=True,
         description="Start from ImageNet weights (local file or torch hub cache; never downloaded "
