@@ -1,6 +1,6 @@
 """Files an attacker (or a broken export) can put where an X-ray is expected: formats outside
 the allow-list, huge files, small files that decode into huge images. Memory is measured in a
-fresh interpreter, so nothing else this test process holds is counted."""
+fresh interpreter (its own peak RSS, VmHWM), so nothing this test process holds is counted."""
 
 from __future__ import annotations
 
@@ -96,11 +96,14 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
 
 
 def _peak_rss_mb_of_load(path: Path) -> float:
+    # VmHWM, not ru_maxrss: getrusage's maximum survives fork + exec, so a child of a large
+    # pytest process would report the parent's size.
     return float(_python(
-        "import resource\n"
+        "import re\n"
         "from boneflow.data.preprocess import load_xray\n"
         f"load_xray({str(path)!r}, 256)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"))
+        "status = open('/proc/self/status').read()\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 1024)\n"))
 
 
 @pytest.mark.parametrize("mode,fill,bound_mb", [
