@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -28,17 +29,31 @@ DEFAULT_STORE = "boneflow-store"
 _NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers",
                      "dispatch_start_timeout"}
 
+# A location without user-info: no '@', or a URL whose authority (between '://' and the next '/')
+# has none, or a path whose first '@' comes after a '/' (and that does not start with '//').
+# Also in the JSON schema, so a deployment that enforces its schema refuses such a value before
+# the flow run (and its parameters) is even stored. No lookarounds: JSON Schema and pydantic's
+# regex engine both take it.
+NO_USERINFO_PATTERN = r"^(?:[^@]*|[A-Za-z][A-Za-z0-9+.\-]*://[^/@]*/.*|(?:[^:@/][^:@]*)?/[^/].*)$"
+DEVICE_PATTERN = r"^(?:auto|cpu|mps|cuda(?::[0-9]+)?)$"
+# torch.manual_seed takes up to 2**64-1, but fit() seeds each epoch with seed * 1_000_003 + epoch,
+# which must stay below that; 2**32-1 does, and fits numpy's legacy seeding and the UI's numbers.
+MAX_SEED = 2**32 - 1
+
 
 class RetrainConfig(BaseModel):
     """Everything a retrain needs. Defaults are the production settings."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # hide_input_in_errors: a refused value (a store URL with a secret in it) is never echoed
+    # back in the error, which reaches logs and the flow run's state message.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
     # --- data source --------------------------------------------------------------------
     data_dir: str | None = Field(
         default=None,
         description="Local copy of the dataset (any folder above train/val/test). "
         "Empty: download from Kaggle with kagglehub.",
+        json_schema_extra={"pattern": NO_USERINFO_PATTERN},
     )
     kaggle_handle: str = Field(
         default=KAGGLE_HANDLE,
@@ -50,8 +65,10 @@ class RetrainConfig(BaseModel):
     store_url: str = Field(
         default=DEFAULT_STORE,
         description="Where runs, datasets and the champion live: a folder path, file://..., "
-        "or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL, credentials from the AWS chain).",
+        "or s3://bucket/prefix (endpoint from AWS_ENDPOINT_URL, credentials from the AWS chain; "
+        "never in the URL).",
         min_length=1,
+        json_schema_extra={"pattern": NO_USERINFO_PATTERN},
     )
     # --- data preparation ---------------------------------------------------------------
     image_size: int = Field(
@@ -83,6 +100,11 @@ class RetrainConfig(BaseModel):
         default=0, ge=0, le=64,
         description="Processes for decoding images; 0 means one per CPU core.",
     )
+    max_image_mb: int = Field(
+        default=64, ge=1, le=1024,
+        description="Image files larger than this many MiB are excluded as too_large, decided from "
+        "the file size before reading it.",
+    )
     # --- training -----------------------------------------------------------------------
     epochs: int = Field(default=12, ge=1, le=500, description="Maximum training epochs.")
     batch_size: int = Field(default=64, ge=2, le=4096, description="Images per training step.")
@@ -103,7 +125,8 @@ class RetrainConfig(BaseModel):
         default=4, ge=0, le=500,
         description="Stop after this many epochs without a better val loss; 0 disables early stopping.",
     )
-    seed: int = Field(default=0, ge=0, description="Seed for data order, augmentation and init.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED,
+                      description="Seed for data order, augmentation and init.")
     pretrained: bool = Field(
         default=True,
         description="Start from torchvision's ImageNet resnet18 weights: weights_path, else the torch "
@@ -116,7 +139,8 @@ class RetrainConfig(BaseModel):
     )
     compile: bool = Field(default=False, description="Use torch.compile for the model (slower start, faster epochs on GPU).")
     device: str = Field(
-        default="auto", description="Training device: auto (cuda if present, else cpu), cpu, cuda, cuda:N.",
+        default="auto", pattern=DEVICE_PATTERN,
+        description="Training device: auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps.",
     )
     # --- gate ---------------------------------------------------------------------------
     min_accuracy: float = Field(
@@ -155,6 +179,23 @@ class RetrainConfig(BaseModel):
     def _empty_is_none(cls, value: str | None) -> str | None:
         # The UI form sends "" for a cleared text box; treat it as "not set".
         return value or None
+
+    @field_validator("store_url", "data_dir", mode="before")
+    @classmethod
+    def _no_credentials(cls, value, info):
+        # Runs before anything else sees the value; the message never repeats it.
+        if isinstance(value, str) and not re.fullmatch(NO_USERINFO_PATTERN, value):
+            raise ValueError(
+                f"{info.field_name} carries user-info ('name:secret@' before the host). Credentials "
+                "in a URL end up in the UI, logs and model.json: remove them and give them to the "
+                "worker through its environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                "~/.aws, an instance role); if a secret was in it, rotate that secret.")
+        return value
+
+    @property
+    def max_bytes(self) -> int:
+        """`max_image_mb` in bytes: the size limit validation applies to each file."""
+        return self.max_image_mb * 1024 * 1024
 
     @property
     def pack_size(self) -> int:

@@ -9,6 +9,10 @@ fetch its inputs and a restarted training resumes from the store.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
+import uuid
 from pathlib import Path
 
 from boneflow.publish import CHECKPOINT_INDEX, read_checkpoint_index
@@ -99,20 +103,63 @@ def _read_dataset_index(store: Store, fingerprint: str, size: int) -> dict | Non
 
 def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> Path:
     """Download datasets/<fingerprint>/<size>/ into dest_dir, every file verified against the
-    index; files already present locally with the right hash are kept. Returns dest_dir."""
+    index. A local copy whose files all match is used as it is. Otherwise the new copy is
+    assembled in a temp folder beside dest_dir (matching local files hard-linked, the rest
+    downloaded) and renamed into place: another run on this machine reading dest_dir keeps the
+    files it opened and never sees a half-rewritten folder, and a failed download leaves
+    dest_dir as it was. Returns dest_dir."""
     files = _read_dataset_index(store, validate_fingerprint(fingerprint), validate_size(size))
     if files is None:
         raise ObjectNotFoundError(f"Dataset {fingerprint}/{size} is not in {store.url} (no "
                                   f"{dataset_key(fingerprint, size, DATASET_INDEX)!r}); upload it "
                                   "with upload_dataset first.")
     dest_dir = Path(dest_dir)
-    for name, entry in sorted(files.items()):
-        dest = dest_dir.joinpath(*validate_name(name, max_parts=4).split("/"))
-        if local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
-            continue
-        download_verified(store, dataset_key(fingerprint, size, name), dest,
-                           size=entry["size"], sha256=entry["sha256"])
+    parts = {name: validate_name(name, max_parts=4).split("/") for name in files}
+    present = {name for name, entry in files.items()
+               if local_matches(dest_dir.joinpath(*parts[name]), size=entry["size"], sha256=entry["sha256"])}
+    if len(present) == len(files):
+        return dest_dir
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.tmp-", dir=dest_dir.parent))
+    try:
+        for name, entry in sorted(files.items()):
+            target = staging.joinpath(*parts[name])
+            if name in present:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _link_or_copy(dest_dir.joinpath(*parts[name]), target)
+            else:
+                download_verified(store, dataset_key(fingerprint, size, name), target,
+                                  size=entry["size"], sha256=entry["sha256"])
+        _replace_folder(staging, dest_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dest_dir
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    # Every writer of these folders renames new files into place, never rewrites one in place,
+    # so sharing the inode with the old copy is safe (and free for a multi-GB array).
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _replace_folder(staging: Path, dest: Path) -> None:
+    """Move the complete `staging` folder to `dest`, replacing what was there."""
+    try:
+        os.rename(staging, dest)  # dest absent or empty
+        return
+    except OSError:
+        pass
+    old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(dest, old)
+    try:
+        os.rename(staging, dest)
+    except OSError:
+        # Another fetch put its own verified copy there in between: keep that one.
+        log.info("%s was replaced by a concurrent fetch; keeping that copy", dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # --- checkpoints ------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from tasks.runtime import run_id_for_current_flow_run
 from tasks.training import train_on_gpu_pool
 
 
-@flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True)
+@flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True,
+      result_serializer="json")
 def retrain(config: RetrainConfig = RetrainConfig()):
     """Retrain, evaluate, gate and publish the bone-fracture classifier."""
     log, run_id = get_run_logger(), run_id_for_current_flow_run()

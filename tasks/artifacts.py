@@ -26,6 +26,15 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.logging import get_logger
+from pydantic import ValidationError
+
+from boneflow.data.acquire import AcquireError
+from boneflow.data.layout import LayoutError
+from boneflow.data.pack import PackedDataError
+from boneflow.errors import ConfigError
+from boneflow.publish import ChampionConflictError
+from boneflow.store.errors import ConflictError, IntegrityError, StoreUnavailableError
+from tasks.runtime import run_id_of
 
 log = get_logger("boneflow.artifacts")
 
@@ -92,18 +101,28 @@ def link_artifacts(store_url: str, run_id: str, names: list[str]) -> None:
 
 # --- failure hook -----------------------------------------------------------------------
 
-_WHAT_TO_DO = {
-    "AcquireError": "Kaggle was unreachable or the handle is wrong: check the handle and Kaggle "
-                    "credentials, or set data_dir to a local copy; then press Retry.",
-    "LayoutError": "The dataset folder does not have train/val/test with the two class folders: "
-                   "fix data_dir; then start a new run.",
-    "StoreUnavailableError": "The store could not be reached: check store_url, AWS_ENDPOINT_URL and "
-                             "the credentials of the worker; then press Retry (finished stages are reused).",
-    "ConflictError": "Another run replaced the champion at the same time: press Retry to re-gate "
-                     "against the new champion.",
-    "IntegrityError": "A downloaded object does not match its manifest: the store copy is damaged; "
-                      "inspect the named key, then start a new run with force.",
-    "TimeoutError": "A stage ran past its timeout: check the worker's load, then press Retry.",
+# Looked up along the error's class hierarchy (most specific first), so subclasses such as
+# publish.ChampionConflictError find their own advice or their parent's.
+_WHAT_TO_DO: dict[type[BaseException], str] = {
+    AcquireError: "Kaggle was unreachable or the handle is wrong: check the handle and Kaggle "
+                  "credentials, or set data_dir to a local copy; then press Retry.",
+    LayoutError: "The dataset folder does not have train/val/test with images of both classes: "
+                 "fix data_dir (cleaning_report.json lists what was excluded or skipped); then "
+                 "start a new run.",
+    StoreUnavailableError: "The store could not be reached: check store_url, AWS_ENDPOINT_URL and "
+                           "the credentials of the worker; then press Retry (finished stages are reused).",
+    ChampionConflictError: "Another run was promoted to champion between this run's comparison and "
+                           "its promotion, so this one was not promoted. Press Retry: it re-reads the "
+                           "new champion, re-scores it and gates again (training is reused).",
+    ConflictError: "Another run replaced the champion at the same time: press Retry to re-gate "
+                   "against the new champion.",
+    IntegrityError: "A downloaded object does not match its manifest: the store copy is damaged; "
+                    "inspect the named key, then start a new run with force.",
+    PackedDataError: "The packed dataset is damaged or incomplete: delete the folder named in the "
+                     "message, then press Retry (it is rebuilt or fetched again).",
+    ConfigError: "A setting is invalid: fix the named field and start a new run.",
+    ValidationError: "A setting is invalid: fix the named field and start a new run.",
+    TimeoutError: "A stage ran past its timeout: check the worker's load, then press Retry.",
 }
 _DEFAULT_WHAT_TO_DO = ("Read this flow run's logs (the failed task's last lines name the file or "
                        "setting); fix it, then press Retry: finished stages are reused from cache.")
@@ -123,6 +142,20 @@ def _failed_stage(flow_run_id) -> str | None:
     return runs[-1].name.rsplit("-", 1)[0] if runs else None
 
 
+def advice_for(error: object) -> str:
+    """What to do about `error`: the advice of its most specific class in _WHAT_TO_DO."""
+    for cls in type(error).__mro__ if isinstance(error, BaseException) else ():
+        if cls in _WHAT_TO_DO:
+            return _WHAT_TO_DO[cls]
+    return _DEFAULT_WHAT_TO_DO
+
+
+def gate_advice(run_id: str) -> str:
+    return (f"The candidate was published under `runs/{run_id}/` for inspection and the champion "
+            "is unchanged. Read the report artifact; improve the data or settings, or change the "
+            "gate thresholds, then start a new run.")
+
+
 def write_failure_artifact(flow, flow_run, state) -> None:
     """on_failure hook of both flows: which stage, the error, what to do."""
     error = state.result(raise_on_failure=False)
@@ -130,11 +163,9 @@ def write_failure_artifact(flow, flow_run, state) -> None:
     message = str(error) if isinstance(error, BaseException) else (state.message or "")
     stage = _failed_stage(flow_run.id)
     if stage is None and message.startswith("Gate rejected"):
-        stage, advice = "gate", ("The candidate was published under runs/<run_id>/ for inspection and "
-                                 "the champion is unchanged. Read the report artifact; improve the "
-                                 "data or settings, or change the gate thresholds, then start a new run.")
+        stage, advice = "gate", gate_advice((flow_run.parameters or {}).get("run_id") or run_id_of(flow_run))
     else:
-        advice = _WHAT_TO_DO.get(error_type or "", _DEFAULT_WHAT_TO_DO)
+        advice = advice_for(error)
     md = (f"# {flow.name} failed\n\n"
           f"| | |\n|---|---|\n"
           f"| stage | `{stage or 'flow'}` |\n"

@@ -23,6 +23,7 @@ from boneflow.transfer import fetch_dataset, upload_dataset
 from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
 from tasks.artifacts import table_artifact
+from tasks.retry import retry_unless_deterministic
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
 
 
@@ -30,7 +31,7 @@ from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
 # rides out a longer Kaggle hiccup without keeping a user of `boneflow run` waiting for minutes.
 # DEFAULT cache policy: once per flow run (a new run sees a new Kaggle version).
 @task(retries=1, retry_delay_seconds=60, timeout_seconds=6 * 3600, cache_policy=DEFAULT,
-      persist_result=True)
+      persist_result=True, retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def acquire_dataset(config: RetrainConfig) -> dict:
     log, t0 = get_run_logger(), time.perf_counter()
     got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None,
@@ -53,7 +54,8 @@ def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
 
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
 # validate/audit/pack (a cached "not there yet" would send it through them again)
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE,
+      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
     """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
     yet (or was packed with other settings) and must be built."""
@@ -76,19 +78,19 @@ def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str
     return str(dest)
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=6 * 3600)
+@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=6 * 3600, result_serializer="json")
 def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
     log, t0 = get_run_logger(), time.perf_counter()
     validated = validate_dataset(Path(root), workdir=run_work_dir(run_id, "validate"),
                                  pack_size=config.pack_size, min_side=config.min_side,
-                                 workers=config.workers)
+                                 workers=config.workers, max_bytes=config.max_bytes)
     excluded = validated.report.get("excluded", [])
     log.info("validated %s: kept %d images, excluded %d (%.1fs)", root, len(validated.records),
              len(excluded) if isinstance(excluded, list) else excluded, time.perf_counter() - t0)
     return validated
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=3600)
+@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=3600, result_serializer="json")
 def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
     log, t0 = get_run_logger(), time.perf_counter()
     result = audit_leakage(validated, max_distance=config.leak_max_distance)
@@ -103,7 +105,7 @@ def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
 
 
 @task(retries=2, retry_delay_seconds=[5, 30], cache_policy=STAGE_CACHE, persist_result=True,
-      timeout_seconds=3600)
+      timeout_seconds=3600, retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def pack_and_store(validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig,
                    dataset_fingerprint: str) -> str:
     """Pack into the local content-addressed cache, then upload to datasets/<fp>/<size>/."""
@@ -121,16 +123,20 @@ def pack_and_store(validated: ValidatedDataset, leakage: LeakageAudit, config: R
     return str(packed.dir)
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, result_serializer="json")
 def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
     """Tables of what cleaning excluded and which images leak across splits; returns counts."""
     folder = Path(packed_dir)
     cleaning = json.loads((folder / "cleaning_report.json").read_text())
     leakage = json.loads((folder / "leakage_report.json").read_text())
     excluded = cleaning.get("excluded", [])
+    skipped = cleaning.get("skipped", [])  # symlinks out of the root, undecodable names: never read
     pairs = leakage.get("pairs", [])
-    table_artifact(f"exclusions-{run_id}", [dict(e) for e in excluded][:500],
-                   f"Images excluded by validation ({len(excluded)}; paths relative to the dataset root)")
+    rows = [dict(e) for e in excluded] + [{"path": s["path"], "split": "", "class": "", "reason": s["reason"],
+                                           "detail": s["detail"]} for s in skipped]
+    table_artifact(f"exclusions-{run_id}", rows[:500],
+                   f"Images excluded by validation ({len(excluded)}) and entries skipped unread "
+                   f"({len(skipped)}); paths relative to the dataset root")
     table_artifact(f"leakage-pairs-{run_id}", [dict(p) for p in pairs][:500],
                    f"Near-duplicate pairs across splits ({len(pairs)}); their test images are left "
                    "out of test_clean")

@@ -17,12 +17,13 @@ from boneflow.gate import GatePolicy, decide
 from boneflow.publish import fetch_run_file, read_champion
 from boneflow.store import open_store
 from tasks.artifacts import artifact_key, png_data_uri
+from tasks.retry import retry_unless_deterministic
 from tasks.runtime import STAGE_CACHE, run_work_dir
 
 PLOT_NAMES = ("confusion_matrix.png", "roc.png", "learning_curves.png", "augmentation_preview.png")
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True)
+@task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
 def augmentation_preview(run_id: str, config: RetrainConfig, packed_dir: str) -> str:
     """What the network sees: packed train images above, their augmented versions below."""
     from prefect.artifacts import create_image_artifact
@@ -43,7 +44,8 @@ def augmentation_preview(run_id: str, config: RetrainConfig, packed_dir: str) ->
     return str(path)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
+      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def read_champion_pointer(config: RetrainConfig) -> dict | None:
     found = read_champion(open_store(config.store_url))
     if found is None:
@@ -76,7 +78,7 @@ def _candidate_plots(run_id: str, splits: dict, scores: dict, point, history: li
             "learning_curves.png": plot_learning_curves(history, plots_dir / "learning_curves.png")}
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600)
+@task(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600, result_serializer="json")
 def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trained: dict) -> dict:
     """{split: metrics} for every evaluation split the pack holds, at the operating point chosen
     on validation (temperature + threshold for the fractured-recall target), the per-image
@@ -108,7 +110,7 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
 
 
 @task(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600, retries=2,
-      retry_delay_seconds=[5, 30])
+      retry_delay_seconds=[5, 30], retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def evaluate_champion(run_id: str, config: RetrainConfig, packed_dir: str, champion: dict | None,
                       dataset_root: str) -> dict | None:
     """The champion re-scored on this run's splits (a fair comparison), or None without one.
@@ -140,7 +142,7 @@ def evaluate_champion(run_id: str, config: RetrainConfig, packed_dir: str, champ
             "predictions": {name: per_image(s, point) for name, s in scores.items()}}
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, result_serializer="json")
 def gate(config: RetrainConfig, candidate: dict, champion: dict | None) -> dict:
     policy = GatePolicy.from_config(config)
     paired = None

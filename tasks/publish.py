@@ -16,11 +16,12 @@ from boneflow.report import code_version, render_model_card, render_report
 from boneflow.report_summary import render_quality
 from boneflow.store import open_store
 from tasks.artifacts import image_artifacts, link_artifacts, quality_artifact, report_artifact, table_artifact
+from tasks.retry import retry_unless_deterministic
 from tasks.runtime import STAGE_CACHE, run_work_dir
 from tasks.training import MODEL_FILES
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, result_serializer="json")
 def write_run_files(run_id: str, config: RetrainConfig, dataset: dict, packed_dir: str,
                     trained: dict, candidate: dict, decision: dict, preview: str) -> dict:
     """metrics.json, report.md, model_card.md next to the model, reports and plots; returns
@@ -55,7 +56,7 @@ def write_run_files(run_id: str, config: RetrainConfig, dataset: dict, packed_di
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 120], timeout_seconds=1800, cache_policy=STAGE_CACHE,
-      persist_result=True)
+      persist_result=True, retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def publish_run_files(run_id: str, config: RetrainConfig, files: dict) -> dict:
     manifest = publish_run(open_store(config.store_url), run_id, {k: Path(v) for k, v in files.items()},
                            code_version=code_version())
@@ -65,7 +66,7 @@ def publish_run_files(run_id: str, config: RetrainConfig, files: dict) -> dict:
 
 
 @task(retries=3, retry_delay_seconds=[5, 30, 120], timeout_seconds=600, cache_policy=STAGE_CACHE,
-      persist_result=True)
+      persist_result=True, retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def promote_champion(run_id: str, config: RetrainConfig, manifest: dict, dataset_fingerprint: str,
                      champion: dict | None) -> dict:
     """Replace champion.json only if it is still the one this run was compared with."""
@@ -90,7 +91,7 @@ def _per_class_rows(splits: dict) -> list[dict]:
     return rows
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, result_serializer="json")
 def report_artifacts(run_id: str, config: RetrainConfig, files: dict, candidate: dict) -> None:
     """The report (plots inlined), per-class table, plot images and links to the store."""
     plots = {n: Path(p) for n, p in files.items() if n.endswith(".png")}

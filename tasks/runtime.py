@@ -46,7 +46,11 @@ def run_id_for_current_flow_run() -> str:
     """The store's run id (`YYYYmmddTHHMMSSZ-xxxxxx`) derived from the flow run itself: its
     creation time and the first 6 hex digits of its id. A Retry of the same flow run gets the
     same run id, so the resumed training finds its checkpoints under runs/<run_id>/."""
-    flow_run = get_run_context().flow_run
+    return run_id_of(get_run_context().flow_run)
+
+
+def run_id_of(flow_run) -> str:
+    """The run id of a given flow run (what run_id_for_current_flow_run gives inside it)."""
     created = getattr(flow_run, "created", None) or datetime.now(timezone.utc)
     return created.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + flow_run.id.hex[:6]
 

@@ -17,6 +17,7 @@ from boneflow.data.pack import load_packed
 from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from boneflow.store import open_store
 from tasks.artifacts import artifact_key
+from tasks.retry import retry_unless_deterministic
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
 
 TRAIN_RESULT = "train_result.json"
@@ -25,7 +26,8 @@ MODEL_FILES = ("model.safetensors", "model.json", "history.json", TRAIN_RESULT)
 
 
 # NO_CACHE: cheap when the local copy already matches, and a Retry on another machine needs the files
-@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600)
+@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600,
+      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
     log, t0 = get_run_logger(), time.perf_counter()
     dest = dataset_cache_dir(dataset_fingerprint, config.pack_size)
@@ -35,7 +37,8 @@ def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
     return str(dest)
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600)
+@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600,
+      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
 def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     """Checkpoints this run already wrote (a restarted training resumes from the latest)."""
     dest = run_work_dir(run_id, "checkpoints")
@@ -45,7 +48,7 @@ def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     return str(dest)
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True)
+@task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
 def fit_model(run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str,
               checkpoint_dir: str) -> dict:
     """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
@@ -89,7 +92,7 @@ def fit_model(run_id: str, config: RetrainConfig, dataset_fingerprint: str, pack
     return summary
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True)
+@task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
 def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
     """Run the train-gpu deployment, wait for it, read its result from the store. Cached, so a
     Retry of this flow run after a later stage failed does not train again. A training run

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from boneflow.data.layout import LayoutError, check_layout, find_dataset_root
+from boneflow.data.layout import LayoutError, check_layout, dataset_files, find_dataset_root
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
 
@@ -61,13 +61,13 @@ def fingerprint_from_hashes(file_hashes: dict[str, str]) -> str:
 
 
 def dataset_fingerprint(root: Path, *, threads: int = 4) -> tuple[str, int]:
-    """(fingerprint, file count) of every regular file under `root`. hashlib releases the GIL,
-    so a few threads overlap disk reads and hashing."""
-    files = sorted(p for p in Path(root).rglob("*") if p.is_file())
+    """(fingerprint, file count) of every regular file under `root` that validation may read
+    (the layout's walk: no symlinks out of the root, no undecodable names). hashlib releases
+    the GIL, so a few threads overlap disk reads and hashing."""
+    rels, _ = dataset_files(Path(root))
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        hashes = list(pool.map(sha256_file, files))
-    rels = [p.relative_to(root).as_posix() for p in files]
-    return fingerprint_from_hashes(dict(zip(rels, hashes))), len(files)
+        hashes = list(pool.map(sha256_file, [Path(root) / rel for rel in rels]))
+    return fingerprint_from_hashes(dict(zip(rels, hashes))), len(rels)
 
 
 def _kaggle_download(handle: str, *, retries: int, backoff_s: float) -> str:

@@ -4,10 +4,18 @@ Kaggle's copy nests `Bone_Fracture_Binary_Classification` twice, and users point
 at any folder above the splits, so we search downwards (breadth-first, a few levels) for the
 folder that holds the split folders. Everything that is not `<split>/<class>/<file>` is
 reported as stray rather than silently ignored or silently trained on.
+
+The dataset folder is untrusted. The walk never follows a symlink whose target lies outside
+the dataset root (the root itself may be a symlink): such links, link loops, names that are
+not UTF-8 and folders it cannot list are in `Layout.skipped` with a reason naming them, never
+read. Symlinks that
+stay inside the root (a class folder linked to a pool folder) are followed.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +47,95 @@ class Layout:
     stray_files: list[str] = field(default_factory=list)
     stray_folders: list[str] = field(default_factory=list)
     empty_folders: list[str] = field(default_factory=list)
+    # {"path", "reason", "detail"}: symlink_outside_root, symlink_loop, non_utf8_name, unreadable_folder
+    skipped: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class _Tree:
+    """What a walk of the dataset root found, relative POSIX paths in walk order."""
+    items: list[tuple[str, str]] = field(default_factory=list)  # (relpath, "dir" | "file" | "other")
+    skipped: list[dict] = field(default_factory=list)
+
+
+def _printable(rel: str) -> str:
+    """A relative path that JSON and logs can carry: undecodable bytes shown as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _classify(path: Path, rel: str, real_root: Path, ancestors: frozenset, tree: _Tree) -> str | None:
+    """'dir' | 'file' | 'other' for one directory entry, or None when it is skipped (recorded)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        tree.skipped.append({"path": _printable(rel), "reason": "non_utf8_name",
+                             "detail": "the file name is not valid UTF-8; rename it to include it"})
+        return None
+    if path.is_symlink():
+        target = path.resolve()
+        if not _inside(target, real_root):
+            tree.skipped.append({"path": rel, "reason": "symlink_outside_root",
+                                 "detail": f"symlink {rel} points to {_printable(os.readlink(path))}, "
+                                           "outside the dataset root; not followed"})
+            return None
+    if path.is_dir():
+        if path.resolve() in ancestors:
+            tree.skipped.append({"path": rel, "reason": "symlink_loop",
+                                 "detail": f"symlink {rel} leads back to a folder above it; not followed"})
+            return None
+        return "dir"
+    return "file" if path.is_file() else "other"
+
+
+def _walk(root: Path) -> _Tree:
+    """Every entry under `root`, sorted like `sorted(root.rglob("*"))`, following only the
+    symlinks that stay inside the root."""
+    real_root = root.resolve()
+    tree = _Tree()
+    stack = [("", root, frozenset({real_root}))]
+    while stack:
+        rel_dir, folder, ancestors = stack.pop()
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as err:  # permissions: report it, keep walking the rest
+            tree.skipped.append({"path": _printable(rel_dir) or ".", "reason": "unreadable_folder",
+                                 "detail": f"cannot list the folder ({err.strerror})"})
+            continue
+        below = []
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            path = folder / name
+            kind = _classify(path, rel, real_root, ancestors, tree)
+            if kind is None:
+                continue
+            tree.items.append((rel, kind))
+            if kind == "dir":
+                below.append((rel, path, ancestors | {path.resolve()}))
+        stack.extend(reversed(below))
+    tree.items.sort(key=lambda item: item[0].split("/"))
+    return tree
+
+
+def dataset_files(root: Path) -> tuple[list[str], list[dict]]:
+    """(relative paths of the regular files under `root` a walk may read, skipped entries)."""
+    tree = _walk(Path(root))
+    return [rel for rel, kind in tree.items if kind == "file"], tree.skipped
+
+
+def check_classes_present(split_counts: Mapping[str, Mapping[str, int]], classes=CLASSES) -> None:
+    """Raise LayoutError naming the class and split when a split has no images of a class.
+    `split_counts` is {split: {class name: number of images}}; a missing class counts as 0."""
+    missing = [(split, cls) for split, counts in split_counts.items() for cls in classes
+               if not counts.get(cls, 0)]
+    if missing:
+        named = "; ".join(f"no {cls!r} images in {split}" for split, cls in missing)
+        raise LayoutError(f"{named}. Training and the gate need both classes ({', '.join(map(repr, classes))}) "
+                          "in every split: add images of the missing class (check cleaning_report.json "
+                          "for excluded or skipped files), or choose another split policy.")
 
 
 def _looks_like_root(folder: Path) -> bool:
@@ -52,13 +149,15 @@ def find_dataset_root(data_dir: Path) -> Path:
         raise LayoutError(f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset "
                           f"(any folder above train/val/test).")
     level = [data_dir]
+    top = data_dir.resolve()  # the search never leaves the folder it was given
     searched: list[Path] = []
     for _ in range(_MAX_SEARCH_DEPTH + 1):
         for folder in level:
             searched.append(folder)
             if _looks_like_root(folder):
                 return folder
-        level = sorted(p for f in level for p in f.iterdir() if p.is_dir() and not p.name.startswith("."))
+        level = sorted(p for f in level for p in f.iterdir() if p.is_dir() and not p.name.startswith(".")
+                       and _inside(p.resolve(), top))
         if not level:
             break
     shown = ", ".join(str(p) for p in searched[:6]) + (" ..." if len(searched) > 6 else "")
@@ -83,23 +182,24 @@ def scan_layout(data_dir: Path) -> Layout:
     root = find_dataset_root(Path(data_dir))
     check_layout(root)
     layout = Layout(root=root, entries=[])
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        parts = rel.parts
-        if path.is_dir():
+    tree = _walk(root)
+    layout.skipped = tree.skipped
+    for rel, kind in tree.items:
+        path, parts = root / rel, tuple(rel.split("/"))
+        if kind == "dir":
             if not any(path.iterdir()):
-                layout.empty_folders.append(rel.as_posix())
+                layout.empty_folders.append(rel)
             in_place = (len(parts) == 1 and parts[0] in SPLITS) or (
                 len(parts) == 2 and parts[0] in SPLITS and parts[1] in CLASSES)
-            parent_is_stray = any(rel.as_posix().startswith(s + "/") for s in layout.stray_folders)
+            parent_is_stray = any(rel.startswith(s + "/") for s in layout.stray_folders)
             if not in_place and not parent_is_stray:
-                layout.stray_folders.append(rel.as_posix())
+                layout.stray_folders.append(rel)
             continue
-        if not path.is_file():  # sockets, broken links: not data
-            layout.stray_files.append(rel.as_posix())
+        if kind != "file":  # sockets, broken links: not data
+            layout.stray_files.append(rel)
             continue
         if len(parts) == 3 and parts[0] in SPLITS and parts[1] in CLASSES:
-            layout.entries.append(ImageEntry(rel.as_posix(), parts[0], CLASSES.index(parts[1])))
+            layout.entries.append(ImageEntry(rel, parts[0], CLASSES.index(parts[1])))
         else:
-            layout.stray_files.append(rel.as_posix())
+            layout.stray_files.append(rel)
     return layout

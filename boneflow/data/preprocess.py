@@ -16,11 +16,26 @@ Conversions (documented choices):
   2^k - 1 >= its maximum, k >= 8), so a 12-bit scan stored in 16 bits spans 0..255 at its 4095
   and values are never clipped at 255. Float images: min-max scaled.
 - Pad to square with black (centred), after resizing the longer side to `size`.
+
+What is decoded at all (inputs are untrusted: dataset files, predict arguments, app uploads):
+- Only JPEG and PNG are opened (`ALLOWED_FORMATS`, passed to `Image.open(formats=...)`). The
+  Kaggle set and every X-ray export we know of are one of the two; TIFF (libtiff, dozens of
+  codecs) and BMP add attack surface for no image we need, and PostScript/EPS would hand the
+  file to Ghostscript. Anything else is `not_an_image`.
+- Files over `max_bytes` (default 64 MiB) are `too_large`, decided from the file's size before
+  a byte is read.
+- Memory: the decoded image costs width x height x bytes per pixel (1 for L/P, 2 for 16-bit,
+  4 for RGB(A)/32-bit, PIL's internal layout), refused above `max_decoded_bytes`. The
+  conversion to greyscale then works on strips of ~260k pixels into one full-size 8-bit image,
+  so it adds ~1 byte per pixel instead of the ~30 bytes per pixel that whole-image int64/float64
+  arrays cost (a 40 MP 16-bit PNG: 1.33 GB peak before, 0.16 GB now, 0.03 GB of it the interpreter).
 """
 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -31,6 +46,13 @@ from boneflow.errors import BoneflowError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files must fail, never be padded with grey
 DEFAULT_MAX_PIXELS = 50_000_000  # ~7000x7000; real radiographs here are far below
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # X-ray exports are a few MB; 7000x7000 16-bit pixels are 98 MB raw
+# 50 MP x 4 bytes (RGBA / 32-bit) is 200 MB: every image under the pixel limit fits; the check
+# matters when a caller raises max_pixels.
+DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
+ALLOWED_FORMATS = ("JPEG", "PNG")
+_JPEG_FORMATS = ("JPEG", "MPO")  # PIL's JPEG decoder reports multi-picture JPEGs as MPO
+_STRIP_PIXELS = 1 << 18  # greyscale conversion works on ~260k pixels (a few MB of temporaries) at a time
 
 
 class ImageRejected(BoneflowError):
@@ -42,14 +64,34 @@ class ImageRejected(BoneflowError):
         self.detail = detail
 
 
-REASONS = ("zero_byte", "not_an_image", "truncated", "decompression_bomb", "too_small", "undecodable")
+REASONS = ("zero_byte", "too_large", "not_an_image", "truncated", "decompression_bomb", "too_small",
+           "undecodable")
 
 
-def _to_grey(img: Image.Image) -> Image.Image:
-    """Any PIL mode → 'L' following the conversions in the module docstring."""
+def _bytes_per_pixel(mode: str) -> int:
+    """Bytes PIL holds per decoded pixel (multi-band modes are stored as 32-bit pixels)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _value_range(img: Image.Image) -> tuple[float, float]:
+    """(lo, hi) for scaling an integer or float image to 0..255 (see the module docstring),
+    found strip by strip so no full-size wide array is ever made."""
+    lo, hi = float("inf"), float("-inf")
+    for _, strip in _strips(img):
+        arr = np.asarray(strip)
+        if arr.size:
+            lo, hi = min(lo, float(np.nanmin(arr))), max(hi, float(np.nanmax(arr)))
+    if img.mode == "F":
+        return lo, hi
+    top = max(0, int(hi)) if hi != float("-inf") else 0  # negative 32-bit values carry no display meaning
+    return 0.0, float((1 << max(8, top.bit_length())) - 1)
+
+
+def _strip_to_grey(img: Image.Image, value_range: tuple[float, float] | None) -> Image.Image:
+    """One strip of any PIL mode → 'L' following the conversions in the module docstring."""
     mode = img.mode
-    if mode == "L":
-        return img
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
         mode = img.mode
@@ -57,19 +99,13 @@ def _to_grey(img: Image.Image) -> Image.Image:
         rgba = img.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         return Image.alpha_composite(black, rgba).convert("L")
-    if mode.startswith("I") or mode == "F":
-        arr = np.asarray(img)
-        if mode == "F":
-            arr = arr.astype(np.float64)
-            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-            scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-        else:
-            arr = arr.astype(np.int64)
-            arr = np.clip(arr, 0, None)  # negative 32-bit values carry no display meaning
-            top = int(arr.max()) if arr.size else 0
-            bits = max(8, top.bit_length())
-            scaled = arr * (255.0 / ((1 << bits) - 1))
-        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L")
+    if value_range is not None:  # I;16*, I, F
+        lo, hi = value_range
+        arr = np.asarray(img).astype(np.float64)
+        if mode != "F":
+            arr = np.clip(arr, 0, None)
+        scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), mode="L")
     if mode == "1":
         return img.convert("L")
     if mode != "RGB":
@@ -77,27 +113,70 @@ def _to_grey(img: Image.Image) -> Image.Image:
     return img.convert("L")
 
 
-def _open(source: Path | bytes | Image.Image) -> Image.Image:
+def _strips(img: Image.Image):
+    """(top row, strip) pairs covering the image, ~_STRIP_PIXELS pixels each."""
+    rows = max(1, _STRIP_PIXELS // max(1, img.width))
+    for top in range(0, img.height, rows):
+        yield top, img.crop((0, top, img.width, min(img.height, top + rows)))
+
+
+def _to_grey(img: Image.Image) -> Image.Image:
+    """Any PIL mode → 'L', converted strip by strip into one 8-bit image (bounded memory)."""
+    if img.mode == "L":
+        return img
+    wide = img.mode.startswith("I") or img.mode == "F"
+    value_range = _value_range(img) if wide else None
+    grey = Image.new("L", img.size, 0)
+    for top, strip in _strips(img):
+        grey.paste(_strip_to_grey(strip, value_range), (0, top))
+    return grey
+
+
+def read_bounded(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The file's bytes, refusing from its size alone (no read) when over `max_bytes`."""
+    with open(path, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise ImageRejected("not_an_image", "not a regular file")
+        if info.st_size > max_bytes:
+            raise ImageRejected("too_large", f"{info.st_size:,} bytes is over the limit of {max_bytes:,}")
+        data = fh.read(max_bytes + 1)  # the file may have grown since fstat
+    if len(data) > max_bytes:
+        raise ImageRejected("too_large", f"over {max_bytes:,} bytes (grew while being read)")
+    return data
+
+
+def _open(source: Path | bytes | Image.Image, max_bytes: int = DEFAULT_MAX_BYTES) -> Image.Image:
     if isinstance(source, Image.Image):
+        if source.format is not None and source.format not in ALLOWED_FORMATS + _JPEG_FORMATS:
+            raise ImageRejected("not_an_image", f"{source.format} is not one of {', '.join(ALLOWED_FORMATS)}")
         return source
-    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) > max_bytes:
+            raise ImageRejected("too_large", f"{len(source):,} bytes is over the limit of {max_bytes:,}")
+        data = bytes(source)
+    else:
+        data = read_bounded(Path(source), max_bytes)
     if len(data) == 0:
         raise ImageRejected("zero_byte", "the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+            # The allow-list: PIL tries only these decoders, so e.g. EPS never reaches Ghostscript.
+            return Image.open(io.BytesIO(data), formats=list(ALLOWED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("decompression_bomb", str(exc)) from exc
-    except Exception as exc:  # UnidentifiedImageError and friends: not a format PIL knows
-        raise ImageRejected("not_an_image", f"not a readable image format ({type(exc).__name__})") from exc
+    except Exception as exc:  # UnidentifiedImageError and friends: not a format we decode
+        raise ImageRejected("not_an_image", f"not a {' or '.join(ALLOWED_FORMATS)} image "
+                                            f"({type(exc).__name__})") from exc
 
 
 def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int = 1,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, Image.Image, dict]:
+                max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
+                max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> tuple[np.ndarray, Image.Image, dict]:
     """Decode once and return (square uint8 [size, size], the resized unpadded greyscale image
     (input of the perceptual hashes), info {width, height, mode, format}). Raises ImageRejected."""
-    img = _open(source)
+    img = _open(source, max_bytes)
     width, height = img.size
     info = {"width": width, "height": height, "mode": img.mode, "format": img.format}
     if width * height > max_pixels:
@@ -107,8 +186,12 @@ def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int 
         raise ImageRejected("too_small", f"{width}x{height}: shorter side under {min_side} px")
     scale = size / max(width, height)
     target = (max(1, round(width * scale)), max(1, round(height * scale)))
-    if img.format == "JPEG" and img.mode in ("RGB", "L", "YCbCr"):
+    if img.format in _JPEG_FORMATS and img.mode in ("RGB", "L", "YCbCr"):
         img.draft("L", target)  # reduced-size luma decode; still reads every entropy-coded byte
+    decoded_bytes = img.width * img.height * _bytes_per_pixel(img.mode)  # after draft: what load() allocates
+    if decoded_bytes > max_decoded_bytes:
+        raise ImageRejected("decompression_bomb", f"{width}x{height} {img.mode} needs {decoded_bytes / 2**20:.0f} MiB "
+                                                  f"to decode, over the limit of {max_decoded_bytes / 2**20:.0f} MiB")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -23,9 +23,9 @@ import numpy as np
 
 from boneflow.data.acquire import fingerprint_from_hashes
 from boneflow.data.grouping import THUMB_SIDE, group_thumbnail
-from boneflow.data.layout import CLASSES, SPLITS, scan_layout
+from boneflow.data.layout import CLASSES, SPLITS, check_classes_present, scan_layout
 from boneflow.data.npyrows import NpyRows, create_npy
-from boneflow.data.preprocess import DEFAULT_MAX_PIXELS, REASONS
+from boneflow.data.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, REASONS
 
 # Order of the hash columns; the leakage report names the matching transform with these.
 HASH_TRANSFORMS = ("identity", "mirror", "rot90", "rot180", "rot270")
@@ -103,8 +103,8 @@ def _hashes(grey) -> np.ndarray:
     return np.stack([_words(v > np.median(v)) for v in variants])
 
 
-def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int
-                ) -> tuple[list[tuple], float]:
+def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[tuple], float]:
     """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes,
     (hashes, grouping thumbnail)),
     plus this worker's peak RSS in MB (forkserver workers are not our children, so
@@ -113,13 +113,17 @@ def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_
 
     from PIL import Image
 
-    from boneflow.data.preprocess import ImageRejected, decode_xray
+    from boneflow.data.preprocess import ImageRejected, decode_xray, read_bounded
+    from boneflow.hashing import sha256_file
 
     Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's own open-time guard agrees with ours
     out = []
     for index, path in jobs:
-        with open(path, "rb") as fh:  # read-only: the source is never modified
-            data = fh.read()
+        try:  # read-only, size checked first: an oversized file is only streamed through sha256
+            data = read_bounded(Path(path), max_bytes)
+        except ImageRejected as exc:
+            out.append((index, sha256_file(Path(path)), exc.reason, exc.detail, {}, None, None))
+            continue
         sha = hashlib.sha256(data).hexdigest()
         try:
             pixels, grey, info = decode_xray(data, pack_size, min_side=min_side, max_pixels=max_pixels)
@@ -138,7 +142,8 @@ def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
 
 
 def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_side: int,
-              max_pixels: int, on_result: Callable[[tuple], None]) -> float:
+              max_pixels: int, on_result: Callable[[tuple], None],
+              max_bytes: int = DEFAULT_MAX_BYTES) -> float:
     """Run all jobs; returns the largest worker peak RSS (MB)."""
     chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     # forkserver: workers start from a clean process, safe even when the caller already runs
@@ -158,7 +163,7 @@ def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_
                 on_result(result)
 
         for chunk in queue:
-            pending.add(pool.submit(_work_chunk, chunk, pack_size, min_side, max_pixels))
+            pending.add(pool.submit(_work_chunk, chunk, pack_size, min_side, max_pixels, max_bytes))
             if len(pending) >= max_in_flight:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -170,10 +175,12 @@ def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_
 
 def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int = 64,
                      max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0,
-                     progress: Callable[[int, int], None] | None = None) -> ValidatedDataset:
+                     progress: Callable[[int, int], None] | None = None,
+                     max_bytes: int = DEFAULT_MAX_BYTES) -> ValidatedDataset:
     """Decode every image under `root` once; write `workdir/cleaning_report.json` and
     `workdir/pixels.npy`. `workers=0` → one process per CPU. `progress(done, total)` is called
-    as files finish."""
+    as files finish. Files over `max_bytes` are excluded as too_large without being decoded.
+    Raises LayoutError (after writing the report) when a class has no kept image at all."""
     layout = scan_layout(Path(root))
     root = layout.root
     workdir = Path(workdir)
@@ -204,7 +211,7 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
 
         jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
         worker_rss = _run_pool(jobs, workers=workers, pack_size=pack_size, min_side=min_side,
-                  max_pixels=max_pixels, on_result=on_result)
+                  max_pixels=max_pixels, on_result=on_result, max_bytes=max_bytes)
     # Stray files are not images of the dataset but are part of its fingerprint.
     for rel in layout.stray_files:
         path = root / rel
@@ -226,8 +233,11 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
 
     fingerprint = fingerprint_from_hashes(file_hashes)
     report = _cleaning_report(root, layout, entries, verdicts, fingerprint, len(file_hashes),
-                              pack_size=pack_size, min_side=min_side, max_pixels=max_pixels)
+                              pack_size=pack_size, min_side=min_side, max_pixels=max_pixels,
+                              max_bytes=max_bytes)
     (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
+    kept_per_class = Counter(CLASSES[r.label] for r in records)
+    check_classes_present({"the whole dataset (all splits together)": kept_per_class})
     return ValidatedDataset(root=root, workdir=workdir, pack_size=pack_size, fingerprint=fingerprint,
                             report=report, records=records, pixels_path=pixels_path, hashes=hashes,
                             thumbs=thumbs, min_side=min_side, file_hashes=file_hashes, worker_peak_rss_mb=worker_rss)
@@ -263,6 +273,7 @@ def _cleaning_report(root, layout, entries, verdicts, fingerprint, file_count, *
             "images": len(entries),
             "kept": len(entries) - n_excluded,
             "excluded": n_excluded,
+            "skipped": len(layout.skipped),
             "by_reason": {r: by_reason.get(r, 0) for r in REASONS},
             "by_split_class": {s: by_split[s] for s in SPLITS},
         },
@@ -271,4 +282,5 @@ def _cleaning_report(root, layout, entries, verdicts, fingerprint, file_count, *
         "empty_folders": layout.empty_folders,
         "stray_files": layout.stray_files,
         "stray_folders": layout.stray_folders,
+        "skipped": layout.skipped,  # never read: symlinks out of the root, loops, non-UTF-8 names
     }

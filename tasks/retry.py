@@ -1,0 +1,39 @@
+"""Which task failures are worth a retry (`retry_condition_fn` of every task with retries).
+
+A retry helps when the world may be different a minute later: a store or Kaggle hiccup, a
+timeout, a worker under load. It cannot help when the same inputs meet the same code: a
+dataset without its split folders, an invalid setting, a lost champion race (the ETag this run
+compared against is stale for good), bytes that do not match their manifest, a damaged packed
+dataset. Retrying those only delays the failure: a lost promotion race took 209 s instead of
+52 s, an empty dataset 70 s to fail.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from boneflow.data.layout import LayoutError
+from boneflow.data.pack import PackedDataError
+from boneflow.errors import ConfigError
+from boneflow.gate import GateError
+from boneflow.store.errors import (
+    ConditionalWritesUnsupportedError,
+    ConflictError,
+    IntegrityError,
+    InvalidKeyError,
+)
+
+# ConflictError covers publish.ChampionConflictError.
+DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
+    LayoutError, ConfigError, ValidationError, GateError, PackedDataError,
+    ConflictError, IntegrityError, InvalidKeyError, ConditionalWritesUnsupportedError,
+)
+
+
+def is_deterministic(error: object) -> bool:
+    return isinstance(error, DETERMINISTIC_ERRORS)
+
+
+def retry_unless_deterministic(task, task_run, state) -> bool:
+    """Prefect's retry_condition_fn: retry every failure except the deterministic ones."""
+    return not is_deterministic(state.result(raise_on_failure=False))
