@@ -49,7 +49,7 @@ def _matches(packed_dir: Path, config: RetrainConfig, dataset_fingerprint: str) 
 def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
     return pack_settings(fingerprint=dataset_fingerprint, size=config.pack_size, min_side=config.min_side,
                          leak_max_distance=config.leak_max_distance, split_policy=config.split_policy,
-                         min_gate_n=config.min_gate_n, seed=config.seed)
+                         min_gate_n=config.min_gate_n, seed=config.seed, max_bytes=config.max_bytes)
 
 
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips

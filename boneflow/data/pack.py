@@ -81,10 +81,10 @@ def _reusable(out_dir: Path, expect: dict) -> PackedDataset | None:
 
 
 def pack_settings(*, fingerprint: str, size: int, min_side: int, leak_max_distance: int,
-                  split_policy: str, min_gate_n: int, seed: int) -> dict:
+                  split_policy: str, min_gate_n: int, seed: int, max_bytes: int | None = None) -> dict:
     """What a packed folder must match to be reused (also checked on the stored copy)."""
     return {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "size": size,
-            "min_side": min_side, "leak_max_distance": leak_max_distance,
+            "min_side": min_side, "leak_max_distance": leak_max_distance, "max_bytes": max_bytes,
             "split_policy_requested": split_policy, "min_gate_n": min_gate_n, "split_seed": seed}
 
 
@@ -99,7 +99,8 @@ def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: P
     out_dir = Path(out_dir)
     expect = pack_settings(fingerprint=validated.fingerprint, size=validated.pack_size,
                            min_side=validated.min_side, leak_max_distance=audit.report["max_distance"],
-                           split_policy=split_policy, min_gate_n=min_gate_n, seed=seed)
+                           split_policy=split_policy, min_gate_n=min_gate_n, seed=seed,
+                           max_bytes=validated.report.get("settings", {}).get("max_bytes"))
     if (reused := _reusable(out_dir, expect)) is not None:
         return reused
     if audit.groups is None:
