@@ -108,7 +108,8 @@ def split_words(split: str, split_policy: dict | None = None) -> str:
 def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None,
              contamination: dict | None) -> str:
     """Why the gate will not judge, and what to change."""
-    text = f"the {where} holds {n} images, fewer than {policy.min_n}: too few to judge"
+    text = (f"the {where} holds no images: nothing to judge" if n == 0 else
+            f"the {where} holds {n} images, fewer than {policy.min_n}: too few to judge")
     official = (contamination or {}).get("official_test")
     copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
     if (split_policy or {}).get("used") == "regroup":
@@ -163,13 +164,19 @@ def decide(candidate_splits: dict, champion_splits: dict | None, policy: GatePol
     packed manifest's `split_policy` and the leakage report's `contamination`, used to say what
     to change when the judged split is too small."""
     where = split_words(policy.split, split_policy)
-    passed, reasons = _floor_reasons(candidate_splits, policy, where)
-    n = candidate_splits[policy.split].get("n")
-    refused = n is not None and n < policy.min_n
+    n = candidate_splits.get(policy.split, {}).get("n")
+    # An empty split is refused whatever min_n says: there is nothing to judge.
+    refused = n is not None and (n < policy.min_n or n == 0)
+    if refused and n == 0:
+        passed, reasons = False, []
+    else:
+        passed, reasons = _floor_reasons(candidate_splits, policy, where)
     if refused:
         reasons.insert(0, _refusal(where, n, policy, split_policy, contamination))
     champion = None
-    if champion_splits is None:
+    if refused and n == 0:
+        pass  # no accuracy to compare with a champion
+    elif champion_splits is None:
         reasons.append("no champion yet: the first model is judged on the floors alone")
     else:
         acc = _metric(candidate_splits, policy.split, "accuracy", "candidate")

@@ -144,3 +144,17 @@ def test_paired_comparison_goes_into_reasons_and_block_without_changing_the_rule
     assert decision.to_dict()["paired"]["candidate_only"] == 12
     # a significant improvement does not excuse a regression, and vice versa: the rule decides
     assert decide(splits(0.85, 0.95), splits(0.87, 0.9), POLICY, paired=paired).passed is False
+
+
+def test_an_empty_judged_split_is_refused_whatever_the_floors():
+    """Under split_policy=official on the Kaggle set the leak-free test can be empty: the gate
+    must refuse (not crash) and say why, even with min_n 0 and floors 0."""
+    from boneflow.gate import GatePolicy, decide
+
+    empty = {"n": 0, "accuracy": None, "recall_fractured": None, "accuracy_ci95": [0.0, 1.0]}
+    decision = decide({"test_clean": empty, "val": {"n": 10, "accuracy": 0.9}}, None,
+                      GatePolicy(min_accuracy=0.0, min_recall=0.0, min_n=0),
+                      split_policy={"used": "official"},
+                      contamination={"official_test": 121, "copies_in_train_val": {"any": 121}})
+    assert not decision.passed and decision.refused
+    assert "holds no images" in decision.reasons[0] and "split_policy=regroup" in decision.reasons[0]
