@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _app():
-    from boneflow.cli import app
+    from flows.cli import app
 
     return app
 

@@ -1,8 +1,10 @@
-"""CLI command `boneflow run`: the retrain flow on embedded defaults. (Owned by orchestration.)
+"""CLI command `boneflow run`: the retrain flow on embedded defaults.
 
-Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (no server needed;
-set PREFECT_API_URL to report to a real one), a folder store and local dispatch. Prefect is
-imported only here and only when the command runs, so the rest of the CLI stays light.
+It drives a flow, so it lives on the orchestration side; `flows/cli.py` adds it to the core's
+commands. Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (no server
+needed; set PREFECT_API_URL to report to a real one), a folder store and local dispatch. The
+flow (and with it Prefect) is imported only when the command runs, so `boneflow --help` and
+the core commands stay light.
 
 Exit codes: 0 promoted or skipped, 3 gate rejected, 1 any other error (one clear message, no
 traceback; the Prefect logs above it name the stage).
