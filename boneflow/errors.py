@@ -3,7 +3,3 @@
 
 class BoneflowError(Exception):
     """Base class: the CLI prints these without a traceback and exits non-zero."""
-
-
-class ConfigError(BoneflowError):
-    pass

@@ -205,6 +205,37 @@ def render_report(*, run_id: str, metrics: dict, gate: dict, dataset: dict,
     return "\n\n".join(parts) + "\n"
 
 
+def _evaluation_text(model_meta: dict) -> str:
+    return (
+        "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
+        "calibration error on the validation split, the test split(s) and the judged split (test "
+        "images with no copy in train or val: exact, near or rotated). Accuracy carries a 95% "
+        "interval. The decision threshold is the highest whose validation fractured recall meets "
+        "the target, and a temperature fitted on validation calibrates the probabilities; both are "
+        f"stored in `model.json` (threshold {_cell(model_meta.get('threshold', 0.5))}, temperature "
+        f"{_cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses to judge "
+        "a split that is too small, and compares with the current champion re-scored on the same "
+        "images (paired: McNemar's exact test and Newcombe's interval of the difference)."
+    )
+
+
+def _limitations_text(leak: dict) -> str:
+    cross = next((leak[k] for k in ("cross_split_pairs", "pairs", "n_pairs", "pair_count")
+                  if isinstance(leak.get(k), (int, list))), None)
+    cross_text = (f"{len(cross) if isinstance(cross, list) else cross} near-duplicate pair(s) "
+                  "across train/val/test were found" if cross is not None
+                  else "near-duplicate images occur across train/val/test in this dataset")
+    return "\n".join([
+        f"- Cross-split copies: {cross_text}; scores on the official test split are "
+        "therefore optimistic. Prefer the leak-free test figures.",
+        "- One public dataset from a few sources, mixed body regions and mixed image formats; "
+        "performance on other hospitals, devices or populations is unknown.",
+        "- Labels are image-level and may contain errors; no radiologist re-read.",
+        "- Probabilities may be miscalibrated (see ECE); do not read them as clinical risk.",
+        "- Small test splits give wide intervals: compare the intervals, not the point values.",
+    ])
+
+
 def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict,
                       model_meta: dict | None = None, leakage_summary: dict | None = None,
                       cleaning_summary: dict | None = None, gate: dict | None = None,
@@ -215,12 +246,6 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
     model_meta = model_meta or {}
     code = code or {"package_version": __version__, "git_commit": None}
     splits = metrics.get("splits", {})
-    leak = leakage_summary or {}
-    cross = next((leak[k] for k in ("cross_split_pairs", "pairs", "n_pairs", "pair_count")
-                  if isinstance(leak.get(k), (int, list))), None)
-    cross_text = (f"{len(cross) if isinstance(cross, list) else cross} near-duplicate pair(s) "
-                  "across train/val/test were found" if cross is not None
-                  else "near-duplicate images occur across train/val/test in this dataset")
     classes = model_meta.get("classes", ["not fractured", "fractured"])
     commit = code.get("git_commit")
     config_rows = [[k, _redact(k, v)] for k, v in sorted(config.items())
@@ -249,15 +274,7 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
         "Unreadable, truncated and too-small files were excluded before training (see "
         "`cleaning_report.json`).",
         "## How it was evaluated",
-        "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
-        "calibration error on the validation split, the test split(s) and the judged split (test "
-        "images with no copy in train or val: exact, near or rotated). Accuracy carries a 95% "
-        "interval. The decision threshold is the highest whose validation fractured recall meets "
-        "the target, and a temperature fitted on validation calibrates the probabilities; both are "
-        f"stored in `model.json` (threshold {_cell(model_meta.get('threshold', 0.5))}, temperature "
-        f"{_cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses to judge "
-        "a split that is too small, and compares with the current champion re-scored on the same "
-        "images (paired: McNemar's exact test and Newcombe's interval of the difference).",
+        _evaluation_text(model_meta),
         "## Metrics",
         metrics_table(splits, split_titles(metrics.get("split_policy"))),
     ]
@@ -266,15 +283,7 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
                      + "; ".join(gate.get("reasons", [])))
     parts += [
         "## Limitations",
-        "\n".join([
-            f"- Cross-split copies: {cross_text}; scores on the official test split are "
-            "therefore optimistic. Prefer the leak-free test figures.",
-            "- One public dataset from a few sources, mixed body regions and mixed image formats; "
-            "performance on other hospitals, devices or populations is unknown.",
-            "- Labels are image-level and may contain errors; no radiologist re-read.",
-            "- Probabilities may be miscalibrated (see ECE); do not read them as clinical risk.",
-            "- Small test splits give wide intervals: compare the intervals, not the point values.",
-        ]),
+        _limitations_text(leakage_summary or {}),
         "## Training configuration",
         _table(["setting", "value"], config_rows) if config_rows else "_(not recorded)_",
         "## Code version",

@@ -197,6 +197,117 @@ def _check_resumable(saved: dict, settings: TrainSettings, checkpoint_dir: Path)
             )
 
 
+@dataclass
+class RunState:
+    """What carries from one epoch to the next, and through a checkpoint to a resumed run."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: dict = field(default_factory=dict)  # {"state": weights, "val_loss": float, "epoch": int}
+    bad_epochs: int = 0  # epochs since the best val loss, for early stopping
+    resumed_from: int | None = None
+
+    def stopped(self, patience: int) -> bool:
+        return patience > 0 and self.bad_epochs >= patience
+
+    def record(self, model: nn.Module, val_loss: float) -> None:
+        """Keep the weights when val loss improved, else count a bad epoch."""
+        if val_loss < self.best["val_loss"]:
+            self.best = {"state": plain_state_dict(model), "val_loss": val_loss, "epoch": self.epoch}
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+
+
+def resume_or_start(
+    checkpoint_dir: Path, settings: TrainSettings, model: nn.Module, optimizer: Any, scheduler: Any
+) -> RunState:
+    """A fresh state, or the newest complete checkpoint loaded into model, optimizer and scheduler."""
+    found = latest_checkpoint(checkpoint_dir)
+    if found is None:
+        return RunState(best={"state": plain_state_dict(model), "val_loss": math.inf, "epoch": 0})
+    path, saved = found
+    _check_resumable(saved["settings"], settings, path)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    epoch = int(saved["epoch"])
+    return RunState(
+        epoch=epoch, history=list(saved["history"]), best=saved["best"],
+        bad_epochs=int(saved["early_stop_counter"]), resumed_from=epoch,
+    )
+
+
+def checkpoint_dict(
+    state: RunState, model: nn.Module, optimizer: Any, scheduler: Any, settings: TrainSettings, device: torch.device,
+    bf16: bool,
+) -> dict:
+    """Everything a resume needs, as tensors and plain types (weights_only loading allows no more)."""
+    return {
+        "model": plain_state_dict(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": state.epoch,
+        "settings": settings.to_dict(),
+        "history": state.history,
+        "best": state.best,
+        "early_stop_counter": state.bad_epochs,
+        "rng": {"torch": torch.get_rng_state(), "data": f"torch.Generator seeded {settings.seed}*1000003+epoch"},
+        "device": str(device),
+        "precision": "bf16" if bf16 else "fp32",
+    }
+
+
+def _checked_splits(packed: Any, settings: TrainSettings) -> tuple[Any, Any]:
+    if packed.size < settings.image_size:
+        raise _error(
+            f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
+            f"{round(settings.image_size * 8 / 7)} px or lower image_size."
+        )
+    train_split, val_split = packed.split("train"), packed.split("val")
+    if len(train_split.labels) == 0 or len(val_split.labels) == 0:
+        raise _error(
+            f"train has {len(train_split.labels)} and val {len(val_split.labels)} images; both must be non-empty."
+        )
+    return train_split, val_split
+
+
+def _training_parts(
+    settings: TrainSettings, train_labels: np.ndarray, num_classes: int, device: torch.device
+) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer, Any]:
+    """Seeded model, loss, optimizer and schedule. The seed goes right before model init and a
+    resume restores the RNG after it, so both paths draw the same numbers from here on."""
+    torch.manual_seed(settings.seed)
+    model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
+    model = model.to(device, memory_format=torch.channels_last)
+    criterion = nn.CrossEntropyLoss(
+        weight=class_weights(train_labels, num_classes).to(device) if settings.class_weighted else None,
+        label_smoothing=settings.label_smoothing
+    )
+    optimizer = make_optimizer(model, settings, device)
+    scheduler = make_scheduler(optimizer, settings, steps_per_epoch(len(train_labels), settings.batch_size))
+    return model, criterion, optimizer, scheduler
+
+
+def _epoch_stats(
+    state: RunState, settings: TrainSettings, trained: dict, validated: dict, lr: float, checkpoint_dir: Path
+) -> dict:
+    return {
+        "epoch": state.epoch,
+        "epochs": settings.epochs,
+        "train_loss": trained["loss"],
+        "train_acc": trained["acc"],
+        "val_loss": validated["loss"],
+        "val_acc": validated["acc"],
+        "seconds": trained["seconds"],
+        "img_per_s": trained["img_per_s"],
+        "lr": lr,
+        "best_epoch": state.best["epoch"],
+        "checkpoint": str(checkpoint_path(checkpoint_dir, state.epoch)),
+    }
+
+
 def fit(
     packed: Any,
     settings: TrainSettings,
@@ -212,42 +323,10 @@ def fit(
     checkpoint_dir = Path(checkpoint_dir)
     device = resolve_device(settings.device)
     bf16 = use_bf16(device)
-    if packed.size < settings.image_size:
-        raise _error(
-            f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
-            f"{round(settings.image_size * 8 / 7)} px or lower image_size."
-        )
-    train_split, val_split = packed.split("train"), packed.split("val")
-    if len(train_split.labels) == 0 or len(val_split.labels) == 0:
-        raise _error(
-            f"train has {len(train_split.labels)} and val {len(val_split.labels)} images; both must be non-empty."
-        )
-    num_classes = len(packed.classes)
+    train_split, val_split = _checked_splits(packed, settings)
 
-    torch.manual_seed(settings.seed)
-    model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
-    model = model.to(device, memory_format=torch.channels_last)
-    criterion = nn.CrossEntropyLoss(
-        weight=class_weights(train_split.labels, num_classes).to(device) if settings.class_weighted else None,
-        label_smoothing=settings.label_smoothing
-    )
-    steps = steps_per_epoch(len(train_split.labels), settings.batch_size)
-    optimizer = make_optimizer(model, settings, device)
-    scheduler = make_scheduler(optimizer, settings, steps)
-
-    epoch, history, bad_epochs, resumed_from = 0, [], 0, None
-    best = {"state": plain_state_dict(model), "val_loss": math.inf, "epoch": 0}
-    found = latest_checkpoint(checkpoint_dir)
-    if found is not None:
-        path, state = found
-        _check_resumable(state["settings"], settings, path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        epoch, history = int(state["epoch"]), list(state["history"])
-        best, bad_epochs = state["best"], int(state["early_stop_counter"])
-        torch.set_rng_state(state["rng"]["torch"])
-        resumed_from = epoch
+    model, criterion, optimizer, scheduler = _training_parts(settings, train_split.labels, len(packed.classes), device)
+    state = resume_or_start(checkpoint_dir, settings, model, optimizer, scheduler)
 
     forward = torch.compile(model) if settings.compile else model
     train_preset = TrainPreset(crop_size=settings.image_size, degrees=settings.rotation_degrees,
@@ -255,67 +334,32 @@ def fit(
     eval_preset = EvalPreset(crop_size=settings.image_size)
     train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
 
-    def stopped() -> bool:
-        return settings.patience > 0 and bad_epochs >= settings.patience
-
-    while epoch < settings.epochs and not stopped():
-        epoch += 1
+    while state.epoch < settings.epochs and not state.stopped(settings.patience):
+        state.epoch += 1
         lr = optimizer.param_groups[0]["lr"]
         trained = train_one_epoch(
             forward, train_data, preset=train_preset, optimizer=optimizer, scheduler=scheduler,
-            criterion=criterion, batch_size=settings.batch_size, generator=epoch_generator(settings.seed, epoch),
+            criterion=criterion, batch_size=settings.batch_size, generator=epoch_generator(settings.seed, state.epoch),
             device=device, bf16=bf16,
         )
         validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, device=device, bf16=bf16)
-        if validated["loss"] < best["val_loss"]:
-            best = {"state": plain_state_dict(model), "val_loss": validated["loss"], "epoch": epoch}
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        stats = {
-            "epoch": epoch,
-            "epochs": settings.epochs,
-            "train_loss": trained["loss"],
-            "train_acc": trained["acc"],
-            "val_loss": validated["loss"],
-            "val_acc": validated["acc"],
-            "seconds": trained["seconds"],
-            "img_per_s": trained["img_per_s"],
-            "lr": lr,
-            "best_epoch": best["epoch"],
-            "checkpoint": str(checkpoint_path(checkpoint_dir, epoch)),
-        }
-        history.append(stats)
-        save_checkpoint(
-            {
-                "model": plain_state_dict(model),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "settings": settings.to_dict(),
-                "history": history,
-                "best": best,
-                "early_stop_counter": bad_epochs,
-                "rng": {"torch": torch.get_rng_state(), "data": f"torch.Generator seeded {settings.seed}*1000003+epoch"},
-                "device": str(device),
-                "precision": "bf16" if bf16 else "fp32",
-            },
-            checkpoint_dir,
-        )
+        state.record(model, validated["loss"])
+        stats = _epoch_stats(state, settings, trained, validated, lr, checkpoint_dir)
+        state.history.append(stats)
+        save_checkpoint(checkpoint_dict(state, model, optimizer, scheduler, settings, device, bf16), checkpoint_dir)
         if on_epoch is not None:
             on_epoch(dict(stats))
 
-    model.load_state_dict(best["state"])
+    model.load_state_dict(state.best["state"])
     model.eval()
     return TrainResult(
         model=model,
-        history=history,
-        best_epoch=int(best["epoch"]),
-        epochs_run=epoch,
-        resumed_from_epoch=resumed_from,
+        history=state.history,
+        best_epoch=int(state.best["epoch"]),
+        epochs_run=state.epoch,
+        resumed_from_epoch=state.resumed_from,
         seconds=time.perf_counter() - started,
         device=str(device),
         precision="bf16" if bf16 else "fp32",
-        stopped_early=stopped(),
+        stopped_early=state.stopped(settings.patience),
     )
-

@@ -36,7 +36,7 @@ TRAIN_PARAMS = {"run_id": "20260101T000000Z-abcdef", "config": {}, "dataset_fing
 # In a pod, in-cluster config wins over KUBECONFIG: never let a CI runner's cluster answer.
 IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 SHARED: dict[str, str] = {}  # the tests run in file order; one hands its flow run to the next
-BONEFLOW_CLI = "import sys; from boneflow.cli import main; sys.argv[0] = 'boneflow'; main()"
+BONEFLOW_CLI = "import sys; from flows.cli import main; sys.argv[0] = 'boneflow'; main()"
 
 
 @pytest.fixture(scope="module")

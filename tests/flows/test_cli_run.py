@@ -7,8 +7,8 @@ import pytest
 from prefect.states import Completed, Failed
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.cli_run import EXIT_REJECTED, _summary
+from flows.cli import app
+from flows.cli_run import EXIT_REJECTED, _summary
 from boneflow.config import RetrainConfig
 
 pytestmark = pytest.mark.flows

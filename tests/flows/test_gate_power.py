@@ -11,7 +11,7 @@ import pytest
 from flow_helpers import artifacts_of
 from flows.retrain import retrain
 
-from boneflow.cli_run import EXIT_REJECTED, _summary
+from flows.cli_run import EXIT_REJECTED, _summary
 from tasks.artifacts import QUALITY_KEY
 
 pytestmark = pytest.mark.flows

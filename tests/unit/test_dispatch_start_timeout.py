@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from boneflow.cli import app
+from flows.cli import app
 from boneflow.config import RetrainConfig
 
 

@@ -160,7 +160,7 @@ def test_boneflow_run_display_names_the_download(server, weights_dir, torch_home
 
     from rich.progress import Progress
 
-    from boneflow.cli_run import WEIGHTS_LOGGER, _Progress
+    from flows.cli_run import WEIGHTS_LOGGER, _Progress
 
     assert WEIGHTS_LOGGER == model_module.log.name
     progress = Progress()

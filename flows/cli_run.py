@@ -1,8 +1,10 @@
-"""CLI command `boneflow run`: the retrain flow on embedded defaults. (Owned by orchestration.)
+"""CLI command `boneflow run`: the retrain flow on embedded defaults.
 
-Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (no server needed;
-set PREFECT_API_URL to report to a real one), a folder store and local dispatch. Prefect is
-imported only here and only when the command runs, so the rest of the CLI stays light.
+It drives a flow, so it lives on the orchestration side; `flows/cli.py` adds it to the core's
+commands. Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (no server
+needed; set PREFECT_API_URL to report to a real one), a folder store and local dispatch. The
+flow (and with it Prefect) is imported only when the command runs, so `boneflow --help` and
+the core commands stay light.
 
 Exit codes: 0 promoted or skipped, 3 gate rejected, 1 any other error (one clear message, no
 traceback; the Prefect logs above it name the stage).
@@ -14,11 +16,11 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from boneflow.config import KAGGLE_HANDLE, RetrainConfig
+from boneflow.config import RetrainConfig
+from boneflow.config_options import flag_name, with_config_options
 
 EXIT_REJECTED = 3
 # The core logs the pretrained-weights download here; under the live display torch.hub's byte
@@ -63,9 +65,9 @@ def _build_config(**fields) -> RetrainConfig:
     from pydantic import ValidationError
 
     try:
-        return RetrainConfig(**{k: v for k, v in fields.items() if v is not None})
+        return RetrainConfig(**fields)
     except ValidationError as err:
-        problems = "; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+        problems = "; ".join(f"{flag_name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}"
                              for e in err.errors())
         _fail(f"invalid settings: {problems}")
 
@@ -107,38 +109,17 @@ def _summary(state, config: RetrainConfig) -> int:
     return 1
 
 
+@with_config_options
 def run(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local dataset copy (any folder above train/val/test). Default: download from Kaggle."),
-    kaggle_handle: str = typer.Option(KAGGLE_HANDLE, "--kaggle-handle", help="Kaggle dataset handle (add /versions/N to pin)."),
-    store: Optional[str] = typer.Option(None, "--store", help="Store URL: folder, file://... or s3://bucket/prefix. Default: ./boneflow-store."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Crop side in pixels (32-512). Default 224."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum training epochs. Default 12."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per training step. Default 64."),
-    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Gate: lowest leak-free test accuracy. Default 0.90."),
-    min_recall: Optional[float] = typer.Option(None, "--min-recall", help="Gate: lowest fractured recall. Default 0.90."),
-    max_regression: Optional[float] = typer.Option(None, "--max-regression", help="Gate: largest accuracy drop vs the champion. Default 0.01."),
-    pretrained: Optional[bool] = typer.Option(None, "--pretrained/--no-pretrained", help="Start from ImageNet weights (downloaded once into the torch hub cache when missing). Default on."),
-    weights_path: Optional[Path] = typer.Option(None, "--weights-path", help="Local resnet18 ImageNet weights (.pth) to use instead of the torch hub cache; never downloaded."),
-    split_policy: Optional[str] = typer.Option(None, "--split-policy", help="auto (default), official or regroup: how images are split into train/val/test (see README, Honest splits)."),
-    min_gate_n: Optional[int] = typer.Option(None, "--min-gate-n", help="Gate: fewest images the judged split must hold; below it the gate refuses. Default 200."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for init, data order and augmentation. Default 0."),
-    force: bool = typer.Option(False, "--force", help="Retrain even when data and config equal the champion's."),
-    dispatch: str = typer.Option("local", "--dispatch", help="local: train in this process; deployment: run train-gpu on the gpu pool (needs PREFECT_API_URL)."),
-    dispatch_start_timeout: Optional[int] = typer.Option(None, "--dispatch-start-timeout", help="With --dispatch deployment: seconds the training run may wait to start on the gpu pool before it is cancelled (10-86400). Default 1800."),
+    config_fields: dict,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."),
 ) -> None:
     """Acquire, validate, audit, pack, train, evaluate, gate and publish; promote when the gate passes.
 
     Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 1: error."""
-    config = _build_config(data_dir=str(data_dir) if data_dir else None, kaggle_handle=kaggle_handle,
-                           store_url=store, image_size=image_size, epochs=epochs, batch_size=batch_size,
-                           min_accuracy=min_accuracy, min_recall=min_recall,
-                           max_regression=max_regression, pretrained=pretrained, seed=seed,
-                           split_policy=split_policy, min_gate_n=min_gate_n,
-                           weights_path=str(weights_path) if weights_path else None,
-                           force=force, dispatch=dispatch, dispatch_start_timeout=dispatch_start_timeout)
-    if data_dir is not None and not data_dir.is_dir():
-        _fail(f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset "
+    config = _build_config(**config_fields)
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        _fail(f"--data-dir {config.data_dir}: not a folder. Point it at a copy of the dataset "
               "(or make one: boneflow demo-data PATH).")
     # Task results must persist for Retry/caching; the flow also sets it per task.
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")

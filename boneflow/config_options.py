@@ -1,0 +1,77 @@
+"""RetrainConfig's fields as command-line options, generated from the model so `boneflow run`,
+the UI form (Prefect builds it from the same model) and the README's table cannot drift.
+
+Each field becomes `--kebab-case` (a few keep an older, shorter name: FLAG_NAMES), its help is
+the field's description plus its default, a bool becomes `--x/--no-x` and a Literal lists its
+choices. Every option defaults to None, meaning "the config's default", so the defaults live
+only in RetrainConfig.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional, get_args, get_origin
+
+import typer
+from pydantic import BaseModel
+
+from boneflow.config import RetrainConfig
+
+# Flag names that predate the generated ones; scripts and docs use them.
+FLAG_NAMES = {"store_url": "--store"}
+
+
+def flag_name(field: str) -> str:
+    return FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
+
+
+def _value_type(annotation: Any) -> Any:
+    """`str | None` → str; anything else (int, bool, a Literal) as it is."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is not None and type(None) in get_args(annotation) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _help(description: str | None, default: Any) -> str:
+    text = (description or "").strip()
+    if default is None:
+        return text
+    if isinstance(default, bool):
+        return f"{text} Default: {'on' if default else 'off'}."
+    return f"{text} Default: {default}."
+
+
+def config_parameters(model: type[BaseModel] = RetrainConfig) -> list[inspect.Parameter]:
+    """One keyword-only Typer option per field of `model`, in the model's order."""
+    params = []
+    for name, info in model.model_fields.items():
+        value_type = _value_type(info.annotation)
+        flag = flag_name(name)
+        decls = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
+        option = typer.Option(None, decls, help=_help(info.description, info.default), show_default=False)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=Optional[value_type]))
+    return params
+
+
+def with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give `command(config_fields, **own_options)` one option per RetrainConfig field.
+
+    `config_fields` holds only the fields given on the command line; the command's own options
+    (e.g. --verbose) come after the generated ones in --help."""
+    generated = config_parameters()
+    names = {p.name for p in generated}
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+           for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "config_fields"]
+
+    @functools.wraps(command)
+    def wrapper(**options: Any) -> Any:
+        fields = {k: v for k, v in options.items() if k in names and v is not None}
+        return command(fields, **{k: v for k, v in options.items() if k not in names})
+
+    del wrapper.__wrapped__  # Typer must read the generated signature, not the command's own
+    wrapper.__signature__ = inspect.Signature(generated + own)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in generated + own}
+    return wrapper
