@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from boneflow.data.acquire import AcquireError
 from boneflow.data.layout import LayoutError
 from boneflow.data.pack import PackedDataError
-from boneflow.errors import ConfigError
+from boneflow.data.splits import SplitError
 from boneflow.publish import ChampionConflictError
 from boneflow.store.errors import ConflictError, IntegrityError, StoreUnavailableError
 from tasks.runtime import run_id_of
@@ -120,7 +120,8 @@ _WHAT_TO_DO: dict[type[BaseException], str] = {
                     "inspect the named key, then start a new run with force.",
     PackedDataError: "The packed dataset is damaged or incomplete: delete the folder named in the "
                      "message, then press Retry (it is rebuilt or fetched again).",
-    ConfigError: "A setting is invalid: fix the named field and start a new run.",
+    SplitError: "The split policy left a split without a class (or was unknown): add images of the "
+                "named class, or choose another split_policy, then start a new run.",
     ValidationError: "A setting is invalid: fix the named field and start a new run.",
     TimeoutError: "A stage ran past its timeout: check the worker's load, then press Retry.",
 }

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from boneflow.data.layout import LayoutError
 from boneflow.data.pack import PackedDataError
-from boneflow.errors import ConfigError
+from boneflow.data.splits import SplitError
 from boneflow.gate import GateError
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
@@ -25,7 +25,7 @@ from boneflow.store.errors import (
 
 # ConflictError covers publish.ChampionConflictError.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
-    LayoutError, ConfigError, ValidationError, GateError, PackedDataError,
+    LayoutError, SplitError, ValidationError, GateError, PackedDataError,
     ConflictError, IntegrityError, InvalidKeyError, ConditionalWritesUnsupportedError,
 )
 
