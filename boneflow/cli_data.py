@@ -58,7 +58,7 @@ def audit(
             table.add_row(key.replace("_", " "), str(len(validated.report[key])))
     lc = leak.report["counts"]
     table.add_row("distinct files / duplicate groups", f"{lc['distinct_files']} / {lc['groups']}")
-    table.add_row(f"cross-split copy pairs (phash d<={max_distance}, turned)", str(lc["pairs"]))
+    table.add_row(f"cross-split copies (pairs: phash d<={max_distance}, exact, turned)", str(lc["pairs"]))
     copies = leak.report["contamination"]["copies_in_train_val"]
     table.add_row("official test copies of train/val", f"{copies['any']} (exact {copies['exact']}, "
                   f"near {copies['near']}, rotated {copies['rotated']})")

@@ -46,6 +46,7 @@ from boneflow.errors import BoneflowError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files must fail, never be padded with grey
 DEFAULT_MAX_PIXELS = 50_000_000  # ~7000x7000; real radiographs here are far below
+DETAIL_SIDE = 256  # longest side of the decode that hashes and grouping see, whatever the pack size
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # X-ray exports are a few MB; 7000x7000 16-bit pixels are 98 MB raw
 # 50 MP x 4 bytes (RGBA / 32-bit) is 200 MB: every image under the pixel limit fits; the check
 # matters when a caller raises max_pixels.
@@ -174,8 +175,13 @@ def _open(source: Path | bytes | Image.Image, max_bytes: int = DEFAULT_MAX_BYTES
 def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int = 1,
                 max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> tuple[np.ndarray, Image.Image, dict]:
-    """Decode once and return (square uint8 [size, size], the resized unpadded greyscale image
-    (input of the perceptual hashes), info {width, height, mode, format}). Raises ImageRejected."""
+    """Decode once and return (square uint8 [size, size], the unpadded greyscale image at
+    DETAIL_SIDE (input of the perceptual hashes and the duplicate-grouping thumbnail), info
+    {width, height, mode, format}). Raises ImageRejected.
+
+    The second image does not depend on `size` for packs up to DETAIL_SIDE: duplicate groups,
+    and so the split, must not change when only the image size does (a champion packed at
+    another size is re-scored on the same split)."""
     img = _open(source, max_bytes)
     width, height = img.size
     info = {"width": width, "height": height, "mode": img.mode, "format": img.format}
@@ -186,8 +192,10 @@ def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int 
         raise ImageRejected("too_small", f"{width}x{height}: shorter side under {min_side} px")
     scale = size / max(width, height)
     target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    detail_scale = min(1.0, max(size, DETAIL_SIDE) / max(width, height))
+    detail_target = (max(1, round(width * detail_scale)), max(1, round(height * detail_scale)))
     if img.format in _JPEG_FORMATS and img.mode in ("RGB", "L", "YCbCr"):
-        img.draft("L", target)  # reduced-size luma decode; still reads every entropy-coded byte
+        img.draft("L", detail_target)  # reduced-size luma decode; still reads every entropy-coded byte
     decoded_bytes = img.width * img.height * _bytes_per_pixel(img.mode)  # after draft: what load() allocates
     if decoded_bytes > max_decoded_bytes:
         raise ImageRejected("decompression_bomb", f"{width}x{height} {img.mode} needs {decoded_bytes / 2**20:.0f} MiB "
@@ -206,11 +214,14 @@ def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int 
         grey = _to_grey(img)
     except Exception as exc:
         raise ImageRejected("undecodable", f"cannot convert mode {img.mode}: {exc}") from exc
-    if grey.size != target:
-        grey = grey.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    detail = grey
+    if max(grey.size) > max(detail_target):  # draft stops at a power-of-two scale above the target
+        detail = grey.resize(detail_target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    packed = detail if detail.size == target else detail.resize(target, Image.Resampling.BILINEAR,
+                                                                  reducing_gap=3.0)
     square = Image.new("L", (size, size), 0)
-    square.paste(grey, ((size - target[0]) // 2, (size - target[1]) // 2))
-    return np.asarray(square, dtype=np.uint8), grey, info
+    square.paste(packed, ((size - target[0]) // 2, (size - target[1]) // 2))
+    return np.asarray(square, dtype=np.uint8), detail, info
 
 
 def load_xray(source: Path | bytes | Image.Image, size: int) -> np.ndarray:

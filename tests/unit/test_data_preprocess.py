@@ -39,9 +39,18 @@ def test_truncated_jpeg_detected_even_with_reduced_size_draft(keep):
 
 
 def test_draft_really_reduces_the_decode():
-    data = encode(Image.fromarray(gradient(800, 600)), "JPEG", quality=90)
-    _, grey, info = decode_xray(data, 64)
-    assert info["width"] == 800 and grey.size == (64, 48)
+    data = encode(Image.fromarray(gradient(1600, 1200)), "JPEG", quality=90)
+    pixels, grey, info = decode_xray(data, 64)
+    assert info["width"] == 1600 and grey.size == (256, 192)  # the DETAIL_SIDE decode, not 1600
+    assert pixels.shape == (64, 64)
+
+
+def test_the_detail_image_does_not_depend_on_the_pack_size():
+    """Hashes and duplicate groups come from it: packing at another size must not move a split."""
+    for width in (180, 800, 1600):
+        data = encode(Image.fromarray(gradient(width, width * 3 // 4)), "JPEG", quality=90)
+        details = [np.asarray(decode_xray(data, size)[1]) for size in (37, 73, 128, 256)]
+        assert all(np.array_equal(details[0], d) for d in details[1:]), width
 
 
 def test_truncated_png():
