@@ -25,8 +25,15 @@ from boneflow.store.errors import (
 
 # ConflictError covers publish.ChampionConflictError.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
-    LayoutError, ConfigError, ValidationError, GateError, PackedDataError,
-    ConflictError, IntegrityError, InvalidKeyError, ConditionalWritesUnsupportedError,
+    LayoutError,
+    ConfigError,
+    ValidationError,
+    GateError,
+    PackedDataError,
+    ConflictError,
+    IntegrityError,
+    InvalidKeyError,
+    ConditionalWritesUnsupportedError,
 )
 
 

@@ -19,8 +19,11 @@ DEMO_N = 80
 
 def tree_digest(root: Path) -> dict[str, str]:
     """{relpath: sha256} of every file under root (for source-unchanged checks)."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -32,7 +35,7 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 def gradient(w: int, h: int) -> np.ndarray:
     """A deterministic uint8 test picture: horizontal ramp plus a bright block."""
     arr = np.tile(np.linspace(0, 200, w, dtype=np.float32), (h, 1))
-    arr[h // 4: h // 2, w // 4: w // 2] = 250
+    arr[h // 4 : h // 2, w // 4 : w // 2] = 250
     return arr.astype(np.uint8)
 
 

@@ -58,17 +58,16 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def as_dict(self) -> dict:
-        return {"endpoint_url": self.endpoint_url, "port": self.port, "pid": self.process.pid,
-                "server": self}
+        return {"endpoint_url": self.endpoint_url, "port": self.port, "pid": self.process.pid, "server": self}
 
     def client(self, **kwargs):
         """A separate boto3 session/client (a "second client" for read-back checks)."""
         import boto3
 
-        return boto3.session.Session(**{k.lower(): v for k, v in TEST_AWS_ENV.items()
-                                        if k != "AWS_DEFAULT_REGION"},
-                                     region_name=TEST_AWS_ENV["AWS_DEFAULT_REGION"]
-                                     ).client("s3", endpoint_url=self.endpoint_url, **kwargs)
+        return boto3.session.Session(
+            **{k.lower(): v for k, v in TEST_AWS_ENV.items() if k != "AWS_DEFAULT_REGION"},
+            region_name=TEST_AWS_ENV["AWS_DEFAULT_REGION"],
+        ).client("s3", endpoint_url=self.endpoint_url, **kwargs)
 
     def create_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)

@@ -19,7 +19,9 @@ from torchvision.models import resnet18
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def write_jpeg_folder(images: np.ndarray, labels: np.ndarray, root: Path, classes=("not fractured", "fractured")) -> Path:
+def write_jpeg_folder(
+    images: np.ndarray, labels: np.ndarray, root: Path, classes=("not fractured", "fractured")
+) -> Path:
     """ImageFolder layout root/<class>/<i>.jpg from uint8 [N,H,W] (quality 90, like typical scans)."""
     root = Path(root)
     for name in classes:
@@ -40,8 +42,14 @@ def seed_loader(root: Path, *, size: int, batch_size: int, workers: int) -> Data
         ]
     )
     dataset = datasets.ImageFolder(str(root), transform=transform)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
-                      persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
 
 
 def _batches(loader: DataLoader):

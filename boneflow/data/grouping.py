@@ -125,8 +125,9 @@ def _near_links(hashes: np.ndarray, distinct: list[int], max_distance: int) -> l
     return [(distinct[a], distinct[b], "near") for a, b in zip(ii[keep].tolist(), jj[keep].tolist())]
 
 
-def find_duplicate_groups(file_sha: list[str], hashes: np.ndarray, thumbs: np.ndarray, *,
-                          settings: GroupingSettings = GroupingSettings()) -> DuplicateGroups:
+def find_duplicate_groups(
+    file_sha: list[str], hashes: np.ndarray, thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()
+) -> DuplicateGroups:
     """Group records by exact, near and rotated copies. `file_sha[i]`, `hashes[i]`
     (uint64 [T, W] perceptual hashes) and `thumbs[i]` (uint8 [64, 64]) describe record i."""
     n = len(file_sha)

@@ -60,7 +60,7 @@ class NpyRows:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "NpyRows":
+    def __enter__(self) -> NpyRows:
         return self
 
     def __exit__(self, *exc) -> None:

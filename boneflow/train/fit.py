@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,15 @@ from boneflow.train.settings import TrainSettings
 # Settings that shape the training trajectory: a checkpoint written under other values cannot
 # be resumed as "the same run".
 _RESUME_MUST_MATCH = (
-    "image_size", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience", "seed", "pretrained",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "label_smoothing",
+    "patience",
+    "seed",
+    "pretrained",
 )
 
 
@@ -234,13 +243,21 @@ def resume_or_start(
     torch.set_rng_state(saved["rng"]["torch"])
     epoch = int(saved["epoch"])
     return RunState(
-        epoch=epoch, history=list(saved["history"]), best=saved["best"],
-        bad_epochs=int(saved["early_stop_counter"]), resumed_from=epoch,
+        epoch=epoch,
+        history=list(saved["history"]),
+        best=saved["best"],
+        bad_epochs=int(saved["early_stop_counter"]),
+        resumed_from=epoch,
     )
 
 
 def checkpoint_dict(
-    state: RunState, model: nn.Module, optimizer: Any, scheduler: Any, settings: TrainSettings, device: torch.device,
+    state: RunState,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    settings: TrainSettings,
+    device: torch.device,
     bf16: bool,
 ) -> dict:
     """Everything a resume needs, as tensors and plain types (weights_only loading allows no more)."""
@@ -283,7 +300,7 @@ def _training_parts(
     model = model.to(device, memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss(
         weight=class_weights(train_labels, num_classes).to(device) if settings.class_weighted else None,
-        label_smoothing=settings.label_smoothing
+        label_smoothing=settings.label_smoothing,
     )
     optimizer = make_optimizer(model, settings, device)
     scheduler = make_scheduler(optimizer, settings, steps_per_epoch(len(train_labels), settings.batch_size))
@@ -329,8 +346,9 @@ def fit(
     state = resume_or_start(checkpoint_dir, settings, model, optimizer, scheduler)
 
     forward = torch.compile(model) if settings.compile else model
-    train_preset = TrainPreset(crop_size=settings.image_size, degrees=settings.rotation_degrees,
-                               scale=(settings.crop_min_area, 1.0))
+    train_preset = TrainPreset(
+        crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
+    )
     eval_preset = EvalPreset(crop_size=settings.image_size)
     train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
 
@@ -338,9 +356,16 @@ def fit(
         state.epoch += 1
         lr = optimizer.param_groups[0]["lr"]
         trained = train_one_epoch(
-            forward, train_data, preset=train_preset, optimizer=optimizer, scheduler=scheduler,
-            criterion=criterion, batch_size=settings.batch_size, generator=epoch_generator(settings.seed, state.epoch),
-            device=device, bf16=bf16,
+            forward,
+            train_data,
+            preset=train_preset,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            criterion=criterion,
+            batch_size=settings.batch_size,
+            generator=epoch_generator(settings.seed, state.epoch),
+            device=device,
+            bf16=bf16,
         )
         validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, device=device, bf16=bf16)
         state.record(model, validated["loss"])

@@ -52,7 +52,7 @@ def test_truncated_png():
 def test_undecodable_png_stream():
     data = bytearray(encode(Image.fromarray(gradient(120, 100)), "PNG"))
     at = data.find(b"IDAT")
-    data[at + 4: at + 6] = b"\xff\xff"
+    data[at + 4 : at + 6] = b"\xff\xff"
     assert reason_of(bytes(data)) == "undecodable"
 
 

@@ -49,8 +49,9 @@ def test_audit_command_reports_every_planted_defect_and_copy(demo, tmp_path):
     path, planted = demo
     before = tree_digest(path)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["audit", "--data-dir", str(path), "--out", str(out), "--workers", "2",
-                                      "--max-distance", "26"])
+    result = CliRunner().invoke(
+        app, ["audit", "--data-dir", str(path), "--out", str(out), "--workers", "2", "--max-distance", "26"]
+    )
     assert result.exit_code == 0, result.output
     assert "excluded: truncated" in result.output and "cross-split copies" in result.output
     cleaning = json.loads((out / "cleaning_report.json").read_text())

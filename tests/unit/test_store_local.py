@@ -116,8 +116,7 @@ def test_racing_processes_exactly_one_wins(tmp_path, existing):
     for round_ in range(3):
         n = 4
         barrier, results = ctx.Barrier(n), ctx.Queue()
-        procs = [ctx.Process(target=_race_worker, args=(root, etag, barrier, results, i))
-                 for i in range(n)]
+        procs = [ctx.Process(target=_race_worker, args=(root, etag, barrier, results, i)) for i in range(n)]
         for p in procs:
             p.start()
         for p in procs:
