@@ -58,5 +58,5 @@ def gc(
         )
     except BoneflowError as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(report, indent=2))

@@ -53,7 +53,7 @@ def config_parameters(model: type[BaseModel] = RetrainConfig) -> list[inspect.Pa
         decls = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
         option = typer.Option(None, decls, help=_help(info.description, info.default), show_default=False)
         params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[value_type])
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[value_type])  # noqa: UP045 value_type is a runtime value
         )
     return params
 

@@ -15,6 +15,7 @@ Only the standard library is used so the script runs before anything else is set
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -35,10 +36,8 @@ class StackError(RuntimeError):
 
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.kill(pid, sig)
-        except ProcessLookupError:  # already gone
-            pass
 
 
 def _descendants(pid: int) -> list[int]:
@@ -136,7 +135,7 @@ class LocalStack:
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "ab")
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 the child keeps its own copy; closed below
         proc = subprocess.Popen(
             cmd,
             cwd=self.project_dir,

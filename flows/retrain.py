@@ -22,7 +22,7 @@ from tasks.training import train_on_gpu_pool
 
 
 @flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True, result_serializer="json")
-def retrain(config: RetrainConfig = RetrainConfig()):
+def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect reads the default into the parameter schema; never mutated
     """Retrain, evaluate, gate and publish the bone-fracture classifier."""
     log, run_id = get_run_logger(), run_id_for_current_flow_run()
     acquired = acquire_dataset(config)

@@ -44,5 +44,6 @@ b = run(1, True, True)
 c = run(3, True, True)
 d = run(1, True, False)
 print(
-    f"fp32 NCHW 3ch {a:.1f}  bf16 CL 1ch {b:.1f} ({b / a:.2f}x)  bf16 CL 3ch {c:.1f} ({c / a:.2f}x) bf16 NCHW 1ch {d:.1f} ({d / a:.2f}x)"
+    f"fp32 NCHW 3ch {a:.1f}  bf16 CL 1ch {b:.1f} ({b / a:.2f}x)  "
+    f"bf16 CL 3ch {c:.1f} ({c / a:.2f}x) bf16 NCHW 1ch {d:.1f} ({d / a:.2f}x)"
 )

@@ -113,7 +113,7 @@ def start_moto_server(*, log_dir: Path | None = None, timeout: float = 30.0) -> 
     for _ in range(3):  # a free port can be taken between probing and binding: retry
         port = free_port()
         log_path = Path(log_dir) / f"moto-{port}.log" if log_dir else None
-        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 closed once the child has it
         proc = subprocess.Popen(_moto_command(port), stdout=out, stderr=subprocess.STDOUT, env=env)
         if log_path:
             out.close()

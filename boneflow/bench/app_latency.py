@@ -52,7 +52,8 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224) -
             times.append((time.perf_counter() - start) * 1000)
     times.sort()
     return {
-        "what": "app end-to-end predict path, one image (checks, champion check, decode, forward + Grad-CAM, overlay PNG)",
+        "what": "app end-to-end predict path, one image "
+        "(checks, champion check, decode, forward + Grad-CAM, overlay PNG)",
         "n": n,
         "image_size": served.predictor.image_size,
         "upload_side": served.predictor.pack_size,

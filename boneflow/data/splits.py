@@ -181,7 +181,8 @@ def _choose(requested: str, contam: dict, min_gate_n: int) -> tuple[str, str]:
     if clean >= min_gate_n and clean * 2 >= total:
         return (
             "official",
-            f"{share}; the {clean} leak-free test images are >= min_gate_n ({min_gate_n}) and at least half of the official test",
+            f"{share}; the {clean} leak-free test images are >= min_gate_n ({min_gate_n}) "
+            "and at least half of the official test",
         )
     return "regroup", (
         f"{share}; only {clean} leak-free remain (need >= {min_gate_n} and at least "

@@ -294,7 +294,7 @@ class S3Store(Store):
                     f"(expected ETag {etag}); another writer changed it."
                 ) from None
             if code in _UNSUPPORTED or status == "501":
-                raise self._unsupported(f"it answered {code or status} to a conditional PutObject")
+                raise self._unsupported(f"it answered {code or status} to a conditional PutObject") from None
             raise self._translate(err, key, "Conditionally writing") from None
         except BotoCoreError as err:
             raise self._translate(err, key, "Conditionally writing") from None

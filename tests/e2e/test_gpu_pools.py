@@ -180,11 +180,14 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
     from tasks.training import _wait_until_final
 
     flow_run_id = SHARED["submitted_job_run"]
-    with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-        with pytest.raises(
+    with (
+        temporary_settings({PREFECT_API_URL: stack.api_url}),
+        get_client(sync_client=True) as client,
+        pytest.raises(
             RuntimeError, match=r"did not start on work pool 'gpu' within 3s \(it was \w+\); it is cancelled"
-        ):
-            _wait_until_final(client, client.read_flow_run(flow_run_id), 3)
+        ),
+    ):
+        _wait_until_final(client, client.read_flow_run(flow_run_id), 3)
     assert ps.flow_run(stack, flow_run_id)["state"]["type"] == "CANCELLED"
 
     done = subprocess.run(

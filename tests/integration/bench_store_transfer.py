@@ -12,9 +12,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3_helpers import set_test_aws_env, start_moto_server
 
-set_test_aws_env()
-from boneflow.publish import fetch_run_file, publish_run
-from boneflow.store import new_run_id, open_store
+set_test_aws_env()  # before boneflow opens a boto3 session
+from boneflow.publish import fetch_run_file, publish_run  # noqa: E402
+from boneflow.store import new_run_id, open_store  # noqa: E402
 
 tmp = Path(tempfile.mkdtemp())
 model = tmp / "model.safetensors"
@@ -31,8 +31,10 @@ try:
         t1 = time.perf_counter()
         fetch_run_file(store, rid, "model.safetensors", tmp / "dl" / url[-5:].replace("/", "_"))
         t2 = time.perf_counter()
+        kind = url.split(":")[0] if url.startswith("s3") else "local"
         print(
-            f"{url.split(':')[0] if url.startswith('s3') else 'local'}: publish {t1 - t:.2f}s ({45 / (t1 - t):.0f} MB/s), verified fetch {t2 - t1:.2f}s ({45 / (t2 - t1):.0f} MB/s)"
+            f"{kind}: publish {t1 - t:.2f}s ({45 / (t1 - t):.0f} MB/s), "
+            f"verified fetch {t2 - t1:.2f}s ({45 / (t2 - t1):.0f} MB/s)"
         )
 finally:
     server.stop()

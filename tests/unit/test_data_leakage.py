@@ -11,7 +11,6 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, demo_validated  # noqa: E402,F401
 
 from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs  # noqa: E402
 from boneflow.data.preprocess import decode_xray  # noqa: E402

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, demo_validated  # noqa: E402,F401
 
 from boneflow.data.pack import PackedDataError, load_packed, pack_dataset  # noqa: E402
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, tree_digest  # noqa: E402,F401
+from conftest_data import tree_digest  # noqa: E402
 
 from boneflow.cli import app  # noqa: E402
 from boneflow.data.synthetic import write_demo_dataset  # noqa: E402

@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo  # noqa: E402,F401
 
 from boneflow.data.layout import SPLITS  # noqa: E402
 from boneflow.data.synthetic import write_demo_dataset  # noqa: E402

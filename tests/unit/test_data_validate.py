@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, demo_validated, tree_digest  # noqa: E402,F401
+from conftest_data import tree_digest  # noqa: E402
 
 from boneflow.data.acquire import acquire  # noqa: E402
 from boneflow.data.synthetic import dataset_root  # noqa: E402
