@@ -212,7 +212,7 @@ def decide(
     # An empty split is refused whatever min_n says: there is nothing to judge.
     refused = n is not None and (n < policy.min_n or n == 0)
     if refused and n == 0:
-        passed, reasons = False, []
+        passed, reasons = False, list[str]()
     else:
         passed, reasons = _floor_reasons(candidate_splits, policy, where)
     if refused:

@@ -14,6 +14,7 @@ import os
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from boneflow.errors import BoneflowError
 from boneflow.store.base import Store
@@ -84,7 +85,7 @@ def collect_garbage(
         raise BoneflowError(f"grace period {grace} is negative; give 0 or more hours.")
     plan = plan_store_gc(store, keep_runs=keep_runs, grace=grace, now=now)
     verb = "would_delete" if dry_run else "deleted"
-    report = {
+    report: dict[str, Any] = {
         "store": store.url,
         "dry_run": dry_run,
         "keep_runs": keep_runs,
@@ -103,6 +104,7 @@ def collect_garbage(
         }
     if not dry_run:
         run_store_gc(store, plan)
-        for folder in report.get("work_dir", {}).get(verb, []):
-            remove_run_folder(work_dir, Path(folder["path"]))
+        if work_dir is not None:
+            for folder in report["work_dir"][verb]:
+                remove_run_folder(work_dir, Path(folder["path"]))
     return report

@@ -59,12 +59,14 @@ def _batches(loader: DataLoader):
 
 def seed_train_rate(loader: DataLoader, *, steps: int, warmup: int = 2, device: str = "cpu") -> dict:
     """img/s of the seed's loop: fp32, NCHW, 3 channels, Adam, data loading included."""
+    if steps < 1:
+        raise ValueError("seed_train_rate: steps must be at least 1")
     model = resnet18(num_classes=2).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = nn.CrossEntropyLoss()
     batches = _batches(loader)
     model.train()
-    seen, start = 0, None
+    seen, start = 0, time.perf_counter()  # both reset once the warm-up steps are done
     for step in range(warmup + steps):
         if step == warmup:
             if device.startswith("cuda"):

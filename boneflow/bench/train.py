@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -56,8 +57,9 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
     device = resolve_device(settings.device)
     bf16 = use_bf16(device)
     torch.manual_seed(settings.seed)
-    model = build_model(pretrained=False).to(device, memory_format=torch.channels_last)
-    forward = torch.compile(model) if settings.compile else model
+    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
+    model = build_model(pretrained=False).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    forward = cast(torch.nn.Module, torch.compile(model)) if settings.compile else model
     optimizer = make_optimizer(model, settings, device)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     preset = TrainPreset(crop_size=settings.image_size)

@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from boneflow.data.layout import LayoutError, check_layout, dataset_files, find_dataset_root
 from boneflow.errors import BoneflowError
@@ -41,7 +42,8 @@ class DatasetVersion:
 
     @classmethod
     def from_dict(cls, data: dict) -> DatasetVersion:
-        return cls(**{k: data.get(k) for k in ("source", "handle", "version", "file_count", "fingerprint")})
+        fields: dict[str, Any] = {k: data.get(k) for k in ("source", "handle", "version", "file_count", "fingerprint")}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

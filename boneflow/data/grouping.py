@@ -146,7 +146,8 @@ def find_duplicate_groups(
         if k != "rotated":
             uf_near.union(a, b)
         for x in (a, b):
-            if kind[x] is None or rank[k] < rank[kind[x]]:
+            current = kind[x]
+            if current is None or rank[k] < rank[current]:
                 kind[x] = k
     return DuplicateGroups(group=uf.labels(), near_group=uf_near.labels(), link_kind=kind, links=links)
 

@@ -108,8 +108,7 @@ def _candidates(coarse, settings: GroupingSettings):
     b = torch.cat(rows_b + [col_idx.reshape(-1)[keep]])
     a = torch.cat(rows_a + [cols_a[keep]])
     ang = torch.cat(rows_ang + [col_ang.reshape(-1)[keep]])
-    key = b * n + a
-    key, first = np.unique(key.numpy(), return_index=True)
+    _, first = np.unique((b * n + a).numpy(), return_index=True)
     return b[first], a[first], ang[first]
 
 

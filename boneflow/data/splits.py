@@ -119,7 +119,7 @@ def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dic
     split_of = {i: r.split for i, r in enumerate(recs)}
     # A test image outside test_clean is a copy: of a train/val image, or of another test file.
     clean = set(members["test_clean"])
-    rep_in_trainval = {}
+    rep_in_trainval: dict[int, int] = {}
     for i, r in enumerate(recs):
         if r.split != "test":
             rep_in_trainval.setdefault(int(groups.group[i]), i)

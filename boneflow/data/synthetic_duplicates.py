@@ -72,7 +72,8 @@ def _plant_family(root: Path, rng: np.random.Generator, planted: dict, base: dic
     """A base image and 2-5 copies: the first two rotated and placed in the two splits the base
     is not in (in chained families the second is a rotated copy of the first), the rest each an
     exact copy of or a rotated copy of an earlier member, anywhere."""
-    members = [(base["path"], [])]  # (path, angle chain) of the base and its rotated copies
+    # (path, angle chain) of the base and its rotated copies
+    members: list[tuple[str, list[float]]] = [(base["path"], [])]
     others = [s for s in SPLITS if s != base["split"]]
     rng.shuffle(others)
     size = int(rng.integers(3, 7))

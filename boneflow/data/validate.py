@@ -121,7 +121,8 @@ def _work_chunk(
     from boneflow.hashing import sha256_file
 
     Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's own open-time guard agrees with ours
-    out = []
+    # (index, sha256, reject reason, detail, info, pixel bytes, (hashes, thumbnail)) per file
+    out: list[tuple[int, str, str | None, str, dict, bytes | None, tuple | None]] = []
     for index, path in jobs:
         try:  # read-only, size checked first: an oversized file is only streamed through sha256
             data = read_bounded(Path(path), max_bytes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from boneflow.serve.errors import ModelNotFoundError
 
@@ -69,7 +69,7 @@ def check_model_meta(meta: Any, *, source: str) -> dict[str, Any]:
     return meta
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

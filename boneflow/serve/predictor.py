@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from boneflow.evaluate.calibration import OperatingPoint
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
 from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
+
+if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path needs it
+    from boneflow.serve.gradcam import GradCAM
 
 
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
@@ -75,7 +78,7 @@ class Predictor:
         self.preset = EvalPreset(crop_size=self.image_size, mean=prep["mean"], std=prep["std"])
         # the temperature and decision threshold chosen on validation (0.5 and 1 for older runs)
         self.operating_point = OperatingPoint.from_meta(meta, where=f"model.json of run {run_id}")
-        self._gradcam = None
+        self._gradcam: GradCAM | None = None
 
     # --- loading ----------------------------------------------------------------------------
     @classmethod

@@ -44,7 +44,7 @@ def _invalid(what: str, value: object, why: str) -> InvalidKeyError:
     return InvalidKeyError(f"{what} {value!r} is not allowed: {why}.")
 
 
-def validate_run_id(run_id: str) -> str:
+def validate_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
         raise _invalid("run id", run_id, "expected YYYYmmddTHHMMSSZ-xxxxxx as made by new_run_id()")
     return run_id
@@ -56,7 +56,7 @@ def validate_fingerprint(fingerprint: str) -> str:
     return fingerprint
 
 
-def validate_sha256(digest: str, *, what: str = "sha256") -> str:
+def validate_sha256(digest: object, *, what: str = "sha256") -> str:
     if not isinstance(digest, str) or not SHA256_RE.match(digest):
         shown = digest[:80] if isinstance(digest, str) else digest
         raise _invalid(what, shown, "expected 64 lowercase hex digits (a sha256 digest)")

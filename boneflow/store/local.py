@@ -18,6 +18,7 @@ access; an attacker who can swap links in between already has write access to th
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import os
@@ -180,7 +181,7 @@ class LocalStore(Store):
                     keys.append(key)
         return sorted(keys)
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         out = []
         for key in self.list(prefix):
             with contextlib.suppress(FileNotFoundError):  # deleted since listed
@@ -188,8 +189,8 @@ class LocalStore(Store):
                 out.append(ObjectInfo(key, st.st_size, _utc(st.st_mtime)))
         return out
 
-    def temp_objects(self) -> list[ObjectInfo]:
-        out = []
+    def temp_objects(self) -> builtins.list[ObjectInfo]:
+        out: list[ObjectInfo] = []
         if not self.root.is_dir():
             return out
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -238,13 +239,15 @@ class LocalStore(Store):
                         "(expected it absent); another writer got there first."
                     )
                 if etag is not None and current_etag != etag:
-                    found = "it is missing" if current is None else "it has changed"
+                    what = "it is missing" if current is None else "it has changed"
                     raise ConflictError(
                         f"{key!r} in store {self.root} is not the version read "
-                        f"earlier ({found}); another writer got there first."
+                        f"earlier ({what}); another writer got there first."
                     )
                 atomic_write_bytes(path, bytes(data))
-                return _read_versioned(path)[1]
+                written = _read_versioned(path)
+                assert written is not None  # written just now, under the lock
+                return written[1]
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 

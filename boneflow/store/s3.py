@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import secrets
@@ -211,7 +212,7 @@ class S3Store(Store):
 
     def list(self, prefix: str = "") -> list[str]:
         validate_prefix(prefix)
-        keys = []
+        keys: list[str] = []
         with self._errors(prefix, "Listing"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
@@ -220,9 +221,9 @@ class S3Store(Store):
                 keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
         return sorted(keys)
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         validate_prefix(prefix)
-        out = []
+        out: list[ObjectInfo] = []
         with self._errors(prefix, "Listing"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
@@ -234,7 +235,7 @@ class S3Store(Store):
                 )
         return sorted(out, key=lambda o: o.key)
 
-    def temp_objects(self) -> list[ObjectInfo]:
+    def temp_objects(self) -> builtins.list[ObjectInfo]:
         # Killed uploads leave multipart parts that are billed but invisible to listings, and a
         # killed conditional-write probe leaves its object.
         out = [o for o in self.list_info(_PROBE_PREFIX)]

@@ -203,6 +203,7 @@ class TrainPreset:
                 return x
             out[start:stop] = x
             del x  # one block output alive at a time: malloc reuses the same region for the next
+        assert out is not None  # a single block returned above
         return out
 
     def __repr__(self) -> str:

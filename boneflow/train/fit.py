@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -180,7 +180,7 @@ def make_optimizer(model: nn.Module, settings: TrainSettings, device: torch.devi
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # Multi-tensor updates: on CPU the per-tensor default loop costs ~0.1-0.3 s a step for 11M
     # parameters (measured here), a large share of a 224 px step; fused kernels on CUDA.
-    speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    speed: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=settings.lr, **speed)
 
 
@@ -297,7 +297,8 @@ def _training_parts(
     resume restores the RNG after it, so both paths draw the same numbers from here on."""
     torch.manual_seed(settings.seed)
     model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
-    model = model.to(device, memory_format=torch.channels_last)
+    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     criterion = nn.CrossEntropyLoss(
         weight=class_weights(train_labels, num_classes).to(device) if settings.class_weighted else None,
         label_smoothing=settings.label_smoothing,
@@ -345,7 +346,7 @@ def fit(
     model, criterion, optimizer, scheduler = _training_parts(settings, train_split.labels, len(packed.classes), device)
     state = resume_or_start(checkpoint_dir, settings, model, optimizer, scheduler)
 
-    forward = torch.compile(model) if settings.compile else model
+    forward = cast(nn.Module, torch.compile(model)) if settings.compile else model
     train_preset = TrainPreset(
         crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
     )

@@ -43,7 +43,7 @@ def _error(message: str) -> Exception:
     try:
         from boneflow.errors import BoneflowError
     except ImportError:  # pragma: no cover - only on a bare GPU box
-        BoneflowError = RuntimeError  # noqa: N806
+        return RuntimeError(message)
     return BoneflowError(message)
 
 
