@@ -1,7 +1,8 @@
 """Shared helpers for the data tests: one small demo dataset and its validation, built once per
 test process (decoding is the slow part) and shared read-only between test modules.
 
-Import with `from conftest_data import ...` after `sys.path` holds tests/ (see the test files)."""
+Import with `from conftest_data import ...` (pytest's `pythonpath` holds tests/); the demo
+fixtures are shared through tests/unit/conftest.py."""
 
 from __future__ import annotations
 

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import prefect_stack as ps  # noqa: E402
+import prefect_stack as ps
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 

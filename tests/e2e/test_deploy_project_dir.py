@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import prefect_stack as ps  # noqa: E402
+import prefect_stack as ps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 REPO = ps.REPO

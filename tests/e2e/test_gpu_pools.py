@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import prefect_stack as ps  # noqa: E402
-from recording_apis import RecordingDockerAPI, RecordingKubernetesAPI  # noqa: E402
+import prefect_stack as ps
+from recording_apis import RecordingDockerAPI, RecordingKubernetesAPI
 
 pytest.importorskip("prefect_kubernetes", reason="pip install -e '.[kubernetes]' (scripts/setup.sh does)")
 pytest.importorskip("prefect_docker", reason="pip install -e '.[docker]' (scripts/setup.sh does)")

@@ -5,10 +5,8 @@ everything younger than the grace period stay."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -16,9 +14,7 @@ from typer.testing import CliRunner
 from boneflow.cli import app
 from boneflow.gc import collect_garbage
 from boneflow.store import open_store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gc_helpers import add_checkpoints, keys_of, publish, run_ids  # noqa: E402
+from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -46,9 +45,7 @@ from boneflow.store import (
     open_store,
 )
 from boneflow.transfer import fetch_dataset, upload_dataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3_helpers import TEST_AWS_ENV, start_moto_server  # noqa: E402
+from s3_helpers import TEST_AWS_ENV, start_moto_server
 
 pytestmark = pytest.mark.integration
 

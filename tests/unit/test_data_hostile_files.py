@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import encode, gradient  # noqa: E402
-
-from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray  # noqa: E402
+from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray
+from conftest_data import encode, gradient
 
 REPO = Path(__file__).resolve().parents[2]
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64 64 lineto stroke showpage\n%%EOF\n"

@@ -4,17 +4,13 @@ too); distinct synthetic images are not flagged; leak-free test excludes the cop
 from __future__ import annotations
 
 import io
-import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs  # noqa: E402
-from boneflow.data.preprocess import decode_xray  # noqa: E402
-from boneflow.data.validate import HASH_BITS, _hashes  # noqa: E402
+from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs
+from boneflow.data.preprocess import decode_xray
+from boneflow.data.validate import HASH_BITS, _hashes
 
 
 def test_every_planted_copy_is_found(demo_validated):

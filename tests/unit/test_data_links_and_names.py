@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import gradient  # noqa: E402
-
-from boneflow.data.acquire import acquire  # noqa: E402
-from boneflow.data.layout import CLASSES, SPLITS, LayoutError, check_classes_present, scan_layout  # noqa: E402
-from boneflow.data.validate import validate_dataset  # noqa: E402
+from boneflow.data.acquire import acquire
+from boneflow.data.layout import CLASSES, SPLITS, LayoutError, check_classes_present, scan_layout
+from boneflow.data.validate import validate_dataset
+from conftest_data import gradient
 
 
 def _tree(root: Path, per_class: int = 2) -> Path:

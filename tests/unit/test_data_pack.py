@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from boneflow.data.pack import PackedDataError, load_packed, pack_dataset  # noqa: E402
+from boneflow.data.pack import PackedDataError, load_packed, pack_dataset
 
 
 @pytest.fixture

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import encode, gradient  # noqa: E402
-
-from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray  # noqa: E402
+from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray
+from conftest_data import encode, gradient
 
 
 def reason_of(data: bytes, **kw) -> str:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import tree_digest  # noqa: E402
-
-from boneflow.cli import app  # noqa: E402
-from boneflow.data.synthetic import write_demo_dataset  # noqa: E402
+from boneflow.cli import app
+from boneflow.data.synthetic import write_demo_dataset
+from conftest_data import tree_digest
 
 
 def test_demo_data_is_deterministic(tmp_path):

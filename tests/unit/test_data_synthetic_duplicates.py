@@ -7,17 +7,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from boneflow.data.layout import SPLITS  # noqa: E402
-from boneflow.data.synthetic import write_demo_dataset  # noqa: E402
-from boneflow.data.synthetic_duplicates import (  # noqa: E402
+from boneflow.data.layout import SPLITS
+from boneflow.data.synthetic import write_demo_dataset
+from boneflow.data.synthetic_duplicates import (
     ANGLE_RANGE,
     family_count,
     planted_groups,

@@ -4,16 +4,12 @@ reports relative, the source tree untouched, pixels in a memmap."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import tree_digest  # noqa: E402
-
-from boneflow.data.acquire import acquire  # noqa: E402
-from boneflow.data.synthetic import dataset_root  # noqa: E402
+from boneflow.data.acquire import acquire
+from boneflow.data.synthetic import dataset_root
+from conftest_data import tree_digest
 
 
 def test_every_planted_defect_gets_its_verdict(demo_validated):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,7 @@ from typer.testing import CliRunner
 
 from boneflow.cli import app
 from boneflow.store import LocalStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gc_helpers import add_checkpoints, keys_of, publish, run_ids  # noqa: E402
+from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 
 runner = CliRunner()
 OLD = time.time() - 48 * 3600  # the default grace period is 24 h
