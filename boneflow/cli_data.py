@@ -25,7 +25,6 @@ def audit(
     """Validate a dataset and audit it for cross-split leakage (no training); writes both reports to --out."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    from rich.table import Table
 
     from boneflow.data.acquire import acquire
     from boneflow.data.leakage import audit_leakage
@@ -58,6 +57,16 @@ def audit(
         raise typer.Exit(2) from None
     (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
 
+    Console().print(_audit_table(acquired, validated, leak, max_distance))
+    Console().print(
+        f"reports: {Path(out) / 'cleaning_report.json'}, {Path(out) / 'leakage_report.json'}", highlight=False
+    )
+
+
+def _audit_table(acquired, validated, leak, max_distance: int):
+    """The audit's summary: what was kept and excluded, and the copies across splits."""
+    from rich.table import Table
+
     counts = validated.report["counts"]
     table = Table(title=f"boneflow audit: {acquired.root}", title_justify="left")
     table.add_column("item")
@@ -80,10 +89,7 @@ def audit(
     )
     table.add_row("test leaking / clean", f"{lc['test_leaking']} / {lc['test_clean']}")
     table.add_row("fingerprint", acquired.version.fingerprint[:16])
-    Console().print(table)
-    Console().print(
-        f"reports: {Path(out) / 'cleaning_report.json'}, {Path(out) / 'leakage_report.json'}", highlight=False
-    )
+    return table
 
 
 def demo_data(

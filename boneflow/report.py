@@ -194,24 +194,10 @@ def render_report(
     fingerprint, cleaning and leakage summaries, plots by relative link."""
     splits = metrics.get("splits", {})
     titles = split_titles(metrics.get("split_policy"))
-    if gate.get("passed"):
-        verdict = "PASSED — promoted to champion"
-    elif gate.get("refused"):
-        verdict = "REFUSED — too few images to judge, not promoted"
-    else:
-        verdict = "REJECTED — not promoted"
-    policy = gate.get("policy", {})
     threshold = (metrics.get("operating_point") or {}).get("threshold")
     parts = [
         f"# boneflow run {run_id}",
-        f"**Gate: {verdict}**",
-        "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
-        (
-            f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} images, "
-            f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
-            f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
-            f"`{gate.get('champion_run_id') or 'none'}`."
-        ),
+        *_gate_lines(gate),
         "## Honest evaluation",
         honest_summary(metrics, gate),
         "## Metrics",
@@ -239,6 +225,27 @@ def render_report(
     if plots:
         parts += ["## Plots", _plot_links(plots)]
     return "\n\n".join(parts) + "\n"
+
+
+def _gate_lines(gate: dict) -> list[str]:
+    """The verdict, its reasons and the policy it was judged by."""
+    if gate.get("passed"):
+        verdict = "PASSED — promoted to champion"
+    elif gate.get("refused"):
+        verdict = "REFUSED — too few images to judge, not promoted"
+    else:
+        verdict = "REJECTED — not promoted"
+    policy = gate.get("policy", {})
+    return [
+        f"**Gate: {verdict}**",
+        "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
+        (
+            f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} images, "
+            f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
+            f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
+            f"`{gate.get('champion_run_id') or 'none'}`."
+        ),
+    ]
 
 
 def _evaluation_text(model_meta: dict) -> str:

@@ -83,19 +83,39 @@ def _rotated_pairs(validated: ValidatedDataset, groups: DuplicateGroups) -> list
             continue
         if order[ra.split] > order[rb.split]:
             ra, rb = rb, ra
-        out.append(
-            {
-                "a": ra.relpath,
-                "b": rb.relpath,
-                "split_a": ra.split,
-                "split_b": rb.split,
-                "same_label": ra.label == rb.label,
-                "distance": None,
-                "transform": "small-angle turn",
-                "kind": "rotated",
-            }
-        )
+        out.append(_pair_row(ra, rb, distance=None, transform="small-angle turn", kind="rotated"))
     return out
+
+
+def _pair_row(ra, rb, *, distance: int | None, transform: str, kind: str) -> dict:
+    """One cross-split copy as the report lists it."""
+    return {
+        "a": ra.relpath,
+        "b": rb.relpath,
+        "split_a": ra.split,
+        "split_b": rb.split,
+        "same_label": ra.label == rb.label,
+        "distance": distance,
+        "transform": transform,
+        "kind": kind,
+    }
+
+
+def _hash_pairs(
+    validated: ValidatedDataset, sha: list[str], by_split: dict[str, list[int]], max_distance: int
+) -> tuple[list[dict], dict[str, int]]:
+    """Near and exact copies between each pair of splits (pHash Hamming distance), and their counts."""
+    pairs, counts = [], {}
+    for ai, split_a in enumerate(SPLITS):
+        for split_b in SPLITS[ai + 1 :]:
+            idx_a, idx_b = by_split[split_a], by_split[split_b]
+            ii, jj, dd, tt = near_pairs(validated.hashes[idx_a], validated.hashes[idx_b], max_distance=max_distance)
+            counts[f"{split_a}-{split_b}"] = int(len(ii))
+            for i, j, d, t in zip(ii, jj, dd, tt):
+                ra, rb = validated.records[idx_a[i]], validated.records[idx_b[j]]
+                kind = "exact" if sha[idx_a[i]] == sha[idx_b[j]] else "near"
+                pairs.append(_pair_row(ra, rb, distance=int(d), transform=HASH_TRANSFORMS[t], kind=kind))
+    return pairs, counts
 
 
 def audit_leakage(
@@ -110,28 +130,7 @@ def audit_leakage(
     thumbs = validated.thumbs if validated.thumbs is not None else np.zeros((len(sha), 64, 64), np.uint8)
     groups = find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings)
     by_split = {s: [k for k, r in enumerate(validated.records) if r.split == s] for s in SPLITS}
-    pairs = []
-    counts = {}
-    for ai, split_a in enumerate(SPLITS):
-        for split_b in SPLITS[ai + 1 :]:
-            idx_a, idx_b = by_split[split_a], by_split[split_b]
-            ii, jj, dd, tt = near_pairs(validated.hashes[idx_a], validated.hashes[idx_b], max_distance=max_distance)
-            counts[f"{split_a}-{split_b}"] = int(len(ii))
-            for i, j, d, t in zip(ii, jj, dd, tt):
-                ra, rb = validated.records[idx_a[i]], validated.records[idx_b[j]]
-                exact = sha[idx_a[i]] == sha[idx_b[j]]
-                pairs.append(
-                    {
-                        "a": ra.relpath,
-                        "b": rb.relpath,
-                        "split_a": split_a,
-                        "split_b": split_b,
-                        "same_label": ra.label == rb.label,
-                        "distance": int(d),
-                        "transform": HASH_TRANSFORMS[t],
-                        "kind": "exact" if exact else "near",
-                    }
-                )
+    pairs, counts = _hash_pairs(validated, sha, by_split, max_distance)
     pairs.sort(key=lambda p: (p["distance"], p["a"], p["b"]))
     seen = {(p["a"], p["b"]) for p in pairs}
     rotated = [p for p in _rotated_pairs(validated, groups) if (p["a"], p["b"]) not in seen]

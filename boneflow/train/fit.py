@@ -326,6 +326,14 @@ def _epoch_stats(
     }
 
 
+def _presets(settings: TrainSettings) -> tuple[TrainPreset, EvalPreset]:
+    """The training augmentation and the evaluation crop."""
+    train = TrainPreset(
+        crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
+    )
+    return train, EvalPreset(crop_size=settings.image_size)
+
+
 def fit(
     packed: Any,
     settings: TrainSettings,
@@ -347,10 +355,7 @@ def fit(
     state = resume_or_start(checkpoint_dir, settings, model, optimizer, scheduler)
 
     forward = cast(nn.Module, torch.compile(model)) if settings.compile else model
-    train_preset = TrainPreset(
-        crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
-    )
-    eval_preset = EvalPreset(crop_size=settings.image_size)
+    train_preset, eval_preset = _presets(settings)
     train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
 
     while state.epoch < settings.epochs and not state.stopped(settings.patience):
