@@ -8,7 +8,8 @@ checks it), so these commands run on a machine with only the core installed."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
@@ -24,8 +25,9 @@ def build_app(**commands: Callable[..., Any]) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    bench_app = typer.Typer(help="Benchmarks: JSON with ours vs the seed-style baseline, same run, and the ratio.",
-                            no_args_is_help=True)
+    bench_app = typer.Typer(
+        help="Benchmarks: JSON with ours vs the seed-style baseline, same run, and the ratio.", no_args_is_help=True
+    )
     app.add_typer(bench_app, name="bench")
 
     for name, command in commands.items():

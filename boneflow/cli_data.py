@@ -14,15 +14,17 @@ def audit(
     out: Annotated[Path, typer.Option("--out", help="Folder for cleaning_report.json and leakage_report.json.")],
     workers: Annotated[int, typer.Option(help="Decoding processes; 0 = one per CPU core.", min=0)] = 0,
     min_side: Annotated[int, typer.Option(help="Exclude images whose shorter side is below this (px).", min=1)] = 64,
-    max_distance: Annotated[int, typer.Option(
-        help="Largest phash Hamming distance (of 256 bits) counted as a cross-split copy.",
-        min=0, max=256)] = 26,
+    max_distance: Annotated[
+        int,
+        typer.Option(
+            help="Largest phash Hamming distance (of 256 bits) counted as a cross-split copy.", min=0, max=256
+        ),
+    ] = 26,
     pack_size: Annotated[int, typer.Option(help="Side of the decoded square kept for hashing (px).", min=32)] = 256,
 ) -> None:
     """Validate a dataset and audit it for cross-split leakage (no training); writes both reports to --out."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    from rich.table import Table
 
     from boneflow.data.acquire import acquire
     from boneflow.data.leakage import audit_leakage
@@ -32,17 +34,38 @@ def audit(
     err = Console(stderr=True)
     try:
         acquired = acquire(data_dir=data_dir, kaggle_handle="", retries=1)
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=err, transient=False) as bar:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        ) as bar:
             task = bar.add_task("decoding", total=None)
             validated = validate_dataset(
-                acquired.root, workdir=out, pack_size=pack_size, min_side=min_side, workers=workers,
-                progress=lambda done, total: bar.update(task, completed=done, total=total))
+                acquired.root,
+                workdir=out,
+                pack_size=pack_size,
+                min_side=min_side,
+                workers=workers,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
         leak = audit_leakage(validated, max_distance=max_distance)
     except BoneflowError as exc:
         err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
+
+    Console().print(_audit_table(acquired, validated, leak, max_distance))
+    Console().print(
+        f"reports: {Path(out) / 'cleaning_report.json'}, {Path(out) / 'leakage_report.json'}", highlight=False
+    )
+
+
+def _audit_table(acquired, validated, leak, max_distance: int):
+    """The audit's summary: what was kept and excluded, and the copies across splits."""
+    from rich.table import Table
 
     counts = validated.report["counts"]
     table = Table(title=f"boneflow audit: {acquired.root}", title_justify="left")
@@ -60,34 +83,42 @@ def audit(
     table.add_row("distinct files / duplicate groups", f"{lc['distinct_files']} / {lc['groups']}")
     table.add_row(f"cross-split copies (pairs: phash d<={max_distance}, exact, turned)", str(lc["pairs"]))
     copies = leak.report["contamination"]["copies_in_train_val"]
-    table.add_row("official test copies of train/val", f"{copies['any']} (exact {copies['exact']}, "
-                  f"near {copies['near']}, rotated {copies['rotated']})")
+    table.add_row(
+        "official test copies of train/val",
+        f"{copies['any']} (exact {copies['exact']}, near {copies['near']}, rotated {copies['rotated']})",
+    )
     table.add_row("test leaking / clean", f"{lc['test_leaking']} / {lc['test_clean']}")
     table.add_row("fingerprint", acquired.version.fingerprint[:16])
-    Console().print(table)
-    Console().print(f"reports: {Path(out) / 'cleaning_report.json'}, {Path(out) / 'leakage_report.json'}",
-                    highlight=False)
+    return table
 
 
 def demo_data(
     path: Annotated[Path, typer.Argument(help="Folder to write (the Kaggle layout goes below it).")],
-    n: Annotated[int, typer.Option("--n", help="Distinct synthetic radiographs (defects and copies come on top).",
-                                   min=20)] = 2500,
+    n: Annotated[
+        int, typer.Option("--n", help="Distinct synthetic radiographs (defects and copies come on top).", min=20)
+    ] = 2500,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
     full_size: Annotated[bool, typer.Option(help="256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px.")] = False,
-    families: Annotated[int, typer.Option(
-        help="Kaggle-style families of rotated copies (N-rotated1.jpg ...) across splits, plus as many "
-             "byte-identical copies (N (1).jpg); at most one per 40 images; 0 = none.", min=0)] = 8,
+    families: Annotated[
+        int,
+        typer.Option(
+            help="Kaggle-style families of rotated copies (N-rotated1.jpg ...) across splits, plus as many "
+            "byte-identical copies (N (1).jpg); at most one per 40 images; 0 = none.",
+            min=0,
+        ),
+    ] = 8,
 ) -> None:
     """Write a synthetic X-ray-like dataset with planted defects and cross-split copies."""
     from boneflow.data.synthetic import dataset_root, write_demo_dataset
 
     planted = write_demo_dataset(path, n=n, seed=seed, full_size=full_size, families=families)
     kinds = [d["kind"] for d in planted["duplicates"]]
-    typer.echo(f"wrote {n} radiographs + {len(planted['defects'])} planted encodings/defects + "
-               f"{len(planted['copies'])} cross-split copies + {kinds.count('exact')} byte-identical and "
-               f"{kinds.count('rotated')} rotated copies under {dataset_root(path)}; "
-               f"what was planted: {Path(path) / 'planted.json'}")
+    typer.echo(
+        f"wrote {n} radiographs + {len(planted['defects'])} planted encodings/defects + "
+        f"{len(planted['copies'])} cross-split copies + {kinds.count('exact')} byte-identical and "
+        f"{kinds.count('rotated')} rotated copies under {dataset_root(path)}; "
+        f"what was planted: {Path(path) / 'planted.json'}"
+    )
 
 
 def bench_prep(

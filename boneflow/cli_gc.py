@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,13 +19,18 @@ WORK_DIR_ENV = "BONEFLOW_WORK_DIR"  # the same variable the Prefect tasks read
 def gc(
     store: str = typer.Option(DEFAULT_STORE, "--store", help="Store URL: folder, file://... or s3://bucket/prefix."),
     keep_runs: int = typer.Option(
-        5, "--keep-runs", min=0, help="Finished runs (besides the champion) whose model and reports are kept."),
+        5, "--keep-runs", min=0, help="Finished runs (besides the champion) whose model and reports are kept."
+    ),
     grace_hours: float = typer.Option(
-        24.0, "--grace-hours", min=0.0,
-        help="Touch nothing newer than this: a younger run may still be training or publishing."),
+        24.0,
+        "--grace-hours",
+        min=0.0,
+        help="Touch nothing newer than this: a younger run may still be training or publishing.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing."),
-    work_dir: Optional[Path] = typer.Option(
-        None, "--work-dir", help=f"Local work folder to clean too (default ${WORK_DIR_ENV} or ~/.cache/boneflow)."),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help=f"Local work folder to clean too (default ${WORK_DIR_ENV} or ~/.cache/boneflow)."
+    ),
     skip_work_dir: bool = typer.Option(False, "--skip-work-dir", help="Clean the store only."),
 ) -> None:
     """Keep the champion and the newest N runs' models and reports; delete finished runs'
@@ -45,9 +49,14 @@ def gc(
         root = getattr(opened, "root", None)
         if root is not None and not root.is_dir():  # a typo would otherwise report "nothing to do"
             raise BoneflowError(f"store folder {root} does not exist; check --store.")
-        report = collect_garbage(opened, work_dir=None if skip_work_dir else work_dir,
-                                 keep_runs=keep_runs, grace=timedelta(hours=grace_hours), dry_run=dry_run)
+        report = collect_garbage(
+            opened,
+            work_dir=None if skip_work_dir else work_dir,
+            keep_runs=keep_runs,
+            grace=timedelta(hours=grace_hours),
+            dry_run=dry_run,
+        )
     except BoneflowError as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(report, indent=2))

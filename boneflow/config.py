@@ -26,8 +26,7 @@ DEFAULT_STORE = "boneflow-store"
 
 # Fields that do not change the trained model: they never enter the config fingerprint, so
 # switching store, dispatch or `force` does not count as "a different model".
-_NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers",
-                     "dispatch_start_timeout"}
+_NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers", "dispatch_start_timeout"}
 
 # A location without user-info: no '@', or a URL whose authority (between '://' and the next '/')
 # has none, or a path whose first '@' comes after a '/' (and that does not start with '//').
@@ -57,8 +56,7 @@ class RetrainConfig(BaseModel):
     )
     kaggle_handle: str = Field(
         default=KAGGLE_HANDLE,
-        description="Kaggle dataset handle; add '/versions/N' to pin a version "
-        "(unversioned means latest).",
+        description="Kaggle dataset handle; add '/versions/N' to pin a version (unversioned means latest).",
         min_length=3,
     )
     # --- store --------------------------------------------------------------------------
@@ -72,11 +70,15 @@ class RetrainConfig(BaseModel):
     )
     # --- data preparation ---------------------------------------------------------------
     image_size: int = Field(
-        default=224, ge=32, le=512,
+        default=224,
+        ge=32,
+        le=512,
         description="Side of the square crop the network sees (train and eval), in pixels.",
     )
     min_side: int = Field(
-        default=64, ge=1, le=4096,
+        default=64,
+        ge=1,
+        le=4096,
         description="Images whose shorter side is below this many pixels are excluded as too small.",
     )
     leak_max_distance: int = Field(
@@ -84,9 +86,10 @@ class RetrainConfig(BaseModel):
         # images) copies re-encoded at JPEG q30-60, resized 0.35-0.5x, mirrored, rotated 90
         # degrees or contrast-changed stayed <= 16 (<= 22 all combined) and no distinct pair came
         # closer than 30; see scripts/measure_leakage.py. Must match leakage.DEFAULT_MAX_DISTANCE.
-        default=26, ge=0, le=256,
-        description="Largest perceptual-hash Hamming distance (of 256 bits) still counted as a "
-        "copy across splits.",
+        default=26,
+        ge=0,
+        le=256,
+        description="Largest perceptual-hash Hamming distance (of 256 bits) still counted as a copy across splits.",
     )
     split_policy: Literal["auto", "official", "regroup"] = Field(
         default="auto",
@@ -97,11 +100,15 @@ class RetrainConfig(BaseModel):
         "official test, else regroup.",
     )
     workers: int = Field(
-        default=0, ge=0, le=64,
+        default=0,
+        ge=0,
+        le=64,
         description="Processes for decoding images; 0 means one per CPU core.",
     )
     max_image_mb: int = Field(
-        default=64, ge=1, le=1024,
+        default=64,
+        ge=1,
+        le=1024,
         description="Image files larger than this many MiB are excluded as too_large, decided from "
         "the file size before reading it.",
     )
@@ -112,21 +119,28 @@ class RetrainConfig(BaseModel):
     weight_decay: float = Field(default=0.05, ge=0, le=1.0, description="AdamW weight decay.")
     label_smoothing: float = Field(default=0.05, ge=0, lt=0.5, description="Cross-entropy label smoothing.")
     rotation_degrees: float = Field(
-        default=10.0, ge=0, le=180, description="Training augmentation: rotation drawn from [-d, d] degrees.",
+        default=10.0,
+        ge=0,
+        le=180,
+        description="Training augmentation: rotation drawn from [-d, d] degrees.",
     )
     crop_min_area: float = Field(
-        default=0.6, gt=0, le=1.0,
+        default=0.6,
+        gt=0,
+        le=1.0,
         description="Training augmentation: smallest fraction of the image area a random crop covers.",
     )
     class_weighted: bool = Field(
-        default=True, description="Weight the loss by the inverse class frequency of the train split.",
+        default=True,
+        description="Weight the loss by the inverse class frequency of the train split.",
     )
     patience: int = Field(
-        default=4, ge=0, le=500,
+        default=4,
+        ge=0,
+        le=500,
         description="Stop after this many epochs without a better val loss; 0 disables early stopping.",
     )
-    seed: int = Field(default=0, ge=0, le=MAX_SEED,
-                      description="Seed for data order, augmentation and init.")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed for data order, augmentation and init.")
     pretrained: bool = Field(
         default=True,
         description="Start from torchvision's ImageNet resnet18 weights: weights_path, else the torch "
@@ -137,9 +151,12 @@ class RetrainConfig(BaseModel):
         description="Path to resnet18 ImageNet weights (.pth), for machines without network; never "
         "downloaded. Empty: the torch hub cache, downloading once when missing.",
     )
-    compile: bool = Field(default=False, description="Use torch.compile for the model (slower start, faster epochs on GPU).")
+    compile: bool = Field(
+        default=False, description="Use torch.compile for the model (slower start, faster epochs on GPU)."
+    )
     device: str = Field(
-        default="auto", pattern=DEVICE_PATTERN,
+        default="auto",
+        pattern=DEVICE_PATTERN,
         description="Training device: auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps.",
     )
     # --- gate ---------------------------------------------------------------------------
@@ -150,11 +167,14 @@ class RetrainConfig(BaseModel):
         default=0.90, ge=0, le=1, description="Gate: lowest fractured recall (sensitivity) on the leak-free test split."
     )
     max_regression: float = Field(
-        default=0.01, ge=0, le=1,
+        default=0.01,
+        ge=0,
+        le=1,
         description="Gate: largest drop in leak-free test accuracy against the champion re-scored on the same split.",
     )
     min_gate_n: int = Field(
-        default=200, ge=0,
+        default=200,
+        ge=0,
         description="Gate: fewest images the judged split must hold; below it the gate refuses to promote.",
     )
     # --- orchestration ------------------------------------------------------------------
@@ -166,12 +186,15 @@ class RetrainConfig(BaseModel):
         # Scaling a GPU node up from zero and pulling a multi-GB CUDA image take minutes; without
         # a limit, a run nothing can start (no worker, no GPU node, an image that cannot be
         # pulled) would keep the retrain waiting forever.
-        default=1800, ge=10, le=86400,
+        default=1800,
+        ge=10,
+        le=86400,
         description="dispatch=deployment: seconds the training flow run may take to start running "
         "on the gpu pool; after that it is cancelled and the retrain fails naming the pool.",
     )
     force: bool = Field(
-        default=False, description="Retrain even when data and config equal the champion's.",
+        default=False,
+        description="Retrain even when data and config equal the champion's.",
     )
 
     @field_validator("data_dir", "weights_path")
@@ -189,7 +212,8 @@ class RetrainConfig(BaseModel):
                 f"{info.field_name} carries user-info ('name:secret@' before the host). Credentials "
                 "in a URL end up in the UI, logs and model.json: remove them and give them to the "
                 "worker through its environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
-                "~/.aws, an instance role); if a secret was in it, rotate that secret.")
+                "~/.aws, an instance role); if a secret was in it, rotate that secret."
+            )
         return value
 
     @property
@@ -211,7 +235,7 @@ class RetrainConfig(BaseModel):
         blob = json.dumps(self.model_fields_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
-    def train_settings(self) -> "TrainSettings":
+    def train_settings(self) -> TrainSettings:
         from boneflow.train.settings import TrainSettings
 
         return TrainSettings(

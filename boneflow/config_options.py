@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Optional, get_args, get_origin
+from collections.abc import Callable
+from typing import Any, Optional, get_args, get_origin
 
 import typer
 from pydantic import BaseModel
@@ -51,8 +52,9 @@ def config_parameters(model: type[BaseModel] = RetrainConfig) -> list[inspect.Pa
         flag = flag_name(name)
         decls = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
         option = typer.Option(None, decls, help=_help(info.description, info.default), show_default=False)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=Optional[value_type]))
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[value_type])  # noqa: UP045 value_type is a runtime value
+        )
     return params
 
 
@@ -63,8 +65,11 @@ def with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     (e.g. --verbose) come after the generated ones in --help."""
     generated = config_parameters()
     names = {p.name for p in generated}
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-           for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "config_fields"]
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "config_fields"
+    ]
 
     @functools.wraps(command)
     def wrapper(**options: Any) -> Any:

@@ -22,8 +22,12 @@ from dataclasses import asdict, dataclass, field
 from boneflow.errors import BoneflowError
 from boneflow.evaluate.paired import PairedComparison
 
-_SPLIT_WORDS = {"test_clean": "leak-free test", "test": "official test", "val": "validation",
-                "official_test": "official test"}
+_SPLIT_WORDS = {
+    "test_clean": "leak-free test",
+    "test": "official test",
+    "val": "validation",
+    "official_test": "official test",
+}
 # What the champion's metrics on the judged split keep in the decision (report, trend artifact).
 _CHAMPION_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc", "threshold")
 
@@ -49,10 +53,14 @@ class GatePolicy:
             raise GateError(f"GatePolicy.min_n={self.min_n} must be 0 or more.")
 
     @classmethod
-    def from_config(cls, cfg) -> "GatePolicy":
+    def from_config(cls, cfg) -> GatePolicy:
         """From a RetrainConfig (or anything with the threshold fields and min_gate_n)."""
-        return cls(min_accuracy=cfg.min_accuracy, min_recall=cfg.min_recall,
-                   max_regression=cfg.max_regression, min_n=cfg.min_gate_n)
+        return cls(
+            min_accuracy=cfg.min_accuracy,
+            min_recall=cfg.min_recall,
+            max_regression=cfg.max_regression,
+            min_n=cfg.min_gate_n,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,9 +80,17 @@ class GateDecision:
 
     def to_dict(self) -> dict:
         """The metrics.json `gate` block."""
-        return {"passed": self.passed, "reasons": list(self.reasons), "policy": dict(self.policy),
-                "champion_run_id": self.champion_run_id, "split": self.split, "n": self.n,
-                "refused": self.refused, "paired": self.paired, "champion": self.champion}
+        return {
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "policy": dict(self.policy),
+            "champion_run_id": self.champion_run_id,
+            "split": self.split,
+            "n": self.n,
+            "refused": self.refused,
+            "paired": self.paired,
+            "champion": self.champion,
+        }
 
     @property
     def message(self) -> str:
@@ -84,8 +100,10 @@ class GateDecision:
 
 def _metric(splits: dict, split: str, name: str, whose: str) -> float:
     if split not in splits:
-        raise GateError(f"The gate reads split {split!r} but the {whose} metrics hold only "
-                        f"{sorted(splits)}; evaluate on {split!r} first.")
+        raise GateError(
+            f"The gate reads split {split!r} but the {whose} metrics hold only "
+            f"{sorted(splits)}; evaluate on {split!r} first."
+        )
     value = splits[split].get(name)
     if value is None:
         raise GateError(f"{whose} metrics for split {split!r} have no {name!r}.")
@@ -105,20 +123,25 @@ def split_words(split: str, split_policy: dict | None = None) -> str:
     return _SPLIT_WORDS.get(split, split)
 
 
-def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None,
-             contamination: dict | None) -> str:
+def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None, contamination: dict | None) -> str:
     """Why the gate will not judge, and what to change."""
-    text = (f"the {where} holds no images: nothing to judge" if n == 0 else
-            f"the {where} holds {n} images, fewer than {policy.min_n}: too few to judge")
+    text = (
+        f"the {where} holds no images: nothing to judge"
+        if n == 0
+        else f"the {where} holds {n} images, fewer than {policy.min_n}: too few to judge"
+    )
     official = (contamination or {}).get("official_test")
     copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
     if (split_policy or {}).get("used") == "regroup":
-        return text + (" — add images (the full dataset gives a larger test) or lower min_gate_n "
-                       "knowingly (--min-gate-n)")
+        return text + (
+            " — add images (the full dataset gives a larger test) or lower min_gate_n knowingly (--min-gate-n)"
+        )
     if official and copies is not None:
         share = 100 * copies / official
-        return text + (f"; the official test is {share:.0f} % copies of train/val ({copies} of "
-                       f"{official}) — use split_policy=regroup")
+        return text + (
+            f"; the official test is {share:.0f} % copies of train/val ({copies} of "
+            f"{official}) — use split_policy=regroup"
+        )
     return text + "; use split_policy=regroup to pool the splits, or lower min_gate_n knowingly"
 
 
@@ -128,8 +151,10 @@ def _floor_reasons(splits: dict, policy: GatePolicy, where: str) -> tuple[bool, 
     threshold = splits[policy.split].get("threshold")
     at = f" at threshold {threshold:.3f}" if threshold is not None and threshold != 0.5 else ""
     passed, reasons = True, []
-    for label, value, floor, suffix in (("accuracy", acc, policy.min_accuracy, ""),
-                                        ("fractured recall", rec, policy.min_recall, at)):
+    for label, value, floor, suffix in (
+        ("accuracy", acc, policy.min_accuracy, ""),
+        ("fractured recall", rec, policy.min_recall, at),
+    ):
         shown, floor_shown = _pair(value, floor)
         ok = value >= floor
         passed &= ok
@@ -137,28 +162,47 @@ def _floor_reasons(splits: dict, policy: GatePolicy, where: str) -> tuple[bool, 
     return passed, reasons
 
 
-def _champion_reasons(acc: float, champion_splits: dict, policy: GatePolicy, where: str,
-                      champion_run_id: str | None, paired: PairedComparison | None) -> tuple[bool, list[str]]:
+def _champion_reasons(
+    acc: float,
+    champion_splits: dict,
+    policy: GatePolicy,
+    where: str,
+    champion_run_id: str | None,
+    paired: PairedComparison | None,
+) -> tuple[bool, list[str]]:
     champ_acc = _metric(champion_splits, policy.split, "accuracy", "champion")
     drop = champ_acc - acc
     who = f"champion {champion_run_id}" if champion_run_id else "champion"
     if drop > policy.max_regression + 1e-12:
         passed = False
-        reasons = [f"{where} accuracy {acc:.3f} regresses {drop:.3f} from {who}'s "
-                   f"{champ_acc:.3f} (allowed {policy.max_regression:.3f})"]
+        reasons = [
+            f"{where} accuracy {acc:.3f} regresses {drop:.3f} from {who}'s "
+            f"{champ_acc:.3f} (allowed {policy.max_regression:.3f})"
+        ]
     else:
         passed = True
-        reasons = [f"{where} accuracy {acc:.3f} vs {who}'s {champ_acc:.3f}: change "
-                   f"{-drop:+.3f} within the allowed regression {policy.max_regression:.3f}"]
-    reasons.append(paired.sentence(who) if paired is not None else
-                   f"no paired comparison with {who}: per-image results of both on the same "
-                   "images were not available")
+        reasons = [
+            f"{where} accuracy {acc:.3f} vs {who}'s {champ_acc:.3f}: change "
+            f"{-drop:+.3f} within the allowed regression {policy.max_regression:.3f}"
+        ]
+    reasons.append(
+        paired.sentence(who)
+        if paired is not None
+        else f"no paired comparison with {who}: per-image results of both on the same images were not available"
+    )
     return passed, reasons
 
 
-def decide(candidate_splits: dict, champion_splits: dict | None, policy: GatePolicy, *,
-           champion_run_id: str | None = None, paired: PairedComparison | None = None,
-           split_policy: dict | None = None, contamination: dict | None = None) -> GateDecision:
+def decide(
+    candidate_splits: dict,
+    champion_splits: dict | None,
+    policy: GatePolicy,
+    *,
+    champion_run_id: str | None = None,
+    paired: PairedComparison | None = None,
+    split_policy: dict | None = None,
+    contamination: dict | None = None,
+) -> GateDecision:
     """candidate_splits / champion_splits: the `splits` block of metrics.json. paired: the two
     models on the judged split's images (evaluate/paired.py). split_policy / contamination: the
     packed manifest's `split_policy` and the leakage report's `contamination`, used to say what
@@ -168,7 +212,7 @@ def decide(candidate_splits: dict, champion_splits: dict | None, policy: GatePol
     # An empty split is refused whatever min_n says: there is nothing to judge.
     refused = n is not None and (n < policy.min_n or n == 0)
     if refused and n == 0:
-        passed, reasons = False, []
+        passed, reasons = False, list[str]()
     else:
         passed, reasons = _floor_reasons(candidate_splits, policy, where)
     if refused:
@@ -184,6 +228,14 @@ def decide(candidate_splits: dict, champion_splits: dict | None, policy: GatePol
         passed &= kept
         reasons += more
         champion = {k: champion_splits[policy.split].get(k) for k in _CHAMPION_FIELDS}
-    return GateDecision(passed=passed and not refused, reasons=reasons, policy=policy.to_dict(),
-                        champion_run_id=champion_run_id, split=policy.split, n=n, refused=refused,
-                        paired=paired.to_dict() if paired is not None else None, champion=champion)
+    return GateDecision(
+        passed=passed and not refused,
+        reasons=reasons,
+        policy=policy.to_dict(),
+        champion_run_id=champion_run_id,
+        split=policy.split,
+        n=n,
+        refused=refused,
+        paired=paired.to_dict() if paired is not None else None,
+        champion=champion,
+    )

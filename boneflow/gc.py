@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from boneflow.errors import BoneflowError
 from boneflow.store.base import Store
@@ -32,8 +33,9 @@ def _tree_stats(folder: Path) -> tuple[int, float]:
     return total, newest
 
 
-def plan_work_dir_gc(work_dir: Path, *, finished: set[str], grace: timedelta,
-                     now: datetime) -> tuple[list[dict], dict[str, str]]:
+def plan_work_dir_gc(
+    work_dir: Path, *, finished: set[str], grace: timedelta, now: datetime
+) -> tuple[list[dict], dict[str, str]]:
     """([{path, bytes, reason}] to delete, {run_id: why kept}) for `<work_dir>/runs/*`."""
     runs_dir = Path(work_dir) / "runs"
     delete: list[dict] = []
@@ -46,7 +48,7 @@ def plan_work_dir_gc(work_dir: Path, *, finished: set[str], grace: timedelta,
         size, newest = _tree_stats(entry)
         if entry.name not in finished:
             kept[entry.name] = "no manifest in this store (unfinished, or published elsewhere)"
-        elif now - datetime.fromtimestamp(newest, timezone.utc) < grace:
+        elif now - datetime.fromtimestamp(newest, UTC) < grace:
             kept[entry.name] = "younger than the grace period"
         else:
             delete.append({"path": str(entry), "bytes": size, "reason": "run finished in the store"})
@@ -66,28 +68,43 @@ def _store_report(plan: StoreGcPlan, verb: str) -> dict:
     return {verb: items, "bytes": sum(i["bytes"] for i in items)}
 
 
-def collect_garbage(store: Store, *, work_dir: Path | None, keep_runs: int = 5,
-                    grace: timedelta = timedelta(hours=24), dry_run: bool = False,
-                    now: datetime | None = None) -> dict:
+def collect_garbage(
+    store: Store,
+    *,
+    work_dir: Path | None,
+    keep_runs: int = 5,
+    grace: timedelta = timedelta(hours=24),
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> dict:
     """Plan, and unless `dry_run` delete, in the store and the work dir. Returns the JSON report:
     what was deleted ("deleted") or would be ("would_delete"), with sizes and reasons, and
     which runs were kept and why."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if grace < timedelta(0):
         raise BoneflowError(f"grace period {grace} is negative; give 0 or more hours.")
     plan = plan_store_gc(store, keep_runs=keep_runs, grace=grace, now=now)
     verb = "would_delete" if dry_run else "deleted"
-    report = {
-        "store": store.url, "dry_run": dry_run, "keep_runs": keep_runs,
-        "grace_hours": round(grace.total_seconds() / 3600, 6), "champion_run_id": plan.champion_run_id,
-        "store_objects": _store_report(plan, verb), "kept_runs": plan.kept_runs,
+    report: dict[str, Any] = {
+        "store": store.url,
+        "dry_run": dry_run,
+        "keep_runs": keep_runs,
+        "grace_hours": round(grace.total_seconds() / 3600, 6),
+        "champion_run_id": plan.champion_run_id,
+        "store_objects": _store_report(plan, verb),
+        "kept_runs": plan.kept_runs,
     }
     if work_dir is not None:
         folders, kept = plan_work_dir_gc(work_dir, finished=plan.finished_runs, grace=grace, now=now)
-        report["work_dir"] = {"path": str(work_dir), verb: folders,
-                              "bytes": sum(f["bytes"] for f in folders), "kept_runs": kept}
+        report["work_dir"] = {
+            "path": str(work_dir),
+            verb: folders,
+            "bytes": sum(f["bytes"] for f in folders),
+            "kept_runs": kept,
+        }
     if not dry_run:
         run_store_gc(store, plan)
-        for folder in report.get("work_dir", {}).get(verb, []):
-            remove_run_folder(work_dir, Path(folder["path"]))
+        if work_dir is not None:
+            for folder in report["work_dir"][verb]:
+                remove_run_folder(work_dir, Path(folder["path"]))
     return report

@@ -32,8 +32,14 @@ from boneflow.store.keys import (
 from boneflow.store.verified import check_file_entries, download_verified, json_bytes, load_json, utc_now
 
 __all__ = [
-    "ChampionConflictError", "champion_record", "fetch_run_file", "new_run_id", "promote",
-    "publish_run", "read_champion", "read_manifest",
+    "ChampionConflictError",
+    "champion_record",
+    "fetch_run_file",
+    "new_run_id",
+    "promote",
+    "publish_run",
+    "read_champion",
+    "read_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,15 +61,17 @@ def read_checkpoint_index(store: Store, run_id: str) -> dict:
     index = load_json(store, key, data)
     files = index.get("files", {})
     if not isinstance(files, dict):
-        raise StoreError(f"{key!r} in {store.url} has no 'files' table; delete it (the run's "
-                         "checkpoints are then not resumable).")
+        raise StoreError(
+            f"{key!r} in {store.url} has no 'files' table; delete it (the run's checkpoints are then not resumable)."
+        )
     check_file_entries(store, key, files, max_parts=1)
     return {f"checkpoints/{n}": e for n, e in files.items()}
 
 
 # --- runs -------------------------------------------------------------------------------------
-def publish_run(store: Store, run_id: str, files: Mapping[str, Path | bytes], *,
-                code_version: dict | None = None) -> dict:
+def publish_run(
+    store: Store, run_id: str, files: Mapping[str, Path | bytes], *, code_version: dict | None = None
+) -> dict:
     """Upload `files` ({name: local path or bytes}) under runs/<run_id>/, then write the manifest.
 
     Objects already under the run (checkpoints uploaded during training) are listed in the
@@ -102,14 +110,13 @@ def publish_run(store: Store, run_id: str, files: Mapping[str, Path | bytes], *,
         "files": {name: entries[name] for name in sorted(entries)},
     }
     store.put_bytes(run_key(run_id, MANIFEST_NAME), json_bytes(manifest))  # last: marks complete
-    log.info("published run %s: %d objects under %s%s", run_id, len(entries), store.url,
-             run_prefix(run_id))
+    log.info("published run %s: %d objects under %s%s", run_id, len(entries), store.url, run_prefix(run_id))
     return manifest
 
 
 def _existing_run_objects(store: Store, run_id: str, *, skip: set[str]) -> dict[str, dict]:
     prefix = run_prefix(run_id)
-    existing = [k[len(prefix):] for k in store.list(prefix)]
+    existing = [k[len(prefix) :] for k in store.list(prefix)]
     others = [n for n in existing if n not in skip and n != MANIFEST_NAME]
     if not others:
         return {}
@@ -129,8 +136,9 @@ def read_manifest(store: Store, run_id: str) -> dict:
     try:
         data = store.get_bytes(key)
     except ObjectNotFoundError:
-        raise ObjectNotFoundError(f"Run {run_id} has no {key!r} in {store.url}: it was never "
-                                  "published or its publish did not finish.") from None
+        raise ObjectNotFoundError(
+            f"Run {run_id} has no {key!r} in {store.url}: it was never published or its publish did not finish."
+        ) from None
     manifest = load_json(store, key, data)
     if manifest.get("run_id") != run_id or not isinstance(manifest.get("files"), dict):
         raise StoreError(f"{key!r} in {store.url} is not a boneflow run manifest for {run_id}.")
@@ -138,16 +146,16 @@ def read_manifest(store: Store, run_id: str) -> dict:
     return manifest
 
 
-def fetch_run_file(store: Store, run_id: str, name: str, dest: Path, *,
-                   manifest: dict | None = None) -> Path:
+def fetch_run_file(store: Store, run_id: str, name: str, dest: Path, *, manifest: dict | None = None) -> Path:
     """Download runs/<run_id>/<name> to `dest` (a file path, or an existing folder), verified
     against the manifest's sha256. Returns the file's path."""
     key = run_key(run_id, name)
     manifest = manifest or read_manifest(store, run_id)
     entry = manifest["files"].get(name)
     if entry is None:
-        raise ObjectNotFoundError(f"{key!r} is not listed in run {run_id}'s manifest in "
-                                  f"{store.url}; listed: {sorted(manifest['files'])}.")
+        raise ObjectNotFoundError(
+            f"{key!r} is not listed in run {run_id}'s manifest in {store.url}; listed: {sorted(manifest['files'])}."
+        )
     dest = Path(dest)
     if dest.is_dir():
         dest = dest / name.rsplit("/", 1)[-1]
@@ -164,16 +172,27 @@ def read_champion(store: Store) -> tuple[dict, str] | None:
     return load_json(store, CHAMPION_KEY, data), etag
 
 
-def champion_record(*, run_id: str, manifest: dict, metrics: dict, dataset_fingerprint: str,
-                    config_fingerprint: str, model_name: str = "model.safetensors") -> dict:
+def champion_record(
+    *,
+    run_id: str,
+    manifest: dict,
+    metrics: dict,
+    dataset_fingerprint: str,
+    config_fingerprint: str,
+    model_name: str = "model.safetensors",
+) -> dict:
     """The champion.json content for a published run (metrics: DESIGN's metrics.json)."""
     entry = manifest.get("files", {}).get(model_name)
     if entry is None:
-        raise StoreError(f"Run {run_id}'s manifest lists no {model_name!r}; publish the model "
-                         "before promoting the run.")
+        raise StoreError(
+            f"Run {run_id}'s manifest lists no {model_name!r}; publish the model before promoting the run."
+        )
     summary = {
-        split: {k: m.get(k) for k in ("n", "accuracy", "accuracy_ci95", "recall_fractured",
-                                       "specificity", "auroc") if k in m}
+        split: {
+            k: m.get(k)
+            for k in ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc")
+            if k in m
+        }
         for split, m in metrics.get("splits", {}).items()
     }
     return {
@@ -201,8 +220,10 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
     manifest = read_manifest(store, run_id)  # a pointer may only name a complete run
     model = manifest["files"].get("model.safetensors")
     if model is not None and model["sha256"] != champion["model_sha256"]:
-        raise IntegrityError(f"champion.model_sha256 does not match runs/{run_id}/model.safetensors "
-                             "in the manifest; rebuild the pointer from the published manifest.")
+        raise IntegrityError(
+            f"champion.model_sha256 does not match runs/{run_id}/model.safetensors "
+            "in the manifest; rebuild the pointer from the published manifest."
+        )
     record = dict(champion)
     record.setdefault("published_at", utc_now())
     try:
@@ -215,6 +236,7 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
         raise ChampionConflictError(
             f"Run {run_id} was published but NOT promoted: {CHAMPION_KEY} in {store.url} changed "
             f"since it was read (now points to {current or 'nothing'}). Another run was promoted "
-            f"at the same time; re-run the gate against the new champion. ({err})") from None
+            f"at the same time; re-run the gate against the new champion. ({err})"
+        ) from None
     log.info("promoted run %s to champion in %s", run_id, store.url)
     return etag

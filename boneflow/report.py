@@ -15,8 +15,12 @@ from boneflow import __version__
 from boneflow.report_summary import contamination_line, honest_summary, policy_line
 from boneflow.store.keys import validate_name
 
-_SPLIT_TITLES = {"val": "validation", "test": "official test", "test_clean": "leak-free test",
-                 "official_test": "official test"}
+_SPLIT_TITLES = {
+    "val": "validation",
+    "test": "official test",
+    "test_clean": "leak-free test",
+    "official_test": "official test",
+}
 # Under split policy `regroup` the test split is the regrouped one and the judged split equals it.
 _REGROUPED_TITLES = {**_SPLIT_TITLES, "test": "regrouped test", "test_clean": "judged test (= regrouped test)"}
 _SPLIT_ORDER = ("val", "test", "test_clean", "official_test")
@@ -38,8 +42,14 @@ def code_version() -> dict:
     """{"package_version", "git_commit"}: the commit when boneflow runs from a git checkout."""
     commit = None
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", out.stdout.strip()):
             commit = out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
@@ -95,16 +105,26 @@ def metrics_table(splits: dict, titles: dict[str, str] | None = None) -> str:
     titles = titles or _SPLIT_TITLES
     present = [(k, t) for k, t in _METRIC_COLUMNS if any(k in m for m in splits.values())]
     header = ["split", "n", "accuracy [95% CI]"] + [t for _, t in present]
-    rows = [[titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])]
-            + [splits[s].get(k) for k, _ in present] for s in _ordered(splits)]
+    rows = [
+        [titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])] + [splits[s].get(k) for k, _ in present]
+        for s in _ordered(splits)
+    ]
     return _table(header, rows)
 
 
 def _at_half_table(splits: dict, titles: dict[str, str]) -> str:
     """The threshold-dependent metrics at 0.5 (the argmax decision), where they were recorded."""
-    rows = [[titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s]["at_0.5"]),
-             splits[s]["at_0.5"].get("recall_fractured"), splits[s]["at_0.5"].get("specificity")]
-            for s in _ordered(splits) if isinstance(splits[s].get("at_0.5"), dict)]
+    rows = [
+        [
+            titles.get(s, s),
+            splits[s].get("n"),
+            _accuracy_cell(splits[s]["at_0.5"]),
+            splits[s]["at_0.5"].get("recall_fractured"),
+            splits[s]["at_0.5"].get("specificity"),
+        ]
+        for s in _ordered(splits)
+        if isinstance(splits[s].get("at_0.5"), dict)
+    ]
     return _table(["split", "n", "accuracy [95% CI]", "recall (fractured)", "specificity"], rows) if rows else ""
 
 
@@ -127,8 +147,7 @@ def _summary_table(summary: dict) -> str:
     rows = []
     for key, value in summary.items():
         if isinstance(value, dict):
-            inner = ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()
-                              if not isinstance(v, (dict, list)))
+            inner = ", ".join(f"{k}: {_cell(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
             rows.append([key, inner or f"{len(value)} entries"])
         elif isinstance(value, (list, tuple)):
             rows.append([key, f"{len(value)} item(s)"])
@@ -146,41 +165,39 @@ def _plot_links(plots: dict[str, str]) -> str:
 
 
 def _history_table(history: list[dict]) -> str:
-    cols = [c for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds",
-                        "img_per_s") if any(c in h for h in history)]
+    cols = [
+        c
+        for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
+        if any(c in h for h in history)
+    ]
     return _table(cols, [[h.get(c) for c in cols] for h in history])
 
 
 def _dataset_lines(dataset: dict) -> list[str]:
-    return [f"- {k.replace('_', ' ')}: `{_cell(v)}`" for k, v in dataset.items()
-            if not isinstance(v, (dict, list))]
+    return [f"- {k.replace('_', ' ')}: `{_cell(v)}`" for k, v in dataset.items() if not isinstance(v, (dict, list))]
 
 
-def render_report(*, run_id: str, metrics: dict, gate: dict, dataset: dict,
-                  cleaning_summary: dict, leakage_summary: dict, plots: dict[str, str],
-                  history: list[dict] | None = None) -> str:
+def render_report(
+    *,
+    run_id: str,
+    metrics: dict,
+    gate: dict,
+    dataset: dict,
+    cleaning_summary: dict,
+    leakage_summary: dict,
+    plots: dict[str, str],
+    history: list[dict] | None = None,
+) -> str:
     """report.md: the gate decision and the honest-evaluation summary first (split policy,
     official-test contamination, official vs honest accuracy, operating point, paired comparison),
     then metrics at the operating threshold and at 0.5 with intervals, dataset version and
     fingerprint, cleaning and leakage summaries, plots by relative link."""
     splits = metrics.get("splits", {})
     titles = split_titles(metrics.get("split_policy"))
-    if gate.get("passed"):
-        verdict = "PASSED — promoted to champion"
-    elif gate.get("refused"):
-        verdict = "REFUSED — too few images to judge, not promoted"
-    else:
-        verdict = "REJECTED — not promoted"
-    policy = gate.get("policy", {})
     threshold = (metrics.get("operating_point") or {}).get("threshold")
     parts = [
         f"# boneflow run {run_id}",
-        f"**Gate: {verdict}**",
-        "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
-        (f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} images, "
-         f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
-         f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
-         f"`{gate.get('champion_run_id') or 'none'}`."),
+        *_gate_lines(gate),
         "## Honest evaluation",
         honest_summary(metrics, gate),
         "## Metrics",
@@ -195,14 +212,40 @@ def render_report(*, run_id: str, metrics: dict, gate: dict, dataset: dict,
     confusion = _confusions(splits, titles)
     if confusion:
         parts += ["### Confusion counts (operating threshold)", confusion]
-    parts += ["## Dataset", "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
-              "## Cleaning", _summary_table(cleaning_summary),
-              "## Leakage audit", _summary_table(leakage_summary)]
+    parts += [
+        "## Dataset",
+        "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
+        "## Cleaning",
+        _summary_table(cleaning_summary),
+        "## Leakage audit",
+        _summary_table(leakage_summary),
+    ]
     if history:
         parts += ["## Training", _history_table(history)]
     if plots:
         parts += ["## Plots", _plot_links(plots)]
     return "\n\n".join(parts) + "\n"
+
+
+def _gate_lines(gate: dict) -> list[str]:
+    """The verdict, its reasons and the policy it was judged by."""
+    if gate.get("passed"):
+        verdict = "PASSED — promoted to champion"
+    elif gate.get("refused"):
+        verdict = "REFUSED — too few images to judge, not promoted"
+    else:
+        verdict = "REJECTED — not promoted"
+    policy = gate.get("policy", {})
+    return [
+        f"**Gate: {verdict}**",
+        "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
+        (
+            f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} images, "
+            f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
+            f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
+            f"`{gate.get('champion_run_id') or 'none'}`."
+        ),
+    ]
 
 
 def _evaluation_text(model_meta: dict) -> str:
@@ -220,26 +263,44 @@ def _evaluation_text(model_meta: dict) -> str:
 
 
 def _limitations_text(leak: dict) -> str:
-    cross = next((leak[k] for k in ("cross_split_pairs", "pairs", "n_pairs", "pair_count")
-                  if isinstance(leak.get(k), (int, list))), None)
-    cross_text = (f"{len(cross) if isinstance(cross, list) else cross} near-duplicate pair(s) "
-                  "across train/val/test were found" if cross is not None
-                  else "near-duplicate images occur across train/val/test in this dataset")
-    return "\n".join([
-        f"- Cross-split copies: {cross_text}; scores on the official test split are "
-        "therefore optimistic. Prefer the leak-free test figures.",
-        "- One public dataset from a few sources, mixed body regions and mixed image formats; "
-        "performance on other hospitals, devices or populations is unknown.",
-        "- Labels are image-level and may contain errors; no radiologist re-read.",
-        "- Probabilities may be miscalibrated (see ECE); do not read them as clinical risk.",
-        "- Small test splits give wide intervals: compare the intervals, not the point values.",
-    ])
+    cross = next(
+        (
+            leak[k]
+            for k in ("cross_split_pairs", "pairs", "n_pairs", "pair_count")
+            if isinstance(leak.get(k), (int, list))
+        ),
+        None,
+    )
+    cross_text = (
+        f"{len(cross) if isinstance(cross, list) else cross} near-duplicate pair(s) across train/val/test were found"
+        if cross is not None
+        else "near-duplicate images occur across train/val/test in this dataset"
+    )
+    return "\n".join(
+        [
+            f"- Cross-split copies: {cross_text}; scores on the official test split are "
+            "therefore optimistic. Prefer the leak-free test figures.",
+            "- One public dataset from a few sources, mixed body regions and mixed image formats; "
+            "performance on other hospitals, devices or populations is unknown.",
+            "- Labels are image-level and may contain errors; no radiologist re-read.",
+            "- Probabilities may be miscalibrated (see ECE); do not read them as clinical risk.",
+            "- Small test splits give wide intervals: compare the intervals, not the point values.",
+        ]
+    )
 
 
-def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict,
-                      model_meta: dict | None = None, leakage_summary: dict | None = None,
-                      cleaning_summary: dict | None = None, gate: dict | None = None,
-                      code: dict | None = None) -> str:
+def render_model_card(
+    *,
+    run_id: str,
+    metrics: dict,
+    dataset: dict,
+    config: dict,
+    model_meta: dict | None = None,
+    leakage_summary: dict | None = None,
+    cleaning_summary: dict | None = None,
+    gate: dict | None = None,
+    code: dict | None = None,
+) -> str:
     """model_card.md: intended use with a not-for-diagnosis warning, data, evaluation, metrics,
     limitations (including cross-split copies) and the code version. `code` is code_version()'s
     dict; without it the card records the package version only."""
@@ -248,8 +309,7 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
     splits = metrics.get("splits", {})
     classes = model_meta.get("classes", ["not fractured", "fractured"])
     commit = code.get("git_commit")
-    config_rows = [[k, _redact(k, v)] for k, v in sorted(config.items())
-                   if not isinstance(v, (dict, list))]
+    config_rows = [[k, _redact(k, v)] for k, v in sorted(config.items()) if not isinstance(v, (dict, list))]
     parts = [
         f"# Model card — boneflow run {run_id}",
         "> **Not for diagnosis.** This model is a research and engineering demonstration. It has "
@@ -271,16 +331,14 @@ def render_model_card(*, run_id: str, metrics: dict, dataset: dict, config: dict
         "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
         policy_line(metrics.get("split_policy")),
         contamination_line(metrics.get("contamination")),
-        "Unreadable, truncated and too-small files were excluded before training (see "
-        "`cleaning_report.json`).",
+        "Unreadable, truncated and too-small files were excluded before training (see `cleaning_report.json`).",
         "## How it was evaluated",
         _evaluation_text(model_meta),
         "## Metrics",
         metrics_table(splits, split_titles(metrics.get("split_policy"))),
     ]
     if gate:
-        parts.append(f"Gate: {'passed' if gate.get('passed') else 'rejected'} — "
-                     + "; ".join(gate.get("reasons", [])))
+        parts.append(f"Gate: {'passed' if gate.get('passed') else 'rejected'} — " + "; ".join(gate.get("reasons", [])))
     parts += [
         "## Limitations",
         _limitations_text(leakage_summary or {}),

@@ -35,10 +35,14 @@ def official_test_metrics(splits: dict, split_policy: dict | None) -> dict | Non
 
 def policy_line(split_policy: dict | None) -> str:
     if not split_policy:
-        return ("**Split policy:** not recorded (packed before split policies existed): the "
-                "dataset's own train/val/test, judged on the leak-free test.")
-    return (f"**Split policy:** `{split_policy.get('used', '?')}` (requested "
-            f"`{split_policy.get('requested', '?')}`) — {split_policy.get('reason', 'no reason recorded')}")
+        return (
+            "**Split policy:** not recorded (packed before split policies existed): the "
+            "dataset's own train/val/test, judged on the leak-free test."
+        )
+    return (
+        f"**Split policy:** `{split_policy.get('used', '?')}` (requested "
+        f"`{split_policy.get('requested', '?')}`) — {split_policy.get('reason', 'no reason recorded')}"
+    )
 
 
 def contamination_line(contamination: dict | None) -> str:
@@ -48,22 +52,31 @@ def contamination_line(contamination: dict | None) -> str:
     copies = contamination.get("copies_in_train_val") or {}
     kinds = ", ".join(f"{kind} {copies[kind]}" for kind in ("exact", "near", "rotated") if kind in copies)
     any_copy = copies.get("any", 0)
-    return (f"**Official test contamination:** {any_copy} of {total} official test images "
-            f"({100 * any_copy / total:.1f} %) are copies of train/val images"
-            + (f" (strongest link: {kinds})" if kinds else "")
-            + f"; {contamination.get('leakfree', total - any_copy)} are leak-free.")
+    return (
+        f"**Official test contamination:** {any_copy} of {total} official test images "
+        f"({100 * any_copy / total:.1f} %) are copies of train/val images"
+        + (f" (strongest link: {kinds})" if kinds else "")
+        + f"; {contamination.get('leakfree', total - any_copy)} are leak-free."
+    )
 
 
-def accuracy_line(splits: dict, split_policy: dict | None, judged: str = "test_clean",
-                  contamination: dict | None = None) -> str:
+def accuracy_line(
+    splits: dict, split_policy: dict | None, judged: str = "test_clean", contamination: dict | None = None
+) -> str:
     honest_name = split_words(judged, split_policy)
     official = official_test_metrics(splits, split_policy)
     total = (contamination or {}).get("official_test")
     copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
-    why = (f" The official figure scores memory as much as skill: {100 * copies / total:.0f} % of its "
-           "images are copies of train/val images." if total and copies else "")
-    return (f"**Accuracy, official test vs honest:** official test {_acc(official)} · "
-            f"{honest_name} {_acc(splits.get(judged))}.{why}")
+    why = (
+        f" The official figure scores memory as much as skill: {100 * copies / total:.0f} % of its "
+        "images are copies of train/val images."
+        if total and copies
+        else ""
+    )
+    return (
+        f"**Accuracy, official test vs honest:** official test {_acc(official)} · "
+        f"{honest_name} {_acc(splits.get(judged))}.{why}"
+    )
 
 
 def operating_point_line(operating_point: dict | None, splits: dict, judged: str = "test_clean") -> str:
@@ -72,14 +85,16 @@ def operating_point_line(operating_point: dict | None, splits: dict, judged: str
     fit = operating_point.get("calibration") or {}
     half = (splits.get(judged) or {}).get("at_0.5") or {}
     at_op = splits.get(judged) or {}
-    return (f"**Operating point:** threshold {_num(operating_point.get('threshold'))} on P(fractured), "
-            f"chosen on validation for fractured recall ≥ {_num(fit.get('min_recall'), 2)} (validation "
-            f"recall {_num(fit.get('val_recall'))}, specificity {_num(fit.get('val_specificity'))}). On the "
-            f"judged split: recall {_num(at_op.get('recall_fractured'))}, specificity "
-            f"{_num(at_op.get('specificity'))} at this threshold; {_num(half.get('recall_fractured'))}, "
-            f"{_num(half.get('specificity'))} at 0.5. Temperature {_num(operating_point.get('temperature'), 2)}: "
-            f"validation ECE {_num(fit.get('ece_before'))} → {_num(fit.get('ece_after'))}, NLL "
-            f"{_num(fit.get('nll_before'))} → {_num(fit.get('nll_after'))}.")
+    return (
+        f"**Operating point:** threshold {_num(operating_point.get('threshold'))} on P(fractured), "
+        f"chosen on validation for fractured recall ≥ {_num(fit.get('min_recall'), 2)} (validation "
+        f"recall {_num(fit.get('val_recall'))}, specificity {_num(fit.get('val_specificity'))}). On the "
+        f"judged split: recall {_num(at_op.get('recall_fractured'))}, specificity "
+        f"{_num(at_op.get('specificity'))} at this threshold; {_num(half.get('recall_fractured'))}, "
+        f"{_num(half.get('specificity'))} at 0.5. Temperature {_num(operating_point.get('temperature'), 2)}: "
+        f"validation ECE {_num(fit.get('ece_before'))} → {_num(fit.get('ece_after'))}, NLL "
+        f"{_num(fit.get('nll_before'))} → {_num(fit.get('nll_after'))}."
+    )
 
 
 def paired_line(gate: dict) -> str | None:
@@ -87,19 +102,24 @@ def paired_line(gate: dict) -> str | None:
     if not paired:
         return None
     lo, hi = paired["difference_ci95"]
-    return (f"**Paired vs champion `{who}`** on the same {paired['n']} images: candidate right where "
-            f"the champion is wrong {paired['candidate_only']}, the reverse {paired['champion_only']}; "
-            f"McNemar exact p = {paired['mcnemar_p']:.3g}; accuracy difference {paired['difference']:+.3f} "
-            f"[95 % CI {lo:+.3f}, {hi:+.3f}] ({paired['interval_method']}).")
+    return (
+        f"**Paired vs champion `{who}`** on the same {paired['n']} images: candidate right where "
+        f"the champion is wrong {paired['candidate_only']}, the reverse {paired['champion_only']}; "
+        f"McNemar exact p = {paired['mcnemar_p']:.3g}; accuracy difference {paired['difference']:+.3f} "
+        f"[95 % CI {lo:+.3f}, {hi:+.3f}] ({paired['interval_method']})."
+    )
 
 
 def honest_summary(metrics: dict, gate: dict) -> str:
     """The report's first section, as markdown paragraphs."""
     splits, policy = metrics.get("splits", {}), metrics.get("split_policy")
-    lines = [policy_line(policy), contamination_line(metrics.get("contamination")),
-             accuracy_line(splits, policy, gate.get("split") or "test_clean", metrics.get("contamination")),
-             operating_point_line(metrics.get("operating_point"), splits, gate.get("split") or "test_clean"),
-             paired_line(gate)]
+    lines = [
+        policy_line(policy),
+        contamination_line(metrics.get("contamination")),
+        accuracy_line(splits, policy, gate.get("split") or "test_clean", metrics.get("contamination")),
+        operating_point_line(metrics.get("operating_point"), splits, gate.get("split") or "test_clean"),
+        paired_line(gate),
+    ]
     return "\n\n".join(line for line in lines if line)
 
 
@@ -118,20 +138,30 @@ def render_quality(metrics: dict) -> str:
     judged = gate.get("split") or "test_clean"
     ours, theirs = splits.get(judged, {}), gate.get("champion") or {}
     champion = gate.get("champion_run_id")
-    rows = [("accuracy [95% CI]", _acc(ours), _acc(theirs) if theirs else "–"),
-            ("fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))),
-            ("specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))),
-            ("AUROC", _num(ours.get("auroc")), _num(theirs.get("auroc"))),
-            ("threshold", _num(ours.get("threshold")), _num(theirs.get("threshold")))]
-    table = "\n".join([f"| {split_words(judged, metrics.get('split_policy'))} | this run | "
-                       f"champion {('`' + champion + '`') if champion else '(none)'} |", "|---|---|---|"]
-                      + [f"| {a} | {b} | {c} |" for a, b, c in rows])
+    rows = [
+        ("accuracy [95% CI]", _acc(ours), _acc(theirs) if theirs else "–"),
+        ("fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))),
+        ("specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))),
+        ("AUROC", _num(ours.get("auroc")), _num(theirs.get("auroc"))),
+        ("threshold", _num(ours.get("threshold")), _num(theirs.get("threshold"))),
+    ]
+    table = "\n".join(
+        [
+            f"| {split_words(judged, metrics.get('split_policy'))} | this run | "
+            f"champion {('`' + champion + '`') if champion else '(none)'} |",
+            "|---|---|---|",
+        ]
+        + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    )
     official = official_test_metrics(splits, metrics.get("split_policy"))
-    parts = [f"# boneflow quality — run `{metrics.get('run_id', '?')}`",
-             f"**Decision: {_decision(gate)}**", table,
-             f"Recall and specificity at each model's operating threshold. Official test (contaminated): "
-             f"{_acc(official)}.", policy_line(metrics.get("split_policy")),
-             paired_line(gate) or ""]
+    parts = [
+        f"# boneflow quality — run `{metrics.get('run_id', '?')}`",
+        f"**Decision: {_decision(gate)}**",
+        table,
+        f"Recall and specificity at each model's operating threshold. Official test (contaminated): {_acc(official)}.",
+        policy_line(metrics.get("split_policy")),
+        paired_line(gate) or "",
+    ]
     fingerprint = (metrics.get("dataset") or {}).get("fingerprint")
     if fingerprint:
         parts.append(f"Dataset fingerprint `{str(fingerprint)[:16]}`.")

@@ -51,8 +51,7 @@ def _dataset_files(local_dir: Path) -> list[str]:
     return names
 
 
-def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None,
-                   size: int | None = None) -> dict:
+def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None, size: int | None = None) -> dict:
     """Upload a packed dataset folder to datasets/<fingerprint>/<size>/, then its index.json
     (size + sha256 per file) last. Accepts a PackedDataset (.dir, .fingerprint, .size) or a
     folder plus fingerprint and size. Skips the upload when the store already holds a complete
@@ -64,21 +63,26 @@ def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None,
     else:
         local_dir = Path(packed_or_dir)
         if fingerprint is None or size is None:
-            raise StoreError(f"upload_dataset({local_dir}): pass fingerprint= and size= with a "
-                             "folder (or pass the PackedDataset itself).")
+            raise StoreError(
+                f"upload_dataset({local_dir}): pass fingerprint= and size= with a "
+                "folder (or pass the PackedDataset itself)."
+            )
     prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
     names = _dataset_files(local_dir)
     if DATASET_INDEX in names:
-        raise StoreError(f"{local_dir / DATASET_INDEX}: the name {DATASET_INDEX!r} is reserved for "
-                         "the store's index of the dataset; rename that file.")
+        raise StoreError(
+            f"{local_dir / DATASET_INDEX}: the name {DATASET_INDEX!r} is reserved for "
+            "the store's index of the dataset; rename that file."
+        )
     if not names:
         raise StoreError(f"Dataset folder {local_dir} holds no files; pack the dataset first.")
     files = {n: {"size": (local_dir / n).stat().st_size, "sha256": sha256_file(local_dir / n)} for n in names}
     existing = _read_dataset_index(store, fingerprint, size)
     # Skip only when the stored copy holds exactly these bytes: the same data packed with other
     # settings (min_side, leakage threshold) shares the key and must be replaced, index last.
-    if existing == files and all(store.size(dataset_key(fingerprint, size, n)) == e["size"]
-                                 for n, e in existing.items()):
+    if existing == files and all(
+        store.size(dataset_key(fingerprint, size, n)) == e["size"] for n, e in existing.items()
+    ):
         log.info("dataset %s/%s already complete in %s; not uploading", fingerprint, size, store.url)
         return {"prefix": prefix, "uploaded": False, "files": existing}
     for name in names:
@@ -110,13 +114,18 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
     dest_dir as it was. Returns dest_dir."""
     files = _read_dataset_index(store, validate_fingerprint(fingerprint), validate_size(size))
     if files is None:
-        raise ObjectNotFoundError(f"Dataset {fingerprint}/{size} is not in {store.url} (no "
-                                  f"{dataset_key(fingerprint, size, DATASET_INDEX)!r}); upload it "
-                                  "with upload_dataset first.")
+        raise ObjectNotFoundError(
+            f"Dataset {fingerprint}/{size} is not in {store.url} (no "
+            f"{dataset_key(fingerprint, size, DATASET_INDEX)!r}); upload it "
+            "with upload_dataset first."
+        )
     dest_dir = Path(dest_dir)
     parts = {name: validate_name(name, max_parts=4).split("/") for name in files}
-    present = {name for name, entry in files.items()
-               if local_matches(dest_dir.joinpath(*parts[name]), size=entry["size"], sha256=entry["sha256"])}
+    present = {
+        name
+        for name, entry in files.items()
+        if local_matches(dest_dir.joinpath(*parts[name]), size=entry["size"], sha256=entry["sha256"])
+    }
     if len(present) == len(files):
         return dest_dir
     dest_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +137,9 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _link_or_copy(dest_dir.joinpath(*parts[name]), target)
             else:
-                download_verified(store, dataset_key(fingerprint, size, name), target,
-                                  size=entry["size"], sha256=entry["sha256"])
+                download_verified(
+                    store, dataset_key(fingerprint, size, name), target, size=entry["size"], sha256=entry["sha256"]
+                )
         _replace_folder(staging, dest_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -183,15 +193,15 @@ def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -
     index[name] = entry
     names = sorted(index)  # epoch-NNNN.pt sorts by epoch
     dropped, kept = names[:-keep], names[-keep:]
-    store.put_bytes(run_key(run_id, CHECKPOINT_INDEX),
-                    json_bytes({"run_id": run_id, "files": {n: index[n] for n in kept}}))
+    store.put_bytes(
+        run_key(run_id, CHECKPOINT_INDEX), json_bytes({"run_id": run_id, "files": {n: index[n] for n in kept}})
+    )
     for old in dropped:
         store.delete(run_key(run_id, f"checkpoints/{old}"))
     return key
 
 
-def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *,
-                      latest_only: bool = False) -> list[Path]:
+def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *, latest_only: bool = False) -> list[Path]:
     """Download the run's indexed checkpoints (sorted by name; epoch-NNNN.pt sorts by epoch)
     into dest_dir, each verified. `latest_only` fetches just the newest one that verifies
     (enough to resume): a damaged newest checkpoint falls back to the one before, like the
@@ -203,8 +213,7 @@ def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *,
         entry = index[name]
         dest = dest_dir / name.split("/", 1)[1]
         if not local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
-            download_verified(store, run_key(run_id, name), dest,
-                              size=entry["size"], sha256=entry["sha256"])
+            download_verified(store, run_key(run_id, name), dest, size=entry["size"], sha256=entry["sha256"])
         return dest
 
     if not latest_only:

@@ -15,6 +15,7 @@ Only the standard library is used so the script runs before anything else is set
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -35,10 +36,8 @@ class StackError(RuntimeError):
 
 def _signal_all(pids: list[int], sig: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.kill(pid, sig)
-        except ProcessLookupError:  # already gone
-            pass
 
 
 def _descendants(pid: int) -> list[int]:
@@ -68,8 +67,15 @@ class LocalStack:
     `home` is a private PREFECT_HOME (SQLite database, local results, logs of every process).
     """
 
-    def __init__(self, home: Path, *, port: int = 4200, project_dir: Path = PROJECT_DIR,
-                 s3_port: int | None = None, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        home: Path,
+        *,
+        port: int = 4200,
+        project_dir: Path = PROJECT_DIR,
+        s3_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+    ):
         self.home = Path(home).resolve()
         self.port = port
         self.project_dir = Path(project_dir).resolve()
@@ -89,44 +95,56 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_API_URL": self.api_url,
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
-            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-            "PREFECT_LOGGING_LEVEL": "INFO",
-            "BONEFLOW_PROJECT_DIR": str(self.project_dir),
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "PREFECT_HOME": str(self.home),
+                "PREFECT_API_URL": self.api_url,
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
+                "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+                "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+                "PREFECT_LOGGING_LEVEL": "INFO",
+                "BONEFLOW_PROJECT_DIR": str(self.project_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if self.s3_port:
-            env.update({
-                "AWS_ENDPOINT_URL": self.s3_endpoint,
-                "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "testing"),
-                "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "testing"),
-                "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
-            })
+            env.update(
+                {
+                    "AWS_ENDPOINT_URL": self.s3_endpoint,
+                    "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "testing"),
+                    "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "testing"),
+                    "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+                }
+            )
         env.update(self.extra_env)
         return env
 
     def prefect(self, *args: str, timeout: float = 120) -> str:
         """Run one `prefect` CLI command against this stack; raise with its output on failure."""
         cmd = [sys.executable, "-m", "prefect", *args]
-        done = subprocess.run(cmd, cwd=self.project_dir, env=self.env(), capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd, cwd=self.project_dir, env=self.env(), capture_output=True, text=True, timeout=timeout
+        )
         if done.returncode != 0:
-            raise StackError(f"`prefect {' '.join(args)}` failed ({done.returncode}):\n"
-                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            raise StackError(
+                f"`prefect {' '.join(args)}` failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
         return done.stdout
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, cwd=self.project_dir, env=self.env(), stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 the child keeps its own copy; closed below
+        proc = subprocess.Popen(
+            cmd,
+            cwd=self.project_dir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         self.procs[name] = proc
         return proc
@@ -134,8 +152,9 @@ class LocalStack:
     # --- REST --------------------------------------------------------------------------
     def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.api_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.api_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         # SQLite allows one writer: while the scheduler inserts a new deployment's runs the
         # server answers 503 for a moment. Retry those; anything else is an answer.
         for attempt in range(20):
@@ -152,8 +171,10 @@ class LocalStack:
     # --- parts -------------------------------------------------------------------------
     def start_server(self, timeout: float = 90) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        self._spawn("server", [sys.executable, "-m", "prefect", "server", "start",
-                               "--host", "127.0.0.1", "--port", str(self.port)])
+        self._spawn(
+            "server",
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs["server"].poll() is not None:
@@ -164,15 +185,13 @@ class LocalStack:
             except (StackError, urllib.error.URLError, OSError, ValueError):
                 pass
             time.sleep(0.5)
-        raise StackError(f"prefect server did not answer /api/health in {timeout:.0f}s; "
-                         f"see {self.logs / 'server.log'}")
+        raise StackError(f"prefect server did not answer /api/health in {timeout:.0f}s; see {self.logs / 'server.log'}")
 
     def start_s3(self, timeout: float = 30) -> None:
         """moto's standalone server: a real HTTP S3 endpoint; `AWS_ENDPOINT_URL` points at it."""
         if not self.s3_port:
             raise StackError("start_s3 needs s3_port")
-        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
-                           "-p", str(self.s3_port)])
+        self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -194,8 +213,16 @@ class LocalStack:
 
     def create_pools(self) -> None:
         for pool, template in POOLS.items():
-            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite",
-                         "--base-job-template", str(Path(__file__).parent / "pools" / template))
+            self.prefect(
+                "work-pool",
+                "create",
+                pool,
+                "--type",
+                "process",
+                "--overwrite",
+                "--base-job-template",
+                str(Path(__file__).parent / "pools" / template),
+            )
 
     def deploy(self) -> dict[str, str]:
         """`prefect --no-prompt deploy --all`; returns {"flow/deployment": id}."""
@@ -207,8 +234,10 @@ class LocalStack:
         return self.api("GET", f"/flows/{flow_id}")["name"]
 
     def start_worker(self, pool: str) -> subprocess.Popen:
-        return self._spawn(f"worker-{pool}", [sys.executable, "-m", "prefect", "worker", "start",
-                                              "--pool", pool, "--name", f"local-{pool}"])
+        return self._spawn(
+            f"worker-{pool}",
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--name", f"local-{pool}"],
+        )
 
     def kill_worker(self, pool: str) -> None:
         """Simulate the machine dying: SIGKILL the worker and every flow run it started."""
@@ -246,8 +275,12 @@ class LocalStack:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, default=PROJECT_DIR / ".boneflow" / "prefect",
-                        help="private PREFECT_HOME (SQLite DB, results, logs)")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=PROJECT_DIR / ".boneflow" / "prefect",
+        help="private PREFECT_HOME (SQLite DB, results, logs)",
+    )
     parser.add_argument("--port", type=int, default=4200)
     parser.add_argument("--s3", action="store_true", help="also start a local S3 server (moto)")
     parser.add_argument("--s3-port", type=int, default=9000)

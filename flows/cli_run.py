@@ -53,8 +53,7 @@ class _Progress(logging.Handler):
                 stage = task_run.rsplit("-", 1)[0]
                 if message.startswith("epoch "):
                     epoch = int(message.split()[1].split("/")[0])
-                    self.progress.update(self.epochs, completed=epoch, visible=True,
-                                         description=message.split(";")[0])
+                    self.progress.update(self.epochs, completed=epoch, visible=True, description=message.split(";")[0])
                 else:
                     self.progress.update(self.stage, description=f"{stage}: {message[:90]}")
         except Exception:  # a display glitch must never break the run
@@ -67,8 +66,9 @@ def _build_config(**fields) -> RetrainConfig:
     try:
         return RetrainConfig(**fields)
     except ValidationError as err:
-        problems = "; ".join(f"{flag_name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}"
-                             for e in err.errors())
+        problems = "; ".join(
+            f"{flag_name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}" for e in err.errors()
+        )
         _fail(f"invalid settings: {problems}")
 
 
@@ -93,17 +93,24 @@ def _summary(state, config: RetrainConfig) -> int:
         m = out["test_clean"]
         lo, hi = m["accuracy_ci95"]
         typer.secho(f"promoted run {out['run_id']} to champion in {config.store_url}", fg=typer.colors.GREEN)
-        typer.echo(f"  leak-free test: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
-                   f"fractured recall {m['recall_fractured']:.3f}, n={m['n']}")
+        typer.echo(
+            f"  leak-free test: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
+            f"fractured recall {m['recall_fractured']:.3f}, n={m['n']}"
+        )
         typer.echo(f"  {out['gate']}")
-        typer.echo(f"  report: {Path(config.store_url, 'runs', out['run_id'], 'report.md')}"
-                   if "://" not in config.store_url else f"  report: runs/{out['run_id']}/report.md")
+        typer.echo(
+            f"  report: {Path(config.store_url, 'runs', out['run_id'], 'report.md')}"
+            if "://" not in config.store_url
+            else f"  report: runs/{out['run_id']}/report.md"
+        )
         return 0
     message = state.message or ""
     if message.startswith("Gate rejected"):
         typer.secho("not promoted: " + message, fg=typer.colors.RED, err=True)
-        typer.echo(f"  the run is published under runs/ in {config.store_url} for inspection; "
-                   "the champion is unchanged", err=True)
+        typer.echo(
+            f"  the run is published under runs/ in {config.store_url} for inspection; the champion is unchanged",
+            err=True,
+        )
         return EXIT_REJECTED
     typer.secho(f"error: {_error_message(state)}", fg=typer.colors.RED, err=True)
     return 1
@@ -112,15 +119,19 @@ def _summary(state, config: RetrainConfig) -> int:
 @with_config_options
 def run(
     config_fields: dict,
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."
+    ),
 ) -> None:
     """Acquire, validate, audit, pack, train, evaluate, gate and publish; promote when the gate passes.
 
     Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 1: error."""
     config = _build_config(**config_fields)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
-        _fail(f"--data-dir {config.data_dir}: not a folder. Point it at a copy of the dataset "
-              "(or make one: boneflow demo-data PATH).")
+        _fail(
+            f"--data-dir {config.data_dir}: not a folder. Point it at a copy of the dataset "
+            "(or make one: boneflow demo-data PATH)."
+        )
     # Task results must persist for Retry/caching; the flow also sets it per task.
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -131,8 +142,14 @@ def run(
     from flows.retrain import retrain
     from tasks.runtime import quiet_prefect_console
 
-    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    )
     handler = _Progress(progress, config.epochs)
     if not verbose:
         quiet_prefect_console()

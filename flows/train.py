@@ -15,8 +15,7 @@ from tasks.artifacts import write_failure_artifact
 from tasks.training import fetch_run_checkpoints, fetch_training_data, fit_model
 
 
-@flow(name="train", on_failure=[write_failure_artifact], persist_result=True,
-      result_serializer="json")
+@flow(name="train", on_failure=[write_failure_artifact], persist_result=True, result_serializer="json")
 def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
     """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store."""
     packed_dir = fetch_training_data(config, dataset_fingerprint)

@@ -17,11 +17,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from boneflow.config import RetrainConfig  # noqa: E402
 from boneflow.config_options import flag_name  # noqa: E402
 
-_BOUNDS = ((at.Ge, "ge", "≥"), (at.Gt, "gt", ">"), (at.Le, "le", "≤"), (at.Lt, "lt", "<"), (at.MinLen, "min_length", "len ≥"))
+_BOUNDS = (
+    (at.Ge, "ge", "≥"),
+    (at.Gt, "gt", ">"),
+    (at.Le, "le", "≤"),
+    (at.Lt, "lt", "<"),
+    (at.MinLen, "min_length", "len ≥"),
+)
 
 
 def _bounds(metadata: list) -> str:
-    found = [f"{sign} {getattr(item, attr)}" for kind, attr, sign in _BOUNDS for item in metadata if isinstance(item, kind)]
+    found = [
+        f"{sign} {getattr(item, attr)}" for kind, attr, sign in _BOUNDS for item in metadata if isinstance(item, kind)
+    ]
     return ", ".join(found) or "–"
 
 

@@ -68,17 +68,35 @@ def main() -> None:
     packed = InMemoryPacked({"train": train, "val": val}, pack_size)
     make_seconds = time.perf_counter() - started
 
-    settings = TrainSettings(image_size=args.size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                             patience=0, pretrained=False, compile=args.compile, device=str(device))
+    settings = TrainSettings(
+        image_size=args.size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=0,
+        pretrained=False,
+        compile=args.compile,
+        device=str(device),
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     epochs = []
     with tempfile.TemporaryDirectory(prefix="gpu-bench-ckpt-") as checkpoints:
+
         def on_epoch(stats: dict) -> None:
             epochs.append({k: stats[k] for k in ("epoch", "seconds", "img_per_s", "train_loss", "val_acc")})
-            print(json.dumps({"epoch": stats["epoch"], "seconds": round(stats["seconds"], 2),
-                              "img_per_s": round(stats["img_per_s"], 1), "val_acc": round(stats["val_acc"], 4)}),
-                  file=sys.stderr, flush=True)
+            print(
+                json.dumps(
+                    {
+                        "epoch": stats["epoch"],
+                        "seconds": round(stats["seconds"], 2),
+                        "img_per_s": round(stats["img_per_s"], 1),
+                        "val_acc": round(stats["val_acc"], 4),
+                    }
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
 
         started = time.perf_counter()
         result = fit(packed, settings, checkpoint_dir=Path(checkpoints), on_epoch=on_epoch)

@@ -28,7 +28,6 @@ BORDER = 0.12  # frame width as a fraction of the side
 
 
 def main() -> None:
-    import torch
     from PIL import Image
 
     from boneflow.serve.gradcam import GradCAM, overlay_heatmap
@@ -50,8 +49,14 @@ def main() -> None:
     data = dict(np.load(args.packed))
     size = int(data.pop("size"))
     splits = {s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in ("train", "val", "test")}
-    settings = replace(TrainSettings(pretrained=False), epochs=args.epochs, patience=args.patience,
-                       lr=args.lr, image_size=args.image_size, seed=args.seed)
+    settings = replace(
+        TrainSettings(pretrained=False),
+        epochs=args.epochs,
+        patience=args.patience,
+        lr=args.lr,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         model = fit(InMemoryPacked(splits, size), settings, checkpoint_dir=Path(tmp)).model
     model.eval()
@@ -61,11 +66,13 @@ def main() -> None:
     images, labels = splits["test"].images, splits["test"].labels
     maps, crops = [], []
     for start in range(0, len(images), 32):
-        x = preset(np.asarray(images[start:start + 32])).to(device)
+        x = preset(np.asarray(images[start : start + 32])).to(device)
         _, cam = cam_of(x, class_index=1)
         maps.append(cam.cpu().numpy())
         top = (size - args.image_size) // 2
-        crops.append(np.asarray(images[start:start + 32])[:, top:top + args.image_size, top:top + args.image_size])
+        crops.append(
+            np.asarray(images[start : start + 32])[:, top : top + args.image_size, top : top + args.image_size]
+        )
     cams, crops = np.concatenate(maps), np.concatenate(crops)
     side = cams.shape[-1]
     k = int(round(side * BORDER))
@@ -80,14 +87,20 @@ def main() -> None:
         tile = Image.fromarray(overlay_heatmap(crops[i], cams[i]))
         sheet.paste(tile, ((i % 6) * side, (i // 6) * side))
     sheet.save(args.out / "gradcam_sheet.png")
-    print(json.dumps({
-        "n_test": int(len(cams)), "border_frame_px": k, "frame_area_share": round(float(frame.mean()), 3),
-        "cam_mass_in_frame": round(float(border_share.mean()), 3),
-        "cam_mass_in_frame_fractured": round(float(border_share[labels == 1].mean()), 3),
-        "cam_mass_in_frame_not_fractured": round(float(border_share[labels == 0].mean()), 3),
-        "peak_in_frame_share": round(float(peak_in_frame.mean()), 3),
-        "settings": settings.to_dict() | {"device": str(device)},
-    }))
+    print(
+        json.dumps(
+            {
+                "n_test": int(len(cams)),
+                "border_frame_px": k,
+                "frame_area_share": round(float(frame.mean()), 3),
+                "cam_mass_in_frame": round(float(border_share.mean()), 3),
+                "cam_mass_in_frame_fractured": round(float(border_share[labels == 1].mean()), 3),
+                "cam_mass_in_frame_not_fractured": round(float(border_share[labels == 0].mean()), 3),
+                "peak_in_frame_share": round(float(peak_in_frame.mean()), 3),
+                "settings": settings.to_dict() | {"device": str(device)},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ def _functions(tree: ast.AST):
             yield node
 
 
-def long_functions(paths: list[Path], *, limit: int = 60, exclude: tuple[str, ...] = DEFAULT_EXCLUDE) -> list[tuple[str, int]]:
+def long_functions(
+    paths: list[Path], *, limit: int = 60, exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+) -> list[tuple[str, int]]:
     """("relative/path.py:qualname-ish", lines) for every function over `limit` lines, longest first."""
     found = []
     for base in paths:

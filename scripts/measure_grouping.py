@@ -71,9 +71,13 @@ def score(groups: np.ndarray, families: dict[int, str], sha: list[str]) -> dict:
         else:
             neg += 1
             false += int(same_group)
-    return {"rotated_pairs": pos, "rotated_pair_recall": round(hit / pos, 4) if pos else None,
-            "distinct_family_pairs": neg, "false_links": false,
-            "false_link_rate": false / neg if neg else None}
+    return {
+        "rotated_pairs": pos,
+        "rotated_pair_recall": round(hit / pos, 4) if pos else None,
+        "distinct_family_pairs": neg,
+        "false_links": false,
+        "false_link_rate": false / neg if neg else None,
+    }
 
 
 def main() -> None:
@@ -93,19 +97,24 @@ def main() -> None:
     t0 = time.perf_counter()
     groups = find_duplicate_groups(sha, validated.hashes, validated.thumbs, settings=settings)
     t_group = time.perf_counter() - t0
-    result = {"data_dir": str(args.data_dir), "images": len(rel), "distinct_files": len(set(sha)),
-              "groups": int(groups.group.max() + 1) if len(rel) else 0,
-              "links": {k: sum(1 for *_, kind in groups.links if kind == k) for k in ("exact", "near", "rotated")},
-              "truth": "planted.json" if planted else "file names (N-rotated... families)",
-              **score(groups.group, families, sha),
-              "seconds": {"validate": round(t_validate, 2), "group": round(t_group, 2)}}
+    result = {
+        "data_dir": str(args.data_dir),
+        "images": len(rel),
+        "distinct_files": len(set(sha)),
+        "groups": int(groups.group.max() + 1) if len(rel) else 0,
+        "links": {k: sum(1 for *_, kind in groups.links if kind == k) for k in ("exact", "near", "rotated")},
+        "truth": "planted.json" if planted else "file names (N-rotated... families)",
+        **score(groups.group, families, sha),
+        "seconds": {"validate": round(t_validate, 2), "group": round(t_group, 2)},
+    }
     if args.scale > 1:
         # Timing on a larger workload: the same thumbnails and hashes tiled, each tile nudged
         # so tiles are distinct files (the work grows with the distinct count).
         reps = args.scale
         big_sha = [f"{s}-{k}" for k in range(reps) for s in sha]
-        big_thumbs = np.concatenate([np.clip(validated.thumbs.astype(np.int16) + k, 0, 255).astype(np.uint8)
-                                     for k in range(reps)])
+        big_thumbs = np.concatenate(
+            [np.clip(validated.thumbs.astype(np.int16) + k, 0, 255).astype(np.uint8) for k in range(reps)]
+        )
         big_hashes = np.concatenate([validated.hashes] * reps)
         t0 = time.perf_counter()
         find_duplicate_groups(big_sha, big_hashes, big_thumbs, settings=settings)

@@ -66,14 +66,15 @@ def _distance(h_a: np.ndarray, h_b: np.ndarray) -> int:
     return int(np.bitwise_count(h_a[0][None, :] ^ h_b).sum(axis=1).min())
 
 
-def _cross_split_stats(hashes: np.ndarray, split_of: list[str], copies: set[tuple[int, int]],
-                       threshold: int, window: int) -> dict:
+def _cross_split_stats(
+    hashes: np.ndarray, split_of: list[str], copies: set[tuple[int, int]], threshold: int, window: int
+) -> dict:
     """Distinct cross-split pairs: count, those within `threshold`, the smallest distance (searched
     up to `window`) and the planted copies' distances."""
     by = {s: [k for k, sp in enumerate(split_of) if sp == s] for s in SPLITS}
     n_pairs, low, copy_d = 0, [], []
     for ai, sa in enumerate(SPLITS):
-        for sb in SPLITS[ai + 1:]:
+        for sb in SPLITS[ai + 1 :]:
             ia, ib = by[sa], by[sb]
             n_pairs += len(ia) * len(ib)
             ii, jj, dd, _ = near_pairs(hashes[ia], hashes[ib], max_distance=window)
@@ -83,18 +84,26 @@ def _cross_split_stats(hashes: np.ndarray, split_of: list[str], copies: set[tupl
     n_distinct = n_pairs - len(copies)
     low_arr = np.array(low, dtype=np.int64)
     false_pairs = int((low_arr <= threshold).sum())
-    return {"distinct_pairs": n_distinct, "false_pairs": false_pairs,
-            "false_positive_rate": false_pairs / max(1, n_distinct),
-            "min_distinct_distance": int(low_arr.min()) if len(low_arr) else f"> {window}",
-            "distinct_within_window": {int(d): int(c) for d, c in zip(*np.unique(low_arr, return_counts=True))}}
+    return {
+        "distinct_pairs": n_distinct,
+        "false_pairs": false_pairs,
+        "false_positive_rate": false_pairs / max(1, n_distinct),
+        "min_distinct_distance": int(low_arr.min()) if len(low_arr) else f"> {window}",
+        "distinct_within_window": {int(d): int(c) for d, c in zip(*np.unique(low_arr, return_counts=True))},
+    }
 
 
 def _phash64_all(grey: Image.Image) -> np.ndarray:
     import imagehash
 
     out = []
-    for v in (grey, grey.transpose(_T.FLIP_LEFT_RIGHT), grey.transpose(_T.ROTATE_90),
-              grey.transpose(_T.ROTATE_180), grey.transpose(_T.ROTATE_270)):
+    for v in (
+        grey,
+        grey.transpose(_T.FLIP_LEFT_RIGHT),
+        grey.transpose(_T.ROTATE_90),
+        grey.transpose(_T.ROTATE_180),
+        grey.transpose(_T.ROTATE_270),
+    ):
         bits = np.packbits(imagehash.phash(v, hash_size=8).hash.reshape(-1))
         out.append(np.frombuffer(bits.tobytes(), dtype=">u8").astype(np.uint64))
     return np.stack(out)
@@ -120,8 +129,7 @@ def main() -> None:
         planted = json.loads((data_dir / "planted.json").read_text())
         root = dataset_root(data_dir)
         t0 = time.perf_counter()
-        validated = validate_dataset(root, workdir=Path(tmp) / "work", pack_size=args.pack_size,
-                                     workers=args.workers)
+        validated = validate_dataset(root, workdir=Path(tmp) / "work", pack_size=args.pack_size, workers=args.workers)
         t1 = time.perf_counter()
         audit = audit_leakage(validated, max_distance=args.max_distance)
         t2 = time.perf_counter()
@@ -132,21 +140,36 @@ def main() -> None:
         copies = {(idx[c["original"]], idx[c["copy"]]): c["kind"] for c in planted["copies"]}
         flagged = {(p["a"], p["b"]) for p in audit.report["pairs"]}
         planted_pairs = {(c["original"], c["copy"]) for c in planted["copies"]}
-        copy_dist = {f"{c['kind']}:{c['copy'].split('/')[0]}":
-                     _distance(validated.hashes[idx[c["original"]]], validated.hashes[idx[c["copy"]]])
-                     for c in planted["copies"]}
-        stats = _cross_split_stats(validated.hashes, split_of, set(copies), args.max_distance,
-                                   window=max(args.max_distance + 16, 48))
+        copy_dist = {
+            f"{c['kind']}:{c['copy'].split('/')[0]}": _distance(
+                validated.hashes[idx[c["original"]]], validated.hashes[idx[c["copy"]]]
+            )
+            for c in planted["copies"]
+        }
+        stats = _cross_split_stats(
+            validated.hashes, split_of, set(copies), args.max_distance, window=max(args.max_distance + 16, 48)
+        )
         result = {
-            "data_dir": str(data_dir), "seed": planted.get("seed"), "n": planted.get("n"),
-            "kept": len(rel), "pack_size": args.pack_size,
-            "hash": HASH_KIND, "hash_bits": HASH_BITS, "max_distance": args.max_distance,
-            "planted": {"copies": len(planted_pairs), "found": len(planted_pairs & flagged),
-                        "all_found": planted_pairs <= flagged, "distances": copy_dist,
-                        "max_copy_distance": max(copy_dist.values()) if copy_dist else None},
-            "audit_pairs": len(flagged), "false_pairs_in_report": len(flagged - planted_pairs),
+            "data_dir": str(data_dir),
+            "seed": planted.get("seed"),
+            "n": planted.get("n"),
+            "kept": len(rel),
+            "pack_size": args.pack_size,
+            "hash": HASH_KIND,
+            "hash_bits": HASH_BITS,
+            "max_distance": args.max_distance,
+            "planted": {
+                "copies": len(planted_pairs),
+                "found": len(planted_pairs & flagged),
+                "all_found": planted_pairs <= flagged,
+                "distances": copy_dist,
+                "max_copy_distance": max(copy_dist.values()) if copy_dist else None,
+            },
+            "audit_pairs": len(flagged),
+            "false_pairs_in_report": len(flagged - planted_pairs),
             **stats,
-            "test_leaking": audit.report["counts"]["test_leaking"], "test": audit.report["counts"]["test"],
+            "test_leaking": audit.report["counts"]["test_leaking"],
+            "test": audit.report["counts"]["test"],
             "seconds": {"validate": round(t1 - t0, 2), "audit": round(t2 - t1, 3)},
         }
 
@@ -166,17 +189,23 @@ def main() -> None:
                         per_kind64.setdefault(kind, []).append(_distance(h64, _phash64_all(grey)))
             if args.hard:
                 result["hard_copies"] = {
-                    kind: {"n": len(d), "found": int(sum(x <= args.max_distance for x in d)),
-                           "max_distance": max(d), "median": float(np.median(d))}
-                    for kind, d in per_kind.items()}
+                    kind: {
+                        "n": len(d),
+                        "found": int(sum(x <= args.max_distance for x in d)),
+                        "max_distance": max(d),
+                        "median": float(np.median(d)),
+                    }
+                    for kind, d in per_kind.items()
+                }
             if args.baseline64:
-                h64 = np.stack([_phash64_all(decode_xray((root / r).read_bytes(), args.pack_size)[1])
-                                for r in rel])
+                h64 = np.stack([_phash64_all(decode_xray((root / r).read_bytes(), args.pack_size)[1]) for r in rel])
                 base = _cross_split_stats(h64, split_of, set(copies), 4, window=8)
                 base["planted_max_copy_distance"] = max(_distance(h64[a], h64[b]) for a, b in copies)
                 if per_kind64:
-                    base["hard_copies"] = {kind: {"found": int(sum(x <= 4 for x in d)), "n": len(d),
-                                                  "max_distance": max(d)} for kind, d in per_kind64.items()}
+                    base["hard_copies"] = {
+                        kind: {"found": int(sum(x <= 4 for x in d)), "n": len(d), "max_distance": max(d)}
+                        for kind, d in per_kind64.items()
+                    }
                 result["baseline_phash64_threshold4"] = base
     print(json.dumps(result, indent=2))
 

@@ -55,8 +55,9 @@ def export(data_dir: Path, out: Path, image_size: int, seed: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         validated = validate_dataset(data_dir, workdir=Path(tmp) / "work", pack_size=pack_size)
         audit = audit_leakage(validated)
-        packed = pack_dataset(validated, audit, out_dir=Path(tmp) / "packed", split_policy="regroup",
-                              min_gate_n=0, seed=seed)
+        packed = pack_dataset(
+            validated, audit, out_dir=Path(tmp) / "packed", split_policy="regroup", min_gate_n=0, seed=seed
+        )
         arrays = {}
         for name in SPLITS:
             split = packed.split(name)
@@ -66,8 +67,11 @@ def export(data_dir: Path, out: Path, image_size: int, seed: int) -> None:
         for name in ("val", "test"):  # effective sample size: distinct radiographs, not files
             arrays[f"{name}_groups"] = np.array([groups[p]["group"] for p in packed.split(name).paths])
         np.savez_compressed(out, size=pack_size, **arrays)
-    print(json.dumps({"out": str(out), "bytes": out.stat().st_size,
-                      **{n: int(len(arrays[f"{n}_labels"])) for n in SPLITS}}))
+    print(
+        json.dumps(
+            {"out": str(out), "bytes": out.stat().st_size, **{n: int(len(arrays[f"{n}_labels"])) for n in SPLITS}}
+        )
+    )
 
 
 def _wilson(k: int, n: int) -> list[float]:
@@ -108,13 +112,18 @@ def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
     from boneflow.train.synthetic_packed import InMemoryPacked, SplitArrays
 
     settings = replace(TrainSettings(pretrained=False), **overrides)
-    packed = InMemoryPacked({s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], [])
-                             for s in SPLITS}, size)
+    packed = InMemoryPacked({s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in SPLITS}, size)
     if settings.image_size * 8 / 7 > size + 1:  # smaller crops come from a smaller pack
         small = round(settings.image_size * 8 / 7)
-        resized = {s: torch.nn.functional.interpolate(torch.from_numpy(np.asarray(data[f"{s}_images"]))[:, None].float(),
-                                                      size=(small, small), mode="area")[:, 0].round().byte().numpy()
-                   for s in SPLITS}
+        resized = {
+            s: torch.nn.functional.interpolate(
+                torch.from_numpy(np.asarray(data[f"{s}_images"]))[:, None].float(), size=(small, small), mode="area"
+            )[:, 0]
+            .round()
+            .byte()
+            .numpy()
+            for s in SPLITS
+        }
         packed = InMemoryPacked({s: SplitArrays(resized[s], data[f"{s}_labels"], []) for s in SPLITS}, small)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,30 +149,40 @@ def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
     tta = (m_test + margins("test", flip=True)) / 2
     masked = margins("test", images=_masked(packed.split("test").images, 0.12))
     official = margins("official_test")
-    return {"variant": name, "overrides": overrides, "device": str(next(model.parameters()).device),
-            "epochs_run": len(result.history), "train_seconds": round(train_s, 1),
-            "n_test": len(test_y), "test_groups": int(len(set(data["test_groups"].tolist()))),
-            "threshold": round(point.threshold, 3),
-            "accuracy": round((tp + tn) / len(test_y), 3), "accuracy_ci95": _wilson(tp + tn, len(test_y)),
-            "recall": round(tp / pos, 3), "recall_ci95": _wilson(tp, pos),
-            "specificity": round(tn / neg, 3), "specificity_ci95": _wilson(tn, neg),
-            "auroc": auc, "auroc_ci95": auc_ci,
-            "auroc_tta_flip": _auroc_ci(test_y, tta, rng)[0],
-            "auroc_border_masked": _auroc_ci(test_y, masked, rng)[0],
-            "val_auroc": _auroc_ci(val_y, margins("val"), rng)[0],
-            "official_test_auroc": _auroc_ci(packed.split("official_test").labels, official, rng)[0]}
+    return {
+        "variant": name,
+        "overrides": overrides,
+        "device": str(next(model.parameters()).device),
+        "epochs_run": len(result.history),
+        "train_seconds": round(train_s, 1),
+        "n_test": len(test_y),
+        "test_groups": int(len(set(data["test_groups"].tolist()))),
+        "threshold": round(point.threshold, 3),
+        "accuracy": round((tp + tn) / len(test_y), 3),
+        "accuracy_ci95": _wilson(tp + tn, len(test_y)),
+        "recall": round(tp / pos, 3),
+        "recall_ci95": _wilson(tp, pos),
+        "specificity": round(tn / neg, 3),
+        "specificity_ci95": _wilson(tn, neg),
+        "auroc": auc,
+        "auroc_ci95": auc_ci,
+        "auroc_tta_flip": _auroc_ci(test_y, tta, rng)[0],
+        "auroc_border_masked": _auroc_ci(test_y, masked, rng)[0],
+        "val_auroc": _auroc_ci(val_y, margins("val"), rng)[0],
+        "official_test_auroc": _auroc_ci(packed.split("official_test").labels, official, rng)[0],
+    }
 
 
 def run(packed_file: Path, variants: list[str], out: Path | None, seeds: list[int]) -> None:
     data = dict(np.load(packed_file))
     size = int(data.pop("size"))
     for name in variants:
-      for seed in seeds:
-        line = json.dumps(_score(name, {**VARIANTS[name], "seed": seed}, data, size))
-        print(line, flush=True)
-        if out is not None:
-            with out.open("a") as fh:
-                fh.write(line + "\n")
+        for seed in seeds:
+            line = json.dumps(_score(name, {**VARIANTS[name], "seed": seed}, data, size))
+            print(line, flush=True)
+            if out is not None:
+                with out.open("a") as fh:
+                    fh.write(line + "\n")
 
 
 def main() -> None:

@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --browser
+# Lint, format, types and import layers first: seconds, where the tests take minutes.
+scripts/check.sh
 # pytest exits 5 when it collected no tests; set -e turns that (and any failure) into a failure.
 exec .venv/bin/python -m pytest "$@"

@@ -58,8 +58,11 @@ def inline_images(markdown: str, images: dict[str, Path]) -> str:
 
 
 def report_artifact(run_id: str, report_md: str, images: dict[str, Path]) -> None:
-    create_markdown_artifact(inline_images(report_md, images), key=artifact_key("report", run_id),
-                             description=f"boneflow report of run {run_id}")
+    create_markdown_artifact(
+        inline_images(report_md, images),
+        key=artifact_key("report", run_id),
+        description=f"boneflow report of run {run_id}",
+    )
 
 
 QUALITY_KEY = "boneflow-quality"  # one key for every run: the UI's artifact history is the trend
@@ -67,16 +70,20 @@ QUALITY_KEY = "boneflow-quality"  # one key for every run: the UI's artifact his
 
 def quality_artifact(run_id: str, markdown: str) -> None:
     """This run's honest metrics, the champion's and the decision, under the same key each run."""
-    create_markdown_artifact(markdown, key=QUALITY_KEY,
-                             description=f"honest quality of run {run_id} vs the champion; see the "
-                                         "artifact's history for the week-by-week trend")
+    create_markdown_artifact(
+        markdown,
+        key=QUALITY_KEY,
+        description=f"honest quality of run {run_id} vs the champion; see the "
+        "artifact's history for the week-by-week trend",
+    )
 
 
 def image_artifacts(run_id: str, images: dict[str, Path]) -> None:
     for name, path in images.items():
         if Path(path).is_file():
-            create_image_artifact(png_data_uri(path), key=artifact_key(Path(name).stem, run_id),
-                                  description=f"{name} of run {run_id}")
+            create_image_artifact(
+                png_data_uri(path), key=artifact_key(Path(name).stem, run_id), description=f"{name} of run {run_id}"
+            )
 
 
 def table_artifact(key: str, rows: list[dict], description: str) -> None:
@@ -88,15 +95,18 @@ def store_link(store_url: str, key: str) -> str:
     """Link to an object: file:// for a folder store, s3://bucket/prefix/key for S3."""
     if store_url.startswith("s3://"):
         return store_url.rstrip("/") + "/" + key
-    base = store_url[len("file://"):] if store_url.startswith("file://") else store_url
+    base = store_url[len("file://") :] if store_url.startswith("file://") else store_url
     return Path(base, key).resolve().as_uri()
 
 
 def link_artifacts(store_url: str, run_id: str, names: list[str]) -> None:
     for name in names:
-        create_link_artifact(store_link(store_url, f"runs/{run_id}/{name}"), link_text=name,
-                             key=artifact_key("link", Path(name).stem, run_id),
-                             description=f"{name} of run {run_id} in the store")
+        create_link_artifact(
+            store_link(store_url, f"runs/{run_id}/{name}"),
+            link_text=name,
+            key=artifact_key("link", Path(name).stem, run_id),
+            description=f"{name} of run {run_id} in the store",
+        )
 
 
 # --- failure hook -----------------------------------------------------------------------
@@ -105,28 +115,30 @@ def link_artifacts(store_url: str, run_id: str, names: list[str]) -> None:
 # publish.ChampionConflictError find their own advice or their parent's.
 _WHAT_TO_DO: dict[type[BaseException], str] = {
     AcquireError: "Kaggle was unreachable or the handle is wrong: check the handle and Kaggle "
-                  "credentials, or set data_dir to a local copy; then press Retry.",
+    "credentials, or set data_dir to a local copy; then press Retry.",
     LayoutError: "The dataset folder does not have train/val/test with images of both classes: "
-                 "fix data_dir (cleaning_report.json lists what was excluded or skipped); then "
-                 "start a new run.",
+    "fix data_dir (cleaning_report.json lists what was excluded or skipped); then "
+    "start a new run.",
     StoreUnavailableError: "The store could not be reached: check store_url, AWS_ENDPOINT_URL and "
-                           "the credentials of the worker; then press Retry (finished stages are reused).",
+    "the credentials of the worker; then press Retry (finished stages are reused).",
     ChampionConflictError: "Another run was promoted to champion between this run's comparison and "
-                           "its promotion, so this one was not promoted. Press Retry: it re-reads the "
-                           "new champion, re-scores it and gates again (training is reused).",
+    "its promotion, so this one was not promoted. Press Retry: it re-reads the "
+    "new champion, re-scores it and gates again (training is reused).",
     ConflictError: "Another run replaced the champion at the same time: press Retry to re-gate "
-                   "against the new champion.",
+    "against the new champion.",
     IntegrityError: "A downloaded object does not match its manifest: the store copy is damaged; "
-                    "inspect the named key, then start a new run with force.",
+    "inspect the named key, then start a new run with force.",
     PackedDataError: "The packed dataset is damaged or incomplete: delete the folder named in the "
-                     "message, then press Retry (it is rebuilt or fetched again).",
+    "message, then press Retry (it is rebuilt or fetched again).",
     SplitError: "The split policy left a split without a class (or was unknown): add images of the "
-                "named class, or choose another split_policy, then start a new run.",
+    "named class, or choose another split_policy, then start a new run.",
     ValidationError: "A setting is invalid: fix the named field and start a new run.",
     TimeoutError: "A stage ran past its timeout: check the worker's load, then press Retry.",
 }
-_DEFAULT_WHAT_TO_DO = ("Read this flow run's logs (the failed task's last lines name the file or "
-                       "setting); fix it, then press Retry: finished stages are reused from cache.")
+_DEFAULT_WHAT_TO_DO = (
+    "Read this flow run's logs (the failed task's last lines name the file or "
+    "setting); fix it, then press Retry: finished stages are reused from cache."
+)
 
 
 def _failed_stage(flow_run_id) -> str | None:
@@ -135,8 +147,10 @@ def _failed_stage(flow_run_id) -> str | None:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                task_run_filter=TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
-                    any_=[StateType.FAILED, StateType.CRASHED]))))
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))
+                ),
+            )
     except Exception as exc:  # the hook must never hide the original failure
         log.warning("could not read task runs for the failure artifact: %s", exc)
         return None
@@ -152,9 +166,11 @@ def advice_for(error: object) -> str:
 
 
 def gate_advice(run_id: str) -> str:
-    return (f"The candidate was published under `runs/{run_id}/` for inspection and the champion "
-            "is unchanged. Read the report artifact; improve the data or settings, or change the "
-            "gate thresholds, then start a new run.")
+    return (
+        f"The candidate was published under `runs/{run_id}/` for inspection and the champion "
+        "is unchanged. Read the report artifact; improve the data or settings, or change the "
+        "gate thresholds, then start a new run."
+    )
 
 
 def write_failure_artifact(flow, flow_run, state) -> None:
@@ -167,11 +183,12 @@ def write_failure_artifact(flow, flow_run, state) -> None:
         stage, advice = "gate", gate_advice((flow_run.parameters or {}).get("run_id") or run_id_of(flow_run))
     else:
         advice = advice_for(error)
-    md = (f"# {flow.name} failed\n\n"
-          f"| | |\n|---|---|\n"
-          f"| stage | `{stage or 'flow'}` |\n"
-          f"| error | `{error_type or state.name}` |\n"
-          f"| flow run | `{flow_run.name}` ({flow_run.id}) |\n\n"
-          f"**Message:** {message}\n\n**What to do:** {advice}\n")
-    create_markdown_artifact(md, key=artifact_key("failure", flow.name),
-                             description=f"why {flow_run.name} failed")
+    md = (
+        f"# {flow.name} failed\n\n"
+        f"| | |\n|---|---|\n"
+        f"| stage | `{stage or 'flow'}` |\n"
+        f"| error | `{error_type or state.name}` |\n"
+        f"| flow run | `{flow_run.name}` ({flow_run.id}) |\n\n"
+        f"**Message:** {message}\n\n**What to do:** {advice}\n"
+    )
+    create_markdown_artifact(md, key=artifact_key("failure", flow.name), description=f"why {flow_run.name} failed")

@@ -19,9 +19,9 @@ from boneflow.data.acquire import acquire
 from boneflow.data.leakage import LeakageAudit, audit_leakage
 from boneflow.data.pack import PackedDataError, load_packed, pack_dataset, pack_settings, packed_matches
 from boneflow.data.validate import ValidatedDataset, validate_dataset
-from boneflow.transfer import fetch_dataset, upload_dataset
 from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
+from boneflow.transfer import fetch_dataset, upload_dataset
 from tasks.artifacts import table_artifact
 from tasks.retry import retry_unless_deterministic
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
@@ -30,14 +30,26 @@ from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
 # acquire() already retries the download 3 times with backoff; one more try a minute later
 # rides out a longer Kaggle hiccup without keeping a user of `boneflow run` waiting for minutes.
 # DEFAULT cache policy: once per flow run (a new run sees a new Kaggle version).
-@task(retries=1, retry_delay_seconds=60, timeout_seconds=6 * 3600, cache_policy=DEFAULT,
-      persist_result=True, retry_condition_fn=retry_unless_deterministic, result_serializer="json")
+@task(
+    retries=1,
+    retry_delay_seconds=60,
+    timeout_seconds=6 * 3600,
+    cache_policy=DEFAULT,
+    persist_result=True,
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
 def acquire_dataset(config: RetrainConfig) -> dict:
     log, t0 = get_run_logger(), time.perf_counter()
-    got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None,
-                  kaggle_handle=config.kaggle_handle)
-    log.info("acquired %s dataset at %s: %d files, fingerprint %s (%.1fs)", got.version.source,
-             got.root, got.version.file_count, got.version.fingerprint[:12], time.perf_counter() - t0)
+    got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None, kaggle_handle=config.kaggle_handle)
+    log.info(
+        "acquired %s dataset at %s: %d files, fingerprint %s (%.1fs)",
+        got.version.source,
+        got.root,
+        got.version.file_count,
+        got.version.fingerprint[:12],
+        time.perf_counter() - t0,
+    )
     return {"root": str(got.root), "version": got.version.to_dict()}
 
 
@@ -47,15 +59,27 @@ def _matches(packed_dir: Path, config: RetrainConfig, dataset_fingerprint: str) 
 
 
 def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
-    return pack_settings(fingerprint=dataset_fingerprint, size=config.pack_size, min_side=config.min_side,
-                         leak_max_distance=config.leak_max_distance, split_policy=config.split_policy,
-                         min_gate_n=config.min_gate_n, seed=config.seed, max_bytes=config.max_bytes)
+    return pack_settings(
+        fingerprint=dataset_fingerprint,
+        size=config.pack_size,
+        min_side=config.min_side,
+        leak_max_distance=config.leak_max_distance,
+        split_policy=config.split_policy,
+        min_gate_n=config.min_gate_n,
+        seed=config.seed,
+        max_bytes=config.max_bytes,
+    )
 
 
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
 # validate/audit/pack (a cached "not there yet" would send it through them again)
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE,
-      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
+@task(
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NO_CACHE,
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
 def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
     """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
     yet (or was packed with other settings) and must be built."""
@@ -63,8 +87,11 @@ def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str
     try:
         fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
     except ObjectNotFoundError:
-        log.info("no packed copy of dataset %s at size %d in the store: building it",
-                 dataset_fingerprint[:12], config.pack_size)
+        log.info(
+            "no packed copy of dataset %s at size %d in the store: building it",
+            dataset_fingerprint[:12],
+            config.pack_size,
+        )
         return None
     try:
         if not _matches(dest, config, dataset_fingerprint):
@@ -73,20 +100,29 @@ def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str
     except PackedDataError as err:
         log.warning("stored packed dataset unusable (%s): rebuilding", err)
         return None
-    log.info("reusing packed dataset %s/%d from the store at %s", dataset_fingerprint[:12],
-             config.pack_size, dest)
+    log.info("reusing packed dataset %s/%d from the store at %s", dataset_fingerprint[:12], config.pack_size, dest)
     return str(dest)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=6 * 3600, result_serializer="json")
 def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
     log, t0 = get_run_logger(), time.perf_counter()
-    validated = validate_dataset(Path(root), workdir=run_work_dir(run_id, "validate"),
-                                 pack_size=config.pack_size, min_side=config.min_side,
-                                 workers=config.workers, max_bytes=config.max_bytes)
+    validated = validate_dataset(
+        Path(root),
+        workdir=run_work_dir(run_id, "validate"),
+        pack_size=config.pack_size,
+        min_side=config.min_side,
+        workers=config.workers,
+        max_bytes=config.max_bytes,
+    )
     excluded = validated.report.get("excluded", [])
-    log.info("validated %s: kept %d images, excluded %d (%.1fs)", root, len(validated.records),
-             len(excluded) if isinstance(excluded, list) else excluded, time.perf_counter() - t0)
+    log.info(
+        "validated %s: kept %d images, excluded %d (%.1fs)",
+        root,
+        len(validated.records),
+        len(excluded) if isinstance(excluded, list) else excluded,
+        time.perf_counter() - t0,
+    )
     return validated
 
 
@@ -95,31 +131,54 @@ def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
     log, t0 = get_run_logger(), time.perf_counter()
     result = audit_leakage(validated, max_distance=config.leak_max_distance)
     counts, contam = result.report["counts"], result.report["contamination"]
-    log.info("leakage audit: %d duplicate groups over %d images; %d copy pairs across splits; "
-             "%d of %d official test images are copies of train/val (%s); leak-free test keeps %d (%.1fs)",
-             counts["groups"], counts["hashed"], len(result.report.get("pairs", [])),
-             contam["copies_in_train_val"]["any"], contam["official_test"],
-             ", ".join(f"{k} {v}" for k, v in contam["copies_in_train_val"].items() if k != "any"),
-             len(result.leakfree_test), time.perf_counter() - t0)
+    log.info(
+        "leakage audit: %d duplicate groups over %d images; %d copy pairs across splits; "
+        "%d of %d official test images are copies of train/val (%s); leak-free test keeps %d (%.1fs)",
+        counts["groups"],
+        counts["hashed"],
+        len(result.report.get("pairs", [])),
+        contam["copies_in_train_val"]["any"],
+        contam["official_test"],
+        ", ".join(f"{k} {v}" for k, v in contam["copies_in_train_val"].items() if k != "any"),
+        len(result.leakfree_test),
+        time.perf_counter() - t0,
+    )
     return result
 
 
-@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=STAGE_CACHE, persist_result=True,
-      timeout_seconds=3600, retry_condition_fn=retry_unless_deterministic, result_serializer="json")
-def pack_and_store(validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig,
-                   dataset_fingerprint: str) -> str:
+@task(
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=STAGE_CACHE,
+    persist_result=True,
+    timeout_seconds=3600,
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
+def pack_and_store(
+    validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig, dataset_fingerprint: str
+) -> str:
     """Pack into the local content-addressed cache, then upload to datasets/<fp>/<size>/."""
     log, t0 = get_run_logger(), time.perf_counter()
-    packed = pack_dataset(validated, leakage,
-                          out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size),
-                          split_policy=config.split_policy, min_gate_n=config.min_gate_n, seed=config.seed)
+    packed = pack_dataset(
+        validated,
+        leakage,
+        out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size),
+        split_policy=config.split_policy,
+        min_gate_n=config.min_gate_n,
+        seed=config.seed,
+    )
     policy = packed.manifest.get("split_policy", {})
-    log.info("split policy %s (requested %s): %s", policy.get("used"), policy.get("requested"),
-             policy.get("reason"))
+    log.info("split policy %s (requested %s): %s", policy.get("used"), policy.get("requested"), policy.get("reason"))
     uploaded = upload_dataset(open_store(config.store_url), packed)
-    log.info("packed %s (splits %s) and %s it to %s (%.1fs)", packed.dir,
-             {k: v["n"] for k, v in packed.manifest.get("splits", {}).items()},
-             "uploaded" if uploaded["uploaded"] else "found", uploaded["prefix"], time.perf_counter() - t0)
+    log.info(
+        "packed %s (splits %s) and %s it to %s (%.1fs)",
+        packed.dir,
+        {k: v["n"] for k, v in packed.manifest.get("splits", {}).items()},
+        "uploaded" if uploaded["uploaded"] else "found",
+        uploaded["prefix"],
+        time.perf_counter() - t0,
+    )
     return str(packed.dir)
 
 
@@ -132,12 +191,18 @@ def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
     excluded = cleaning.get("excluded", [])
     skipped = cleaning.get("skipped", [])  # symlinks out of the root, undecodable names: never read
     pairs = leakage.get("pairs", [])
-    rows = [dict(e) for e in excluded] + [{"path": s["path"], "split": "", "class": "", "reason": s["reason"],
-                                           "detail": s["detail"]} for s in skipped]
-    table_artifact(f"exclusions-{run_id}", rows[:500],
-                   f"Images excluded by validation ({len(excluded)}) and entries skipped unread "
-                   f"({len(skipped)}); paths relative to the dataset root")
-    table_artifact(f"leakage-pairs-{run_id}", [dict(p) for p in pairs][:500],
-                   f"Near-duplicate pairs across splits ({len(pairs)}); their test images are left "
-                   "out of test_clean")
+    rows = [dict(e) for e in excluded] + [
+        {"path": s["path"], "split": "", "class": "", "reason": s["reason"], "detail": s["detail"]} for s in skipped
+    ]
+    table_artifact(
+        f"exclusions-{run_id}",
+        rows[:500],
+        f"Images excluded by validation ({len(excluded)}) and entries skipped unread "
+        f"({len(skipped)}); paths relative to the dataset root",
+    )
+    table_artifact(
+        f"leakage-pairs-{run_id}",
+        [dict(p) for p in pairs][:500],
+        f"Near-duplicate pairs across splits ({len(pairs)}); their test images are left out of test_clean",
+    )
     return {"excluded": len(excluded), "leak_pairs": len(pairs)}

@@ -26,34 +26,47 @@ PLOT_NAMES = ("confusion_matrix.png", "roc.png", "learning_curves.png", "augment
 @task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
 def augmentation_preview(run_id: str, config: RetrainConfig, packed_dir: str) -> str:
     """What the network sees: packed train images above, their augmented versions below."""
+    import numpy as np
     from prefect.artifacts import create_image_artifact
 
     from boneflow.evaluate.plots import plot_augmentation_preview
     from boneflow.train.augment import TrainPreset
 
-    import numpy as np
-
     # a writable copy of a few images: torch warns on read-only memory maps
     images = np.array(load_packed(Path(packed_dir)).split("train").images[:8])
-    path = plot_augmentation_preview(images,
-                                     TrainPreset(crop_size=config.image_size),
-                                     run_work_dir(run_id, "plots") / "augmentation_preview.png",
-                                     seed=config.seed)
-    create_image_artifact(png_data_uri(path), key=artifact_key("augmentation-preview", run_id),
-                          description="Top: packed train images. Bottom: after the training augmentation.")
+    path = plot_augmentation_preview(
+        images,
+        TrainPreset(crop_size=config.image_size),
+        run_work_dir(run_id, "plots") / "augmentation_preview.png",
+        seed=config.seed,
+    )
+    create_image_artifact(
+        png_data_uri(path),
+        key=artifact_key("augmentation-preview", run_id),
+        description="Top: packed train images. Bottom: after the training augmentation.",
+    )
     return str(path)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
-      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
+@task(
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
 def read_champion_pointer(config: RetrainConfig) -> dict | None:
     found = read_champion(open_store(config.store_url))
     if found is None:
         get_run_logger().info("no champion in %s yet", config.store_url)
         return None
     champion, etag = found
-    get_run_logger().info("champion is run %s (dataset %s, config %s)", champion["run_id"],
-                          champion.get("dataset_fingerprint", "?")[:12], champion.get("config_fingerprint"))
+    get_run_logger().info(
+        "champion is run %s (dataset %s, config %s)",
+        champion["run_id"],
+        champion.get("dataset_fingerprint", "?")[:12],
+        champion.get("config_fingerprint"),
+    )
     return {**champion, "etag": etag}
 
 
@@ -70,12 +83,15 @@ def _candidate_plots(run_id: str, splits: dict, scores: dict, point, history: li
     from boneflow.evaluate.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
 
     plots_dir, judged = run_work_dir(run_id, "plots"), scores["test_clean"]
-    return {"confusion_matrix.png": plot_confusion_matrix(splits["test_clean"]["confusion"],
-                                                          ["not fractured", "fractured"],
-                                                          plots_dir / "confusion_matrix.png"),
-            "roc.png": plot_roc(judged.labels, point.probability(judged.margins), plots_dir / "roc.png",
-                                operating_threshold=point.threshold),
-            "learning_curves.png": plot_learning_curves(history, plots_dir / "learning_curves.png")}
+    return {
+        "confusion_matrix.png": plot_confusion_matrix(
+            splits["test_clean"]["confusion"], ["not fractured", "fractured"], plots_dir / "confusion_matrix.png"
+        ),
+        "roc.png": plot_roc(
+            judged.labels, point.probability(judged.margins), plots_dir / "roc.png", operating_threshold=point.threshold
+        ),
+        "learning_curves.png": plot_learning_curves(history, plots_dir / "learning_curves.png"),
+    }
 
 
 @task(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600, result_serializer="json")
@@ -97,22 +113,45 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
     splits = {name: split_report(s, point) for name, s in scores.items()}
     plots = _candidate_plots(run_id, splits, scores, point, trained["history"])
     fit = point.details
-    log.info("operating point on validation: threshold %.3f for fractured recall >= %.2f (got %s), "
-             "temperature %.2f (NLL %.3f -> %.3f, ECE %.3f -> %.3f)", point.threshold, config.min_recall,
-             fit.get("val_recall"), point.temperature, fit["nll_before"], fit["nll_after"],
-             fit["ece_before"], fit["ece_after"])
-    log.info("candidate %s: %s (%.1fs)", run_id, ", ".join(
-        f"{s} acc {m['accuracy']:.3f} (n={m['n']})" for s, m in splits.items() if m["n"]),
-        time.perf_counter() - t0)
-    return {"splits": splits, "plots": {k: str(v) for k, v in plots.items()},
-            "operating_point": point.to_meta(), "context": data_context(packed_dir),
-            "predictions": {name: per_image(s, point) for name, s in scores.items()}}
+    log.info(
+        "operating point on validation: threshold %.3f for fractured recall >= %.2f (got %s), "
+        "temperature %.2f (NLL %.3f -> %.3f, ECE %.3f -> %.3f)",
+        point.threshold,
+        config.min_recall,
+        fit.get("val_recall"),
+        point.temperature,
+        fit["nll_before"],
+        fit["nll_after"],
+        fit["ece_before"],
+        fit["ece_after"],
+    )
+    log.info(
+        "candidate %s: %s (%.1fs)",
+        run_id,
+        ", ".join(f"{s} acc {m['accuracy']:.3f} (n={m['n']})" for s, m in splits.items() if m["n"]),
+        time.perf_counter() - t0,
+    )
+    return {
+        "splits": splits,
+        "plots": {k: str(v) for k, v in plots.items()},
+        "operating_point": point.to_meta(),
+        "context": data_context(packed_dir),
+        "predictions": {name: per_image(s, point) for name, s in scores.items()},
+    }
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600, retries=2,
-      retry_delay_seconds=[5, 30], retry_condition_fn=retry_unless_deterministic, result_serializer="json")
-def evaluate_champion(run_id: str, config: RetrainConfig, packed_dir: str, champion: dict | None,
-                      dataset_root: str) -> dict | None:
+@task(
+    cache_policy=STAGE_CACHE,
+    persist_result=True,
+    timeout_seconds=3600,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
+def evaluate_champion(
+    run_id: str, config: RetrainConfig, packed_dir: str, champion: dict | None, dataset_root: str
+) -> dict | None:
     """The champion re-scored on this run's splits (a fair comparison), or None without one.
     Each model is scored the way it is served: a champion trained at other sizes gets the same
     evaluation images decoded again at its pack size and cropped to its image size, and its own
@@ -132,14 +171,26 @@ def evaluate_champion(run_id: str, config: RetrainConfig, packed_dir: str, champ
     point = OperatingPoint.from_meta(meta, where=f"runs/{champion['run_id']}/model.json")
     data = load_packed(Path(packed_dir))
     if meta["preprocessing"]["pack_size"] != data.size:
-        log.info("champion %s was packed at %d px, this run at %d: decoding the evaluation images "
-                 "again at its size", champion["run_id"], meta["preprocessing"]["pack_size"], data.size)
+        log.info(
+            "champion %s was packed at %d px, this run at %d: decoding the evaluation images again at its size",
+            champion["run_id"],
+            meta["preprocessing"]["pack_size"],
+            data.size,
+        )
     scores = score_with_own_preprocessing(model, meta, data, Path(dataset_root))
     splits = {name: split_report(s, point) for name, s in scores.items()}
-    log.info("champion %s re-scored at its threshold %.3f: test_clean acc %.3f (%.1fs)", champion["run_id"],
-             point.threshold, splits["test_clean"]["accuracy"], time.perf_counter() - t0)
-    return {"run_id": champion["run_id"], "splits": splits,
-            "predictions": {name: per_image(s, point) for name, s in scores.items()}}
+    log.info(
+        "champion %s re-scored at its threshold %.3f: test_clean acc %.3f (%.1fs)",
+        champion["run_id"],
+        point.threshold,
+        splits["test_clean"]["accuracy"],
+        time.perf_counter() - t0,
+    )
+    return {
+        "run_id": champion["run_id"],
+        "splits": splits,
+        "predictions": {name: per_image(s, point) for name, s in scores.items()},
+    }
 
 
 @task(cache_policy=NO_CACHE, result_serializer="json")
@@ -147,11 +198,18 @@ def gate(config: RetrainConfig, candidate: dict, champion: dict | None) -> dict:
     policy = GatePolicy.from_config(config)
     paired = None
     if champion:
-        paired = paired_from_predictions(candidate.get("predictions", {}).get(policy.split),
-                                         champion.get("predictions", {}).get(policy.split))
+        paired = paired_from_predictions(
+            candidate.get("predictions", {}).get(policy.split), champion.get("predictions", {}).get(policy.split)
+        )
     context = candidate.get("context") or {}
-    decision = decide(candidate["splits"], champion["splits"] if champion else None, policy,
-                      champion_run_id=champion["run_id"] if champion else None, paired=paired,
-                      split_policy=context.get("split_policy"), contamination=context.get("contamination"))
+    decision = decide(
+        candidate["splits"],
+        champion["splits"] if champion else None,
+        policy,
+        champion_run_id=champion["run_id"] if champion else None,
+        paired=paired,
+        split_policy=context.get("split_policy"),
+        contamination=context.get("contamination"),
+    )
     get_run_logger().info("%s", decision.message)
     return {**decision.to_dict(), "message": decision.message}

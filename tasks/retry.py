@@ -25,8 +25,15 @@ from boneflow.store.errors import (
 
 # ConflictError covers publish.ChampionConflictError.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
-    LayoutError, SplitError, ValidationError, GateError, PackedDataError,
-    ConflictError, IntegrityError, InvalidKeyError, ConditionalWritesUnsupportedError,
+    LayoutError,
+    SplitError,
+    ValidationError,
+    GateError,
+    PackedDataError,
+    ConflictError,
+    IntegrityError,
+    InvalidKeyError,
+    ConditionalWritesUnsupportedError,
 )
 
 

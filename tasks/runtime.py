@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +51,8 @@ def run_id_for_current_flow_run() -> str:
 
 def run_id_of(flow_run) -> str:
     """The run id of a given flow run (what run_id_for_current_flow_run gives inside it)."""
-    created = getattr(flow_run, "created", None) or datetime.now(timezone.utc)
-    return created.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + flow_run.id.hex[:6]
+    created = getattr(flow_run, "created", None) or datetime.now(UTC)
+    return created.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + flow_run.id.hex[:6]
 
 
 _PLAIN = (str, int, float, bool, type(None), dict, list, tuple)

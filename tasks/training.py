@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
 from boneflow.data.pack import load_packed
-from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from boneflow.store import open_store
+from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from tasks.artifacts import artifact_key
 from tasks.retry import retry_unless_deterministic
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
@@ -26,31 +26,52 @@ MODEL_FILES = ("model.safetensors", "model.json", "history.json", TRAIN_RESULT)
 
 
 # NO_CACHE: cheap when the local copy already matches, and a Retry on another machine needs the files
-@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600,
-      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
+@task(
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    cache_policy=NO_CACHE,
+    timeout_seconds=3600,
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
 def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
     log, t0 = get_run_logger(), time.perf_counter()
     dest = dataset_cache_dir(dataset_fingerprint, config.pack_size)
     fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
-    log.info("packed dataset %s/%d ready at %s (%.1fs)", dataset_fingerprint[:12], config.pack_size,
-             dest, time.perf_counter() - t0)
+    log.info(
+        "packed dataset %s/%d ready at %s (%.1fs)",
+        dataset_fingerprint[:12],
+        config.pack_size,
+        dest,
+        time.perf_counter() - t0,
+    )
     return str(dest)
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 120], cache_policy=NO_CACHE, timeout_seconds=3600,
-      retry_condition_fn=retry_unless_deterministic, result_serializer="json")
+@task(
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    cache_policy=NO_CACHE,
+    timeout_seconds=3600,
+    retry_condition_fn=retry_unless_deterministic,
+    result_serializer="json",
+)
 def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     """Checkpoints this run already wrote (a restarted training resumes from the latest)."""
     dest = run_work_dir(run_id, "checkpoints")
     found = fetch_checkpoints(open_store(config.store_url), run_id, dest, latest_only=True)
-    get_run_logger().info("run %s: %s", run_id, f"resuming from {found[-1].name}" if found
-                          else "no checkpoints yet, training from scratch")
+    get_run_logger().info(
+        "run %s: %s",
+        run_id,
+        f"resuming from {found[-1].name}" if found else "no checkpoints yet, training from scratch",
+    )
     return str(dest)
 
 
 @task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
-def fit_model(run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str,
-              checkpoint_dir: str) -> dict:
+def fit_model(
+    run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str, checkpoint_dir: str
+) -> dict:
     """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
     model, its history and train_result.json go to runs/<run_id>/."""
     from boneflow.train.augment import preprocessing_meta
@@ -59,36 +80,68 @@ def fit_model(run_id: str, config: RetrainConfig, dataset_fingerprint: str, pack
 
     log, store = get_run_logger(), open_store(config.store_url)
     packed = load_packed(Path(packed_dir))
-    progress_id = create_progress_artifact(0.0, key=artifact_key("training-progress", run_id),
-                                           description=f"epochs done of run {run_id}")
+    progress_id = create_progress_artifact(
+        0.0, key=artifact_key("training-progress", run_id), description=f"epochs done of run {run_id}"
+    )
 
     def on_epoch(stats: dict) -> None:
         key = upload_checkpoint(store, run_id, Path(stats["checkpoint"]))
-        update_progress_artifact(progress_id, 100.0 * stats["epoch"] / stats["epochs"],
-                                 description=f"epoch {stats['epoch']}/{stats['epochs']}: "
-                                             f"val_acc {stats['val_acc']:.3f}")
-        log.info("epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
-                 "(%.1fs, %.0f img/s); checkpoint -> %s", stats["epoch"], stats["epochs"],
-                 stats["train_loss"], stats["train_acc"], stats["val_loss"], stats["val_acc"],
-                 stats["seconds"], stats.get("img_per_s", 0.0), key)
+        update_progress_artifact(
+            progress_id,
+            100.0 * stats["epoch"] / stats["epochs"],
+            description=f"epoch {stats['epoch']}/{stats['epochs']}: val_acc {stats['val_acc']:.3f}",
+        )
+        log.info(
+            "epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
+            "(%.1fs, %.0f img/s); checkpoint -> %s",
+            stats["epoch"],
+            stats["epochs"],
+            stats["train_loss"],
+            stats["train_acc"],
+            stats["val_loss"],
+            stats["val_acc"],
+            stats["seconds"],
+            stats.get("img_per_s", 0.0),
+            key,
+        )
 
     result = fit(packed, config.train_settings(), checkpoint_dir=Path(checkpoint_dir), on_epoch=on_epoch)
     update_progress_artifact(progress_id, 100.0, description=f"done: {result.epochs_run} epochs")
     out = run_work_dir(run_id, "model")
-    save_model(result.model, out, meta={
-        "classes": list(packed.classes), "run_id": run_id, "dataset_fingerprint": dataset_fingerprint,
-        "preprocessing": preprocessing_meta(pack_size=packed.size, image_size=config.image_size),
-        "config": config.model_dump(), "config_fingerprint": config.fingerprint()})
+    save_model(
+        result.model,
+        out,
+        meta={
+            "classes": list(packed.classes),
+            "run_id": run_id,
+            "dataset_fingerprint": dataset_fingerprint,
+            "preprocessing": preprocessing_meta(pack_size=packed.size, image_size=config.image_size),
+            "config": config.model_dump(),
+            "config_fingerprint": config.fingerprint(),
+        },
+    )
     (out / "history.json").write_text(json.dumps(result.history, indent=2, default=float))
-    summary = {"run_id": run_id, "dataset_fingerprint": dataset_fingerprint,
-               "config_fingerprint": config.fingerprint(), "best_epoch": result.best_epoch,
-               "epochs_run": result.epochs_run, "resumed_from_epoch": result.resumed_from_epoch or 0,
-               "seconds": round(result.seconds, 2), "history": result.history}
+    summary = {
+        "run_id": run_id,
+        "dataset_fingerprint": dataset_fingerprint,
+        "config_fingerprint": config.fingerprint(),
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "resumed_from_epoch": result.resumed_from_epoch or 0,
+        "seconds": round(result.seconds, 2),
+        "history": result.history,
+    }
     (out / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, default=float))
     for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
         store.put_file(f"runs/{run_id}/{name}", out / name)
-    log.info("trained %d epochs (resumed from epoch %d, best %d) in %.1fs; model in runs/%s/",
-             result.epochs_run, result.resumed_from_epoch or 0, result.best_epoch, result.seconds, run_id)
+    log.info(
+        "trained %d epochs (resumed from epoch %d, best %d) in %.1fs; model in runs/%s/",
+        result.epochs_run,
+        result.resumed_from_epoch or 0,
+        result.best_epoch,
+        result.seconds,
+        run_id,
+    )
     return summary
 
 
@@ -104,27 +157,46 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
 
     log, t0 = get_run_logger(), time.perf_counter()
     try:
-        child = run_deployment(TRAIN_DEPLOYMENT, timeout=0, parameters={
-            "run_id": run_id, "config": config.model_dump(mode="json"),
-            "dataset_fingerprint": dataset_fingerprint})
+        child = run_deployment(
+            TRAIN_DEPLOYMENT,
+            timeout=0,
+            parameters={
+                "run_id": run_id,
+                "config": config.model_dump(mode="json"),
+                "dataset_fingerprint": dataset_fingerprint,
+            },
+        )
     except ObjectNotFound:
         api = PREFECT_API_URL.value() or "Prefect's ephemeral API (no server)"
         raise RuntimeError(
             f"dispatch=deployment, but the deployment {TRAIN_DEPLOYMENT!r} does not exist on {api}. "
             "Deploy it first (`prefect --no-prompt deploy --all`, or deployments/local_stack.py) "
-            "with a worker on the gpu pool, or use dispatch=local (`--dispatch local`).") from None
-    log.info("training flow run %s created on work pool %r; waiting for it (it is cancelled if it "
-             "has not started within %ds)", child.name, child.work_pool_name, config.dispatch_start_timeout)
+            "with a worker on the gpu pool, or use dispatch=local (`--dispatch local`)."
+        ) from None
+    log.info(
+        "training flow run %s created on work pool %r; waiting for it (it is cancelled if it "
+        "has not started within %ds)",
+        child.name,
+        child.work_pool_name,
+        config.dispatch_start_timeout,
+    )
     with get_client(sync_client=True) as client:
         child = _wait_until_final(client, child, config.dispatch_start_timeout)
     if not child.state or not child.state.is_completed():
         state = child.state.name if child.state else "unknown"
-        raise RuntimeError(f"training flow run {child.name} ({child.id}) ended {state}: "
-                           f"{child.state.message if child.state else ''}. Open it in the UI for its "
-                           f"logs; after fixing, press Retry on this run (finished stages are reused).")
+        raise RuntimeError(
+            f"training flow run {child.name} ({child.id}) ended {state}: "
+            f"{child.state.message if child.state else ''}. Open it in the UI for its "
+            f"logs; after fixing, press Retry on this run (finished stages are reused)."
+        )
     summary = json.loads(open_store(config.store_url).get_bytes(f"runs/{run_id}/{TRAIN_RESULT}"))
-    log.info("training flow run %s completed on the gpu pool in %.1fs (epochs %d, resumed from %d)",
-             child.name, time.perf_counter() - t0, summary["epochs_run"], summary["resumed_from_epoch"])
+    log.info(
+        "training flow run %s completed on the gpu pool in %.1fs (epochs %d, resumed from %d)",
+        child.name,
+        time.perf_counter() - t0,
+        summary["epochs_run"],
+        summary["resumed_from_epoch"],
+    )
     return summary
 
 
@@ -151,8 +223,10 @@ def _wait_until_final(client, flow_run, start_timeout_s: int):
             # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
             # submitted, and a pod that starts later finds the run Cancelled and exits without
             # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
-            result = client.set_flow_run_state(flow_run.id, Cancelled(
-                message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"))
+            result = client.set_flow_run_state(
+                flow_run.id,
+                Cancelled(message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"),
+            )
             if result.status != SetStateStatus.ACCEPT:  # it started or ended meanwhile
                 continue
             pool = flow_run.work_pool_name or "gpu"
@@ -163,5 +237,6 @@ def _wait_until_final(client, flow_run, start_timeout_s: int):
                 "GPU node can come up for its pod (Pending/Unschedulable: node group, autoscaler "
                 "limits, nvidia.com/gpu capacity) and that its image can be pulled (ErrImagePull); "
                 "the flow run's logs hold the worker's messages. Raise dispatch_start_timeout if "
-                "GPU nodes need longer.")
+                "GPU nodes need longer."
+            )
         time.sleep(_POLL_S)

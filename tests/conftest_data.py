@@ -1,7 +1,8 @@
 """Shared helpers for the data tests: one small demo dataset and its validation, built once per
 test process (decoding is the slow part) and shared read-only between test modules.
 
-Import with `from conftest_data import ...` after `sys.path` holds tests/ (see the test files)."""
+Import with `from conftest_data import ...` (pytest's `pythonpath` holds tests/); the demo
+fixtures are shared through tests/unit/conftest.py."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ DEMO_N = 80
 
 def tree_digest(root: Path) -> dict[str, str]:
     """{relpath: sha256} of every file under root (for source-unchanged checks)."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(Path(root).rglob("*"))
+        if p.is_file()
+    }
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -32,7 +36,7 @@ def encode(img: Image.Image, fmt: str, **kw) -> bytes:
 def gradient(w: int, h: int) -> np.ndarray:
     """A deterministic uint8 test picture: horizontal ramp plus a bright block."""
     arr = np.tile(np.linspace(0, 200, w, dtype=np.float32), (h, 1))
-    arr[h // 4: h // 2, w // 4: w // 2] = 250
+    arr[h // 4 : h // 2, w // 4 : w // 2] = 250
     return arr.astype(np.uint8)
 
 

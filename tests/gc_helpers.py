@@ -4,7 +4,7 @@ written through the real publish and transfer functions (small byte payloads, no
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from boneflow.publish import champion_record, promote, publish_run, read_champion
@@ -14,7 +14,7 @@ from boneflow.transfer import upload_checkpoint
 
 def run_ids(n: int) -> list[str]:
     """n run ids in start-time order (a day apart, in the past)."""
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
     return [new_run_id(start + timedelta(days=i)) for i in range(n)]
 
 
@@ -29,12 +29,17 @@ def add_checkpoints(store, run_id: str, tmp: Path, epochs: int = 2) -> list[str]
 
 def publish(store, run_id: str, *, promote_it: bool = False) -> None:
     metrics = {"run_id": run_id, "splits": {}}
-    files = {"model.safetensors": f"weights {run_id}".encode(), "model.json": b"{}",
-             "metrics.json": json.dumps(metrics).encode(), "report.md": b"# report"}
+    files = {
+        "model.safetensors": f"weights {run_id}".encode(),
+        "model.json": b"{}",
+        "metrics.json": json.dumps(metrics).encode(),
+        "report.md": b"# report",
+    }
     manifest = publish_run(store, run_id, files, code_version={})
     if promote_it:
-        record = champion_record(run_id=run_id, manifest=manifest, metrics=metrics,
-                                 dataset_fingerprint="0" * 16, config_fingerprint="0" * 16)
+        record = champion_record(
+            run_id=run_id, manifest=manifest, metrics=metrics, dataset_fingerprint="0" * 16, config_fingerprint="0" * 16
+        )
         found = read_champion(store)
         promote(store, record, expected_etag=found[1] if found else None)
 

@@ -44,8 +44,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_stack(home: Path, *, s3_bucket: str | None = None, extra_env: dict | None = None):
     """Server + pools + `prefect deploy --all` + a worker per pool (+ moto S3 with a bucket)."""
-    stack = LocalStack(home, port=free_port(), s3_port=free_port() if s3_bucket else None,
-                       extra_env=extra_env)
+    stack = LocalStack(home, port=free_port(), s3_port=free_port() if s3_bucket else None, extra_env=extra_env)
     try:
         stack.deployments = stack.up(s3_bucket=s3_bucket)
         yield stack
@@ -62,8 +61,11 @@ def trigger(stack, deployment: str, parameters: dict) -> str:
 
 def retry(stack, flow_run_id: str) -> None:
     """The Retry button: force the run back to Scheduled/AwaitingRetry; a worker picks it up."""
-    stack.api("POST", f"/flow_runs/{flow_run_id}/set_state",
-              {"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": True})
+    stack.api(
+        "POST",
+        f"/flow_runs/{flow_run_id}/set_state",
+        {"state": {"type": "SCHEDULED", "name": "AwaitingRetry"}, "force": True},
+    )
 
 
 # --- reading runs -------------------------------------------------------------------------
@@ -71,8 +73,7 @@ def flow_run(stack, flow_run_id: str) -> dict:
     return stack.api("GET", f"/flow_runs/{flow_run_id}")
 
 
-def wait_for_state(stack, flow_run_id: str, *, states=FINAL, timeout: float = 300,
-                   after: str | None = None) -> dict:
+def wait_for_state(stack, flow_run_id: str, *, states=FINAL, timeout: float = 300, after: str | None = None) -> dict:
     """Poll until the run's state type is in `states` (and, with `after`, its state id differs
     from `after`, so a retried run is not mistaken for its previous final state)."""
     deadline = time.monotonic() + timeout
@@ -83,14 +84,17 @@ def wait_for_state(stack, flow_run_id: str, *, states=FINAL, timeout: float = 30
         if state.get("type") in states and state.get("id") != after:
             return run
         time.sleep(0.5)
-    raise TimeoutError(f"flow run {flow_run_id} still {run.get('state', {}).get('type')} after "
-                       f"{timeout:.0f}s; logs under {stack.logs}")
+    raise TimeoutError(
+        f"flow run {flow_run_id} still {run.get('state', {}).get('type')} after {timeout:.0f}s; logs under {stack.logs}"
+    )
 
 
 def flow_runs_of(stack, deployment: str) -> list[dict]:
-    return stack.api("POST", "/flow_runs/filter", {
-        "flow_runs": {"deployment_id": {"any_": [stack.deployments[deployment]]}},
-        "sort": "EXPECTED_START_TIME_ASC"})
+    return stack.api(
+        "POST",
+        "/flow_runs/filter",
+        {"flow_runs": {"deployment_id": {"any_": [stack.deployments[deployment]]}}, "sort": "EXPECTED_START_TIME_ASC"},
+    )
 
 
 def task_runs(stack, flow_run_id: str) -> list[dict]:
@@ -111,6 +115,9 @@ def artifacts(stack, flow_run_id: str) -> list[dict]:
 
 
 def logs(stack, flow_run_id: str) -> list[str]:
-    found = stack.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}},
-                                               "sort": "TIMESTAMP_ASC", "limit": 200})
+    found = stack.api(
+        "POST",
+        "/logs/filter",
+        {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200},
+    )
     return [entry["message"] for entry in found]

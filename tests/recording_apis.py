@@ -70,8 +70,7 @@ class _RecordingAPI:
     def bodies(self, method: str, path_pattern: str) -> list[dict]:
         """Bodies of the recorded requests whose method matches and path fully matches the regex."""
         with self._lock:
-            return [r.body for r in self.requests
-                    if r.method == method and re.fullmatch(path_pattern, r.path)]
+            return [r.body for r in self.requests if r.method == method and re.fullmatch(path_pattern, r.path)]
 
     def calls(self) -> list[str]:
         with self._lock:
@@ -96,25 +95,40 @@ class RecordingKubernetesAPI(_RecordingAPI):
         if match and request.method == "POST":
             job = dict(request.body)
             meta = dict(job.get("metadata") or {})
-            meta.update(name=meta.get("generateName", "job-") + uuid.uuid4().hex[:5],
-                        namespace=match.group(1), uid=str(uuid.uuid4()),
-                        creationTimestamp="2026-01-01T00:00:00Z")
+            meta.update(
+                name=meta.get("generateName", "job-") + uuid.uuid4().hex[:5],
+                namespace=match.group(1),
+                uid=str(uuid.uuid4()),
+                creationTimestamp="2026-01-01T00:00:00Z",
+            )
             job["metadata"] = meta
             return 201, job
         if match and request.method == "DELETE" and match.group(2):
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
-        return 404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
-                     "code": 404, "message": f"{request.path} is not served by the stand-in"}
+        return 404, {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": "NotFound",
+            "code": 404,
+            "message": f"{request.path} is not served by the stand-in",
+        }
 
     def write_kubeconfig(self, folder: Path) -> Path:
         """A kubeconfig whose current context points at this server (plain HTTP, a dummy token)."""
         path = Path(folder) / "kubeconfig"
-        path.write_text(json.dumps({  # JSON is YAML: no PyYAML needed to write it
-            "apiVersion": "v1", "kind": "Config", "current-context": "stand-in",
-            "clusters": [{"name": "stand-in", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
-            "users": [{"name": "stand-in", "user": {"token": "not-a-secret"}}],
-            "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "stand-in"}}],
-        }))
+        path.write_text(
+            json.dumps(
+                {  # JSON is YAML: no PyYAML needed to write it
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "stand-in",
+                    "clusters": [{"name": "stand-in", "cluster": {"server": f"http://127.0.0.1:{self.port}"}}],
+                    "users": [{"name": "stand-in", "user": {"token": "not-a-secret"}}],
+                    "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "stand-in"}}],
+                }
+            )
+        )
         return path
 
 
@@ -122,8 +136,7 @@ class RecordingDockerAPI(_RecordingAPI):
     """The Engine API calls of one `docker run`: version, image inspect, create, start, logs,
     wait. The container "exits 0" as soon as it is started; nothing runs."""
 
-    VERSION = {"ApiVersion": "1.45", "MinAPIVersion": "1.24", "Version": "27.0.0", "Os": "linux",
-               "Arch": "amd64"}
+    VERSION = {"ApiVersion": "1.45", "MinAPIVersion": "1.24", "Version": "27.0.0", "Os": "linux", "Arch": "amd64"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -138,14 +151,17 @@ class RecordingDockerAPI(_RecordingAPI):
         if path in ("/version", "/_ping"):
             return 200, self.VERSION if path == "/version" else b"OK"
         if re.fullmatch(r"/images/.+/json", path):
-            return 200, {"Id": "sha256:" + "0" * 64, "RepoTags": [path[len("/images/"):-len("/json")]]}
+            return 200, {"Id": "sha256:" + "0" * 64, "RepoTags": [path[len("/images/") : -len("/json")]]}
         if path == "/containers/create" and request.method == "POST":
             container_id = uuid.uuid4().hex
             name = re.search(r"(?:^|&)name=([^&]+)", request.query)
             self.containers[container_id] = {
-                "Id": container_id, "Name": "/" + (name.group(1) if name else container_id[:12]),
-                "Config": {**request.body, "Tty": False}, "Image": request.body.get("Image"),
-                "State": {"Status": "created", "Running": False, "ExitCode": 0}}
+                "Id": container_id,
+                "Name": "/" + (name.group(1) if name else container_id[:12]),
+                "Config": {**request.body, "Tty": False},
+                "Image": request.body.get("Image"),
+                "State": {"Status": "created", "Running": False, "ExitCode": 0},
+            }
             return 201, {"Id": container_id, "Warnings": []}
         match = re.fullmatch(r"/containers/([0-9a-f]+)(/[a-z]+)?", path)
         if match and match.group(1) in self.containers:

@@ -58,17 +58,16 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def as_dict(self) -> dict:
-        return {"endpoint_url": self.endpoint_url, "port": self.port, "pid": self.process.pid,
-                "server": self}
+        return {"endpoint_url": self.endpoint_url, "port": self.port, "pid": self.process.pid, "server": self}
 
     def client(self, **kwargs):
         """A separate boto3 session/client (a "second client" for read-back checks)."""
         import boto3
 
-        return boto3.session.Session(**{k.lower(): v for k, v in TEST_AWS_ENV.items()
-                                        if k != "AWS_DEFAULT_REGION"},
-                                     region_name=TEST_AWS_ENV["AWS_DEFAULT_REGION"]
-                                     ).client("s3", endpoint_url=self.endpoint_url, **kwargs)
+        return boto3.session.Session(
+            **{k.lower(): v for k, v in TEST_AWS_ENV.items() if k != "AWS_DEFAULT_REGION"},
+            region_name=TEST_AWS_ENV["AWS_DEFAULT_REGION"],
+        ).client("s3", endpoint_url=self.endpoint_url, **kwargs)
 
     def create_bucket(self, name: str) -> str:
         self.client().create_bucket(Bucket=name)
@@ -114,7 +113,7 @@ def start_moto_server(*, log_dir: Path | None = None, timeout: float = 30.0) -> 
     for _ in range(3):  # a free port can be taken between probing and binding: retry
         port = free_port()
         log_path = Path(log_dir) / f"moto-{port}.log" if log_dir else None
-        out = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 closed once the child has it
         proc = subprocess.Popen(_moto_command(port), stdout=out, stderr=subprocess.STDOUT, env=env)
         if log_path:
             out.close()

@@ -30,8 +30,8 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224) -
 
     if n < 1:
         raise ValueError("app_latency: n must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="boneflow-app-latency-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="boneflow-app-latency-") as tmp_name:
+        tmp = Path(tmp_name)
         if store_url is None:
             store_url = str(tmp / "store")
             write_demo_store(store_url, image_size=size)
@@ -52,7 +52,8 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224) -
             times.append((time.perf_counter() - start) * 1000)
     times.sort()
     return {
-        "what": "app end-to-end predict path, one image (checks, champion check, decode, forward + Grad-CAM, overlay PNG)",
+        "what": "app end-to-end predict path, one image "
+        "(checks, champion check, decode, forward + Grad-CAM, overlay PNG)",
         "n": n,
         "image_size": served.predictor.image_size,
         "upload_side": served.predictor.pack_size,

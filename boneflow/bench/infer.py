@@ -63,9 +63,18 @@ def _default_thread_counts() -> list[int]:
     return sorted({1, torch.get_num_threads()})
 
 
-def bench_infer(*, store: str | None = None, size: int = 224, runs: int = 50, batch_size: int = 64,
-                batches: int = 3, seed: int = 0, thread_counts: list[int] | None = None, app: bool = True,
-                app_runs: int | None = None) -> dict:
+def bench_infer(
+    *,
+    store: str | None = None,
+    size: int = 224,
+    runs: int = 50,
+    batch_size: int = 64,
+    batches: int = 3,
+    seed: int = 0,
+    thread_counts: list[int] | None = None,
+    app: bool = True,
+    app_runs: int | None = None,
+) -> dict:
     """Ours (load_xray → EvalPreset → 1-channel ResNet18, bf16 where fast, channels_last,
     inference_mode) vs the seed's predict path (PIL RGB → Resize/ToTensor/Normalize → 3-channel
     fp32 NCHW ResNet18, no_grad) on the same JPEG, in this process, at each thread count in
@@ -112,8 +121,9 @@ def bench_infer(*, store: str | None = None, size: int = 224, runs: int = 50, ba
         for count in counts:
             torch.set_num_threads(count)
             ours_pre = _percentiles(_timed(lambda: predict_proba(model, decoded, image_size=size, device="cpu"), runs))
-            ours_dec = _percentiles(_timed(
-                lambda: predict_proba(model, load_xray(jpeg, pack_size), image_size=size, device="cpu"), runs))
+            ours_dec = _percentiles(
+                _timed(lambda: predict_proba(model, load_xray(jpeg, pack_size), image_size=size, device="cpu"), runs)
+            )
             seed_pre = _percentiles(_timed(lambda: seed_forward(seed_input), runs))
             seed_dec = _percentiles(_timed(lambda: seed_predict(baseline, io.BytesIO(jpeg), seed_transform), runs))
             by_threads[str(count)] = {
@@ -147,19 +157,26 @@ def bench_infer(*, store: str | None = None, size: int = 224, runs: int = 50, ba
         "pack_size": pack_size,
         "precision": precision_name(torch.device("cpu")),
         "ours_path": "load_xray -> EvalPreset -> 1-ch resnet18, channels_last, inference_mode, "
-                     + precision_name(torch.device("cpu")) + " autocast",
+        + precision_name(torch.device("cpu"))
+        + " autocast",
         "seed_path": "PIL RGB -> Resize/ToTensor/Normalize -> 3-ch resnet18 fp32 NCHW, no_grad",
         "torch_threads": default_threads,
         "single_image": {**headline, "runs": runs, "threads": default_threads},
         "single_image_by_threads": by_threads,
-        "batch": {"batch_size": batch_size, "images": len(batch), "threads": default_threads,
-                  "ours_img_per_s": round(ours_batch, 1), "seed_img_per_s": round(seed_batch, 1),
-                  "ratio": _ratio(ours_batch, seed_batch)},
+        "batch": {
+            "batch_size": batch_size,
+            "images": len(batch),
+            "threads": default_threads,
+            "ours_img_per_s": round(ours_batch, 1),
+            "seed_img_per_s": round(seed_batch, 1),
+            "ratio": _ratio(ours_batch, seed_batch),
+        },
         "goals": {"single_p50_ms": 15.0, "app_p50_ms": 50.0},
     }
     if app:
-        result["app"] = _app_section(store, size=size, runs=app_runs or runs, counts=counts,
-                                     default_threads=default_threads)
+        result["app"] = _app_section(
+            store, size=size, runs=app_runs or runs, counts=counts, default_threads=default_threads
+        )
     return result
 
 
@@ -175,4 +192,7 @@ def _app_section(store: str | None, *, size: int, runs: int, counts: list[int], 
     finally:
         torch.set_num_threads(default_threads)
     headline = by_threads.get(str(default_threads)) or next(iter(by_threads.values()))
-    return {**headline, "by_threads": {k: {"p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"]} for k, v in by_threads.items()}}
+    return {
+        **headline,
+        "by_threads": {k: {"p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"]} for k, v in by_threads.items()},
+    }

@@ -71,8 +71,9 @@ def _seed_style(paths: list[Path], *, seed_workers: int) -> dict:
     return {"images": len(paths), "decoded": n, "seconds": time.perf_counter() - t0}
 
 
-def run_prep_bench(data_dir: Path, *, limit: int = 0, workers: int = 0, pack_size: int = 256,
-                   seed_workers: int = 0) -> dict:
+def run_prep_bench(
+    data_dir: Path, *, limit: int = 0, workers: int = 0, pack_size: int = 256, seed_workers: int = 0
+) -> dict:
     from boneflow.data.leakage import audit_leakage
     from boneflow.data.pack import pack_dataset
     from boneflow.data.validate import validate_dataset
@@ -99,13 +100,20 @@ def run_prep_bench(data_dir: Path, *, limit: int = 0, workers: int = 0, pack_siz
         "images": n,
         "cpus": os.cpu_count(),
         "pack_size": pack_size,
-        "ours": {"seconds": round(ours_s, 3), "images_per_s": round(n / ours_s, 1),
-                 "kept": validated.report["counts"]["kept"],
-                 "peak_rss_mb_parent": round(ours_rss_self, 1),
-                 "peak_rss_mb_largest_worker": round(ours_rss_children, 1),
-                 "peak_rss_mb_total_bound": round(ours_rss_self + ours_rss_children * (workers or os.cpu_count() or 1), 1)},
-        "seed_style": {"seconds": round(seed["seconds"], 3), "images_per_s": round(n / seed["seconds"], 1),
-                       "decoded": seed["decoded"], "dataloader_workers": seed_workers,
-                       "peak_rss_mb_process": round(_maxrss_mb(resource.RUSAGE_SELF), 1)},
+        "ours": {
+            "seconds": round(ours_s, 3),
+            "images_per_s": round(n / ours_s, 1),
+            "kept": validated.report["counts"]["kept"],
+            "peak_rss_mb_parent": round(ours_rss_self, 1),
+            "peak_rss_mb_largest_worker": round(ours_rss_children, 1),
+            "peak_rss_mb_total_bound": round(ours_rss_self + ours_rss_children * (workers or os.cpu_count() or 1), 1),
+        },
+        "seed_style": {
+            "seconds": round(seed["seconds"], 3),
+            "images_per_s": round(n / seed["seconds"], 1),
+            "decoded": seed["decoded"],
+            "dataloader_workers": seed_workers,
+            "peak_rss_mb_process": round(_maxrss_mb(resource.RUSAGE_SELF), 1),
+        },
         "ratio": round(seed["seconds"] / ours_s, 2),
     }

@@ -19,7 +19,9 @@ from torchvision.models import resnet18
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def write_jpeg_folder(images: np.ndarray, labels: np.ndarray, root: Path, classes=("not fractured", "fractured")) -> Path:
+def write_jpeg_folder(
+    images: np.ndarray, labels: np.ndarray, root: Path, classes=("not fractured", "fractured")
+) -> Path:
     """ImageFolder layout root/<class>/<i>.jpg from uint8 [N,H,W] (quality 90, like typical scans)."""
     root = Path(root)
     for name in classes:
@@ -40,8 +42,14 @@ def seed_loader(root: Path, *, size: int, batch_size: int, workers: int) -> Data
         ]
     )
     dataset = datasets.ImageFolder(str(root), transform=transform)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
-                      persistent_workers=workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
 
 
 def _batches(loader: DataLoader):
@@ -51,12 +59,14 @@ def _batches(loader: DataLoader):
 
 def seed_train_rate(loader: DataLoader, *, steps: int, warmup: int = 2, device: str = "cpu") -> dict:
     """img/s of the seed's loop: fp32, NCHW, 3 channels, Adam, data loading included."""
+    if steps < 1:
+        raise ValueError("seed_train_rate: steps must be at least 1")
     model = resnet18(num_classes=2).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     criterion = nn.CrossEntropyLoss()
     batches = _batches(loader)
     model.train()
-    seen, start = 0, None
+    seen, start = 0, time.perf_counter()  # both reset once the warm-up steps are done
     for step in range(warmup + steps):
         if step == warmup:
             if device.startswith("cuda"):

@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -56,8 +57,9 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
     device = resolve_device(settings.device)
     bf16 = use_bf16(device)
     torch.manual_seed(settings.seed)
-    model = build_model(pretrained=False).to(device, memory_format=torch.channels_last)
-    forward = torch.compile(model) if settings.compile else model
+    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
+    model = build_model(pretrained=False).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    forward = cast(torch.nn.Module, torch.compile(model)) if settings.compile else model
     optimizer = make_optimizer(model, settings, device)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     preset = TrainPreset(crop_size=settings.image_size)
@@ -65,9 +67,19 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
     def run(n_steps: int, epoch: int) -> dict:
         done, images, seconds = 0, 0, 0.0
         while done < n_steps:
-            r = train_one_epoch(forward, data, preset=preset, optimizer=optimizer, scheduler=None, criterion=criterion,
-                                batch_size=settings.batch_size, generator=epoch_generator(settings.seed, epoch + done),
-                                device=device, bf16=bf16, max_steps=n_steps - done)
+            r = train_one_epoch(
+                forward,
+                data,
+                preset=preset,
+                optimizer=optimizer,
+                scheduler=None,
+                criterion=criterion,
+                batch_size=settings.batch_size,
+                generator=epoch_generator(settings.seed, epoch + done),
+                device=device,
+                bf16=bf16,
+                max_steps=n_steps - done,
+            )
             done, images, seconds = done + r["steps"], images + r["images"], seconds + r["seconds"]
         return {"img_per_s": images / seconds, "seconds": seconds, "images": images}
 
@@ -84,8 +96,16 @@ def default_seed_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
-def bench_train(*, images: int = 256, size: int = 224, batch_size: int = 32, steps: int = 8,
-                seed_workers: int | None = None, data_batches: int = 64, seed: int = 0) -> dict:
+def bench_train(
+    *,
+    images: int = 256,
+    size: int = 224,
+    batch_size: int = 32,
+    steps: int = 8,
+    seed_workers: int | None = None,
+    data_batches: int = 64,
+    seed: int = 0,
+) -> dict:
     from boneflow.bench.seed_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
     from boneflow.train.augment import TrainPreset
     from boneflow.train.fit import SplitOnDevice
@@ -123,18 +143,28 @@ def bench_train(*, images: int = 256, size: int = 224, batch_size: int = 32, ste
         "seed_dataloader_workers": seed_workers,
         "data_supply": {
             "ours": "main process, torch intra-op threads: gather from packed uint8 + TrainPreset (batched, one "
-                    "bilinear resample per image for random resized crop + rotation + flip, in cache-sized blocks on CPU; "
-                    "brightness/contrast)",
+            "bilinear resample per image for random resized crop + rotation + flip, in cache-sized blocks on CPU; "
+            "brightness/contrast)",
             "seed": f"DataLoader(num_workers={seed_workers}, persistent): ImageFolder + PIL Resize, "
-                    "RandomHorizontalFlip, RandomRotation, ToTensor, Normalize; workers = CPU cores, as the "
-                    "seed notebook fed its loop through a DataLoader with workers",
+            "RandomHorizontalFlip, RandomRotation, ToTensor, Normalize; workers = CPU cores, as the "
+            "seed notebook fed its loop through a DataLoader with workers",
             "batches_timed": {"ours": data_batches, "seed": seed_data["images"] // batch_size},
         },
         "pack_seconds_once": round(pack_seconds, 3),
-        "ours": {"train_img_per_s": round(ours["img_per_s"], 2), "data_img_per_s": round(ours_data["img_per_s"], 1),
-                 "precision": ours["precision"], "memory_format": "channels_last", "channels": 1},
-        "seed": {"train_img_per_s": round(seed_run["img_per_s"], 2), "data_img_per_s": round(seed_data["img_per_s"], 1),
-                 "precision": "fp32", "memory_format": "NCHW", "channels": 3},
+        "ours": {
+            "train_img_per_s": round(ours["img_per_s"], 2),
+            "data_img_per_s": round(ours_data["img_per_s"], 1),
+            "precision": ours["precision"],
+            "memory_format": "channels_last",
+            "channels": 1,
+        },
+        "seed": {
+            "train_img_per_s": round(seed_run["img_per_s"], 2),
+            "data_img_per_s": round(seed_data["img_per_s"], 1),
+            "precision": "fp32",
+            "memory_format": "NCHW",
+            "channels": 3,
+        },
         "train_ratio": round(ours["img_per_s"] / seed_run["img_per_s"], 2),
         "data_ratio": round(ours_data["img_per_s"] / seed_data["img_per_s"], 2),
         "goals": {"train_ratio": 3.0, "data_ratio": 10.0},

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from boneflow.data.layout import LayoutError, check_layout, dataset_files, find_dataset_root
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
 
-__all__ = ["AcquireError", "AcquiredDataset", "DatasetVersion", "LayoutError", "acquire",
-           "dataset_fingerprint"]
+__all__ = ["AcquireError", "AcquiredDataset", "DatasetVersion", "LayoutError", "acquire", "dataset_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,9 @@ class DatasetVersion:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DatasetVersion":
-        return cls(**{k: data.get(k) for k in ("source", "handle", "version", "file_count", "fingerprint")})
+    def from_dict(cls, data: dict) -> DatasetVersion:
+        fields: dict[str, Any] = {k: data.get(k) for k in ("source", "handle", "version", "file_count", "fingerprint")}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -81,21 +81,30 @@ def _kaggle_download(handle: str, *, retries: int, backoff_s: float) -> str:
             last = exc
             if attempt < retries:
                 wait = backoff_s * 2 ** (attempt - 1)
-                log.warning("Kaggle download of %s failed (attempt %d/%d: %s); retrying in %.1fs",
-                            handle, attempt, retries, type(exc).__name__, wait)
+                log.warning(
+                    "Kaggle download of %s failed (attempt %d/%d: %s); retrying in %.1fs",
+                    handle,
+                    attempt,
+                    retries,
+                    type(exc).__name__,
+                    wait,
+                )
                 time.sleep(wait)
         except Exception as exc:  # bad handle, auth, 404: retrying will not help
-            raise AcquireError(f"Kaggle dataset {handle!r} could not be downloaded: {exc}. Check the "
-                               f"handle (owner/dataset[/versions/N]) and your Kaggle credentials, or "
-                               f"pass --data-dir with a local copy.") from exc
-    raise AcquireError(f"Kaggle is unreachable: downloading {handle!r} failed {retries} times "
-                       f"(last error: {type(last).__name__}: {last}). Work offline with a local copy: "
-                       f"`boneflow run --data-dir /path/to/copy` (any folder above train/val/test), "
-                       f"or `boneflow demo-data PATH` for a synthetic set.") from last
+            raise AcquireError(
+                f"Kaggle dataset {handle!r} could not be downloaded: {exc}. Check the "
+                f"handle (owner/dataset[/versions/N]) and your Kaggle credentials, or "
+                f"pass --data-dir with a local copy."
+            ) from exc
+    raise AcquireError(
+        f"Kaggle is unreachable: downloading {handle!r} failed {retries} times "
+        f"(last error: {type(last).__name__}: {last}). Work offline with a local copy: "
+        f"`boneflow run --data-dir /path/to/copy` (any folder above train/val/test), "
+        f"or `boneflow demo-data PATH` for a synthetic set."
+    ) from last
 
 
-def acquire(*, data_dir: Path | None, kaggle_handle: str, retries: int = 3,
-            backoff_s: float = 2.0) -> AcquiredDataset:
+def acquire(*, data_dir: Path | None, kaggle_handle: str, retries: int = 3, backoff_s: float = 2.0) -> AcquiredDataset:
     """A local folder when `data_dir` is given, else kagglehub's download of `kaggle_handle`
     (unversioned = latest; `.../versions/N` pins, and is served from kagglehub's cache offline)."""
     if data_dir is not None:
@@ -114,5 +123,3 @@ def acquire(*, data_dir: Path | None, kaggle_handle: str, retries: int = 3,
         raise LayoutError(f"Dataset root {root}: no files at all. Point --data-dir at a filled copy.")
     log.info("acquired %s dataset at %s: %d files, fingerprint %s", source, root, count, fingerprint[:12])
     return AcquiredDataset(root=root, version=DatasetVersion(source, handle, version, count, fingerprint))
-
-

@@ -54,6 +54,7 @@ class Layout:
 @dataclass
 class _Tree:
     """What a walk of the dataset root found, relative POSIX paths in walk order."""
+
     items: list[tuple[str, str]] = field(default_factory=list)  # (relpath, "dir" | "file" | "other")
     skipped: list[dict] = field(default_factory=list)
 
@@ -72,20 +73,35 @@ def _classify(path: Path, rel: str, real_root: Path, ancestors: frozenset, tree:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
-        tree.skipped.append({"path": _printable(rel), "reason": "non_utf8_name",
-                             "detail": "the file name is not valid UTF-8; rename it to include it"})
+        tree.skipped.append(
+            {
+                "path": _printable(rel),
+                "reason": "non_utf8_name",
+                "detail": "the file name is not valid UTF-8; rename it to include it",
+            }
+        )
         return None
     if path.is_symlink():
         target = path.resolve()
         if not _inside(target, real_root):
-            tree.skipped.append({"path": rel, "reason": "symlink_outside_root",
-                                 "detail": f"symlink {rel} points to {_printable(os.readlink(path))}, "
-                                           "outside the dataset root; not followed"})
+            tree.skipped.append(
+                {
+                    "path": rel,
+                    "reason": "symlink_outside_root",
+                    "detail": f"symlink {rel} points to {_printable(os.readlink(path))}, "
+                    "outside the dataset root; not followed",
+                }
+            )
             return None
     if path.is_dir():
         if path.resolve() in ancestors:
-            tree.skipped.append({"path": rel, "reason": "symlink_loop",
-                                 "detail": f"symlink {rel} leads back to a folder above it; not followed"})
+            tree.skipped.append(
+                {
+                    "path": rel,
+                    "reason": "symlink_loop",
+                    "detail": f"symlink {rel} leads back to a folder above it; not followed",
+                }
+            )
             return None
         return "dir"
     return "file" if path.is_file() else "other"
@@ -102,8 +118,13 @@ def _walk(root: Path) -> _Tree:
         try:
             names = sorted(os.listdir(folder))
         except OSError as err:  # permissions: report it, keep walking the rest
-            tree.skipped.append({"path": _printable(rel_dir) or ".", "reason": "unreadable_folder",
-                                 "detail": f"cannot list the folder ({err.strerror})"})
+            tree.skipped.append(
+                {
+                    "path": _printable(rel_dir) or ".",
+                    "reason": "unreadable_folder",
+                    "detail": f"cannot list the folder ({err.strerror})",
+                }
+            )
             continue
         below = []
         for name in names:
@@ -129,13 +150,14 @@ def dataset_files(root: Path) -> tuple[list[str], list[dict]]:
 def check_classes_present(split_counts: Mapping[str, Mapping[str, int]], classes=CLASSES) -> None:
     """Raise LayoutError naming the class and split when a split has no images of a class.
     `split_counts` is {split: {class name: number of images}}; a missing class counts as 0."""
-    missing = [(split, cls) for split, counts in split_counts.items() for cls in classes
-               if not counts.get(cls, 0)]
+    missing = [(split, cls) for split, counts in split_counts.items() for cls in classes if not counts.get(cls, 0)]
     if missing:
         named = "; ".join(f"no {cls!r} images in {split}" for split, cls in missing)
-        raise LayoutError(f"{named}. Training and the gate need both classes ({', '.join(map(repr, classes))}) "
-                          "in every split: add images of the missing class (check cleaning_report.json "
-                          "for excluded or skipped files), or choose another split policy.")
+        raise LayoutError(
+            f"{named}. Training and the gate need both classes ({', '.join(map(repr, classes))}) "
+            "in every split: add images of the missing class (check cleaning_report.json "
+            "for excluded or skipped files), or choose another split policy."
+        )
 
 
 def _looks_like_root(folder: Path) -> bool:
@@ -146,8 +168,9 @@ def find_dataset_root(data_dir: Path) -> Path:
     """The folder under `data_dir` (or `data_dir` itself) holding the split folders."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise LayoutError(f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset "
-                          f"(any folder above train/val/test).")
+        raise LayoutError(
+            f"--data-dir {data_dir}: not a folder. Point it at a copy of the dataset (any folder above train/val/test)."
+        )
     level = [data_dir]
     top = data_dir.resolve()  # the search never leaves the folder it was given
     searched: list[Path] = []
@@ -156,25 +179,32 @@ def find_dataset_root(data_dir: Path) -> Path:
             searched.append(folder)
             if _looks_like_root(folder):
                 return folder
-        level = sorted(p for f in level for p in f.iterdir() if p.is_dir() and not p.name.startswith(".")
-                       and _inside(p.resolve(), top))
+        level = sorted(
+            p
+            for f in level
+            for p in f.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and _inside(p.resolve(), top)
+        )
         if not level:
             break
     shown = ", ".join(str(p) for p in searched[:6]) + (" ..." if len(searched) > 6 else "")
-    raise LayoutError(f"No folder with {'/'.join(SPLITS)} split folders under {data_dir} "
-                      f"(searched {len(searched)} folders, {_MAX_SEARCH_DEPTH} levels deep: {shown}). "
-                      f"Expected <root>/{{train,val,test}}/{{{', '.join(CLASSES)}}}/<images>.")
+    raise LayoutError(
+        f"No folder with {'/'.join(SPLITS)} split folders under {data_dir} "
+        f"(searched {len(searched)} folders, {_MAX_SEARCH_DEPTH} levels deep: {shown}). "
+        f"Expected <root>/{{train,val,test}}/{{{', '.join(CLASSES)}}}/<images>."
+    )
 
 
 def check_layout(root: Path) -> None:
     """Raise LayoutError naming every missing split or class folder under `root`."""
     missing = [f"{s}/" for s in SPLITS if not (root / s).is_dir()]
-    missing += [f"{s}/{c}/" for s in SPLITS if (root / s).is_dir() for c in CLASSES
-                if not (root / s / c).is_dir()]
+    missing += [f"{s}/{c}/" for s in SPLITS if (root / s).is_dir() for c in CLASSES if not (root / s / c).is_dir()]
     if missing:
-        raise LayoutError(f"Dataset root {root}: missing folder(s) {', '.join(missing)}. "
-                          f"Expected {{train,val,test}}/{{{', '.join(CLASSES)}}}/ under the root; "
-                          f"fix the copy or point --data-dir at a complete one.")
+        raise LayoutError(
+            f"Dataset root {root}: missing folder(s) {', '.join(missing)}. "
+            f"Expected {{train,val,test}}/{{{', '.join(CLASSES)}}}/ under the root; "
+            f"fix the copy or point --data-dir at a complete one."
+        )
 
 
 def scan_layout(data_dir: Path) -> Layout:
@@ -190,7 +220,8 @@ def scan_layout(data_dir: Path) -> Layout:
             if not any(path.iterdir()):
                 layout.empty_folders.append(rel)
             in_place = (len(parts) == 1 and parts[0] in SPLITS) or (
-                len(parts) == 2 and parts[0] in SPLITS and parts[1] in CLASSES)
+                len(parts) == 2 and parts[0] in SPLITS and parts[1] in CLASSES
+            )
             parent_is_stray = any(rel.startswith(s + "/") for s in layout.stray_folders)
             if not in_place and not parent_is_stray:
                 layout.stray_folders.append(rel)

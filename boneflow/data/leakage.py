@@ -48,8 +48,9 @@ def _words(hashes: np.ndarray) -> np.ndarray:
     return hashes[..., None] if hashes.ndim == 2 else hashes
 
 
-def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def near_pairs(
+    hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance, transform index) of pairs with min_t d(a_i identity, b_j transform t) <= max_distance.
     `hashes_a`: uint64 [Na, T, W] (transform 0 used), `hashes_b`: uint64 [Nb, T, W]; W words per
     hash ([N, T] is read as W = 1)."""
@@ -59,7 +60,7 @@ def near_pairs(hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
         return empty, empty, empty, empty
     a_all, b = _words(hashes_a), _words(hashes_b)
     for start in range(0, len(a_all), _BLOCK):
-        block = a_all[start:start + _BLOCK, 0]  # [blk, W]
+        block = a_all[start : start + _BLOCK, 0]  # [blk, W]
         dist = np.zeros((len(block), len(b), b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]
         for w in range(b.shape[2]):
             dist += np.bitwise_count(block[:, None, None, w] ^ b[None, :, :, w])
@@ -82,14 +83,44 @@ def _rotated_pairs(validated: ValidatedDataset, groups: DuplicateGroups) -> list
             continue
         if order[ra.split] > order[rb.split]:
             ra, rb = rb, ra
-        out.append({"a": ra.relpath, "b": rb.relpath, "split_a": ra.split, "split_b": rb.split,
-                    "same_label": ra.label == rb.label, "distance": None, "transform": "small-angle turn",
-                    "kind": "rotated"})
+        out.append(_pair_row(ra, rb, distance=None, transform="small-angle turn", kind="rotated"))
     return out
 
 
-def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE,
-                  grouping: GroupingSettings | None = None) -> LeakageAudit:
+def _pair_row(ra, rb, *, distance: int | None, transform: str, kind: str) -> dict:
+    """One cross-split copy as the report lists it."""
+    return {
+        "a": ra.relpath,
+        "b": rb.relpath,
+        "split_a": ra.split,
+        "split_b": rb.split,
+        "same_label": ra.label == rb.label,
+        "distance": distance,
+        "transform": transform,
+        "kind": kind,
+    }
+
+
+def _hash_pairs(
+    validated: ValidatedDataset, sha: list[str], by_split: dict[str, list[int]], max_distance: int
+) -> tuple[list[dict], dict[str, int]]:
+    """Near and exact copies between each pair of splits (pHash Hamming distance), and their counts."""
+    pairs, counts = [], {}
+    for ai, split_a in enumerate(SPLITS):
+        for split_b in SPLITS[ai + 1 :]:
+            idx_a, idx_b = by_split[split_a], by_split[split_b]
+            ii, jj, dd, tt = near_pairs(validated.hashes[idx_a], validated.hashes[idx_b], max_distance=max_distance)
+            counts[f"{split_a}-{split_b}"] = int(len(ii))
+            for i, j, d, t in zip(ii, jj, dd, tt):
+                ra, rb = validated.records[idx_a[i]], validated.records[idx_b[j]]
+                kind = "exact" if sha[idx_a[i]] == sha[idx_b[j]] else "near"
+                pairs.append(_pair_row(ra, rb, distance=int(d), transform=HASH_TRANSFORMS[t], kind=kind))
+    return pairs, counts
+
+
+def audit_leakage(
+    validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE, grouping: GroupingSettings | None = None
+) -> LeakageAudit:
     """Group copies over the whole dataset and list cross-split copies; write
     `validated.workdir/leakage_report.json`."""
     from boneflow.data.splits import contamination
@@ -99,20 +130,7 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
     thumbs = validated.thumbs if validated.thumbs is not None else np.zeros((len(sha), 64, 64), np.uint8)
     groups = find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings)
     by_split = {s: [k for k, r in enumerate(validated.records) if r.split == s] for s in SPLITS}
-    pairs = []
-    counts = {}
-    for ai, split_a in enumerate(SPLITS):
-        for split_b in SPLITS[ai + 1:]:
-            idx_a, idx_b = by_split[split_a], by_split[split_b]
-            ii, jj, dd, tt = near_pairs(validated.hashes[idx_a], validated.hashes[idx_b],
-                                        max_distance=max_distance)
-            counts[f"{split_a}-{split_b}"] = int(len(ii))
-            for i, j, d, t in zip(ii, jj, dd, tt):
-                ra, rb = validated.records[idx_a[i]], validated.records[idx_b[j]]
-                exact = sha[idx_a[i]] == sha[idx_b[j]]
-                pairs.append({"a": ra.relpath, "b": rb.relpath, "split_a": split_a, "split_b": split_b,
-                              "same_label": ra.label == rb.label, "distance": int(d),
-                              "transform": HASH_TRANSFORMS[t], "kind": "exact" if exact else "near"})
+    pairs, counts = _hash_pairs(validated, sha, by_split, max_distance)
     pairs.sort(key=lambda p: (p["distance"], p["a"], p["b"]))
     seen = {(p["a"], p["b"]) for p in pairs}
     rotated = [p for p in _rotated_pairs(validated, groups) if (p["a"], p["b"]) not in seen]
@@ -120,25 +138,33 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
     pairs += sorted(rotated, key=lambda p: (p["a"], p["b"]))
     test_paths = [validated.records[k].relpath for k in by_split["test"]]
     trainval_groups = {int(groups.group[k]) for s in ("train", "val") for k in by_split[s]}
-    leaking = {validated.records[k].relpath for k in by_split["test"]
-               if int(groups.group[k]) in trainval_groups}
+    leaking = {validated.records[k].relpath for k in by_split["test"] if int(groups.group[k]) in trainval_groups}
     leakfree = [p for p in test_paths if p not in leaking]
     n_groups = int(groups.group.max()) + 1 if len(sha) else 0
     report = {
         "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
-                  "90/180/270-degree rotations of the other; Hamming distance. Plus byte-identical "
-                  "files and small-angle turned copies (thumbnail correlation), grouped transitively",
+        "90/180/270-degree rotations of the other; Hamming distance. Plus byte-identical "
+        "files and small-angle turned copies (thumbnail correlation), grouped transitively",
         "hash": HASH_KIND,
         "hash_bits": HASH_BITS,
         "max_distance": max_distance,
         "fingerprint": validated.fingerprint,
-        "counts": {"hashed": len(validated.records), "pairs": len(pairs), "pairs_by_splits": counts,
-                   "test": len(test_paths), "test_leaking": len(leaking), "test_clean": len(leakfree),
-                   "label_conflicts": sum(1 for p in pairs if not p["same_label"]),
-                   "groups": n_groups, "distinct_files": len(set(sha))},
-        "grouping": {"near_max_distance": settings.near_max_distance,
-                     "rotation_min_corr": settings.rotation_min_corr,
-                     "rotation_max_angle": settings.rotation_max_angle},
+        "counts": {
+            "hashed": len(validated.records),
+            "pairs": len(pairs),
+            "pairs_by_splits": counts,
+            "test": len(test_paths),
+            "test_leaking": len(leaking),
+            "test_clean": len(leakfree),
+            "label_conflicts": sum(1 for p in pairs if not p["same_label"]),
+            "groups": n_groups,
+            "distinct_files": len(set(sha)),
+        },
+        "grouping": {
+            "near_max_distance": settings.near_max_distance,
+            "rotation_min_corr": settings.rotation_min_corr,
+            "rotation_max_angle": settings.rotation_max_angle,
+        },
         "contamination": contamination(validated, groups),
         "pairs": pairs,
         "leaking_test": sorted(leaking),

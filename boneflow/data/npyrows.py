@@ -35,7 +35,7 @@ class NpyRows:
 
     def __init__(self, path: Path, *, mode: str = "r+b"):
         self.path = Path(path)
-        self._fh = open(self.path, mode)
+        self._fh = open(self.path, mode)  # noqa: SIM115 held for the object's life; close() releases it
         self.offset = _data_offset(self._fh)
         self._fh.seek(0)
         major, _ = np.lib.format.read_magic(self._fh)
@@ -60,7 +60,7 @@ class NpyRows:
     def close(self) -> None:
         self._fh.close()
 
-    def __enter__(self) -> "NpyRows":
+    def __enter__(self) -> NpyRows:
         return self
 
     def __exit__(self, *exc) -> None:

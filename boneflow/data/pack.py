@@ -20,8 +20,8 @@ import numpy as np
 
 from boneflow.data.layout import CLASSES, SPLITS
 from boneflow.data.leakage import LeakageAudit
-from boneflow.data.splits import SplitPlan, plan_splits
 from boneflow.data.npyrows import NpyRows, create_npy
+from boneflow.data.splits import SplitPlan, plan_splits
 from boneflow.data.validate import ValidatedDataset
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
@@ -80,12 +80,29 @@ def _reusable(out_dir: Path, expect: dict) -> PackedDataset | None:
     return packed if packed_matches(packed.manifest, expect) else None
 
 
-def pack_settings(*, fingerprint: str, size: int, min_side: int, leak_max_distance: int,
-                  split_policy: str, min_gate_n: int, seed: int, max_bytes: int | None = None) -> dict:
+def pack_settings(
+    *,
+    fingerprint: str,
+    size: int,
+    min_side: int,
+    leak_max_distance: int,
+    split_policy: str,
+    min_gate_n: int,
+    seed: int,
+    max_bytes: int | None = None,
+) -> dict:
     """What a packed folder must match to be reused (also checked on the stored copy)."""
-    return {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "size": size,
-            "min_side": min_side, "leak_max_distance": leak_max_distance, "max_bytes": max_bytes,
-            "split_policy_requested": split_policy, "min_gate_n": min_gate_n, "split_seed": seed}
+    return {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        "size": size,
+        "min_side": min_side,
+        "leak_max_distance": leak_max_distance,
+        "max_bytes": max_bytes,
+        "split_policy_requested": split_policy,
+        "min_gate_n": min_gate_n,
+        "split_seed": seed,
+    }
 
 
 def packed_matches(manifest: dict, expect: dict) -> bool:
@@ -93,19 +110,33 @@ def packed_matches(manifest: dict, expect: dict) -> bool:
     return all(manifest.get(k) == v for k, v in expect.items())
 
 
-def pack_dataset(validated: ValidatedDataset, audit: LeakageAudit, *, out_dir: Path,
-                 split_policy: str = "auto", min_gate_n: int = 200, seed: int = 0) -> PackedDataset:
+def pack_dataset(
+    validated: ValidatedDataset,
+    audit: LeakageAudit,
+    *,
+    out_dir: Path,
+    split_policy: str = "auto",
+    min_gate_n: int = 200,
+    seed: int = 0,
+) -> PackedDataset:
     """Plan the splits (whole duplicate groups per split) and pack them into `out_dir`."""
     out_dir = Path(out_dir)
-    expect = pack_settings(fingerprint=validated.fingerprint, size=validated.pack_size,
-                           min_side=validated.min_side, leak_max_distance=audit.report["max_distance"],
-                           split_policy=split_policy, min_gate_n=min_gate_n, seed=seed,
-                           max_bytes=validated.report.get("settings", {}).get("max_bytes"))
+    expect = pack_settings(
+        fingerprint=validated.fingerprint,
+        size=validated.pack_size,
+        min_side=validated.min_side,
+        leak_max_distance=audit.report["max_distance"],
+        split_policy=split_policy,
+        min_gate_n=min_gate_n,
+        seed=seed,
+        max_bytes=validated.report.get("settings", {}).get("max_bytes"),
+    )
     if (reused := _reusable(out_dir, expect)) is not None:
         return reused
     if audit.groups is None:
-        raise PackedDataError("the leakage audit carries no duplicate groups; run audit_leakage "
-                              "in this process before packing")
+        raise PackedDataError(
+            "the leakage audit carries no duplicate groups; run audit_leakage in this process before packing"
+        )
     plan = plan_splits(validated, audit.groups, policy=split_policy, min_gate_n=min_gate_n, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_splits(validated, plan, out_dir)
@@ -128,8 +159,10 @@ def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -
             labels = np.array([r.label for r in recs], dtype=np.int64)
             np.save(out_dir / f"{name}_labels.npy", labels)
             (out_dir / f"{name}_paths.json").write_text(json.dumps([r.relpath for r in recs]))
-            splits_info[name] = {"n": len(recs),
-                                 "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}}
+            splits_info[name] = {
+                "n": len(recs),
+                "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
+            }
     (out_dir / "splits_info.json").write_text(json.dumps(splits_info))
 
 
@@ -140,10 +173,19 @@ def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect:
         src_report = validated.workdir / report
         if src_report.is_file() and src_report.resolve() != (out_dir / report).resolve():
             shutil.copyfile(src_report, out_dir / report)
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-             for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST}
-    manifest = {**expect, "classes": list(CLASSES), "split_policy": plan.summary(),
-                "contamination": plan.contamination, "splits": splits_info, "files": files}
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(out_dir.iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {
+        **expect,
+        "classes": list(CLASSES),
+        "split_policy": plan.summary(),
+        "contamination": plan.contamination,
+        "splits": splits_info,
+        "files": files,
+    }
     tmp = out_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(out_dir / MANIFEST)  # the manifest appears last: its presence means "complete"
@@ -160,11 +202,14 @@ def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:
         fingerprint = manifest["fingerprint"]
         splits = manifest["splits"]
     except FileNotFoundError:
-        raise PackedDataError(f"{dir / MANIFEST}: missing. {dir} is not a complete packed dataset; "
-                              f"re-run packing (boneflow run) to rebuild it.") from None
+        raise PackedDataError(
+            f"{dir / MANIFEST}: missing. {dir} is not a complete packed dataset; "
+            f"re-run packing (boneflow run) to rebuild it."
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
-        raise PackedDataError(f"{dir / MANIFEST}: unreadable or incomplete ({exc}); delete {dir} "
-                              f"and re-run packing.") from exc
+        raise PackedDataError(
+            f"{dir / MANIFEST}: unreadable or incomplete ({exc}); delete {dir} and re-run packing."
+        ) from exc
     for name in PACKED_SPLITS:
         if name not in REQUIRED_SPLITS and name not in splits:
             continue
@@ -174,19 +219,22 @@ def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:
             images = np.load(img_file, mmap_mode="r")
             labels = np.load(lab_file, mmap_mode="r")
         except FileNotFoundError as exc:
-            raise PackedDataError(f"{exc.filename}: missing from packed dataset {dir}; delete the "
-                                  f"folder and re-run packing.") from None
+            raise PackedDataError(
+                f"{exc.filename}: missing from packed dataset {dir}; delete the folder and re-run packing."
+            ) from None
         except (ValueError, OSError) as exc:
-            raise PackedDataError(f"{dir}/{name}_*.npy: corrupt ({exc}); delete {dir} and re-run "
-                                  f"packing.") from exc
+            raise PackedDataError(f"{dir}/{name}_*.npy: corrupt ({exc}); delete {dir} and re-run packing.") from exc
         if images.dtype != np.uint8 or images.shape != (n, size, size) or labels.shape != (n,):
-            raise PackedDataError(f"{img_file}: shape {images.shape} {images.dtype} / labels "
-                                  f"{labels.shape}, manifest says ({n}, {size}, {size}) uint8; delete "
-                                  f"{dir} and re-run packing.")
+            raise PackedDataError(
+                f"{img_file}: shape {images.shape} {images.dtype} / labels "
+                f"{labels.shape}, manifest says ({n}, {size}, {size}) uint8; delete "
+                f"{dir} and re-run packing."
+            )
     if verify:
         for fname, meta in manifest.get("files", {}).items():
             path = dir / fname
             if not path.is_file() or sha256_file(path) != meta["sha256"]:
-                raise PackedDataError(f"{path}: missing or sha256 differs from {dir / MANIFEST}; "
-                                      f"delete {dir} and re-run packing.")
+                raise PackedDataError(
+                    f"{path}: missing or sha256 differs from {dir / MANIFEST}; delete {dir} and re-run packing."
+                )
     return PackedDataset(dir, size, tuple(manifest.get("classes", CLASSES)), fingerprint, manifest)

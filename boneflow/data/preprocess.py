@@ -65,8 +65,7 @@ class ImageRejected(BoneflowError):
         self.detail = detail
 
 
-REASONS = ("zero_byte", "too_large", "not_an_image", "truncated", "decompression_bomb", "too_small",
-           "undecodable")
+REASONS = ("zero_byte", "too_large", "not_an_image", "truncated", "decompression_bomb", "too_small", "undecodable")
 
 
 def _bytes_per_pixel(mode: str) -> int:
@@ -168,13 +167,20 @@ def _open(source: Path | bytes | Image.Image, max_bytes: int = DEFAULT_MAX_BYTES
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected("decompression_bomb", str(exc)) from exc
     except Exception as exc:  # UnidentifiedImageError and friends: not a format we decode
-        raise ImageRejected("not_an_image", f"not a {' or '.join(ALLOWED_FORMATS)} image "
-                                            f"({type(exc).__name__})") from exc
+        raise ImageRejected(
+            "not_an_image", f"not a {' or '.join(ALLOWED_FORMATS)} image ({type(exc).__name__})"
+        ) from exc
 
 
-def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int = 1,
-                max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = DEFAULT_MAX_BYTES,
-                max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> tuple[np.ndarray, Image.Image, dict]:
+def decode_xray(
+    source: Path | bytes | Image.Image,
+    size: int,
+    *,
+    min_side: int = 1,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+) -> tuple[np.ndarray, Image.Image, dict]:
     """Decode once and return (square uint8 [size, size], the unpadded greyscale image at
     DETAIL_SIDE (input of the perceptual hashes and the duplicate-grouping thumbnail), info
     {width, height, mode, format}). Raises ImageRejected.
@@ -186,8 +192,9 @@ def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int 
     width, height = img.size
     info = {"width": width, "height": height, "mode": img.mode, "format": img.format}
     if width * height > max_pixels:
-        raise ImageRejected("decompression_bomb", f"{width}x{height} = {width * height} pixels is over "
-                                                  f"the limit of {max_pixels}")
+        raise ImageRejected(
+            "decompression_bomb", f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
+        )
     if min(width, height) < min_side:
         raise ImageRejected("too_small", f"{width}x{height}: shorter side under {min_side} px")
     scale = size / max(width, height)
@@ -198,8 +205,11 @@ def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int 
         img.draft("L", detail_target)  # reduced-size luma decode; still reads every entropy-coded byte
     decoded_bytes = img.width * img.height * _bytes_per_pixel(img.mode)  # after draft: what load() allocates
     if decoded_bytes > max_decoded_bytes:
-        raise ImageRejected("decompression_bomb", f"{width}x{height} {img.mode} needs {decoded_bytes / 2**20:.0f} MiB "
-                                                  f"to decode, over the limit of {max_decoded_bytes / 2**20:.0f} MiB")
+        raise ImageRejected(
+            "decompression_bomb",
+            f"{width}x{height} {img.mode} needs {decoded_bytes / 2**20:.0f} MiB "
+            f"to decode, over the limit of {max_decoded_bytes / 2**20:.0f} MiB",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -217,8 +227,7 @@ def decode_xray(source: Path | bytes | Image.Image, size: int, *, min_side: int 
     detail = grey
     if max(grey.size) > max(detail_target):  # draft stops at a power-of-two scale above the target
         detail = grey.resize(detail_target, Image.Resampling.BILINEAR, reducing_gap=3.0)
-    packed = detail if detail.size == target else detail.resize(target, Image.Resampling.BILINEAR,
-                                                                  reducing_gap=3.0)
+    packed = detail if detail.size == target else detail.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
     square = Image.new("L", (size, size), 0)
     square.paste(packed, ((size - target[0]) // 2, (size - target[1]) // 2))
     return np.asarray(square, dtype=np.uint8), detail, info

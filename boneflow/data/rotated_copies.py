@@ -25,7 +25,7 @@ def _disc_points(side: int, radius: float):
 
     c = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1  # -1..1, pixel centres
     yy, xx = torch.meshgrid(c, c, indexing="ij")
-    mask = (xx ** 2 + yy ** 2).sqrt().reshape(-1) <= 2 * radius
+    mask = (xx**2 + yy**2).sqrt().reshape(-1) <= 2 * radius
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1), torch.ones(side * side)], dim=1)[mask]
     return pts, mask
 
@@ -80,7 +80,7 @@ def _candidates(coarse, settings: GroupingSettings):
     col_idx = torch.zeros((k, n), dtype=torch.long)
     col_ang = torch.zeros((k, n))
     for start in range(0, n, _ROW_BLOCK):
-        block = still[start:start + _ROW_BLOCK]
+        block = still[start : start + _ROW_BLOCK]
         best = torch.full((len(block), n), -2.0)
         best_ang = torch.zeros((len(block), n))
         for angle, w in zip(angles.tolist(), warped):
@@ -108,8 +108,7 @@ def _candidates(coarse, settings: GroupingSettings):
     b = torch.cat(rows_b + [col_idx.reshape(-1)[keep]])
     a = torch.cat(rows_a + [cols_a[keep]])
     ang = torch.cat(rows_ang + [col_ang.reshape(-1)[keep]])
-    key = b * n + a
-    key, first = np.unique(key.numpy(), return_index=True)
+    _, first = np.unique((b * n + a).numpy(), return_index=True)
     return b[first], a[first], ang[first]
 
 
@@ -140,8 +139,7 @@ def _verify(fine, b, a, ang):
     return score
 
 
-def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()
-                  ) -> list[tuple[int, int]]:
+def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
     """(i, j) pairs of `thumbs` (uint8 [n, 64, 64]) where one is a small-angle turned copy of the other."""
     import torch
     import torch.nn.functional as F

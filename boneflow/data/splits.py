@@ -48,8 +48,13 @@ class SplitPlan:
         counts: dict[str, int] = {}
         for entry in self.files.values():
             counts[entry["split"]] = counts.get(entry["split"], 0) + 1
-        return {"policy": self.used, "requested": self.requested, "reason": self.reason,
-                "counts": counts, "files": self.files}
+        return {
+            "policy": self.used,
+            "requested": self.requested,
+            "reason": self.reason,
+            "counts": counts,
+            "files": self.files,
+        }
 
     def summary(self) -> dict:
         return {"requested": self.requested, "used": self.used, "reason": self.reason}
@@ -83,8 +88,11 @@ def contamination(validated: ValidatedDataset, groups: DuplicateGroups) -> dict:
         elif groups.group[i] in any_tv:
             counts["rotated"] += 1
     leaking = sum(counts.values())
-    return {"official_test": len(test), "copies_in_train_val": {**counts, "any": leaking},
-            "leakfree": len(test) - leaking}
+    return {
+        "official_test": len(test),
+        "copies_in_train_val": {**counts, "any": leaking},
+        "leakfree": len(test) - leaking,
+    }
 
 
 def _first_of_each_file(validated: ValidatedDataset) -> tuple[list[int], dict[int, int]]:
@@ -107,12 +115,11 @@ def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dic
     trainval_groups = {g for r, g in zip(recs, groups.group.tolist()) if r.split != "test"}
     members = {s: [i for i, r in enumerate(recs) if r.split == s] for s in ("train", "val", "test")}
     kept = set(keep)
-    members["test_clean"] = [i for i in members["test"]
-                             if i in kept and groups.group[i] not in trainval_groups]
+    members["test_clean"] = [i for i in members["test"] if i in kept and groups.group[i] not in trainval_groups]
     split_of = {i: r.split for i, r in enumerate(recs)}
     # A test image outside test_clean is a copy: of a train/val image, or of another test file.
     clean = set(members["test_clean"])
-    rep_in_trainval = {}
+    rep_in_trainval: dict[int, int] = {}
     for i, r in enumerate(recs):
         if r.split != "test":
             rep_in_trainval.setdefault(int(groups.group[i]), i)
@@ -132,8 +139,7 @@ def _stratum(validated: ValidatedDataset, idx: list[int]) -> tuple[int, str]:
     return label, cluster
 
 
-def _regroup(validated: ValidatedDataset, groups: DuplicateGroups, gids: list[str], *,
-             seed: int) -> tuple[dict, dict]:
+def _regroup(validated: ValidatedDataset, groups: DuplicateGroups, gids: list[str], *, seed: int) -> tuple[dict, dict]:
     recs = validated.records
     keep, copy_of = _first_of_each_file(validated)
     by_group: dict[int, list[int]] = {}
@@ -173,13 +179,20 @@ def _choose(requested: str, contam: dict, min_gate_n: int) -> tuple[str, str]:
     if requested == "regroup":
         return "regroup", f"requested; {share}"
     if clean >= min_gate_n and clean * 2 >= total:
-        return "official", f"{share}; the {clean} leak-free test images are >= min_gate_n ({min_gate_n}) and at least half of the official test"
-    return "regroup", (f"{share}; only {clean} leak-free remain (need >= {min_gate_n} and at least "
-                       f"half of {total}), so whole duplicate groups were re-split 70/10/20")
+        return (
+            "official",
+            f"{share}; the {clean} leak-free test images are >= min_gate_n ({min_gate_n}) "
+            "and at least half of the official test",
+        )
+    return "regroup", (
+        f"{share}; only {clean} leak-free remain (need >= {min_gate_n} and at least "
+        f"half of {total}), so whole duplicate groups were re-split 70/10/20"
+    )
 
 
-def plan_splits(validated: ValidatedDataset, groups: DuplicateGroups, *, policy: str = "auto",
-                min_gate_n: int = 200, seed: int = 0) -> SplitPlan:
+def plan_splits(
+    validated: ValidatedDataset, groups: DuplicateGroups, *, policy: str = "auto", min_gate_n: int = 200, seed: int = 0
+) -> SplitPlan:
     """Assign every kept image (and list every excluded file) under `policy`."""
     if policy not in POLICIES:
         raise SplitError(f"split_policy {policy!r} is not one of {', '.join(POLICIES)}")
@@ -199,7 +212,11 @@ def plan_splits(validated: ValidatedDataset, groups: DuplicateGroups, *, policy:
             entry["copy_of"] = recs[detail["copy_of"][i]].relpath
         files[rec.relpath] = entry
     for ex in validated.report.get("excluded", []):
-        files[ex["path"]] = {"split": "excluded", "group": None, "reason": f"{ex['reason']}: {ex.get('detail', '')}".strip(": ")}
+        files[ex["path"]] = {
+            "split": "excluded",
+            "group": None,
+            "reason": f"{ex['reason']}: {ex.get('detail', '')}".strip(": "),
+        }
     check_classes_present(validated, members)
     return SplitPlan(policy, used, reason, members, dict(sorted(files.items())), contam)
 
@@ -210,6 +227,8 @@ def check_classes_present(validated: ValidatedDataset, members: dict[str, list[i
         labels = {validated.records[i].label for i in members.get(split, [])}
         for label, name in enumerate(CLASSES):
             if label not in labels:
-                raise SplitError(f"split {split!r} has no {name!r} images after splitting "
-                                 f"({len(members.get(split, []))} images in it); add {name!r} "
-                                 f"images to the dataset or check its class folders")
+                raise SplitError(
+                    f"split {split!r} has no {name!r} images after splitting "
+                    f"({len(members.get(split, []))} images in it); add {name!r} "
+                    f"images to the dataset or check its class folders"
+                )

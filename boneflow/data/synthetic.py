@@ -58,7 +58,7 @@ def _bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: f
         # steps at the break -- the cue a radiologist (and a small CNN at 64 px) can see.
         d = np.where(line > 0, d - radius * rng.choice([-1, 1]) * rng.uniform(1.0, 1.5), d)
     # soft tissue around the bone
-    tissue = np.exp(-(d / (radius * rng.uniform(2.5, 4.0))) ** 2) * rng.uniform(35, 60)
+    tissue = np.exp(-((d / (radius * rng.uniform(2.5, 4.0))) ** 2)) * rng.uniform(35, 60)
     img += tissue * (np.abs(t) < half_len * 1.3)
     # shaft widening towards the ends, knobs at both ends
     rad_t = radius * (1 + 0.35 * (np.abs(t) / half_len) ** 4)
@@ -69,9 +69,16 @@ def _bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: f
         inside |= knob
     rel = np.clip(np.abs(d) / rad_t, 0, 1)
     brightness = rng.uniform(150, 220)
-    profile = brightness * (0.62 + 0.38 * rel ** 3)  # bright cortex, darker medulla
-    texture = np.asarray(Image.fromarray((rng.random((max(2, h // 8), max(2, w // 8))) * 255).astype(np.uint8))
-                         .resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    profile = brightness * (0.62 + 0.38 * rel**3)  # bright cortex, darker medulla
+    texture = (
+        np.asarray(
+            Image.fromarray((rng.random((max(2, h // 8), max(2, w // 8))) * 255).astype(np.uint8)).resize(
+                (w, h), Image.Resampling.BICUBIC
+            ),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
     bone = profile * (0.85 + 0.3 * texture) * inside
     jag = np.sin(d / max(radius, 1) * rng.uniform(3, 7)) * side * 0.006
     if fractured:
@@ -117,8 +124,9 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: bool = False,
-                       defects: bool = True, families: int = 8) -> dict:
+def write_demo_dataset(
+    path: Path, *, n: int = 2500, seed: int = 0, full_size: bool = False, defects: bool = True, families: int = 8
+) -> dict:
     """Write `n` distinct radiographs (plus, with `defects`, the planted defects and copies)
     under `path/Bone_Fracture_Binary_Classification/Bone_Fracture_Binary_Classification/`.
     `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. `families`: rotated-copy
@@ -134,9 +142,18 @@ def write_demo_dataset(path: Path, *, n: int = 2500, seed: int = 0, full_size: b
     rng = np.random.default_rng(seed)
     splits = rng.choice(len(SPLITS), size=n, p=_SPLIT_P)
     labels = (rng.random(n) < _P_FRACTURED).astype(int)
-    planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed,
-                     "images": [], "defects": [], "copies": [], "duplicates": [], "rotated_families": [],
-                     "empty_folders": [], "stray_files": []}
+    planted: dict = {
+        "root": root.relative_to(path).as_posix(),
+        "n": n,
+        "seed": seed,
+        "images": [],
+        "defects": [],
+        "copies": [],
+        "duplicates": [],
+        "rotated_families": [],
+        "empty_folders": [],
+        "stray_files": [],
+    }
 
     def rel(split: str, label: int, name: str) -> str:
         return f"{split}/{CLASSES[label]}/{name}"
@@ -193,22 +210,28 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
     good = _jpeg(sample(True), 90)
     excluded.append((new("train", 1, "jpg"), good[: int(len(good) * 0.6)], "truncated_jpeg", "truncated"))
     excluded.append((new("val", 0, "jpg"), b"", "zero_byte", "zero_byte"))
-    excluded.append((new("test", 1, "jpg"), b"<html><body>403 Forbidden</body></html>\n", "not_an_image",
-                     "not_an_image"))
+    excluded.append(
+        (new("test", 1, "jpg"), b"<html><body>403 Forbidden</body></html>\n", "not_an_image", "not_an_image")
+    )
     excluded.append((new("train", 0, "jpg"), _jpeg(sample(False).resize((48, 40)), 90), "too_small", "too_small"))
     bomb = _png(Image.new("L", (8000, 7000), 0))  # 56 Mpx > default 50 Mpx, ~60 kB on disk
     excluded.append((new("train", 1, "png"), bomb, "decompression_bomb", "decompression_bomb"))
     broken = bytearray(_png(sample(False)))
     idat = broken.find(b"IDAT")
-    broken[idat + 4: idat + 6] = b"\xff\xff"  # a valid PNG header, but the pixel stream is not zlib
+    broken[idat + 4 : idat + 6] = b"\xff\xff"  # a valid PNG header, but the pixel stream is not zlib
     excluded.append((new("test", 0, "png"), bytes(broken), "undecodable_png", "undecodable"))
     for relpath, data, kind, reason in excluded:
         (root / relpath).write_bytes(data)
         planted["defects"].append({"path": relpath, "kind": kind, "expect": f"excluded:{reason}"})
 
     # Copies of train originals into val/test (same class), one per kind and target split.
-    train_jpegs = [im for im in planted["images"] if im["split"] == "train" and im["path"].endswith(".jpg")
-                   and not any(d["path"] == im["path"] for d in planted["defects"])]
+    train_jpegs = [
+        im
+        for im in planted["images"]
+        if im["split"] == "train"
+        and im["path"].endswith(".jpg")
+        and not any(d["path"] == im["path"] for d in planted["defects"])
+    ]
     kinds = ["exact", "reencoded", "resized", "mirrored"]
     picks = rng.choice(len(train_jpegs), size=2 * len(kinds), replace=False)
     for j, pick in enumerate(picks):
@@ -220,8 +243,10 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
         if kind == "reencoded":
             data = _jpeg(img, 55)
         elif kind == "resized":
-            data = _jpeg(img.resize((max(64, int(img.width * 0.7)), max(64, int(img.height * 0.7))),
-                                    Image.Resampling.BICUBIC), 90)
+            data = _jpeg(
+                img.resize((max(64, int(img.width * 0.7)), max(64, int(img.height * 0.7))), Image.Resampling.BICUBIC),
+                90,
+            )
         elif kind == "mirrored":
             data = _jpeg(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90)
         relpath = new(split, orig["label"], "jpg")

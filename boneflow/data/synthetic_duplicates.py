@@ -72,7 +72,8 @@ def _plant_family(root: Path, rng: np.random.Generator, planted: dict, base: dic
     """A base image and 2-5 copies: the first two rotated and placed in the two splits the base
     is not in (in chained families the second is a rotated copy of the first), the rest each an
     exact copy of or a rotated copy of an earlier member, anywhere."""
-    members = [(base["path"], [])]  # (path, angle chain) of the base and its rotated copies
+    # (path, angle chain) of the base and its rotated copies
+    members: list[tuple[str, list[float]]] = [(base["path"], [])]
     others = [s for s in SPLITS if s != base["split"]]
     rng.shuffle(others)
     size = int(rng.integers(3, 7))
@@ -92,13 +93,15 @@ def _plant_family(root: Path, rng: np.random.Generator, planted: dict, base: dic
         rel = f"{split}/{_class_of(base['path'])}/{stem}-rotated{siblings + 1}.jpg"
         (root / rel).write_bytes(rotated_copy((root / parent[0]).read_bytes(), angle))
         chain = [*parent[1], angle]
-        planted["duplicates"].append({"copy": rel, "of": parent[0], "base": base["path"], "kind": "rotated",
-                                      "angles": chain})
+        planted["duplicates"].append(
+            {"copy": rel, "of": parent[0], "base": base["path"], "kind": "rotated", "angles": chain}
+        )
         members.append((rel, chain))
 
 
-def _write_exact(root: Path, rng: np.random.Generator, planted: dict, source: str, split: str, *,
-                 base: str, angles: list[float]) -> None:
+def _write_exact(
+    root: Path, rng: np.random.Generator, planted: dict, source: str, split: str, *, base: str, angles: list[float]
+) -> None:
     src = Path(source)
     folder = root / split / _class_of(source)
     first = [" (1)", " - Copy"] if rng.random() < 0.5 else [" - Copy", " (1)"]

@@ -13,11 +13,11 @@ import hashlib
 import json
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -68,8 +68,9 @@ class ValidatedDataset:
 _HASH_SIDE = HASH_SIZE * 4  # imagehash's highfreq_factor: hash a 64x64 resize
 # The first HASH_SIZE rows of the (unnormalised, scipy.fftpack-style) DCT-II matrix: two small
 # matrix products give exactly the coefficients the hash uses, without a full DCT or scipy.
-_DCT_ROWS = 2.0 * np.cos(np.pi * np.arange(HASH_SIZE)[:, None] * (2 * np.arange(_HASH_SIDE)[None, :] + 1)
-                         / (2 * _HASH_SIDE))
+_DCT_ROWS = 2.0 * np.cos(
+    np.pi * np.arange(HASH_SIZE)[:, None] * (2 * np.arange(_HASH_SIDE)[None, :] + 1) / (2 * _HASH_SIDE)
+)
 
 
 def _words(bits: np.ndarray) -> np.ndarray:
@@ -95,16 +96,19 @@ def _hashes(grey) -> np.ndarray:
     small = np.asarray(grey.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
     d = _DCT_ROWS @ small @ _DCT_ROWS.T  # the 16x16 lowest frequencies of the 2-D DCT-II
     sign = (-1.0) ** np.arange(HASH_SIZE)
-    variants = (d,                                 # identity
-                d * sign[None, :],                 # mirror (left-right)
-                sign[:, None] * d.T,               # rot90 (counter-clockwise): flip_ud(transpose)
-                d * sign[:, None] * sign[None, :],  # rot180
-                d.T * sign[None, :])               # rot270: flip_lr(transpose)
+    variants = (
+        d,  # identity
+        d * sign[None, :],  # mirror (left-right)
+        sign[:, None] * d.T,  # rot90 (counter-clockwise): flip_ud(transpose)
+        d * sign[:, None] * sign[None, :],  # rot180
+        d.T * sign[None, :],
+    )  # rot270: flip_lr(transpose)
     return np.stack([_words(v > np.median(v)) for v in variants])
 
 
-def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int,
-                max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[list[tuple], float]:
+def _work_chunk(
+    jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[list[tuple], float]:
     """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes,
     (hashes, grouping thumbnail)),
     plus this worker's peak RSS in MB (forkserver workers are not our children, so
@@ -117,7 +121,8 @@ def _work_chunk(jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_
     from boneflow.hashing import sha256_file
 
     Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's own open-time guard agrees with ours
-    out = []
+    # (index, sha256, reject reason, detail, info, pixel bytes, (hashes, thumbnail)) per file
+    out: list[tuple[int, str, str | None, str, dict, bytes | None, tuple | None]] = []
     for index, path in jobs:
         try:  # read-only, size checked first: an oversized file is only streamed through sha256
             data = read_bounded(Path(path), max_bytes)
@@ -141,11 +146,18 @@ def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
     return [(i, sha256_file(Path(p))) for i, p in jobs]
 
 
-def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_side: int,
-              max_pixels: int, on_result: Callable[[tuple], None],
-              max_bytes: int = DEFAULT_MAX_BYTES) -> float:
+def _run_pool(
+    jobs: list[tuple[int, str]],
+    *,
+    workers: int,
+    pack_size: int,
+    min_side: int,
+    max_pixels: int,
+    on_result: Callable[[tuple], None],
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> float:
     """Run all jobs; returns the largest worker peak RSS (MB)."""
-    chunks = [jobs[i:i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+    chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     # forkserver: workers start from a clean process, safe even when the caller already runs
     # threads (Prefect, torch); fork from such a parent can deadlock.
     ctx = get_context("forkserver")
@@ -173,10 +185,17 @@ def _run_pool(jobs: list[tuple[int, str]], *, workers: int, pack_size: int, min_
     return worker_rss
 
 
-def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int = 64,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 0,
-                     progress: Callable[[int, int], None] | None = None,
-                     max_bytes: int = DEFAULT_MAX_BYTES) -> ValidatedDataset:
+def validate_dataset(
+    root: Path,
+    *,
+    workdir: Path,
+    pack_size: int,
+    min_side: int = 64,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ValidatedDataset:
     """Decode every image under `root` once; write `workdir/cleaning_report.json` and
     `workdir/pixels.npy`. `workers=0` → one process per CPU. `progress(done, total)` is called
     as files finish. Files over `max_bytes` are excluded as too_large without being decoded.
@@ -197,6 +216,7 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
     thumbs_all = np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8)
     done = 0
     with NpyRows(raw_path) as rows:
+
         def on_result(result: tuple) -> None:
             nonlocal done
             index, sha, reason, detail, info, pixels, hashes = result
@@ -210,8 +230,15 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
                 progress(done, total)
 
         jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
-        worker_rss = _run_pool(jobs, workers=workers, pack_size=pack_size, min_side=min_side,
-                  max_pixels=max_pixels, on_result=on_result, max_bytes=max_bytes)
+        worker_rss = _run_pool(
+            jobs,
+            workers=workers,
+            pack_size=pack_size,
+            min_side=min_side,
+            max_pixels=max_pixels,
+            on_result=on_result,
+            max_bytes=max_bytes,
+        )
     # Stray files are not images of the dataset but are part of its fingerprint.
     for rel in layout.stray_files:
         path = root / rel
@@ -225,22 +252,43 @@ def validate_dataset(root: Path, *, workdir: Path, pack_size: int, min_side: int
         for row, i in enumerate(kept_idx):
             dst.write_row(row, src.read_row(i))
     raw_path.unlink()
-    records = [KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row,
-                          _source(verdicts[i][2]))
-               for row, i in enumerate(kept_idx)]
+    records = [
+        KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row, _source(verdicts[i][2]))
+        for row, i in enumerate(kept_idx)
+    ]
     hashes = hashes_all[kept_idx] if kept_idx else np.zeros((0, len(HASH_TRANSFORMS), HASH_WORDS), np.uint64)
     thumbs = thumbs_all[kept_idx]
 
     fingerprint = fingerprint_from_hashes(file_hashes)
-    report = _cleaning_report(root, layout, entries, verdicts, fingerprint, len(file_hashes),
-                              pack_size=pack_size, min_side=min_side, max_pixels=max_pixels,
-                              max_bytes=max_bytes)
+    report = _cleaning_report(
+        root,
+        layout,
+        entries,
+        verdicts,
+        fingerprint,
+        len(file_hashes),
+        pack_size=pack_size,
+        min_side=min_side,
+        max_pixels=max_pixels,
+        max_bytes=max_bytes,
+    )
     (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
     kept_per_class = Counter(CLASSES[r.label] for r in records)
     check_classes_present({"the whole dataset (all splits together)": kept_per_class})
-    return ValidatedDataset(root=root, workdir=workdir, pack_size=pack_size, fingerprint=fingerprint,
-                            report=report, records=records, pixels_path=pixels_path, hashes=hashes,
-                            thumbs=thumbs, min_side=min_side, file_hashes=file_hashes, worker_peak_rss_mb=worker_rss)
+    return ValidatedDataset(
+        root=root,
+        workdir=workdir,
+        pack_size=pack_size,
+        fingerprint=fingerprint,
+        report=report,
+        records=records,
+        pixels_path=pixels_path,
+        hashes=hashes,
+        thumbs=thumbs,
+        min_side=min_side,
+        file_hashes=file_hashes,
+        worker_peak_rss_mb=worker_rss,
+    )
 
 
 def _source(info: dict) -> str:
@@ -261,8 +309,9 @@ def _cleaning_report(root, layout, entries, verdicts, fingerprint, file_count, *
         else:
             by_split[entry.split][cls]["excluded"] += 1
             by_reason[reason] += 1
-            excluded.append({"path": entry.relpath, "split": entry.split, "class": cls,
-                             "reason": reason, "detail": detail})
+            excluded.append(
+                {"path": entry.relpath, "split": entry.split, "class": cls, "reason": reason, "detail": detail}
+            )
     n_excluded = len(excluded)
     return {
         "root": str(root),

@@ -117,20 +117,20 @@ class OperatingPoint:
 
     def to_meta(self) -> dict:
         """The model.json keys."""
-        return {"threshold": self.threshold, "temperature": self.temperature,
-                "calibration": dict(self.details)}
+        return {"threshold": self.threshold, "temperature": self.temperature, "calibration": dict(self.details)}
 
     @classmethod
-    def from_meta(cls, meta: dict, *, where: str = "model.json") -> "OperatingPoint":
+    def from_meta(cls, meta: dict, *, where: str = "model.json") -> OperatingPoint:
         """From a model.json dict; the defaults when it predates operating points."""
         try:
             threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))
             temperature = float(meta.get("temperature", DEFAULT_TEMPERATURE))
-            return cls(threshold=threshold, temperature=temperature,
-                       details=dict(meta.get("calibration") or {}))
+            return cls(threshold=threshold, temperature=temperature, details=dict(meta.get("calibration") or {}))
         except (TypeError, ValueError, CalibrationError) as err:
-            raise CalibrationError(f"{where}: unusable operating point ({err}). Re-publish the run, or "
-                                   "delete `threshold` and `temperature` to fall back to 0.5 and 1.0.") from None
+            raise CalibrationError(
+                f"{where}: unusable operating point ({err}). Re-publish the run, or "
+                "delete `threshold` and `temperature` to fall back to 0.5 and 1.0."
+            ) from None
 
 
 def fit_operating_point(labels, margins, *, min_recall: float) -> OperatingPoint:
@@ -146,10 +146,13 @@ def fit_operating_point(labels, margins, *, min_recall: float) -> OperatingPoint
     predicted = point.predict(m)
     positives, negatives = int((y == 1).sum()), int((y == 0).sum())
     details = {
-        "fitted_on": "val", "n": int(len(y)), "min_recall": min_recall,
+        "fitted_on": "val",
+        "n": int(len(y)),
+        "min_recall": min_recall,
         "val_recall": float((predicted[y == 1] == 1).mean()) if positives else None,
         "val_specificity": float((predicted[y == 0] == 0).mean()) if negatives else None,
-        "nll_before": nll(y, m), "nll_after": nll(y, m, temperature),
+        "nll_before": nll(y, m),
+        "nll_after": nll(y, m, temperature),
         "ece_before": expected_calibration_error(y, sigmoid(m)),
         "ece_after": expected_calibration_error(y, point.probability(m)),
         "note": _fit_note(positives, negatives),

@@ -13,8 +13,16 @@ import numpy as np
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 # The metrics that change with the decision threshold (AUROC and ECE do not).
-THRESHOLD_FIELDS = ("accuracy", "accuracy_ci95", "balanced_accuracy", "recall_fractured", "specificity",
-                    "precision_fractured", "f1_fractured", "confusion")
+THRESHOLD_FIELDS = (
+    "accuracy",
+    "accuracy_ci95",
+    "balanced_accuracy",
+    "recall_fractured",
+    "specificity",
+    "precision_fractured",
+    "f1_fractured",
+    "confusion",
+)
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float]:
@@ -58,10 +66,23 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5) -> dict:
         raise ValueError(f"labels {y.shape} and probabilities {prob.shape} differ in shape")
     n = int(len(y))
     if n == 0:
-        keys = ("accuracy", "balanced_accuracy", "recall_fractured", "specificity", "precision_fractured",
-                "f1_fractured", "auroc")
-        return {"n": 0, **{k: None for k in keys}, "accuracy_ci95": [0.0, 1.0], "ece": None,
-                "confusion": [[0, 0], [0, 0]], "threshold": threshold}
+        keys = (
+            "accuracy",
+            "balanced_accuracy",
+            "recall_fractured",
+            "specificity",
+            "precision_fractured",
+            "f1_fractured",
+            "auroc",
+        )
+        return {
+            "n": 0,
+            **{k: None for k in keys},
+            "accuracy_ci95": [0.0, 1.0],
+            "ece": None,
+            "confusion": [[0, 0], [0, 0]],
+            "threshold": threshold,
+        }
     pred = (prob >= threshold).astype(np.int64)
     (tn, fp), (fn, tp) = skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
     both_classes = len(np.unique(y)) == 2

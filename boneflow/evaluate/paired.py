@@ -73,10 +73,12 @@ class PairedComparison:
     def sentence(self, who: str) -> str:
         lo, hi = self.difference_ci95
         verdict = "a significant" if self.mcnemar_p < 0.05 else "no significant"
-        return (f"paired vs {who} on the same {self.n} images: candidate right where the champion "
-                f"is wrong on {self.candidate_only}, the reverse on {self.champion_only}; McNemar exact "
-                f"p = {self.mcnemar_p:.3g} ({verdict} difference at 5 %); accuracy difference "
-                f"{self.difference:+.3f} [95 % CI {lo:+.3f}, {hi:+.3f}] ({self.interval_method})")
+        return (
+            f"paired vs {who} on the same {self.n} images: candidate right where the champion "
+            f"is wrong on {self.candidate_only}, the reverse on {self.champion_only}; McNemar exact "
+            f"p = {self.mcnemar_p:.3g} ({verdict} difference at 5 %); accuracy difference "
+            f"{self.difference:+.3f} [95 % CI {lo:+.3f}, {hi:+.3f}] ({self.interval_method})"
+        )
 
 
 def paired_comparison(candidate_correct, champion_correct) -> PairedComparison:
@@ -88,10 +90,16 @@ def paired_comparison(candidate_correct, champion_correct) -> PairedComparison:
     a, b = int((cand & champ).sum()), int((cand & ~champ).sum())
     c, d = int((~cand & champ).sum()), int((~cand & ~champ).sum())
     n = a + b + c + d
-    return PairedComparison(n=n, both_right=a, candidate_only=b, champion_only=c, both_wrong=d,
-                            difference=(b - c) / n if n else 0.0,
-                            difference_ci95=newcombe_paired_interval(a, b, c, d),
-                            mcnemar_p=mcnemar_exact_p(b, c))
+    return PairedComparison(
+        n=n,
+        both_right=a,
+        candidate_only=b,
+        champion_only=c,
+        both_wrong=d,
+        difference=(b - c) / n if n else 0.0,
+        difference_ci95=newcombe_paired_interval(a, b, c, d),
+        mcnemar_p=mcnemar_exact_p(b, c),
+    )
 
 
 def paired_from_predictions(candidate: dict, champion: dict) -> PairedComparison | None:
@@ -102,5 +110,4 @@ def paired_from_predictions(candidate: dict, champion: dict) -> PairedComparison
     labels = np.asarray(candidate["labels"])
     if not np.array_equal(labels, np.asarray(champion["labels"])):
         return None
-    return paired_comparison(np.asarray(candidate["predicted"]) == labels,
-                             np.asarray(champion["predicted"]) == labels)
+    return paired_comparison(np.asarray(candidate["predicted"]) == labels, np.asarray(champion["predicted"]) == labels)

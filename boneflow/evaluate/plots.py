@@ -81,8 +81,15 @@ def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = N
             marks.append((operating_threshold, "o", "red"))
         for threshold, marker, colour in marks:
             x, y = _rates_at(labels, probs, threshold)
-            ax.plot([x], [y], marker=marker, color=colour, linestyle="none", markersize=7,
-                    label=f"threshold {threshold:.3f}: recall {y:.2f}, specificity {1 - x:.2f}")
+            ax.plot(
+                [x],
+                [y],
+                marker=marker,
+                color=colour,
+                linestyle="none",
+                markersize=7,
+                label=f"threshold {threshold:.3f}: recall {y:.2f}, specificity {1 - x:.2f}",
+            )
         ax.legend(loc="lower right", fontsize=7)
     else:
         ax.text(0.5, 0.5, "one class only: ROC undefined", ha="center", va="center")

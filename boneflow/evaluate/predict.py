@@ -77,8 +77,11 @@ class SplitScores:
 def evaluation_splits(packed: Any) -> tuple[str, ...]:
     """Every split the pack holds except train (older packs lack official_test), known ones first."""
     manifest = getattr(packed, "manifest", None)
-    held = list(manifest.get("splits", {})) if isinstance(manifest, dict) and manifest else \
-        list(getattr(packed, "splits", {}))
+    held = (
+        list(manifest.get("splits", {}))
+        if isinstance(manifest, dict) and manifest
+        else list(getattr(packed, "splits", {}))
+    )
     return tuple([s for s in EVAL_SPLITS if s in held] + [s for s in held if s not in EVAL_SPLITS + ("train",)])
 
 
@@ -108,15 +111,19 @@ def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
     at_half = split_metrics(scores.labels, probs, threshold=0.5)
     metrics["at_0.5"] = {k: at_half[k] for k in THRESHOLD_FIELDS}
     metrics["temperature"] = point.temperature
-    metrics["ece_uncalibrated"] = (expected_calibration_error(scores.labels, sigmoid(scores.margins))
-                                   if len(scores.labels) else None)
+    metrics["ece_uncalibrated"] = (
+        expected_calibration_error(scores.labels, sigmoid(scores.margins)) if len(scores.labels) else None
+    )
     return metrics
 
 
 def per_image(scores: SplitScores, point: OperatingPoint) -> dict:
     """What the gate pairs two models on: each image's path, label and predicted label."""
-    return {"paths": list(scores.paths), "labels": scores.labels.tolist(),
-            "predicted": point.predict(scores.margins).tolist()}
+    return {
+        "paths": list(scores.paths),
+        "labels": scores.labels.tolist(),
+        "predicted": point.predict(scores.margins).tolist(),
+    }
 
 
 def evaluate_splits(

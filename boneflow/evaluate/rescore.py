@@ -26,8 +26,9 @@ class RepackedSplits:
         return self.splits[name]
 
 
-def repack_for_evaluation(packed, dataset_root: Path, size: int,
-                          splits: tuple[str, ...] | None = None) -> RepackedSplits:
+def repack_for_evaluation(
+    packed, dataset_root: Path, size: int, splits: tuple[str, ...] | None = None
+) -> RepackedSplits:
     """`packed`'s evaluation splits (same images, labels and order) decoded from `dataset_root`
     with `load_xray` at `size` -- the decode path of packing and serving."""
     from boneflow.evaluate.predict import evaluation_splits
@@ -42,8 +43,9 @@ def repack_for_evaluation(packed, dataset_root: Path, size: int,
     return RepackedSplits(size=size, classes=tuple(packed.classes), splits=out)
 
 
-def score_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, *,
-                                 splits: tuple[str, ...] | None = None) -> dict:
+def score_with_own_preprocessing(
+    model, meta: dict, packed, dataset_root: Path, *, splits: tuple[str, ...] | None = None
+) -> dict:
     """{split: SplitScores} of a saved model on `packed`'s evaluation images (default: all it
     holds), preprocessed the way its model.json says (pack size and crop). Uses the packed
     arrays as they are when the sizes match, else decodes the same images again at the
@@ -56,8 +58,9 @@ def score_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, 
     return score_splits(model, data, image_size=image_size, splits=splits)
 
 
-def evaluate_with_own_preprocessing(model, meta: dict, packed, dataset_root: Path, *,
-                                    splits: tuple[str, ...] | None = None):
+def evaluate_with_own_preprocessing(
+    model, meta: dict, packed, dataset_root: Path, *, splits: tuple[str, ...] | None = None
+):
     """(metrics, raw) of a saved model as it is served: its own preprocessing and its own
     operating point (model.json `threshold` and `temperature`; 0.5 and 1 when absent)."""
     from boneflow.evaluate.calibration import OperatingPoint

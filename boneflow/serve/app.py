@@ -29,8 +29,10 @@ log = logging.getLogger(__name__)
 # Small inputs (the 224 px crop) are shown scaled up to the box instead of as a thumbnail.
 CSS = "#heatmap img { width: 100%; height: 100%; object-fit: contain; image-rendering: auto; }"
 
-FAILED = ("⚠️ **Something went wrong** while analysing this image; the error was logged on the "
-          "server. Try again, or try another image.")
+FAILED = (
+    "⚠️ **Something went wrong** while analysing this image; the error was logged on the "
+    "server. Try again, or try another image."
+)
 # Gradio keeps every upload in its temp folder; X-rays are patient data, so drop them after an
 # hour (checked hourly) instead of keeping them until the server stops.
 DELETE_CACHE = (3600, 3600)
@@ -56,8 +58,7 @@ class AppAnswer:
         return {"fractured": self.prob_fractured, "not fractured": round(1 - self.prob_fractured, 6)}
 
     def summary(self) -> str:
-        return (f"**{self.label}** · probability of fracture {self.prob_fractured:.3f} · "
-                f"model run `{self.run_id}`")
+        return f"**{self.label}** · probability of fracture {self.prob_fractured:.3f} · model run `{self.run_id}`"
 
 
 class XrayApp:
@@ -103,8 +104,9 @@ def _upload_path(payload: Any) -> str | None:
     return str(payload)
 
 
-def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None,
-             delete_cache: tuple[int, int] | None = DELETE_CACHE):
+def build_ui(
+    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
+):
     import gradio as gr
 
     def on_image(payload):
@@ -125,23 +127,38 @@ def build_ui(xray_app: XrayApp, *, examples: list[Path] | None = None,
         return answer.confidences(), answer.overlay, answer.summary(), xray_app.model_info(answer.served)
 
     with gr.Blocks(title="boneflow · fracture check", delete_cache=delete_cache) as demo:
-        gr.Markdown("# boneflow · bone-fracture check\nUpload an X-ray; the current champion model "
-                    "says whether it sees a fracture and where it looked (Grad-CAM).")
+        gr.Markdown(
+            "# boneflow · bone-fracture check\nUpload an X-ray; the current champion model "
+            "says whether it sees a fracture and where it looked (Grad-CAM)."
+        )
         gr.Markdown(NOTICE, elem_id="notice")
         with gr.Row():
             with gr.Column():
-                image = gr.Image(label="X-ray", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                 elem_id="xray-input", height=320)
+                image = gr.Image(
+                    label="X-ray",
+                    type="filepath",
+                    image_mode=None,
+                    sources=["upload", "clipboard"],
+                    elem_id="xray-input",
+                    height=320,
+                )
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[image], label="Examples (synthetic)")
             with gr.Column():
                 label = gr.Label(label="Prediction", num_top_classes=2, elem_id="prediction")
-                heatmap = gr.Image(label="Where the model looked (Grad-CAM on the crop it saw)", type="numpy",
-                                   format="png", interactive=False, elem_id="heatmap", height=320)
+                heatmap = gr.Image(
+                    label="Where the model looked (Grad-CAM on the crop it saw)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_id="heatmap",
+                    height=320,
+                )
                 status = gr.Markdown("Upload an X-ray (PNG or JPEG) or pick an example.", elem_id="status")
         info = gr.Markdown(elem_id="model-info")
-        image.change(on_image, inputs=[image], outputs=[label, heatmap, status, info], preprocess=False,
-                     api_name="predict")
+        image.change(
+            on_image, inputs=[image], outputs=[label, heatmap, status, info], preprocess=False, api_name="predict"
+        )
         demo.load(xray_app.model_info, outputs=[info])
     return demo
 
@@ -152,8 +169,10 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
         return None
     user, sep, password = text.partition(":")
     if not sep or not user.strip() or not password:
-        raise ServeError(f"--auth / {AUTH_ENV} must be 'user:password' with both parts non-empty "
-                         "(the password may contain ':'); the value given is not")
+        raise ServeError(
+            f"--auth / {AUTH_ENV} must be 'user:password' with both parts non-empty "
+            "(the password may contain ':'); the value given is not"
+        )
     return user.strip(), password
 
 
@@ -161,12 +180,20 @@ def exposure_warning(host: str, auth: tuple[str, str] | None) -> str | None:
     """A warning when the app is reachable beyond this machine without a password."""
     if auth is not None or host in LOOPBACK or host.startswith("127."):
         return None
-    return (f"warning: the app listens on {host} without --auth: anyone who can reach it over the "
-            f"network can use it. Set --auth user:password (or {AUTH_ENV}) and serve it behind TLS.")
+    return (
+        f"warning: the app listens on {host} without --auth: anyone who can reach it over the "
+        f"network can use it. Set --auth user:password (or {AUTH_ENV}) and serve it behind TLS."
+    )
 
 
-def prepare_app(store_url: str, *, limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None,
-                max_queue: int = MAX_QUEUE, auth: tuple[str, str] | None = None):
+def prepare_app(
+    store_url: str,
+    *,
+    limits: UploadLimits = UploadLimits(),
+    cache_dir: Path | None = None,
+    max_queue: int = MAX_QUEUE,
+    auth: tuple[str, str] | None = None,
+):
     """(Gradio Blocks, keyword arguments for its launch()), the champion already loaded."""
     # Offline by design: no analytics, no share tunnel, no update check.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -182,20 +209,35 @@ def prepare_app(store_url: str, *, limits: UploadLimits = UploadLimits(), cache_
     # One model, one request at a time: latency stays flat; a bounded queue sheds the excess.
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     # show_error=False: an unexpected exception's text never reaches the browser (it is logged).
-    launch_kwargs = dict(share=False, inbrowser=False, show_error=False, auth=auth,
-                         max_file_size=limits.max_bytes, allowed_paths=[str(example_dir)], ssr_mode=False,
-                         footer_links=["api"], quiet=False, css=CSS)
+    launch_kwargs = dict(
+        share=False,
+        inbrowser=False,
+        show_error=False,
+        auth=auth,
+        max_file_size=limits.max_bytes,
+        allowed_paths=[str(example_dir)],
+        ssr_mode=False,
+        footer_links=["api"],
+        quiet=False,
+        css=CSS,
+    )
     return demo, launch_kwargs
 
 
-def launch_app(store_url: str, *, host: str = "127.0.0.1", port: int = 7860,
-               limits: UploadLimits = UploadLimits(), cache_dir: Path | None = None,
-               max_queue: int = MAX_QUEUE, auth: tuple[str, str] | None = None) -> None:
+def launch_app(
+    store_url: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    limits: UploadLimits = UploadLimits(),
+    cache_dir: Path | None = None,
+    max_queue: int = MAX_QUEUE,
+    auth: tuple[str, str] | None = None,
+) -> None:
     """Serve until interrupted. Fails early (BoneflowError) when the store has no champion."""
     warning = exposure_warning(host, auth)
     if warning:
         log.warning(warning)
         print(warning, file=sys.stderr)
-    demo, launch_kwargs = prepare_app(store_url, limits=limits, cache_dir=cache_dir,
-                                      max_queue=max_queue, auth=auth)
+    demo, launch_kwargs = prepare_app(store_url, limits=limits, cache_dir=cache_dir, max_queue=max_queue, auth=auth)
     demo.launch(server_name=host, server_port=port, **launch_kwargs)

@@ -56,8 +56,14 @@ class ChampionFollower:
     maximum on each further failure. Only one request at a time talks to the store; the others
     are answered by the served model meanwhile."""
 
-    def __init__(self, store_url: str, *, cache_dir: Path | None = None,
-                 retry_after: tuple[float, float] = (5.0, 300.0), clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        store_url: str,
+        *,
+        cache_dir: Path | None = None,
+        retry_after: tuple[float, float] = (5.0, 300.0),
+        clock=time.monotonic,
+    ) -> None:
         self.store = open_serving_store(store_url)
         self.cache_dir = cache_dir
         self.last_error: str | None = None  # browser-safe notice of the last failed update
@@ -121,11 +127,14 @@ class ChampionFollower:
         low, high = self.retry_after
         self._backoff = min(high, self._backoff * 2) if self._backoff else low
         self._retry_at = self.clock() + self._backoff
-        self.last_error = (f"champion update failed: {what}; still serving run {served.predictor.run_id} "
-                           f"(next check in {self._backoff:.0f} s)")
+        self.last_error = (
+            f"champion update failed: {what}; still serving run {served.predictor.run_id} "
+            f"(next check in {self._backoff:.0f} s)"
+        )
         # The notice stays generic (it reaches the browser); the cause is for the operator.
-        log.error("%s. Cause: %s: %s", self.last_error, type(err).__name__, err,
-                  exc_info=not isinstance(err, BoneflowError))
+        log.error(
+            "%s. Cause: %s: %s", self.last_error, type(err).__name__, err, exc_info=not isinstance(err, BoneflowError)
+        )
         return served
 
     def _recovered(self) -> None:

@@ -17,9 +17,16 @@ def demo_metrics(run_id: str, *, n: int = 120, accuracy: float = 0.5) -> dict:
     """A metrics.json in DESIGN's format with placeholder numbers (the model is untrained)."""
     half = n // 2
     split = {
-        "n": n, "accuracy": accuracy, "accuracy_ci95": [round(accuracy - 0.09, 4), round(accuracy + 0.09, 4)],
-        "recall_fractured": 0.5, "specificity": 0.5, "precision_fractured": 0.5, "f1_fractured": 0.5,
-        "auroc": 0.5, "ece": 0.1, "confusion": [[half // 2, half - half // 2], [half // 2, half - half // 2]],
+        "n": n,
+        "accuracy": accuracy,
+        "accuracy_ci95": [round(accuracy - 0.09, 4), round(accuracy + 0.09, 4)],
+        "recall_fractured": 0.5,
+        "specificity": 0.5,
+        "precision_fractured": 0.5,
+        "f1_fractured": 0.5,
+        "auroc": 0.5,
+        "ece": 0.1,
+        "confusion": [[half // 2, half - half // 2], [half // 2, half - half // 2]],
     }
     return {
         "run_id": run_id,
@@ -47,8 +54,14 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, ru
     pack_size = int(round(image_size * 8 / 7))
     meta = {
         "classes": ["not fractured", "fractured"],
-        "preprocessing": {"pack_size": pack_size, "image_size": image_size, "mean": GREY_MEAN,
-                          "std": GREY_STD, "greyscale": True, "pad": "centre, black"},
+        "preprocessing": {
+            "pack_size": pack_size,
+            "image_size": image_size,
+            "mean": GREY_MEAN,
+            "std": GREY_STD,
+            "greyscale": True,
+            "pad": "centre, black",
+        },
         "config": {"image_size": image_size, "seed": seed, "note": "untrained demo model"},
     }
     with tempfile.TemporaryDirectory(prefix="boneflow-demo-") as tmp:
@@ -67,7 +80,8 @@ def _publish(store, run_id: str, files: dict[str, Path]) -> None:
 
     manifest = publish_run(store, run_id, files, code_version={"source": "boneflow demo store"})
     metrics = json.loads(Path(files["metrics.json"]).read_text())
-    record = champion_record(run_id=run_id, manifest=manifest, metrics=metrics,
-                             dataset_fingerprint="0" * 16, config_fingerprint="0" * 16)
+    record = champion_record(
+        run_id=run_id, manifest=manifest, metrics=metrics, dataset_fingerprint="0" * 16, config_fingerprint="0" * 16
+    )
     found = read_champion(store)
     promote(store, record, expected_etag=found[1] if found else None)

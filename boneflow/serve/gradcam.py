@@ -12,6 +12,8 @@ go through avgpool + fc. The stem and the four stages then run without recording
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -26,7 +28,7 @@ class GradCAM:
 
     def __init__(self, *, model: nn.Module, layer: nn.Module | None = None) -> None:
         self.model = model
-        self.layer = layer if layer is not None else model.layer4
+        self.layer: nn.Module = layer if layer is not None else cast(nn.Module, model.layer4)
         self._activation: torch.Tensor | None = None
         self._gradient: torch.Tensor | None = None
 

@@ -56,15 +56,17 @@ def remove_inside(root: Path, folder: Path) -> None:
     """rmtree `folder` only if it really lies inside `root` (links and `..` resolved)."""
     real_root, real = root.resolve(), folder.resolve()
     if real == real_root or not real.is_relative_to(real_root) or folder.is_symlink():
-        raise ModelNotFoundError(f"refusing to delete {folder}: it is not a folder inside the model "
-                                 f"cache {real_root}")
+        raise ModelNotFoundError(f"refusing to delete {folder}: it is not a folder inside the model cache {real_root}")
     shutil.rmtree(real, ignore_errors=True)
 
 
 def _cached(folder: Path, weights_sha256: str, json_sha256: str) -> bool:
-    return ((folder / WEIGHTS).is_file() and (folder / MODEL_JSON).is_file()
-            and sha256_file(folder / WEIGHTS) == weights_sha256
-            and sha256_file(folder / MODEL_JSON) == json_sha256)
+    return (
+        (folder / WEIGHTS).is_file()
+        and (folder / MODEL_JSON).is_file()
+        and sha256_file(folder / WEIGHTS) == weights_sha256
+        and sha256_file(folder / MODEL_JSON) == json_sha256
+    )
 
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
@@ -75,14 +77,17 @@ def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = 
         validate_run_id(run_id)
         validate_sha256(sha256, what="model sha256")
     except InvalidKeyError as err:
-        raise ModelNotFoundError(f"{err} It came from {store.url}; re-promote a run (boneflow run) "
-                                 "to rewrite champion.json") from None
+        raise ModelNotFoundError(
+            f"{err} It came from {store.url}; re-promote a run (boneflow run) to rewrite champion.json"
+        ) from None
     # The manifest's model.json digest is part of the key; read_manifest checks every digest.
     manifest = read_manifest(store, run_id)
     json_entry = manifest["files"].get(MODEL_JSON)
     if json_entry is None:
-        raise ModelNotFoundError(f"runs/{run_id}/manifest.json in {store.url} lists no {MODEL_JSON}; "
-                                 "the run cannot be served — re-publish it")
+        raise ModelNotFoundError(
+            f"runs/{run_id}/manifest.json in {store.url} lists no {MODEL_JSON}; "
+            "the run cannot be served — re-publish it"
+        )
     models = (root or cache_root()) / "models"
     folder = models / f"{sha256}-{json_entry['sha256']}"
     if _cached(folder, sha256, json_entry["sha256"]):

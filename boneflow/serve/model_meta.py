@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from boneflow.serve.errors import ModelNotFoundError
 
@@ -44,9 +44,13 @@ def check_model_meta(meta: Any, *, source: str) -> dict[str, Any]:
         raise _bad(source, "should hold a JSON object")
     classes = meta.get("classes")
     # Serving, like the gate, is binary: the positive class and one other.
-    if (not isinstance(classes, list) or len(classes) != 2
-            or not all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_NAME for c in classes)
-            or len(set(classes)) != 2 or POSITIVE not in classes):
+    if (
+        not isinstance(classes, list)
+        or len(classes) != 2
+        or not all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_NAME for c in classes)
+        or len(set(classes)) != 2
+        or POSITIVE not in classes
+    ):
         raise _bad(source, f"field 'classes' must be a list of 2 distinct names including {POSITIVE!r}")
     if "num_classes" in meta and (not _is_int(meta["num_classes"]) or meta["num_classes"] != len(classes)):
         raise _bad(source, f"field 'num_classes' must equal the number of classes ({len(classes)})")
@@ -61,20 +65,19 @@ def check_model_meta(meta: Any, *, source: str) -> dict[str, Any]:
         raise _bad(source, f"field 'preprocessing.image_size' must be an integer {MIN_SIZE}-pack_size ({pack})")
     for name, low in (("mean", -10.0), ("std", 1e-6)):
         if not _stat_ok(prep.get(name), low):
-            raise _bad(source, f"field 'preprocessing.{name}' must be a number (or 1-3 numbers) "
-                               f"between {low:g} and 10")
+            raise _bad(source, f"field 'preprocessing.{name}' must be a number (or 1-3 numbers) between {low:g} and 10")
     return meta
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _stat_ok(value: Any, low: float) -> bool:
     values = value if isinstance(value, list) else [value]
     return 1 <= len(values) <= 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= 10
-        for v in values)
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= 10 for v in values
+    )
 
 
 def _bad(source: str, why: str) -> ModelNotFoundError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
 from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
 
+if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path needs it
+    from boneflow.serve.gradcam import GradCAM
+
 
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
     """(run_id, model_sha256) from champion.json, each checked against its exact pattern (they
@@ -28,14 +31,17 @@ def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
     from boneflow.store.keys import validate_run_id, validate_sha256
 
     if not champion.get("run_id") or not champion.get("model_sha256"):
-        raise ModelNotFoundError(f"champion.json in {store_url} lacks run_id or model_sha256; "
-                                 f"re-promote a run (boneflow run) to rewrite it")
+        raise ModelNotFoundError(
+            f"champion.json in {store_url} lacks run_id or model_sha256; re-promote a run (boneflow run) to rewrite it"
+        )
     try:
         validate_run_id(champion["run_id"])
         validate_sha256(champion["model_sha256"], what="model_sha256")
     except InvalidKeyError as err:
-        raise ModelNotFoundError(f"champion.json in {store_url} is damaged or was tampered with: "
-                                 f"{err} Re-promote a run (boneflow run) to rewrite it") from None
+        raise ModelNotFoundError(
+            f"champion.json in {store_url} is damaged or was tampered with: "
+            f"{err} Re-promote a run (boneflow run) to rewrite it"
+        ) from None
     return champion["run_id"], champion["model_sha256"]
 
 
@@ -52,9 +58,8 @@ class Predictor:
     """A loaded model plus its preprocessing. `predict(image)` → {label, prob_fractured, run_id}."""
 
     def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
-        from boneflow.train.augment import EvalPreset
-
         from boneflow.serve.model_meta import check_model_meta
+        from boneflow.train.augment import EvalPreset
 
         check_model_meta(meta, source=f"model.json of run {run_id}")
         prep = meta["preprocessing"]
@@ -73,18 +78,18 @@ class Predictor:
         self.preset = EvalPreset(crop_size=self.image_size, mean=prep["mean"], std=prep["std"])
         # the temperature and decision threshold chosen on validation (0.5 and 1 for older runs)
         self.operating_point = OperatingPoint.from_meta(meta, where=f"model.json of run {run_id}")
-        self._gradcam = None
+        self._gradcam: GradCAM | None = None
 
     # --- loading ----------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> "Predictor":
+    def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
         """Load the champion (or `run_id`) from the store; weights are sha256-checked and cached."""
         from boneflow.store import open_store
 
         return cls.from_opened_store(open_store(store_url), run_id, cache_dir=cache_dir)
 
     @classmethod
-    def from_opened_store(cls, store, run_id: str | None = None, *, cache_dir: Path | None = None) -> "Predictor":
+    def from_opened_store(cls, store, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
         from boneflow.publish import read_champion
 
         if run_id is None:
@@ -99,7 +104,7 @@ class Predictor:
         return cls.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
 
     @classmethod
-    def from_files(cls, weights: Path, model_json: Path, *, run_id: str, model_sha256: str) -> "Predictor":
+    def from_files(cls, weights: Path, model_json: Path, *, run_id: str, model_sha256: str) -> Predictor:
         from boneflow.errors import BoneflowError
         from boneflow.serve.model_meta import read_model_meta
         from boneflow.train.model import load_model
@@ -114,14 +119,17 @@ class Predictor:
             detail = f"{type(err).__name__}: {err}"
             raise ModelNotFoundError(
                 f"runs/{run_id}/{WEIGHTS} does not load into the network model.json describes "
-                f"({detail[:300]}); re-publish the run") from None
+                f"({detail[:300]}); re-publish the run"
+            ) from None
         return cls(model=model, meta=meta, run_id=run_id, model_sha256=model_sha256)
 
     # --- inference --------------------------------------------------------------------------
     def preprocess(self, image) -> torch.Tensor:
         """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
         pixels = self._pixels(image)
-        return self.preset(torch.from_numpy(np.array(pixels, copy=True))[None])  # writable copy: torch warns on read-only arrays
+        return self.preset(
+            torch.from_numpy(np.array(pixels, copy=True))[None]
+        )  # writable copy: torch warns on read-only arrays
 
     def _label(self, prob_fractured: float) -> str:
         return POSITIVE if prob_fractured >= self.operating_point.threshold else self.classes[1 - self.positive_index]
@@ -136,8 +144,15 @@ class Predictor:
         # memory format and precision (bf16 autocast where the CPU/GPU has native bf16).
         from boneflow.evaluate.predict import predict_proba
 
-        prob = float(predict_proba(self.model, self._pixels(image), image_size=self.image_size, device="cpu",
-                                   temperature=self.operating_point.temperature)[0])
+        prob = float(
+            predict_proba(
+                self.model,
+                self._pixels(image),
+                image_size=self.image_size,
+                device="cpu",
+                temperature=self.operating_point.temperature,
+            )[0]
+        )
         return {"label": self._label(prob), "prob_fractured": round(prob, 6), "run_id": self.run_id}
 
     def explain(self, image) -> Explanation:
@@ -150,7 +165,9 @@ class Predictor:
         x = self.preprocess(image)
         cpu = torch.device("cpu")
         with autocast(cpu, use_bf16(cpu)):  # the precision predict/evaluation use
-            logits, cam = self._gradcam(x.contiguous(memory_format=torch.channels_last), class_index=self.positive_index)
+            logits, cam = self._gradcam(
+                x.contiguous(memory_format=torch.channels_last), class_index=self.positive_index
+            )
         cam = cam.float()
         prob = torch.softmax(logits.float() / self.operating_point.temperature, dim=1)[0, self.positive_index].item()
         seen = (x[0, 0] * self.std + self.mean).mul(255).round().clamp(0, 255).to(torch.uint8)

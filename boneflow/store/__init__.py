@@ -22,9 +22,20 @@ from boneflow.store.keys import CHAMPION_KEY, dataset_key, new_run_id, run_key
 from boneflow.store.local import LocalStore
 
 __all__ = [
-    "CHAMPION_KEY", "ConditionalWritesUnsupportedError", "ConflictError", "IntegrityError",
-    "InvalidKeyError", "LocalStore", "ObjectNotFoundError", "Store", "StoreError",
-    "StoreUnavailableError", "dataset_key", "new_run_id", "open_store", "run_key",
+    "CHAMPION_KEY",
+    "ConditionalWritesUnsupportedError",
+    "ConflictError",
+    "IntegrityError",
+    "InvalidKeyError",
+    "LocalStore",
+    "ObjectNotFoundError",
+    "Store",
+    "StoreError",
+    "StoreUnavailableError",
+    "dataset_key",
+    "new_run_id",
+    "open_store",
+    "run_key",
 ]
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -46,5 +57,6 @@ def open_store(url: str, **s3_options) -> Store:
         raise StoreError(f"Options {sorted(s3_options)} only apply to s3:// stores, not {url!r}.")
     if scheme in ("", "file"):
         return LocalStore(url)
-    raise StoreError(f"Store URL {url!r}: unknown scheme {scheme!r}. Use a folder path, "
-                     "file:///path or s3://bucket/prefix.")
+    raise StoreError(
+        f"Store URL {url!r}: unknown scheme {scheme!r}. Use a folder path, file:///path or s3://bucket/prefix."
+    )

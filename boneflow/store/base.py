@@ -6,6 +6,7 @@ validates them again, so a bad id can never reach the file system or the bucket.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,11 +53,11 @@ class Store(ABC):
         """All keys starting with `prefix` (recursive), sorted."""
 
     @abstractmethod
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         """Like `list`, with each object's size and last-modified time (for garbage collection)."""
 
     @abstractmethod
-    def temp_objects(self) -> list[ObjectInfo]:
+    def temp_objects(self) -> builtins.list[ObjectInfo]:
         """Leftovers of interrupted writes: local `.tmp-*` files, S3 incomplete multipart uploads
         and conditional-write probes. Never listed by `list`; removed with `delete_temp`."""
 

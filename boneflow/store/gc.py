@@ -48,14 +48,16 @@ def champion_run_id(store: Store) -> str | None:
     try:
         return validate_run_id(found[0].get("run_id"))
     except InvalidKeyError as err:
-        raise StoreError(f"{CHAMPION_KEY!r} in {store.url} names no valid run ({err}); gc will not "
-                         "guess which run to keep. Fix or re-promote the champion first.") from None
+        raise StoreError(
+            f"{CHAMPION_KEY!r} in {store.url} names no valid run ({err}); gc will not "
+            "guess which run to keep. Fix or re-promote the champion first."
+        ) from None
 
 
 def _runs(objects: list[ObjectInfo]) -> dict[str, list[ObjectInfo]]:
     runs: dict[str, list[ObjectInfo]] = {}
     for obj in objects:
-        run_id = obj.key[len(RUNS_PREFIX):].split("/", 1)[0]
+        run_id = obj.key[len(RUNS_PREFIX) :].split("/", 1)[0]
         if RUN_ID_RE.match(run_id):  # anything else under runs/ is not boneflow's to delete
             runs.setdefault(run_id, []).append(obj)
     return runs
@@ -85,8 +87,9 @@ def plan_store_gc(store: Store, *, keep_runs: int, grace: timedelta, now: dateti
             plan.delete += [(o, "checkpoint of a finished run") for o in objs if o.key.startswith(prefix)]
         else:
             plan.delete += [(o, f"finished run older than the newest {keep_runs}") for o in objs]
-    plan.delete_temp = [(t, "leftover of an interrupted write") for t in store.temp_objects()
-                        if now - t.modified >= grace]
+    plan.delete_temp = [
+        (t, "leftover of an interrupted write") for t in store.temp_objects() if now - t.modified >= grace
+    ]
     return plan
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from boneflow.store.errors import InvalidKeyError
 
@@ -36,15 +36,15 @@ _MAX_KEY_LEN = 1000
 
 def new_run_id(now: datetime | None = None) -> str:
     """UTC timestamp + '-' + 6 random hex digits: sortable by time and unique."""
-    now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+    now = now or datetime.now(UTC)
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def _invalid(what: str, value: object, why: str) -> InvalidKeyError:
     return InvalidKeyError(f"{what} {value!r} is not allowed: {why}.")
 
 
-def validate_run_id(run_id: str) -> str:
+def validate_run_id(run_id: object) -> str:
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
         raise _invalid("run id", run_id, "expected YYYYmmddTHHMMSSZ-xxxxxx as made by new_run_id()")
     return run_id
@@ -56,7 +56,7 @@ def validate_fingerprint(fingerprint: str) -> str:
     return fingerprint
 
 
-def validate_sha256(digest: str, *, what: str = "sha256") -> str:
+def validate_sha256(digest: object, *, what: str = "sha256") -> str:
     if not isinstance(digest, str) or not SHA256_RE.match(digest):
         shown = digest[:80] if isinstance(digest, str) else digest
         raise _invalid(what, shown, "expected 64 lowercase hex digits (a sha256 digest)")
@@ -84,8 +84,12 @@ def validate_name(name: str, *, max_parts: int = 2) -> str:
         if part in ("", ".", ".."):
             raise _invalid("name", name, "empty, '.' or '..' path parts are not allowed")
         if not _PART_RE.match(part):
-            raise _invalid("name", name, f"part {part!r} must start with a letter or digit and "
-                           "use only letters, digits, '.', '_', '-' or spaces")
+            raise _invalid(
+                "name",
+                name,
+                f"part {part!r} must start with a letter or digit and "
+                "use only letters, digits, '.', '_', '-' or spaces",
+            )
     return name
 
 

@@ -18,12 +18,13 @@ access; an attacker who can swap links in between already has write access to th
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -77,14 +78,16 @@ def local_root_from_url(url: str) -> Path:
     if url.startswith("file://"):
         parsed = urlparse(url)
         if parsed.netloc not in ("", "localhost"):
-            raise StoreError(f"Store URL {url!r}: file:// URLs must name a local path "
-                             "(file:///abs/path); remote hosts are not supported.")
+            raise StoreError(
+                f"Store URL {url!r}: file:// URLs must name a local path "
+                "(file:///abs/path); remote hosts are not supported."
+            )
         return Path(unquote(parsed.path))
     return Path(url)
 
 
 def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, timezone.utc)
+    return datetime.fromtimestamp(timestamp, UTC)
 
 
 def _read_versioned(path: Path) -> tuple[bytes, str] | None:
@@ -106,8 +109,9 @@ class LocalStore(Store):
         self.url = str(root)
         self.root = local_root_from_url(str(root)).expanduser().resolve()
         if self.root.exists() and not self.root.is_dir():
-            raise StoreError(f"Store folder {self.root} exists but is not a folder; "
-                             "pass a folder path (it is created if missing).")
+            raise StoreError(
+                f"Store folder {self.root} exists but is not a folder; pass a folder path (it is created if missing)."
+            )
 
     def _path(self, key: str) -> Path:
         path = self.root.joinpath(*validate_key(key).split("/"))
@@ -118,12 +122,19 @@ class LocalStore(Store):
         resolved = path.resolve()  # follows every link on the way that exists
         if resolved == self.root or resolved.is_relative_to(self.root):
             return
-        link = next((p for p in [*reversed(path.parents), path]
-                     if p.is_relative_to(self.root) and p != self.root and p.is_symlink()), path)
+        link = next(
+            (
+                p
+                for p in [*reversed(path.parents), path]
+                if p.is_relative_to(self.root) and p != self.root and p.is_symlink()
+            ),
+            path,
+        )
         raise StoreError(
             f"{key!r} in store {self.root} leads outside the store (to {resolved}) through the "
             f"symbolic link {link}; boneflow never follows links out of a store. Remove the link, "
-            f"or point --store at the real folder.")
+            f"or point --store at the real folder."
+        )
 
     def put_bytes(self, key: str, data: bytes) -> None:
         atomic_write_bytes(self._path(key), bytes(data))
@@ -170,7 +181,7 @@ class LocalStore(Store):
                     keys.append(key)
         return sorted(keys)
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         out = []
         for key in self.list(prefix):
             with contextlib.suppress(FileNotFoundError):  # deleted since listed
@@ -178,8 +189,8 @@ class LocalStore(Store):
                 out.append(ObjectInfo(key, st.st_size, _utc(st.st_mtime)))
         return out
 
-    def temp_objects(self) -> list[ObjectInfo]:
-        out = []
+    def temp_objects(self) -> builtins.list[ObjectInfo]:
+        out: list[ObjectInfo] = []
         if not self.root.is_dir():
             return out
         for dirpath, dirnames, filenames in os.walk(self.root):
@@ -189,8 +200,7 @@ class LocalStore(Store):
                 if name.startswith(_TMP_PREFIX) and not path.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
                         st = path.stat()
-                        out.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size,
-                                              _utc(st.st_mtime)))
+                        out.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, _utc(st.st_mtime)))
         return sorted(out, key=lambda o: o.key)
 
     def delete_temp(self, temp_id: str) -> None:
@@ -224,14 +234,20 @@ class LocalStore(Store):
                 found = _read_versioned(path)
                 current, current_etag = (None, None) if found is None else found
                 if etag is None and current is not None:
-                    raise ConflictError(f"{key!r} already exists in store {self.root} "
-                                        "(expected it absent); another writer got there first.")
+                    raise ConflictError(
+                        f"{key!r} already exists in store {self.root} "
+                        "(expected it absent); another writer got there first."
+                    )
                 if etag is not None and current_etag != etag:
-                    found = "it is missing" if current is None else "it has changed"
-                    raise ConflictError(f"{key!r} in store {self.root} is not the version read "
-                                        f"earlier ({found}); another writer got there first.")
+                    what = "it is missing" if current is None else "it has changed"
+                    raise ConflictError(
+                        f"{key!r} in store {self.root} is not the version read "
+                        f"earlier ({what}); another writer got there first."
+                    )
                 atomic_write_bytes(path, bytes(data))
-                return _read_versioned(path)[1]
+                written = _read_versioned(path)
+                assert written is not None  # written just now, under the lock
+                return written[1]
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 

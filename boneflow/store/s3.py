@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import secrets
@@ -46,7 +47,7 @@ _UPLOAD_MARK = "#upload="  # temp id of an incomplete multipart upload: <key>#up
 
 def parse_s3_url(url: str) -> tuple[str, str]:
     """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix/'); prefix '' for the bucket root."""
-    rest = url[len("s3://"):]
+    rest = url[len("s3://") :]
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise StoreError(f"Store URL {url!r} has no bucket; write s3://BUCKET[/PREFIX].")
@@ -125,22 +126,31 @@ class S3Store(Store):
             if code in _NOT_FOUND or status == "404":
                 return ObjectNotFoundError(f"{key!r} is not in {self._where()}.")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return StoreError(f"{action} {key!r} on {self._where()} was refused ({code}); check "
-                                  "the AWS credentials/permissions in the environment.")
-            return StoreError(f"{action} {key!r} on {self._where()} failed: {code or status} "
-                              f"{err.response.get('Error', {}).get('Message', '')}".rstrip())
+                return StoreError(
+                    f"{action} {key!r} on {self._where()} was refused ({code}); check "
+                    "the AWS credentials/permissions in the environment."
+                )
+            return StoreError(
+                f"{action} {key!r} on {self._where()} failed: {code or status} "
+                f"{err.response.get('Error', {}).get('Message', '')}".rstrip()
+            )
         if isinstance(err, NoCredentialsError):
-            return StoreError(f"{action} {key!r} on {self._where()}: no AWS credentials found. Set "
-                              "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role.")
+            return StoreError(
+                f"{action} {key!r} on {self._where()}: no AWS credentials found. Set "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role."
+            )
         return StoreUnavailableError(
             f"{action} {key!r} on {self._where()} failed after {self.max_attempts} attempt(s): "
             f"{type(err).__name__}: {err}. Check that the S3 server is running and reachable "
-            "(AWS_ENDPOINT_URL), then retry.")
+            "(AWS_ENDPOINT_URL), then retry."
+        )
 
     def _missing_bucket_error(self) -> StoreError:
         endpoint = "" if "amazonaws.com" in (self.endpoint_url or "") else f" --endpoint-url {self.endpoint_url}"
-        return StoreError(f"S3 bucket {self.bucket!r} does not exist at {self.endpoint_url}. "
-                          f"Create it first, e.g. `aws s3 mb s3://{self.bucket}{endpoint}`.")
+        return StoreError(
+            f"S3 bucket {self.bucket!r} does not exist at {self.endpoint_url}. "
+            f"Create it first, e.g. `aws s3 mb s3://{self.bucket}{endpoint}`."
+        )
 
     def _check_bucket(self) -> None:
         try:
@@ -202,35 +212,40 @@ class S3Store(Store):
 
     def list(self, prefix: str = "") -> list[str]:
         validate_prefix(prefix)
-        keys = []
+        keys: list[str] = []
         with self._errors(prefix, "Listing"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix)
+                Bucket=self.bucket, Prefix=self.prefix + prefix
+            )
             for page in pages:
-                keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
+                keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
         return sorted(keys)
 
-    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
         validate_prefix(prefix)
-        out = []
+        out: list[ObjectInfo] = []
         with self._errors(prefix, "Listing"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix)
+                Bucket=self.bucket, Prefix=self.prefix + prefix
+            )
             for page in pages:
-                out.extend(ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]), obj["LastModified"])
-                           for obj in page.get("Contents", []))
+                out.extend(
+                    ObjectInfo(obj["Key"][len(self.prefix) :], int(obj["Size"]), obj["LastModified"])
+                    for obj in page.get("Contents", [])
+                )
         return sorted(out, key=lambda o: o.key)
 
-    def temp_objects(self) -> list[ObjectInfo]:
+    def temp_objects(self) -> builtins.list[ObjectInfo]:
         # Killed uploads leave multipart parts that are billed but invisible to listings, and a
         # killed conditional-write probe leaves its object.
         out = [o for o in self.list_info(_PROBE_PREFIX)]
         with self._errors("", "Listing multipart uploads of"):
             pages = self._client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.prefix)
+                Bucket=self.bucket, Prefix=self.prefix
+            )
             for page in pages:
                 for up in page.get("Uploads", []):
-                    key = up["Key"][len(self.prefix):]
+                    key = up["Key"][len(self.prefix) :]
                     if _valid_key(key):  # not ours (another tool's upload): not ours to abort
                         out.append(ObjectInfo(f"{key}{_UPLOAD_MARK}{up['UploadId']}", 0, up["Initiated"]))
         return sorted(out, key=lambda o: o.key)
@@ -265,19 +280,22 @@ class S3Store(Store):
     def _put_conditional(self, key: str, data: bytes, *, etag: str | None) -> str:
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         try:
-            resp = self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data),
-                                           **condition)
+            resp = self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data), **condition)
         except ClientError as err:
             code, status = _error_code(err), _status(err)
             if code in _CONFLICT or status in _CONFLICT:
                 expected = "absent" if etag is None else f"at ETag {etag}"
-                raise ConflictError(f"{key!r} on {self._where()} is no longer {expected} "
-                                    f"({code or status}); another writer got there first.") from None
+                raise ConflictError(
+                    f"{key!r} on {self._where()} is no longer {expected} "
+                    f"({code or status}); another writer got there first."
+                ) from None
             if etag is not None and (code in _NOT_FOUND or status == "404"):
-                raise ConflictError(f"{key!r} on {self._where()} was deleted since it was read "
-                                    f"(expected ETag {etag}); another writer changed it.") from None
+                raise ConflictError(
+                    f"{key!r} on {self._where()} was deleted since it was read "
+                    f"(expected ETag {etag}); another writer changed it."
+                ) from None
             if code in _UNSUPPORTED or status == "501":
-                raise self._unsupported(f"it answered {code or status} to a conditional PutObject")
+                raise self._unsupported(f"it answered {code or status} to a conditional PutObject") from None
             raise self._translate(err, key, "Conditionally writing") from None
         except BotoCoreError as err:
             raise self._translate(err, key, "Conditionally writing") from None
@@ -288,7 +306,8 @@ class S3Store(Store):
             f"The S3 server at {self.endpoint_url} does not support conditional writes "
             f"(If-None-Match / If-Match on PutObject): {why}. Without them two runs could both "
             "replace champion.json silently, so boneflow refuses to promote. Use AWS S3, a recent "
-            "MinIO, or a folder store.")
+            "MinIO, or a folder store."
+        )
 
     def check_conditional_writes(self) -> None:
         """Probe once per store: a second create-only write and a wrong If-Match must both be

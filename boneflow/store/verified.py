@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from boneflow.store.base import Store, sha256_file
@@ -16,7 +16,7 @@ from boneflow.store.keys import validate_name, validate_sha256
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def json_bytes(obj: dict) -> bytes:
@@ -27,8 +27,10 @@ def load_json(store: Store, key: str, data: bytes) -> dict:
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise StoreError(f"{key!r} in {store.url} is not valid JSON ({err}); it was written by "
-                         "something else or damaged: inspect or delete it.") from None
+        raise StoreError(
+            f"{key!r} in {store.url} is not valid JSON ({err}); it was written by "
+            "something else or damaged: inspect or delete it."
+        ) from None
     if not isinstance(obj, dict):
         raise StoreError(f"{key!r} in {store.url} should hold a JSON object.")
     return obj
@@ -47,8 +49,10 @@ def check_file_entries(store: Store, key: str, files: dict, *, max_parts: int) -
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise InvalidKeyError(f"size of {name!r} is {size!r}, not a byte count.")
         except InvalidKeyError as err:
-            raise StoreError(f"{key!r} in {store.url} is damaged or was tampered with: {err} "
-                             "Do not use this run or dataset; re-publish it.") from None
+            raise StoreError(
+                f"{key!r} in {store.url} is damaged or was tampered with: {err} "
+                "Do not use this run or dataset; re-publish it."
+            ) from None
     return files
 
 
@@ -68,7 +72,8 @@ def download_verified(store: Store, key: str, dest: Path, *, size: int, sha256: 
                 f"{key!r} in {store.url} does not match its manifest: expected {size} bytes with "
                 f"sha256 {sha256[:16]}..., got {got_size} bytes with sha256 {got_sha[:16]}.... "
                 "The object was changed or damaged after publishing; do not use it (re-publish "
-                "the run or fetch from a good copy).")
+                "the run or fetch from a good copy)."
+            )
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):

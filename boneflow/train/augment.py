@@ -160,8 +160,14 @@ class TrainPreset:
         # Output coords (x, y) in [-1, 1] → source coords: rotate(scale(flip(x, y))) + centre.
         # Rows of the 2x3 affine matrix (theta in affine_grid's terms), one per image.
         theta = torch.stack(
-            [cos * p["width"] * p["flip"], -sin * p["height"], p["cx"],
-             sin * p["width"] * p["flip"], cos * p["height"], p["cy"]],
+            [
+                cos * p["width"] * p["flip"],
+                -sin * p["height"],
+                p["cx"],
+                sin * p["width"] * p["flip"],
+                cos * p["height"],
+                p["cy"],
+            ],
             dim=1,
         )
         # Contrast around each image's mean, brightness, clamp to [0, 1], normalise — folded into
@@ -181,7 +187,9 @@ class TrainPreset:
         for start in range(0, n, block):
             stop = min(n, start + block)
             k = stop - start
-            grid = _affine_grid(theta[start:stop], size, out=_scratch_buffer("grid", (k, size, size, 2), theta.dtype, device))
+            grid = _affine_grid(
+                theta[start:stop], size, out=_scratch_buffer("grid", (k, size, size, 2), theta.dtype, device)
+            )
             source = _scratch_buffer("source", (k, 1, *source_shape), torch.float32, device)
             source.copy_(batch[start:stop].unsqueeze(1))
             # Resample the raw 0..255 values (grid_sample is linear, so /255 folds into the jitter).
@@ -195,6 +203,7 @@ class TrainPreset:
                 return x
             out[start:stop] = x
             del x  # one block output alive at a time: malloc reuses the same region for the next
+        assert out is not None  # a single block returned above
         return out
 
     def __repr__(self) -> str:

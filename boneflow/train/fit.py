@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -30,7 +31,15 @@ from boneflow.train.settings import TrainSettings
 # Settings that shape the training trajectory: a checkpoint written under other values cannot
 # be resumed as "the same run".
 _RESUME_MUST_MATCH = (
-    "image_size", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "patience", "seed", "pretrained",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "label_smoothing",
+    "patience",
+    "seed",
+    "pretrained",
 )
 
 
@@ -171,7 +180,7 @@ def make_optimizer(model: nn.Module, settings: TrainSettings, device: torch.devi
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # Multi-tensor updates: on CPU the per-tensor default loop costs ~0.1-0.3 s a step for 11M
     # parameters (measured here), a large share of a 224 px step; fused kernels on CUDA.
-    speed = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    speed: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
     return torch.optim.AdamW(groups, lr=settings.lr, **speed)
 
 
@@ -234,13 +243,21 @@ def resume_or_start(
     torch.set_rng_state(saved["rng"]["torch"])
     epoch = int(saved["epoch"])
     return RunState(
-        epoch=epoch, history=list(saved["history"]), best=saved["best"],
-        bad_epochs=int(saved["early_stop_counter"]), resumed_from=epoch,
+        epoch=epoch,
+        history=list(saved["history"]),
+        best=saved["best"],
+        bad_epochs=int(saved["early_stop_counter"]),
+        resumed_from=epoch,
     )
 
 
 def checkpoint_dict(
-    state: RunState, model: nn.Module, optimizer: Any, scheduler: Any, settings: TrainSettings, device: torch.device,
+    state: RunState,
+    model: nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    settings: TrainSettings,
+    device: torch.device,
     bf16: bool,
 ) -> dict:
     """Everything a resume needs, as tensors and plain types (weights_only loading allows no more)."""
@@ -280,10 +297,11 @@ def _training_parts(
     resume restores the RNG after it, so both paths draw the same numbers from here on."""
     torch.manual_seed(settings.seed)
     model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
-    model = model.to(device, memory_format=torch.channels_last)
+    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     criterion = nn.CrossEntropyLoss(
         weight=class_weights(train_labels, num_classes).to(device) if settings.class_weighted else None,
-        label_smoothing=settings.label_smoothing
+        label_smoothing=settings.label_smoothing,
     )
     optimizer = make_optimizer(model, settings, device)
     scheduler = make_scheduler(optimizer, settings, steps_per_epoch(len(train_labels), settings.batch_size))
@@ -308,6 +326,14 @@ def _epoch_stats(
     }
 
 
+def _presets(settings: TrainSettings) -> tuple[TrainPreset, EvalPreset]:
+    """The training augmentation and the evaluation crop."""
+    train = TrainPreset(
+        crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
+    )
+    return train, EvalPreset(crop_size=settings.image_size)
+
+
 def fit(
     packed: Any,
     settings: TrainSettings,
@@ -328,19 +354,24 @@ def fit(
     model, criterion, optimizer, scheduler = _training_parts(settings, train_split.labels, len(packed.classes), device)
     state = resume_or_start(checkpoint_dir, settings, model, optimizer, scheduler)
 
-    forward = torch.compile(model) if settings.compile else model
-    train_preset = TrainPreset(crop_size=settings.image_size, degrees=settings.rotation_degrees,
-                               scale=(settings.crop_min_area, 1.0))
-    eval_preset = EvalPreset(crop_size=settings.image_size)
+    forward = cast(nn.Module, torch.compile(model)) if settings.compile else model
+    train_preset, eval_preset = _presets(settings)
     train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
 
     while state.epoch < settings.epochs and not state.stopped(settings.patience):
         state.epoch += 1
         lr = optimizer.param_groups[0]["lr"]
         trained = train_one_epoch(
-            forward, train_data, preset=train_preset, optimizer=optimizer, scheduler=scheduler,
-            criterion=criterion, batch_size=settings.batch_size, generator=epoch_generator(settings.seed, state.epoch),
-            device=device, bf16=bf16,
+            forward,
+            train_data,
+            preset=train_preset,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            criterion=criterion,
+            batch_size=settings.batch_size,
+            generator=epoch_generator(settings.seed, state.epoch),
+            device=device,
+            bf16=bf16,
         )
         validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, device=device, bf16=bf16)
         state.record(model, validated["loss"])

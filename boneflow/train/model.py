@@ -43,7 +43,7 @@ def _error(message: str) -> Exception:
     try:
         from boneflow.errors import BoneflowError
     except ImportError:  # pragma: no cover - only on a bare GPU box
-        BoneflowError = RuntimeError  # noqa: N806
+        return RuntimeError(message)
     return BoneflowError(message)
 
 
@@ -80,8 +80,13 @@ def download_imagenet_state(path: Path, url: str) -> dict[str, torch.Tensor]:
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         state = torch.hub.load_state_dict_from_url(
-            url, model_dir=str(path.parent), file_name=path.name, map_location="cpu",
-            progress=True, check_hash=True, weights_only=True,
+            url,
+            model_dir=str(path.parent),
+            file_name=path.name,
+            map_location="cpu",
+            progress=True,
+            check_hash=True,
+            weights_only=True,
         )
     except (URLError, HTTPException, OSError) as err:
         # HTTPError's reason drops the status code; URLError's str wraps the reason in noise.
@@ -100,8 +105,12 @@ def download_imagenet_state(path: Path, url: str) -> dict[str, torch.Tensor]:
         ) from err
     finally:
         socket.setdefaulttimeout(previous)
-    log.info("pretrained weights %s downloaded and verified: %.1f MiB in %.1fs", path.name,
-             path.stat().st_size / 2**20, time.perf_counter() - started)
+    log.info(
+        "pretrained weights %s downloaded and verified: %.1f MiB in %.1fs",
+        path.name,
+        path.stat().st_size / 2**20,
+        time.perf_counter() - started,
+    )
     return state
 
 
@@ -115,9 +124,11 @@ def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Ten
     if not path.is_file() and weights_path is None:
         state = download_imagenet_state(path, weights_url())
     elif not path.is_file():
-        raise _error(f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
-                     f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
-                     "hub cache, or train from scratch with --no-pretrained.")
+        raise _error(
+            f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
+            f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
+            "hub cache, or train from scratch with --no-pretrained."
+        )
     else:
         state = _load_checked(path)
     if "conv1.weight" not in state:

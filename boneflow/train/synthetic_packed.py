@@ -38,7 +38,7 @@ def bone_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.n
     n = len(labels)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
     angle = rng.uniform(-np.pi / 5, np.pi / 5, n)[:, None, None] + np.pi / 2 * rng.integers(0, 2, n)[:, None, None]
-    cx, cy = (rng.uniform(-0.08, 0.08, (2, n))[..., None, None])
+    cx, cy = rng.uniform(-0.08, 0.08, (2, n))[..., None, None]
     # Coordinates along (u) and across (v) the bar.
     u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
     v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
@@ -52,7 +52,13 @@ def bone_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.n
 
 
 def make_packed(
-    *, size: int = 48, n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0, fractured_share: float = 0.5
+    *,
+    size: int = 48,
+    n_train: int = 256,
+    n_val: int = 64,
+    n_test: int = 64,
+    seed: int = 0,
+    fractured_share: float = 0.5,
 ) -> InMemoryPacked:
     """train/val/test/test_clean splits (test_clean = the first half of test)."""
     rng = np.random.default_rng(seed)

@@ -20,11 +20,15 @@ import pytest
 
 CHROMIUM = os.environ.get("BONEFLOW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
-               "GRADIO_SHARE": "False"}
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1", "GRADIO_SHARE": "False"}
 
 
 def free_port() -> int:
@@ -37,8 +41,10 @@ def wait_http(url: str, *, timeout: float, proc: subprocess.Popen | None = None,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}:\n"
-                               f"{log.read_text()[-3000:] if log else ''}")
+            raise RuntimeError(
+                f"server exited with {proc.returncode} before answering {url}:\n"
+                f"{log.read_text()[-3000:] if log else ''}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status < 500:
@@ -99,11 +105,25 @@ def gradio_app(app_store, tmp_path_factory):
     """`boneflow app` in a subprocess on a free port; yields its URL."""
     work = tmp_path_factory.mktemp("gradio-app")
     port = free_port()
-    env = {**os.environ, **OFFLINE_ENV, "BONEFLOW_CACHE": str(work / "cache"),
-           "GRADIO_TEMP_DIR": str(work / "gradio-tmp")}
+    env = {
+        **os.environ,
+        **OFFLINE_ENV,
+        "BONEFLOW_CACHE": str(work / "cache"),
+        "GRADIO_TEMP_DIR": str(work / "gradio-tmp"),
+    }
     log = work / "app.log"
-    cmd = [sys.executable, "-c", "from boneflow.cli import main; main()", "app",
-           "--store", str(app_store), "--port", str(port), "--max-mb", "1"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from boneflow.cli import main; main()",
+        "app",
+        "--store",
+        str(app_store),
+        "--port",
+        str(port),
+        "--max-mb",
+        "1",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
     try:

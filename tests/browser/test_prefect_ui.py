@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import prefect_stack as ps  # noqa: E402
+import prefect_stack as ps
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -25,7 +22,8 @@ def _form_input(page, label: str):
     return page.locator(
         f"xpath=//span[contains(@class,'schema-form-property__label') and normalize-space()='{label}']"
         "/ancestor::div[contains(concat(' ', normalize-space(@class), ' '), ' schema-form-property ')][1]"
-        "//input").first
+        "//input"
+    ).first
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +42,24 @@ def tiny_defaults(stack, tmp_path_factory) -> dict:
 
     data = tmp_path_factory.mktemp("ui-data")
     write_demo_dataset(data, n=120, seed=4)
-    config = {"data_dir": str(data), "store_url": str(tmp_path_factory.mktemp("ui-store") / "store"),
-              "image_size": 32, "epochs": 2, "batch_size": 32, "patience": 0, "pretrained": False,
-              "workers": 1, "min_accuracy": 0.0, "min_recall": 0.0, "max_regression": 1.0,
-              "min_gate_n": 0, "dispatch": "local"}
-    _api_retrying(stack, "PATCH", f"/deployments/{stack.deployments['retrain/retrain']}",
-                  {"parameters": {"config": config}})
+    config = {
+        "data_dir": str(data),
+        "store_url": str(tmp_path_factory.mktemp("ui-store") / "store"),
+        "image_size": 32,
+        "epochs": 2,
+        "batch_size": 32,
+        "patience": 0,
+        "pretrained": False,
+        "workers": 1,
+        "min_accuracy": 0.0,
+        "min_recall": 0.0,
+        "max_regression": 1.0,
+        "min_gate_n": 0,
+        "dispatch": "local",
+    }
+    _api_retrying(
+        stack, "PATCH", f"/deployments/{stack.deployments['retrain/retrain']}", {"parameters": {"config": config}}
+    )
     return config
 
 
@@ -115,8 +125,10 @@ def _custom_run_and_report(stack, page, screenshot_dir):
     plot.wait_for(timeout=UI_TIMEOUT_MS)
     plot.scroll_into_view_if_needed()
     width = page.wait_for_function(
-        "img => img.complete && img.naturalWidth > 0 ? img.naturalWidth : null", arg=plot.element_handle(),
-        timeout=UI_TIMEOUT_MS).json_value()
+        "img => img.complete && img.naturalWidth > 0 ? img.naturalWidth : null",
+        arg=plot.element_handle(),
+        timeout=UI_TIMEOUT_MS,
+    ).json_value()
     assert width > 50
     shot = screenshot_dir / "prefect-report-plots.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -129,8 +141,11 @@ def _custom_run_and_report(stack, page, screenshot_dir):
 
 
 def _runs_with_one_epoch(stack) -> list[dict]:
-    return [r for r in ps.flow_runs_of(stack, "retrain/retrain")
-            if not r["auto_scheduled"] and r["parameters"].get("config", {}).get("epochs") == 1]
+    return [
+        r
+        for r in ps.flow_runs_of(stack, "retrain/retrain")
+        if not r["auto_scheduled"] and r["parameters"].get("config", {}).get("epochs") == 1
+    ]
 
 
 def _submit(stack, page, attempts: int = 3) -> list[dict]:

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import prefect_stack as ps  # noqa: E402
-from recording_apis import RecordingDockerAPI, RecordingKubernetesAPI  # noqa: E402
+import prefect_stack as ps
+from recording_apis import RecordingDockerAPI, RecordingKubernetesAPI
 
 pytest.importorskip("prefect_kubernetes", reason="pip install -e '.[kubernetes]' (scripts/setup.sh does)")
 pytest.importorskip("prefect_docker", reason="pip install -e '.[docker]' (scripts/setup.sh does)")
@@ -46,16 +45,40 @@ def stack(tmp_path_factory):
     stack = ps.LocalStack(tmp_path_factory.mktemp("gpu-pools") / "prefect", port=ps.free_port())
     try:
         stack.start_server()
-        stack.prefect("work-pool", "create", "cpu", "--type", "process", "--overwrite",
-                      "--base-job-template", str(POOLS / "process.json"))
+        stack.prefect(
+            "work-pool",
+            "create",
+            "cpu",
+            "--type",
+            "process",
+            "--overwrite",
+            "--base-job-template",
+            str(POOLS / "process.json"),
+        )
         for pool, kind in (("gpu", "kubernetes"), ("gpu-docker", "docker")):
-            stack.prefect("work-pool", "create", pool, "--type", kind, "--overwrite",
-                          "--base-job-template", str(POOLS / f"gpu-{kind}.json"))
+            stack.prefect(
+                "work-pool",
+                "create",
+                pool,
+                "--type",
+                kind,
+                "--overwrite",
+                "--base-job-template",
+                str(POOLS / f"gpu-{kind}.json"),
+            )
         stack.deployments = stack.deploy()
         train_gpu = stack.api("GET", f"/deployments/{stack.deployments['train/train-gpu']}")
-        docker_dep = stack.api("POST", "/deployments/", {
-            "name": "train-docker", "flow_id": train_gpu["flow_id"], "work_pool_name": "gpu-docker",
-            "entrypoint": train_gpu["entrypoint"], "pull_steps": train_gpu["pull_steps"]})
+        docker_dep = stack.api(
+            "POST",
+            "/deployments/",
+            {
+                "name": "train-docker",
+                "flow_id": train_gpu["flow_id"],
+                "work_pool_name": "gpu-docker",
+                "entrypoint": train_gpu["entrypoint"],
+                "pull_steps": train_gpu["pull_steps"],
+            },
+        )
         stack.deployments["train/train-docker"] = docker_dep["id"]
         yield stack
     finally:
@@ -63,9 +86,11 @@ def stack(tmp_path_factory):
 
 
 def _k8s_worker_env(k8s: RecordingKubernetesAPI, folder: Path) -> dict:
-    return {"KUBECONFIG": str(k8s.write_kubeconfig(folder)),
-            # the observer watches pods cluster-wide (kopf); the stand-in serves only Jobs
-            "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_ENABLED": "false"}
+    return {
+        "KUBECONFIG": str(k8s.write_kubeconfig(folder)),
+        # the observer watches pods cluster-wide (kopf); the stand-in serves only Jobs
+        "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_ENABLED": "false",
+    }
 
 
 def _run_worker_once(stack, pool: str, kind: str, extra_env: dict, timeout: float = 180) -> str:
@@ -74,9 +99,28 @@ def _run_worker_once(stack, pool: str, kind: str, extra_env: dict, timeout: floa
     for name in IN_CLUSTER_ENV:
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", kind,
-         "--run-once", "--install-policy", "never", "--name", f"once-{kind}"],
-        cwd=stack.project_dir, env=env, capture_output=True, text=True, timeout=timeout)
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "worker",
+            "start",
+            "--pool",
+            pool,
+            "--type",
+            kind,
+            "--run-once",
+            "--install-policy",
+            "never",
+            "--name",
+            f"once-{kind}",
+        ],
+        cwd=stack.project_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     return output
@@ -92,8 +136,11 @@ def _wait_for_infrastructure(stack, flow_run_id: str, timeout: float = 30) -> di
 
 
 def test_kubernetes_worker_posts_a_gpu_job(stack, tmp_path):
-    flow_run_id = stack.api("POST", f"/deployments/{stack.deployments['train/train-gpu']}/create_flow_run",
-                            {"parameters": TRAIN_PARAMS, "job_variables": {"image": IMAGE}})["id"]
+    flow_run_id = stack.api(
+        "POST",
+        f"/deployments/{stack.deployments['train/train-gpu']}/create_flow_run",
+        {"parameters": TRAIN_PARAMS, "job_variables": {"image": IMAGE}},
+    )["id"]
     with RecordingKubernetesAPI() as k8s:
         output = _run_worker_once(stack, "gpu", "kubernetes", _k8s_worker_env(k8s, tmp_path))
         jobs = k8s.bodies("POST", "/apis/batch/v1/namespaces/boneflow/jobs")
@@ -132,14 +179,24 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
     from tasks.training import _wait_until_final
 
     flow_run_id = SHARED["submitted_job_run"]
-    with temporary_settings({PREFECT_API_URL: stack.api_url}), get_client(sync_client=True) as client:
-        with pytest.raises(RuntimeError, match=r"did not start on work pool 'gpu' within 3s \(it was \w+\); it is cancelled"):
-            _wait_until_final(client, client.read_flow_run(flow_run_id), 3)
+    with (
+        temporary_settings({PREFECT_API_URL: stack.api_url}),
+        get_client(sync_client=True) as client,
+        pytest.raises(
+            RuntimeError, match=r"did not start on work pool 'gpu' within 3s \(it was \w+\); it is cancelled"
+        ),
+    ):
+        _wait_until_final(client, client.read_flow_run(flow_run_id), 3)
     assert ps.flow_run(stack, flow_run_id)["state"]["type"] == "CANCELLED"
 
-    done = subprocess.run([sys.executable, "-m", "prefect", "flow-run", "execute", flow_run_id],
-                          cwd=stack.project_dir, env={**stack.env(), "PREFECT__FLOW_RUN_ID": flow_run_id},
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "flow-run", "execute", flow_run_id],
+        cwd=stack.project_dir,
+        env={**stack.env(), "PREFECT__FLOW_RUN_ID": flow_run_id},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0 and "already in Cancelled state, skipping" in output, output[-3000:]
     states = stack.api("GET", f"/flow_run_states/?flow_run_id={flow_run_id}")
@@ -148,8 +205,9 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
 
 
 def test_docker_worker_creates_a_gpu_container(stack):
-    flow_run_id = stack.api("POST", f"/deployments/{stack.deployments['train/train-docker']}/create_flow_run",
-                            {"parameters": TRAIN_PARAMS})["id"]
+    flow_run_id = stack.api(
+        "POST", f"/deployments/{stack.deployments['train/train-docker']}/create_flow_run", {"parameters": TRAIN_PARAMS}
+    )["id"]
     with RecordingDockerAPI() as docker:
         output = _run_worker_once(stack, "gpu-docker", "docker", {"DOCKER_HOST": docker.docker_host})
         created = docker.bodies("POST", r"(/v[\d.]+)?/containers/create")
@@ -159,8 +217,9 @@ def test_docker_worker_creates_a_gpu_container(stack):
     host = body["HostConfig"]
     assert body["Image"] == "boneflow-gpu:latest"
     assert [{k: r[k] for k in ("Driver", "Count", "Capabilities")} for r in host["DeviceRequests"]] == [
-        {"Driver": "nvidia", "Count": 1, "Capabilities": [["gpu"]]}]
-    assert host["ShmSize"] == 2 * 1024 ** 3
+        {"Driver": "nvidia", "Count": 1, "Capabilities": [["gpu"]]}
+    ]
+    assert host["ShmSize"] == 2 * 1024**3
     assert "IpcMode" not in host or host["IpcMode"] in ("", None)
     env = dict(item.split("=", 1) for item in body["Env"])
     assert env["BONEFLOW_PROJECT_DIR"] == "/opt/boneflow" and env["PREFECT__FLOW_RUN_ID"] == flow_run_id
@@ -176,10 +235,31 @@ def test_no_gpu_worker_dispatch_times_out_and_cancels_the_training_run(stack, tm
     env = {**stack.env(), "BONEFLOW_WORK_DIR": str(tmp_path / "work")}
     t0 = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", BONEFLOW_CLI, "run", "--data-dir", str(data), "--store", str(tmp_path / "store"),
-         "--dispatch", "deployment", "--dispatch-start-timeout", "40", "--image-size", "32",
-         "--epochs", "1", "--no-pretrained"],
-        cwd=stack.project_dir, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            BONEFLOW_CLI,
+            "run",
+            "--data-dir",
+            str(data),
+            "--store",
+            str(tmp_path / "store"),
+            "--dispatch",
+            "deployment",
+            "--dispatch-start-timeout",
+            "40",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--no-pretrained",
+        ],
+        cwd=stack.project_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     seconds = time.perf_counter() - t0
     error = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
     assert done.returncode == 1, (done.returncode, done.stdout[-2000:], done.stderr[-3000:])

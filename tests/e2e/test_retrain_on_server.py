@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import prefect_stack as ps  # noqa: E402
+import prefect_stack as ps
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -28,10 +26,22 @@ SHARED: dict[str, dict] = {}  # runs one test hands to the next (the tests run i
 
 def _config(data_dir: Path, **overrides) -> dict:
     # tiny and fast: 32 px crops, 2 epochs, random init; the floors at 0 so the first run promotes
-    return {"data_dir": str(data_dir), "store_url": f"s3://{BUCKET}/{PREFIX}", "image_size": 32,
-            "epochs": 2, "batch_size": 32, "patience": 0, "pretrained": False, "workers": 2,
-            "min_accuracy": 0.0, "min_recall": 0.0, "max_regression": 1.0, "min_gate_n": 0,
-            "dispatch": "deployment", **overrides}
+    return {
+        "data_dir": str(data_dir),
+        "store_url": f"s3://{BUCKET}/{PREFIX}",
+        "image_size": 32,
+        "epochs": 2,
+        "batch_size": 32,
+        "patience": 0,
+        "pretrained": False,
+        "workers": 2,
+        "min_accuracy": 0.0,
+        "min_recall": 0.0,
+        "max_regression": 1.0,
+        "min_gate_n": 0,
+        "dispatch": "deployment",
+        **overrides,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +57,9 @@ def dataset(tmp_path_factory) -> Path:
 def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("stack")
     t0 = time.perf_counter()
-    with ps.running_stack(base / "prefect", s3_bucket=BUCKET,
-                          extra_env={"BONEFLOW_WORK_DIR": str(base / "work")}) as stack:
+    with ps.running_stack(
+        base / "prefect", s3_bucket=BUCKET, extra_env={"BONEFLOW_WORK_DIR": str(base / "work")}
+    ) as stack:
         TIMES["stack_up_s"] = time.perf_counter() - t0
         yield stack
     print(f"\ne2e timings: {json.dumps({k: round(v, 1) for k, v in TIMES.items()})}")
@@ -58,8 +69,13 @@ def stack(tmp_path_factory):
 def s3(stack):
     import boto3
 
-    return boto3.client("s3", endpoint_url=stack.s3_endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def _champion(s3) -> tuple[dict, str]:
@@ -103,32 +119,55 @@ def test_run_button_trains_on_gpu_pool_and_promotes(stack, dataset, s3):
     def has_artifacts():
         keys = {a["key"] for a in ps.artifacts(stack, run["id"]) if a["key"]}
         rid = champion["run_id"].lower()
-        for expected in ("report", "per-class-metrics", "exclusions", "leakage-pairs", "roc",
-                         "confusion-matrix", "augmentation-preview", "link-model"):
+        for expected in (
+            "report",
+            "per-class-metrics",
+            "exclusions",
+            "leakage-pairs",
+            "roc",
+            "confusion-matrix",
+            "augmentation-preview",
+            "link-model",
+        ):
             assert f"{expected}-{rid}" in keys, (expected, keys)
         report = next(a for a in ps.artifacts(stack, run["id"]) if a["key"] == f"report-{rid}")
         assert "data:image/png;base64," in report["data"] and "Gate: PASSED" in report["data"]
         progress = ps.artifacts(stack, children[0]["id"])
         assert any(a["key"] == f"training-progress-{rid}" and a["data"] == 100.0 for a in progress)
+
     _eventually(has_artifacts)
     assert any(line.startswith("epoch 2/2") for line in ps.logs(stack, children[0]["id"]))
-    TIMES["first_run_prefect_overhead_s"] = _overhead(stack, run["id"], children[0]["id"],
-                                                      TIMES["first_run_s"])
+    TIMES["first_run_prefect_overhead_s"] = _overhead(stack, run["id"], children[0]["id"], TIMES["first_run_s"])
 
 
 def _overhead(stack, parent_id: str, child_id: str, wall_s: float) -> float:
     """Wall time from the Run button to Completed minus the time spent inside the stages
     (task bodies of both flow runs; the dispatch task only waits, so it is left out)."""
     work = sum(t["total_run_time"] for t in ps.task_runs(stack, child_id))
-    work += sum(t["total_run_time"] for t in ps.task_runs(stack, parent_id)
-                if t["name"].rsplit("-", 1)[0] in _STAGES)
+    work += sum(t["total_run_time"] for t in ps.task_runs(stack, parent_id) if t["name"].rsplit("-", 1)[0] in _STAGES)
     return wall_s - work
 
 
-_STAGES = {"acquire_dataset", "fetch_packed_dataset", "validate", "audit", "pack_and_store",
-           "dataset_artifacts", "augmentation_preview", "read_champion_pointer", "evaluate_candidate",
-           "evaluate_champion", "gate", "write_run_files", "publish_run_files", "report_artifacts",
-           "promote_champion", "fetch_training_data", "fetch_run_checkpoints", "fit_model"}
+_STAGES = {
+    "acquire_dataset",
+    "fetch_packed_dataset",
+    "validate",
+    "audit",
+    "pack_and_store",
+    "dataset_artifacts",
+    "augmentation_preview",
+    "read_champion_pointer",
+    "evaluate_candidate",
+    "evaluate_champion",
+    "gate",
+    "write_run_files",
+    "publish_run_files",
+    "report_artifacts",
+    "promote_champion",
+    "fetch_training_data",
+    "fetch_run_checkpoints",
+    "fit_model",
+}
 
 
 def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, dataset, s3):
@@ -143,6 +182,7 @@ def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, dataset, 
         found = {a["key"]: a for a in ps.artifacts(stack, run["id"]) if a["key"]}
         assert "failure-retrain" in found and "`gate`" in found["failure-retrain"]["data"]
         assert any(k.startswith("report-") for k in found)
+
     _eventually(has_failure_artifact)
     SHARED["rejected_run"] = run  # the next test retries it
 
@@ -162,6 +202,7 @@ def test_ui_retry_reuses_finished_stages(stack, s3):
         for stage in ("acquire_dataset", "train_on_gpu_pool", "evaluate_candidate", "publish_run_files"):
             assert "Cached" in states.get(stage, []), (stage, states)
         assert "validate" not in states  # the packed dataset came back from the store
+
     _eventually(reused)
 
 
@@ -178,13 +219,11 @@ def _wait_for_checkpoint(s3, run_suffix: str, timeout: float = 300) -> str:
 
 def test_killed_gpu_worker_then_retry_resumes_from_checkpoint(stack, dataset, s3):
     t0 = time.perf_counter()
-    flow_run_id = ps.trigger(stack, "retrain/retrain",
-                             {"config": _config(dataset, epochs=4, seed=2, force=True)})
+    flow_run_id = ps.trigger(stack, "retrain/retrain", {"config": _config(dataset, epochs=4, seed=2, force=True)})
     suffix = flow_run_id.replace("-", "")[:6]
     key = _wait_for_checkpoint(s3, suffix)
     stack.kill_worker("gpu")  # the machine dies mid-training, flow run process and all
-    child = next(r for r in ps.flow_runs_of(stack, "train/train-gpu")
-                 if r["parameters"]["run_id"].endswith(suffix))
+    child = next(r for r in ps.flow_runs_of(stack, "train/train-gpu") if r["parameters"]["run_id"].endswith(suffix))
     assert ps.flow_run(stack, child["id"])["state"]["type"] == "RUNNING"
     run_id = key.split("/")[2]
     assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/runs/{run_id}/train_result.json").get("Contents")

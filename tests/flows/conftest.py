@@ -35,8 +35,19 @@ def tiny_config(demo_data, tmp_path):
     from boneflow.config import RetrainConfig
 
     def make(**overrides) -> RetrainConfig:
-        fields = dict(data_dir=str(demo_data), store_url=str(tmp_path / "store"), image_size=32,
-                      epochs=1, batch_size=32, pretrained=False, workers=2, min_accuracy=0.0,
-                      min_recall=0.0, max_regression=1.0, min_gate_n=0)
+        fields = dict(
+            data_dir=str(demo_data),
+            store_url=str(tmp_path / "store"),
+            image_size=32,
+            epochs=1,
+            batch_size=32,
+            pretrained=False,
+            workers=2,
+            min_accuracy=0.0,
+            min_recall=0.0,
+            max_regression=1.0,
+            min_gate_n=0,
+        )
         return RetrainConfig(**{**fields, **overrides})
+
     return make

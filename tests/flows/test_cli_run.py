@@ -7,9 +7,9 @@ import pytest
 from prefect.states import Completed, Failed
 from typer.testing import CliRunner
 
+from boneflow.config import RetrainConfig
 from flows.cli import app
 from flows.cli_run import EXIT_REJECTED, _summary
-from boneflow.config import RetrainConfig
 
 pytestmark = pytest.mark.flows
 runner = CliRunner()

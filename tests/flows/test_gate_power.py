@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from flow_helpers import artifacts_of
-from flows.retrain import retrain
 
 from flows.cli_run import EXIT_REJECTED, _summary
+from flows.retrain import retrain
 from tasks.artifacts import QUALITY_KEY
 
 pytestmark = pytest.mark.flows
@@ -24,8 +24,9 @@ def _quality_history() -> list:
     from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[QUALITY_KEY])),
-                                     sort=ArtifactSort.CREATED_DESC)
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[QUALITY_KEY])), sort=ArtifactSort.CREATED_DESC
+        )
 
 
 def test_too_few_images_refuses_then_a_judged_run_adds_to_the_quality_history(tiny_config, capsys):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from flow_helpers import artifacts_of, task_names_of
+
 from flows.retrain import retrain
 
 pytestmark = pytest.mark.flows
@@ -22,8 +23,16 @@ def test_first_run_promotes_then_same_data_and_config_is_skipped(tiny_config):
     assert champion["run_id"] == summary["run_id"]
     assert champion["config_fingerprint"] == config.fingerprint()
     manifest = json.loads((store / "runs" / summary["run_id"] / "manifest.json").read_text())
-    for name in ("model.safetensors", "metrics.json", "report.md", "model_card.md", "roc.png",
-                 "train_result.json", "cleaning_report.json", "leakage_report.json"):
+    for name in (
+        "model.safetensors",
+        "metrics.json",
+        "report.md",
+        "model_card.md",
+        "roc.png",
+        "train_result.json",
+        "cleaning_report.json",
+        "leakage_report.json",
+    ):
         assert name in manifest["files"], name
     assert (store / "datasets" / champion["dataset_fingerprint"] / str(config.pack_size) / "index.json").is_file()
     run_dir = store / "runs" / summary["run_id"]
@@ -69,6 +78,8 @@ def test_a_champion_trained_at_another_size_is_rescored_and_compared(tiny_config
     # paired on the same images: the counts add up to the judged split and carry McNemar's p
     paired = metrics["gate"]["paired"]
     assert paired["n"] == metrics["splits"]["test_clean"]["n"]
-    assert paired["both_right"] + paired["candidate_only"] + paired["champion_only"] + paired["both_wrong"] == paired["n"]
+    assert (
+        paired["both_right"] + paired["candidate_only"] + paired["champion_only"] + paired["both_wrong"] == paired["n"]
+    )
     assert 0 < paired["mcnemar_p"] <= 1 and "McNemar exact p" in " ".join(rescored)
     assert metrics["gate"]["champion"]["accuracy"] == champion_test["splits"]["test_clean"]["accuracy"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from flow_helpers import artifacts_of
+
 from flows.retrain import retrain
 
 pytestmark = pytest.mark.flows

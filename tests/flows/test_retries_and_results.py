@@ -7,7 +7,7 @@ import ast
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,11 +33,14 @@ def _task_runs(flow_run_id) -> dict:
     return {r.name.rsplit("-", 1)[0]: r for r in runs}
 
 
-@pytest.mark.parametrize("error,attempts", [
-    (ChampionConflictError("champion.json changed since it was read"), 1),
-    (IntegrityError("runs/x/model.safetensors does not match its manifest"), 1),
-    (StoreUnavailableError("store unreachable"), 3),  # transient: retried as configured
-])
+@pytest.mark.parametrize(
+    "error,attempts",
+    [
+        (ChampionConflictError("champion.json changed since it was read"), 1),
+        (IntegrityError("runs/x/model.safetensors does not match its manifest"), 1),
+        (StoreUnavailableError("store unreachable"), 3),  # transient: retried as configured
+    ],
+)
 def test_only_transient_errors_are_retried(error, attempts):
     calls: list[int] = []
 
@@ -94,9 +97,10 @@ def test_gate_advice_names_the_run_folder():
     from prefect.client.schemas.objects import FlowRun
     from prefect.states import Failed
 
-    created = datetime(2026, 11, 23, 3, 0, 5, tzinfo=timezone.utc)
-    run = FlowRun(id=uuid.UUID("abcdef12-0000-4000-8000-000000000000"), name="brave-otter",
-                  flow_id=uuid.uuid4(), created=created)
+    created = datetime(2026, 11, 23, 3, 0, 5, tzinfo=UTC)
+    run = FlowRun(
+        id=uuid.UUID("abcdef12-0000-4000-8000-000000000000"), name="brave-otter", flow_id=uuid.uuid4(), created=created
+    )
     write_failure_artifact(retrain, run, Failed(message="Gate rejected: test_clean accuracy 0.5 < 0.9"))
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -120,8 +124,9 @@ def _child_flow_run_ids(flow_run_id) -> list:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id]))
+        )
     return [c.id for c in children]
 
 
@@ -132,12 +137,25 @@ def test_persisted_results_are_plain_json_not_pickles(tiny_config):
     runs = {}
     for run_id in [flow_run_id, *_child_flow_run_ids(flow_run_id)]:  # retrain and its train subflow
         runs |= _task_runs(run_id)
-    stored = {name: r.state.data for name, r in runs.items()
-              if r.state is not None and getattr(r.state.data, "storage_key", None)
-              and Path(r.state.data.storage_key).is_file()}  # NO_CACHE tasks are never persisted
+    stored = {
+        name: r.state.data
+        for name, r in runs.items()
+        if r.state is not None
+        and getattr(r.state.data, "storage_key", None)
+        and Path(r.state.data.storage_key).is_file()
+    }  # NO_CACHE tasks are never persisted
     stored["retrain"] = state.data.metadata  # the flow's own result
-    assert {"acquire_dataset", "pack_and_store", "augmentation_preview", "fit_model", "train",
-            "evaluate_candidate", "evaluate_champion", "publish_run_files", "promote_champion"} <= set(stored)
+    assert {
+        "acquire_dataset",
+        "pack_and_store",
+        "augmentation_preview",
+        "fit_model",
+        "train",
+        "evaluate_candidate",
+        "evaluate_champion",
+        "publish_run_files",
+        "promote_champion",
+    } <= set(stored)
     for name, meta in stored.items():
         assert meta.serializer.type == "json", name
         # local result storage: the key is the file's path. Task records wrap the payload with

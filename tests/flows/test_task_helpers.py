@@ -26,8 +26,10 @@ def test_artifact_key_is_lowercase_digits_dashes():
 def test_inline_images_replaces_only_known_plots(tmp_path):
     png = tmp_path / "roc.png"
     png.write_bytes(b"\x89PNG fake")
-    md = inline_images("![roc](roc.png) ![cm](confusion_matrix.png)",
-                       {"roc.png": png, "confusion_matrix.png": tmp_path / "missing.png"})
+    md = inline_images(
+        "![roc](roc.png) ![cm](confusion_matrix.png)",
+        {"roc.png": png, "confusion_matrix.png": tmp_path / "missing.png"},
+    )
     assert "![roc](data:image/png;base64," in md and "![cm](confusion_matrix.png)" in md
 
 
@@ -68,6 +70,11 @@ def test_run_id_is_a_store_run_id_and_stable_within_a_flow_run():
 def test_per_class_rows_from_confusion():
     rows = _per_class_rows({"test": {"confusion": [[8, 2], [1, 9]]}})
     by_class = {r["class"]: r for r in rows}
-    assert by_class["fractured"] == {"split": "test", "class": "fractured", "n": 10, "recall": 0.9,
-                                     "precision": round(9 / 11, 4)}
+    assert by_class["fractured"] == {
+        "split": "test",
+        "class": "fractured",
+        "n": 10,
+        "recall": 0.9,
+        "precision": round(9 / 11, 4),
+    }
     assert by_class["not fractured"]["recall"] == 0.8 and by_class["not fractured"]["n"] == 10

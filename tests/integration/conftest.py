@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for s3_helpers
-
-from s3_helpers import set_test_aws_env, start_moto_server  # noqa: E402
+from s3_helpers import set_test_aws_env, start_moto_server
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,8 @@ everything younger than the grace period stay."""
 from __future__ import annotations
 
 import json
-import sys
 import time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from typer.testing import CliRunner
@@ -16,9 +14,7 @@ from typer.testing import CliRunner
 from boneflow.cli import app
 from boneflow.gc import collect_garbage
 from boneflow.store import open_store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gc_helpers import add_checkpoints, keys_of, publish, run_ids  # noqa: E402
+from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +24,9 @@ GRACE_HOURS = "0.0005"
 
 
 def _gc(url: str, *extra: str) -> dict:
-    result = CliRunner().invoke(app, ["gc", "--store", url, "--skip-work-dir", "--keep-runs", "1",
-                                      "--grace-hours", GRACE_HOURS, *extra])
+    result = CliRunner().invoke(
+        app, ["gc", "--store", url, "--skip-work-dir", "--keep-runs", "1", "--grace-hours", GRACE_HOURS, *extra]
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -47,7 +44,7 @@ def test_gc_on_s3_deletes_exactly_the_right_objects(s3_server, s3_bucket, tmp_pa
     store.put_bytes("boneflow-probe/0123456789abcdef", b"1")  # a probe a killed promotion left
     # S3 LastModified has whole seconds: >1 s on each side of `split` keeps old and young apart.
     time.sleep(1.1)
-    split = datetime.now(timezone.utc)
+    split = datetime.now(UTC)
     time.sleep(1.1)
     add_checkpoints(store, young_e, tmp_path)  # a run still training: no manifest yet
     publish(store, young_f)
@@ -55,9 +52,12 @@ def test_gc_on_s3_deletes_exactly_the_right_objects(s3_server, s3_bucket, tmp_pa
     # Judged at `split + grace`: everything before split is exactly old enough, after it young,
     # however long the calls below take.
     grace = timedelta(hours=24)
-    expected = (keys_of(store, old_a) | keys_of(store, abandoned)
-                | keys_of(store, old_b)  # newest 1 finished run is young_f, so old_b goes whole
-                | {f"runs/{old_a}/big.pt#upload={killed_upload['UploadId']}", "boneflow-probe/0123456789abcdef"})
+    expected = (
+        keys_of(store, old_a)
+        | keys_of(store, abandoned)
+        | keys_of(store, old_b)  # newest 1 finished run is young_f, so old_b goes whole
+        | {f"runs/{old_a}/big.pt#upload={killed_upload['UploadId']}", "boneflow-probe/0123456789abcdef"}
+    )
 
     dry = collect_garbage(store, work_dir=None, keep_runs=1, grace=grace, dry_run=True, now=split + grace)
     assert {i["key"] for i in dry["store_objects"]["would_delete"]} == expected
@@ -69,9 +69,11 @@ def test_gc_on_s3_deletes_exactly_the_right_objects(s3_server, s3_bucket, tmp_pa
     assert set(store.list()) == before - deleted
     assert store.temp_objects() == []
     assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
-    assert report["kept_runs"] == {champion: "champion",
-                                   young_e: "younger than the grace period (may still be running)",
-                                   young_f: "younger than the grace period (may still be running)"}
+    assert report["kept_runs"] == {
+        champion: "champion",
+        young_e: "younger than the grace period (may still be running)",
+        young_f: "younger than the grace period (may still be running)",
+    }
     assert keys_of(store, champion) == {k for k in before if k.startswith(f"runs/{champion}/")}
     assert store.exists("champion.json")
 
@@ -86,7 +88,14 @@ def test_checkpoints_of_the_newest_finished_runs_go_their_model_stays(s3_server,
     time.sleep(2.5)
     report = _gc(url)
     assert {i["key"] for i in report["store_objects"]["deleted"]} == {
-        f"runs/{kept}/checkpoints/epoch-0001.pt", f"runs/{kept}/checkpoints/epoch-0002.pt",
-        f"runs/{kept}/checkpoints/index.json"}
+        f"runs/{kept}/checkpoints/epoch-0001.pt",
+        f"runs/{kept}/checkpoints/epoch-0002.pt",
+        f"runs/{kept}/checkpoints/index.json",
+    }
     assert {k.rsplit("/", 1)[1] for k in keys_of(store, kept)} == {
-        "manifest.json", "model.safetensors", "model.json", "metrics.json", "report.md"}
+        "manifest.json",
+        "model.safetensors",
+        "model.json",
+        "metrics.json",
+        "report.md",
+    }

@@ -3,18 +3,14 @@ champion once the store is back and the backoff has passed."""
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from boneflow.serve.app import XrayApp
 from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.examples import write_examples
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3_helpers import set_test_aws_env, start_moto_server  # noqa: E402
+from s3_helpers import set_test_aws_env, start_moto_server
 
 pytestmark = pytest.mark.integration
 

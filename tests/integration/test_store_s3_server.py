@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from boneflow.publish import (
     read_champion,
     read_manifest,
 )
-from boneflow.transfer import fetch_dataset, upload_dataset
 from boneflow.store import (
     CHAMPION_KEY,
     ConditionalWritesUnsupportedError,
@@ -46,9 +44,8 @@ from boneflow.store import (
     new_run_id,
     open_store,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from s3_helpers import TEST_AWS_ENV, start_moto_server  # noqa: E402
+from boneflow.transfer import fetch_dataset, upload_dataset
+from s3_helpers import TEST_AWS_ENV, start_moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -59,15 +56,25 @@ FAST = {"max_attempts": 2, "connect_timeout": 1, "read_timeout": 1}  # bounded f
 def _files(tmp_path: Path, tag: str) -> dict:
     model = tmp_path / f"model-{tag}.safetensors"
     model.write_bytes(os.urandom(300_000))
-    return {"model.safetensors": model, "model.json": b'{"architecture": "resnet18"}',
-            "metrics.json": json.dumps(METRICS).encode(), "report.md": b"# r\n",
-            "model_card.md": b"# card\n", "confusion_matrix.png": os.urandom(2000),
-            "checkpoints/epoch-0001.pt": os.urandom(5000)}
+    return {
+        "model.safetensors": model,
+        "model.json": b'{"architecture": "resnet18"}',
+        "metrics.json": json.dumps(METRICS).encode(),
+        "report.md": b"# r\n",
+        "model_card.md": b"# card\n",
+        "confusion_matrix.png": os.urandom(2000),
+        "checkpoints/epoch-0001.pt": os.urandom(5000),
+    }
 
 
 def _champion(manifest: dict) -> dict:
-    return champion_record(run_id=manifest["run_id"], manifest=manifest, metrics=METRICS,
-                           dataset_fingerprint="ab" * 8, config_fingerprint="cd" * 8)
+    return champion_record(
+        run_id=manifest["run_id"],
+        manifest=manifest,
+        metrics=METRICS,
+        dataset_fingerprint="ab" * 8,
+        config_fingerprint="cd" * 8,
+    )
 
 
 def _second_client(endpoint_url):
@@ -76,12 +83,14 @@ def _second_client(endpoint_url):
     return boto3.session.Session(
         aws_access_key_id=TEST_AWS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=TEST_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-        region_name="us-east-1").client("s3", endpoint_url=endpoint_url)
+        region_name="us-east-1",
+    ).client("s3", endpoint_url=endpoint_url)
 
 
 def test_basic_ops_endpoint_from_env_and_multipart(s3_bucket, s3_server, tmp_path):
-    store = open_store(f"s3://{s3_bucket}/pre/fix", multipart_threshold=5 * 1024 * 1024,
-                       multipart_chunksize=5 * 1024 * 1024)
+    store = open_store(
+        f"s3://{s3_bucket}/pre/fix", multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
     assert store.endpoint_url == s3_server["endpoint_url"]  # from AWS_ENDPOINT_URL alone
     store.put_bytes("runs/a/x.json", b"{}")
     assert store.get_bytes("runs/a/x.json") == b"{}"
@@ -106,7 +115,9 @@ def head_etag(store, key):
 
 def test_missing_bucket_is_named_with_how_to_create(s3_server, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint_url"])
-    with pytest.raises(StoreError, match=r"bucket 'no-such-bucket' does not exist.*aws s3 mb s3://no-such-bucket --endpoint-url"):
+    with pytest.raises(
+        StoreError, match=r"bucket 'no-such-bucket' does not exist.*aws s3 mb s3://no-such-bucket --endpoint-url"
+    ):
         open_store("s3://no-such-bucket/x")
 
 
@@ -147,8 +158,7 @@ def test_publish_same_layout_as_local_and_hashes_match_for_other_readers(s3_buck
         manifest = publish_run(store, run_id, files)
         promote(store, _champion(manifest), expected_etag=None)
     assert s3.list() == local.list()
-    assert s3.list() == sorted([CHAMPION_KEY, f"runs/{run_id}/manifest.json"]
-                               + [f"runs/{run_id}/{n}" for n in files])
+    assert s3.list() == sorted([CHAMPION_KEY, f"runs/{run_id}/manifest.json"] + [f"runs/{run_id}/{n}" for n in files])
     # A second, independent boto3 session reads every object and checks the manifest.
     other = _second_client(s3_server["endpoint_url"])
     manifest = json.loads(other.get_object(Bucket=s3_bucket, Key=f"team/runs/{run_id}/manifest.json")["Body"].read())
@@ -165,12 +175,25 @@ def test_publish_same_layout_as_local_and_hashes_match_for_other_readers(s3_buck
 def test_aws_cli_reads_what_was_published(s3_bucket, s3_server, tmp_path):
     run_id = new_run_id()
     manifest = publish_run(open_store(f"s3://{s3_bucket}"), run_id, _files(tmp_path, "cli"))
-    env = {**os.environ, **TEST_AWS_ENV, "AWS_CONFIG_FILE": os.devnull,
-           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    env = {**os.environ, **TEST_AWS_ENV, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
     out = tmp_path / "cli"
-    subprocess.run(["aws", "s3", "cp", "--recursive", "--only-show-errors",
-                    "--endpoint-url", s3_server["endpoint_url"], f"s3://{s3_bucket}/runs/{run_id}/", str(out)],
-                   check=True, env=env, timeout=60, capture_output=True)
+    subprocess.run(
+        [
+            "aws",
+            "s3",
+            "cp",
+            "--recursive",
+            "--only-show-errors",
+            "--endpoint-url",
+            s3_server["endpoint_url"],
+            f"s3://{s3_bucket}/runs/{run_id}/",
+            str(out),
+        ],
+        check=True,
+        env=env,
+        timeout=60,
+        capture_output=True,
+    )
     for name, entry in manifest["files"].items():
         data = (out / name).read_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"]), name
@@ -203,7 +226,8 @@ def test_dataset_roundtrip_and_corruption(s3_bucket, s3_server, tmp_path):
     got = fetch_dataset(store, fp, 64, tmp_path / "got")
     assert (got / "train_images.npy").read_bytes() == (packed / "train_images.npy").read_bytes()
     _second_client(s3_server["endpoint_url"]).put_object(
-        Bucket=s3_bucket, Key=f"datasets/{fp}/64/train_labels.npy", Body=b"tampered")
+        Bucket=s3_bucket, Key=f"datasets/{fp}/64/train_labels.npy", Body=b"tampered"
+    )
     with pytest.raises(IntegrityError, match=f"datasets/{fp}/64/train_labels.npy"):
         fetch_dataset(store, fp, 64, tmp_path / "got2")
 

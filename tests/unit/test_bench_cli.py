@@ -22,8 +22,24 @@ def _run(args: list[str]) -> dict:
 
 
 def test_bench_train_prints_ours_seed_and_ratios():
-    out = _run(["bench", "train", "--images", "16", "--size", "32", "--batch-size", "4", "--steps", "1",
-                "--data-batches", "1", "--seed-workers", "0"])
+    out = _run(
+        [
+            "bench",
+            "train",
+            "--images",
+            "16",
+            "--size",
+            "32",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--data-batches",
+            "1",
+            "--seed-workers",
+            "0",
+        ]
+    )
     assert out["benchmark"] == "train" and out["size"] == 32 and out["seed_dataloader_workers"] == 0
     for side in ("ours", "seed"):
         assert out[side]["train_img_per_s"] > 0 and out[side]["data_img_per_s"] > 0
@@ -35,8 +51,23 @@ def test_bench_train_prints_ours_seed_and_ratios():
 
 def test_bench_infer_prints_ours_seed_ratios_and_app(tmp_path, monkeypatch):
     monkeypatch.setenv("BONEFLOW_CACHE", str(tmp_path / "cache"))
-    out = _run(["bench", "infer", "--size", "32", "--runs", "5", "--batch-size", "2", "--batches", "1",
-                "--threads", "1", "--no-compare-threads"])
+    out = _run(
+        [
+            "bench",
+            "infer",
+            "--size",
+            "32",
+            "--runs",
+            "5",
+            "--batch-size",
+            "2",
+            "--batches",
+            "1",
+            "--threads",
+            "1",
+            "--no-compare-threads",
+        ]
+    )
     assert out["benchmark"] == "infer" and out["size"] == 32 and out["torch_threads"] == 1
     single = out["single_image"]
     for side in ("ours", "seed"):

@@ -33,8 +33,9 @@ def _config_table_module():
 
 
 def test_every_config_field_has_a_flag_in_run_help():
-    result = CliRunner().invoke(_app(), ["run", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"},
-                                terminal_width=400)
+    result = CliRunner().invoke(
+        _app(), ["run", "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"}, terminal_width=400
+    )
     assert result.exit_code == 0, result.output
     missing = [name for name in RetrainConfig.model_fields if flag_name(name) not in result.output]
     assert missing == [], f"fields without a flag in `boneflow run --help`: {missing}"
@@ -53,7 +54,9 @@ def test_flags_keep_their_kinds_and_older_names():
 
 
 def test_a_bad_value_is_refused_naming_its_flag(tmp_path):
-    result = CliRunner().invoke(_app(), ["run", "--data-dir", str(tmp_path), "--lr", "5", "--store", str(tmp_path / "s")])
+    result = CliRunner().invoke(
+        _app(), ["run", "--data-dir", str(tmp_path), "--lr", "5", "--store", str(tmp_path / "s")]
+    )
     assert result.exit_code == 1
     assert "--lr" in result.output and "less than or equal to 1" in result.output
     result = CliRunner().invoke(_app(), ["run", "--split-policy", "sideways"])

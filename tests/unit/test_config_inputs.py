@@ -15,14 +15,17 @@ from boneflow.config import MAX_SEED, NO_USERINFO_PATTERN, RetrainConfig
 SECRET = "wJalrXUtnFEMIK7MDENGbPxRfiCY"
 
 
-@pytest.mark.parametrize("field,value", [
-    ("store_url", f"s3://AKIAEXAMPLE:{SECRET}@bucket/prefix"),
-    ("store_url", f"s3://AKIAEXAMPLE:{SECRET}@bucket"),
-    ("store_url", f"file://admin:{SECRET}@host/srv/store"),
-    ("store_url", f"https://{SECRET}@minio.local/bucket"),
-    ("store_url", f"//admin:{SECRET}@host/share"),
-    ("data_dir", f"admin:{SECRET}@host:/data"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("store_url", f"s3://AKIAEXAMPLE:{SECRET}@bucket/prefix"),
+        ("store_url", f"s3://AKIAEXAMPLE:{SECRET}@bucket"),
+        ("store_url", f"file://admin:{SECRET}@host/srv/store"),
+        ("store_url", f"https://{SECRET}@minio.local/bucket"),
+        ("store_url", f"//admin:{SECRET}@host/share"),
+        ("data_dir", f"admin:{SECRET}@host:/data"),
+    ],
+)
 def test_user_info_in_a_location_is_refused_without_echoing_it(field, value):
     with pytest.raises(ValidationError) as info:
         RetrainConfig(**{field: value})
@@ -35,8 +38,18 @@ def test_user_info_in_a_location_is_refused_without_echoing_it(field, value):
     assert SECRET not in str(info.value)
 
 
-@pytest.mark.parametrize("value", ["boneflow-store", "/srv/store", "file:///srv/a@b/store", "s3://bucket",
-                                   "s3://bucket/team@x/prefix", "./rel@x", "C:/store"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "boneflow-store",
+        "/srv/store",
+        "file:///srv/a@b/store",
+        "s3://bucket",
+        "s3://bucket/team@x/prefix",
+        "./rel@x",
+        "C:/store",
+    ],
+)
 def test_ordinary_locations_are_accepted(value):
     assert RetrainConfig(store_url=value, data_dir=value).store_url == value
 

@@ -93,7 +93,8 @@ def test_unversioned_handle_without_network_gives_the_data_dir_hint(tmp_path, mo
     monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
     started = time.perf_counter()
     with pytest.raises(AcquireError, match=r"--data-dir") as info:
-        acquire(data_dir=None, kaggle_handle="bmadushanirodrigo/fracture-multi-region-x-ray-data",
-                retries=2, backoff_s=0.01)
+        acquire(
+            data_dir=None, kaggle_handle="bmadushanirodrigo/fracture-multi-region-x-ray-data", retries=2, backoff_s=0.01
+        )
     assert "2 times" in str(info.value) and "unreachable" in str(info.value)
     assert time.perf_counter() - started < 20

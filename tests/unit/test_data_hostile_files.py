@@ -14,19 +14,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import encode, gradient  # noqa: E402
-
-from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray  # noqa: E402
+from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray
+from conftest_data import encode, gradient
 
 REPO = Path(__file__).resolve().parents[2]
-EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n"
-       b"newpath 0 0 moveto 64 64 lineto stroke showpage\n%%EOF\n")
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nnewpath 0 0 moveto 64 64 lineto stroke showpage\n%%EOF\n"
 
 
 def _python(code: str, env: dict | None = None) -> str:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
 
@@ -50,7 +52,8 @@ def test_postscript_never_reaches_ghostscript(tmp_path):
         "    except ImageRejected as exc:\n"
         "        reasons.append(exc.reason)\n"
         "print(json.dumps(reasons))\n",
-        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}"},
+    )
     assert json.loads(out) == ["not_an_image", "not_an_image"]
     assert not mark.exists(), "Ghostscript was started for a PostScript file"
 
@@ -98,21 +101,27 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
 def _peak_rss_mb_of_load(path: Path) -> float:
     # VmHWM, not ru_maxrss: getrusage's maximum survives fork + exec, so a child of a large
     # pytest process would report the parent's size.
-    return float(_python(
-        "import re\n"
-        "from boneflow.data.preprocess import load_xray\n"
-        f"load_xray({str(path)!r}, 256)\n"
-        "status = open('/proc/self/status').read()\n"
-        "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 1024)\n"))
+    return float(
+        _python(
+            "import re\n"
+            "from boneflow.data.preprocess import load_xray\n"
+            f"load_xray({str(path)!r}, 256)\n"
+            "status = open('/proc/self/status').read()\n"
+            "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 1024)\n"
+        )
+    )
 
 
-@pytest.mark.parametrize("mode,fill,bound_mb", [
-    # 40 MP at 2 bytes a pixel: 80 MB decoded + 40 MB greyscale + ~30 MB interpreter.
-    # Whole-image int64/float64 conversion peaked at 1.33 GB.
-    ("I;16", 1000, 250),
-    # 4 bytes a pixel: 160 MB decoded + 40 MB greyscale. Whole-image compositing peaked at 0.68 GB.
-    ("RGBA", (200, 100, 50, 128), 320),
-])
+@pytest.mark.parametrize(
+    "mode,fill,bound_mb",
+    [
+        # 40 MP at 2 bytes a pixel: 80 MB decoded + 40 MB greyscale + ~30 MB interpreter.
+        # Whole-image int64/float64 conversion peaked at 1.33 GB.
+        ("I;16", 1000, 250),
+        # 4 bytes a pixel: 160 MB decoded + 40 MB greyscale. Whole-image compositing peaked at 0.68 GB.
+        ("RGBA", (200, 100, 50, 128), 320),
+    ],
+)
 def test_a_small_file_of_40_megapixels_decodes_in_bounded_memory(tmp_path, mode, fill, bound_mb):
     path = tmp_path / "big.png"
     Image.new(mode, (8000, 5000), fill).save(path)

@@ -3,20 +3,14 @@ too); distinct synthetic images are not flagged; leak-free test excludes the cop
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import io
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, demo_validated  # noqa: E402,F401
-
-from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs  # noqa: E402
-from boneflow.data.preprocess import decode_xray  # noqa: E402
-from boneflow.data.validate import HASH_BITS, _hashes  # noqa: E402
+from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs
+from boneflow.data.preprocess import decode_xray
+from boneflow.data.validate import HASH_BITS, _hashes
 
 
 def test_every_planted_copy_is_found(demo_validated):
@@ -63,12 +57,15 @@ def test_harder_copies_are_within_the_threshold(demo):
         h0 = _hashes(decode_xray(data, 256)[1])
         img = Image.open(io.BytesIO(data)).convert("L")
         s = rng.uniform(0.35, 0.5)
-        copies = {"jpeg": _jpeg(img, int(rng.integers(30, 61))),
-                  "resized": _jpeg(img.resize((max(32, int(img.width * s)), max(32, int(img.height * s))),
-                                              Image.Resampling.BICUBIC), 90),
-                  "mirrored": _jpeg(img.transpose(T.FLIP_LEFT_RIGHT), 90),
-                  "rot90": _jpeg(img.transpose(T.ROTATE_90), 90),
-                  "contrast": _jpeg(ImageEnhance.Contrast(img).enhance(rng.uniform(0.8, 1.25)), 90)}
+        copies = {
+            "jpeg": _jpeg(img, int(rng.integers(30, 61))),
+            "resized": _jpeg(
+                img.resize((max(32, int(img.width * s)), max(32, int(img.height * s))), Image.Resampling.BICUBIC), 90
+            ),
+            "mirrored": _jpeg(img.transpose(T.FLIP_LEFT_RIGHT), 90),
+            "rot90": _jpeg(img.transpose(T.ROTATE_90), 90),
+            "contrast": _jpeg(ImageEnhance.Contrast(img).enhance(rng.uniform(0.8, 1.25)), 90),
+        }
         for kind, copy in copies.items():
             d = _distance(h0, _hashes(decode_xray(copy, 256)[1]))
             assert d <= DEFAULT_MAX_DISTANCE, (rel, kind, d)
@@ -120,8 +117,12 @@ def test_near_pairs_matches_brute_force():
     b[7, 2] = a[3, 0] ^ np.uint64(0b101)  # distance 2 via transform column 2
     b[8, 0] = a[4, 0]
     got = near_pairs(a, b, max_distance=3)
-    want = {(i, j) for i in range(70) for j in range(90)
-            if min(bin(int(a[i, 0]) ^ int(b[j, t])).count("1") for t in range(5)) <= 3}
+    want = {
+        (i, j)
+        for i in range(70)
+        for j in range(90)
+        if min(bin(int(a[i, 0]) ^ int(b[j, t])).count("1") for t in range(5)) <= 3
+    }
     assert set(zip(got[0].tolist(), got[1].tolist())) == want == {(3, 7), (4, 8)}
     assert dict(zip(zip(got[0].tolist(), got[1].tolist()), got[3].tolist()))[(3, 7)] == 2
 
@@ -137,12 +138,18 @@ def test_hashes_equal_imagehash_phash_and_hashes_of_the_turned_images():
     rng = np.random.default_rng(3)
     base = Image.fromarray((rng.random((40, 60)) * 255).astype(np.uint8)).resize((180, 120))
     t = Image.Transpose
-    turned = {"identity": base, "mirror": base.transpose(t.FLIP_LEFT_RIGHT), "rot90": base.transpose(t.ROTATE_90),
-              "rot180": base.transpose(t.ROTATE_180), "rot270": base.transpose(t.ROTATE_270)}
+    turned = {
+        "identity": base,
+        "mirror": base.transpose(t.FLIP_LEFT_RIGHT),
+        "rot90": base.transpose(t.ROTATE_90),
+        "rot180": base.transpose(t.ROTATE_180),
+        "rot270": base.transpose(t.ROTATE_270),
+    }
     ours = _hashes(base)
     for row, name in enumerate(HASH_TRANSFORMS):
-        ref = np.frombuffer(np.packbits(imagehash.phash(turned[name], hash_size=16).hash.reshape(-1)).tobytes(),
-                            dtype=">u8").astype(np.uint64)
+        ref = np.frombuffer(
+            np.packbits(imagehash.phash(turned[name], hash_size=16).hash.reshape(-1)).tobytes(), dtype=">u8"
+        ).astype(np.uint64)
         distance = sum(bin(int(a) ^ int(b)).count("1") for a, b in zip(ours[row], ref))
         assert distance <= (0 if name in ("identity", "mirror", "rot180") else 8), (name, distance)
 

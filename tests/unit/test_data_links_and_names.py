@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import gradient  # noqa: E402
-
-from boneflow.data.acquire import acquire  # noqa: E402
-from boneflow.data.layout import CLASSES, SPLITS, LayoutError, check_classes_present, scan_layout  # noqa: E402
-from boneflow.data.validate import validate_dataset  # noqa: E402
+from boneflow.data.acquire import acquire
+from boneflow.data.layout import CLASSES, SPLITS, LayoutError, check_classes_present, scan_layout
+from boneflow.data.validate import validate_dataset
+from conftest_data import gradient
 
 
 def _tree(root: Path, per_class: int = 2) -> Path:
@@ -30,8 +27,14 @@ def _tree(root: Path, per_class: int = 2) -> Path:
 
 
 def _validate(data_dir: Path, tmp_path: Path, **kw):
-    return validate_dataset(acquire(data_dir=data_dir, kaggle_handle="").root, workdir=tmp_path / "work",
-                            pack_size=32, min_side=16, workers=1, **kw)
+    return validate_dataset(
+        acquire(data_dir=data_dir, kaggle_handle="").root,
+        workdir=tmp_path / "work",
+        pack_size=32,
+        min_side=16,
+        workers=1,
+        **kw,
+    )
 
 
 def _skipped(validated) -> dict[str, dict]:
@@ -120,8 +123,9 @@ def test_a_1gb_sparse_file_is_too_large_without_being_held_in_memory(tmp_path):
 
 def test_the_size_limit_is_configurable(tmp_path):
     root = _tree(tmp_path / "d", per_class=1)
-    validated = validate_dataset(root, workdir=tmp_path / "work", pack_size=32, min_side=16, workers=1,
-                                 max_bytes=10_000_000)
+    validated = validate_dataset(
+        root, workdir=tmp_path / "work", pack_size=32, min_side=16, workers=1, max_bytes=10_000_000
+    )
     assert validated.report["settings"]["max_bytes"] == 10_000_000 and len(validated.records) == 6
     with pytest.raises(LayoutError):  # 1 byte: every image too large, so no class has images
         validate_dataset(root, workdir=tmp_path / "w2", pack_size=32, min_side=16, workers=1, max_bytes=1)
@@ -130,9 +134,13 @@ def test_the_size_limit_is_configurable(tmp_path):
 def test_check_classes_present_names_class_and_split():
     check_classes_present({"train": {"fractured": 3, "not fractured": 1}})
     with pytest.raises(LayoutError) as info:
-        check_classes_present({"train": {"fractured": 3, "not fractured": 1},
-                               "val": {"fractured": 0, "not fractured": 2},
-                               "test": {"not fractured": 5}})
+        check_classes_present(
+            {
+                "train": {"fractured": 3, "not fractured": 1},
+                "val": {"fractured": 0, "not fractured": 2},
+                "test": {"not fractured": 5},
+            }
+        )
     message = str(info.value)
     assert "no 'fractured' images in val" in message and "no 'fractured' images in test" in message
     assert "train" not in message.split(".")[0]

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, demo_validated  # noqa: E402,F401
-
-from boneflow.data.pack import PackedDataError, load_packed, pack_dataset  # noqa: E402
+from boneflow.data.pack import PackedDataError, load_packed, pack_dataset
 
 
 @pytest.fixture
 def packed(demo_validated, tmp_path):
     _, _, _, validated, audit = demo_validated
-    return (pack_dataset(validated, audit, out_dir=tmp_path / "packed", split_policy="official", min_gate_n=0),
-            validated, audit)
+    return (
+        pack_dataset(validated, audit, out_dir=tmp_path / "packed", split_policy="official", min_gate_n=0),
+        validated,
+        audit,
+    )
 
 
 def test_shapes_labels_and_splits(packed):
@@ -146,8 +144,9 @@ def test_a_model_is_scored_with_its_own_pack_and_crop_size(packed):
     model = build_model(num_classes=2).eval()
     meta = {"preprocessing": {"pack_size": 48, "image_size": 40}}
     _, raw = evaluate_with_own_preprocessing(model, meta, packed, validated.root, splits=("test",))
-    own = predict_proba(model, repack_for_evaluation(packed, validated.root, 48, ("test",)).split("test").images,
-                        image_size=40)
+    own = predict_proba(
+        model, repack_for_evaluation(packed, validated.root, 48, ("test",)).split("test").images, image_size=40
+    )
     naive = predict_proba(model, np.asarray(packed.split("test").images), image_size=40)
     assert np.allclose(raw["test"][1], own)
     assert not np.allclose(own, naive)  # the test can tell the two apart

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import encode, gradient  # noqa: E402
-
-from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray  # noqa: E402
+from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray
+from conftest_data import encode, gradient
 
 
 def reason_of(data: bytes, **kw) -> str:
@@ -61,7 +56,7 @@ def test_truncated_png():
 def test_undecodable_png_stream():
     data = bytearray(encode(Image.fromarray(gradient(120, 100)), "PNG"))
     at = data.find(b"IDAT")
-    data[at + 4: at + 6] = b"\xff\xff"
+    data[at + 4 : at + 6] = b"\xff\xff"
     assert reason_of(bytes(data)) == "undecodable"
 
 

@@ -22,10 +22,17 @@ def _dataset(rows: list[tuple[str, int, str, int, int, str]], excluded=()) -> tu
         hashes[rel] = sha
         groups.append(g)
         near.append(ng)
-    validated = ValidatedDataset(root=Path("/nonexistent"), workdir=Path("/nonexistent"), pack_size=64,
-                                 fingerprint="f" * 64, report={"excluded": list(excluded)}, records=records,
-                                 pixels_path=Path("/nonexistent"), hashes=np.zeros((len(rows), 5, 4), np.uint64),
-                                 file_hashes=hashes)
+    validated = ValidatedDataset(
+        root=Path("/nonexistent"),
+        workdir=Path("/nonexistent"),
+        pack_size=64,
+        fingerprint="f" * 64,
+        report={"excluded": list(excluded)},
+        records=records,
+        pixels_path=Path("/nonexistent"),
+        hashes=np.zeros((len(rows), 5, 4), np.uint64),
+        file_hashes=hashes,
+    )
     dup = DuplicateGroups(group=np.array(groups), near_group=np.array(near), link_kind=[None] * len(rows), links=[])
     return validated, dup
 
@@ -87,21 +94,36 @@ def test_regroup_is_deterministic_and_depends_on_seed():
 
 
 def test_official_judges_only_test_images_without_a_copy_in_train_or_val():
-    rows = [("train", 0, "a", 0, 0, "s"), ("test", 0, "a", 0, 0, "s"),      # exact copy
-            ("train", 1, "b", 1, 1, "s"), ("test", 1, "b2", 1, 1, "s"),     # near copy
-            ("val", 1, "c", 2, 2, "s"), ("test", 1, "c2", 2, 99, "s"),      # rotated copy
-            ("test", 0, "d", 3, 3, "s"), ("test", 0, "d", 3, 3, "s"),       # clean, twice the same bytes
-            ("test", 1, "e", 4, 4, "s"), ("train", 1, "f", 5, 5, "s"), ("val", 0, "g", 6, 6, "s"),
-            ("train", 0, "h", 7, 7, "s"), ("val", 1, "i", 8, 8, "s")]
+    rows = [
+        ("train", 0, "a", 0, 0, "s"),
+        ("test", 0, "a", 0, 0, "s"),  # exact copy
+        ("train", 1, "b", 1, 1, "s"),
+        ("test", 1, "b2", 1, 1, "s"),  # near copy
+        ("val", 1, "c", 2, 2, "s"),
+        ("test", 1, "c2", 2, 99, "s"),  # rotated copy
+        ("test", 0, "d", 3, 3, "s"),
+        ("test", 0, "d", 3, 3, "s"),  # clean, twice the same bytes
+        ("test", 1, "e", 4, 4, "s"),
+        ("train", 1, "f", 5, 5, "s"),
+        ("val", 0, "g", 6, 6, "s"),
+        ("train", 0, "h", 7, 7, "s"),
+        ("val", 1, "i", 8, 8, "s"),
+    ]
     validated, groups = _dataset(rows)
     contam = contamination(validated, groups)
-    assert contam == {"official_test": 6, "copies_in_train_val": {"exact": 1, "near": 1, "rotated": 1, "any": 3},
-                      "leakfree": 3}
+    assert contam == {
+        "official_test": 6,
+        "copies_in_train_val": {"exact": 1, "near": 1, "rotated": 1, "any": 3},
+        "leakfree": 3,
+    }
     plan = plan_splits(validated, groups, policy="official", min_gate_n=0)
     clean = [validated.records[i].relpath for i in plan.members["test_clean"]]
     assert clean == [validated.records[6].relpath, validated.records[8].relpath]
-    assert plan.files[validated.records[1].relpath] == {"split": "duplicate", "group": plan.files[validated.records[0].relpath]["group"],
-                                                        "copy_of": validated.records[0].relpath}
+    assert plan.files[validated.records[1].relpath] == {
+        "split": "duplicate",
+        "group": plan.files[validated.records[0].relpath]["group"],
+        "copy_of": validated.records[0].relpath,
+    }
     assert len(plan.members["official_test"]) == 6
 
 
@@ -134,9 +156,11 @@ def test_splits_json_lists_every_source_file_once_including_excluded():
 
 
 def test_a_split_without_a_class_stops_with_the_class_and_split_named():
-    rows = [("train", 0, f"a{k}", k, k, "s") for k in range(30)] + \
-           [("val", k % 2, f"b{k}", 100 + k, 100 + k, "s") for k in range(10)] + \
-           [("test", k % 2, f"c{k}", 200 + k, 200 + k, "s") for k in range(10)]
+    rows = (
+        [("train", 0, f"a{k}", k, k, "s") for k in range(30)]
+        + [("val", k % 2, f"b{k}", 100 + k, 100 + k, "s") for k in range(10)]
+        + [("test", k % 2, f"c{k}", 200 + k, 200 + k, "s") for k in range(10)]
+    )
     validated, groups = _dataset(rows)
     with pytest.raises(SplitError, match="'train' has no 'fractured'"):
         plan_splits(validated, groups, policy="official", min_gate_n=0)

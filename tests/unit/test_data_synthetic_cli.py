@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, tree_digest  # noqa: E402,F401
-
-from boneflow.cli import app  # noqa: E402
-from boneflow.data.synthetic import write_demo_dataset  # noqa: E402
+from boneflow.cli import app
+from boneflow.data.synthetic import write_demo_dataset
+from conftest_data import tree_digest
 
 
 def test_demo_data_is_deterministic(tmp_path):
@@ -49,8 +45,9 @@ def test_audit_command_reports_every_planted_defect_and_copy(demo, tmp_path):
     path, planted = demo
     before = tree_digest(path)
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["audit", "--data-dir", str(path), "--out", str(out), "--workers", "2",
-                                      "--max-distance", "26"])
+    result = CliRunner().invoke(
+        app, ["audit", "--data-dir", str(path), "--out", str(out), "--workers", "2", "--max-distance", "26"]
+    )
     assert result.exit_code == 0, result.output
     assert "excluded: truncated" in result.output and "cross-split copies" in result.output
     cleaning = json.loads((out / "cleaning_report.json").read_text())

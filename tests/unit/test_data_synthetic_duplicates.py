@@ -7,18 +7,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo  # noqa: E402,F401
-
-from boneflow.data.layout import SPLITS  # noqa: E402
-from boneflow.data.synthetic import write_demo_dataset  # noqa: E402
-from boneflow.data.synthetic_duplicates import (  # noqa: E402
+from boneflow.data.layout import SPLITS
+from boneflow.data.synthetic import write_demo_dataset
+from boneflow.data.synthetic_duplicates import (
     ANGLE_RANGE,
     family_count,
     planted_groups,
@@ -72,8 +68,9 @@ def test_rotated_copies_are_224_jpegs_with_black_corners_made_as_recorded(demo):
         img = Image.open(io.BytesIO(data))
         assert (img.format, img.size, img.mode) == ("JPEG", (224, 224), "RGB"), d
         assert _corner_max(np.asarray(img.convert("L"))) <= 12, d
-        assert Path(d["copy"]).name == re.sub(r"\.\w+$", "", Path(d["of"]).name) + \
-            re.search(r"-rotated\d+\.jpg$", d["copy"]).group(0)
+        assert Path(d["copy"]).name == re.sub(r"\.\w+$", "", Path(d["of"]).name) + re.search(
+            r"-rotated\d+\.jpg$", d["copy"]
+        ).group(0)
         # the record says how it was made: redoing the last step from its parent gives the same bytes
         assert rotated_copy((root / d["of"]).read_bytes(), d["angles"][-1]) == data
     # the bases (synthetic radiographs) have no black corners: the corners come from the rotation
@@ -92,7 +89,8 @@ def test_families_span_the_splits_within_one_class(demo):
         assert {_split(m) for m in members} == set(SPLITS), members
         assert len({m.split("/")[1] for m in members}) == 1, members
         assert {"base": base, "members": sorted(members)} in [
-            {"base": f["base"], "members": sorted(f["members"])} for f in planted["rotated_families"]]
+            {"base": f["base"], "members": sorted(f["members"])} for f in planted["rotated_families"]
+        ]
     assert len(planted["rotated_families"]) == len(bases)
 
 

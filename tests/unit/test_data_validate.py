@@ -4,16 +4,12 @@ reports relative, the source tree untouched, pixels in a memmap."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest_data import demo, demo_validated, tree_digest  # noqa: E402,F401
-
-from boneflow.data.acquire import acquire  # noqa: E402
-from boneflow.data.synthetic import dataset_root  # noqa: E402
+from boneflow.data.acquire import acquire
+from boneflow.data.synthetic import dataset_root
+from conftest_data import tree_digest
 
 
 def test_every_planted_defect_gets_its_verdict(demo_validated):
@@ -26,8 +22,10 @@ def test_every_planted_defect_gets_its_verdict(demo_validated):
         else:
             assert excluded.get(d["path"]) == d["expect"].split(":", 1)[1], d
     reasons = validated.report["counts"]["by_reason"]
-    assert all(reasons[r] == 1 for r in ("zero_byte", "not_an_image", "truncated", "decompression_bomb",
-                                          "too_small", "undecodable"))
+    assert all(
+        reasons[r] == 1
+        for r in ("zero_byte", "not_an_image", "truncated", "decompression_bomb", "too_small", "undecodable")
+    )
     assert len(excluded) == 6  # nothing else was thrown away
 
 
@@ -40,8 +38,7 @@ def test_converted_modes_are_reported(demo_validated):
 def test_report_paths_relative_and_counts_add_up(demo_validated):
     path, planted, _, validated, _ = demo_validated
     report = json.loads((validated.workdir / "cleaning_report.json").read_text())
-    assert all(not e["path"].startswith("/") and (dataset_root(path) / e["path"]).exists()
-               for e in report["excluded"])
+    assert all(not e["path"].startswith("/") and (dataset_root(path) / e["path"]).exists() for e in report["excluded"])
     per = report["counts"]["by_split_class"]
     assert sum(v["kept"] + v["excluded"] for s in per.values() for v in s.values()) == report["counts"]["images"]
     assert report["empty_folders"] == planted["empty_folders"]

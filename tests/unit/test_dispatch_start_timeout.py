@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from flows.cli import app
 from boneflow.config import RetrainConfig
+from flows.cli import app
 
 
 def test_default_and_bounds():

@@ -78,8 +78,12 @@ def test_model_json_round_trip_and_old_files_default(tmp_path):
     assert OperatingPoint.from_meta(json.loads(path.read_text())) == OperatingPoint(0.5, 1.0)
     write_operating_point(path, OperatingPoint(threshold=0.31, temperature=1.7, details={"n": 4}))
     meta = json.loads(path.read_text())
-    assert (meta["threshold"], meta["temperature"], meta["calibration"], meta["architecture"]) == \
-        (0.31, 1.7, {"n": 4}, "resnet18-1ch")
+    assert (meta["threshold"], meta["temperature"], meta["calibration"], meta["architecture"]) == (
+        0.31,
+        1.7,
+        {"n": 4},
+        "resnet18-1ch",
+    )
     assert OperatingPoint.from_meta(meta).threshold == 0.31
 
 

@@ -19,8 +19,10 @@ def _is_png(path):
 
 
 def test_all_plots_write_pngs(tmp_path):
-    history = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.5 + e / 10, "val_acc": 0.5 + e / 12}
-               for e in range(1, 4)]
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "train_acc": 0.5 + e / 10, "val_acc": 0.5 + e / 12}
+        for e in range(1, 4)
+    ]
     labels, probs = np.array([0, 0, 1, 1, 1]), np.array([0.2, 0.6, 0.7, 0.4, 0.9])
     packed = make_packed(size=48, n_train=8, n_val=2, n_test=2)
     paths = [
@@ -29,7 +31,9 @@ def test_all_plots_write_pngs(tmp_path):
         plot_roc(labels, probs, tmp_path / "roc.png"),
         plot_roc(labels, probs, tmp_path / "roc_op.png", operating_threshold=0.3),
         plot_roc(np.ones(3), np.array([0.2, 0.5, 0.9]), tmp_path / "roc_one_class.png"),
-        plot_augmentation_preview(packed.split("train").images, TrainPreset(crop_size=40), tmp_path / "sub" / "aug.png"),
+        plot_augmentation_preview(
+            packed.split("train").images, TrainPreset(crop_size=40), tmp_path / "sub" / "aug.png"
+        ),
     ]
     assert all(_is_png(p) for p in paths), paths
 
@@ -67,6 +71,7 @@ def test_evaluation_scores_every_packed_split_but_train():
 
     class Manifested:  # a PackedDataset reads its splits from the manifest
         manifest = {"splits": {"train": {}, "official_test": {}, "val": {}, "test_clean": {}, "test": {}}}
+
     assert evaluation_splits(Manifested()) == ("val", "test", "test_clean", "official_test")
 
 

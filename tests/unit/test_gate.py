@@ -15,23 +15,40 @@ POLICY = GatePolicy()
 
 CASES = [
     # (name, candidate, champion, passed, reason fragments)
-    ("first model meets floors", splits(0.93, 0.95), None, True,
-     ["leak-free test accuracy 0.930 >= 0.900", "no champion yet"]),
-    ("first model below accuracy", splits(0.874, 0.95), None, False,
-     ["leak-free test accuracy 0.874 < 0.900"]),
-    ("first model below recall", splits(0.95, 0.85), None, False,
-     ["leak-free test fractured recall 0.850 < 0.900"]),
+    (
+        "first model meets floors",
+        splits(0.93, 0.95),
+        None,
+        True,
+        ["leak-free test accuracy 0.930 >= 0.900", "no champion yet"],
+    ),
+    ("first model below accuracy", splits(0.874, 0.95), None, False, ["leak-free test accuracy 0.874 < 0.900"]),
+    ("first model below recall", splits(0.95, 0.85), None, False, ["leak-free test fractured recall 0.850 < 0.900"]),
     ("exactly at floors passes", splits(0.90, 0.90), None, True, [">= 0.900"]),
-    ("just under floor shows 4 decimals", splits(0.8996, 0.95), None, False,
-     ["accuracy 0.8996 < 0.9000"]),
-    ("better than champion", splits(0.95, 0.95), splits(0.93, 0.94), True,
-     ["change +0.020 within the allowed regression 0.010"]),
+    ("just under floor shows 4 decimals", splits(0.8996, 0.95), None, False, ["accuracy 0.8996 < 0.9000"]),
+    (
+        "better than champion",
+        splits(0.95, 0.95),
+        splits(0.93, 0.94),
+        True,
+        ["change +0.020 within the allowed regression 0.010"],
+    ),
     ("small drop within tolerance", splits(0.925, 0.95), splits(0.93, 0.94), True, ["-0.005"]),
     ("drop of exactly max_regression passes", splits(0.92, 0.95), splits(0.93, 0.94), True, ["-0.010"]),
-    ("regression fails", splits(0.91, 0.95), splits(0.93, 0.94), False,
-     ["regresses 0.020 from champion 20260101T000000Z-aaaaaa's 0.930 (allowed 0.010)"]),
-    ("both floors and regression fail", splits(0.80, 0.70), splits(0.95, 0.95), False,
-     ["accuracy 0.800 < 0.900", "recall 0.700 < 0.900", "regresses 0.150"]),
+    (
+        "regression fails",
+        splits(0.91, 0.95),
+        splits(0.93, 0.94),
+        False,
+        ["regresses 0.020 from champion 20260101T000000Z-aaaaaa's 0.930 (allowed 0.010)"],
+    ),
+    (
+        "both floors and regression fail",
+        splits(0.80, 0.70),
+        splits(0.95, 0.95),
+        False,
+        ["accuracy 0.800 < 0.900", "recall 0.700 < 0.900", "regresses 0.150"],
+    ),
 ]
 
 
@@ -47,8 +64,13 @@ def test_decide_table(name, cand, champ, passed, fragments):
 def test_decision_to_dict_is_the_metrics_json_gate_block():
     d = decide(splits(0.95, 0.95), splits(0.93, 0.9), POLICY, champion_run_id="r1").to_dict()
     assert {"passed", "reasons", "policy", "champion_run_id"} <= set(d)
-    assert d["policy"] == {"min_accuracy": 0.9, "min_recall": 0.9, "max_regression": 0.01,
-                           "split": "test_clean", "min_n": 200}
+    assert d["policy"] == {
+        "min_accuracy": 0.9,
+        "min_recall": 0.9,
+        "max_regression": 0.01,
+        "split": "test_clean",
+        "min_n": 200,
+    }
     assert (d["split"], d["n"], d["refused"], d["paired"]) == ("test_clean", 200, False, None)
     assert d["champion"]["accuracy"] == 0.93
     assert d["champion_run_id"] == "r1" and d["passed"] is True
@@ -82,27 +104,39 @@ def test_missing_split_or_metric_is_a_clear_error():
 def test_policy_from_config():
     from boneflow.config import RetrainConfig
 
-    policy = GatePolicy.from_config(RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02,
-                                                  min_gate_n=50))
-    assert (policy.min_accuracy, policy.min_recall, policy.max_regression, policy.split, policy.min_n) == \
-        (0.8, 0.85, 0.02, "test_clean", 50)
+    policy = GatePolicy.from_config(
+        RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02, min_gate_n=50)
+    )
+    assert (policy.min_accuracy, policy.min_recall, policy.max_regression, policy.split, policy.min_n) == (
+        0.8,
+        0.85,
+        0.02,
+        "test_clean",
+        50,
+    )
     assert GatePolicy.from_config(RetrainConfig()).min_n == 200
 
 
 # --- too few images: refuse, and say what to change ------------------------------------------
 
-CONTAMINATION = {"official_test": 500, "copies_in_train_val": {"exact": 300, "near": 100, "rotated": 93,
-                                                                 "any": 493}, "leakfree": 7}
+CONTAMINATION = {
+    "official_test": 500,
+    "copies_in_train_val": {"exact": 300, "near": 100, "rotated": 93, "any": 493},
+    "leakfree": 7,
+}
 
 
 def test_refuses_below_min_n_even_when_every_number_is_perfect():
     small = {"test_clean": {"accuracy": 1.0, "recall_fractured": 1.0, "n": 7}}
-    decision = decide(small, None, POLICY, split_policy={"used": "official", "reason": "r"},
-                      contamination=CONTAMINATION)
+    decision = decide(
+        small, None, POLICY, split_policy={"used": "official", "reason": "r"}, contamination=CONTAMINATION
+    )
     assert decision.passed is False and decision.refused is True and decision.n == 7
-    assert decision.reasons[0] == ("the leak-free test holds 7 images, fewer than 200: too few to judge; "
-                                   "the official test is 99 % copies of train/val (493 of 500) — use "
-                                   "split_policy=regroup")
+    assert decision.reasons[0] == (
+        "the leak-free test holds 7 images, fewer than 200: too few to judge; "
+        "the official test is 99 % copies of train/val (493 of 500) — use "
+        "split_policy=regroup"
+    )
     assert decision.message.startswith("Gate rejected: the leak-free test holds 7 images")
     # the floors are still reported, for information
     assert "leak-free test accuracy 1.000 >= 0.900" in decision.reasons
@@ -110,8 +144,7 @@ def test_refuses_below_min_n_even_when_every_number_is_perfect():
 
 def test_refusal_under_regroup_names_the_regrouped_test_and_min_gate_n():
     small = {"test_clean": {"accuracy": 0.95, "recall_fractured": 0.95, "n": 150}}
-    decision = decide(small, None, POLICY, split_policy={"used": "regroup", "reason": "r"},
-                      contamination=CONTAMINATION)
+    decision = decide(small, None, POLICY, split_policy={"used": "regroup", "reason": "r"}, contamination=CONTAMINATION)
     assert decision.refused and "the regrouped test holds 150 images, fewer than 200" in decision.reasons[0]
     assert "--min-gate-n" in decision.reasons[0] and "split_policy=regroup" not in decision.reasons[0]
     assert "regrouped test accuracy 0.950 >= 0.900" in decision.reasons
@@ -152,9 +185,12 @@ def test_an_empty_judged_split_is_refused_whatever_the_floors():
     from boneflow.gate import GatePolicy, decide
 
     empty = {"n": 0, "accuracy": None, "recall_fractured": None, "accuracy_ci95": [0.0, 1.0]}
-    decision = decide({"test_clean": empty, "val": {"n": 10, "accuracy": 0.9}}, None,
-                      GatePolicy(min_accuracy=0.0, min_recall=0.0, min_n=0),
-                      split_policy={"used": "official"},
-                      contamination={"official_test": 121, "copies_in_train_val": {"any": 121}})
+    decision = decide(
+        {"test_clean": empty, "val": {"n": 10, "accuracy": 0.9}},
+        None,
+        GatePolicy(min_accuracy=0.0, min_recall=0.0, min_n=0),
+        split_policy={"used": "official"},
+        contamination={"official_test": 121, "copies_in_train_val": {"any": 121}},
+    )
     assert not decision.passed and decision.refused
     assert "holds no images" in decision.reasons[0] and "split_policy=regroup" in decision.reasons[0]

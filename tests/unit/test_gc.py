@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -15,9 +14,7 @@ from typer.testing import CliRunner
 
 from boneflow.cli import app
 from boneflow.store import LocalStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from gc_helpers import add_checkpoints, keys_of, publish, run_ids  # noqa: E402
+from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 
 runner = CliRunner()
 OLD = time.time() - 48 * 3600  # the default grace period is 24 h
@@ -62,17 +59,30 @@ def history(tmp_path):
     _age(root / "runs" / young_e, time.time())
     _age(root / "runs" / young_f, time.time())
     _age(work / "runs" / young_f, time.time())
-    expected_store = (keys_of(store, old_a) | keys_of(store, abandoned)
-                      | {k for k in keys_of(store, old_b) if "/checkpoints/" in k}
-                      | {f"runs/{old_b}/.tmp-abc123-model.json"})
+    expected_store = (
+        keys_of(store, old_a)
+        | keys_of(store, abandoned)
+        | {k for k in keys_of(store, old_b) if "/checkpoints/" in k}
+        | {f"runs/{old_b}/.tmp-abc123-model.json"}
+    )
     expected_work = {str(work / "runs" / r) for r in (champion, old_a, old_b)}
-    return dict(store=store, root=root, work=work, expected_store=expected_store, outside=outside,
-                expected_work=expected_work, champion=champion, old_b=old_b, young=(young_e, young_f))
+    return dict(
+        store=store,
+        root=root,
+        work=work,
+        expected_store=expected_store,
+        outside=outside,
+        expected_work=expected_work,
+        champion=champion,
+        old_b=old_b,
+        young=(young_e, young_f),
+    )
 
 
 def _gc(history, *extra) -> dict:
-    result = runner.invoke(app, ["gc", "--store", str(history["root"]), "--work-dir", str(history["work"]),
-                                 "--keep-runs", "2", *extra])
+    result = runner.invoke(
+        app, ["gc", "--store", str(history["root"]), "--work-dir", str(history["work"]), "--keep-runs", "2", *extra]
+    )
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -100,8 +110,12 @@ def test_real_run_deletes_exactly_the_planned_objects(history):
         assert "younger" in report["kept_runs"][young]
     assert (root / "runs" / history["young"][0] / ".tmp-def456-report.md").exists()
     # emptied run folders are gone too
-    assert {r.name for r in (root / "runs").iterdir()} == {history["champion"], *history["young"],
-                                                            history["old_b"], "notes"}
+    assert {r.name for r in (root / "runs").iterdir()} == {
+        history["champion"],
+        *history["young"],
+        history["old_b"],
+        "notes",
+    }
     work_left = {p.name for p in (history["work"] / "runs").iterdir()}
     assert not {Path(p).name for p in history["expected_work"]} & work_left
     assert (history["outside"] / "keep.bin").exists() and "scratch" in work_left

@@ -29,8 +29,14 @@ def test_the_core_contract_forbids_prefect_flows_and_tasks():
 
 def test_import_linter_contracts_are_kept():
     lint_imports = Path(sys.executable).parent / "lint-imports"
-    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": str(lint_imports.parent)})
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": str(lint_imports.parent)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout, result.stdout
 

@@ -39,7 +39,9 @@ def _render(config_class, template: dict, values: dict):
     # so the client is never called (an unreachable URL proves it).
     async def build():
         return await config_class.from_template_and_values(
-            template, values, client=PrefectClient("http://127.0.0.1:9/api"))
+            template, values, client=PrefectClient("http://127.0.0.1:9/api")
+        )
+
     config = asyncio.run(build())
     flow_run = FlowRun(id=uuid4(), name="brisk-otter", flow_id=uuid4())
     config.prepare_for_flow_run(flow_run)
@@ -48,8 +50,14 @@ def _render(config_class, template: dict, values: dict):
 
 def _server_check(template: dict, values: dict) -> None:
     """What the Prefect server runs on a deployment's or flow run's job variables."""
-    validate_job_variables(values, template["variables"], raise_on_error=True, preprocess=True,
-                           ignore_required=True, allow_none_with_default=True)
+    validate_job_variables(
+        values,
+        template["variables"],
+        raise_on_error=True,
+        preprocess=True,
+        ignore_required=True,
+        allow_none_with_default=True,
+    )
 
 
 def _pod(job: dict) -> dict:
@@ -81,8 +89,12 @@ def test_kubernetes_job_has_the_gpu_toleration_shm_and_env():
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kubernetes_job_validates_against_the_kubernetes_schema(version):
-    values = {"gpus": 2, "node_selector": {"node.kubernetes.io/instance-type": "g5.2xlarge"},
-              "service_account_name": "boneflow-train", "image": "registry.example.org/boneflow-gpu:1.0"}
+    values = {
+        "gpus": 2,
+        "node_selector": {"node.kubernetes.io/instance-type": "g5.2xlarge"},
+        "service_account_name": "boneflow-train",
+        "image": "registry.example.org/boneflow-gpu:1.0",
+    }
     _server_check(K8S_TEMPLATE, values)
     job = _render(KubernetesWorkerJobConfiguration, K8S_TEMPLATE, values)[0].job_manifest
     assert kubernetes_validate.validate(job, version, strict=False)
@@ -108,11 +120,14 @@ def test_prefect_kubernetes_still_requires_the_pod_level_fields():
         _render(KubernetesWorkerJobConfiguration, template, {})
 
 
-@pytest.mark.parametrize("values,field", [
-    ({"gpus": 0}, "gpus"),
-    ({"node_selector": {"nvidia.com/gpu.present": True}}, "node_selector"),
-    ({"image_pull_policy": "Sometimes"}, "image_pull_policy"),
-])
+@pytest.mark.parametrize(
+    "values,field",
+    [
+        ({"gpus": 0}, "gpus"),
+        ({"node_selector": {"nvidia.com/gpu.present": True}}, "node_selector"),
+        ({"image_pull_policy": "Sometimes"}, "image_pull_policy"),
+    ],
+)
 def test_kubernetes_variables_out_of_bounds_are_refused(values, field):
     with pytest.raises(ValidationError, match=field):
         _server_check(K8S_TEMPLATE, values)
@@ -121,8 +136,10 @@ def test_kubernetes_variables_out_of_bounds_are_refused(values, field):
 def test_docker_container_gets_a_gpu_request_and_shm_without_host_ipc():
     config, flow_run = _render(DockerWorkerJobConfiguration, DOCKER_TEMPLATE, {"gpu_count": 2})
     kwargs = config.container_create_kwargs
-    assert kwargs == {"device_requests": [{"Driver": "nvidia", "Count": 2, "Capabilities": [["gpu"]]}],
-                      "shm_size": "2g"}
+    assert kwargs == {
+        "device_requests": [{"Driver": "nvidia", "Count": 2, "Capabilities": [["gpu"]]}],
+        "shm_size": "2g",
+    }
     assert config.image == "boneflow-gpu:latest" and config.image_pull_policy == "IfNotPresent"
     assert config.env["BONEFLOW_PROJECT_DIR"] == "/opt/boneflow"
     assert config.env["PREFECT__FLOW_RUN_ID"] == str(flow_run.id)

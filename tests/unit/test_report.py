@@ -7,25 +7,56 @@ import pytest
 from boneflow.report import code_version, render_model_card, render_report
 from boneflow.store import InvalidKeyError
 
-SPLIT = {"n": 120, "accuracy": 0.9167, "accuracy_ci95": [0.852, 0.954], "recall_fractured": 0.93,
-         "specificity": 0.9, "precision_fractured": 0.91, "f1_fractured": 0.92, "auroc": 0.97,
-         "ece": 0.041, "confusion": [[54, 6], [4, 56]]}
-METRICS = {"run_id": "20260101T000000Z-abc123",
-           "splits": {"val": SPLIT, "test": dict(SPLIT, accuracy=0.95), "test_clean": SPLIT}}
-GATE = {"passed": False, "reasons": ["leak-free test accuracy 0.874 < 0.900"],
-        "policy": {"min_accuracy": 0.9, "min_recall": 0.9, "max_regression": 0.01, "split": "test_clean"},
-        "champion_run_id": "20251201T000000Z-000aaa"}
-DATASET = {"source": "kaggle", "handle": "bmadushanirodrigo/fracture-multi-region-x-ray-data",
-           "version": "2", "file_count": 10580, "fingerprint": "f" * 64}
-CLEANING = {"kept": 10500, "excluded": 80, "excluded_by_reason": {"truncated": 50, "too small": 30},
-            "stray_folders": ["x"]}
+SPLIT = {
+    "n": 120,
+    "accuracy": 0.9167,
+    "accuracy_ci95": [0.852, 0.954],
+    "recall_fractured": 0.93,
+    "specificity": 0.9,
+    "precision_fractured": 0.91,
+    "f1_fractured": 0.92,
+    "auroc": 0.97,
+    "ece": 0.041,
+    "confusion": [[54, 6], [4, 56]],
+}
+METRICS = {
+    "run_id": "20260101T000000Z-abc123",
+    "splits": {"val": SPLIT, "test": dict(SPLIT, accuracy=0.95), "test_clean": SPLIT},
+}
+GATE = {
+    "passed": False,
+    "reasons": ["leak-free test accuracy 0.874 < 0.900"],
+    "policy": {"min_accuracy": 0.9, "min_recall": 0.9, "max_regression": 0.01, "split": "test_clean"},
+    "champion_run_id": "20251201T000000Z-000aaa",
+}
+DATASET = {
+    "source": "kaggle",
+    "handle": "bmadushanirodrigo/fracture-multi-region-x-ray-data",
+    "version": "2",
+    "file_count": 10580,
+    "fingerprint": "f" * 64,
+}
+CLEANING = {
+    "kept": 10500,
+    "excluded": 80,
+    "excluded_by_reason": {"truncated": 50, "too small": 30},
+    "stray_folders": ["x"],
+}
 LEAKAGE = {"cross_split_pairs": 37, "leakfree_test": 480, "test_removed": 26}
 PLOTS = {"Confusion matrix": "confusion_matrix.png", "ROC": "roc.png"}
 
 
 def _report(**over):
-    kwargs = dict(run_id="20260101T000000Z-abc123", metrics=METRICS, gate=GATE, dataset=DATASET,
-                  cleaning_summary=CLEANING, leakage_summary=LEAKAGE, plots=PLOTS, history=None)
+    kwargs = dict(
+        run_id="20260101T000000Z-abc123",
+        metrics=METRICS,
+        gate=GATE,
+        dataset=DATASET,
+        cleaning_summary=CLEANING,
+        leakage_summary=LEAKAGE,
+        plots=PLOTS,
+        history=None,
+    )
     kwargs.update(over)
     return render_report(**kwargs)
 
@@ -69,13 +100,25 @@ def test_table_cells_escape_pipes():
 
 
 def test_model_card_sections_warning_and_limitations():
-    card = render_model_card(run_id="20260101T000000Z-abc123", metrics=METRICS, dataset=DATASET,
-                             config={"image_size": 224, "epochs": 12}, leakage_summary=LEAKAGE,
-                             gate=GATE, code={"package_version": "0.1.0", "git_commit": "a" * 40},
-                             model_meta={"classes": ["not fractured", "fractured"]})
+    card = render_model_card(
+        run_id="20260101T000000Z-abc123",
+        metrics=METRICS,
+        dataset=DATASET,
+        config={"image_size": 224, "epochs": 12},
+        leakage_summary=LEAKAGE,
+        gate=GATE,
+        code={"package_version": "0.1.0", "git_commit": "a" * 40},
+        model_meta={"classes": ["not fractured", "fractured"]},
+    )
     assert "**Not for diagnosis.**" in card
-    for section in ("## Intended use", "## Data", "## How it was evaluated", "## Metrics",
-                    "## Limitations", "## Code version"):
+    for section in (
+        "## Intended use",
+        "## Data",
+        "## How it was evaluated",
+        "## Metrics",
+        "## Limitations",
+        "## Code version",
+    ):
         assert section in card
     assert "37 near-duplicate pair(s) across train/val/test" in card
     assert f"git commit `{'a' * 40}`" in card
@@ -83,9 +126,16 @@ def test_model_card_sections_warning_and_limitations():
 
 
 def test_model_card_never_writes_credentials():
-    card = render_model_card(run_id="r", metrics={"splits": {}}, dataset={}, config={
-        "store_url": "https://AKIAEXAMPLE:supersecret@minio.local/bucket",
-        "aws_secret_access_key": "supersecret2", "api_token": "tok"})
+    card = render_model_card(
+        run_id="r",
+        metrics={"splits": {}},
+        dataset={},
+        config={
+            "store_url": "https://AKIAEXAMPLE:supersecret@minio.local/bucket",
+            "aws_secret_access_key": "supersecret2",
+            "api_token": "tok",
+        },
+    )
     assert "supersecret" not in card and "tok |" not in card and "AKIAEXAMPLE" not in card
     assert "https://***@minio.local/bucket" in card
     assert "git commit not available" in card  # default without code info
@@ -99,23 +149,61 @@ def test_code_version_reports_package_and_commit_or_none():
 
 # --- the first screen: split policy, contamination, official vs honest, operating point ------
 
-CONTAMINATION = {"official_test": 500, "copies_in_train_val": {"exact": 300, "near": 100, "rotated": 93,
-                                                                 "any": 493}, "leakfree": 7}
-SPLIT_POLICY = {"requested": "auto", "used": "regroup",
-                "reason": "the leak-free official test keeps 7 of 500 images, fewer than min_gate_n=200"}
-OPERATING_POINT = {"threshold": 0.312, "temperature": 1.83, "calibration": {
-    "min_recall": 0.9, "val_recall": 0.91, "val_specificity": 0.62, "ece_before": 0.17, "ece_after": 0.041,
-    "nll_before": 0.61, "nll_after": 0.48}}
-HONEST = dict(SPLIT, accuracy=0.746, accuracy_ci95=[0.71, 0.78], n=150, threshold=0.312,
-              **{"at_0.5": {"accuracy": 0.70, "accuracy_ci95": [0.62, 0.77], "recall_fractured": 0.52,
-                            "specificity": 0.88}})
-REGROUPED = {"run_id": "20260101T000000Z-abc123", "split_policy": SPLIT_POLICY, "contamination": CONTAMINATION,
-             "operating_point": OPERATING_POINT, "dataset": {"fingerprint": "f" * 64},
-             "splits": {"val": SPLIT, "test": HONEST, "test_clean": HONEST,
-                        "official_test": dict(SPLIT, accuracy=0.926, accuracy_ci95=[0.90, 0.945], n=500)}}
-PAIRED = {"n": 150, "both_right": 100, "candidate_only": 12, "champion_only": 4, "both_wrong": 34,
-          "difference": 8 / 150, "difference_ci95": [0.01, 0.1], "mcnemar_p": 0.0768,
-          "interval_method": "Newcombe hybrid score (paired, method 10)"}
+CONTAMINATION = {
+    "official_test": 500,
+    "copies_in_train_val": {"exact": 300, "near": 100, "rotated": 93, "any": 493},
+    "leakfree": 7,
+}
+SPLIT_POLICY = {
+    "requested": "auto",
+    "used": "regroup",
+    "reason": "the leak-free official test keeps 7 of 500 images, fewer than min_gate_n=200",
+}
+OPERATING_POINT = {
+    "threshold": 0.312,
+    "temperature": 1.83,
+    "calibration": {
+        "min_recall": 0.9,
+        "val_recall": 0.91,
+        "val_specificity": 0.62,
+        "ece_before": 0.17,
+        "ece_after": 0.041,
+        "nll_before": 0.61,
+        "nll_after": 0.48,
+    },
+}
+HONEST = dict(
+    SPLIT,
+    accuracy=0.746,
+    accuracy_ci95=[0.71, 0.78],
+    n=150,
+    threshold=0.312,
+    **{"at_0.5": {"accuracy": 0.70, "accuracy_ci95": [0.62, 0.77], "recall_fractured": 0.52, "specificity": 0.88}},
+)
+REGROUPED = {
+    "run_id": "20260101T000000Z-abc123",
+    "split_policy": SPLIT_POLICY,
+    "contamination": CONTAMINATION,
+    "operating_point": OPERATING_POINT,
+    "dataset": {"fingerprint": "f" * 64},
+    "splits": {
+        "val": SPLIT,
+        "test": HONEST,
+        "test_clean": HONEST,
+        "official_test": dict(SPLIT, accuracy=0.926, accuracy_ci95=[0.90, 0.945], n=500),
+    },
+}
+PAIRED = {
+    "n": 150,
+    "both_right": 100,
+    "candidate_only": 12,
+    "champion_only": 4,
+    "both_wrong": 34,
+    "difference": 8 / 150,
+    "difference_ci95": [0.01, 0.1],
+    "mcnemar_p": 0.0768,
+    "interval_method": "Newcombe hybrid score (paired, method 10)",
+}
 
 
 def _first_screen(md: str) -> str:
@@ -127,8 +215,10 @@ def test_first_screen_has_policy_contamination_official_vs_honest_and_operating_
     first = _first_screen(_report(metrics=REGROUPED, gate=gate))
     assert "**Gate: REFUSED — too few images to judge" in first
     assert "`regroup` (requested `auto`) — the leak-free official test keeps 7 of 500" in first
-    assert ("493 of 500 official test images (98.6 %) are copies of train/val images (strongest link: "
-            "exact 300, near 100, rotated 93); 7 are leak-free") in first
+    assert (
+        "493 of 500 official test images (98.6 %) are copies of train/val images (strongest link: "
+        "exact 300, near 100, rotated 93); 7 are leak-free"
+    ) in first
     assert "official test 0.926 [0.900, 0.945] (n=500) · regrouped test 0.746 [0.710, 0.780] (n=150)" in first
     assert "99 % of its images are copies" in first
     assert "threshold 0.312" in first and "ECE 0.170 → 0.041" in first and "0.520, 0.880 at 0.5" in first
@@ -153,10 +243,25 @@ def test_first_screen_of_an_older_pack_says_what_was_not_measured():
 def test_quality_note_has_this_run_the_champion_and_the_decision():
     from boneflow.report_summary import render_quality
 
-    champion = {"n": 150, "accuracy": 0.70, "accuracy_ci95": [0.62, 0.77], "recall_fractured": 0.88,
-                "specificity": 0.5, "auroc": 0.81, "threshold": 0.5}
-    gate = {"passed": True, "reasons": [], "split": "test_clean", "n": 150, "refused": False,
-            "champion_run_id": "20251201T000000Z-000aaa", "champion": champion, "paired": PAIRED}
+    champion = {
+        "n": 150,
+        "accuracy": 0.70,
+        "accuracy_ci95": [0.62, 0.77],
+        "recall_fractured": 0.88,
+        "specificity": 0.5,
+        "auroc": 0.81,
+        "threshold": 0.5,
+    }
+    gate = {
+        "passed": True,
+        "reasons": [],
+        "split": "test_clean",
+        "n": 150,
+        "refused": False,
+        "champion_run_id": "20251201T000000Z-000aaa",
+        "champion": champion,
+        "paired": PAIRED,
+    }
     note = render_quality(dict(REGROUPED, gate=gate))
     assert "# boneflow quality — run `20260101T000000Z-abc123`" in note
     assert "**Decision: PASSED — promoted to champion**" in note
@@ -169,7 +274,8 @@ def test_quality_note_has_this_run_the_champion_and_the_decision():
 
 
 def test_model_card_states_split_policy_contamination_and_operating_point():
-    card = render_model_card(run_id="r", metrics=REGROUPED, dataset={}, config={},
-                             model_meta={"threshold": 0.312, "temperature": 1.83})
+    card = render_model_card(
+        run_id="r", metrics=REGROUPED, dataset={}, config={}, model_meta={"threshold": 0.312, "temperature": 1.83}
+    )
     assert "`regroup` (requested `auto`)" in card and "493 of 500 official test images" in card
     assert "threshold 0.312, temperature 1.830" in card

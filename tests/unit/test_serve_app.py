@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +37,7 @@ def test_answer_has_label_probability_overlay_and_model_info(store, example):
     conf = answer.confidences()
     assert conf["fractured"] == answer.prob_fractured and abs(sum(conf.values()) - 1) < 1e-6
     # The app and `boneflow predict` agree on the same file.
-    assert answer.prob_fractured == pytest.approx(
-        answer.served.predictor.predict(example)["prob_fractured"], abs=2e-3)
+    assert answer.prob_fractured == pytest.approx(answer.served.predictor.predict(example)["prob_fractured"], abs=2e-3)
     info = xray_app.model_info()
     assert answer.run_id in info and "accuracy (95% CI)" in info and "0.410–0.590" in info
 

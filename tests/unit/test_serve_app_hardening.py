@@ -39,13 +39,33 @@ def app_with_auth(store, tmp_path_factory):
     """`boneflow app` in a subprocess, password from BONEFLOW_APP_AUTH; yields its base URL."""
     work = tmp_path_factory.mktemp("auth-app")
     port = _free_port()
-    env = {**os.environ, "BONEFLOW_APP_AUTH": f"{USER}:{PASSWORD}", "BONEFLOW_CACHE": str(work / "cache"),
-           "GRADIO_TEMP_DIR": str(work / "tmp"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {
+        **os.environ,
+        "BONEFLOW_APP_AUTH": f"{USER}:{PASSWORD}",
+        "BONEFLOW_CACHE": str(work / "cache"),
+        "GRADIO_TEMP_DIR": str(work / "tmp"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
     log = work / "app.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", "from boneflow.cli import main; main()", "app", "--store", str(store),
-                                 "--port", str(port), "--threads", "1"],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=work)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from boneflow.cli import main; main()",
+                "app",
+                "--store",
+                str(store),
+                "--port",
+                str(port),
+                "--threads",
+                "1",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=work,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

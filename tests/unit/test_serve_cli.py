@@ -53,8 +53,9 @@ def test_bad_files_get_an_error_line_and_a_nonzero_exit(store, tmp_path):
     data = truncated.read_bytes()
     truncated.write_bytes(data[: len(data) * 2 // 3])
     missing = tmp_path / "missing.png"
-    result = runner.invoke(app, ["predict", str(text), str(good), str(empty), str(truncated), str(missing),
-                                 "--store", str(store)])
+    result = runner.invoke(
+        app, ["predict", str(text), str(good), str(empty), str(truncated), str(missing), "--store", str(store)]
+    )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     lines = {Path(line["path"]).name: line for line in _lines(result.stdout)}

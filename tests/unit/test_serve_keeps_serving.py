@@ -51,11 +51,19 @@ def _promote_candidate(store: Path, *, weights: bytes, model_json: bytes) -> str
     """Publish and promote a run through the real publish path (manifest matches the files)."""
     opened = open_store(str(store))
     run_id = new_run_id()
-    files = {"model.safetensors": weights, "model.json": model_json,
-             "metrics.json": json.dumps(demo_metrics(run_id)).encode()}
+    files = {
+        "model.safetensors": weights,
+        "model.json": model_json,
+        "metrics.json": json.dumps(demo_metrics(run_id)).encode(),
+    }
     manifest = publish_run(opened, run_id, files, code_version={})
-    record = champion_record(run_id=run_id, manifest=manifest, metrics=demo_metrics(run_id),
-                             dataset_fingerprint="0" * 16, config_fingerprint="0" * 16)
+    record = champion_record(
+        run_id=run_id,
+        manifest=manifest,
+        metrics=demo_metrics(run_id),
+        dataset_fingerprint="0" * 16,
+        config_fingerprint="0" * 16,
+    )
     promote(opened, record, expected_etag=read_champion(opened)[1])
     return run_id
 
@@ -88,8 +96,13 @@ def _three_channel_weights() -> bytes:
     return save({k: v.contiguous() for k, v in resnet18(num_classes=2).state_dict().items()})
 
 
-KINDS = ["garbled champion.json", "model.json not JSON", "model.json out of bounds", "shape mismatch",
-         "truncated safetensors"]
+KINDS = [
+    "garbled champion.json",
+    "model.json not JSON",
+    "model.json out of bounds",
+    "shape mismatch",
+    "truncated safetensors",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)

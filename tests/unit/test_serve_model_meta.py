@@ -14,7 +14,9 @@ from boneflow.serve.model_meta import check_model_meta
 from boneflow.serve.predictor import Predictor
 
 GOOD = {
-    "architecture": "resnet18-1ch", "num_classes": 2, "classes": ["not fractured", "fractured"],
+    "architecture": "resnet18-1ch",
+    "num_classes": 2,
+    "classes": ["not fractured", "fractured"],
     "preprocessing": {"pack_size": 256, "image_size": 224, "mean": 0.449, "std": 0.226},
     "config": {"image_size": 224},
 }
@@ -30,23 +32,26 @@ def _with(path: str, value):
     return meta
 
 
-@pytest.mark.parametrize("path,value,field", [
-    ("preprocessing.pack_size", 10**6, "pack_size"),
-    ("preprocessing.pack_size", "256", "pack_size"),
-    ("preprocessing.pack_size", True, "pack_size"),
-    ("preprocessing.image_size", 300, "image_size"),  # larger than pack_size
-    ("preprocessing.image_size", 4, "image_size"),
-    ("preprocessing.std", 0, "std"),
-    ("preprocessing.mean", float("nan"), "mean"),
-    ("preprocessing.mean", [0.1, 0.2, 0.3, 0.4], "mean"),
-    ("classes", ["a"] * 10**5, "classes"),
-    ("classes", ["not fractured", "broken"], "classes"),
-    ("classes", ["fractured", "fractured"], "classes"),
-    ("classes", ["x" * 1000, "fractured"], "classes"),
-    ("classes", ["not fractured", "fractured", "other"], "classes"),
-    ("num_classes", 10**9, "num_classes"),
-    ("preprocessing", None, "preprocessing"),
-])
+@pytest.mark.parametrize(
+    "path,value,field",
+    [
+        ("preprocessing.pack_size", 10**6, "pack_size"),
+        ("preprocessing.pack_size", "256", "pack_size"),
+        ("preprocessing.pack_size", True, "pack_size"),
+        ("preprocessing.image_size", 300, "image_size"),  # larger than pack_size
+        ("preprocessing.image_size", 4, "image_size"),
+        ("preprocessing.std", 0, "std"),
+        ("preprocessing.mean", float("nan"), "mean"),
+        ("preprocessing.mean", [0.1, 0.2, 0.3, 0.4], "mean"),
+        ("classes", ["a"] * 10**5, "classes"),
+        ("classes", ["not fractured", "broken"], "classes"),
+        ("classes", ["fractured", "fractured"], "classes"),
+        ("classes", ["x" * 1000, "fractured"], "classes"),
+        ("classes", ["not fractured", "fractured", "other"], "classes"),
+        ("num_classes", 10**9, "num_classes"),
+        ("preprocessing", None, "preprocessing"),
+    ],
+)
 def test_out_of_bounds_values_are_refused_naming_the_field(path, value, field):
     with pytest.raises(ModelNotFoundError, match=field):
         check_model_meta(_with(path, value), source="runs/x/model.json")

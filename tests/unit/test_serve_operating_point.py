@@ -80,8 +80,13 @@ def _publish_champion_with(store: Path, **keys) -> str:
     files = {name: folder / name for name in ("model.safetensors", "model.json", "metrics.json")}
     staged = {name: path.read_bytes() for name, path in files.items()}
     manifest = publish_run(opened, run_id, staged, code_version={"source": "test"})
-    record = champion_record(run_id=run_id, manifest=manifest, metrics=json.loads(staged["metrics.json"]),
-                             dataset_fingerprint="0" * 16, config_fingerprint="0" * 16)
+    record = champion_record(
+        run_id=run_id,
+        manifest=manifest,
+        metrics=json.loads(staged["metrics.json"]),
+        dataset_fingerprint="0" * 16,
+        config_fingerprint="0" * 16,
+    )
     promote(opened, record, expected_etag=read_champion(opened)[1])
     return run_id
 

@@ -150,15 +150,25 @@ def test_reads_a_store_written_by_hand_in_the_design_layout(tmp_path, cache, mon
     run = tmp_path / "store" / "runs" / run_id
     run.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(run / "model.safetensors"))
-    (run / "model.json").write_text(json.dumps({
-        "architecture": "resnet18-1ch", "num_classes": 2, "classes": ["not fractured", "fractured"],
-        "preprocessing": {"pack_size": 73, "image_size": 64, "mean": 0.449, "std": 0.226}}))
+    (run / "model.json").write_text(
+        json.dumps(
+            {
+                "architecture": "resnet18-1ch",
+                "num_classes": 2,
+                "classes": ["not fractured", "fractured"],
+                "preprocessing": {"pack_size": 73, "image_size": 64, "mean": 0.449, "std": 0.226},
+            }
+        )
+    )
     (run / "metrics.json").write_text(json.dumps({"run_id": run_id, "splits": {}}))
-    files = {p.name: {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
-             for p in sorted(run.iterdir())}
+    files = {
+        p.name: {"size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in sorted(run.iterdir())
+    }
     (run / "manifest.json").write_text(json.dumps({"run_id": run_id, "files": files}))
-    (tmp_path / "store" / "champion.json").write_text(json.dumps(
-        {"run_id": run_id, "model_sha256": files["model.safetensors"]["sha256"]}))
+    (tmp_path / "store" / "champion.json").write_text(
+        json.dumps({"run_id": run_id, "model_sha256": files["model.safetensors"]["sha256"]})
+    )
 
     monkeypatch.setenv("BONEFLOW_PRECISION", "fp32")  # compare with the plain fp32 network
     predictor = Predictor.from_store(str(tmp_path / "store"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -27,19 +27,44 @@ def test_layout_matches_design():
     assert dataset_key(FP, 256, "train_images.npy") == f"datasets/{FP}/256/train_images.npy"
 
 
-@pytest.mark.parametrize("run_id", [
-    "", "..", "../x", "/abs", "20260101T000000Z", "20260101T000000Z-ABC123",
-    "20260101T000000Z-abc12", "20260101T000000Z-abc123/..", "run1", "20260101T000000Z-abc123\\x",
-])
+@pytest.mark.parametrize(
+    "run_id",
+    [
+        "",
+        "..",
+        "../x",
+        "/abs",
+        "20260101T000000Z",
+        "20260101T000000Z-ABC123",
+        "20260101T000000Z-abc12",
+        "20260101T000000Z-abc123/..",
+        "run1",
+        "20260101T000000Z-abc123\\x",
+    ],
+)
 def test_bad_run_ids_are_rejected(run_id):
     with pytest.raises(InvalidKeyError, match="run id"):
         run_key(run_id, "metrics.json")
 
 
-@pytest.mark.parametrize("name", [
-    "", "..", "../champion.json", "/etc/passwd", "a/../b", "a//b", "a\\b", ".hidden",
-    "a/b/c", "./x", "x/", "bad|char", "tab\tname",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "..",
+        "../champion.json",
+        "/etc/passwd",
+        "a/../b",
+        "a//b",
+        "a\\b",
+        ".hidden",
+        "a/b/c",
+        "./x",
+        "x/",
+        "bad|char",
+        "tab\tname",
+    ],
+)
 def test_bad_names_are_rejected(name):
     with pytest.raises(InvalidKeyError):
         run_key(RUN, name)
@@ -64,7 +89,7 @@ def test_error_message_says_what_is_allowed():
 
 
 def test_run_ids_are_sortable_and_unique():
-    t0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     ids = [new_run_id(t0 + timedelta(seconds=s)) for s in (0, 1, 61, 3600 * 24)]
     assert ids == sorted(ids)
     same_second = {new_run_id(t0) for _ in range(200)}

@@ -113,11 +113,10 @@ def test_racing_processes_exactly_one_wins(tmp_path, existing):
     store = LocalStore(root)
     etag = store.put_if("champion.json", b"old", etag=None) if existing else None
     ctx = mp.get_context("fork")
-    for round_ in range(3):
+    for _round in range(3):
         n = 4
         barrier, results = ctx.Barrier(n), ctx.Queue()
-        procs = [ctx.Process(target=_race_worker, args=(root, etag, barrier, results, i))
-                 for i in range(n)]
+        procs = [ctx.Process(target=_race_worker, args=(root, etag, barrier, results, i)) for i in range(n)]
         for p in procs:
             p.start()
         for p in procs:

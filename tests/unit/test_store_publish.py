@@ -18,7 +18,6 @@ from boneflow.publish import (
     read_champion,
     read_manifest,
 )
-from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
 from boneflow.store import (
     IntegrityError,
     InvalidKeyError,
@@ -27,9 +26,20 @@ from boneflow.store import (
     StoreError,
     new_run_id,
 )
+from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
 
-METRICS = {"splits": {"test_clean": {"n": 100, "accuracy": 0.93, "accuracy_ci95": [0.86, 0.97],
-                                     "recall_fractured": 0.92, "auroc": 0.97, "ece": 0.03}}}
+METRICS = {
+    "splits": {
+        "test_clean": {
+            "n": 100,
+            "accuracy": 0.93,
+            "accuracy_ci95": [0.86, 0.97],
+            "recall_fractured": 0.92,
+            "auroc": 0.97,
+            "ece": 0.03,
+        }
+    }
+}
 
 
 class RecordingStore(LocalStore):
@@ -72,8 +82,13 @@ def _run_files(tmp_path, tag="a"):
 def _publish_and_promote(store, tmp_path, tag, expected_etag):
     run_id = new_run_id()
     manifest = publish_run(store, run_id, _run_files(tmp_path, tag))
-    record = champion_record(run_id=run_id, manifest=manifest, metrics=METRICS,
-                             dataset_fingerprint="0123456789abcdef", config_fingerprint="fedcba9876543210")
+    record = champion_record(
+        run_id=run_id,
+        manifest=manifest,
+        metrics=METRICS,
+        dataset_fingerprint="0123456789abcdef",
+        config_fingerprint="fedcba9876543210",
+    )
     return run_id, manifest, record
 
 
@@ -131,8 +146,14 @@ def test_promote_first_then_replace_then_stale_loses(store, tmp_path):
     assert store.writes[-1] == "champion.json"
     champ, etag = read_champion(store)
     assert champ["run_id"] == run_a and etag == etag_a
-    assert set(champ) >= {"run_id", "model_sha256", "metrics", "dataset_fingerprint",
-                          "config_fingerprint", "published_at"}
+    assert set(champ) >= {
+        "run_id",
+        "model_sha256",
+        "metrics",
+        "dataset_fingerprint",
+        "config_fingerprint",
+        "published_at",
+    }
     run_b, _, rec_b = _publish_and_promote(store, tmp_path, "b", etag_a)
     run_c, _, rec_c = _publish_and_promote(store, tmp_path, "c", etag_a)
     promote(store, rec_b, expected_etag=etag_a)

@@ -24,10 +24,15 @@ def _store(**kw) -> S3Store:
     return open_store("s3://bucket/some/prefix", endpoint_url="http://127.0.0.1:9", check_bucket=False, **kw)
 
 
-@pytest.mark.parametrize("url,expected", [
-    ("s3://b", ("b", "")), ("s3://b/", ("b", "")), ("s3://b/p", ("b", "p/")),
-    ("s3://b/p/q/", ("b", "p/q/")),
-])
+@pytest.mark.parametrize(
+    "url,expected",
+    [
+        ("s3://b", ("b", "")),
+        ("s3://b/", ("b", "")),
+        ("s3://b/p", ("b", "p/")),
+        ("s3://b/p/q/", ("b", "p/q/")),
+    ],
+)
 def test_parse_s3_url(url, expected):
     assert parse_s3_url(url) == expected
 
@@ -52,17 +57,22 @@ def test_endpoint_comes_from_aws_endpoint_url(monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
     store = open_store("s3://bucket", check_bucket=False)
     assert store.endpoint_url == "http://127.0.0.1:4566"  # boto3 reads the variable itself
-    assert open_store("s3://bucket", endpoint_url="http://127.0.0.1:9", check_bucket=False
-                      ).endpoint_url == "http://127.0.0.1:9"  # the explicit setting wins
+    assert (
+        open_store("s3://bucket", endpoint_url="http://127.0.0.1:9", check_bucket=False).endpoint_url
+        == "http://127.0.0.1:9"
+    )  # the explicit setting wins
 
 
-@pytest.mark.parametrize("status,code,error", [
-    (412, "PreconditionFailed", ConflictError),
-    (409, "ConditionalRequestConflict", ConflictError),
-    (404, "NoSuchKey", ConflictError),  # If-Match on a pointer deleted meanwhile
-    (501, "NotImplemented", ConditionalWritesUnsupportedError),
-    (500, "InternalError", StoreError),
-])
+@pytest.mark.parametrize(
+    "status,code,error",
+    [
+        (412, "PreconditionFailed", ConflictError),
+        (409, "ConditionalRequestConflict", ConflictError),
+        (404, "NoSuchKey", ConflictError),  # If-Match on a pointer deleted meanwhile
+        (501, "NotImplemented", ConditionalWritesUnsupportedError),
+        (500, "InternalError", StoreError),
+    ],
+)
 def test_conditional_put_error_mapping(status, code, error):
     store = _store()
     store._conditional_checked = True  # the probe is tested below

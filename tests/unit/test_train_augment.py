@@ -71,7 +71,6 @@ def test_inference_preprocessing_equals_evaluation(tmp_path):
     from PIL import Image
 
     from boneflow.data import preprocess
-
     from boneflow.evaluate.predict import predict_proba
     from boneflow.train.model import build_model
 

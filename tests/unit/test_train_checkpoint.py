@@ -8,8 +8,14 @@ from boneflow.train.checkpoint import latest_checkpoint, list_checkpoints, save_
 
 
 def _state(epoch: int) -> dict:
-    return {"model": {"w": torch.full((3,), float(epoch))}, "optimizer": {}, "scheduler": {}, "epoch": epoch,
-            "settings": {"seed": 0}, "history": [{"epoch": e} for e in range(1, epoch + 1)]}
+    return {
+        "model": {"w": torch.full((3,), float(epoch))},
+        "optimizer": {},
+        "scheduler": {},
+        "epoch": epoch,
+        "settings": {"seed": 0},
+        "history": [{"epoch": e} for e in range(1, epoch + 1)],
+    }
 
 
 def test_writes_named_files_keeps_last_two_and_no_temp_files(tmp_path):

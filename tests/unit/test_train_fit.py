@@ -56,8 +56,18 @@ def test_resume_after_kill_finishes_with_same_epochs_and_same_result(tiny, tmp_p
     assert resumed.resumed_from_epoch == 2 and straight.resumed_from_epoch is None
     assert resumed.epochs_run == straight.epochs_run == 3
     assert [s["epoch"] for s in seen] == [3]  # only the missing epoch was trained
-    keys = {"epoch", "epochs", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s", "lr",
-            "checkpoint"}
+    keys = {
+        "epoch",
+        "epochs",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "seconds",
+        "img_per_s",
+        "lr",
+        "checkpoint",
+    }
     assert keys <= set(seen[0]) and seen[0]["checkpoint"].endswith("epoch-0003.pt")
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     # Per-epoch seeding + restored optimizer/scheduler: the resumed run retraces the straight one.

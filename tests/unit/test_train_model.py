@@ -63,8 +63,11 @@ def test_hub_cache_is_used_and_hash_is_checked(tmp_path, monkeypatch):
 def test_safetensors_round_trip_gives_identical_outputs(tmp_path):
     torch.manual_seed(0)
     model = build_model().to(memory_format=torch.channels_last).eval()
-    meta = {"classes": ["not fractured", "fractured"], "preprocessing": {"pack_size": 73, "image_size": 64},
-            "config": {"epochs": 3}}
+    meta = {
+        "classes": ["not fractured", "fractured"],
+        "preprocessing": {"pack_size": 73, "image_size": 64},
+        "config": {"epochs": 3},
+    }
     weights, info = save_model(model, tmp_path / "out", meta=meta)
     assert weights.name == "model.safetensors" and info.name == "model.json"
     loaded, loaded_meta = load_model(weights, info)

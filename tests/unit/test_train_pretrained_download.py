@@ -102,7 +102,9 @@ def _closed_port() -> int:
 
 
 def test_host_down_gives_the_offline_error(torch_home, monkeypatch):
-    monkeypatch.setenv(model_module.WEIGHTS_URL_ENV, f"http://127.0.0.1:{_closed_port()}/{model_module.HUB_WEIGHTS_NAME}")
+    monkeypatch.setenv(
+        model_module.WEIGHTS_URL_ENV, f"http://127.0.0.1:{_closed_port()}/{model_module.HUB_WEIGHTS_NAME}"
+    )
     with pytest.raises(BoneflowError) as caught:
         build_model(pretrained=True)
     message = str(caught.value)
@@ -123,8 +125,9 @@ def test_stalled_host_times_out_into_the_offline_error(torch_home, monkeypatch):
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         monkeypatch.setattr(model_module, "DOWNLOAD_TIMEOUT_S", 0.5)
-        monkeypatch.setenv(model_module.WEIGHTS_URL_ENV,
-                           f"http://127.0.0.1:{silent.getsockname()[1]}/{model_module.HUB_WEIGHTS_NAME}")
+        monkeypatch.setenv(
+            model_module.WEIGHTS_URL_ENV, f"http://127.0.0.1:{silent.getsockname()[1]}/{model_module.HUB_WEIGHTS_NAME}"
+        )
         before = socket.getdefaulttimeout()
         with pytest.raises(BoneflowError, match="timed out.*--no-pretrained"):
             build_model(pretrained=True)
@@ -162,7 +165,7 @@ def test_boneflow_run_display_names_the_download(server, weights_dir, torch_home
 
     from flows.cli_run import WEIGHTS_LOGGER, _Progress
 
-    assert WEIGHTS_LOGGER == model_module.log.name
+    assert model_module.log.name == WEIGHTS_LOGGER
     progress = Progress()
     handler = _Progress(progress, epochs=1)
     logger = logging.getLogger(WEIGHTS_LOGGER)

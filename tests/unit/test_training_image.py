@@ -11,8 +11,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "deployments" / "gpu.Dockerfile").read_text()
-INSTRUCTIONS = [line.strip() for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+INSTRUCTIONS = [
+    line.strip()
+    for line in re.sub(r"\\\n", " ", DOCKERFILE).splitlines()
+    if line.strip() and not line.lstrip().startswith("#")
+]
 
 
 def _pins() -> dict[str, str]:
@@ -36,8 +39,11 @@ def test_project_lives_where_the_pools_say():
         assert template["variables"]["properties"]["env"]["default"]["BONEFLOW_PROJECT_DIR"] == "/opt/boneflow"
     for package in ("boneflow", "tasks", "flows"):
         assert any(i.startswith(f"COPY {package} ") for i in INSTRUCTIONS), package
-    ignore = [line.strip() for line in (REPO / "deployments" / "gpu.Dockerfile.dockerignore").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    ignore = [
+        line.strip()
+        for line in (REPO / "deployments" / "gpu.Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert ignore[0] == "*"  # an allow-list: a .venv, a local store or credentials never reach the build
     assert {"!boneflow/", "!tasks/", "!flows/", "!pyproject.toml", "!prefect.yaml"} <= set(ignore)
 
