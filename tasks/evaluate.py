@@ -161,12 +161,15 @@ def evaluate_champion(
     from boneflow.evaluate.calibration import OperatingPoint
     from boneflow.evaluate.predict import per_image, split_report
     from boneflow.evaluate.rescore import score_with_own_preprocessing
+    from boneflow.serve.model_meta import read_model_meta
     from boneflow.train.model import load_model
 
     log, t0 = get_run_logger(), time.perf_counter()
     store, model_dir = open_store(config.store_url), run_work_dir(run_id, "champion")
     for name in ("model.safetensors", "model.json"):  # sha256-checked against its manifest
         fetch_run_file(store, champion["run_id"], name, model_dir / name)
+    # store data is untrusted: bound model.json's sizes before they size a network
+    read_model_meta(model_dir / "model.json", source=f"runs/{champion['run_id']}/model.json")
     model, meta = load_model(model_dir / "model.safetensors", model_dir / "model.json")
     point = OperatingPoint.from_meta(meta, where=f"runs/{champion['run_id']}/model.json")
     data = load_packed(Path(packed_dir))
