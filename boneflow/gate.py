@@ -32,6 +32,11 @@ _SPLIT_WORDS = {
 _CHAMPION_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc", "threshold")
 
 
+# What a rejected run is called (the retrain flow's Failed state is named so): the CLI and the
+# failure hook read this name, never the wording of the message.
+GATE_REJECTED = "GateRejected"
+
+
 class GateError(BoneflowError):
     """The metrics handed to the gate lack what the policy needs."""
 

@@ -21,6 +21,7 @@ import typer
 
 from boneflow.config import RetrainConfig
 from boneflow.config_options import flag_name, with_config_options
+from boneflow.gate import GATE_REJECTED
 
 EXIT_REJECTED = 3
 # The core logs the pretrained-weights download here; under the live display torch.hub's byte
@@ -105,7 +106,7 @@ def _summary(state, config: RetrainConfig) -> int:
         )
         return 0
     message = state.message or ""
-    if message.startswith("Gate rejected"):
+    if state.name == GATE_REJECTED:
         typer.secho("not promoted: " + message, fg=typer.colors.RED, err=True)
         typer.echo(
             f"  the run is published under runs/ in {config.store_url} for inspection; the champion is unchanged",

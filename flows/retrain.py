@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 
 from boneflow.config import RetrainConfig
+from boneflow.gate import GATE_REJECTED
 from flows.train import train
 from tasks.artifacts import write_failure_artifact
 from tasks.data import acquire_dataset, audit, dataset_artifacts, fetch_packed_dataset, pack_and_store, validate
@@ -63,7 +64,7 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
     manifest = publish_run_files(run_id, config, files)
     report_artifacts(run_id, config, files, candidate)
     if not decision["passed"]:
-        return Failed(message=decision["message"])
+        return Failed(name=GATE_REJECTED, message=decision["message"])
     promote_champion(run_id, config, manifest, fingerprint, champion)
     return {
         "run_id": run_id,

@@ -32,6 +32,7 @@ from boneflow.data.acquire import AcquireError
 from boneflow.data.layout import LayoutError
 from boneflow.data.pack import PackedDataError
 from boneflow.data.splits import SplitError
+from boneflow.gate import GATE_REJECTED
 from boneflow.publish import ChampionConflictError
 from boneflow.store.errors import ConflictError, IntegrityError, StoreUnavailableError
 from tasks.runtime import run_id_of
@@ -179,7 +180,7 @@ def write_failure_artifact(flow, flow_run, state) -> None:
     error_type = type(error).__name__ if isinstance(error, BaseException) else None
     message = str(error) if isinstance(error, BaseException) else (state.message or "")
     stage = _failed_stage(flow_run.id)
-    if stage is None and message.startswith("Gate rejected"):
+    if stage is None and state.name == GATE_REJECTED:
         stage, advice = "gate", gate_advice((flow_run.parameters or {}).get("run_id") or run_id_of(flow_run))
     else:
         advice = advice_for(error)

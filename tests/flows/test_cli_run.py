@@ -30,7 +30,7 @@ def test_out_of_bounds_setting_names_the_flag(tmp_path):
 def test_exit_codes_by_final_state(capsys):
     config = RetrainConfig(store_url="/tmp/store")
     assert _summary(Completed(name="Skipped", message="same as champion"), config) == 0
-    assert _summary(Failed(message="Gate rejected: accuracy 0.5 < 0.9"), config) == EXIT_REJECTED
+    assert _summary(Failed(name="GateRejected", message="Gate rejected: accuracy 0.5 < 0.9"), config) == EXIT_REJECTED
     assert _summary(Failed(message="Flow run encountered an exception: AcquireError: offline"), config) == 1
     err = capsys.readouterr().err
     assert "not promoted" in err and "AcquireError: offline" in err

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.flows
 def test_unreachable_gate_fails_with_reasons_and_publishes_without_promoting(tiny_config):
     config = tiny_config(min_accuracy=1.0, seed=1)
     state = retrain(config, return_state=True)
-    assert state.is_failed()
+    assert state.is_failed() and state.name == "GateRejected"  # what the CLI and the hook read
     assert state.message.startswith("Gate rejected:") and "< 1.000" in state.message
     store = Path(config.store_url)
     assert not (store / "champion.json").exists()
@@ -38,3 +38,4 @@ def test_deployment_dispatch_without_the_train_deployment_says_how_to_fix_it(tin
     failure = artifacts_of(state.state_details.flow_run_id)["failure-retrain"].data
     assert "'train/train-gpu' does not exist" in failure and "--dispatch local" in failure
     assert not (Path(config.store_url) / "champion.json").exists()
+

@@ -101,7 +101,8 @@ def test_gate_advice_names_the_run_folder():
     run = FlowRun(
         id=uuid.UUID("abcdef12-0000-4000-8000-000000000000"), name="brave-otter", flow_id=uuid.uuid4(), created=created
     )
-    write_failure_artifact(retrain, run, Failed(message="Gate rejected: test_clean accuracy 0.5 < 0.9"))
+    rejected = Failed(name="GateRejected", message="Gate rejected: test_clean accuracy 0.5 < 0.9")
+    write_failure_artifact(retrain, run, rejected)
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
