@@ -38,4 +38,3 @@ def test_deployment_dispatch_without_the_train_deployment_says_how_to_fix_it(tin
     failure = artifacts_of(state.state_details.flow_run_id)["failure-retrain"].data
     assert "'train/train-gpu' does not exist" in failure and "--dispatch local" in failure
     assert not (Path(config.store_url) / "champion.json").exists()
-
