@@ -65,11 +65,6 @@ class PackedDataset:
         return SplitArrays(images, labels, paths)
 
 
-def packed_dir(base: Path, fingerprint: str, size: int) -> Path:
-    """Content address of a packed dataset under a local base folder."""
-    return Path(base) / "datasets" / fingerprint / str(size)
-
-
 def _reusable(out_dir: Path, expect: dict) -> PackedDataset | None:
     if not (out_dir / MANIFEST).is_file():
         return None
