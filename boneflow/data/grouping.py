@@ -10,15 +10,14 @@ detector (pixels are the signal; file names are not trusted):
   with `expand` (black corners, content shrunk by 1/(|cos|+|sin|)), squashed back to a square,
   often a rotated copy of a rotated copy. A perceptual hash does not survive that.
 
-Rotated copies are found in two stages on the distinct images' 64x64 squashed thumbnails:
-1. candidates: for every angle on a coarse grid, every image is warped the way the dataset's
-   augmentation would have warped it, and the normalised correlation of the central disc (no
-   black corners reach it up to ~35 degrees) is compared with every other image's at 32x32:
-   one matrix product per angle, top-k candidates per row and per column;
-2. verification: each candidate pair is re-scored at 64x64 on band-passed pixels (intensity
-   minus a local mean: the low-frequency silhouette of a wrist is shared by many different
-   radiographs; the fine texture is not) over a fine grid of angle and scale around the
-   candidate's angle. Pairs whose best correlation reaches `rotation_min_corr` are copies.
+Rotated copies are found on the distinct images' 64x64 squashed thumbnails
+(rotated_copies.py): stage 1 proposes candidates by correlating the central disc (no black
+corner reaches it up to ~35 degrees) of 16x16 thumbnails with every image warped as a turn with
+expand and a squash would warp it, on a coarse angle grid (one matrix product per angle, top-k
+per row and per column); stage 2 aligns each candidate pair (a turn-and-scale map refined by
+Gauss-Newton steps on a 16 -> 32 -> 64 px pyramid) and keeps it only when the fine texture
+matches after alignment (band-passed pixels and edge strength outside black areas): the
+low-frequency silhouette of a wrist is shared by many different radiographs, the texture is not.
 Groups are the connected components (union-find) of exact, near and rotated links, so a
 chain of rotations joins through its intermediate images.
 
@@ -43,8 +42,8 @@ class GroupingSettings:
 
     near_max_distance: int = 26  # of 256 phash bits; the leakage audit's threshold
     rotation_min_corr: float = 0.6  # band-passed correlation that makes a rotated copy
-    rotation_max_angle: float = 45.0  # degrees searched either way
-    candidate_step: float = 3.0  # coarse angle grid of stage 1, degrees
+    rotation_max_angle: float = 36.0  # degrees searched either way
+    candidate_step: float = 6.0  # coarse angle grid of stage 1, degrees
     candidates: int = 8  # stage-1 candidates kept per image, in each direction
     candidate_min_corr: float = 0.6  # stage-1 correlation below which a pair is not verified
 
