@@ -1,5 +1,5 @@
 """app_latency returns sane figures for the app's predict path (the timing itself is not asserted:
-the CPU is shared; the lead's benchmark run reports it)."""
+the CPU is shared; `boneflow bench infer` reports it)."""
 
 from boneflow.bench.app_latency import app_latency
 
