@@ -35,6 +35,7 @@ _ALIGN_STEPS = ((16, 2), (32, 2), (64, 1))  # (side, Gauss-Newton steps), coarse
 _PRESCREEN = (3, 1.5, 0.3)  # at the next-to-last side: band (px), edge softness, least texture score kept
 _TEXTURE = (3, 1.5)  # at full side: band (px) and edge softness (grey levels/px)
 _DARK = 6.0  # grey level under which a pixel counts as black (turned corners, padding)
+_SEGMENT = 2048  # pairs verified together (bounds the per-image terms held at once)
 _ROUNDS = (1, 2, 3, 5)  # candidate ranks verified first; later rounds skip pairs already joined
 
 
@@ -174,15 +175,20 @@ def _winning_maps(still, warped, wide, plain, cornered, hyp_maps, b, a):
     """The stage-1 hypothesis (as a map) that gave each candidate pair its score."""
     import torch
 
-    scores = (still[b][None] * warped[:, a]).sum(-1)  # [A, N]
-    if len(wide):
-        slot = torch.full((len(cornered),), -1, dtype=torch.long)
-        slot[plain] = torch.arange(len(plain))
-        ok = cornered[b] & (slot[a] >= 0)
-        extra = torch.full((len(wide), len(b)), -2.0)
-        extra[:, ok] = (still[b[ok]][None] * wide[:, slot[a[ok]]]).sum(-1)
-        scores = torch.cat([scores, extra])
-    return hyp_maps[scores.argmax(dim=0)]
+    slot = torch.full((len(cornered),), -1, dtype=torch.long)
+    slot[plain] = torch.arange(len(plain))
+    size = max(64, _BLOCK_FLOATS // ((len(warped) + len(wide)) * still.shape[1]))  # pairs per block
+    best = []
+    for i in range(0, len(b), size):
+        bb, aa = b[i:i + size], a[i:i + size]
+        scores = torch.einsum("np,hnp->hn", still[bb], warped[:, aa])  # [A, N]
+        if len(wide):
+            ok = cornered[bb] & (slot[aa] >= 0)
+            extra = torch.full((len(wide), len(bb)), -2.0)
+            extra[:, ok] = torch.einsum("np,hnp->hn", still[bb[ok]], wide[:, slot[aa[ok]]])
+            scores = torch.cat([scores, extra])
+        best.append(scores.argmax(dim=0))
+    return hyp_maps[torch.cat(best)] if best else hyp_maps[:0]
 
 
 def _candidates(fine, settings: GroupingSettings):
@@ -373,6 +379,8 @@ def _texture_scores(images, b, a, maps, band: int, softness: float):
     images and carry a true copy's resampling residue; fine texture matches only in a copy."""
     import torch
 
+    if len(b) == 0:
+        return torch.zeros(0)
     used, local = torch.unique(b, return_inverse=True)
     flat, band_b, edges_b = _in_chunks(lambda chunk: _texture_terms(chunk, band), images[used])
     side = images.shape[-1]
@@ -418,17 +426,26 @@ def _components(labels, b, a):
 
 def _verify_pairs(levels, b, a, maps, min_corr: float):
     """Align the pairs coarse, drop those whose texture already disagrees at the coarse side,
-    align the rest at full side; the pairs whose texture score reaches min_corr."""
-    if len(b) == 0:
+    align the rest at full side; the pairs whose texture score reaches min_corr. In segments
+    of pairs sorted by still image, so per-image terms are computed once per segment and
+    memory stays bounded whatever the dataset's size."""
+    import torch
+
+    order = torch.argsort(b)
+    b, a, maps = b[order], a[order], maps[order]
+    hits = []
+    for start in range(0, len(b), _SEGMENT):
+        sl = slice(start, start + _SEGMENT)
+        sb, sa = b[sl], a[sl]
+        m = _align(levels[:-1], sb, sa, maps[sl])
+        keep = _texture_scores(levels[-2][0], sb, sa, m, *_PRESCREEN[:2]) >= _PRESCREEN[2]
+        sb, sa, m = sb[keep], sa[keep], m[keep]
+        m = _align(levels[-1:], sb, sa, m)
+        hit = _texture_scores(levels[-1][0], sb, sa, m, *_TEXTURE) >= min_corr
+        hits.append((sb[hit], sa[hit]))
+    if not hits:
         return b, a
-    maps = _align(levels[:-1], b, a, maps)
-    keep = _texture_scores(levels[-2][0], b, a, maps, *_PRESCREEN[:2]) >= _PRESCREEN[2]
-    b, a, maps = b[keep], a[keep], maps[keep]
-    if len(b) == 0:
-        return b, a
-    maps = _align(levels[-1:], b, a, maps)
-    hit = _texture_scores(levels[-1][0], b, a, maps, *_TEXTURE) >= min_corr
-    return b[hit], a[hit]
+    return torch.cat([h[0] for h in hits]), torch.cat([h[1] for h in hits])
 
 
 def _verify(fine, b, a, maps, rank, min_corr: float):
