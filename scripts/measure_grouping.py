@@ -113,7 +113,8 @@ def score(groups: np.ndarray, families: dict[int, str], sha: list[str],
     n = len({sha[i] for i in truth})
     neg = n * (n - 1) // 2 - joined
     return {"rotated_pairs": pos, "rotated_pair_recall": round(hit / pos, 4) if pos else None,
-            "pairs_kept_apart_by_truth": neg, "false_links": false, "false_link_rate": false / neg if neg else None}
+            "pairs_kept_apart_by_truth": neg, "false_links": false,
+            "false_link_rate": false / neg if neg else None}
 
 
 def tiles(thumbs: np.ndarray, reps: int) -> np.ndarray:
@@ -139,12 +140,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--scale", type=int, default=1, help="also time grouping on N tiles of the decoded set")
-    ap.add_argument("--repeat", type=int, default=1, help="time each grouping this many times (the minimum is reported)")
+    ap.add_argument("--repeat", type=int, default=1, help="time each grouping N times; the least is reported")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         validated = validate_dataset(args.data_dir, workdir=Path(tmp), pack_size=256)
         t_validate = time.perf_counter() - t0
+    if validated.thumbs is None:
+        sys.exit(f"{args.data_dir}: validation returned no grouping thumbnails; nothing to measure")
+    thumbs = validated.thumbs
     rel = [r.relpath for r in validated.records]
     sha = [validated.file_hashes[r] for r in rel]
     planted = (args.data_dir / "planted.json").is_file()
@@ -154,7 +158,7 @@ def main() -> None:
     import torch  # noqa: F401  (imported once per process by the audit; timed on its own)
 
     t_import = time.perf_counter() - t0
-    groups, t_group = _timed(lambda: find_duplicate_groups(sha, validated.hashes, validated.thumbs,
+    groups, t_group = _timed(lambda: find_duplicate_groups(sha, validated.hashes, thumbs,
                                                             settings=settings), args.repeat)
     result = {"data_dir": str(args.data_dir), "images": len(rel), "distinct_files": len(set(sha)),
               "groups": int(groups.group.max() + 1) if len(rel) else 0,
@@ -166,7 +170,7 @@ def main() -> None:
     if args.scale > 1:
         big_sha = [f"{s}-{k}" for k in range(args.scale) for s in sha]
         big_hashes = np.concatenate([validated.hashes] * args.scale)
-        big_thumbs = tiles(validated.thumbs, args.scale)
+        big_thumbs = tiles(thumbs, args.scale)
         _, t_big = _timed(lambda: find_duplicate_groups(big_sha, big_hashes, big_thumbs, settings=settings),
                           args.repeat)
         result["scaled"] = {"images": len(big_sha), "distinct_files": len(set(big_sha)),

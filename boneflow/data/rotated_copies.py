@@ -21,6 +21,7 @@ keep their temporaries under `_BLOCK_FLOATS`.
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 
@@ -30,7 +31,7 @@ _COARSE_SIDE = 16  # stage-1 resolution
 _DISC_RADIUS = 0.30  # of the side: the compared central disc; turned corners stay outside to ~35 degrees
 _ASPECTS = (0.7, 1 / 0.7)  # height/width of non-square originals tried in stage 1 (1 is always tried)
 _ROW_BLOCK = 128  # stage-1 rows per matrix product
-_BLOCK_FLOATS = 1 << 17  # per-block temporaries of 0.5 MB: fresh larger tensors cost more in page faults than the arithmetic
+_BLOCK_FLOATS = 1 << 17  # per-block temporaries of 0.5 MB (see the module notes on page faults)
 _ALIGN_STEPS = ((16, 2), (32, 2), (64, 1))  # (side, Gauss-Newton steps), coarse to fine
 _PRESCREEN = (3, 1.5, 0.3)  # at the next-to-last side: band (px), edge softness, least texture score kept
 _TEXTURE = (3, 1.5)  # at full side: band (px) and edge softness (grey levels/px)
@@ -140,13 +141,13 @@ def _stage1_vectors(coarse, cornered, settings: GroupingSettings):
     angles = _stage1_angles(settings)
     square = _turn_maps(angles, _single_turn_scale(angles))
     wide_angles = angles[angles.abs() > 0]  # a turn by 0 leaves the original's shape
-    wide = [_wide_turn_maps(wide_angles, r) for r in _ASPECTS]
-    wide = torch.cat(wide) if wide else torch.zeros(0, 2, 2)
+    wide = torch.cat([_wide_turn_maps(wide_angles, r) for r in _ASPECTS]) if _ASPECTS else torch.zeros(0, 2, 2)
     plain = torch.nonzero(~cornered).reshape(-1) if len(wide) else torch.zeros(0, dtype=torch.long)
 
     def warp(images, maps):
-        return torch.stack([_normalise(_sample(images, m.expand(len(images), 2, 2), pts)[:, 0]) for m in maps]) \
-            if len(maps) and len(images) else torch.zeros(len(maps), len(images), len(pts))
+        if not (len(maps) and len(images)):
+            return torch.zeros(len(maps), len(images), len(pts))
+        return torch.stack([_normalise(_sample(images, m.expand(len(images), 2, 2), pts)[:, 0]) for m in maps])
 
     still = _normalise(coarse.reshape(n, -1)[:, disc])
     return still, warp(coarse, square), warp(coarse[plain], wide), torch.cat([square, wide]), plain
@@ -201,7 +202,8 @@ def _candidates(fine, settings: GroupingSettings):
     import torch.nn.functional as F
 
     cornered = _has_black_corners(fine)
-    still, warped, wide, hyp_maps, plain = _stage1_vectors(F.adaptive_avg_pool2d(fine, _COARSE_SIDE), cornered, settings)
+    coarse = F.adaptive_avg_pool2d(fine, _COARSE_SIDE)
+    still, warped, wide, hyp_maps, plain = _stage1_vectors(coarse, cornered, settings)
     n, k = len(still), min(settings.candidates, len(still) - 1)
     rows_max = min(_ROW_BLOCK, n)
     bufs = (torch.empty(rows_max, n), torch.empty(rows_max, n))
@@ -230,13 +232,13 @@ def _unique_pairs(b, a, rank, val, n: int):
     import torch
 
     key = (torch.minimum(a, b) * n + torch.maximum(a, b)).numpy()
-    _, slot = np.unique(key, return_inverse=True)
-    slot = torch.from_numpy(slot.reshape(-1))
+    _, slot_np = np.unique(key, return_inverse=True)
+    slot = torch.from_numpy(slot_np.reshape(-1))
     best_rank = torch.full((int(slot.max()) + 1 if len(slot) else 0,), len(rank), dtype=torch.long)
     best_rank = best_rank.scatter_reduce(0, slot, rank, reduce="amin")
     order = torch.argsort(val, descending=True)
-    _, first = np.unique(key[order.numpy()], return_index=True)  # same slot order as above
-    first = order[torch.from_numpy(first)]
+    _, first_np = np.unique(key[order.numpy()], return_index=True)  # same slot order as above
+    first = order[torch.from_numpy(first_np)]
     return b[first], a[first], val[first], best_rank
 
 
@@ -457,7 +459,7 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
     labels = torch.arange(len(fine))
     bounds = (0, *_ROUNDS, len(rank) + 1)
     found_b, found_a = [], []
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         sel = (rank >= lo) & (rank < hi) & (labels[b] != labels[a])
         hb, ha = _verify_pairs(levels, b[sel], a[sel], maps[sel], min_corr)
         labels = _components(labels, hb, ha)

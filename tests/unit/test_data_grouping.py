@@ -116,8 +116,9 @@ def test_reencoded_resized_and_mirrored_copies_are_grouped(demo_images):
 
 
 def test_components_match_union_find():
-    from boneflow.data.grouping import _UnionFind
     import torch
+
+    from boneflow.data.grouping import _UnionFind
 
     rng = np.random.default_rng(0)
     n = 200
