@@ -32,10 +32,12 @@ chain of rotations joins through its intermediate images.
 
 Measured with scripts/measure_grouping.py (2 shared CPU cores): on the shared Kaggle sample
 (779 distinct images) rotated-pair recall 1.0 and no false link among 201,247 pairs of
-different families (their texture scores stay under 0.3); on demo sets (2,506 and 2,653 distinct
+different families (their texture scores stay under 0.2); on demo sets (2,506 and 2,653 distinct
 synthetic images, the second with 60 planted rotated families) no false link (scores of
-distinct images under 0.4) and every planted family whole. Time on 3,895 distinct images
-(the sample tiled 5x): about 4-5 s; see the README's "Duplicate groups" section.
+distinct images under 0.4) and every planted family whole. Time for 10,480 files holding 3,895
+distinct images (the sample tiled 5x, the full set's size): 4.4-4.6 s, when validating the
+2,096-file sample took 4.0-4.5 s (so ~20 s for the full set); see the README's "Duplicate
+groups" section.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class DuplicateGroups:
     """`group[i]`: group number of record i (numbered by first member); `near_group[i]` the
     same from exact and near links only (tells "rotated" copies apart). `link_kind[i]`: the
     strongest kind of link record i has to another member of its group (None when alone).
-    `links`: (i, j, kind) edges that were found (exact edges point at the first file)."""
+    `links`: (i, j, kind) edges that were found (exact edges point at the first file; rotated edges
+    are enough to join each group, not every turned pair in it)."""
 
     group: np.ndarray
     near_group: np.ndarray
