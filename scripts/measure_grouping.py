@@ -77,8 +77,7 @@ def planted_truth(relpaths: list[str], data_dir: Path) -> tuple[dict[int, str], 
             join(member, fam["base"])
             families[member] = fam["base"]
     index = {rel: i for i, rel in enumerate(relpaths)}
-    return ({index[m]: b for m, b in families.items() if m in index},
-            {i: root(rel) for i, rel in enumerate(relpaths)})
+    return ({index[m]: b for m, b in families.items() if m in index}, {i: root(rel) for i, rel in enumerate(relpaths)})
 
 
 def _same_pairs(*labels: np.ndarray) -> int:
@@ -103,8 +102,7 @@ def pair_counts(groups: np.ndarray, truth: dict[int, str], sha: list[str]) -> tu
     return _same_pairs(t), both, _same_pairs(g) - both
 
 
-def score(groups: np.ndarray, families: dict[int, str], sha: list[str],
-          everyone: dict[int, str] | None = None) -> dict:
+def score(groups: np.ndarray, families: dict[int, str], sha: list[str], everyone: dict[int, str] | None = None) -> dict:
     """Rotated-pair recall within families; false links across families (or, given the truth
     group of every record, across truth groups over all distinct files)."""
     pos, hit, _ = pair_counts(groups, families, sha)
@@ -112,9 +110,13 @@ def score(groups: np.ndarray, families: dict[int, str], sha: list[str],
     joined, _, false = pair_counts(groups, truth, sha)
     n = len({sha[i] for i in truth})
     neg = n * (n - 1) // 2 - joined
-    return {"rotated_pairs": pos, "rotated_pair_recall": round(hit / pos, 4) if pos else None,
-            "pairs_kept_apart_by_truth": neg, "false_links": false,
-            "false_link_rate": false / neg if neg else None}
+    return {
+        "rotated_pairs": pos,
+        "rotated_pair_recall": round(hit / pos, 4) if pos else None,
+        "pairs_kept_apart_by_truth": neg,
+        "false_links": false,
+        "false_link_rate": false / neg if neg else None,
+    }
 
 
 def tiles(thumbs: np.ndarray, reps: int) -> np.ndarray:
@@ -158,23 +160,31 @@ def main() -> None:
     import torch  # noqa: F401  (imported once per process by the audit; timed on its own)
 
     t_import = time.perf_counter() - t0
-    groups, t_group = _timed(lambda: find_duplicate_groups(sha, validated.hashes, thumbs,
-                                                            settings=settings), args.repeat)
-    result = {"data_dir": str(args.data_dir), "images": len(rel), "distinct_files": len(set(sha)),
-              "groups": int(groups.group.max() + 1) if len(rel) else 0,
-              "links": {k: sum(1 for *_, kind in groups.links if kind == k) for k in ("exact", "near", "rotated")},
-              "truth": "planted.json" if planted else "file names (N-rotated... families)",
-              **score(groups.group, families, sha, everyone),
-              "seconds": {"validate": round(t_validate, 2), "group": round(t_group, 2),
-                          "torch_import": round(t_import, 2)}}
+    groups, t_group = _timed(
+        lambda: find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings), args.repeat
+    )
+    result = {
+        "data_dir": str(args.data_dir),
+        "images": len(rel),
+        "distinct_files": len(set(sha)),
+        "groups": int(groups.group.max() + 1) if len(rel) else 0,
+        "links": {k: sum(1 for *_, kind in groups.links if kind == k) for k in ("exact", "near", "rotated")},
+        "truth": "planted.json" if planted else "file names (N-rotated... families)",
+        **score(groups.group, families, sha, everyone),
+        "seconds": {"validate": round(t_validate, 2), "group": round(t_group, 2), "torch_import": round(t_import, 2)},
+    }
     if args.scale > 1:
         big_sha = [f"{s}-{k}" for k in range(args.scale) for s in sha]
         big_hashes = np.concatenate([validated.hashes] * args.scale)
         big_thumbs = tiles(thumbs, args.scale)
-        _, t_big = _timed(lambda: find_duplicate_groups(big_sha, big_hashes, big_thumbs, settings=settings),
-                          args.repeat)
-        result["scaled"] = {"images": len(big_sha), "distinct_files": len(set(big_sha)),
-                            "group_seconds": round(t_big, 2)}
+        _, t_big = _timed(
+            lambda: find_duplicate_groups(big_sha, big_hashes, big_thumbs, settings=settings), args.repeat
+        )
+        result["scaled"] = {
+            "images": len(big_sha),
+            "distinct_files": len(set(big_sha)),
+            "group_seconds": round(t_big, 2),
+        }
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 

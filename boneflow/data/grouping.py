@@ -140,8 +140,9 @@ def _near_links(hashes: np.ndarray, distinct: list[int], max_distance: int) -> l
     return [(distinct[a], distinct[b], "near") for a, b in zip(ii[keep].tolist(), jj[keep].tolist())]
 
 
-def find_duplicate_groups(file_sha: list[str], hashes: np.ndarray, thumbs: np.ndarray, *,
-                          settings: GroupingSettings = GroupingSettings()) -> DuplicateGroups:
+def find_duplicate_groups(
+    file_sha: list[str], hashes: np.ndarray, thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()
+) -> DuplicateGroups:
     """Group records by exact, near and rotated copies. `file_sha[i]`, `hashes[i]`
     (uint64 [T, W] perceptual hashes) and `thumbs[i]` (uint8 [64, 64]) describe record i."""
     n = len(file_sha)
@@ -160,7 +161,8 @@ def find_duplicate_groups(file_sha: list[str], hashes: np.ndarray, thumbs: np.nd
         if k != "rotated":
             uf_near.union(a, b)
         for x in (a, b):
-            if kind[x] is None or rank[k] < rank[kind[x]]:
+            current = kind[x]
+            if current is None or rank[k] < rank[current]:
                 kind[x] = k
     return DuplicateGroups(group=uf.labels(), near_group=uf_near.labels(), link_kind=kind, links=links)
 

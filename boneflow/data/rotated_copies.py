@@ -94,7 +94,7 @@ def _in_chunks(fn, images):
     import torch
 
     size = _block_size(images.shape[-1])
-    parts = [fn(images[i:i + size]) for i in range(0, len(images), size)]
+    parts = [fn(images[i : i + size]) for i in range(0, len(images), size)]
     return tuple(torch.cat(p) for p in zip(*parts))
 
 
@@ -116,8 +116,13 @@ def _wide_turn_maps(angles_deg, aspect: float):
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
     cos, sin = th.cos(), th.sin()
     canvas_w, canvas_h = cos.abs() + aspect * sin.abs(), sin.abs() + aspect * cos.abs()
-    return torch.stack([torch.stack([cos * canvas_w, -sin * canvas_h], -1),
-                        torch.stack([sin * canvas_w / aspect, cos * canvas_h / aspect], -1)], 1)
+    return torch.stack(
+        [
+            torch.stack([cos * canvas_w, -sin * canvas_h], -1),
+            torch.stack([sin * canvas_w / aspect, cos * canvas_h / aspect], -1),
+        ],
+        1,
+    )
 
 
 def _has_black_corners(fine):
@@ -181,7 +186,7 @@ def _winning_maps(still, warped, wide, plain, cornered, hyp_maps, b, a):
     size = max(64, _BLOCK_FLOATS // ((len(warped) + len(wide)) * still.shape[1]))  # pairs per block
     best = []
     for i in range(0, len(b), size):
-        bb, aa = b[i:i + size], a[i:i + size]
+        bb, aa = b[i : i + size], a[i : i + size]
         scores = torch.einsum("np,hnp->hn", still[bb], warped[:, aa])  # [A, N]
         if len(wide):
             ok = cornered[bb] & (slot[aa] >= 0)
@@ -212,15 +217,16 @@ def _candidates(fine, settings: GroupingSettings):
     for start in range(0, n, rows_max):
         rows = torch.arange(start, min(start + rows_max, n))
         m = len(rows)
-        b_val = _best_over_hypotheses(still[start:start + m], rows, warped, wide, plain, cornered, bufs)
+        b_val = _best_over_hypotheses(still[start : start + m], rows, warped, wide, plain, cornered, bufs)
         top = b_val.topk(k, dim=1)
         found.append((rows.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1), ranks.repeat(m)))
-        merge_val[k:k + m], merge_idx[k:k + m] = b_val, rows[:, None]
-        col = merge_val[:k + m].topk(k, dim=0)  # running top-k per column, kept in the first k rows
-        merge_idx[:k] = merge_idx[:k + m].gather(0, col.indices)
+        merge_val[k : k + m], merge_idx[k : k + m] = b_val, rows[:, None]
+        col = merge_val[: k + m].topk(k, dim=0)  # running top-k per column, kept in the first k rows
+        merge_idx[:k] = merge_idx[: k + m].gather(0, col.indices)
         merge_val[:k] = col.values
-    found.append((merge_idx[:k].reshape(-1), torch.arange(n).repeat(k), merge_val[:k].reshape(-1),
-                  ranks.repeat_interleave(n)))
+    found.append(
+        (merge_idx[:k].reshape(-1), torch.arange(n).repeat(k), merge_val[:k].reshape(-1), ranks.repeat_interleave(n))
+    )
     b, a, val, rank = (torch.cat(parts) for parts in zip(*found))
     keep = val >= settings.candidate_min_corr
     b, a, val, rank = _unique_pairs(b[keep], a[keep], rank[keep], val[keep], n)
@@ -322,8 +328,9 @@ def _pyramid(fine):
     """[(images, Gauss-Newton steps)] per alignment level, coarse to fine."""
     import torch.nn.functional as F
 
-    return [(F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, steps)
-            for side, steps in _ALIGN_STEPS]
+    return [
+        (F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, steps) for side, steps in _ALIGN_STEPS
+    ]
 
 
 def _align(levels, b, a, maps):
@@ -337,8 +344,12 @@ def _align(levels, b, a, maps):
         used, local = torch.unique(b, return_inverse=True)
         terms = _in_chunks(_template_terms, images[used])
         size = _block_size(images.shape[-1])
-        maps = torch.cat([_align_level(images, terms, local[i:i + size], a[i:i + size], maps[i:i + size], steps)
-                          for i in range(0, len(b), size)])
+        maps = torch.cat(
+            [
+                _align_level(images, terms, local[i : i + size], a[i : i + size], maps[i : i + size], steps)
+                for i in range(0, len(b), size)
+            ]
+        )
     return maps
 
 
@@ -354,10 +365,10 @@ def _local_mean(images, size: int, mode: str):
     padded = F.pad(images, (size // 2,) * 4, mode=mode)
     rows = padded[..., :side].clone()
     for i in range(1, size):
-        rows += padded[..., i:i + side]
+        rows += padded[..., i : i + side]
     out = rows[..., :side, :].clone()
     for i in range(1, size):
-        out += rows[..., i:i + side, :]
+        out += rows[..., i : i + side, :]
     return out / (size * size)
 
 
@@ -370,8 +381,11 @@ def _edge_strength(images, mode: str):
 def _texture_terms(images, band: int):
     """Per image, as the still one of a pair: pixels, band-passed pixels, edge strength, [n, S*S]."""
     n = len(images)
-    return (images.reshape(n, -1), (images - _local_mean(images, band, "replicate")).reshape(n, -1),
-            _edge_strength(images, "replicate"))
+    return (
+        images.reshape(n, -1),
+        (images - _local_mean(images, band, "replicate")).reshape(n, -1),
+        _edge_strength(images, "replicate"),
+    )
 
 
 def _texture_scores(images, b, a, maps, band: int, softness: float):
@@ -468,8 +482,7 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
     return torch.cat(found_b), torch.cat(found_a)
 
 
-def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()
-                  ) -> list[tuple[int, int]]:
+def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
     """(i, j) pairs of `thumbs` (uint8 [n, 64, 64]) where one is a small-angle turned copy of the
     other; enough of them to join every such copy to its group, not every pair of the group."""
     import torch

@@ -103,9 +103,11 @@ def test_byte_identical_files_are_grouped(demo_images):
 
 def test_reencoded_resized_and_mirrored_copies_are_grouped(demo_images):
     originals = [Image.open(io.BytesIO(d)) for d in demo_images[:3]]
-    copies = [_jpeg(originals[0], 40),
-              _jpeg(originals[1].resize((originals[1].width // 2, originals[1].height // 2)), 85),
-              _jpeg(originals[2].transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90)]
+    copies = [
+        _jpeg(originals[0], 40),
+        _jpeg(originals[1].resize((originals[1].width // 2, originals[1].height // 2)), 85),
+        _jpeg(originals[2].transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90),
+    ]
     files = demo_images[:20] + copies
     sha, hashes, thumbs = _describe(files)
     groups = find_duplicate_groups(sha, hashes, thumbs)
