@@ -13,7 +13,6 @@ from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, ChampionRef, Predictions, Scores, TrainSummary
 from boneflow.gate import GateDecision, GatePolicy, judge
 
-
 _CHAIN: dict = {}
 
 
