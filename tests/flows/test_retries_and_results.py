@@ -201,3 +201,19 @@ def test_persisted_results_are_plain_json_not_pickles(tiny_config):
             assert content["metadata"]["serializer"]["type"] == "json", name
             content = json.loads(content["result"])
         assert _plain_json(content), (name, str(content)[:300])
+
+
+def test_stages_leave_no_run_files_on_the_worker_for_each_other(tiny_config):
+    """A Retry may run any stage on another worker: stages meet through values and the store,
+    so after a run the local work dir holds only store copies (packed dataset, checkpoints) and
+    validation's scratch, never a model, plot or report another stage would read."""
+    import os
+
+    state = retrain(tiny_config(seed=5), return_state=True)
+    assert state.is_completed(), state.message
+    work = Path(os.environ["BONEFLOW_WORK_DIR"])
+    run_dir = work / "runs" / state.result()["run_id"]
+    assert {p.name for p in run_dir.iterdir()} <= {"checkpoints", "validate"}
+    assert not list((work / "scratch").iterdir())  # every task's scratch folder is removed
+    leftovers = [p for p in run_dir.rglob("*") if p.suffix in {".png", ".md", ".safetensors"} or p.name == "model.json"]
+    assert not leftovers, leftovers
