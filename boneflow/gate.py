@@ -17,10 +17,13 @@ and failures, so the report and the flow's message explain the decision.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
+from pydantic import Field
+
+from boneflow.contracts import Contract, Scores
 from boneflow.errors import BoneflowError
-from boneflow.evaluate.paired import PairedComparison
+from boneflow.evaluate.paired import PairedComparison, paired_from_predictions
 
 _SPLIT_WORDS = {
     "test_clean": "leak-free test",
@@ -71,11 +74,12 @@ class GatePolicy:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class GateDecision:
+class GateDecision(Contract):
+    """The gate's verdict: the stage contract between gate and publish (boneflow/contracts.py)."""
+
     passed: bool
-    reasons: list[str] = field(default_factory=list)
-    policy: dict = field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    policy: dict = Field(default_factory=dict)
     champion_run_id: str | None = None
     split: str = "test_clean"  # the judged split
     n: int | None = None  # images in it
@@ -243,4 +247,22 @@ def decide(
         refused=refused,
         paired=paired.to_dict() if paired is not None else None,
         champion=champion,
+    )
+
+
+def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> GateDecision:
+    """The gate stage: decide() on two evaluated models, paired on the judged split's images."""
+    paired = None
+    if champion is not None:
+        paired = paired_from_predictions(
+            candidate.predictions.get(policy.split), champion.predictions.get(policy.split)
+        )
+    return decide(
+        candidate.splits,
+        champion.splits if champion is not None else None,
+        policy,
+        champion_run_id=champion.run_id if champion is not None else None,
+        paired=paired,
+        split_policy=candidate.split_policy,
+        contamination=candidate.contamination,
     )

@@ -17,59 +17,54 @@ from flows.train import train
 from tasks.artifacts import write_failure_artifact
 from tasks.data import acquire_dataset, audit, dataset_artifacts, fetch_packed_dataset, pack_and_store, validate
 from tasks.evaluate import augmentation_preview, evaluate_candidate, evaluate_champion, gate, read_champion_pointer
-from tasks.publish import promote_champion, publish_run_files, report_artifacts, write_run_files
+from tasks.publish import promote_champion, publish_run_files, report_artifacts
+from tasks.results import RESULTS
 from tasks.runtime import run_id_for_current_flow_run
 from tasks.training import train_on_gpu_pool
 
 
-@flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True, result_serializer="json")
+@flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True, result_serializer=RESULTS)
 def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect reads the default into the parameter schema; never mutated
     """Retrain, evaluate, gate and publish the bone-fracture classifier."""
     log, run_id = get_run_logger(), run_id_for_current_flow_run()
     acquired = acquire_dataset(config)
-    fingerprint = acquired["version"]["fingerprint"]
 
-    packed_dir = fetch_packed_dataset(config, fingerprint)  # reuse datasets/<fp>/<size>/ if stored
+    packed_dir = fetch_packed_dataset(config, acquired.fingerprint)  # reuse datasets/<fp>/<size>/ if stored
     if packed_dir is None:
-        validated = validate(acquired["root"], config, run_id)
+        validated = validate(acquired.root, config, run_id)
         leakage = audit(validated, config)
-        packed_dir = pack_and_store(validated, leakage, config, fingerprint)
+        packed_dir = pack_and_store(validated, leakage, config, acquired.fingerprint)
     dataset_artifacts(packed_dir, run_id)
-    preview = augmentation_preview(run_id, config, packed_dir)
+    augmentation_preview(run_id, config, packed_dir)
 
     champion = read_champion_pointer(config)
-    if (
+    skip = (
         champion
         and not config.force
-        and champion.get("dataset_fingerprint") == fingerprint
-        and champion.get("config_fingerprint") == config.fingerprint()
-    ):
-        log.info("data and config equal champion %s's: training skipped", champion["run_id"])
-        return Completed(
-            name="Skipped",
-            message=f"Data and config equal champion {champion['run_id']}'s; "
-            "nothing to train (set force to retrain anyway).",
-        )
+        and champion.skip_reason(dataset_fingerprint=acquired.fingerprint, config_fingerprint=config.fingerprint())
+    )
+    if skip:
+        log.info("%s", skip)
+        return Completed(name="Skipped", message=skip)
 
     if config.dispatch == "local":
-        trained = train(run_id, config, fingerprint)
+        trained = train(run_id, config, acquired.fingerprint)
     else:
-        trained = train_on_gpu_pool(run_id, config, fingerprint)
+        trained = train_on_gpu_pool(run_id, config, acquired.fingerprint)
 
     candidate = evaluate_candidate(run_id, config, packed_dir, trained)
-    champion_scores = evaluate_champion(run_id, config, packed_dir, champion, acquired["root"])
+    champion_scores = evaluate_champion(run_id, config, packed_dir, champion, acquired.root)
     decision = gate(config, candidate, champion_scores)
 
-    files = write_run_files(run_id, config, acquired["version"], packed_dir, trained, candidate, decision, preview)
-    manifest = publish_run_files(run_id, config, files)
-    report_artifacts(run_id, config, files, candidate)
-    if not decision["passed"]:
-        return Failed(name=GATE_REJECTED, message=decision["message"])
-    promote_champion(run_id, config, manifest, fingerprint, champion)
+    published = publish_run_files(run_id, config, acquired, packed_dir, trained, candidate, decision)
+    report_artifacts(config, published)
+    if not decision.passed:
+        return Failed(name=GATE_REJECTED, message=decision.message)
+    promote_champion(config, published, champion)
     return {
         "run_id": run_id,
         "promoted": True,
         "store_url": config.store_url,
-        "gate": decision["message"],
-        "test_clean": candidate["splits"]["test_clean"],
+        "gate": decision.message,
+        "test_clean": candidate.splits["test_clean"],
     }

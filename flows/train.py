@@ -11,12 +11,14 @@ from __future__ import annotations
 from prefect import flow
 
 from boneflow.config import RetrainConfig
+from boneflow.contracts import TrainSummary
 from tasks.artifacts import write_failure_artifact
+from tasks.results import RESULTS
 from tasks.training import fetch_run_checkpoints, fetch_training_data, fit_model
 
 
-@flow(name="train", on_failure=[write_failure_artifact], persist_result=True, result_serializer="json")
-def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
+@flow(name="train", on_failure=[write_failure_artifact], persist_result=True, result_serializer=RESULTS)
+def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> TrainSummary:
     """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store."""
     packed_dir = fetch_training_data(config, dataset_fingerprint)
     checkpoint_dir = fetch_run_checkpoints(run_id, config)

@@ -11,10 +11,11 @@ import json
 import time
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.cache_policies import DEFAULT, NO_CACHE
 
 from boneflow.config import RetrainConfig
+from boneflow.contracts import Acquired
 from boneflow.data.acquire import acquire
 from boneflow.data.leakage import LeakageAudit, audit_leakage
 from boneflow.data.pack import PackedDataError, load_packed, pack_dataset, pack_settings, packed_matches
@@ -23,23 +24,22 @@ from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
 from boneflow.transfer import fetch_dataset, upload_dataset
 from tasks.artifacts import table_artifact
-from tasks.retry import retry_unless_deterministic
-from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
+from tasks.retry import SHORT_RETRIES, retry_unless_deterministic
+from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir, stage
 
 
 # acquire() already retries the download 3 times with backoff; one more try a minute later
 # rides out a longer Kaggle hiccup without keeping a user of `boneflow run` waiting for minutes.
 # DEFAULT cache policy: once per flow run (a new run sees a new Kaggle version).
-@task(
+@stage(
     retries=1,
     retry_delay_seconds=60,
+    retry_condition_fn=retry_unless_deterministic,
     timeout_seconds=6 * 3600,
     cache_policy=DEFAULT,
     persist_result=True,
-    retry_condition_fn=retry_unless_deterministic,
-    result_serializer="json",
 )
-def acquire_dataset(config: RetrainConfig) -> dict:
+def acquire_dataset(config: RetrainConfig) -> Acquired:
     log, t0 = get_run_logger(), time.perf_counter()
     got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None, kaggle_handle=config.kaggle_handle)
     log.info(
@@ -50,7 +50,7 @@ def acquire_dataset(config: RetrainConfig) -> dict:
         got.version.fingerprint[:12],
         time.perf_counter() - t0,
     )
-    return {"root": str(got.root), "version": got.version.to_dict()}
+    return Acquired(root=str(got.root), version=got.version.to_dict())
 
 
 def _matches(packed_dir: Path, config: RetrainConfig, dataset_fingerprint: str) -> bool:
@@ -73,13 +73,7 @@ def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
 
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
 # validate/audit/pack (a cached "not there yet" would send it through them again)
-@task(
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    cache_policy=NO_CACHE,
-    retry_condition_fn=retry_unless_deterministic,
-    result_serializer="json",
-)
+@stage(**SHORT_RETRIES, cache_policy=NO_CACHE)
 def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
     """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
     yet (or was packed with other settings) and must be built."""
@@ -104,7 +98,7 @@ def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str
     return str(dest)
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=6 * 3600, result_serializer="json")
+@stage(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=6 * 3600)
 def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
     log, t0 = get_run_logger(), time.perf_counter()
     validated = validate_dataset(
@@ -126,7 +120,7 @@ def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
     return validated
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=3600, result_serializer="json")
+@stage(cache_policy=NO_CACHE, persist_result=False, timeout_seconds=3600)
 def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
     log, t0 = get_run_logger(), time.perf_counter()
     result = audit_leakage(validated, max_distance=config.leak_max_distance)
@@ -146,15 +140,7 @@ def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
     return result
 
 
-@task(
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    cache_policy=STAGE_CACHE,
-    persist_result=True,
-    timeout_seconds=3600,
-    retry_condition_fn=retry_unless_deterministic,
-    result_serializer="json",
-)
+@stage(**SHORT_RETRIES, cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600)
 def pack_and_store(
     validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig, dataset_fingerprint: str
 ) -> str:
@@ -182,7 +168,7 @@ def pack_and_store(
     return str(packed.dir)
 
 
-@task(cache_policy=NO_CACHE, result_serializer="json")
+@stage(cache_policy=NO_CACHE)
 def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
     """Tables of what cleaning excluded and which images leak across splits; returns counts."""
     folder = Path(packed_dir)

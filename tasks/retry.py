@@ -44,3 +44,13 @@ def is_deterministic(error: object) -> bool:
 def retry_unless_deterministic(task, task_run, state) -> bool:
     """Prefect's retry_condition_fn: retry every failure except the deterministic ones."""
     return not is_deterministic(state.result(raise_on_failure=False))
+
+
+# The two retry schedules of the stages: store transfers ride out a minutes-long outage, the
+# rest (reads, re-scoring) one short hiccup.
+STORE_RETRIES: dict = {
+    "retries": 3,
+    "retry_delay_seconds": [5, 30, 120],
+    "retry_condition_fn": retry_unless_deterministic,
+}
+SHORT_RETRIES: dict = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": retry_unless_deterministic}

@@ -13,14 +13,20 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from prefect import task
 from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 from prefect.context import get_run_context
 
 from boneflow.config import RetrainConfig
+from boneflow.contracts import Contract
+from tasks.results import RESULTS
 
 WORK_DIR_ENV = "BONEFLOW_WORK_DIR"
 
@@ -35,6 +41,21 @@ def run_work_dir(run_id: str, *parts: str) -> Path:
     path = work_root().joinpath("runs", run_id, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A fresh folder for one task run, removed after it: what a stage fetches or draws there
+    is never found by another stage (a Retry may run that one on another worker)."""
+    root = work_root() / "scratch"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as path:
+        yield Path(path)
+
+
+def stage(**options):
+    """`prefect.task` with the stages' result serializer (tasks/results.py); options as for @task."""
+    return task(result_serializer=RESULTS, **options)
 
 
 def dataset_cache_dir(fingerprint: str, size: int) -> Path:
@@ -62,6 +83,8 @@ def _key_part(value: Any) -> str:
     if isinstance(value, RetrainConfig):
         # the model-determining fields plus where results go; dispatch/force do not change a stage's output
         return f"config:{value.fingerprint()}:{value.store_url}"
+    if isinstance(value, Contract):  # a stage's value: its content decides the next stage's output
+        return f"{type(value).__name__}:{value.model_dump_json()}"
     if isinstance(value, _PLAIN):
         return json.dumps(value, sort_keys=True, default=str)
     # in-memory objects (a decoded dataset) are derived from the plain inputs beside them

@@ -4,36 +4,29 @@ pool. The store is the hand-off because the gpu worker may be another machine.""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
+from boneflow.contracts import TrainSummary
 from boneflow.data.pack import load_packed
 from boneflow.store import open_store
+from boneflow.store.keys import run_key
+from boneflow.train.package import MODEL_FILES, TRAIN_RESULT, read_train_summary
 from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from tasks.artifacts import artifact_key
-from tasks.retry import retry_unless_deterministic
-from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir
+from tasks.retry import STORE_RETRIES
+from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir, scratch_dir, stage
 
-TRAIN_RESULT = "train_result.json"
 TRAIN_DEPLOYMENT = "train/train-gpu"  # <flow name>/<deployment name> in prefect.yaml
-MODEL_FILES = ("model.safetensors", "model.json", "history.json", TRAIN_RESULT)
 
 
 # NO_CACHE: cheap when the local copy already matches, and a Retry on another machine needs the files
-@task(
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    cache_policy=NO_CACHE,
-    timeout_seconds=3600,
-    retry_condition_fn=retry_unless_deterministic,
-    result_serializer="json",
-)
+@stage(**STORE_RETRIES, cache_policy=NO_CACHE, timeout_seconds=3600)
 def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
     log, t0 = get_run_logger(), time.perf_counter()
     dest = dataset_cache_dir(dataset_fingerprint, config.pack_size)
@@ -48,14 +41,7 @@ def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
     return str(dest)
 
 
-@task(
-    retries=3,
-    retry_delay_seconds=[5, 30, 120],
-    cache_policy=NO_CACHE,
-    timeout_seconds=3600,
-    retry_condition_fn=retry_unless_deterministic,
-    result_serializer="json",
-)
+@stage(**STORE_RETRIES, cache_policy=NO_CACHE, timeout_seconds=3600)
 def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     """Checkpoints this run already wrote (a restarted training resumes from the latest)."""
     dest = run_work_dir(run_id, "checkpoints")
@@ -68,18 +54,9 @@ def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     return str(dest)
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
-def fit_model(
-    run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str, checkpoint_dir: str
-) -> dict:
-    """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
-    model, its history and train_result.json go to runs/<run_id>/."""
-    from boneflow.train.augment import preprocessing_meta
-    from boneflow.train.fit import fit
-    from boneflow.train.model import save_model
-
-    log, store = get_run_logger(), open_store(config.store_url)
-    packed = load_packed(Path(packed_dir))
+def _epoch_reporter(store, run_id: str):
+    """on_epoch for fit(): upload the checkpoint, advance the progress artifact, log the epoch."""
+    log = get_run_logger()
     progress_id = create_progress_artifact(
         0.0, key=artifact_key("training-progress", run_id), description=f"epochs done of run {run_id}"
     )
@@ -105,48 +82,48 @@ def fit_model(
             key,
         )
 
+    return progress_id, on_epoch
+
+
+@stage(cache_policy=STAGE_CACHE, persist_result=True)
+def fit_model(
+    run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str, checkpoint_dir: str
+) -> TrainSummary:
+    """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
+    packaged model (train/package.py) goes to runs/<run_id>/."""
+    from boneflow.train.fit import fit
+    from boneflow.train.package import package_model
+
+    log, store = get_run_logger(), open_store(config.store_url)
+    packed = load_packed(Path(packed_dir))
+    progress_id, on_epoch = _epoch_reporter(store, run_id)
     result = fit(packed, config.train_settings(), checkpoint_dir=Path(checkpoint_dir), on_epoch=on_epoch)
     update_progress_artifact(progress_id, 100.0, description=f"done: {result.epochs_run} epochs")
-    out = run_work_dir(run_id, "model")
-    save_model(
-        result.model,
-        out,
-        meta={
-            "classes": list(packed.classes),
-            "run_id": run_id,
-            "dataset_fingerprint": dataset_fingerprint,
-            "preprocessing": preprocessing_meta(pack_size=packed.size, image_size=config.image_size),
-            "config": config.model_dump(),
-            "config_fingerprint": config.fingerprint(),
-        },
-    )
-    (out / "history.json").write_text(json.dumps(result.history, indent=2, default=float))
-    summary = {
-        "run_id": run_id,
-        "dataset_fingerprint": dataset_fingerprint,
-        "config_fingerprint": config.fingerprint(),
-        "best_epoch": result.best_epoch,
-        "epochs_run": result.epochs_run,
-        "resumed_from_epoch": result.resumed_from_epoch or 0,
-        "seconds": round(result.seconds, 2),
-        "history": result.history,
-    }
-    (out / TRAIN_RESULT).write_text(json.dumps(summary, indent=2, default=float))
-    for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
-        store.put_file(f"runs/{run_id}/{name}", out / name)
+    with scratch_dir() as out:
+        summary = package_model(
+            result,
+            out,
+            run_id=run_id,
+            dataset_fingerprint=dataset_fingerprint,
+            config=config,
+            classes=packed.classes,
+            pack_size=packed.size,
+        )
+        for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
+            store.put_file(run_key(run_id, name), out / name)
     log.info(
         "trained %d epochs (resumed from epoch %d, best %d) in %.1fs; model in runs/%s/",
-        result.epochs_run,
-        result.resumed_from_epoch or 0,
-        result.best_epoch,
-        result.seconds,
+        summary.epochs_run,
+        summary.resumed_from_epoch,
+        summary.best_epoch,
+        summary.seconds,
         run_id,
     )
     return summary
 
 
-@task(cache_policy=STAGE_CACHE, persist_result=True, result_serializer="json")
-def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> dict:
+@stage(cache_policy=STAGE_CACHE, persist_result=True)
+def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> TrainSummary:
     """Run the train-gpu deployment, wait for it, read its result from the store. Cached, so a
     Retry of this flow run after a later stage failed does not train again. A training run
     that is not running for `config.dispatch_start_timeout` seconds at a stretch is cancelled."""
@@ -189,13 +166,14 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
             f"{child.state.message if child.state else ''}. Open it in the UI for its "
             f"logs; after fixing, press Retry on this run (finished stages are reused)."
         )
-    summary = json.loads(open_store(config.store_url).get_bytes(f"runs/{run_id}/{TRAIN_RESULT}"))
+    key = run_key(run_id, TRAIN_RESULT)
+    summary = read_train_summary(open_store(config.store_url).get_bytes(key), where=key)
     log.info(
         "training flow run %s completed on the gpu pool in %.1fs (epochs %d, resumed from %d)",
         child.name,
         time.perf_counter() - t0,
-        summary["epochs_run"],
-        summary["resumed_from_epoch"],
+        summary.epochs_run,
+        summary.resumed_from_epoch,
     )
     return summary
 

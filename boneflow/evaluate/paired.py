@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from boneflow.contracts import Predictions
 from boneflow.evaluate.metrics import Z95, wilson_interval
 
 INTERVAL_METHOD = "Newcombe hybrid score (paired, method 10)"
@@ -102,12 +103,12 @@ def paired_comparison(candidate_correct, champion_correct) -> PairedComparison:
     )
 
 
-def paired_from_predictions(candidate: dict, champion: dict) -> PairedComparison | None:
-    """From two `per_image` dicts ({paths, labels, predicted}); None when they are not the same
-    images in the same order (then a paired comparison would be meaningless)."""
-    if not candidate or not champion or candidate.get("paths") != champion.get("paths"):
+def paired_from_predictions(candidate: Predictions | None, champion: Predictions | None) -> PairedComparison | None:
+    """From two models' per-image results; None when they are not the same images in the same
+    order (then a paired comparison would be meaningless)."""
+    if candidate is None or champion is None or candidate.paths != champion.paths:
         return None
-    labels = np.asarray(candidate["labels"])
-    if not np.array_equal(labels, np.asarray(champion["labels"])):
+    labels = np.asarray(candidate.labels)
+    if not np.array_equal(labels, np.asarray(champion.labels)):
         return None
-    return paired_comparison(np.asarray(candidate["predicted"]) == labels, np.asarray(champion["predicted"]) == labels)
+    return paired_comparison(np.asarray(candidate.predicted) == labels, np.asarray(champion.predicted) == labels)

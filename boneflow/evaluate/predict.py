@@ -117,15 +117,6 @@ def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
     return metrics
 
 
-def per_image(scores: SplitScores, point: OperatingPoint) -> dict:
-    """What the gate pairs two models on: each image's path, label and predicted label."""
-    return {
-        "paths": list(scores.paths),
-        "labels": scores.labels.tolist(),
-        "predicted": point.predict(scores.margins).tolist(),
-    }
-
-
 def evaluate_splits(
     model: torch.nn.Module,
     packed: Any,

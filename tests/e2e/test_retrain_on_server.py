@@ -160,7 +160,6 @@ _STAGES = {
     "evaluate_candidate",
     "evaluate_champion",
     "gate",
-    "write_run_files",
     "publish_run_files",
     "report_artifacts",
     "promote_champion",

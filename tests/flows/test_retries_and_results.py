@@ -3,7 +3,6 @@ and every result Prefect persists for boneflow is JSON (nothing is unpickled).""
 
 from __future__ import annotations
 
-import ast
 import json
 import time
 import uuid
@@ -69,17 +68,53 @@ def test_an_empty_dataset_fails_at_once_not_after_a_retry(tiny_config, tmp_path)
     assert "`LayoutError`" in failure and "train/val/test" in failure.split("What to do:")[1]
 
 
-def test_every_task_with_retries_skips_deterministic_errors():
-    found = 0
-    for path in sorted((REPO / "tasks").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "task":
-                kwargs = {k.arg: k.value for k in node.keywords}
-                assert getattr(kwargs.get("result_serializer"), "value", None) == "json", path
-                if "retries" in kwargs:
-                    found += 1
-                    assert getattr(kwargs.get("retry_condition_fn"), "id", None) == "retry_unless_deterministic", path
-    assert found >= 9
+def _stages():
+    """Every task and flow object the orchestration modules define."""
+    import importlib
+
+    from prefect import Flow, Task
+
+    found = {}
+    for path in [*sorted((REPO / "tasks").glob("*.py")), *sorted((REPO / "flows").glob("*.py"))]:
+        module = importlib.import_module(f"{path.parent.name}.{path.stem}")
+        found |= {
+            f"{path.parent.name}.{path.stem}.{name}": obj
+            for name, obj in vars(module).items()
+            if isinstance(obj, (Task, Flow)) and obj.__module__ == module.__name__
+        }
+    return found
+
+
+def test_every_stage_persists_json_and_skips_retries_of_deterministic_errors():
+    from tasks.results import RESULTS
+
+    stages, with_retries = _stages(), 0
+    assert len(stages) >= 17, sorted(stages)
+    for name, obj in stages.items():
+        assert obj.result_serializer is RESULTS, name
+        if getattr(obj, "retries", 0):
+            with_retries += 1
+            assert obj.retry_condition_fn is retry_unless_deterministic, name
+    assert with_retries >= 9
+
+
+def test_stage_contracts_round_trip_through_the_result_serializer():
+    from boneflow.contracts import Predictions, Scores
+    from tasks.results import RESULTS
+
+    scores = Scores(
+        run_id="20261126T000000Z-abcdef",
+        splits={"test_clean": {"n": 2, "accuracy": 0.5}},
+        predictions={
+            "test_clean": Predictions(paths=["a", "b"], labels=[1, 0], predicted=[1, 1], probability=[0.9, 0.6])
+        },
+    )
+    blob = RESULTS.dumps(scores)
+    assert b"__class__" not in blob and json.loads(blob)["__contract__"] == "Scores"
+    assert RESULTS.loads(blob) == scores
+    # a stored result naming a class outside the registry is refused, never imported
+    with pytest.raises(ValueError, match="unknown stage contract"):
+        RESULTS.loads(b'{"__contract__": "os.system", "data": {}}')
 
 
 def test_advice_is_found_by_type_along_the_class_hierarchy():
@@ -166,3 +201,19 @@ def test_persisted_results_are_plain_json_not_pickles(tiny_config):
             assert content["metadata"]["serializer"]["type"] == "json", name
             content = json.loads(content["result"])
         assert _plain_json(content), (name, str(content)[:300])
+
+
+def test_stages_leave_no_run_files_on_the_worker_for_each_other(tiny_config):
+    """A Retry may run any stage on another worker: stages meet through values and the store,
+    so after a run the local work dir holds only store copies (packed dataset, checkpoints) and
+    validation's scratch, never a model, plot or report another stage would read."""
+    import os
+
+    state = retrain(tiny_config(seed=5), return_state=True)
+    assert state.is_completed(), state.message
+    work = Path(os.environ["BONEFLOW_WORK_DIR"])
+    run_dir = work / "runs" / state.result()["run_id"]
+    assert {p.name for p in run_dir.iterdir()} <= {"checkpoints", "validate"}
+    assert not list((work / "scratch").iterdir())  # every task's scratch folder is removed
+    leftovers = [p for p in run_dir.rglob("*") if p.suffix in {".png", ".md", ".safetensors"} or p.name == "model.json"]
+    assert not leftovers, leftovers

@@ -10,9 +10,9 @@ import pytest
 from prefect import flow
 
 from boneflow.config import RetrainConfig
+from boneflow.run_files import per_class_rows
 from boneflow.store.keys import RUN_ID_RE
 from tasks.artifacts import artifact_key, inline_images, store_link
-from tasks.publish import _per_class_rows
 from tasks.runtime import _stage_key, run_id_for_current_flow_run
 
 pytestmark = pytest.mark.flows
@@ -68,7 +68,7 @@ def test_run_id_is_a_store_run_id_and_stable_within_a_flow_run():
 
 
 def test_per_class_rows_from_confusion():
-    rows = _per_class_rows({"test": {"confusion": [[8, 2], [1, 9]]}})
+    rows = per_class_rows({"test": {"confusion": [[8, 2], [1, 9]]}})
     by_class = {r["class"]: r for r in rows}
     assert by_class["fractured"] == {
         "split": "test",

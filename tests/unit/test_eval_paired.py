@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from boneflow.contracts import Predictions
 from boneflow.evaluate.paired import (
     mcnemar_exact_p,
     newcombe_paired_interval,
@@ -56,9 +57,14 @@ def test_paired_comparison_counts_and_difference():
 
 
 def test_paired_from_predictions_requires_the_same_images_in_the_same_order():
-    cand = {"paths": ["a", "b", "c"], "labels": [1, 0, 1], "predicted": [1, 0, 0]}
-    champ = {"paths": ["a", "b", "c"], "labels": [1, 0, 1], "predicted": [0, 0, 1]}
+    def seen(predicted, paths=("a", "b", "c"), labels=(1, 0, 1)):
+        return Predictions(
+            paths=list(paths), labels=list(labels), predicted=predicted, probability=[0.5] * len(predicted)
+        )
+
+    cand, champ = seen([1, 0, 0]), seen([0, 0, 1])
     p = paired_from_predictions(cand, champ)
     assert (p.candidate_only, p.champion_only, p.both_right) == (1, 1, 1)
-    assert paired_from_predictions(cand, dict(champ, paths=["a", "c", "b"])) is None
+    assert paired_from_predictions(cand, seen([0, 0, 1], paths=("a", "c", "b"))) is None
+    assert paired_from_predictions(cand, seen([0, 0, 1], labels=(1, 1, 1))) is None
     assert paired_from_predictions(cand, None) is None

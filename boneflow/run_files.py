@@ -1,0 +1,135 @@
+"""Every file a run publishes besides the training's own (train/package.py): metrics.json, the
+report, the model card, the plots, and the operating point written into model.json.
+
+Built from the stage values alone (Acquired, TrainSummary, Scores, GateDecision) plus the packed
+dataset's reports and the model files fetched from the store, so a Retry of the publish stage
+on another worker writes the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from boneflow.config import RetrainConfig
+from boneflow.contracts import Acquired, Scores, TrainSummary
+from boneflow.evaluate.calibration import OperatingPoint, write_operating_point
+from boneflow.gate import GateDecision
+from boneflow.report import code_version, render_model_card, render_report
+
+PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
+PLOT_NAMES = ("confusion_matrix.png", "roc.png", "learning_curves.png", "augmentation_preview.png")
+CLASS_NAMES = ("not fractured", "fractured")  # label 0, label 1
+
+
+def build_metrics(run_id: str, acquired: Acquired, candidate: Scores, decision: GateDecision) -> dict:
+    """metrics.json (DESIGN.md): the candidate's splits, the gate block, the operating point and
+    how the pack was split."""
+    return {
+        "run_id": run_id,
+        "dataset": acquired.version,
+        "splits": candidate.splits,
+        "gate": decision.to_dict(),
+        "operating_point": candidate.operating_point,
+        "split_policy": candidate.split_policy,
+        "contamination": candidate.contamination,
+    }
+
+
+def per_class_rows(splits: dict) -> list[dict]:
+    """Recall and precision per class and split, from each split's confusion counts."""
+    rows = []
+    for split, m in splits.items():
+        (tn, fp), (fn, tp) = m["confusion"]
+        for cls, hit, missed, wrongly in (("fractured", tp, fn, fp), ("not fractured", tn, fp, fn)):
+            rows.append(
+                {
+                    "split": split,
+                    "class": cls,
+                    "n": hit + missed,
+                    "recall": round(hit / (hit + missed), 4) if hit + missed else None,
+                    "precision": round(hit / (hit + wrongly), 4) if hit + wrongly else None,
+                }
+            )
+    return rows
+
+
+def draw_plots(out_dir: Path, *, candidate: Scores, trained: TrainSummary, packed, config: RetrainConfig) -> dict:
+    """{file name: path} of PLOT_NAMES, drawn from the values (the preview from the packed train
+    images with the run's seed, so it is the image the run's artifact showed)."""
+    from boneflow.evaluate.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
+
+    judged = candidate.predictions["test_clean"]
+    threshold = (candidate.operating_point or {}).get("threshold")
+    return {
+        "confusion_matrix.png": plot_confusion_matrix(
+            candidate.splits["test_clean"]["confusion"], list(CLASS_NAMES), out_dir / "confusion_matrix.png"
+        ),
+        "roc.png": plot_roc(judged.labels, judged.probability, out_dir / "roc.png", operating_threshold=threshold),
+        "learning_curves.png": plot_learning_curves(trained.history, out_dir / "learning_curves.png"),
+        "augmentation_preview.png": augmentation_preview(packed, config, out_dir / "augmentation_preview.png"),
+    }
+
+
+def augmentation_preview(packed, config: RetrainConfig, path: Path) -> Path:
+    """What the network sees: packed train images above, their augmented versions below."""
+    import numpy as np
+
+    from boneflow.evaluate.plots import plot_augmentation_preview
+    from boneflow.train.augment import TrainPreset
+
+    # a writable copy of a few images: torch warns on read-only memory maps
+    images = np.array(packed.split("train").images[:8])
+    return plot_augmentation_preview(images, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
+
+
+def write_run_files(
+    out_dir: Path,
+    *,
+    run_id: str,
+    config: RetrainConfig,
+    acquired: Acquired,
+    packed,
+    model_dir: Path,
+    trained: TrainSummary,
+    candidate: Scores,
+    decision: GateDecision,
+) -> dict[str, Path]:
+    """Write the run's files into out_dir (model_dir holds the fetched model files; its
+    model.json gets the operating point) and return {name in the run folder: local path}."""
+    reports = {name: packed.dir / name for name in PACK_REPORTS if (packed.dir / name).is_file()}
+    cleaning = json.loads(reports["cleaning_report.json"].read_text())
+    leakage = json.loads(reports["leakage_report.json"].read_text())
+    metrics = build_metrics(run_id, acquired, candidate, decision)
+    plots = draw_plots(out_dir, candidate=candidate, trained=trained, packed=packed, config=config)
+    if candidate.operating_point:  # serving reads threshold and temperature from model.json
+        write_operating_point(model_dir / "model.json", OperatingPoint.from_meta(candidate.operating_point))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out_dir / "report.md").write_text(
+        render_report(
+            run_id=run_id,
+            metrics=metrics,
+            gate=metrics["gate"],
+            dataset=acquired.version,
+            cleaning_summary=cleaning.get("counts", {}),
+            leakage_summary=leakage.get("counts", {}),
+            plots={Path(n).stem.replace("_", " "): n for n in plots},
+            history=trained.history,
+        )
+    )
+    (out_dir / "model_card.md").write_text(
+        render_model_card(
+            run_id=run_id,
+            metrics=metrics,
+            dataset=acquired.version,
+            config=config.model_dump(),
+            model_meta=json.loads((model_dir / "model.json").read_text()),
+            leakage_summary=leakage.get("counts", {}),
+            cleaning_summary=cleaning.get("counts", {}),
+            gate=metrics["gate"],
+            code=code_version(),
+        )
+    )
+    files = {name: out_dir / name for name in ("metrics.json", "report.md", "model_card.md")}
+    model_files = {p.name: p for p in sorted(model_dir.iterdir()) if p.is_file()}
+    return files | reports | model_files | plots

@@ -1,0 +1,69 @@
+"""A trained model as the files a run publishes: model.safetensors, model.json (classes,
+preprocessing, the settings and their fingerprint), history.json and train_result.json (the
+TrainSummary). The gpu pool hands its result back through these files in the store, so what
+they hold is decided here, once, for both dispatch modes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from boneflow.config import RetrainConfig
+from boneflow.contracts import TrainSummary
+from boneflow.train.augment import preprocessing_meta
+from boneflow.train.fit import TrainResult
+from boneflow.train.model import save_model
+
+TRAIN_RESULT = "train_result.json"
+# Upload order: train_result.json last, so its presence in the store means the others are there.
+MODEL_FILES = ("model.safetensors", "model.json", "history.json", TRAIN_RESULT)
+
+
+def package_model(
+    result: TrainResult,
+    out_dir: Path,
+    *,
+    run_id: str,
+    dataset_fingerprint: str,
+    config: RetrainConfig,
+    classes: tuple[str, ...] | list[str],
+    pack_size: int,
+) -> TrainSummary:
+    """Write MODEL_FILES into out_dir and return the summary train_result.json holds."""
+    save_model(
+        result.model,
+        out_dir,
+        meta={
+            "classes": list(classes),
+            "run_id": run_id,
+            "dataset_fingerprint": dataset_fingerprint,
+            "preprocessing": preprocessing_meta(pack_size=pack_size, image_size=config.image_size),
+            "config": config.model_dump(),
+            "config_fingerprint": config.fingerprint(),
+        },
+    )
+    (out_dir / "history.json").write_text(json.dumps(result.history, indent=2, default=float))
+    summary = TrainSummary(
+        run_id=run_id,
+        dataset_fingerprint=dataset_fingerprint,
+        config_fingerprint=config.fingerprint(),
+        best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run,
+        resumed_from_epoch=result.resumed_from_epoch or 0,
+        seconds=round(result.seconds, 2),
+        history=result.history,
+    )
+    (out_dir / TRAIN_RESULT).write_text(summary.model_dump_json(indent=2))
+    return summary
+
+
+def read_train_summary(data: bytes, *, where: str) -> TrainSummary:
+    """train_result.json from the store, checked: a malformed one names its key."""
+    from pydantic import ValidationError
+
+    from boneflow.errors import BoneflowError
+
+    try:
+        return TrainSummary.model_validate_json(data)
+    except ValidationError as err:
+        raise BoneflowError(f"{where} is not a valid training result: {err.errors()[0]['msg']}") from None
