@@ -18,9 +18,12 @@ and failures, so the report and the flow's message explain the decision.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from boneflow.errors import BoneflowError
-from boneflow.evaluate.paired import PairedComparison
+
+if TYPE_CHECKING:  # annotations only: keeps numpy out of `import boneflow.config` (boneflow --help)
+    from boneflow.evaluate.paired import PairedComparison
 
 _SPLIT_WORDS = {
     "test_clean": "leak-free test",
@@ -59,13 +62,8 @@ class GatePolicy:
 
     @classmethod
     def from_config(cls, cfg) -> GatePolicy:
-        """From a RetrainConfig (or anything with the threshold fields and min_gate_n)."""
-        return cls(
-            min_accuracy=cfg.min_accuracy,
-            min_recall=cfg.min_recall,
-            max_regression=cfg.max_regression,
-            min_n=cfg.min_gate_n,
-        )
+        """From a RetrainConfig: the same as `cfg.gate_policy()`, where the field mapping lives."""
+        return cfg.gate_policy()
 
     def to_dict(self) -> dict:
         return asdict(self)

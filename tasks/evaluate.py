@@ -11,9 +11,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
+from boneflow.data.layout import CLASSES
 from boneflow.data.pack import load_packed
 from boneflow.evaluate.paired import paired_from_predictions
-from boneflow.gate import GatePolicy, decide
+from boneflow.gate import decide
 from boneflow.publish import fetch_run_file, read_champion
 from boneflow.store import open_store
 from tasks.artifacts import artifact_key, png_data_uri
@@ -85,7 +86,7 @@ def _candidate_plots(run_id: str, splits: dict, scores: dict, point, history: li
     plots_dir, judged = run_work_dir(run_id, "plots"), scores["test_clean"]
     return {
         "confusion_matrix.png": plot_confusion_matrix(
-            splits["test_clean"]["confusion"], ["not fractured", "fractured"], plots_dir / "confusion_matrix.png"
+            splits["test_clean"]["confusion"], list(CLASSES), plots_dir / "confusion_matrix.png"
         ),
         "roc.png": plot_roc(
             judged.labels, point.probability(judged.margins), plots_dir / "roc.png", operating_threshold=point.threshold
@@ -198,7 +199,7 @@ def evaluate_champion(
 
 @task(cache_policy=NO_CACHE, result_serializer="json")
 def gate(config: RetrainConfig, candidate: dict, champion: dict | None) -> dict:
-    policy = GatePolicy.from_config(config)
+    policy = config.gate_policy()
     paired = None
     if champion:
         paired = paired_from_predictions(

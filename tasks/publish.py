@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
+from boneflow.data.layout import CLASSES
 from boneflow.evaluate.calibration import OperatingPoint, write_operating_point
 from boneflow.publish import champion_record, promote, publish_run
 from boneflow.report import code_version, render_model_card, render_report
@@ -137,7 +138,7 @@ def _per_class_rows(splits: dict) -> list[dict]:
     rows = []
     for split, m in splits.items():
         (tn, fp), (fn, tp) = m["confusion"]
-        for cls, hit, missed, wrongly in (("fractured", tp, fn, fp), ("not fractured", tn, fp, fn)):
+        for cls, hit, missed, wrongly in ((CLASSES[1], tp, fn, fp), (CLASSES[0], tn, fp, fn)):
             rows.append(
                 {
                     "split": split,
