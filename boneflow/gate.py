@@ -46,6 +46,9 @@ class GateError(BoneflowError):
 
 @dataclass(frozen=True)
 class GatePolicy:
+    """What the gate demands. These defaults are the production ones: RetrainConfig's gate fields
+    (min_gate_n is `min_n`) and the split planner's `min_gate_n` take theirs from here."""
+
     min_accuracy: float = 0.90  # lowest accuracy on `split` that may be promoted
     min_recall: float = 0.90  # lowest fractured recall (sensitivity) on `split`
     max_regression: float = 0.01  # largest accuracy drop vs the champion on the same split
