@@ -1,11 +1,21 @@
 """The one typed config of boneflow.
 
 `RetrainConfig` is the `retrain` flow's parameter (Prefect builds the UI form from it), the
-source of the CLI's defaults, and is written into `model.json` so the settings travel with the
-weights. Every field has a description, a default and bounds.
+source of `boneflow run`'s flags (config_options.py) and the README's table
+(scripts/config_table.py), and is written into `model.json` so the settings travel with the
+weights. Every field has a description, a default and bounds. It is frozen: a changed setting is
+a new config (`model_copy(update=...)`, or `model_validate` when the new value needs checking),
+so a value cannot change under a task after its cache key was computed.
 
-The core's training and data functions take plain keyword arguments or the small views built
-here (`train_settings()`), so they can run on a GPU box that has only torch installed.
+Where the defaults live: the core's own settings own them. `TrainSettings`
+(train/settings.py), `GatePolicy` (gate.py) and `DataSettings` (data/settings.py) are what
+the core's functions take, and they run without pydantic (the training core on a GPU box with
+only torch). Each RetrainConfig field that one of them has takes its default from there, so a
+default is written once. RetrainConfig stays flat rather than nesting those settings: the UI
+form, the generated flags, `model.json`'s "config" and `fingerprint()` all read its top-level
+field names, and nesting would change every one of them. The bounds and descriptions live here:
+they are about what a user may ask for. `train_settings()`, `gate_policy()` and
+`data_settings()` are the views the core takes.
 """
 
 from __future__ import annotations
@@ -13,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-if TYPE_CHECKING:
-    from boneflow.train.settings import TrainSettings
+from boneflow.data.settings import DataSettings, SplitPolicy, pack_size_for
+from boneflow.gate import GatePolicy
+from boneflow.train.settings import TrainSettings
 
 KAGGLE_HANDLE = "bmadushanirodrigo/fracture-multi-region-x-ray-data"
 DEFAULT_STORE = "boneflow-store"
@@ -45,7 +57,7 @@ class RetrainConfig(BaseModel):
 
     # hide_input_in_errors: a refused value (a store URL with a secret in it) is never echoed
     # back in the error, which reaches logs and the flow run's state message.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     # --- data source --------------------------------------------------------------------
     data_dir: str | None = Field(
@@ -70,29 +82,25 @@ class RetrainConfig(BaseModel):
     )
     # --- data preparation ---------------------------------------------------------------
     image_size: int = Field(
-        default=224,
+        default=TrainSettings.image_size,
         ge=32,
         le=512,
         description="Side of the square crop the network sees (train and eval), in pixels.",
     )
     min_side: int = Field(
-        default=64,
+        default=DataSettings.min_side,
         ge=1,
         le=4096,
         description="Images whose shorter side is below this many pixels are excluded as too small.",
     )
     leak_max_distance: int = Field(
-        # Of the 256-bit phash (imagehash hash_size=16). On the demo sets (seeds 0 and 1, 2,500
-        # images) copies re-encoded at JPEG q30-60, resized 0.35-0.5x, mirrored, rotated 90
-        # degrees or contrast-changed stayed <= 16 (<= 22 all combined) and no distinct pair came
-        # closer than 30; see scripts/measure_leakage.py. Must match leakage.DEFAULT_MAX_DISTANCE.
-        default=26,
+        default=DataSettings.leak_max_distance,
         ge=0,
         le=256,
         description="Largest perceptual-hash Hamming distance (of 256 bits) still counted as a copy across splits.",
     )
-    split_policy: Literal["auto", "official", "regroup"] = Field(
-        default="auto",
+    split_policy: SplitPolicy = Field(
+        default=DataSettings.split_policy,
         description="How images are split. official: the dataset's own train/val/test, judged on the "
         "leak-free test (official test images with no copy in train/val). regroup: pool the images, one "
         "file per byte-identical set, whole duplicate groups to train/val/test 70/10/20 per class and "
@@ -100,49 +108,55 @@ class RetrainConfig(BaseModel):
         "official test, else regroup.",
     )
     workers: int = Field(
-        default=0,
+        default=DataSettings.workers,
         ge=0,
         le=64,
         description="Processes for decoding images; 0 means one per CPU core.",
     )
     max_image_mb: int = Field(
-        default=64,
+        default=DataSettings.max_image_mb,
         ge=1,
         le=1024,
         description="Image files larger than this many MiB are excluded as too_large, decided from "
         "the file size before reading it.",
     )
     # --- training -----------------------------------------------------------------------
-    epochs: int = Field(default=12, ge=1, le=500, description="Maximum training epochs.")
-    batch_size: int = Field(default=64, ge=2, le=4096, description="Images per training step.")
-    lr: float = Field(default=1e-3, gt=0, le=1.0, description="Peak AdamW learning rate (one-cycle schedule).")
-    weight_decay: float = Field(default=0.05, ge=0, le=1.0, description="AdamW weight decay.")
-    label_smoothing: float = Field(default=0.05, ge=0, lt=0.5, description="Cross-entropy label smoothing.")
+    epochs: int = Field(default=TrainSettings.epochs, ge=1, le=500, description="Maximum training epochs.")
+    batch_size: int = Field(default=TrainSettings.batch_size, ge=2, le=4096, description="Images per training step.")
+    lr: float = Field(
+        default=TrainSettings.lr, gt=0, le=1.0, description="Peak AdamW learning rate (one-cycle schedule)."
+    )
+    weight_decay: float = Field(default=TrainSettings.weight_decay, ge=0, le=1.0, description="AdamW weight decay.")
+    label_smoothing: float = Field(
+        default=TrainSettings.label_smoothing, ge=0, lt=0.5, description="Cross-entropy label smoothing."
+    )
     rotation_degrees: float = Field(
-        default=10.0,
+        default=TrainSettings.rotation_degrees,
         ge=0,
         le=180,
         description="Training augmentation: rotation drawn from [-d, d] degrees.",
     )
     crop_min_area: float = Field(
-        default=0.6,
+        default=TrainSettings.crop_min_area,
         gt=0,
         le=1.0,
         description="Training augmentation: smallest fraction of the image area a random crop covers.",
     )
     class_weighted: bool = Field(
-        default=True,
+        default=TrainSettings.class_weighted,
         description="Weight the loss by the inverse class frequency of the train split.",
     )
     patience: int = Field(
-        default=4,
+        default=TrainSettings.patience,
         ge=0,
         le=500,
         description="Stop after this many epochs without a better val loss; 0 disables early stopping.",
     )
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed for data order, augmentation and init.")
+    seed: int = Field(
+        default=TrainSettings.seed, ge=0, le=MAX_SEED, description="Seed for data order, augmentation and init."
+    )
     pretrained: bool = Field(
-        default=True,
+        default=TrainSettings.pretrained,
         description="Start from torchvision's ImageNet resnet18 weights: weights_path, else the torch "
         "hub cache ($TORCH_HOME), downloaded into it once (sha256-checked) when missing. Off: random init.",
     )
@@ -152,28 +166,35 @@ class RetrainConfig(BaseModel):
         "downloaded. Empty: the torch hub cache, downloading once when missing.",
     )
     compile: bool = Field(
-        default=False, description="Use torch.compile for the model (slower start, faster epochs on GPU)."
+        default=TrainSettings.compile,
+        description="Use torch.compile for the model (slower start, faster epochs on GPU).",
     )
     device: str = Field(
-        default="auto",
+        default=TrainSettings.device,
         pattern=DEVICE_PATTERN,
         description="Training device: auto (cuda if present, else cpu), cpu, cuda, cuda:N, mps.",
     )
     # --- gate ---------------------------------------------------------------------------
     min_accuracy: float = Field(
-        default=0.90, ge=0, le=1, description="Gate: lowest leak-free test accuracy that may be promoted."
+        default=GatePolicy.min_accuracy,
+        ge=0,
+        le=1,
+        description="Gate: lowest leak-free test accuracy that may be promoted.",
     )
     min_recall: float = Field(
-        default=0.90, ge=0, le=1, description="Gate: lowest fractured recall (sensitivity) on the leak-free test split."
+        default=GatePolicy.min_recall,
+        ge=0,
+        le=1,
+        description="Gate: lowest fractured recall (sensitivity) on the leak-free test split.",
     )
     max_regression: float = Field(
-        default=0.01,
+        default=GatePolicy.max_regression,
         ge=0,
         le=1,
         description="Gate: largest drop in leak-free test accuracy against the champion re-scored on the same split.",
     )
     min_gate_n: int = Field(
-        default=200,
+        default=GatePolicy.min_n,
         ge=0,
         description="Gate: fewest images the judged split must hold; below it the gate refuses to promote.",
     )
@@ -197,6 +218,14 @@ class RetrainConfig(BaseModel):
         description="Retrain even when data and config equal the champion's.",
     )
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # pydantic's own frozen_instance error repeats the assigned value (hide_input_in_errors does
+        # not cover it), so a URL with a secret in it would reach a log: refuse without the value.
+        raise TypeError(
+            f"RetrainConfig is frozen: {name} cannot be assigned. Make a new config instead: "
+            f"RetrainConfig.model_validate({{**config.model_dump(), {name!r}: ...}}) (validated)."
+        )
+
     @field_validator("data_dir", "weights_path")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
@@ -219,12 +248,12 @@ class RetrainConfig(BaseModel):
     @property
     def max_bytes(self) -> int:
         """`max_image_mb` in bytes: the size limit validation applies to each file."""
-        return self.max_image_mb * 1024 * 1024
+        return self.data_settings().max_bytes
 
     @property
     def pack_size(self) -> int:
         """Stored side of packed images: 8/7 of the crop (256 for 224), like ImageNet's resize/crop."""
-        return int(round(self.image_size * 8 / 7))
+        return pack_size_for(self.image_size)
 
     def model_fields_dict(self) -> dict:
         """The fields that determine the trained model (what `fingerprint` hashes)."""
@@ -236,22 +265,19 @@ class RetrainConfig(BaseModel):
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def train_settings(self) -> TrainSettings:
-        from boneflow.train.settings import TrainSettings
+        """What the training core takes: every TrainSettings field, same name, from this config."""
+        values = {f.name: getattr(self, f.name) for f in fields(TrainSettings)}
+        return TrainSettings(**{**values, "weights_path": Path(self.weights_path) if self.weights_path else None})
 
-        return TrainSettings(
-            image_size=self.image_size,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            label_smoothing=self.label_smoothing,
-            rotation_degrees=self.rotation_degrees,
-            crop_min_area=self.crop_min_area,
-            class_weighted=self.class_weighted,
-            patience=self.patience,
-            seed=self.seed,
-            pretrained=self.pretrained,
-            weights_path=Path(self.weights_path) if self.weights_path else None,
-            compile=self.compile,
-            device=self.device,
+    def gate_policy(self) -> GatePolicy:
+        """What the gate takes (its split stays the policy's own: the leak-free test)."""
+        return GatePolicy(
+            min_accuracy=self.min_accuracy,
+            min_recall=self.min_recall,
+            max_regression=self.max_regression,
+            min_n=self.min_gate_n,
         )
+
+    def data_settings(self) -> DataSettings:
+        """What validation, the leakage audit and split planning take."""
+        return DataSettings(**{f.name: getattr(self, f.name) for f in fields(DataSettings)})

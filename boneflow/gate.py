@@ -18,12 +18,15 @@ and failures, so the report and the flow's message explain the decision.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
 from boneflow.contracts import Contract, Scores
 from boneflow.errors import BoneflowError
-from boneflow.evaluate.paired import PairedComparison, paired_from_predictions
+
+if TYPE_CHECKING:  # annotations only: keeps numpy out of `import boneflow.config` (boneflow --help)
+    from boneflow.evaluate.paired import PairedComparison
 
 _SPLIT_WORDS = {
     "test_clean": "leak-free test",
@@ -46,6 +49,9 @@ class GateError(BoneflowError):
 
 @dataclass(frozen=True)
 class GatePolicy:
+    """What the gate demands. These defaults are the production ones: RetrainConfig's gate fields
+    (min_gate_n is `min_n`) and the split planner's `min_gate_n` take theirs from here."""
+
     min_accuracy: float = 0.90  # lowest accuracy on `split` that may be promoted
     min_recall: float = 0.90  # lowest fractured recall (sensitivity) on `split`
     max_regression: float = 0.01  # largest accuracy drop vs the champion on the same split
@@ -62,13 +68,8 @@ class GatePolicy:
 
     @classmethod
     def from_config(cls, cfg) -> GatePolicy:
-        """From a RetrainConfig (or anything with the threshold fields and min_gate_n)."""
-        return cls(
-            min_accuracy=cfg.min_accuracy,
-            min_recall=cfg.min_recall,
-            max_regression=cfg.max_regression,
-            min_n=cfg.min_gate_n,
-        )
+        """From a RetrainConfig: the same as `cfg.gate_policy()`, where the field mapping lives."""
+        return cfg.gate_policy()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -252,6 +253,8 @@ def decide(
 
 def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> GateDecision:
     """The gate stage: decide() on two evaluated models, paired on the judged split's images."""
+    from boneflow.evaluate.paired import paired_from_predictions
+
     paired = None
     if champion is not None:
         paired = paired_from_predictions(

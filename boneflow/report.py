@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 from boneflow import __version__
+from boneflow.data.layout import CLASSES
 from boneflow.report_summary import contamination_line, honest_summary, policy_line
 from boneflow.store.keys import validate_name
 
@@ -307,7 +308,7 @@ def render_model_card(
     model_meta = model_meta or {}
     code = code or {"package_version": __version__, "git_commit": None}
     splits = metrics.get("splits", {})
-    classes = model_meta.get("classes", ["not fractured", "fractured"])
+    classes = model_meta.get("classes", list(CLASSES))
     commit = code.get("git_commit")
     config_rows = [[k, _redact(k, v)] for k, v in sorted(config.items()) if not isinstance(v, (dict, list))]
     parts = [

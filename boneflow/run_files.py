@@ -13,13 +13,13 @@ from pathlib import Path
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, Scores, TrainSummary
+from boneflow.data.layout import CLASSES
 from boneflow.evaluate.calibration import OperatingPoint, write_operating_point
 from boneflow.gate import GateDecision
 from boneflow.report import code_version, render_model_card, render_report
 
 PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
 PLOT_NAMES = ("confusion_matrix.png", "roc.png", "learning_curves.png", "augmentation_preview.png")
-CLASS_NAMES = ("not fractured", "fractured")  # label 0, label 1
 
 
 def build_metrics(run_id: str, acquired: Acquired, candidate: Scores, decision: GateDecision) -> dict:
@@ -63,7 +63,7 @@ def draw_plots(out_dir: Path, *, candidate: Scores, trained: TrainSummary, packe
     threshold = (candidate.operating_point or {}).get("threshold")
     return {
         "confusion_matrix.png": plot_confusion_matrix(
-            candidate.splits["test_clean"]["confusion"], list(CLASS_NAMES), out_dir / "confusion_matrix.png"
+            candidate.splits["test_clean"]["confusion"], list(CLASSES), out_dir / "confusion_matrix.png"
         ),
         "roc.png": plot_roc(judged.labels, judged.probability, out_dir / "roc.png", operating_threshold=threshold),
         "learning_curves.png": plot_learning_curves(trained.history, out_dir / "learning_curves.png"),

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from boneflow.bench.seed_baseline import seed_loader, seed_train_rate, write_jpeg_folder  # noqa: E402
+from boneflow.data.settings import pack_size_for  # noqa: E402
 from boneflow.train.device import precision_name, resolve_device  # noqa: E402
 from boneflow.train.fit import fit  # noqa: E402
 from boneflow.train.settings import TrainSettings  # noqa: E402
@@ -60,7 +61,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
-    pack_size = int(round(args.size * 8 / 7))
+    pack_size = pack_size_for(args.size)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     train = synthetic_split(args.images, pack_size, rng)

@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from boneflow.data.settings import pack_size_for  # noqa: E402
+
 SPLITS = ("train", "val", "test", "official_test")
 VARIANTS: dict[str, dict] = {
     "default": {},
@@ -51,7 +53,7 @@ def export(data_dir: Path, out: Path, image_size: int, seed: int) -> None:
     from boneflow.data.pack import pack_dataset
     from boneflow.data.validate import validate_dataset
 
-    pack_size = round(image_size * 8 / 7)
+    pack_size = pack_size_for(image_size)
     with tempfile.TemporaryDirectory() as tmp:
         validated = validate_dataset(data_dir, workdir=Path(tmp) / "work", pack_size=pack_size)
         audit = audit_leakage(validated)
@@ -113,8 +115,8 @@ def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
 
     settings = replace(TrainSettings(pretrained=False), **overrides)
     packed = InMemoryPacked({s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in SPLITS}, size)
-    if settings.image_size * 8 / 7 > size + 1:  # smaller crops come from a smaller pack
-        small = round(settings.image_size * 8 / 7)
+    if pack_size_for(settings.image_size) > size + 1:  # smaller crops come from a smaller pack
+        small = pack_size_for(settings.image_size)
         resized = {
             s: torch.nn.functional.interpolate(
                 torch.from_numpy(np.asarray(data[f"{s}_images"]))[:, None].float(), size=(small, small), mode="area"

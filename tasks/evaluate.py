@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from boneflow.config import RetrainConfig
 from boneflow.contracts import ChampionRef, Scores, TrainSummary
 from boneflow.data.pack import load_packed
-from boneflow.gate import GateDecision, GatePolicy, judge
+from boneflow.gate import GateDecision, judge
 from boneflow.publish import fetch_run_file, read_champion
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
@@ -142,6 +142,6 @@ def evaluate_champion(
 
 @stage(cache_policy=NO_CACHE)
 def gate(config: RetrainConfig, candidate: Scores, champion: Scores | None) -> GateDecision:
-    decision = judge(candidate, champion, GatePolicy.from_config(config))
+    decision = judge(candidate, champion, config.gate_policy())
     get_run_logger().info("%s", decision.message)
     return decision

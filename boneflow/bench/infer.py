@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boneflow.data.settings import pack_size_for
+
 
 def _champion_model(store_url: str):
     from boneflow.errors import BoneflowError
@@ -97,7 +99,7 @@ def bench_infer(
     else:
         torch.manual_seed(seed)
         model = build_model().eval()
-        pack_size = int(round(size * 8 / 7))
+        pack_size = pack_size_for(size)
     model = model.to(memory_format=torch.channels_last).eval()
     baseline = seed_model(seed)
     seed_transform = seed_eval_transform(size)

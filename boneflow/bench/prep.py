@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from boneflow.data.layout import scan_layout
+from boneflow.data.layout import CLASSES, scan_layout
 
 
 def _maxrss_mb(who: int) -> float:
@@ -33,7 +33,7 @@ def _subset(root: Path, relpaths: list[str], dest: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(root / rel)
     for split in ("train", "val", "test"):
-        for cls in ("fractured", "not fractured"):
+        for cls in CLASSES:
             (dest / split / cls).mkdir(parents=True, exist_ok=True)
     return dest
 

@@ -16,12 +16,12 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.models import resnet18
 
+from boneflow.data.layout import CLASSES
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def write_jpeg_folder(
-    images: np.ndarray, labels: np.ndarray, root: Path, classes=("not fractured", "fractured")
-) -> Path:
+def write_jpeg_folder(images: np.ndarray, labels: np.ndarray, root: Path, classes=CLASSES) -> Path:
     """ImageFolder layout root/<class>/<i>.jpg from uint8 [N,H,W] (quality 90, like typical scans)."""
     root = Path(root)
     for name in classes:

@@ -17,6 +17,9 @@ from typing import cast
 import numpy as np
 import torch
 
+from boneflow.data.layout import CLASSES
+from boneflow.data.settings import pack_size_for
+
 
 def _pack_files(root: Path, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode each JPEG once into the packed array, with the data part's load_xray."""
@@ -24,7 +27,7 @@ def _pack_files(root: Path, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
 
     files = sorted(root.rglob("*.jpg"))
     images = np.stack([load_xray(path, pack_size) for path in files])
-    labels = np.array([1 if path.parent.name == "fractured" else 0 for path in files], dtype=np.int64)
+    labels = np.array([CLASSES.index(path.parent.name) for path in files], dtype=np.int64)
     return images, labels
 
 
@@ -114,7 +117,7 @@ def bench_train(
 
     if seed_workers is None:
         seed_workers = default_seed_workers()
-    pack_size = int(round(size * 8 / 7))
+    pack_size = pack_size_for(size)
     source_size = int(round(size * 10 / 7))
     rng = np.random.default_rng(seed)
     labels = (rng.random(images) < 0.5).astype(np.int64)

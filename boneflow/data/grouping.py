@@ -47,6 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from boneflow.data.settings import LEAK_MAX_DISTANCE
+
 THUMB_SIDE = 64  # squashed (not padded) thumbnail side kept per image by validation
 LINK_KINDS = ("exact", "near", "rotated")  # strongest first
 
@@ -55,7 +57,7 @@ LINK_KINDS = ("exact", "near", "rotated")  # strongest first
 class GroupingSettings:
     """How copies are recognised. Defaults measured on real radiographs (see module docstring)."""
 
-    near_max_distance: int = 26  # of 256 phash bits; the leakage audit's threshold
+    near_max_distance: int = LEAK_MAX_DISTANCE  # of 256 phash bits; the leakage audit's threshold
     rotation_min_corr: float = 0.6  # texture score that makes a rotated copy (copies mostly >= 0.8)
     rotation_max_angle: float = 36.0  # stage-1 turns searched either way (the Kaggle set's: 5-30 degrees)
     candidate_step: float = 6.0  # stage-1 angle grid, degrees (the alignment refines it)

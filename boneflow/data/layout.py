@@ -21,8 +21,8 @@ from pathlib import Path
 
 from boneflow.errors import BoneflowError
 
-CLASSES = ("not fractured", "fractured")  # label index = position; fractured (1) is positive
-POSITIVE = "fractured"
+CLASSES = ("not fractured", "fractured")  # label index = position; fractured (1) is positive. The one list.
+POSITIVE = CLASSES[1]
 SPLITS = ("train", "val", "test")
 
 # How deep below --data-dir the split folders may sit (Kaggle: 2 levels).

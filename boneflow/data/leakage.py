@@ -29,9 +29,10 @@ import numpy as np
 
 from boneflow.data.grouping import DuplicateGroups, GroupingSettings, find_duplicate_groups
 from boneflow.data.layout import SPLITS
+from boneflow.data.settings import LEAK_MAX_DISTANCE
 from boneflow.data.validate import HASH_BITS, HASH_KIND, HASH_TRANSFORMS, ValidatedDataset
 
-DEFAULT_MAX_DISTANCE = 26  # of HASH_BITS = 256; keep in step with RetrainConfig.leak_max_distance
+DEFAULT_MAX_DISTANCE = LEAK_MAX_DISTANCE  # of HASH_BITS = 256; RetrainConfig.leak_max_distance defaults to it
 _BLOCK = 256  # rows of `a` per block: 256 x N_b x 5 uint64 temporaries stay a few tens of MB
 
 

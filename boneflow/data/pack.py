@@ -21,9 +21,11 @@ import numpy as np
 from boneflow.data.layout import CLASSES, SPLITS
 from boneflow.data.leakage import LeakageAudit
 from boneflow.data.npyrows import NpyRows, create_npy
+from boneflow.data.settings import DataSettings
 from boneflow.data.splits import SplitPlan, plan_splits
 from boneflow.data.validate import ValidatedDataset
 from boneflow.errors import BoneflowError
+from boneflow.gate import GatePolicy
 from boneflow.hashing import sha256_file
 
 PACKED_SPLITS = (*SPLITS, "test_clean", "official_test")
@@ -110,8 +112,8 @@ def pack_dataset(
     audit: LeakageAudit,
     *,
     out_dir: Path,
-    split_policy: str = "auto",
-    min_gate_n: int = 200,
+    split_policy: str = DataSettings.split_policy,
+    min_gate_n: int = GatePolicy.min_n,
     seed: int = 0,
 ) -> PackedDataset:
     """Plan the splits (whole duplicate groups per split) and pack them into `out_dir`."""

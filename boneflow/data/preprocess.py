@@ -42,12 +42,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from boneflow.data.settings import DataSettings
 from boneflow.errors import BoneflowError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files must fail, never be padded with grey
 DEFAULT_MAX_PIXELS = 50_000_000  # ~7000x7000; real radiographs here are far below
 DETAIL_SIDE = 256  # longest side of the decode that hashes and grouping see, whatever the pack size
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # X-ray exports are a few MB; 7000x7000 16-bit pixels are 98 MB raw
+DEFAULT_MAX_BYTES = DataSettings().max_bytes  # X-ray exports are a few MB; 7000x7000 16-bit pixels are 98 MB raw
 # 50 MP x 4 bytes (RGBA / 32-bit) is 200 MB: every image under the pixel limit fits; the check
 # matters when a caller raises max_pixels.
 DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024

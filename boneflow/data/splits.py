@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import get_args
 
 from boneflow.data.grouping import LINK_KINDS, DuplicateGroups
 from boneflow.data.layout import CLASSES
+from boneflow.data.settings import DataSettings, SplitPolicy
 from boneflow.data.validate import ValidatedDataset
 from boneflow.errors import BoneflowError
+from boneflow.gate import GatePolicy
 
-POLICIES = ("auto", "official", "regroup")
+POLICIES = get_args(SplitPolicy)
 REGROUP_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 TRAINING_SPLITS = ("train", "val")  # each must hold both classes; a thin test is the gate's call
 
@@ -191,7 +194,12 @@ def _choose(requested: str, contam: dict, min_gate_n: int) -> tuple[str, str]:
 
 
 def plan_splits(
-    validated: ValidatedDataset, groups: DuplicateGroups, *, policy: str = "auto", min_gate_n: int = 200, seed: int = 0
+    validated: ValidatedDataset,
+    groups: DuplicateGroups,
+    *,
+    policy: str = DataSettings.split_policy,
+    min_gate_n: int = GatePolicy.min_n,
+    seed: int = 0,
 ) -> SplitPlan:
     """Assign every kept image (and list every excluded file) under `policy`."""
     if policy not in POLICIES:

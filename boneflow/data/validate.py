@@ -26,6 +26,7 @@ from boneflow.data.grouping import THUMB_SIDE, group_thumbnail
 from boneflow.data.layout import CLASSES, SPLITS, check_classes_present, scan_layout
 from boneflow.data.npyrows import NpyRows, create_npy
 from boneflow.data.preprocess import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, REASONS
+from boneflow.data.settings import DataSettings
 
 # Order of the hash columns; the leakage report names the matching transform with these.
 HASH_TRANSFORMS = ("identity", "mirror", "rot90", "rot180", "rot270")
@@ -56,7 +57,7 @@ class ValidatedDataset:
     pixels_path: Path  # uint8 [len(records), S, S] .npy, row = record.row
     hashes: np.ndarray  # uint64 [len(records), len(HASH_TRANSFORMS), HASH_WORDS]
     thumbs: np.ndarray | None = None  # uint8 [len(records), THUMB_SIDE, THUMB_SIDE], squashed
-    min_side: int = 64
+    min_side: int = DataSettings.min_side
     file_hashes: dict[str, str] = field(default_factory=dict)
     worker_peak_rss_mb: float = 0.0  # largest decoding worker's peak resident set
 
@@ -190,7 +191,7 @@ def validate_dataset(
     *,
     workdir: Path,
     pack_size: int,
-    min_side: int = 64,
+    min_side: int = DataSettings.min_side,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,

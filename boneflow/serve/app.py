@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from boneflow.data.layout import CLASSES
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
 from boneflow.serve.errors import ImageRejectedError, ServeError
 from boneflow.serve.uploads import UploadLimits, check_upload
@@ -55,7 +56,7 @@ class AppAnswer:
     served: ServedModel
 
     def confidences(self) -> dict[str, float]:
-        return {"fractured": self.prob_fractured, "not fractured": round(1 - self.prob_fractured, 6)}
+        return {CLASSES[1]: self.prob_fractured, CLASSES[0]: round(1 - self.prob_fractured, 6)}
 
     def summary(self) -> str:
         return f"**{self.label}** · probability of fracture {self.prob_fractured:.3f} · model run `{self.run_id}`"

@@ -42,6 +42,8 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, ru
     Calling it again on the same store publishes a second run and moves the champion to it."""
     import torch
 
+    from boneflow.data.layout import CLASSES
+    from boneflow.data.settings import pack_size_for
     from boneflow.store import open_store
     from boneflow.store.keys import new_run_id
     from boneflow.train.augment import GREY_MEAN, GREY_STD
@@ -51,9 +53,9 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, ru
     run_id = run_id or new_run_id()
     torch.manual_seed(seed)
     model = build_model(num_classes=2, pretrained=False)
-    pack_size = int(round(image_size * 8 / 7))
+    pack_size = pack_size_for(image_size)
     meta = {
-        "classes": ["not fractured", "fractured"],
+        "classes": list(CLASSES),
         "preprocessing": {
             "pack_size": pack_size,
             "image_size": image_size,

@@ -12,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from boneflow.data.layout import POSITIVE
 from boneflow.serve.errors import ModelNotFoundError
 
-POSITIVE = "fractured"
 MAX_MODEL_JSON_BYTES = 1 << 20  # a real one is ~2 kB
 MAX_CLASS_NAME = 128
 MIN_SIZE = 16  # ResNet18 downsamples 32x; smaller inputs are not an X-ray anyway

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from boneflow.data.settings import pack_size_for
 from boneflow.train.augment import EvalPreset, TrainPreset, numpy_to_tensor
 from boneflow.train.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from boneflow.train.device import autocast, resolve_device, use_bf16
@@ -280,7 +281,7 @@ def _checked_splits(packed: Any, settings: TrainSettings) -> tuple[Any, Any]:
     if packed.size < settings.image_size:
         raise _error(
             f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
-            f"{round(settings.image_size * 8 / 7)} px or lower image_size."
+            f"{pack_size_for(settings.image_size)} px or lower image_size."
         )
     train_split, val_split = packed.split("train"), packed.split("val")
     if len(train_split.labels) == 0 or len(val_split.labels) == 0:

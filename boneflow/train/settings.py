@@ -1,5 +1,6 @@
 """Training settings as a plain dataclass: the view of `RetrainConfig` that the training core
-needs. It imports nothing but the standard library, so the GPU benchmark can build one on a
+needs, and the one place its defaults are written (RetrainConfig's training fields take theirs
+from here). It imports nothing but the standard library, so the GPU benchmark can build one on a
 machine with only torch installed."""
 
 from __future__ import annotations

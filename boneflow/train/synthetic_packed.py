@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CLASSES = ("not fractured", "fractured")
+from boneflow.data.layout import CLASSES
 
 
 @dataclass

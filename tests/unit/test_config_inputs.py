@@ -33,9 +33,12 @@ def test_user_info_in_a_location_is_refused_without_echoing_it(field, value):
     assert SECRET not in text and "AKIAEXAMPLE" not in text
     assert f"{field} carries user-info" in text and "AWS_ACCESS_KEY_ID" in text
     config = RetrainConfig()
-    with pytest.raises(ValidationError) as info:  # assignment is validated the same way
+    with pytest.raises(ValidationError) as info:  # a changed copy is validated the same way
+        RetrainConfig.model_validate({**config.model_dump(), field: value})
+    assert SECRET not in str(info.value) and f"{field} carries user-info" in str(info.value)
+    with pytest.raises(TypeError, match="frozen") as frozen:  # no assignment, and no echo either
         setattr(config, field, value)
-    assert SECRET not in str(info.value)
+    assert SECRET not in str(frozen.value) and "AKIAEXAMPLE" not in str(frozen.value)
 
 
 @pytest.mark.parametrize(
