@@ -14,12 +14,15 @@ from typing import Any
 import typer
 
 from boneflow import cli_data, cli_gc, cli_serve, cli_train
+from boneflow.cli_errors import ErrorHandlingGroup
 
 
 def build_app(**commands: Callable[..., Any]) -> typer.Typer:
-    """The `boneflow` app: `commands` (name → function) first, then the core's commands."""
+    """The `boneflow` app: `commands` (name → function) first, then the core's commands. Every
+    command's errors go through boneflow/cli_errors.py (one exit-code table for all)."""
     app = typer.Typer(
         name="boneflow",
+        cls=ErrorHandlingGroup,
         help="Keep a bone-fracture X-ray classifier retrained, evaluated, gated and served.",
         no_args_is_help=True,
         add_completion=False,

@@ -29,32 +29,26 @@ def audit(
     from boneflow.data.acquire import acquire
     from boneflow.data.leakage import audit_leakage
     from boneflow.data.validate import validate_dataset
-    from boneflow.errors import BoneflowError
 
-    err = Console(stderr=True)
-    try:
-        acquired = acquire(data_dir=data_dir, kaggle_handle="", retries=1)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        ) as bar:
-            task = bar.add_task("decoding", total=None)
-            validated = validate_dataset(
-                acquired.root,
-                workdir=out,
-                pack_size=pack_size,
-                min_side=min_side,
-                workers=workers,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        leak = audit_leakage(validated, max_distance=max_distance)
-    except BoneflowError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    acquired = acquire(data_dir=data_dir, kaggle_handle="", retries=1)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("decoding", total=None)
+        validated = validate_dataset(
+            acquired.root,
+            workdir=out,
+            pack_size=pack_size,
+            min_side=min_side,
+            workers=workers,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    leak = audit_leakage(validated, max_distance=max_distance)
     (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
 
     Console().print(_audit_table(acquired, validated, leak, max_distance))
@@ -129,11 +123,6 @@ def bench_prep(
 ) -> None:
     """Time ours (validate + audit + pack) vs the seed-style path (verify, then ImageFolder-style decode)."""
     from boneflow.bench.prep import run_prep_bench
-    from boneflow.errors import BoneflowError
 
-    try:
-        result = run_prep_bench(data_dir, limit=limit, workers=workers, pack_size=pack_size)
-    except BoneflowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    result = run_prep_bench(data_dir, limit=limit, workers=workers, pack_size=pack_size)
     typer.echo(json.dumps(result, indent=2))

@@ -1,13 +1,14 @@
 """CLI command `boneflow gc`: delete what finished runs no longer need (store and work dir).
 
-Prints one JSON report. Exit codes: 0 done (or dry run), 2 a clear error (bad store, unreadable
-champion pointer)."""
+Prints one JSON report. Exit codes as for every command (boneflow/cli_errors.py): 0 done (or
+dry run), 2 a clear error (bad store, unreadable champion pointer)."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -17,21 +18,31 @@ WORK_DIR_ENV = "BONEFLOW_WORK_DIR"  # the same variable the Prefect tasks read
 
 
 def gc(
-    store: str = typer.Option(DEFAULT_STORE, "--store", help="Store URL: folder, file://... or s3://bucket/prefix."),
-    keep_runs: int = typer.Option(
-        5, "--keep-runs", min=0, help="Finished runs (besides the champion) whose model and reports are kept."
-    ),
-    grace_hours: float = typer.Option(
-        24.0,
-        "--grace-hours",
-        min=0.0,
-        help="Touch nothing newer than this: a younger run may still be training or publishing.",
-    ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted; delete nothing."),
-    work_dir: Path | None = typer.Option(
-        None, "--work-dir", help=f"Local work folder to clean too (default ${WORK_DIR_ENV} or ~/.cache/boneflow)."
-    ),
-    skip_work_dir: bool = typer.Option(False, "--skip-work-dir", help="Clean the store only."),
+    store: Annotated[
+        str, typer.Option("--store", help="Store URL: folder, file://... or s3://bucket/prefix.")
+    ] = DEFAULT_STORE,
+    keep_runs: Annotated[
+        int,
+        typer.Option(
+            "--keep-runs", min=0, help="Finished runs (besides the champion) whose model and reports are kept."
+        ),
+    ] = 5,
+    grace_hours: Annotated[
+        float,
+        typer.Option(
+            "--grace-hours",
+            min=0.0,
+            help="Touch nothing newer than this: a younger run may still be training or publishing.",
+        ),
+    ] = 24.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
+    work_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-dir", help=f"Local work folder to clean too (default ${WORK_DIR_ENV} or ~/.cache/boneflow)."
+        ),
+    ] = None,
+    skip_work_dir: Annotated[bool, typer.Option("--skip-work-dir", help="Clean the store only.")] = False,
 ) -> None:
     """Keep the champion and the newest N runs' models and reports; delete finished runs'
     checkpoints, older runs, runs that never got a manifest, stale temp files, and the local work
@@ -44,19 +55,15 @@ def gc(
 
     if not skip_work_dir and work_dir is None:
         work_dir = Path(os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow")
-    try:
-        opened = open_store(store)
-        root = getattr(opened, "root", None)
-        if root is not None and not root.is_dir():  # a typo would otherwise report "nothing to do"
-            raise BoneflowError(f"store folder {root} does not exist; check --store.")
-        report = collect_garbage(
-            opened,
-            work_dir=None if skip_work_dir else work_dir,
-            keep_runs=keep_runs,
-            grace=timedelta(hours=grace_hours),
-            dry_run=dry_run,
-        )
-    except BoneflowError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    opened = open_store(store)
+    root = getattr(opened, "root", None)
+    if root is not None and not root.is_dir():  # a typo would otherwise report "nothing to do"
+        raise BoneflowError(f"store folder {root} does not exist; check --store.")
+    report = collect_garbage(
+        opened,
+        work_dir=None if skip_work_dir else work_dir,
+        keep_runs=keep_runs,
+        grace=timedelta(hours=grace_hours),
+        dry_run=dry_run,
+    )
     typer.echo(json.dumps(report, indent=2))

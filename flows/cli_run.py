@@ -6,59 +6,34 @@ needed; set PREFECT_API_URL to report to a real one), a folder store and local d
 flow (and with it Prefect) is imported only when the command runs, so `boneflow --help` and
 the core commands stay light.
 
-Exit codes: 0 promoted or skipped, 3 gate rejected, 1 any other error (one clear message, no
-traceback; the Prefect logs above it name the stage).
+Exit codes are every command's (boneflow/cli_errors.py): 0 promoted or skipped, 3 gate rejected,
+2 bad settings or an error the flow names (a BoneflowError: bad data, store), 1 any other error;
+one clear message, no traceback. The progress display is flows/cli_progress.py.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from boneflow.cli_errors import (
+    EXIT_ERROR,
+    EXIT_REJECTED,
+    SettingsError,
+    describe_validation_error,
+    exit_code_for,
+    print_error,
+)
 from boneflow.config import RetrainConfig
 from boneflow.config_options import flag_name, with_config_options
 from boneflow.gate import GATE_REJECTED
+from flows.cli_progress import RunDisplay
 
-EXIT_REJECTED = 3
-# The core logs the pretrained-weights download here; under the live display torch.hub's byte
-# bar on stderr is overdrawn, so the stage line names the download instead.
-WEIGHTS_LOGGER = "boneflow.train.model"
-
-
-class _Progress(logging.Handler):
-    """Turns the flow's log records into a progress display: a spinner naming the current
-    stage and a bar over the training epochs."""
-
-    def __init__(self, progress, epochs: int):
-        super().__init__(logging.INFO)
-        self.progress = progress
-        self.stage = progress.add_task("starting", total=None)
-        self.epochs = progress.add_task("training", total=epochs, visible=False)
-        self.done = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-            task_run = getattr(record, "task_run_name", None)
-            if record.name == WEIGHTS_LOGGER:
-                self.progress.update(self.stage, description=message[:90])
-            elif task_run and message.startswith("Finished in state"):
-                self.done += 1
-                stage = task_run.rsplit("-", 1)[0]
-                self.progress.update(self.stage, description=f"{stage} done ({self.done} stages)")
-            elif task_run:
-                stage = task_run.rsplit("-", 1)[0]
-                if message.startswith("epoch "):
-                    epoch = int(message.split()[1].split("/")[0])
-                    self.progress.update(self.epochs, completed=epoch, visible=True, description=message.split(";")[0])
-                else:
-                    self.progress.update(self.stage, description=f"{stage}: {message[:90]}")
-        except Exception:  # a display glitch must never break the run
-            pass
+__all__ = ["EXIT_REJECTED", "run"]
 
 
 def _build_config(**fields) -> RetrainConfig:
@@ -67,22 +42,19 @@ def _build_config(**fields) -> RetrainConfig:
     try:
         return RetrainConfig(**fields)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{flag_name(str(e['loc'][0])) if e['loc'] else 'settings'}: {e['msg']}" for e in err.errors()
-        )
-        _fail(f"invalid settings: {problems}")
-
-
-def _fail(message: str, code: int = 1):
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
+        raise SettingsError(describe_validation_error(err, flag_name)) from None
 
 
 def _error_message(state) -> str:
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, BaseException):
+    error = _exception_of(state)
+    if error is not None:
         return f"{type(error).__name__}: {error}"
     return state.message or f"flow run ended {state.name}"
+
+
+def _exception_of(state) -> BaseException | None:
+    error = state.result(raise_on_failure=False)
+    return error if isinstance(error, BaseException) else None
 
 
 def _summary(state, config: RetrainConfig) -> int:
@@ -113,23 +85,28 @@ def _summary(state, config: RetrainConfig) -> int:
             err=True,
         )
         return EXIT_REJECTED
-    typer.secho(f"error: {_error_message(state)}", fg=typer.colors.RED, err=True)
-    return 1
+    print_error(_error_message(state))
+    error = _exception_of(state)
+    return exit_code_for(error) if error is not None else EXIT_ERROR
 
 
 @with_config_options
 def run(
     config_fields: dict,
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."
-    ),
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show Prefect's log lines (and tracebacks) instead of the progress display."
+        ),
+    ] = False,
 ) -> None:
     """Acquire, validate, audit, pack, train, evaluate, gate and publish; promote when the gate passes.
 
-    Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 1: error."""
+    Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 2: bad
+    settings or data; 1: other error."""
     config = _build_config(**config_fields)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
-        _fail(
+        raise SettingsError(
             f"--data-dir {config.data_dir}: not a folder. Point it at a copy of the dataset "
             "(or make one: boneflow demo-data PATH)."
         )
@@ -151,23 +128,11 @@ def run(
         TimeElapsedColumn(),
         transient=False,
     )
-    handler = _Progress(progress, config.epochs)
+    display = RunDisplay(progress, config.epochs)
     if not verbose:
         quiet_prefect_console()
-    watched = [logging.getLogger(n) for n in ("prefect.task_runs", "prefect.flow_runs", WEIGHTS_LOGGER)]
-    logging.getLogger(WEIGHTS_LOGGER).setLevel(logging.INFO)
-    for logger in watched:
-        logger.addHandler(handler)
-    try:
-        with progress:
-            state = retrain(config, return_state=True)
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except Exception as err:  # Prefect itself failed (not the flow): say so plainly
-        _fail(f"{type(err).__name__}: {err}")
-    finally:
-        for logger in watched:
-            logger.removeHandler(handler)
+    with display:
+        state = retrain.with_options(on_running=[display.on_running])(config, return_state=True)
     code = _summary(state, config)
     sys.stdout.flush()
     raise typer.Exit(code)

@@ -49,7 +49,7 @@ def test_flags_keep_their_kinds_and_older_names():
     assert "--store" in options and "--store-url" not in options
     assert {"--pretrained", "--no-pretrained", "--class-weighted", "--no-class-weighted", "--force"} <= set(options)
     assert {"--verbose", "-v", "--data-dir"} <= set(options)
-    result = CliRunner().invoke(_app(), ["run", "--help"], terminal_width=400)
+    result = CliRunner().invoke(_app(), ["run", "--help"], env={"COLUMNS": "400"}, terminal_width=400)
     assert "auto|official|regroup" in result.output and "local|deployment" in result.output
 
 
@@ -57,7 +57,7 @@ def test_a_bad_value_is_refused_naming_its_flag(tmp_path):
     result = CliRunner().invoke(
         _app(), ["run", "--data-dir", str(tmp_path), "--lr", "5", "--store", str(tmp_path / "s")]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--lr" in result.output and "less than or equal to 1" in result.output
     result = CliRunner().invoke(_app(), ["run", "--split-policy", "sideways"])
     assert result.exit_code == 2 and "sideways" in result.output

@@ -23,5 +23,5 @@ def test_changing_it_is_not_a_different_model():
 
 def test_cli_flag_out_of_bounds_names_the_flag():
     result = CliRunner().invoke(app, ["run", "--dispatch", "deployment", "--dispatch-start-timeout", "5"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--dispatch-start-timeout" in result.output and "greater than or equal to 10" in result.output

@@ -56,7 +56,7 @@ def test_bad_files_get_an_error_line_and_a_nonzero_exit(store, tmp_path):
     result = runner.invoke(
         app, ["predict", str(text), str(good), str(empty), str(truncated), str(missing), "--store", str(store)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Traceback" not in result.output
     lines = {Path(line["path"]).name: line for line in _lines(result.stdout)}
     assert "label" in lines[good.name] and "error" not in lines[good.name]

@@ -158,16 +158,16 @@ def test_default_url_is_torchvisions_imagenet_resnet18(monkeypatch):
 
 def test_boneflow_run_display_names_the_download(server, weights_dir, torch_home, monkeypatch, caplog):
     """`boneflow run`'s live display overdraws torch.hub's stderr bar, so it shows the core's
-    download log lines on its stage line."""
+    download log lines on a display line of their own."""
     import logging
 
     from rich.progress import Progress
 
-    from flows.cli_run import WEIGHTS_LOGGER, _Progress
+    from flows.cli_progress import WEIGHTS_LOGGER, WeightsLines
 
     assert model_module.log.name == WEIGHTS_LOGGER
     progress = Progress()
-    handler = _Progress(progress, epochs=1)
+    handler = WeightsLines(progress)
     logger = logging.getLogger(WEIGHTS_LOGGER)
     logger.addHandler(handler)
     caplog.set_level(logging.INFO, logger=WEIGHTS_LOGGER)
@@ -176,5 +176,6 @@ def test_boneflow_run_display_names_the_download(server, weights_dir, torch_home
         build_model(pretrained=True)
     finally:
         logger.removeHandler(handler)
-    stage = progress.tasks[handler.stage].description
+    stage = progress.tasks[handler.row].description
+    assert progress.tasks[handler.row].visible
     assert stage.startswith(f"pretrained weights {weights_dir[1]} downloaded and verified")

@@ -1,0 +1,183 @@
+"""`boneflow run`'s live display, fed by Prefect's API instead of by log lines.
+
+While the flow runs in the main thread, a background thread polls the API for the flow run
+(and its subflows, e.g. the training flow): the task runs in Running state name the stage on
+the spinner line, and the training's progress artifact (a percentage and a description that
+tasks/training.py updates every epoch) drives the epoch bar. The flow run's id comes from an
+`on_running` hook on the flow, so the poller never has to guess which run is ours on a shared
+server.
+
+The pretrained-weights download stays a logging handler: the core (boneflow.train.model) has
+no Prefect and reports only through its logger, so that logger is its structured feed. Its
+records are shown as they are on a line of their own, never parsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+# The core logs the pretrained-weights download here; under the live display torch.hub's byte
+# bar on stderr is overdrawn, so a display line shows the core's messages instead.
+WEIGHTS_LOGGER = "boneflow.train.model"
+POLL_S = 1.0  # a stage shorter than this may not show (the count of stages done is exact); light on the API
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """What the API says about one flow run and its subflows at one moment."""
+
+    running: tuple[str, ...]  # stage (task) names now running, oldest first
+    done: int  # task runs completed (cached ones too)
+    epoch_percent: float | None  # the training progress artifact, None before training starts
+    epoch_text: str
+
+
+def _stage(task_run_name: str) -> str:
+    return task_run_name.rsplit("-", 1)[0]  # Prefect names a task run <task name>-<3 hex digits>
+
+
+def _flow_run_tree(client, root: UUID) -> tuple[list[UUID], set[UUID]]:
+    """The flow run and its subflows, any depth; plus the task runs that only wait for a subflow."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    ids, frontier, waiting = [root], [root], set()
+    while frontier:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+        )
+        frontier = [c.id for c in children if c.id not in ids]
+        ids += frontier
+        waiting |= {c.parent_task_run_id for c in children if c.parent_task_run_id}
+    return ids, waiting
+
+
+def read_snapshot(client, flow_run_id: UUID) -> RunSnapshot:
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterType,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+
+    ids, waiting = _flow_run_tree(client, flow_run_id)
+    task_runs = [
+        r
+        for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        if r.id not in waiting and r.state is not None
+    ]
+    running = sorted((r for r in task_runs if r.state.is_running()), key=lambda r: str(r.start_time))
+    progress = client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=ids), type=ArtifactFilterType(any_=["progress"])
+        )
+    )
+    latest = max(progress, key=lambda a: str(a.updated), default=None)
+    return RunSnapshot(
+        running=tuple(_stage(r.name) for r in running),
+        done=sum(r.state.is_completed() for r in task_runs),
+        epoch_percent=float(latest.data) if latest is not None else None,
+        epoch_text=(latest.description or "training") if latest is not None else "",
+    )
+
+
+class WeightsLines(logging.Handler):
+    """Shows the core's pretrained-weights log records on their own display line."""
+
+    def __init__(self, progress):
+        super().__init__(logging.INFO)
+        self.progress = progress
+        self.row = progress.add_task("", total=None, visible=False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a display glitch must never break the run
+            self.progress.update(self.row, description=record.getMessage()[:120], visible=True)
+
+
+class RunDisplay:
+    """A spinner naming the running stage and a bar over the epochs, updated from the API.
+
+    Use as a context manager around the flow call, with `on_running` as the flow's hook."""
+
+    def __init__(self, progress, epochs: int):
+        self.progress = progress
+        self.epochs = epochs
+        self.stage_row = progress.add_task("starting", total=None)
+        self.epoch_row = progress.add_task("training", total=epochs, visible=False)
+        self.weights = WeightsLines(progress)
+        self.stages_seen: list[str] = []
+        self._flow_run_id: UUID | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def on_running(self, flow: Any, flow_run: Any, state: Any) -> None:
+        if self._flow_run_id is None:  # the first Running state is ours; a Retry keeps the id
+            self._flow_run_id = flow_run.id
+
+    def __enter__(self) -> RunDisplay:
+        logger = logging.getLogger(WEIGHTS_LOGGER)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(self.weights)
+        self.progress.start()
+        # Prefect's settings (which API to talk to) live in context variables: take ours along.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._poll_until_stopped,), name="boneflow-run-display", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if exc_info[0] is None:
+            self._poll_once()  # the final state: every stage counted, the bar at its end
+        logging.getLogger(WEIGHTS_LOGGER).removeHandler(self.weights)
+        self.progress.stop()
+
+    def show(self, snap: RunSnapshot) -> None:
+        for stage in snap.running:
+            if stage not in self.stages_seen:
+                self.stages_seen.append(stage)
+        done = f"{snap.done} stages done"
+        line = f"{', '.join(snap.running)} ({done})" if snap.running else done
+        self.progress.update(self.stage_row, description=line)
+        if snap.epoch_percent is not None:
+            completed = round(snap.epoch_percent / 100 * self.epochs)
+            self.progress.update(self.epoch_row, completed=completed, description=snap.epoch_text, visible=True)
+
+    def _poll_once(self, client=None) -> None:
+        if self._flow_run_id is None:
+            return
+        from prefect import get_client
+
+        try:
+            if client is None:
+                with get_client(sync_client=True) as own:
+                    self.show(read_snapshot(own, self._flow_run_id))
+            else:
+                self.show(read_snapshot(client, self._flow_run_id))
+        except Exception:  # a display glitch (API busy, run just ending) must never break the run
+            pass
+
+    def _poll_until_stopped(self) -> None:
+        from prefect import get_client
+
+        # No client before the flow is running: with no server configured the flow starts
+        # Prefect's ephemeral API, and a second starter racing it would be wasted work.
+        while self._flow_run_id is None:
+            if self._stop.wait(POLL_S):
+                return
+        try:
+            with get_client(sync_client=True) as client:
+                while not self._stop.wait(POLL_S):
+                    self._poll_once(client)
+        except Exception:  # the API went away: the run itself reports that, not the display
+            pass
