@@ -8,19 +8,26 @@ from typing import Annotated
 
 import typer
 
+from boneflow.data.settings import LEAK_MAX_DISTANCE, DataSettings, pack_size_for
+from boneflow.train.settings import TrainSettings
+
 
 def audit(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Local dataset copy: any folder above train/val/test.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for cleaning_report.json and leakage_report.json.")],
     workers: Annotated[int, typer.Option(help="Decoding processes; 0 = one per CPU core.", min=0)] = 0,
-    min_side: Annotated[int, typer.Option(help="Exclude images whose shorter side is below this (px).", min=1)] = 64,
+    min_side: Annotated[
+        int, typer.Option(help="Exclude images whose shorter side is below this (px).", min=1)
+    ] = DataSettings.min_side,
     max_distance: Annotated[
         int,
         typer.Option(
             help="Largest phash Hamming distance (of 256 bits) counted as a cross-split copy.", min=0, max=256
         ),
-    ] = 26,
-    pack_size: Annotated[int, typer.Option(help="Side of the decoded square kept for hashing (px).", min=32)] = 256,
+    ] = LEAK_MAX_DISTANCE,
+    pack_size: Annotated[
+        int, typer.Option(help="Side of the decoded square kept for hashing (px).", min=32)
+    ] = pack_size_for(TrainSettings.image_size),
 ) -> None:
     """Validate a dataset and audit it for cross-split leakage (no training); writes both reports to --out."""
     from rich.console import Console

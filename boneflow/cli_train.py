@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from boneflow.train.settings import TrainSettings
+
 
 def _threads(threads: int) -> None:
     # 0 keeps torch's default (one per physical core, or OMP_NUM_THREADS when the user set it).
@@ -23,7 +25,9 @@ def bench_train(
     images: Annotated[
         int, typer.Option(help="Synthetic images written as JPEGs and packed (same files for both).", min=16)
     ] = 256,
-    size: Annotated[int, typer.Option(help="Crop side the network sees, in pixels.", min=32, max=512)] = 224,
+    size: Annotated[
+        int, typer.Option(help="Crop side the network sees, in pixels.", min=32, max=512)
+    ] = TrainSettings.image_size,
     batch_size: Annotated[int, typer.Option(help="Images per training step.", min=2)] = 32,
     steps: Annotated[int, typer.Option(help="Timed training steps per side (after 2 warm-up steps).", min=1)] = 8,
     data_batches: Annotated[
@@ -59,7 +63,7 @@ def bench_infer(
     ] = None,
     size: Annotated[
         int, typer.Option(help="Crop side (ignored with --store: the champion's own).", min=32, max=512)
-    ] = 224,
+    ] = TrainSettings.image_size,
     runs: Annotated[
         int, typer.Option(help="Timed single-image predictions (each side, each thread count).", min=5)
     ] = 50,
