@@ -107,10 +107,11 @@ def bench_train(
     seed: int = 0,
 ) -> dict:
     from boneflow.bench.seed_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
+    from boneflow.data.packed_splits import SplitArrays
     from boneflow.train.augment import TrainPreset
     from boneflow.train.fit import SplitOnDevice
     from boneflow.train.settings import TrainSettings
-    from boneflow.train.synthetic_packed import SplitArrays, bone_images
+    from boneflow.train.synthetic_packed import bone_images
 
     if seed_workers is None:
         seed_workers = default_seed_workers()

@@ -21,6 +21,7 @@ import numpy as np
 from boneflow.data.layout import CLASSES, SPLITS
 from boneflow.data.leakage import LeakageAudit
 from boneflow.data.npyrows import NpyRows, create_npy
+from boneflow.data.packed_splits import SplitArrays
 from boneflow.data.splits import SplitPlan, plan_splits
 from boneflow.data.validate import ValidatedDataset
 from boneflow.errors import BoneflowError
@@ -37,15 +38,10 @@ class PackedDataError(BoneflowError):
     """A packed dataset folder is missing files or does not match its manifest."""
 
 
-@dataclass(frozen=True)
-class SplitArrays:
-    images: np.ndarray  # uint8 [N, S, S], memory-mapped
-    labels: np.ndarray  # int64 [N]
-    paths: list[str]  # relpaths under the dataset root
-
-
 @dataclass
 class PackedDataset:
+    """A packed folder read back: satisfies `PackedSplits`, its arrays memory-mapped."""
+
     dir: Path
     size: int
     classes: tuple[str, ...]

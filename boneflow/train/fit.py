@@ -1,7 +1,8 @@
 """Training loop: packed uint8 arrays → batch augmentation on the device → ResNet18, with
 per-epoch atomic checkpoints, resume, early stopping and best-by-val weights.
 
-Imports only torch, numpy, the standard library and boneflow.train.* (the GPU script uses it).
+Imports only torch, numpy, the standard library, boneflow.train.* and the packed-splits
+interface (boneflow.data.packed_splits): the GPU script uses it.
 
 Determinism: the model init uses `torch.manual_seed(seed)`; each epoch's data order and
 augmentation come from a generator seeded with (seed, epoch), so a resumed run draws exactly
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from boneflow.data.packed_splits import PackedSplits, SplitArrays
 from boneflow.train.augment import EvalPreset, TrainPreset, numpy_to_tensor
 from boneflow.train.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from boneflow.train.device import autocast, resolve_device, use_bf16
@@ -67,10 +69,11 @@ class SplitOnDevice:
     """A packed split ready for batch gathering. On CUDA the whole uint8 split is moved to the
     GPU once; on CPU the (memory-mapped) array stays put and each batch is a fancy-index copy."""
 
-    def __init__(self, split: Any, device: torch.device) -> None:
+    def __init__(self, split: SplitArrays, device: torch.device) -> None:
         labels = np.asarray(split.labels, dtype=np.int64)
         self.n, self.device = len(labels), device
         self.labels = torch.from_numpy(labels).to(device)
+        self.images: np.ndarray | torch.Tensor
         if device.type == "cpu":
             self.images = split.images
         else:
@@ -276,7 +279,7 @@ def checkpoint_dict(
     }
 
 
-def _checked_splits(packed: Any, settings: TrainSettings) -> tuple[Any, Any]:
+def _checked_splits(packed: PackedSplits, settings: TrainSettings) -> tuple[SplitArrays, SplitArrays]:
     if packed.size < settings.image_size:
         raise _error(
             f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
@@ -335,16 +338,13 @@ def _presets(settings: TrainSettings) -> tuple[TrainPreset, EvalPreset]:
 
 
 def fit(
-    packed: Any,
+    packed: PackedSplits,
     settings: TrainSettings,
     *,
     checkpoint_dir: Path,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train on packed.split("train"), select on packed.split("val"); resume from checkpoint_dir.
-
-    `packed` is anything with `.size`, `.classes` and `.split(name)` returning an object with
-    `images` (uint8 [N,S,S]) and `labels` (int [N]) — a `boneflow.data.pack.PackedDataset`."""
+    """Train on packed.split("train"), select on packed.split("val"); resume from checkpoint_dir."""
     started = time.perf_counter()
     checkpoint_dir = Path(checkpoint_dir)
     device = resolve_device(settings.device)
