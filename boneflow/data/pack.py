@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boneflow import atomic
 from boneflow.data.layout import CLASSES, SPLITS
 from boneflow.data.leakage import LeakageAudit
 from boneflow.data.npyrows import NpyRows, create_npy
@@ -177,9 +178,8 @@ def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect:
         "splits": splits_info,
         "files": files,
     }
-    tmp = out_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(out_dir / MANIFEST)  # the manifest appears last: its presence means "complete"
+    # The manifest appears last and whole: its presence means "complete".
+    atomic.write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2))
     return PackedDataset(out_dir, validated.pack_size, tuple(CLASSES), validated.fingerprint, manifest)
 
 

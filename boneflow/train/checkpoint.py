@@ -1,7 +1,7 @@
 """Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically.
 
-Write: temp file in the same directory → flush + fsync → `os.replace` → fsync the directory.
-A crash mid-write leaves only a `.tmp` file, which is never read. Read: newest first with
+Write: `boneflow.atomic` (temp file in the same directory, fsync, rename, fsync the directory).
+A crash mid-write leaves only a hidden `.tmp-` file, which is never read. Read: newest first with
 `torch.load(weights_only=True)` (no unpickling of arbitrary objects); a file that fails to load
 or lacks the expected keys is skipped with a warning and the previous one is used.
 
@@ -14,11 +14,12 @@ all weights_only loading allows).
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 import torch
+
+from boneflow.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -39,32 +40,13 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening a directory; the rename still holds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(state: dict, directory: Path, *, keep: int = 2) -> Path:
     """Atomically write state (must contain `epoch`) as epoch-NNNN.pt; prune to the last `keep`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, int(state["epoch"]))
-    tmp = directory / f".{final.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    with atomic_output(final) as handle:
+        torch.save(state, handle)
     if keep > 0:
         for _, old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)
