@@ -15,7 +15,7 @@ from boneflow.data.packed_splits import PackedSplits
 from boneflow.evaluate.calibration import OperatingPoint, sigmoid
 from boneflow.evaluate.metrics import THRESHOLD_FIELDS, expected_calibration_error, split_metrics
 from boneflow.train.augment import EvalPreset, numpy_to_tensor
-from boneflow.train.device import autocast, use_bf16
+from boneflow.train.device import autocast, fast_layout, use_bf16
 
 EVAL_SPLITS = ("val", "test", "test_clean", "official_test")  # report order; train is never scored
 
@@ -43,7 +43,7 @@ def predict_margins(
         chunk = images[start : start + batch_size]
         if isinstance(chunk, np.ndarray):
             chunk = numpy_to_tensor(chunk)
-        x = preset(chunk.to(device)).contiguous(memory_format=torch.channels_last)
+        x = fast_layout(preset(chunk.to(device)))
         with autocast(device, bf16):
             logits = model(x).float()
         out.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
