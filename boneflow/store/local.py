@@ -31,7 +31,6 @@ from boneflow.store.base import ObjectInfo, Store, sha256_bytes
 from boneflow.store.errors import ConflictError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import validate_key, validate_name, validate_prefix
 
-_TMP_PREFIX = TEMP_PREFIX
 _LOCK_SUFFIX = ".lock"
 
 
@@ -158,7 +157,7 @@ class LocalStore(Store):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
                 path = Path(dirpath) / name
-                if name.startswith(_TMP_PREFIX) and not path.is_symlink():
+                if name.startswith(TEMP_PREFIX) and not path.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
                         st = path.stat()
                         out.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, _utc(st.st_mtime)))
@@ -166,7 +165,7 @@ class LocalStore(Store):
 
     def delete_temp(self, temp_id: str) -> None:
         folder, _, name = temp_id.rpartition("/")
-        if not name.startswith(_TMP_PREFIX) or "/" in name or "\\" in temp_id:
+        if not name.startswith(TEMP_PREFIX) or "/" in name or "\\" in temp_id:
             raise StoreError(f"{temp_id!r} is not a temp file of store {self.root}; not deleting it.")
         parent = self._path(folder) if folder else self.root
         validate_name("x" + name[1:], max_parts=1)  # same characters as a key part, minus the dot
