@@ -21,6 +21,7 @@ from boneflow.store.base import Store, sha256_bytes, sha256_file
 from boneflow.store.errors import ConflictError, IntegrityError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import (
     CHAMPION_KEY,
+    CHECKPOINTS_FOLDER,
     MANIFEST_NAME,
     new_run_id,
     run_key,
@@ -30,6 +31,7 @@ from boneflow.store.keys import (
     validate_sha256,
 )
 from boneflow.store.verified import check_file_entries, download_verified, json_bytes, load_json, utc_now
+from boneflow.transfer import read_checkpoint_index
 
 __all__ = [
     "ChampionConflictError",
@@ -44,28 +46,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_INDEX = "checkpoints/index.json"  # written by transfer.upload_checkpoint
-
 
 class ChampionConflictError(ConflictError):
     """Another run replaced champion.json between our read and our write."""
-
-
-def read_checkpoint_index(store: Store, run_id: str) -> dict:
-    """{"checkpoints/<name>": {size, sha256}} of the checkpoints a run has uploaded so far."""
-    key = run_key(run_id, CHECKPOINT_INDEX)
-    try:
-        data = store.get_bytes(key)
-    except ObjectNotFoundError:
-        return {}
-    index = load_json(store, key, data)
-    files = index.get("files", {})
-    if not isinstance(files, dict):
-        raise StoreError(
-            f"{key!r} in {store.url} has no 'files' table; delete it (the run's checkpoints are then not resumable)."
-        )
-    check_file_entries(store, key, files, max_parts=1)
-    return {f"checkpoints/{n}": e for n, e in files.items()}
 
 
 # --- runs -------------------------------------------------------------------------------------
@@ -120,7 +103,7 @@ def _existing_run_objects(store: Store, run_id: str, *, skip: set[str]) -> dict[
     others = [n for n in existing if n not in skip and n != MANIFEST_NAME]
     if not others:
         return {}
-    index = read_checkpoint_index(store, run_id)
+    index = {f"{CHECKPOINTS_FOLDER}/{name}": e for name, e in read_checkpoint_index(store, run_id).items()}
     out = {}
     for name in others:
         if name in index:

@@ -15,10 +15,11 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from boneflow.publish import CHECKPOINT_INDEX, read_checkpoint_index
 from boneflow.store.base import Store, sha256_file
 from boneflow.store.errors import IntegrityError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import (
+    CHECKPOINT_INDEX,
+    checkpoint_key,
     dataset_key,
     dataset_prefix,
     run_key,
@@ -34,8 +35,9 @@ from boneflow.store.verified import (
     local_matches,
     utc_now,
 )
+from boneflow.train.checkpoint import by_epoch, checkpoint_epoch
 
-__all__ = ["fetch_checkpoints", "fetch_dataset", "upload_checkpoint", "upload_dataset"]
+__all__ = ["fetch_checkpoints", "fetch_dataset", "read_checkpoint_index", "upload_checkpoint", "upload_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +175,23 @@ def _replace_folder(staging: Path, dest: Path) -> None:
 
 
 # --- checkpoints ------------------------------------------------------------------------------
+def read_checkpoint_index(store: Store, run_id: str) -> dict[str, dict]:
+    """{checkpoint name: {size, sha256, ...}} of the checkpoints a run has uploaded so far, from
+    runs/<run_id>/checkpoints/index.json; {} before the first upload."""
+    key = run_key(run_id, CHECKPOINT_INDEX)
+    try:
+        data = store.get_bytes(key)
+    except ObjectNotFoundError:
+        return {}
+    index = load_json(store, key, data)
+    files = index.get("files", {})
+    if not isinstance(files, dict):
+        raise StoreError(
+            f"{key!r} in {store.url} has no 'files' table; delete it (the run's checkpoints are then not resumable)."
+        )
+    return check_file_entries(store, key, files, max_parts=1)
+
+
 def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -> str:
     """Upload one checkpoint file to runs/<run_id>/checkpoints/<name>, record its size and sha256
     in runs/<run_id>/checkpoints/index.json (written after the file), then delete all but the
@@ -182,43 +201,47 @@ def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -
     needs no conditional write. Returns the key."""
     path = Path(path)
     name = validate_name(path.name, max_parts=1)
-    if name == "index.json":
-        raise StoreError(f"{path}: 'index.json' is reserved for the checkpoint index.")
+    if checkpoint_epoch(name) is None:
+        raise StoreError(
+            f"{path}: not a checkpoint file name (epoch-NNNN.pt, as save_checkpoint writes); "
+            "upload the files save_checkpoint wrote."
+        )
     if keep < 1:
         raise StoreError(f"upload_checkpoint(keep={keep}): keep at least the checkpoint just written.")
-    key = run_key(run_id, f"checkpoints/{name}")
+    key = checkpoint_key(run_id, name)
     entry = {"size": path.stat().st_size, "sha256": sha256_file(path), "uploaded_at": utc_now()}
     store.put_file(key, path)
-    index = {n.split("/", 1)[1]: e for n, e in read_checkpoint_index(store, run_id).items()}
+    index = read_checkpoint_index(store, run_id)
     index[name] = entry
-    names = sorted(index)  # epoch-NNNN.pt sorts by epoch
+    names = by_epoch(index)
     dropped, kept = names[:-keep], names[-keep:]
     store.put_bytes(
         run_key(run_id, CHECKPOINT_INDEX), json_bytes({"run_id": run_id, "files": {n: index[n] for n in kept}})
     )
     for old in dropped:
-        store.delete(run_key(run_id, f"checkpoints/{old}"))
+        store.delete(checkpoint_key(run_id, old))
     return key
 
 
 def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *, latest_only: bool = False) -> list[Path]:
-    """Download the run's indexed checkpoints (sorted by name; epoch-NNNN.pt sorts by epoch)
-    into dest_dir, each verified. `latest_only` fetches just the newest one that verifies
-    (enough to resume): a damaged newest checkpoint falls back to the one before, like the
-    local resume does. Returns local paths, sorted; [] when the run has no checkpoints yet."""
+    """Download the run's indexed checkpoints into dest_dir, each verified. `latest_only`
+    fetches just the newest one that verifies (enough to resume): a damaged newest checkpoint
+    falls back to the one before, like the local resume does. Returns local paths, oldest epoch
+    first; [] when the run has no checkpoints yet."""
     index = read_checkpoint_index(store, run_id)
     dest_dir = Path(dest_dir)
 
     def fetch(name: str) -> Path:
         entry = index[name]
-        dest = dest_dir / name.split("/", 1)[1]
+        dest = dest_dir / name
         if not local_matches(dest, size=entry["size"], sha256=entry["sha256"]):
-            download_verified(store, run_key(run_id, name), dest, size=entry["size"], sha256=entry["sha256"])
+            download_verified(store, checkpoint_key(run_id, name), dest, size=entry["size"], sha256=entry["sha256"])
         return dest
 
+    oldest_first = by_epoch(index)
     if not latest_only:
-        return [fetch(name) for name in sorted(index)]
-    newest_first = sorted(index, reverse=True)
+        return [fetch(name) for name in oldest_first]
+    newest_first = oldest_first[::-1]
     for position, name in enumerate(newest_first):
         try:
             return [fetch(name)]

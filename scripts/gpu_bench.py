@@ -26,11 +26,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from boneflow.bench.seed_baseline import seed_loader, seed_train_rate, write_jpeg_folder  # noqa: E402
+from boneflow.data.packed_splits import InMemorySplits, SplitArrays  # noqa: E402
 from boneflow.data.settings import pack_size_for  # noqa: E402
 from boneflow.train.device import precision_name, resolve_device  # noqa: E402
 from boneflow.train.fit import fit  # noqa: E402
 from boneflow.train.settings import TrainSettings  # noqa: E402
-from boneflow.train.synthetic_packed import CLASSES, InMemoryPacked, SplitArrays, bone_images  # noqa: E402
+from boneflow.train.synthetic_packed import CLASSES, bone_images  # noqa: E402
 
 
 def synthetic_split(n: int, size: int, rng: np.random.Generator, chunk: int = 500) -> SplitArrays:
@@ -66,7 +67,7 @@ def main() -> None:
     started = time.perf_counter()
     train = synthetic_split(args.images, pack_size, rng)
     val = synthetic_split(max(args.images // 10, args.batch_size // 4, 16), pack_size, rng)
-    packed = InMemoryPacked({"train": train, "val": val}, pack_size)
+    packed = InMemorySplits({"train": train, "val": val}, pack_size)
     make_seconds = time.perf_counter() - started
 
     settings = TrainSettings(

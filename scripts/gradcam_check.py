@@ -30,11 +30,11 @@ BORDER = 0.12  # frame width as a fraction of the side
 def main() -> None:
     from PIL import Image
 
+    from boneflow.data.packed_splits import InMemorySplits, SplitArrays
     from boneflow.serve.gradcam import GradCAM, overlay_heatmap
     from boneflow.train.augment import EvalPreset
     from boneflow.train.fit import fit
     from boneflow.train.settings import TrainSettings
-    from boneflow.train.synthetic_packed import InMemoryPacked, SplitArrays
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packed", type=Path, required=True)
@@ -58,7 +58,7 @@ def main() -> None:
         seed=args.seed,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        model = fit(InMemoryPacked(splits, size), settings, checkpoint_dir=Path(tmp)).model
+        model = fit(InMemorySplits(splits, size), settings, checkpoint_dir=Path(tmp)).model
     model.eval()
     device = next(model.parameters()).device
     preset = EvalPreset(crop_size=args.image_size)

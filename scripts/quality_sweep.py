@@ -107,14 +107,14 @@ def _masked(images: np.ndarray, border: float) -> np.ndarray:
 def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
     import torch
 
+    from boneflow.data.packed_splits import InMemorySplits, SplitArrays
     from boneflow.evaluate.calibration import fit_operating_point
     from boneflow.evaluate.predict import predict_margins
     from boneflow.train.fit import fit
     from boneflow.train.settings import TrainSettings
-    from boneflow.train.synthetic_packed import InMemoryPacked, SplitArrays
 
     settings = replace(TrainSettings(pretrained=False), **overrides)
-    packed = InMemoryPacked({s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in SPLITS}, size)
+    packed = InMemorySplits({s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in SPLITS}, size)
     if pack_size_for(settings.image_size) > size + 1:  # smaller crops come from a smaller pack
         small = pack_size_for(settings.image_size)
         resized = {
@@ -126,7 +126,7 @@ def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
             .numpy()
             for s in SPLITS
         }
-        packed = InMemoryPacked({s: SplitArrays(resized[s], data[f"{s}_labels"], []) for s in SPLITS}, small)
+        packed = InMemorySplits({s: SplitArrays(resized[s], data[f"{s}_labels"], []) for s in SPLITS}, small)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         result = fit(packed, settings, checkpoint_dir=Path(tmp))

@@ -35,6 +35,8 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
     """img/s of gather + TrainPreset alone (what feeds each training step in train_one_epoch:
     batch gather from the packed uint8 array, one resample per batch, channels_last), in this
     process on torch's intra-op threads."""
+    from boneflow.train.device import fast_layout
+
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(data.n, generator=generator).numpy()
     for _ in range(warmup):
@@ -43,7 +45,7 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
     for step in range(batches):
         begin = (step * batch_size) % max(data.n - batch_size + 1, 1)
         images, labels = data.batch(order[begin : begin + batch_size])
-        x = preset(images, generator).contiguous(memory_format=torch.channels_last)
+        x = fast_layout(preset(images, generator))
         seen += len(labels)
     if x.device.type == "cuda":
         torch.cuda.synchronize()
@@ -53,15 +55,14 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
 
 def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
     from boneflow.train.augment import TrainPreset
-    from boneflow.train.device import resolve_device, use_bf16
+    from boneflow.train.device import place_model, resolve_device, use_bf16
     from boneflow.train.fit import epoch_generator, make_optimizer, train_one_epoch
     from boneflow.train.model import build_model
 
     device = resolve_device(settings.device)
     bf16 = use_bf16(device)
     torch.manual_seed(settings.seed)
-    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
-    model = build_model(pretrained=False).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = place_model(build_model(pretrained=False), device)
     forward = cast(torch.nn.Module, torch.compile(model)) if settings.compile else model
     optimizer = make_optimizer(model, settings, device)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
@@ -110,10 +111,11 @@ def bench_train(
     seed: int = 0,
 ) -> dict:
     from boneflow.bench.seed_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
+    from boneflow.data.packed_splits import SplitArrays
     from boneflow.train.augment import TrainPreset
     from boneflow.train.fit import SplitOnDevice
     from boneflow.train.settings import TrainSettings
-    from boneflow.train.synthetic_packed import SplitArrays, bone_images
+    from boneflow.train.synthetic_packed import bone_images
 
     if seed_workers is None:
         seed_workers = default_seed_workers()

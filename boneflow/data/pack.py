@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from boneflow import atomic
 from boneflow.data.layout import CLASSES, SPLITS
 from boneflow.data.leakage import LeakageAudit
 from boneflow.data.npyrows import NpyRows, create_npy
+from boneflow.data.packed_splits import SplitArrays
 from boneflow.data.settings import DataSettings
 from boneflow.data.splits import SplitPlan, plan_splits
 from boneflow.data.validate import ValidatedDataset
@@ -39,15 +41,10 @@ class PackedDataError(BoneflowError):
     """A packed dataset folder is missing files or does not match its manifest."""
 
 
-@dataclass(frozen=True)
-class SplitArrays:
-    images: np.ndarray  # uint8 [N, S, S], memory-mapped
-    labels: np.ndarray  # int64 [N]
-    paths: list[str]  # relpaths under the dataset root
-
-
 @dataclass
 class PackedDataset:
+    """A packed folder read back: satisfies `PackedSplits`, its arrays memory-mapped."""
+
     dir: Path
     size: int
     classes: tuple[str, ...]
@@ -183,9 +180,8 @@ def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect:
         "splits": splits_info,
         "files": files,
     }
-    tmp = out_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(out_dir / MANIFEST)  # the manifest appears last: its presence means "complete"
+    # The manifest appears last and whole: its presence means "complete".
+    atomic.write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2))
     return PackedDataset(out_dir, validated.pack_size, tuple(CLASSES), validated.fingerprint, manifest)
 
 

@@ -7,15 +7,15 @@ The one preprocessing for evaluation and inference is `EvalPreset` on images dec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
+from boneflow.data.packed_splits import PackedSplits
 from boneflow.evaluate.calibration import OperatingPoint, sigmoid
 from boneflow.evaluate.metrics import THRESHOLD_FIELDS, expected_calibration_error, split_metrics
 from boneflow.train.augment import EvalPreset, numpy_to_tensor
-from boneflow.train.device import autocast, use_bf16
+from boneflow.train.device import autocast, fast_layout, use_bf16
 
 EVAL_SPLITS = ("val", "test", "test_clean", "official_test")  # report order; train is never scored
 
@@ -43,7 +43,7 @@ def predict_margins(
         chunk = images[start : start + batch_size]
         if isinstance(chunk, np.ndarray):
             chunk = numpy_to_tensor(chunk)
-        x = preset(chunk.to(device)).contiguous(memory_format=torch.channels_last)
+        x = fast_layout(preset(chunk.to(device)))
         with autocast(device, bf16):
             logits = model(x).float()
         out.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
@@ -74,20 +74,15 @@ class SplitScores:
     paths: list[str]
 
 
-def evaluation_splits(packed: Any) -> tuple[str, ...]:
+def evaluation_splits(packed: PackedSplits) -> tuple[str, ...]:
     """Every split the pack holds except train (older packs lack official_test), known ones first."""
-    manifest = getattr(packed, "manifest", None)
-    held = (
-        list(manifest.get("splits", {}))
-        if isinstance(manifest, dict) and manifest
-        else list(getattr(packed, "splits", {}))
-    )
+    held = packed.split_names()
     return tuple([s for s in EVAL_SPLITS if s in held] + [s for s in held if s not in EVAL_SPLITS + ("train",)])
 
 
 def score_splits(
     model: torch.nn.Module,
-    packed: Any,
+    packed: PackedSplits,
     *,
     image_size: int,
     splits: tuple[str, ...] | None = None,
@@ -119,7 +114,7 @@ def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
 
 def evaluate_splits(
     model: torch.nn.Module,
-    packed: Any,
+    packed: PackedSplits,
     *,
     image_size: int,
     splits: tuple[str, ...] | None = None,

@@ -4,31 +4,17 @@ it is served: its own pack size and crop, on the same images)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from boneflow.data.pack import SplitArrays
+from boneflow.data.packed_splits import InMemorySplits, PackedSplits, SplitArrays
 from boneflow.data.preprocess import load_xray
 
 
-@dataclass
-class RepackedSplits:
-    """Duck-typed PackedDataset (`.size`, `.classes`, `.split(name)`) holding only the
-    evaluation splits, decoded again from the source images."""
-
-    size: int
-    classes: tuple[str, ...]
-    splits: dict[str, SplitArrays]
-
-    def split(self, name: str) -> SplitArrays:
-        return self.splits[name]
-
-
 def repack_for_evaluation(
-    packed, dataset_root: Path, size: int, splits: tuple[str, ...] | None = None
-) -> RepackedSplits:
+    packed: PackedSplits, dataset_root: Path, size: int, splits: tuple[str, ...] | None = None
+) -> InMemorySplits:
     """`packed`'s evaluation splits (same images, labels and order) decoded from `dataset_root`
     with `load_xray` at `size` -- the decode path of packing and serving."""
     from boneflow.evaluate.predict import evaluation_splits
@@ -40,11 +26,11 @@ def repack_for_evaluation(
         for row, rel in enumerate(split.paths):
             images[row] = load_xray(Path(dataset_root) / rel, size)
         out[name] = SplitArrays(images=images, labels=np.asarray(split.labels), paths=list(split.paths))
-    return RepackedSplits(size=size, classes=tuple(packed.classes), splits=out)
+    return InMemorySplits(out, size, tuple(packed.classes))
 
 
 def score_with_own_preprocessing(
-    model, meta: dict, packed, dataset_root: Path, *, splits: tuple[str, ...] | None = None
+    model, meta: dict, packed: PackedSplits, dataset_root: Path, *, splits: tuple[str, ...] | None = None
 ) -> dict:
     """{split: SplitScores} of a saved model on `packed`'s evaluation images (default: all it
     holds), preprocessed the way its model.json says (pack size and crop). Uses the packed
@@ -54,12 +40,14 @@ def score_with_own_preprocessing(
 
     splits = splits or evaluation_splits(packed)
     pack_size, image_size = meta["preprocessing"]["pack_size"], meta["preprocessing"]["image_size"]
-    data = packed if pack_size == packed.size else repack_for_evaluation(packed, dataset_root, pack_size, splits)
+    data: PackedSplits = packed
+    if pack_size != packed.size:
+        data = repack_for_evaluation(packed, dataset_root, pack_size, splits)
     return score_splits(model, data, image_size=image_size, splits=splits)
 
 
 def evaluate_with_own_preprocessing(
-    model, meta: dict, packed, dataset_root: Path, *, splits: tuple[str, ...] | None = None
+    model, meta: dict, packed: PackedSplits, dataset_root: Path, *, splits: tuple[str, ...] | None = None
 ):
     """(metrics, raw) of a saved model as it is served: its own preprocessing and its own
     operating point (model.json `threshold` and `temperature`; 0.5 and 1 when absent)."""

@@ -23,9 +23,14 @@ from datetime import datetime, timedelta
 
 from boneflow.store.base import ObjectInfo, Store
 from boneflow.store.errors import InvalidKeyError, StoreError
-from boneflow.store.keys import CHAMPION_KEY, MANIFEST_NAME, RUN_ID_RE, RUNS_PREFIX, validate_run_id
-
-CHECKPOINTS = "checkpoints/"
+from boneflow.store.keys import (
+    CHAMPION_KEY,
+    MANIFEST_NAME,
+    RUN_ID_RE,
+    RUNS_PREFIX,
+    checkpoints_prefix,
+    validate_run_id,
+)
 
 
 @dataclass
@@ -83,7 +88,7 @@ def plan_store_gc(store: Store, *, keep_runs: int, grace: timedelta, now: dateti
             plan.delete += [(o, "run that never got a manifest") for o in objs]
         elif run_id in newest:
             plan.kept_runs[run_id] = f"among the newest {keep_runs} finished runs (checkpoints removed)"
-            prefix = f"{RUNS_PREFIX}{run_id}/{CHECKPOINTS}"
+            prefix = checkpoints_prefix(run_id)
             plan.delete += [(o, "checkpoint of a finished run") for o in objs if o.key.startswith(prefix)]
         else:
             plan.delete += [(o, f"finished run older than the newest {keep_runs}") for o in objs]

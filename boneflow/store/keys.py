@@ -2,6 +2,7 @@
 
     champion.json
     runs/<run_id>/<name>            (name: a file, or one subfolder + file: checkpoints/x.pt)
+    runs/<run_id>/checkpoints/<checkpoint name>, checkpoints/index.json
     datasets/<fingerprint>/<size>/<name>
 
 Run ids are `YYYYmmddTHHMMSSZ-xxxxxx` (UTC time + 6 random hex): they sort by start time and
@@ -20,6 +21,8 @@ CHAMPION_KEY = "champion.json"
 MANIFEST_NAME = "manifest.json"
 RUNS_PREFIX = "runs/"
 DATASETS_PREFIX = "datasets/"
+CHECKPOINTS_FOLDER = "checkpoints"  # inside a run: the training checkpoints and their index
+CHECKPOINT_INDEX = f"{CHECKPOINTS_FOLDER}/index.json"  # run-relative; size + sha256 of each checkpoint
 
 RUN_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 # Fingerprints are lowercase hex digests (full sha256 or a prefix of at least 8 characters).
@@ -118,6 +121,17 @@ def run_prefix(run_id: str) -> str:
 def run_key(run_id: str, name: str) -> str:
     """runs/<run_id>/<name>; name may hold one subfolder (checkpoints/epoch-0001.pt)."""
     return run_prefix(run_id) + validate_name(name)
+
+
+def checkpoints_prefix(run_id: str) -> str:
+    """runs/<run_id>/checkpoints/."""
+    return f"{run_prefix(run_id)}{CHECKPOINTS_FOLDER}/"
+
+
+def checkpoint_key(run_id: str, name: str) -> str:
+    """runs/<run_id>/checkpoints/<name>; `name` is one file name (boneflow.train.checkpoint
+    says which names are checkpoints)."""
+    return checkpoints_prefix(run_id) + validate_name(name, max_parts=1)
 
 
 def dataset_prefix(fingerprint: str, size: int) -> str:

@@ -1,8 +1,8 @@
 """A folder as the store (the embedded default).
 
-Every write goes to a temp file in the target's own folder, is fsynced, then `os.replace`d over
-the target, so a crash never leaves a half-written object under a real key. Temp names start
-with '.', which no valid key part may, so listings never show them.
+Every write goes through `boneflow.atomic` (temp file in the target's folder, fsync, rename), so
+a crash never leaves a half-written object under a real key. Temp names start with '.', which
+no valid key part may, so listings never show them.
 
 Conditional writes (the champion pointer) take an exclusive `fcntl.flock` on a sidecar lock
 file, compare the current version (content hash + inode + mtime: the local "etag") with the
@@ -22,56 +22,16 @@ import builtins
 import contextlib
 import fcntl
 import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from boneflow.store.base import CHUNK, ObjectInfo, Store, sha256_bytes
+from boneflow.atomic import TEMP_PREFIX, copy_file, write_bytes
+from boneflow.store.base import ObjectInfo, Store, sha256_bytes
 from boneflow.store.errors import ConflictError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import validate_key, validate_name, validate_prefix
 
-_TMP_PREFIX = ".tmp-"
 _LOCK_SUFFIX = ".lock"
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every file system allows opening a directory.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path):
-    """Yield a binary file handle; on success the bytes appear at `path` in one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix="-" + path.name[:40], dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_output(path) as fh:
-        fh.write(data)
-
-
-def atomic_copy(src: Path, dest: Path) -> None:
-    with open(src, "rb") as fin, atomic_output(dest) as fout:
-        shutil.copyfileobj(fin, fout, CHUNK)
 
 
 def local_root_from_url(url: str) -> Path:
@@ -137,7 +97,7 @@ class LocalStore(Store):
         )
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(key), bytes(data))
+        write_bytes(self._path(key), bytes(data))
 
     def get_bytes(self, key: str) -> bytes:
         path = self._path(key)
@@ -147,13 +107,13 @@ class LocalStore(Store):
             raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.") from None
 
     def put_file(self, key: str, path: Path) -> None:
-        atomic_copy(Path(path), self._path(key))
+        copy_file(Path(path), self._path(key))
 
     def get_file(self, key: str, path: Path) -> None:
         src = self._path(key)
         if not src.is_file():
             raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.")
-        atomic_copy(src, Path(path))
+        copy_file(src, Path(path))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -197,7 +157,7 @@ class LocalStore(Store):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
                 path = Path(dirpath) / name
-                if name.startswith(_TMP_PREFIX) and not path.is_symlink():
+                if name.startswith(TEMP_PREFIX) and not path.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
                         st = path.stat()
                         out.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, _utc(st.st_mtime)))
@@ -205,7 +165,7 @@ class LocalStore(Store):
 
     def delete_temp(self, temp_id: str) -> None:
         folder, _, name = temp_id.rpartition("/")
-        if not name.startswith(_TMP_PREFIX) or "/" in name or "\\" in temp_id:
+        if not name.startswith(TEMP_PREFIX) or "/" in name or "\\" in temp_id:
             raise StoreError(f"{temp_id!r} is not a temp file of store {self.root}; not deleting it.")
         parent = self._path(folder) if folder else self.root
         validate_name("x" + name[1:], max_parts=1)  # same characters as a key part, minus the dot
@@ -244,7 +204,7 @@ class LocalStore(Store):
                         f"{key!r} in store {self.root} is not the version read "
                         f"earlier ({what}); another writer got there first."
                     )
-                atomic_write_bytes(path, bytes(data))
+                write_bytes(path, bytes(data))
                 written = _read_versioned(path)
                 assert written is not None  # written just now, under the lock
                 return written[1]

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import os
 import secrets
-import tempfile
 import threading
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from boneflow.atomic import atomic_path
 from boneflow.store.base import ObjectInfo, Store
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
@@ -186,19 +185,8 @@ class S3Store(Store):
             self._client.upload_file(str(path), self.bucket, self._full(key), Config=self._transfer)
 
     def get_file(self, key: str, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        os.close(fd)
-        try:
-            with self._errors(key, "Downloading"):
-                self._client.download_file(self.bucket, self._full(key), tmp, Config=self._transfer)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        with atomic_path(Path(path)) as tmp, self._errors(key, "Downloading"):
+            self._client.download_file(self.bucket, self._full(key), str(tmp), Config=self._transfer)
 
     def size(self, key: str) -> int | None:
         try:

@@ -3,13 +3,11 @@ against a recorded size + sha256 (bad bytes never reach the destination path).""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from boneflow.atomic import atomic_path
 from boneflow.store.base import Store, sha256_file
 from boneflow.store.errors import IntegrityError, InvalidKeyError, StoreError
 from boneflow.store.keys import validate_name, validate_sha256
@@ -59,11 +57,7 @@ def check_file_entries(store: Store, key: str, files: dict, *, max_parts: int) -
 def download_verified(store: Store, key: str, dest: Path, *, size: int, sha256: str) -> Path:
     """get_file into a temp beside `dest`, check size + sha256, then rename into place."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(dest) as tmp:
         store.get_file(key, tmp)
         got_size = tmp.stat().st_size
         got_sha = sha256_file(tmp)
@@ -74,10 +68,6 @@ def download_verified(store: Store, key: str, dest: Path, *, size: int, sha256: 
                 "The object was changed or damaged after publishing; do not use it (re-publish "
                 "the run or fetch from a good copy)."
             )
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return dest
 
 

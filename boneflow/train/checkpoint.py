@@ -1,7 +1,12 @@
 """Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically.
 
-Write: temp file in the same directory → flush + fsync → `os.replace` → fsync the directory.
-A crash mid-write leaves only a `.tmp` file, which is never read. Read: newest first with
+This module owns the checkpoint naming: `checkpoint_name` / `checkpoint_epoch` / `by_epoch` are
+used here for the local directory and by `boneflow.transfer` for the copies under
+runs/<run_id>/checkpoints/ in the store, so both order and prune them the same way (by epoch
+number: epoch-10000.pt follows epoch-9999.pt).
+
+Write: `boneflow.atomic` (temp file in the same directory, fsync, rename, fsync the directory).
+A crash mid-write leaves only a hidden `.tmp-` file, which is never read. Read: newest first with
 `torch.load(weights_only=True)` (no unpickling of arbitrary objects); a file that fails to load
 or lacks the expected keys is skipped with a warning and the previous one is used.
 
@@ -14,11 +19,14 @@ all weights_only loading allows).
 from __future__ import annotations
 
 import logging
-import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
-import torch
+from boneflow.atomic import atomic_output
+
+# torch is imported inside save/load: the store side (transfer.py, on the CPU pool) reads
+# checkpoint names through this module and should not pay torch's import for it.
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +34,24 @@ _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "settings", "history")
 
 
+def checkpoint_name(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.pt"
+
+
+def checkpoint_epoch(name: str) -> int | None:
+    """The epoch a checkpoint file name stands for, or None when `name` is not one."""
+    match = _NAME.match(name)
+    return int(match.group(1)) if match else None
+
+
+def by_epoch(names: Iterable[str]) -> list[str]:
+    """The checkpoint names among `names`, oldest epoch first; other names are left out."""
+    numbered = [(epoch, name) for name in names if (epoch := checkpoint_epoch(name)) is not None]
+    return [name for _, name in sorted(numbered)]
+
+
 def checkpoint_path(directory: Path, epoch: int) -> Path:
-    return Path(directory) / f"epoch-{epoch:04d}.pt"
+    return Path(directory) / checkpoint_name(epoch)
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
@@ -35,36 +59,19 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    found = [(epoch, p) for p in directory.iterdir() if (epoch := checkpoint_epoch(p.name)) is not None and p.is_file()]
     return sorted(found)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some filesystems do not allow opening a directory; the rename still holds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(state: dict, directory: Path, *, keep: int = 2) -> Path:
     """Atomically write state (must contain `epoch`) as epoch-NNNN.pt; prune to the last `keep`."""
+    import torch
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, int(state["epoch"]))
-    tmp = directory / f".{final.name}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    with atomic_output(final) as handle:
+        torch.save(state, handle)
     if keep > 0:
         for _, old in list_checkpoints(directory)[:-keep]:
             old.unlink(missing_ok=True)
@@ -72,6 +79,8 @@ def save_checkpoint(state: dict, directory: Path, *, keep: int = 2) -> Path:
 
 
 def load_checkpoint(path: Path) -> dict:
+    import torch
+
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise ValueError(f"{path}: not a boneflow checkpoint (needs keys {REQUIRED_KEYS})")

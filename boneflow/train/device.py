@@ -1,9 +1,23 @@
-"""Where training runs and in which precision.
+"""Where the model runs and how fast: the device, and every speed-up of the train and
+inference step, in one place (fit, predict and the benchmarks take them from here).
 
-bf16 autocast is used on CUDA and on CPUs with native bf16 math. Detection on CPU, in order:
+Why these, measured on the 2-core AMD EPYC of the README's performance section (AVX512-BF16,
+no AMX; ResNet18, 224 px, batch 32; `python scripts/bench_model_step.py`):
+- bf16 autocast + channels_last + one input channel: the bare train step runs 2.61x faster than
+  the seed's fp32 NCHW 3-channel (25.3 -> 66.0 img/s; 2.78x at batch 64). bf16 only where the
+  hardware has bf16 dot products. Inputs (`fast_layout`) and weights (`place_model`) are both
+  channels_last: with mixed layouts the convolutions convert between them.
+- AdamW with multi-tensor updates (`optimizer_speed`): the default per-tensor loop cost
+  ~0.1-0.3 s a step on CPU for 11M parameters, a large share of a 224 px step; fused on CUDA.
+- torch.compile stays off by default (TrainSettings.compile): 52-56 vs 63 img/s here.
+- Threads are torch's default (2 here, the fastest on an idle machine); under contention
+  OpenMP spin-waiting made 2 threads 3-10x slower than 1, hence `--threads` on `boneflow app`
+  and `boneflow bench`.
+
+bf16 detection on CPU, in order:
 1. `torch.cpu._is_avx512_bf16_supported()` / `torch.cpu._is_amx_tile_supported()` (private but
    stable since torch 2.1): the hardware has bf16 dot-product instructions (AVX512-BF16 or AMX),
-   which is where bf16 beats fp32 (this 2-core AMD EPYC reports AVX512-BF16: ~2.5x per step).
+   which is where bf16 beats fp32 (this CPU: ~2.5x per step).
 2. Otherwise fp32: on CPUs without those instructions oneDNN emulates bf16 and it is slower.
 `BONEFLOW_PRECISION=fp32|bf16` overrides the detection (for A/B timings).
 Imports only torch and the standard library (the GPU script uses this module).
@@ -13,8 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Any
 
 import torch
+from torch import nn
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -59,3 +75,19 @@ def autocast(device: torch.device, enabled: bool):
 
 def precision_name(device: torch.device) -> str:
     return "bf16" if use_bf16(device) else "fp32"
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` on `device` with channels_last weights (pair with `fast_layout` inputs)."""
+    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
+    return model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
+def fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """A batch [N, C, H, W] in the channels_last layout the weights use."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def optimizer_speed(device: torch.device) -> dict[str, Any]:
+    """Keyword arguments for a torch optimizer: fused kernels on CUDA, multi-tensor on CPU."""
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}

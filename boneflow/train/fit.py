@@ -1,7 +1,8 @@
 """Training loop: packed uint8 arrays → batch augmentation on the device → ResNet18, with
 per-epoch atomic checkpoints, resume, early stopping and best-by-val weights.
 
-Imports only torch, numpy, the standard library and boneflow.train.* (the GPU script uses it).
+The GPU script uses it: it may pull in nothing beyond torch, numpy, pillow and the standard
+library (tests/unit/test_gpu_script.py checks).
 
 Determinism: the model init uses `torch.manual_seed(seed)`; each epoch's data order and
 augmentation come from a generator seeded with (seed, epoch), so a resumed run draws exactly
@@ -22,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from boneflow.data.packed_splits import PackedSplits, SplitArrays
 from boneflow.data.settings import pack_size_for
 from boneflow.train.augment import EvalPreset, TrainPreset, numpy_to_tensor
 from boneflow.train.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
-from boneflow.train.device import autocast, resolve_device, use_bf16
+from boneflow.train.device import autocast, fast_layout, optimizer_speed, place_model, resolve_device, use_bf16
 from boneflow.train.model import build_model, plain_state_dict
 from boneflow.train.settings import TrainSettings
 
@@ -68,10 +70,11 @@ class SplitOnDevice:
     """A packed split ready for batch gathering. On CUDA the whole uint8 split is moved to the
     GPU once; on CPU the (memory-mapped) array stays put and each batch is a fancy-index copy."""
 
-    def __init__(self, split: Any, device: torch.device) -> None:
+    def __init__(self, split: SplitArrays, device: torch.device) -> None:
         labels = np.asarray(split.labels, dtype=np.int64)
         self.n, self.device = len(labels), device
         self.labels = torch.from_numpy(labels).to(device)
+        self.images: np.ndarray | torch.Tensor
         if device.type == "cpu":
             self.images = split.images
         else:
@@ -126,7 +129,7 @@ def train_one_epoch(
     seen = 0
     for step in range(steps):
         images, labels = data.batch(order[step * batch_size : (step + 1) * batch_size])
-        x = preset(images, generator).contiguous(memory_format=torch.channels_last)
+        x = fast_layout(preset(images, generator))
         with autocast(device, bf16):
             logits = model(x)
         loss = criterion(logits.float(), labels)
@@ -159,7 +162,7 @@ def evaluate(
     loss_sum, correct = 0.0, 0
     for start in range(0, data.n, batch_size):
         images, labels = data.batch(np.arange(start, min(start + batch_size, data.n)))
-        x = preset(images).contiguous(memory_format=torch.channels_last)
+        x = fast_layout(preset(images))
         with autocast(device, bf16):
             logits = model(x).float()
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
@@ -179,10 +182,7 @@ def make_optimizer(model: nn.Module, settings: TrainSettings, device: torch.devi
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # Multi-tensor updates: on CPU the per-tensor default loop costs ~0.1-0.3 s a step for 11M
-    # parameters (measured here), a large share of a 224 px step; fused kernels on CUDA.
-    speed: dict[str, Any] = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=settings.lr, **speed)
+    return torch.optim.AdamW(groups, lr=settings.lr, **optimizer_speed(device))
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int):
@@ -277,7 +277,7 @@ def checkpoint_dict(
     }
 
 
-def _checked_splits(packed: Any, settings: TrainSettings) -> tuple[Any, Any]:
+def _checked_splits(packed: PackedSplits, settings: TrainSettings) -> tuple[SplitArrays, SplitArrays]:
     if packed.size < settings.image_size:
         raise _error(
             f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
@@ -298,8 +298,7 @@ def _training_parts(
     resume restores the RNG after it, so both paths draw the same numbers from here on."""
     torch.manual_seed(settings.seed)
     model = build_model(num_classes=num_classes, pretrained=settings.pretrained, weights_path=settings.weights_path)
-    # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
-    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = place_model(model, device)
     criterion = nn.CrossEntropyLoss(
         weight=class_weights(train_labels, num_classes).to(device) if settings.class_weighted else None,
         label_smoothing=settings.label_smoothing,
@@ -336,16 +335,13 @@ def _presets(settings: TrainSettings) -> tuple[TrainPreset, EvalPreset]:
 
 
 def fit(
-    packed: Any,
+    packed: PackedSplits,
     settings: TrainSettings,
     *,
     checkpoint_dir: Path,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Train on packed.split("train"), select on packed.split("val"); resume from checkpoint_dir.
-
-    `packed` is anything with `.size`, `.classes` and `.split(name)` returning an object with
-    `images` (uint8 [N,S,S]) and `labels` (int [N]) — a `boneflow.data.pack.PackedDataset`."""
+    """Train on packed.split("train"), select on packed.split("val"); resume from checkpoint_dir."""
     started = time.perf_counter()
     checkpoint_dir = Path(checkpoint_dir)
     device = resolve_device(settings.device)

@@ -1,4 +1,4 @@
-"""An in-memory stand-in for `boneflow.data.pack.PackedDataset` with a learnable pattern.
+"""In-memory packed splits (`boneflow.data.packed_splits.PackedSplits`) with a learnable pattern.
 
 For tests, benchmarks and the GPU script (numpy only). Each image is a dark, noisy field with
 a bright "bone" bar at a random angle and position; a `fractured` image has a dark gap across
@@ -7,31 +7,10 @@ the bar. Visible after crops, small rotations and flips, so a small network lear
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from boneflow.data.layout import CLASSES
-
-
-@dataclass
-class SplitArrays:
-    images: np.ndarray  # uint8 [N, S, S]
-    labels: np.ndarray  # int64 [N]
-    paths: list[str]
-
-
-class InMemoryPacked:
-    """Duck-typed PackedDataset: `.size`, `.classes`, `.split(name)`."""
-
-    def __init__(self, splits: dict[str, SplitArrays], size: int) -> None:
-        self.splits, self.size, self.classes = splits, size, CLASSES
-        self.fingerprint = "synthetic"
-
-    def split(self, name: str) -> SplitArrays:
-        if name not in self.splits:
-            raise KeyError(f"synthetic packed dataset has no split {name!r} (has {sorted(self.splits)})")
-        return self.splits[name]
+from boneflow.data.packed_splits import InMemorySplits, SplitArrays
 
 
 def bone_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -59,7 +38,7 @@ def make_packed(
     n_test: int = 64,
     seed: int = 0,
     fractured_share: float = 0.5,
-) -> InMemoryPacked:
+) -> InMemorySplits:
     """train/val/test/test_clean splits (test_clean = the first half of test)."""
     rng = np.random.default_rng(seed)
     splits = {}
@@ -70,4 +49,4 @@ def make_packed(
         splits[name] = SplitArrays(images, labels, paths)
     test, half = splits["test"], n_test // 2
     splits["test_clean"] = SplitArrays(test.images[:half], test.labels[:half], test.paths[:half])
-    return InMemoryPacked(splits, size)
+    return InMemorySplits(splits, size)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
+from boneflow.data.layout import CLASSES
+from boneflow.data.pack import PackedDataset
 from boneflow.evaluate.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
 from boneflow.evaluate.predict import evaluate_splits, evaluation_splits, predict_margins, predict_proba
 from boneflow.train.augment import EvalPreset, TrainPreset
@@ -69,10 +74,18 @@ def test_evaluation_scores_every_packed_split_but_train():
     packed.splits["official_test"] = packed.splits["test"]  # packs with the dataset's own test
     assert evaluation_splits(packed) == ("val", "test", "test_clean", "official_test")
 
-    class Manifested:  # a PackedDataset reads its splits from the manifest
-        manifest = {"splits": {"train": {}, "official_test": {}, "val": {}, "test_clean": {}, "test": {}}}
+    # A packed folder names its splits in the manifest; format-1 packs lack official_test.
+    held = {"train": {}, "official_test": {}, "val": {}, "test_clean": {}, "test": {}}
+    on_disk = PackedDataset(Path("unused"), 36, CLASSES, "ab" * 8, {"splits": held})
+    assert evaluation_splits(on_disk) == ("val", "test", "test_clean", "official_test")
+    del held["official_test"]
+    assert evaluation_splits(on_disk) == ("val", "test", "test_clean")
 
-    assert evaluation_splits(Manifested()) == ("val", "test", "test_clean", "official_test")
+
+def test_a_missing_split_names_the_splits_held():
+    packed = make_packed(size=36, n_train=4, n_val=6, n_test=8)
+    with pytest.raises(KeyError, match="official_test.*test_clean"):
+        packed.split("official_test")
 
 
 def test_temperature_and_margins_give_the_same_probabilities_as_softmax():

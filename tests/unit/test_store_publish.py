@@ -26,6 +26,7 @@ from boneflow.store import (
     StoreError,
     new_run_id,
 )
+from boneflow.train.checkpoint import checkpoint_path, list_checkpoints
 from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
 
 METRICS = {
@@ -272,3 +273,35 @@ def test_old_checkpoints_are_pruned_and_a_damaged_newest_falls_back(store, tmp_p
     resumed = fetch_checkpoints(store, run_id, tmp_path / "resume", latest_only=True)
     assert [p.name for p in resumed] == ["epoch-0003.pt"]
     assert resumed[0].read_bytes() == bytes([3]) * 1000
+
+
+def test_stored_checkpoints_order_by_epoch_like_the_local_directory(store, tmp_path):
+    # Past epoch 9999 the name grows a digit: text order would put epoch-10000 first.
+    run_id, local = new_run_id(), tmp_path / "local"
+    local.mkdir()
+    for epoch in (9999, 10000):
+        ck = local / checkpoint_path(local, epoch).name
+        ck.write_bytes(bytes([epoch % 251]) * 100)
+        upload_checkpoint(store, run_id, ck)
+    assert [e for e, _ in list_checkpoints(local)] == [9999, 10000]
+    fetched = fetch_checkpoints(store, run_id, tmp_path / "ck")
+    assert [p.name for p in fetched] == ["epoch-9999.pt", "epoch-10000.pt"]
+    latest = fetch_checkpoints(store, run_id, tmp_path / "ck2", latest_only=True)
+    assert [p.name for p in latest] == ["epoch-10000.pt"]
+    ck = local / "epoch-10001.pt"
+    ck.write_bytes(b"x")
+    upload_checkpoint(store, run_id, ck, keep=2)
+    assert sorted(store.list(f"runs/{run_id}/checkpoints/")) == [
+        f"runs/{run_id}/checkpoints/epoch-10000.pt",
+        f"runs/{run_id}/checkpoints/epoch-10001.pt",
+        f"runs/{run_id}/checkpoints/index.json",
+    ]
+
+
+def test_upload_refuses_a_file_that_is_not_a_checkpoint(store, tmp_path):
+    for name in ("index.json", "best.pt", "epoch-1.pt"):
+        path = tmp_path / name
+        path.write_bytes(b"{}")
+        with pytest.raises(StoreError, match="not a checkpoint file name"):
+            upload_checkpoint(store, new_run_id(), path)
+    assert store.writes == []

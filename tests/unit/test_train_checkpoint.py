@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from boneflow.train.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
@@ -47,3 +48,18 @@ def test_stray_temp_file_and_foreign_file_are_ignored(tmp_path):
 def test_empty_or_missing_directory_has_no_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path) is None
     assert latest_checkpoint(tmp_path / "nope") is None
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint_and_no_temp(tmp_path, monkeypatch):
+    save_checkpoint(_state(1), tmp_path)
+
+    def crash(obj, handle, *args, **kwargs):
+        handle.write(b"PK half a zip")
+        raise OSError("killed mid-write")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="killed"):
+        save_checkpoint(_state(2), tmp_path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-0001.pt"]
+    assert latest_checkpoint(tmp_path)[1]["epoch"] == 1

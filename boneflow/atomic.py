@@ -1,0 +1,91 @@
+"""Files that are either complete or absent: the one way boneflow writes a file that another
+process, or a restarted run, may read (store objects, downloads, checkpoints, the pack manifest).
+
+The bytes go to a temp file in the target's own folder (same file system, so the rename is
+atomic), are fsynced, then `os.replace`d over the target; the folder is fsynced last so the
+rename itself survives a power cut. A crash leaves the old file (or none) and at most a temp
+file named `TEMP_PREFIX...`: hidden, never a valid store key part (keys start with a letter or
+digit), so listings skip it, readers never match it, and the store's gc finds it by the prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from boneflow.hashing import CHUNK
+
+TEMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable; a file system that cannot open folders keeps the rename anyway."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _new_temp(folder: Path, name: str) -> Path:
+    # Created exclusively like mkstemp, but with the umask's permissions: the result must read
+    # like any other file the user writes, not 0600.
+    while True:
+        tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name[:40]}"
+        try:
+            with open(tmp, "xb"):
+                return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_file(path: Path) -> None:
+    # By path, not by the writer's handle: a writer may have renamed another file onto the temp
+    # path (boto3's download_file does), and fsync flushes the inode whichever fd names it.
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield an empty temp path beside `target` for the caller to fill (a download, torch.save);
+    when the block ends without error it becomes `target` in one rename. On error the temp file
+    is removed and `target` is left as it was."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp(target.parent, target.name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_output(target: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file handle; what is written appears at `target` in one rename."""
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        yield fh
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    with atomic_output(target) as fh:
+        fh.write(data)
+
+
+def write_text(target: Path, text: str, encoding: str = "utf-8") -> None:
+    write_bytes(target, text.encode(encoding))
+
+
+def copy_file(src: Path, target: Path) -> None:
+    with open(src, "rb") as fin, atomic_output(target) as fout:
+        shutil.copyfileobj(fin, fout, CHUNK)
