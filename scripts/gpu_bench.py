@@ -26,20 +26,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from boneflow.bench.seed_baseline import seed_loader, seed_train_rate, write_jpeg_folder  # noqa: E402
+from boneflow.data.layout import CLASSES  # noqa: E402
 from boneflow.data.packed_splits import InMemorySplits, SplitArrays  # noqa: E402
 from boneflow.data.settings import pack_size_for  # noqa: E402
+from boneflow.data.synthetic_bones import bone_images  # noqa: E402
 from boneflow.train.device import precision_name, resolve_device  # noqa: E402
 from boneflow.train.fit import fit  # noqa: E402
 from boneflow.train.settings import TrainSettings  # noqa: E402
-from boneflow.train.synthetic_packed import CLASSES, bone_images  # noqa: E402
 
 
-def synthetic_split(n: int, size: int, rng: np.random.Generator, chunk: int = 500) -> SplitArrays:
+def synthetic_split(n: int, size: int, rng: np.random.Generator) -> SplitArrays:
     labels = (rng.random(n) < 0.5).astype(np.int64)
-    images = np.empty((n, size, size), dtype=np.uint8)
-    for start in range(0, n, chunk):  # chunks: the float intermediates of 10k x 256^2 would be ~8 GB
-        images[start : start + chunk] = bone_images(labels[start : start + chunk], size, rng)
-    return SplitArrays(images, labels, [f"synthetic/{i}" for i in range(n)])
+    return SplitArrays(bone_images(labels, size, rng), labels, [f"synthetic/{i}" for i in range(n)])
 
 
 def peak_memory_mib(device: torch.device) -> float | None:

@@ -86,10 +86,10 @@ def bench_infer(
 
     from boneflow.bench.seed_baseline import seed_eval_transform, seed_model, seed_predict
     from boneflow.data.preprocess import load_xray
+    from boneflow.data.synthetic_bones import bone_images
     from boneflow.evaluate.predict import predict_proba
     from boneflow.train.device import precision_name
     from boneflow.train.model import build_model
-    from boneflow.train.synthetic_packed import bone_images
 
     run_id = None
     if store:

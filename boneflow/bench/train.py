@@ -1,7 +1,7 @@
 """`boneflow bench train`: our training step vs the seed-style loop on the same images and size,
 in the same process. Also the data supply alone (our batch pipeline vs the seed DataLoader).
 
-The images are synthetic radiograph-like pictures (boneflow.train.synthetic_packed) written as
+The images are synthetic radiograph-like pictures (boneflow.data.synthetic_bones) written as
 JPEGs at 10/7 of the crop side (the seed decodes and resizes full files every time); ours packs
 the same files once at 8/7 of the crop (load_xray) and trains from the uint8 array.
 """
@@ -112,10 +112,10 @@ def bench_train(
 ) -> dict:
     from boneflow.bench.seed_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
     from boneflow.data.packed_splits import SplitArrays
+    from boneflow.data.synthetic_bones import bone_images
     from boneflow.train.augment import TrainPreset
     from boneflow.train.fit import SplitOnDevice
     from boneflow.train.settings import TrainSettings
-    from boneflow.train.synthetic_packed import bone_images
 
     if seed_workers is None:
         seed_workers = default_seed_workers()

@@ -11,7 +11,7 @@ detector (pixels are the signal; file names are not trusted):
   often a rotated copy of a rotated copy. A perceptual hash does not survive that.
 
 Rotated copies are found in two stages on the distinct images' 64x64 squashed thumbnails
-(boneflow/data/rotated_copies.py):
+(boneflow/data/rotated_candidates.py, then rotated_copies.py):
 1. candidates: every image is warped the way the dataset's augmentation would have warped it,
    for turns on a coarse grid (+-36 degrees in 6-degree steps; for an image without black
    corners, an original, also as a 0.7 or 1/0.7 height/width original squashed to a square,

@@ -1,12 +1,9 @@
 """Synthetic X-ray-like dataset in the Kaggle layout, with planted defects and cross-split copies.
 
-Each image: dark noisy background, a dim soft-tissue band, one or two long bones (bright cortex,
-darker medulla, knobbly ends, low-frequency texture) at a random angle and position. A fractured
-bone has a wide dark gap across its shaft (random place near the middle, random tilt, a little
-jagged) with the far fragment shifted sideways, visible at 64 px; some intact bones carry a
-faint thin line (a nutrient canal look-alike) that only partly crosses the shaft. Tuned so a
-random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3 epochs on the
-default 2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
+Each image is a radiograph-like picture from data/synthetic_bones.py (one or two long bones, a
+displaced fracture on the fractured ones, a canal look-alike on some intact ones) at a random
+size. Tuned so a random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3
+epochs on the default 2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
 
 Planted on top (with `defects`): undecodable and odd files, near copies across splits
 (re-encoded, resized, mirrored), and the Kaggle set's duplicate structure (synthetic_duplicates:
@@ -25,9 +22,10 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from boneflow.data.layout import CLASSES, SPLITS
+from boneflow.data.synthetic_bones import draw_radiograph
 from boneflow.data.synthetic_duplicates import family_count, plant_duplicates
 
 KAGGLE_DIR = "Bone_Fracture_Binary_Classification"
@@ -39,77 +37,13 @@ def dataset_root(path: Path) -> Path:
     return Path(path) / KAGGLE_DIR / KAGGLE_DIR
 
 
-def _bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: float) -> None:
-    h, w = img.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = rng.uniform(0, np.pi)
-    ux, uy = np.cos(angle), np.sin(angle)
-    cx, cy = w * rng.uniform(0.35, 0.65), h * rng.uniform(0.35, 0.65)
-    half_len = 0.5 * np.hypot(w, h) * rng.uniform(0.45, 0.7) / 1.0
-    radius = side * rng.uniform(0.06, 0.10)
-    t = (xx - cx) * ux + (yy - cy) * uy  # along the shaft
-    d = -(xx - cx) * uy + (yy - cy) * ux  # across the shaft
-    # The break line (also used for the intact distractor): a random place and tilt on the shaft.
-    at = rng.uniform(-0.25, 0.25) * half_len
-    tilt = rng.uniform(-0.5, 0.5)
-    line = (t - at) * np.cos(tilt) + d * np.sin(tilt)
-    if fractured:
-        # A displaced fracture: the far fragment is shifted sideways, so the shaft's outline
-        # steps at the break -- the cue a radiologist (and a small CNN at 64 px) can see.
-        d = np.where(line > 0, d - radius * rng.choice([-1, 1]) * rng.uniform(1.0, 1.5), d)
-    # soft tissue around the bone
-    tissue = np.exp(-((d / (radius * rng.uniform(2.5, 4.0))) ** 2)) * rng.uniform(35, 60)
-    img += tissue * (np.abs(t) < half_len * 1.3)
-    # shaft widening towards the ends, knobs at both ends
-    rad_t = radius * (1 + 0.35 * (np.abs(t) / half_len) ** 4)
-    inside = (np.abs(d) < rad_t) & (np.abs(t) < half_len)
-    for end in (-1, 1):
-        ex, ey = cx + end * half_len * ux, cy + end * half_len * uy
-        knob = (xx - ex) ** 2 + (yy - ey) ** 2 < (radius * rng.uniform(1.4, 1.9)) ** 2
-        inside |= knob
-    rel = np.clip(np.abs(d) / rad_t, 0, 1)
-    brightness = rng.uniform(150, 220)
-    profile = brightness * (0.62 + 0.38 * rel**3)  # bright cortex, darker medulla
-    texture = (
-        np.asarray(
-            Image.fromarray((rng.random((max(2, h // 8), max(2, w // 8))) * 255).astype(np.uint8)).resize(
-                (w, h), Image.Resampling.BICUBIC
-            ),
-            dtype=np.float32,
-        )
-        / 255.0
-    )
-    bone = profile * (0.85 + 0.3 * texture) * inside
-    jag = np.sin(d / max(radius, 1) * rng.uniform(3, 7)) * side * 0.006
-    if fractured:
-        gap = np.abs(line + jag) < side * rng.uniform(0.05, 0.08)
-        bone[gap & (np.abs(d) < rad_t * 1.2)] = 0
-    elif rng.random() < 0.25:  # distractor: thin faint line crossing only part of the shaft
-        canal = (np.abs(line) < side * 0.006) & (d > rad_t * rng.uniform(-0.2, 0.3))
-        bone[canal & inside] *= 0.7
-    np.maximum(img, img * 0 + bone + tissue * inside, out=img)
-
-
 def _radiograph(rng: np.random.Generator, *, fractured: bool, full_size: bool) -> np.ndarray:
     lo, hi = (256, 1100) if full_size else (80, 400)
     long_side = int(rng.integers(lo, hi + 1))
     aspect = rng.uniform(0.6, 1.0)
     short_side = max(64, int(long_side * aspect))  # defects aside, every image passes min_side=64
     w, h = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
-    # draw at most ~400 px, then upscale: full-size images stay cheap to make
-    scale = min(1.0, 400 / max(w, h))
-    gw, gh = max(8, int(w * scale)), max(8, int(h * scale))
-    grad = np.linspace(rng.uniform(5, 25), rng.uniform(5, 35), gh, dtype=np.float32)[:, None]
-    img = np.repeat(grad, gw, axis=1)
-    side = float(min(gw, gh))
-    _bone(img, rng, fractured=fractured, side=side)
-    if rng.random() < 0.2:
-        _bone(img, rng, fractured=False, side=side)  # a second, intact bone
-    pil = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.8))
-    if (gw, gh) != (w, h):
-        pil = pil.resize((w, h), Image.Resampling.BICUBIC)
-    arr = np.asarray(pil, dtype=np.float32) + rng.normal(0, 4, (h, w)).astype(np.float32)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    return draw_radiograph(rng, fractured=fractured, width=w, height=h)
 
 
 def _jpeg(img: Image.Image, quality: int) -> bytes:
@@ -124,6 +58,10 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+# Odd-but-valid encodings that replace the first images (with `defects`): all must be kept.
+_ODD_KINDS = ("cmyk_jpeg", "rgba_png", "palette_png", "png16", "rgb_grey_jpeg")
+
+
 def write_demo_dataset(
     path: Path, *, n: int = 2500, seed: int = 0, full_size: bool = False, defects: bool = True, families: int = 8
 ) -> dict:
@@ -133,68 +71,69 @@ def write_demo_dataset(
     families (and as many stand-alone exact copies), at most one per 40 images. Returns what was
     planted (also written to `path/planted.json`)."""
     path = Path(path)
-    root = dataset_root(path)
-    if root.exists():
-        shutil.rmtree(root)
-    for s in SPLITS:
-        for c in CLASSES:
-            (root / s / c).mkdir(parents=True)
+    root = _fresh_layout(dataset_root(path))
     rng = np.random.default_rng(seed)
-    splits = rng.choice(len(SPLITS), size=n, p=_SPLIT_P)
-    labels = (rng.random(n) < _P_FRACTURED).astype(int)
-    planted: dict = {
-        "root": root.relative_to(path).as_posix(),
-        "n": n,
-        "seed": seed,
-        "images": [],
-        "defects": [],
-        "copies": [],
-        "duplicates": [],
-        "rotated_families": [],
-        "empty_folders": [],
-        "stray_files": [],
-    }
-
-    def rel(split: str, label: int, name: str) -> str:
-        return f"{split}/{CLASSES[label]}/{name}"
-
-    # Odd-but-valid encodings replace some of the first train/val/test images.
-    odd = ["cmyk_jpeg", "rgba_png", "palette_png", "png16", "rgb_grey_jpeg"] if defects else []
-    for k in range(n):
-        split, label = SPLITS[splits[k]], int(labels[k])
-        grey = Image.fromarray(_radiograph(rng, fractured=bool(label), full_size=full_size))
-        kind = odd[k] if k < len(odd) else ("png" if rng.random() < 0.15 else "jpeg")
-        if kind == "cmyk_jpeg":
-            data, name = _jpeg(grey.convert("RGB").convert("CMYK"), 92), f"img_{k:05d}.jpg"
-        elif kind == "rgba_png":
-            rgba = grey.convert("RGBA")
-            alpha = np.full(grey.size[::-1], 255, np.uint8)
-            alpha[:, : grey.size[0] // 6] = 0  # a transparent left margin: composited on black
-            rgba.putalpha(Image.fromarray(alpha))
-            data, name = _png(rgba), f"img_{k:05d}.png"
-        elif kind == "palette_png":
-            data, name = _png(grey.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)), f"img_{k:05d}.png"
-        elif kind == "png16":
-            wide = (np.asarray(grey, dtype=np.uint16) * 16).astype(np.uint16)  # 12-bit range in 16 bits
-            data, name = _png(Image.fromarray(wide)), f"img_{k:05d}.png"
-        elif kind == "rgb_grey_jpeg":
-            data, name = _jpeg(grey.convert("RGB"), 90), f"img_{k:05d}.jpg"
-        elif kind == "png":
-            data, name = _png(grey), f"img_{k:05d}.png"
-        else:
-            src = grey.convert("RGB") if (full_size or rng.random() < 0.3) else grey
-            data, name = _jpeg(src, int(rng.integers(80, 96))), f"img_{k:05d}.jpg"
-        r = rel(split, label, name)
-        (root / r).write_bytes(data)
-        planted["images"].append({"path": r, "split": split, "label": label})
-        if kind in odd:
-            planted["defects"].append({"path": r, "kind": kind, "expect": "kept"})
-
+    planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed}
+    for key in ("images", "defects", "copies", "duplicates", "rotated_families", "empty_folders", "stray_files"):
+        planted[key] = []
+    _write_images(root, rng, planted, n=n, full_size=full_size, odd=_ODD_KINDS if defects else ())
     if defects:
         _plant_defects(root, rng, planted, n, full_size)
         plant_duplicates(root, rng, planted, families=family_count(n, families))
     (path / "planted.json").write_text(json.dumps(planted, indent=2))
     return planted
+
+
+def _fresh_layout(root: Path) -> Path:
+    """An empty `root` with every split/class folder."""
+    if root.exists():
+        shutil.rmtree(root)
+    for s in SPLITS:
+        for c in CLASSES:
+            (root / s / c).mkdir(parents=True)
+    return root
+
+
+def _write_images(
+    root: Path, rng: np.random.Generator, planted: dict, *, n: int, full_size: bool, odd: tuple[str, ...]
+) -> None:
+    """The `n` distinct images, each in a random split and class; the first ones in the `odd`
+    encodings, the rest PNG or JPEG."""
+    splits = rng.choice(len(SPLITS), size=n, p=_SPLIT_P)
+    labels = (rng.random(n) < _P_FRACTURED).astype(int)
+    for k in range(n):
+        split, label = SPLITS[splits[k]], int(labels[k])
+        grey = Image.fromarray(_radiograph(rng, fractured=bool(label), full_size=full_size))
+        kind = odd[k] if k < len(odd) else ("png" if rng.random() < 0.15 else "jpeg")
+        data, ext = _encode(grey, kind, rng, full_size=full_size)
+        rel = f"{split}/{CLASSES[label]}/img_{k:05d}.{ext}"
+        (root / rel).write_bytes(data)
+        planted["images"].append({"path": rel, "split": split, "label": label})
+        if kind in odd:
+            planted["defects"].append({"path": rel, "kind": kind, "expect": "kept"})
+
+
+def _encode(grey: Image.Image, kind: str, rng: np.random.Generator, *, full_size: bool) -> tuple[bytes, str]:
+    """(file bytes, extension) of the greyscale picture in the encoding `kind`."""
+    if kind == "cmyk_jpeg":
+        return _jpeg(grey.convert("RGB").convert("CMYK"), 92), "jpg"
+    if kind == "rgba_png":
+        rgba = grey.convert("RGBA")
+        alpha = np.full(grey.size[::-1], 255, np.uint8)
+        alpha[:, : grey.size[0] // 6] = 0  # a transparent left margin: composited on black
+        rgba.putalpha(Image.fromarray(alpha))
+        return _png(rgba), "png"
+    if kind == "palette_png":
+        return _png(grey.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)), "png"
+    if kind == "png16":
+        wide = (np.asarray(grey, dtype=np.uint16) * 16).astype(np.uint16)  # 12-bit range in 16 bits
+        return _png(Image.fromarray(wide)), "png"
+    if kind == "rgb_grey_jpeg":
+        return _jpeg(grey.convert("RGB"), 90), "jpg"
+    if kind == "png":
+        return _png(grey), "png"
+    src = grey.convert("RGB") if (full_size or rng.random() < 0.3) else grey
+    return _jpeg(src, int(rng.integers(80, 96))), "jpg"
 
 
 def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, full_size: bool) -> None:

@@ -186,6 +186,84 @@ def _run_pool(
     return worker_rss
 
 
+@dataclass
+class _Decoded:
+    """What the pool returned for every entry (row = entry index), before keeping the good ones."""
+
+    verdicts: dict[int, tuple]  # entry index -> (reason or None, detail, info)
+    file_hashes: dict[str, str]  # relpath -> file sha256
+    hashes: np.ndarray  # uint64 [entries, len(HASH_TRANSFORMS), HASH_WORDS]
+    thumbs: np.ndarray  # uint8 [entries, THUMB_SIDE, THUMB_SIDE]
+    worker_rss: float
+
+
+def _decode_all(
+    root: Path,
+    entries: list,
+    raw_path: Path,
+    *,
+    workers: int,
+    pack_size: int,
+    min_side: int,
+    max_pixels: int,
+    max_bytes: int,
+    progress: Callable[[int, int], None] | None,
+) -> _Decoded:
+    """Decode every entry once in the pool; pixels of kept files go to row `index` of `raw_path`."""
+    total = len(entries)
+    create_npy(raw_path, (total, pack_size, pack_size), np.uint8)
+    decoded = _Decoded(
+        verdicts={},
+        file_hashes={},
+        hashes=np.zeros((total, len(HASH_TRANSFORMS), HASH_WORDS), dtype=np.uint64),
+        thumbs=np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8),
+        worker_rss=0.0,
+    )
+    done = 0
+    with NpyRows(raw_path) as rows:
+
+        def on_result(result: tuple) -> None:
+            nonlocal done
+            index, sha, reason, detail, info, pixels, hashes = result
+            decoded.file_hashes[entries[index].relpath] = sha
+            decoded.verdicts[index] = (reason, detail, info)
+            if reason is None:
+                rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
+                decoded.hashes[index], decoded.thumbs[index] = hashes
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
+        decoded.worker_rss = _run_pool(
+            jobs,
+            workers=workers,
+            pack_size=pack_size,
+            min_side=min_side,
+            max_pixels=max_pixels,
+            on_result=on_result,
+            max_bytes=max_bytes,
+        )
+    return decoded
+
+
+def _hash_stray_files(root: Path, stray_files: list[str], file_hashes: dict[str, str]) -> None:
+    """Stray files are not images of the dataset but are part of its fingerprint."""
+    for rel in stray_files:
+        path = root / rel
+        if path.is_file():
+            file_hashes[rel] = _hash_only([(0, str(path))])[0][1]
+
+
+def _compact_rows(raw_path: Path, pixels_path: Path, kept_idx: list[int], pack_size: int) -> None:
+    """Copy the kept rows of `raw_path` into `pixels_path`, in order, then delete `raw_path`."""
+    create_npy(pixels_path, (len(kept_idx), pack_size, pack_size), np.uint8)
+    with NpyRows(raw_path, mode="rb") as src, NpyRows(pixels_path) as dst:
+        for row, i in enumerate(kept_idx):
+            dst.write_row(row, src.read_row(i))
+    raw_path.unlink()
+
+
 def validate_dataset(
     root: Path,
     *,
@@ -202,77 +280,24 @@ def validate_dataset(
     as files finish. Files over `max_bytes` are excluded as too_large without being decoded.
     Raises LayoutError (after writing the report) when a class has no kept image at all."""
     layout = scan_layout(Path(root))
-    root = layout.root
+    root, entries = layout.root, layout.entries
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    workers = workers or os.cpu_count() or 1
-    entries = layout.entries
-    total = len(entries)
-
+    limits = {"pack_size": pack_size, "min_side": min_side, "max_pixels": max_pixels, "max_bytes": max_bytes}
     raw_path = workdir / "pixels_all.npy"  # row = entry index; compacted to kept rows below
-    create_npy(raw_path, (total, pack_size, pack_size), np.uint8)
-    file_hashes: dict[str, str] = {}
-    verdicts: dict[int, tuple] = {}
-    hashes_all = np.zeros((total, len(HASH_TRANSFORMS), HASH_WORDS), dtype=np.uint64)
-    thumbs_all = np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8)
-    done = 0
-    with NpyRows(raw_path) as rows:
+    decoded = _decode_all(root, entries, raw_path, workers=workers or os.cpu_count() or 1, progress=progress, **limits)
+    verdicts, file_hashes = decoded.verdicts, decoded.file_hashes
+    _hash_stray_files(root, layout.stray_files, file_hashes)
 
-        def on_result(result: tuple) -> None:
-            nonlocal done
-            index, sha, reason, detail, info, pixels, hashes = result
-            file_hashes[entries[index].relpath] = sha
-            verdicts[index] = (reason, detail, info)
-            if reason is None:
-                rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
-                hashes_all[index], thumbs_all[index] = hashes
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
-        jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
-        worker_rss = _run_pool(
-            jobs,
-            workers=workers,
-            pack_size=pack_size,
-            min_side=min_side,
-            max_pixels=max_pixels,
-            on_result=on_result,
-            max_bytes=max_bytes,
-        )
-    # Stray files are not images of the dataset but are part of its fingerprint.
-    for rel in layout.stray_files:
-        path = root / rel
-        if path.is_file():
-            file_hashes[rel] = _hash_only([(0, str(path))])[0][1]
-
-    kept_idx = [i for i in range(total) if verdicts[i][0] is None]
+    kept_idx = [i for i in range(len(entries)) if verdicts[i][0] is None]
     pixels_path = workdir / "pixels.npy"
-    create_npy(pixels_path, (len(kept_idx), pack_size, pack_size), np.uint8)
-    with NpyRows(raw_path, mode="rb") as src, NpyRows(pixels_path) as dst:
-        for row, i in enumerate(kept_idx):
-            dst.write_row(row, src.read_row(i))
-    raw_path.unlink()
+    _compact_rows(raw_path, pixels_path, kept_idx, pack_size)
     records = [
         KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row, _source(verdicts[i][2]))
         for row, i in enumerate(kept_idx)
     ]
-    hashes = hashes_all[kept_idx] if kept_idx else np.zeros((0, len(HASH_TRANSFORMS), HASH_WORDS), np.uint64)
-    thumbs = thumbs_all[kept_idx]
-
     fingerprint = fingerprint_from_hashes(file_hashes)
-    report = _cleaning_report(
-        root,
-        layout,
-        entries,
-        verdicts,
-        fingerprint,
-        len(file_hashes),
-        pack_size=pack_size,
-        min_side=min_side,
-        max_pixels=max_pixels,
-        max_bytes=max_bytes,
-    )
+    report = _cleaning_report(root, layout, entries, verdicts, fingerprint, len(file_hashes), **limits)
     (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
     kept_per_class = Counter(CLASSES[r.label] for r in records)
     check_classes_present({"the whole dataset (all splits together)": kept_per_class})
@@ -284,11 +309,11 @@ def validate_dataset(
         report=report,
         records=records,
         pixels_path=pixels_path,
-        hashes=hashes,
-        thumbs=thumbs,
+        hashes=decoded.hashes[kept_idx] if kept_idx else np.zeros((0, len(HASH_TRANSFORMS), HASH_WORDS), np.uint64),
+        thumbs=decoded.thumbs[kept_idx],
         min_side=min_side,
         file_hashes=file_hashes,
-        worker_peak_rss_mb=worker_rss,
+        worker_peak_rss_mb=decoded.worker_rss,
     )
 
 

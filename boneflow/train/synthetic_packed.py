@@ -1,8 +1,8 @@
 """In-memory packed splits (`boneflow.data.packed_splits.PackedSplits`) with a learnable pattern.
 
-For tests, benchmarks and the GPU script (numpy only). Each image is a dark, noisy field with
-a bright "bone" bar at a random angle and position; a `fractured` image has a dark gap across
-the bar. Visible after crops, small rotations and flips, so a small network learns it fast.
+For tests, benchmarks and the GPU script. The images are square pictures from the demo
+dataset's drawer (boneflow.data.synthetic_bones.bone_images): a fractured bone has a displaced
+gap across its shaft, visible after crops, small rotations and flips.
 """
 
 from __future__ import annotations
@@ -11,23 +11,7 @@ import numpy as np
 
 from boneflow.data.layout import CLASSES
 from boneflow.data.packed_splits import InMemorySplits, SplitArrays
-
-
-def bone_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    n = len(labels)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
-    angle = rng.uniform(-np.pi / 5, np.pi / 5, n)[:, None, None] + np.pi / 2 * rng.integers(0, 2, n)[:, None, None]
-    cx, cy = rng.uniform(-0.08, 0.08, (2, n))[..., None, None]
-    # Coordinates along (u) and across (v) the bar.
-    u = (xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)
-    v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
-    width = rng.uniform(0.07, 0.12, n)[:, None, None]
-    bar = (np.abs(v) < width) & (np.abs(u) < 0.42)
-    gap_at = rng.uniform(-0.12, 0.12, n)[:, None, None]
-    gap = (np.abs(u - gap_at) < 0.035) & (labels[:, None, None] == 1)
-    brightness = rng.uniform(150, 230, n)[:, None, None]
-    picture = 25 + rng.normal(0, 12, (n, size, size)) + brightness * (bar & ~gap)
-    return np.clip(picture, 0, 255).astype(np.uint8)
+from boneflow.data.synthetic_bones import bone_images
 
 
 def make_packed(
