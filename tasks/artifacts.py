@@ -35,6 +35,7 @@ from boneflow.data.splits import SplitError
 from boneflow.gate import GATE_REJECTED
 from boneflow.publish import ChampionConflictError
 from boneflow.store.errors import ConflictError, IntegrityError, StoreUnavailableError
+from boneflow.store.keys import run_key
 from tasks.runtime import run_id_of
 
 log = get_logger("boneflow.artifacts")
@@ -103,7 +104,7 @@ def store_link(store_url: str, key: str) -> str:
 def link_artifacts(store_url: str, run_id: str, names: list[str]) -> None:
     for name in names:
         create_link_artifact(
-            store_link(store_url, f"runs/{run_id}/{name}"),
+            store_link(store_url, run_key(run_id, name)),
             link_text=name,
             key=artifact_key("link", Path(name).stem, run_id),
             description=f"{name} of run {run_id} in the store",

@@ -10,6 +10,7 @@ from pathlib import Path
 from boneflow.contracts import Predictions, Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point
 from boneflow.evaluate.predict import SplitScores, split_report
+from boneflow.store.keys import run_key
 
 
 def predictions(scores: SplitScores, point: OperatingPoint) -> Predictions:
@@ -56,5 +57,5 @@ def score_champion(model, meta: dict, packed, dataset_root: Path, *, run_id: str
     (model.json threshold and temperature; 0.5 and 1 for champions from before calibration)."""
     from boneflow.evaluate.rescore import score_with_own_preprocessing
 
-    point = OperatingPoint.from_meta(meta, where=f"runs/{run_id}/model.json")
+    point = OperatingPoint.from_meta(meta, where=run_key(run_id, "model.json"))
     return _scores(run_id, score_with_own_preprocessing(model, meta, packed, dataset_root), point)
