@@ -88,7 +88,7 @@ def bench_infer(
     from boneflow.data.preprocess import load_xray
     from boneflow.data.synthetic_bones import bone_images
     from boneflow.evaluate.predict import predict_proba
-    from boneflow.train.device import precision_name
+    from boneflow.train.device import place_model, precision_name
     from boneflow.train.model import build_model
 
     run_id = None
@@ -100,7 +100,7 @@ def bench_infer(
         torch.manual_seed(seed)
         model = build_model().eval()
         pack_size = pack_size_for(size)
-    model = model.to(memory_format=torch.channels_last).eval()
+    model = place_model(model, torch.device("cpu")).eval()
     baseline = seed_model(seed)
     seed_transform = seed_eval_transform(size)
     rng = np.random.default_rng(seed)

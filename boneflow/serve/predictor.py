@@ -158,16 +158,14 @@ class Predictor:
     def explain(self, image) -> Explanation:
         """Prediction and Grad-CAM from one forward pass (see gradcam.py for why it is cheap)."""
         from boneflow.serve.gradcam import GradCAM
-        from boneflow.train.device import autocast, use_bf16
+        from boneflow.train.device import autocast, fast_layout, use_bf16
 
         if self._gradcam is None:
             self._gradcam = GradCAM(model=self.model)
         x = self.preprocess(image)
         cpu = torch.device("cpu")
         with autocast(cpu, use_bf16(cpu)):  # the precision predict/evaluation use
-            logits, cam = self._gradcam(
-                x.contiguous(memory_format=torch.channels_last), class_index=self.positive_index
-            )
+            logits, cam = self._gradcam(fast_layout(x), class_index=self.positive_index)
         cam = cam.float()
         prob = torch.softmax(logits.float() / self.operating_point.temperature, dim=1)[0, self.positive_index].item()
         seen = (x[0, 0] * self.std + self.mean).mul(255).round().clamp(0, 255).to(torch.uint8)
