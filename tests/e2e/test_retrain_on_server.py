@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -203,6 +204,31 @@ def test_ui_retry_reuses_finished_stages(stack, s3):
         assert "validate" not in states  # the packed dataset came back from the store
 
     _eventually(reused)
+
+
+def test_retry_needs_nothing_the_first_attempt_left_on_the_worker(stack, s3):
+    """The UI's Retry may land on another machine: with the workers' local work folder gone
+    (packed-dataset copy, checkpoints, scratch), the retry still reuses the finished stages
+    from their persisted values and the store, and publishes the same rejected run."""
+    run = SHARED["rejected_run"]
+    shutil.rmtree(stack.extra_env["BONEFLOW_WORK_DIR"])
+    before = ps.flow_run(stack, run["id"])
+    trainings_before = len(ps.flow_runs_of(stack, "train/train-gpu"))
+    ps.retry(stack, run["id"])
+    again = ps.wait_for_state(stack, run["id"], after=before["state"]["id"], timeout=300)
+    assert again["state"]["type"] == "FAILED", ps.logs(stack, run["id"])[-20:]
+    assert again["state"]["message"].startswith("Gate rejected")
+    assert len(ps.flow_runs_of(stack, "train/train-gpu")) == trainings_before  # not trained again
+
+    def reused_and_reported():  # attempts so far: the first run and two retries
+        states = ps.task_states(stack, run["id"])
+        for stage in ("train_on_gpu_pool", "evaluate_candidate", "publish_run_files"):
+            assert states.get(stage, []).count("Cached") >= 2, (stage, states)
+        # the report artifacts were made again, from the run's files in the store
+        assert states.get("report_artifacts", []).count("Completed") >= 3, states
+        assert "validate" not in states  # the packed dataset came back from the store
+
+    _eventually(reused_and_reported)
 
 
 def _wait_for_checkpoint(s3, run_suffix: str, timeout: float = 300) -> str:
