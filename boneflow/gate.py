@@ -155,6 +155,17 @@ def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None, 
     return text + "; use split_policy=regroup to pool the splits, or lower min_gate_n knowingly"
 
 
+def _group_note(judged: dict, where: str) -> list[str]:
+    """Informs, does not decide: copies of one radiograph make the per-file interval too narrow."""
+    groups, n, ci = judged.get("groups"), judged.get("n"), judged.get("accuracy_ci95_groups")
+    if groups is None or not ci or groups >= (n or 0):
+        return []
+    return [
+        f"the {where}'s {n} images are {groups} distinct radiographs: accuracy 95% CI by radiograph "
+        f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+    ]
+
+
 def _floor_reasons(splits: dict, policy: GatePolicy, where: str) -> tuple[bool, list[str]]:
     acc = _metric(splits, policy.split, "accuracy", "candidate")
     rec = _metric(splits, policy.split, "recall_fractured", "candidate")
@@ -225,6 +236,7 @@ def decide(
         passed, reasons = False, list[str]()
     else:
         passed, reasons = _floor_reasons(candidate_splits, policy, where)
+        reasons += _group_note(candidate_splits.get(policy.split, {}), where)
     if refused:
         reasons.insert(0, _refusal(where, n, policy, split_policy, contamination))
     champion = None

@@ -110,6 +110,11 @@ def metrics_table(splits: dict, titles: dict[str, str] | None = None) -> str:
         [titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])] + [splits[s].get(k) for k, _ in present]
         for s in _ordered(splits)
     ]
+    if any("accuracy_ci95_groups" in m for m in splits.values()):  # see evaluate/groups.py
+        header[3:3] = ["radiographs", "95% CI by radiograph"]
+        for row, s in zip(rows, _ordered(splits), strict=True):
+            ci = splits[s].get("accuracy_ci95_groups")
+            row[3:3] = [splits[s].get("groups"), f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–"]
     return _table(header, rows)
 
 
@@ -207,6 +212,12 @@ def render_report(
         + ". ECE after / before the temperature.",
         metrics_table(splits, titles),
     ]
+    if any("accuracy_ci95_groups" in m for m in splits.values()):
+        parts.append(
+            "Files of one radiograph (the copies of one duplicate group) are not independent: "
+            "`radiographs` counts the distinct ones, and the interval by radiograph resamples whole "
+            "groups (cluster bootstrap). Read it, not the per-file interval, when they differ."
+        )
     at_half = _at_half_table(splits, titles)
     if at_half and threshold is not None:
         parts += ["### At threshold 0.5", at_half]

@@ -17,6 +17,12 @@ def _acc(m: dict | None) -> str:
         return "–"
     ci = m.get("accuracy_ci95") or []
     interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if len(ci) == 2 else ""
+    by_group = m.get("accuracy_ci95_groups") or []
+    if m.get("groups") is not None and len(by_group) == 2:  # copies of one radiograph are not independent
+        return (
+            f"{m['accuracy']:.3f}{interval} (n={m.get('n', '?')} files of {m['groups']} radiographs; "
+            f"by radiograph [{by_group[0]:.3f}, {by_group[1]:.3f}])"
+        )
     return f"{m['accuracy']:.3f}{interval} (n={m.get('n', '?')})"
 
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from boneflow.contracts import Predictions, Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point
+from boneflow.evaluate.groups import split_groups, with_group_interval
 from boneflow.evaluate.predict import SplitScores, split_report
 from boneflow.store.keys import run_key
 
@@ -23,13 +26,17 @@ def predictions(scores: SplitScores, point: OperatingPoint) -> Predictions:
     )
 
 
-def _scores(run_id: str, split_scores: dict[str, SplitScores], point: OperatingPoint, **extra) -> Scores:
-    return Scores(
-        run_id=run_id,
-        splits={name: split_report(s, point) for name, s in split_scores.items()},
-        predictions={name: predictions(s, point) for name, s in split_scores.items()},
-        **extra,
-    )
+def _scores(run_id: str, split_scores: dict[str, SplitScores], point: OperatingPoint, packed, **extra) -> Scores:
+    seen = {name: predictions(s, point) for name, s in split_scores.items()}
+    splits = {
+        name: with_group_interval(
+            split_report(s, point),
+            np.asarray(seen[name].predicted) == np.asarray(seen[name].labels),
+            split_groups(packed, name),
+        )
+        for name, s in split_scores.items()
+    }
+    return Scores(run_id=run_id, splits=splits, predictions=seen, **extra)
 
 
 def data_context(packed) -> dict:
@@ -47,7 +54,7 @@ def score_candidate(model, packed, *, run_id: str, image_size: int, min_recall: 
 
     split_scores = score_splits(model, packed, image_size=image_size)
     point = fit_operating_point(split_scores["val"].labels, split_scores["val"].margins, min_recall=min_recall)
-    scores = _scores(run_id, split_scores, point, operating_point=point.to_meta(), **data_context(packed))
+    scores = _scores(run_id, split_scores, point, packed, operating_point=point.to_meta(), **data_context(packed))
     return scores, point
 
 
@@ -58,4 +65,4 @@ def score_champion(model, meta: dict, packed, dataset_root: Path, *, run_id: str
     from boneflow.evaluate.rescore import score_with_own_preprocessing
 
     point = OperatingPoint.from_meta(meta, where=run_key(run_id, "model.json"))
-    return _scores(run_id, score_with_own_preprocessing(model, meta, packed, dataset_root), point)
+    return _scores(run_id, score_with_own_preprocessing(model, meta, packed, dataset_root), point, packed)

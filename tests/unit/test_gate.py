@@ -194,3 +194,15 @@ def test_an_empty_judged_split_is_refused_whatever_the_floors():
     )
     assert not decision.passed and decision.refused
     assert "holds no images" in decision.reasons[0] and "split_policy=regroup" in decision.reasons[0]
+
+
+def test_reasons_name_the_distinct_radiographs_without_changing_the_verdict():
+    judged = {"accuracy": 0.95, "recall_fractured": 0.95, "n": 400, "groups": 90, "accuracy_ci95_groups": [0.88, 0.99]}
+    decision = decide({"test_clean": judged}, None, POLICY)
+    assert decision.passed
+    assert "the leak-free test's 400 images are 90 distinct radiographs: accuracy 95% CI by radiograph " in (
+        decision.message
+    )
+    assert "[0.880, 0.990]" in decision.message
+    plain = decide(splits(0.95, 0.95), None, POLICY)  # no groups known: no note
+    assert "radiographs" not in plain.message and plain.passed

@@ -70,6 +70,26 @@ def test_report_has_metrics_with_intervals_per_split():
     assert "| leak-free test | 54 | 6 | 4 | 56 |" in md  # confusion counts
 
 
+def test_report_shows_radiographs_and_the_interval_over_them_when_known():
+    from boneflow.report_summary import accuracy_line
+
+    grouped = {
+        **METRICS,
+        "splits": {
+            **METRICS["splits"],
+            "test_clean": {**METRICS["splits"]["test_clean"], "groups": 26, "accuracy_ci95_groups": [0.71, 0.99]},
+        },
+    }
+    md = _report(metrics=grouped)
+    assert "| split | n | accuracy [95% CI] | radiographs | 95% CI by radiograph |" in md
+    assert "| leak-free test | 120 | 0.917 [0.852, 0.954] | 26 | [0.710, 0.990] |" in md
+    assert "| validation | 120 | 0.917 [0.852, 0.954] | – | – |" in md
+    assert "cluster bootstrap" in md
+    line = accuracy_line(grouped["splits"], None)
+    assert "n=120 files of 26 radiographs; by radiograph [0.710, 0.990]" in line
+    assert "radiographs" not in _report()  # packs without groups render as before
+
+
 def test_report_gate_dataset_cleaning_leakage_and_plots():
     md = _report()
     assert "**Gate: REJECTED — not promoted**" in md

@@ -78,6 +78,8 @@ def test_scores_carry_per_image_results_of_every_split(chain):
         assert len(seen.paths) == len(seen.labels) == len(seen.predicted) == len(seen.probability) == n
         assert seen.paths == list(packed.split(name).paths)
     assert scores.operating_point is not None and scores.split_policy is not None
+    test = scores.splits["test"]  # a pack with splits.json: intervals over duplicate groups too
+    assert 0 < test["groups"] <= test["n"] and len(test["accuracy_ci95_groups"]) == 2
 
 
 def test_the_gate_pairs_two_models_on_the_same_images(chain):
