@@ -181,3 +181,15 @@ class RunDisplay:
                     self._poll_once(client)
         except Exception:  # the API went away: the run itself reports that, not the display
             pass
+
+
+def count_column():
+    """rich's "M/N" column, blank on the stage line (it has no total; rich would print "0/?")."""
+    from rich.progress import MofNCompleteColumn
+    from rich.text import Text
+
+    class StepsDone(MofNCompleteColumn):
+        def render(self, task):
+            return Text("") if task.total is None else super().render(task)
+
+    return StepsDone()

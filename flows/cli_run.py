@@ -31,7 +31,7 @@ from boneflow.cli_errors import (
 from boneflow.config import RetrainConfig
 from boneflow.config_options import flag_name, with_config_options
 from boneflow.gate import GATE_REJECTED
-from flows.cli_progress import RunDisplay
+from flows.cli_progress import RunDisplay, count_column
 
 __all__ = ["EXIT_REJECTED", "run"]
 
@@ -115,7 +115,7 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # Prefect's 20 s for the in-process API to come up is too short on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from flows.retrain import retrain
     from tasks.runtime import quiet_prefect_console
@@ -124,7 +124,7 @@ def run(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        count_column(),
         TimeElapsedColumn(),
         transient=False,
     )
