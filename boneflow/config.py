@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from boneflow.data.settings import DataSettings, SplitPolicy, pack_size_for
+from boneflow.evaluate.settings import TARGET_RECALL
 from boneflow.gate import GatePolicy
 from boneflow.train.settings import TrainSettings
 
@@ -104,7 +105,7 @@ class RetrainConfig(BaseModel):
         description="How images are split. official: the dataset's own train/val/test, judged on the "
         "leak-free test (official test images with no copy in train/val). regroup: pool the images, one "
         "file per byte-identical set, whole duplicate groups to train/val/test 70/10/20 per class and "
-        "source. auto: official when its leak-free test keeps >= min_gate_n images and half of the "
+        "source. auto: official when its leak-free test keeps >= min_gate_n radiographs and half of the "
         "official test, else regroup.",
     )
     workers: int = Field(
@@ -196,7 +197,15 @@ class RetrainConfig(BaseModel):
     min_gate_n: int = Field(
         default=GatePolicy.min_n,
         ge=0,
-        description="Gate: fewest images the judged split must hold; below it the gate refuses to promote.",
+        description="Gate: fewest radiographs (duplicate groups) the judged split must hold; below it the "
+        "gate refuses to promote.",
+    )
+    target_recall: float = Field(
+        default=TARGET_RECALL,
+        gt=0,
+        le=1,
+        description="Operating point: the decision threshold is the highest whose validation fractured "
+        "recall by radiograph reaches this (a sensitivity target, independent of the gate's min_recall floor).",
     )
     # --- orchestration ------------------------------------------------------------------
     dispatch: Literal["local", "deployment"] = Field(

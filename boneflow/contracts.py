@@ -68,12 +68,16 @@ class TrainSummary(Contract):
 
 
 class Predictions(Contract):
-    """One model's per-image results on one split, at its own operating point."""
+    """One model's per-file results on one split, at its own operating point. A radiograph's
+    result is derived from its files' (`groups`, evaluate/radiographs.py): the mean probability
+    against `threshold`."""
 
     paths: list[str]
     labels: list[int]
-    predicted: list[int]
+    predicted: list[int]  # per file, at `threshold`
     probability: list[float]  # calibrated P(fractured)
+    groups: list[str] = Field(default_factory=list)  # duplicate group per file (empty: each file its own)
+    threshold: float = 0.5  # the operating threshold the decisions were made at
 
 
 class Scores(Contract):

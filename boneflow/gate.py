@@ -3,13 +3,14 @@ champion's metrics re-scored on the same split, and a policy.
 
 A candidate passes when, on `policy.split` (the leak-free test split by default; under split
 policy `regroup` that is the regrouped test):
-- the split holds at least `min_n` images (fewer cannot tell 0.90 from 0.75: the gate refuses
-  to judge and says what to change),
+- the split holds at least `min_n` radiographs (distinct duplicate groups; fewer cannot tell
+  0.90 from 0.75: the gate refuses to judge and says what to change),
 - accuracy >= min_accuracy and fractured recall >= min_recall (the absolute floors, at the
   model's operating threshold), and
 - when there is a champion: champion accuracy - candidate accuracy <= max_regression.
-The first model (no champion) is promoted on the floors alone. Against a champion scored on
-the same images the reasons also carry the paired comparison (discordant counts, McNemar's
+The first model (no champion) is promoted on the floors alone. Every figure counts radiographs
+(evaluate/radiographs.py). Against a champion scored on the same radiographs the reasons also
+carry the paired comparison (discordant counts, McNemar's
 exact p, the 95 % interval of the accuracy difference; see evaluate/paired.py): it informs,
 the regression rule decides. Reasons are sentences with the numbers, written both for passes
 and failures, so the report and the flow's message explain the decision.
@@ -24,18 +25,23 @@ from pydantic import Field
 
 from boneflow.contracts import Contract, Scores
 from boneflow.errors import BoneflowError
+from boneflow.evaluate.split_names import split_words
 
 if TYPE_CHECKING:  # annotations only: keeps numpy out of `import boneflow.config` (boneflow --help)
     from boneflow.evaluate.paired import PairedComparison
 
-_SPLIT_WORDS = {
-    "test_clean": "leak-free test",
-    "test": "official test",
-    "val": "validation",
-    "official_test": "official test",
-}
 # What the champion's metrics on the judged split keep in the decision (report, trend artifact).
-_CHAMPION_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc", "threshold")
+_CHAMPION_FIELDS = (
+    "n",
+    "files",
+    "accuracy",
+    "accuracy_ci95",
+    "recall_fractured",
+    "specificity",
+    "auroc",
+    "auroc_ci95",
+    "threshold",
+)
 
 
 # What a rejected run is called (the retrain flow's Failed state is named so): the CLI and the
@@ -56,7 +62,7 @@ class GatePolicy:
     min_recall: float = 0.90  # lowest fractured recall (sensitivity) on `split`
     max_regression: float = 0.01  # largest accuracy drop vs the champion on the same split
     split: str = "test_clean"  # which split the gate reads (leak-free test)
-    min_n: int = 200  # fewest images `split` must hold for the gate to judge at all
+    min_n: int = 200  # fewest radiographs (duplicate groups) `split` must hold for the gate to judge at all
 
     def __post_init__(self):
         for name in ("min_accuracy", "min_recall", "max_regression"):
@@ -83,8 +89,9 @@ class GateDecision(Contract):
     policy: dict = Field(default_factory=dict)
     champion_run_id: str | None = None
     split: str = "test_clean"  # the judged split
-    n: int | None = None  # images in it
-    refused: bool = False  # too few images to judge
+    split_name: str = "leak-free test"  # what it is called everywhere (evaluate/split_names.py)
+    n: int | None = None  # radiographs in it
+    refused: bool = False  # too few radiographs to judge
     paired: dict | None = None  # PairedComparison.to_dict() against the champion
     champion: dict | None = None  # the champion's metrics on the judged split (_CHAMPION_FIELDS)
 
@@ -96,6 +103,7 @@ class GateDecision(Contract):
             "policy": dict(self.policy),
             "champion_run_id": self.champion_run_id,
             "split": self.split,
+            "split_name": self.split_name,
             "n": self.n,
             "refused": self.refused,
             "paired": self.paired,
@@ -126,25 +134,18 @@ def _pair(value: float, other: float) -> tuple[str, str]:
     return f"{value:.{digits}f}", f"{other:.{digits}f}"
 
 
-def split_words(split: str, split_policy: dict | None = None) -> str:
-    """How a person calls the judged split (under `regroup` the leak-free test is the regrouped test)."""
-    if split == "test_clean" and (split_policy or {}).get("used") == "regroup":
-        return "regrouped test"
-    return _SPLIT_WORDS.get(split, split)
-
-
 def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None, contamination: dict | None) -> str:
     """Why the gate will not judge, and what to change."""
     text = (
-        f"the {where} holds no images: nothing to judge"
+        f"the {where} holds no radiographs: nothing to judge"
         if n == 0
-        else f"the {where} holds {n} images, fewer than {policy.min_n}: too few to judge"
+        else f"the {where} holds {n} radiographs, fewer than {policy.min_n}: too few to judge"
     )
     official = (contamination or {}).get("official_test")
     copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
     if (split_policy or {}).get("used") == "regroup":
         return text + (
-            " — add images (the full dataset gives a larger test) or lower min_gate_n knowingly (--min-gate-n)"
+            " — add radiographs (the full dataset gives a larger test) or lower min_gate_n knowingly (--min-gate-n)"
         )
     if official and copies is not None:
         share = 100 * copies / official
@@ -155,31 +156,24 @@ def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None, 
     return text + "; use split_policy=regroup to pool the splits, or lower min_gate_n knowingly"
 
 
-def _group_note(judged: dict, where: str) -> list[str]:
-    """Informs, does not decide: copies of one radiograph make the per-file interval too narrow."""
-    groups, n, ci = judged.get("groups"), judged.get("n"), judged.get("accuracy_ci95_groups")
-    if groups is None or not ci or groups >= (n or 0):
-        return []
-    return [
-        f"the {where}'s {n} images are {groups} distinct radiographs: accuracy 95% CI by radiograph "
-        f"[{ci[0]:.3f}, {ci[1]:.3f}]"
-    ]
-
-
 def _floor_reasons(splits: dict, policy: GatePolicy, where: str) -> tuple[bool, list[str]]:
     acc = _metric(splits, policy.split, "accuracy", "candidate")
     rec = _metric(splits, policy.split, "recall_fractured", "candidate")
     threshold = splits[policy.split].get("threshold")
     at = f" at threshold {threshold:.3f}" if threshold is not None and threshold != 0.5 else ""
+    judged = splits[policy.split]
     passed, reasons = True, []
-    for label, value, floor, suffix in (
-        ("accuracy", acc, policy.min_accuracy, ""),
-        ("fractured recall", rec, policy.min_recall, at),
+    for label, value, floor, interval, suffix in (
+        ("accuracy", acc, policy.min_accuracy, judged.get("accuracy_ci95"), ""),
+        ("fractured recall", rec, policy.min_recall, judged.get("recall_fractured_ci95"), at),
     ):
         shown, floor_shown = _pair(value, floor)
         ok = value >= floor
         passed &= ok
-        reasons.append(f"{where} {label} {shown} {'>=' if ok else '<'} {floor_shown}{suffix}")
+        ci = f" [95% CI {interval[0]:.3f}, {interval[1]:.3f}]" if interval and len(interval) == 2 else ""
+        reasons.append(f"{where} {label} {shown}{ci} {'>=' if ok else '<'} {floor_shown}{suffix}")
+    if reasons and judged.get("files") is not None:
+        reasons[0] += f" (by radiograph: {judged.get('n')} radiographs, {judged['files']} files)"
     return passed, reasons
 
 
@@ -209,7 +203,7 @@ def _champion_reasons(
     reasons.append(
         paired.sentence(who)
         if paired is not None
-        else f"no paired comparison with {who}: per-image results of both on the same images were not available"
+        else f"no paired comparison with {who}: the two share no radiograph judged under the same label"
     )
     return passed, reasons
 
@@ -236,7 +230,6 @@ def decide(
         passed, reasons = False, list[str]()
     else:
         passed, reasons = _floor_reasons(candidate_splits, policy, where)
-        reasons += _group_note(candidate_splits.get(policy.split, {}), where)
     if refused:
         reasons.insert(0, _refusal(where, n, policy, split_policy, contamination))
     champion = None
@@ -256,6 +249,7 @@ def decide(
         policy=policy.to_dict(),
         champion_run_id=champion_run_id,
         split=policy.split,
+        split_name=where,
         n=n,
         refused=refused,
         paired=paired.to_dict() if paired is not None else None,

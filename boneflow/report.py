@@ -13,20 +13,11 @@ from pathlib import Path
 
 from boneflow import __version__
 from boneflow.data.layout import CLASSES
+from boneflow.evaluate.split_names import shown_splits, split_words
 from boneflow.report_summary import contamination_line, honest_summary, policy_line
 from boneflow.store.keys import validate_name
 
-_SPLIT_TITLES = {
-    "val": "validation",
-    "test": "official test",
-    "test_clean": "leak-free test",
-    "official_test": "official test",
-}
-# Under split policy `regroup` the test split is the regrouped one and the judged split equals it.
-_REGROUPED_TITLES = {**_SPLIT_TITLES, "test": "regrouped test", "test_clean": "judged test (= regrouped test)"}
-_SPLIT_ORDER = ("val", "test", "test_clean", "official_test")
 _METRIC_COLUMNS = (
-    ("recall_fractured", "recall (fractured)"),
     ("specificity", "specificity"),
     ("precision_fractured", "precision (fractured)"),
     ("f1_fractured", "F1 (fractured)"),
@@ -82,69 +73,110 @@ def _redact(key: str, value):
     return value
 
 
-def _accuracy_cell(m: dict) -> str:
-    acc = m.get("accuracy")
-    ci = m.get("accuracy_ci95")
-    if acc is None:
+def _with_ci(value, ci) -> str:
+    if value is None:
         return "–"
     if ci and len(ci) == 2:
-        return f"{acc:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return f"{acc:.3f}"
+        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return f"{value:.3f}"
 
 
-def split_titles(split_policy: dict | None = None) -> dict[str, str]:
-    """What each split is called in the report, by the split policy that made the pack."""
-    return _REGROUPED_TITLES if (split_policy or {}).get("used") == "regroup" else _SPLIT_TITLES
+def _accuracy_cell(m: dict) -> str:
+    return _with_ci(m.get("accuracy"), m.get("accuracy_ci95"))
 
 
-def _ordered(splits: dict) -> list[str]:
-    return [s for s in _SPLIT_ORDER if s in splits] + [s for s in splits if s not in _SPLIT_ORDER]
-
-
-def metrics_table(splits: dict, titles: dict[str, str] | None = None) -> str:
-    """One row per split: n, accuracy with its 95% interval, the fractured-class metrics."""
-    titles = titles or _SPLIT_TITLES
+def metrics_table(splits: dict, split_policy: dict | None = None) -> str:
+    """One row per split (each set of images once): radiographs and files, then accuracy,
+    fractured recall and AUROC with their 95% intervals by radiograph, the other metrics."""
     present = [(k, t) for k, t in _METRIC_COLUMNS if any(k in m for m in splits.values())]
-    header = ["split", "n", "accuracy [95% CI]"] + [t for _, t in present]
+    header = ["split", "radiographs", "files", "accuracy [95% CI]", "recall (fractured) [95% CI]", "AUROC [95% CI]"]
     rows = [
-        [titles.get(s, s), splits[s].get("n"), _accuracy_cell(splits[s])] + [splits[s].get(k) for k, _ in present]
-        for s in _ordered(splits)
+        [
+            split_words(s, split_policy),
+            splits[s].get("n"),
+            splits[s].get("files"),
+            _accuracy_cell(splits[s]),
+            _with_ci(splits[s].get("recall_fractured"), splits[s].get("recall_fractured_ci95")),
+            _with_ci(splits[s].get("auroc"), splits[s].get("auroc_ci95")),
+        ]
+        + [splits[s].get(k) for k, _ in present]
+        for s in shown_splits(splits, split_policy)
     ]
-    if any("accuracy_ci95_groups" in m for m in splits.values()):  # see evaluate/groups.py
-        header[3:3] = ["radiographs", "95% CI by radiograph"]
-        for row, s in zip(rows, _ordered(splits), strict=True):
-            ci = splits[s].get("accuracy_ci95_groups")
-            row[3:3] = [splits[s].get("groups"), f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–"]
-    return _table(header, rows)
+    return _table(header + [t for _, t in present], rows)
 
 
-def _at_half_table(splits: dict, titles: dict[str, str]) -> str:
+def _by_file_table(splits: dict, split_policy: dict | None) -> str:
+    """The secondary per-file figures: every copy counted (what file-level tools report)."""
+    rows = [
+        [
+            split_words(s, split_policy),
+            splits[s]["by_file"].get("n"),
+            _accuracy_cell(splits[s]["by_file"]),
+            splits[s]["by_file"].get("recall_fractured"),
+            splits[s]["by_file"].get("specificity"),
+            splits[s]["by_file"].get("auroc"),
+        ]
+        for s in shown_splits(splits, split_policy)
+        if isinstance(splits[s].get("by_file"), dict)
+    ]
+    header = ["split", "files", "accuracy [95% CI]", "recall (fractured)", "specificity", "AUROC"]
+    return _table(header, rows) if rows else ""
+
+
+def _at_half_table(splits: dict, split_policy: dict | None) -> str:
     """The threshold-dependent metrics at 0.5 (the argmax decision), where they were recorded."""
     rows = [
         [
-            titles.get(s, s),
+            split_words(s, split_policy),
             splits[s].get("n"),
             _accuracy_cell(splits[s]["at_0.5"]),
             splits[s]["at_0.5"].get("recall_fractured"),
             splits[s]["at_0.5"].get("specificity"),
         ]
-        for s in _ordered(splits)
+        for s in shown_splits(splits, split_policy)
         if isinstance(splits[s].get("at_0.5"), dict)
     ]
-    return _table(["split", "n", "accuracy [95% CI]", "recall (fractured)", "specificity"], rows) if rows else ""
+    header = ["split", "radiographs", "accuracy [95% CI]", "recall (fractured)", "specificity"]
+    return _table(header, rows) if rows else ""
 
 
-def _confusions(splits: dict, titles: dict[str, str] | None = None) -> str:
-    titles = titles or _SPLIT_TITLES
+def _confusions(splits: dict, split_policy: dict | None = None) -> str:
     rows = []
-    for split in _ordered(splits):
+    for split in shown_splits(splits, split_policy):
         conf = splits[split].get("confusion")
         if conf and len(conf) == 2:
             (tn, fp), (fn, tp) = conf
-            rows.append([titles.get(split, split), tn, fp, fn, tp])
+            rows.append([split_words(split, split_policy), tn, fp, fn, tp])
     if not rows:
         return ""
-    return _table(["split", "TN", "FP", "FN (missed fractures)", "TP"], rows)
+    return _table(["split (radiographs)", "TN", "FP", "FN (missed fractures)", "TP"], rows)
+
+
+def _gallery_section(gallery: dict | None) -> list[str]:
+    """The most confidently wrong radiographs: what a user opens after a refusal."""
+    if not gallery:
+        return []
+    rows = gallery.get("rows") or []
+    if not rows:
+        return [
+            "## Most confident errors",
+            f"_No radiograph of the {gallery.get('split_name', 'judged split')} is wrong._",
+        ]
+    validate_name(gallery["image"])
+    table = _table(
+        ["#", "radiograph (group)", "true label", "P(fractured)", "called", "files", "example file"],
+        [
+            [i + 1, r["group"], r["label"], r["probability"], r["predicted"], r["files"], r["path"]]
+            for i, r in enumerate(rows)
+        ],
+    )
+    return [
+        "## Most confident errors",
+        f"The {len(rows)} radiographs of the {gallery.get('split_name', 'judged split')} the model gets wrong "
+        "with the most confidence (each: the image, its Grad-CAM, P(fractured) by radiograph).",
+        f"![Most confident errors]({gallery['image'].replace(' ', '%20')})",
+        table,
+    ]
 
 
 def _summary_table(summary: dict) -> str:
@@ -193,37 +225,24 @@ def render_report(
     leakage_summary: dict,
     plots: dict[str, str],
     history: list[dict] | None = None,
+    gallery: dict | None = None,
 ) -> str:
-    """report.md: the gate decision and the honest-evaluation summary first (split policy,
-    official-test contamination, official vs honest accuracy, operating point, paired comparison),
-    then metrics at the operating threshold and at 0.5 with intervals, dataset version and
+    """report.md: the gate decision, the most confidently wrong radiographs and the
+    honest-evaluation summary first (split policy, official-test contamination, official vs
+    honest accuracy, operating point, paired comparison), then metrics by radiograph at the
+    operating threshold and at 0.5 with intervals, the per-file figures, dataset version and
     fingerprint, cleaning and leakage summaries, plots by relative link."""
     splits = metrics.get("splits", {})
-    titles = split_titles(metrics.get("split_policy"))
+    split_policy = metrics.get("split_policy")
     threshold = (metrics.get("operating_point") or {}).get("threshold")
     parts = [
         f"# boneflow run {run_id}",
         *_gate_lines(gate),
+        *_gallery_section(gallery),
         "## Honest evaluation",
         honest_summary(metrics, gate),
-        "## Metrics",
-        "Positive class: `fractured`. Accuracy with its 95% interval"
-        + (f", at the operating threshold {threshold:.3f} (chosen on validation)" if threshold is not None else "")
-        + ". ECE after / before the temperature.",
-        metrics_table(splits, titles),
+        *_metrics_sections(splits, split_policy, threshold),
     ]
-    if any("accuracy_ci95_groups" in m for m in splits.values()):
-        parts.append(
-            "Files of one radiograph (the copies of one duplicate group) are not independent: "
-            "`radiographs` counts the distinct ones, and the interval by radiograph resamples whole "
-            "groups (cluster bootstrap). Read it, not the per-file interval, when they differ."
-        )
-    at_half = _at_half_table(splits, titles)
-    if at_half and threshold is not None:
-        parts += ["### At threshold 0.5", at_half]
-    confusion = _confusions(splits, titles)
-    if confusion:
-        parts += ["### Confusion counts (operating threshold)", confusion]
     parts += [
         "## Dataset",
         "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
@@ -239,12 +258,48 @@ def render_report(
     return "\n\n".join(parts) + "\n"
 
 
+def _metrics_sections(splits: dict, split_policy: dict | None, threshold: float | None) -> list[str]:
+    """Metrics by radiograph (with the radiographs left out), at 0.5, confusion counts, by file."""
+    parts = [
+        "## Metrics by radiograph",
+        "Positive class: `fractured`. The unit is the radiograph: a duplicate group (a file with "
+        "its byte copies, re-encodes and turned re-saves), scored by the mean of its files' "
+        "calibrated probabilities; groups whose files carry both labels are left out. 95% "
+        "intervals by radiograph (Wilson; AUROC: bootstrap)"
+        + (f", at the operating threshold {threshold:.3f} (chosen on validation)" if threshold is not None else "")
+        + ". ECE after / before the temperature.",
+        metrics_table(splits, split_policy),
+    ]
+    mixed = sorted({g for s in shown_splits(splits, split_policy) for g in splits[s].get("mixed_label_groups") or []})
+    if mixed:
+        parts.append(
+            f"Left out of evaluation, their files carry both labels: {len(mixed)} radiograph(s) "
+            + ", ".join(f"`{g}`" for g in mixed[:20])
+            + (" …" if len(mixed) > 20 else "")
+            + "."
+        )
+    at_half = _at_half_table(splits, split_policy)
+    if at_half and threshold is not None:
+        parts += ["### At threshold 0.5", at_half]
+    confusion = _confusions(splits, split_policy)
+    if confusion:
+        parts += ["### Confusion counts (operating threshold)", confusion]
+    by_file = _by_file_table(splits, split_policy)
+    if by_file:
+        parts += [
+            "### By file (secondary)",
+            "Every file counted, copies included: a radiograph with many copies weighs more here.",
+            by_file,
+        ]
+    return parts
+
+
 def _gate_lines(gate: dict) -> list[str]:
     """The verdict, its reasons and the policy it was judged by."""
     if gate.get("passed"):
         verdict = "PASSED — promoted to champion"
     elif gate.get("refused"):
-        verdict = "REFUSED — too few images to judge, not promoted"
+        verdict = "REFUSED — too few radiographs to judge, not promoted"
     else:
         verdict = "REJECTED — not promoted"
     policy = gate.get("policy", {})
@@ -252,7 +307,7 @@ def _gate_lines(gate: dict) -> list[str]:
         f"**Gate: {verdict}**",
         "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
         (
-            f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} images, "
+            f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} radiographs, "
             f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
             f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
             f"`{gate.get('champion_run_id') or 'none'}`."
@@ -263,14 +318,15 @@ def _gate_lines(gate: dict) -> list[str]:
 def _evaluation_text(model_meta: dict) -> str:
     return (
         "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
-        "calibration error on the validation split, the test split(s) and the judged split (test "
-        "images with no copy in train or val: exact, near or rotated). Accuracy carries a 95% "
-        "interval. The decision threshold is the highest whose validation fractured recall meets "
-        "the target, and a temperature fitted on validation calibrates the probabilities; both are "
-        f"stored in `model.json` (threshold {_cell(model_meta.get('threshold', 0.5))}, temperature "
-        f"{_cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses to judge "
-        "a split that is too small, and compares with the current champion re-scored on the same "
-        "images (paired: McNemar's exact test and Newcombe's interval of the difference)."
+        "calibration error by radiograph (a duplicate group, scored by the mean of its files' "
+        "probabilities) on the validation split, the test split(s) and the judged split (test "
+        "radiographs with no copy in train or val: exact, near or rotated), with 95% intervals by "
+        "radiograph. The decision threshold is the highest whose validation fractured recall by "
+        "radiograph reaches the target, and a temperature fitted on validation calibrates the "
+        f"probabilities; both are stored in `model.json` (threshold {_cell(model_meta.get('threshold', 0.5))}, "
+        f"temperature {_cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses "
+        "to judge a split with too few radiographs, and compares with the current champion re-scored on "
+        "the same radiographs (paired: McNemar's exact test and Newcombe's interval of the difference)."
     )
 
 
@@ -346,8 +402,8 @@ def render_model_card(
         "Unreadable, truncated and too-small files were excluded before training (see `cleaning_report.json`).",
         "## How it was evaluated",
         _evaluation_text(model_meta),
-        "## Metrics",
-        metrics_table(splits, split_titles(metrics.get("split_policy"))),
+        "## Metrics by radiograph",
+        metrics_table(splits, metrics.get("split_policy")),
     ]
     if gate:
         parts.append(f"Gate: {'passed' if gate.get('passed') else 'rejected'} — " + "; ".join(gate.get("reasons", [])))

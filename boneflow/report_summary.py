@@ -9,25 +9,25 @@ and contamination counts still render, saying what was not measured.
 
 from __future__ import annotations
 
-from boneflow.gate import split_words
+from boneflow.evaluate.split_names import split_words
 
 
 def _acc(m: dict | None) -> str:
+    """Accuracy with its interval and what it counts (radiographs, and the files they hold)."""
     if not m or m.get("accuracy") is None:
         return "–"
     ci = m.get("accuracy_ci95") or []
     interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if len(ci) == 2 else ""
-    by_group = m.get("accuracy_ci95_groups") or []
-    if m.get("groups") is not None and len(by_group) == 2:  # copies of one radiograph are not independent
-        return (
-            f"{m['accuracy']:.3f}{interval} (n={m.get('n', '?')} files of {m['groups']} radiographs; "
-            f"by radiograph [{by_group[0]:.3f}, {by_group[1]:.3f}])"
-        )
-    return f"{m['accuracy']:.3f}{interval} (n={m.get('n', '?')})"
+    files = f" in {m['files']} files" if m.get("files") is not None else ""
+    return f"{m['accuracy']:.3f}{interval} (n={m.get('n', '?')} radiographs{files})"
 
 
 def _num(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(value, ci) -> str:
+    return _num(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if value is not None and ci and len(ci) == 2 else "")
 
 
 def official_test_metrics(splits: dict, split_policy: dict | None) -> dict | None:
@@ -93,8 +93,11 @@ def operating_point_line(operating_point: dict | None, splits: dict, judged: str
     at_op = splits.get(judged) or {}
     return (
         f"**Operating point:** threshold {_num(operating_point.get('threshold'))} on P(fractured), "
-        f"chosen on validation for fractured recall ≥ {_num(fit.get('min_recall'), 2)} (validation "
-        f"recall {_num(fit.get('val_recall'))}, specificity {_num(fit.get('val_specificity'))}). On the "
+        f"chosen on validation by radiograph for fractured recall ≥ "
+        f"{_num(fit.get('target_recall', fit.get('min_recall')), 2)} (validation "
+        f"recall {_num(fit.get('val_recall'))}, specificity {_num(fit.get('val_specificity'))}"
+        + ("" if fit.get("target_reached", True) else "; the target was not reached: " + str(fit.get("note")))
+        + "). On the "
         f"judged split: recall {_num(at_op.get('recall_fractured'))}, specificity "
         f"{_num(at_op.get('specificity'))} at this threshold; {_num(half.get('recall_fractured'))}, "
         f"{_num(half.get('specificity'))} at 0.5. Temperature {_num(operating_point.get('temperature'), 2)}: "
@@ -109,7 +112,7 @@ def paired_line(gate: dict) -> str | None:
         return None
     lo, hi = paired["difference_ci95"]
     return (
-        f"**Paired vs champion `{who}`** on the same {paired['n']} images: candidate right where "
+        f"**Paired vs champion `{who}`** on the same {paired['n']} radiographs: candidate right where "
         f"the champion is wrong {paired['candidate_only']}, the reverse {paired['champion_only']}; "
         f"McNemar exact p = {paired['mcnemar_p']:.3g}; accuracy difference {paired['difference']:+.3f} "
         f"[95 % CI {lo:+.3f}, {hi:+.3f}] ({paired['interval_method']})."
@@ -133,7 +136,7 @@ def _decision(gate: dict) -> str:
     if gate.get("passed"):
         return "PASSED — promoted to champion"
     if gate.get("refused"):
-        return f"REFUSED — too few images to judge (n={gate.get('n')})"
+        return f"REFUSED — too few radiographs to judge (n={gate.get('n')})"
     return "REJECTED — not promoted"
 
 
@@ -148,7 +151,7 @@ def render_quality(metrics: dict) -> str:
         ("accuracy [95% CI]", _acc(ours), _acc(theirs) if theirs else "–"),
         ("fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))),
         ("specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))),
-        ("AUROC", _num(ours.get("auroc")), _num(theirs.get("auroc"))),
+        ("AUROC", _ci(ours.get("auroc"), ours.get("auroc_ci95")), _ci(theirs.get("auroc"), theirs.get("auroc_ci95"))),
         ("threshold", _num(ours.get("threshold")), _num(theirs.get("threshold"))),
     ]
     table = "\n".join(
@@ -164,7 +167,8 @@ def render_quality(metrics: dict) -> str:
         f"# boneflow quality — run `{metrics.get('run_id', '?')}`",
         f"**Decision: {_decision(gate)}**",
         table,
-        f"Recall and specificity at each model's operating threshold. Official test (contaminated): {_acc(official)}.",
+        "By radiograph; recall and specificity at each model's operating threshold. "
+        f"Official test (contaminated): {_acc(official)}.",
         policy_line(metrics.get("split_policy")),
         paired_line(gate) or "",
     ]

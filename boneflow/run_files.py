@@ -1,5 +1,6 @@
 """Every file a run publishes besides the training's own (train/package.py): metrics.json, the
-report, the model card, the plots, and the operating point written into model.json.
+report, the model card, predictions.csv, the error gallery, the plots, and the operating point
+written into model.json.
 
 Built from the stage values alone (Acquired, TrainSummary, Scores, GateDecision) plus the packed
 dataset's reports and the model files fetched from the store, so a Retry of the publish stage
@@ -11,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, Scores, TrainSummary
 from boneflow.data.layout import CLASSES
@@ -19,7 +22,14 @@ from boneflow.gate import GateDecision
 from boneflow.report import code_version, render_model_card, render_report
 
 PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
-PLOT_NAMES = ("confusion_matrix.png", "roc.png", "learning_curves.png", "augmentation_preview.png")
+PLOT_NAMES = (
+    "error_gallery.png",
+    "confusion_matrix.png",
+    "roc.png",
+    "learning_curves.png",
+    "augmentation_preview.png",
+)
+GALLERY_ROWS = "error_gallery.json"  # the gallery's radiographs, also a Prefect table artifact
 
 
 def build_metrics(run_id: str, acquired: Acquired, candidate: Scores, decision: GateDecision) -> dict:
@@ -36,15 +46,19 @@ def build_metrics(run_id: str, acquired: Acquired, candidate: Scores, decision: 
     }
 
 
-def per_class_rows(splits: dict) -> list[dict]:
-    """Recall and precision per class and split, from each split's confusion counts."""
+def per_class_rows(splits: dict, split_policy: dict | None = None) -> list[dict]:
+    """Recall and precision per class and split (radiographs), from each split's confusion
+    counts; each set of images once, named as everywhere (evaluate/split_names.py)."""
+    from boneflow.evaluate.split_names import shown_splits, split_words
+
     rows = []
-    for split, m in splits.items():
+    for split in shown_splits(splits, split_policy):
+        m = splits[split]
         (tn, fp), (fn, tp) = m["confusion"]
         for cls, hit, missed, wrongly in (("fractured", tp, fn, fp), ("not fractured", tn, fp, fn)):
             rows.append(
                 {
-                    "split": split,
+                    "split": split_words(split, split_policy),
                     "class": cls,
                     "n": hit + missed,
                     "recall": round(hit / (hit + missed), 4) if hit + missed else None,
@@ -55,17 +69,20 @@ def per_class_rows(splits: dict) -> list[dict]:
 
 
 def draw_plots(out_dir: Path, *, candidate: Scores, trained: TrainSummary, packed, config: RetrainConfig) -> dict:
-    """{file name: path} of PLOT_NAMES, drawn from the values (the preview from the packed train
-    images with the run's seed, so it is the image the run's artifact showed)."""
+    """{file name: path} of PLOT_NAMES but the gallery, drawn from the values (the preview from
+    the packed train images with the run's seed, so it is the image the run's artifact showed).
+    The confusion matrix and the ROC count radiographs."""
     from boneflow.evaluate.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
+    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
     judged = candidate.predictions["test_clean"]
+    rad = by_radiograph(group_of_each_file(judged.paths, judged.groups or None), judged.labels, judged.probability)
     threshold = (candidate.operating_point or {}).get("threshold")
     return {
         "confusion_matrix.png": plot_confusion_matrix(
             candidate.splits["test_clean"]["confusion"], list(CLASSES), out_dir / "confusion_matrix.png"
         ),
-        "roc.png": plot_roc(judged.labels, judged.probability, out_dir / "roc.png", operating_threshold=threshold),
+        "roc.png": plot_roc(rad.labels, rad.probability, out_dir / "roc.png", operating_threshold=threshold),
         "learning_curves.png": plot_learning_curves(trained.history, out_dir / "learning_curves.png"),
         "augmentation_preview.png": augmentation_preview(packed, config, out_dir / "augmentation_preview.png"),
     }
@@ -81,6 +98,26 @@ def augmentation_preview(packed, config: RetrainConfig, path: Path) -> Path:
     # a writable copy of a few images: torch warns on read-only memory maps
     images = np.array(packed.split("train").images[:8])
     return plot_augmentation_preview(images, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
+
+
+def error_gallery(out_dir: Path, *, candidate: Scores, packed, model_dir: Path, run_id: str) -> dict[str, Path]:
+    """error_gallery.png and error_gallery.json: the judged split's most confidently wrong
+    radiographs (evaluate/error_gallery.py), drawn with the candidate's own Grad-CAM."""
+    from boneflow.evaluate.error_gallery import draw_error_gallery, most_confident_errors
+    from boneflow.serve.predictor import Predictor
+
+    rows = most_confident_errors(candidate.predictions["test_clean"])
+    split = packed.split("test_clean")
+    where = {p: i for i, p in enumerate(split.paths)}
+    images = {r["path"]: np.array(split.images[where[r["path"]]]) for r in rows}
+    predictor = Predictor.from_files(
+        model_dir / "model.safetensors", model_dir / "model.json", run_id=run_id, model_sha256=""
+    )
+    (out_dir / GALLERY_ROWS).write_text(json.dumps(rows, indent=2) + "\n")
+    return {
+        "error_gallery.png": draw_error_gallery(rows, images, predictor, out_dir / "error_gallery.png"),
+        GALLERY_ROWS: out_dir / GALLERY_ROWS,
+    }
 
 
 def write_run_files(
@@ -100,10 +137,15 @@ def write_run_files(
     reports = {name: packed.dir / name for name in PACK_REPORTS if (packed.dir / name).is_file()}
     cleaning = json.loads(reports["cleaning_report.json"].read_text())
     leakage = json.loads(reports["leakage_report.json"].read_text())
+    from boneflow.evaluate.predictions_csv import predictions_csv
+    from boneflow.evaluate.split_names import split_words
+
     metrics = build_metrics(run_id, acquired, candidate, decision)
     plots = draw_plots(out_dir, candidate=candidate, trained=trained, packed=packed, config=config)
     if candidate.operating_point:  # serving reads threshold and temperature from model.json
         write_operating_point(model_dir / "model.json", OperatingPoint.from_meta(candidate.operating_point))
+    gallery = error_gallery(out_dir, candidate=candidate, packed=packed, model_dir=model_dir, run_id=run_id)
+    (out_dir / "predictions.csv").write_bytes(predictions_csv(candidate.predictions, candidate.split_policy))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out_dir / "report.md").write_text(
         render_report(
@@ -115,6 +157,11 @@ def write_run_files(
             leakage_summary=leakage.get("counts", {}),
             plots={Path(n).stem.replace("_", " "): n for n in plots},
             history=trained.history,
+            gallery={
+                "image": "error_gallery.png",
+                "rows": json.loads(gallery[GALLERY_ROWS].read_text()),
+                "split_name": split_words(decision.split, candidate.split_policy),
+            },
         )
     )
     (out_dir / "model_card.md").write_text(
@@ -130,6 +177,6 @@ def write_run_files(
             code=code_version(),
         )
     )
-    files = {name: out_dir / name for name in ("metrics.json", "report.md", "model_card.md")}
+    files = {name: out_dir / name for name in ("metrics.json", "report.md", "model_card.md", "predictions.csv")}
     model_files = {p.name: p for p in sorted(model_dir.iterdir()) if p.is_file()}
-    return files | reports | model_files | plots
+    return files | reports | model_files | plots | gallery

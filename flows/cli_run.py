@@ -57,6 +57,10 @@ def _exception_of(state) -> BaseException | None:
     return error if isinstance(error, BaseException) else None
 
 
+def _number(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def _summary(state, config: RetrainConfig) -> int:
     if state.is_completed() and state.name == "Skipped":
         typer.secho(f"skipped: {state.message}", fg=typer.colors.YELLOW)
@@ -67,8 +71,9 @@ def _summary(state, config: RetrainConfig) -> int:
         lo, hi = m["accuracy_ci95"]
         typer.secho(f"promoted run {out['run_id']} to champion in {config.store_url}", fg=typer.colors.GREEN)
         typer.echo(
-            f"  leak-free test: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
-            f"fractured recall {m['recall_fractured']:.3f}, n={m['n']}"
+            f"  {out.get('judged_split', 'leak-free test')}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
+            f"fractured recall {m['recall_fractured']:.3f}, AUROC {_number(m.get('auroc'))}, "
+            f"n={m['n']} radiographs ({m.get('files', '?')} files)"
         )
         typer.echo(f"  {out['gate']}")
         typer.echo(

@@ -66,5 +66,6 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
         "promoted": True,
         "store_url": config.store_url,
         "gate": decision.message,
+        "judged_split": decision.split_name,
         "test_clean": candidate.splits["test_clean"],
     }

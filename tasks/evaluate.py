@@ -78,14 +78,19 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
             store.get_file(run_key(trained.run_id, name), model_dir / name)
         model, _ = load_model(model_dir / "model.safetensors", model_dir / "model.json")
     scores, point = score_candidate(
-        model, load_packed(Path(packed_dir)), run_id=run_id, image_size=config.image_size, min_recall=config.min_recall
+        model,
+        load_packed(Path(packed_dir)),
+        run_id=run_id,
+        image_size=config.image_size,
+        target_recall=config.target_recall,
     )
     fit = point.details
     log.info(
-        "operating point on validation: threshold %.3f for fractured recall >= %.2f (got %s), "
+        "operating point on validation (%d radiographs): threshold %.3f for fractured recall >= %.2f (got %s), "
         "temperature %.2f (NLL %.3f -> %.3f, ECE %.3f -> %.3f)",
+        fit["n"],
         point.threshold,
-        config.min_recall,
+        config.target_recall,
         fit.get("val_recall"),
         point.temperature,
         fit["nll_before"],
@@ -96,7 +101,11 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
     log.info(
         "candidate %s: %s (%.1fs)",
         run_id,
-        ", ".join(f"{s} acc {m['accuracy']:.3f} (n={m['n']})" for s, m in scores.splits.items() if m["n"]),
+        ", ".join(
+            f"{s} acc {m['accuracy']:.3f} ({m['n']} radiographs, {m['files']} files)"
+            for s, m in scores.splits.items()
+            if m["n"]
+        ),
         time.perf_counter() - t0,
     )
     return scores
@@ -131,7 +140,7 @@ def evaluate_champion(
         )
     scores = score_champion(model, meta, packed, Path(dataset_root), run_id=champion.run_id)
     log.info(
-        "champion %s re-scored at its threshold %.3f: test_clean acc %.3f (%.1fs)",
+        "champion %s re-scored by radiograph at its threshold %.3f: test_clean acc %.3f (%.1fs)",
         champion.run_id,
         scores.splits["test_clean"]["threshold"],
         scores.splits["test_clean"]["accuracy"],

@@ -17,7 +17,7 @@ from boneflow.gate import GateDecision
 from boneflow.publish import champion_record, fetch_run_file, promote, publish_run
 from boneflow.report import code_version
 from boneflow.report_summary import render_quality
-from boneflow.run_files import PLOT_NAMES, per_class_rows, write_run_files
+from boneflow.run_files import GALLERY_ROWS, PLOT_NAMES, per_class_rows, write_run_files
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES
@@ -67,16 +67,23 @@ def report_artifacts(config: RetrainConfig, published: RunFiles) -> None:
     from the published run in the store."""
     run_id, store = published.run_id, open_store(config.store_url)
     with scratch_dir() as tmp:
-        names = ["report.md", *(n for n in PLOT_NAMES if n in published.manifest["files"])]
+        names = ["report.md", *(n for n in (*PLOT_NAMES, GALLERY_ROWS) if n in published.manifest["files"])]
         local = {n: fetch_run_file(store, run_id, n, tmp / n, manifest=published.manifest) for n in names}
         plots = {n: p for n, p in local.items() if n.endswith(".png")}
         report_artifact(run_id, local["report.md"].read_text(), plots)
         # the augmentation preview got its image artifact when it was drawn (before the skip check)
         image_artifacts(run_id, {n: p for n, p in plots.items() if n != "augmentation_preview.png"})
+        gallery = json.loads(local[GALLERY_ROWS].read_text()) if GALLERY_ROWS in local else []
     quality_artifact(run_id, render_quality(published.metrics))
+    if gallery:
+        table_artifact(
+            f"errors-{run_id}",
+            gallery,
+            "The judged split's most confidently wrong radiographs (probability = mean of the group's files)",
+        )
     table_artifact(
         f"per-class-metrics-{run_id}",
-        per_class_rows(published.metrics["splits"]),
+        per_class_rows(published.metrics["splits"], published.metrics.get("split_policy")),
         "Recall and precision per class and split (positive class: fractured)",
     )
     link_artifacts(

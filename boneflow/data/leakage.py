@@ -119,6 +119,21 @@ def _hash_pairs(
     return pairs, counts
 
 
+def mixed_label_groups(validated: ValidatedDataset, groups: DuplicateGroups, sha: list[str]) -> list[dict]:
+    """Radiographs whose files carry both labels: {group id (as splits.json names it), files}.
+    Evaluation leaves them out (a radiograph cannot be judged under two labels)."""
+    members: dict[int, list[int]] = {}
+    for k, g in enumerate(groups.group.tolist()):
+        members.setdefault(int(g), []).append(k)
+    out = []
+    for idx in members.values():
+        if len({validated.records[k].label for k in idx}) > 1:
+            out.append(
+                {"group": min(sha[k] for k in idx)[:12], "files": sorted(validated.records[k].relpath for k in idx)}
+            )
+    return sorted(out, key=lambda m: m["group"])
+
+
 def audit_leakage(
     validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE, grouping: GroupingSettings | None = None
 ) -> LeakageAudit:
@@ -142,6 +157,7 @@ def audit_leakage(
     leaking = {validated.records[k].relpath for k in by_split["test"] if int(groups.group[k]) in trainval_groups}
     leakfree = [p for p in test_paths if p not in leaking]
     n_groups = int(groups.group.max()) + 1 if len(sha) else 0
+    mixed = mixed_label_groups(validated, groups, sha)
     report = {
         "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
         "90/180/270-degree rotations of the other; Hamming distance. Plus byte-identical "
@@ -160,6 +176,7 @@ def audit_leakage(
             "label_conflicts": sum(1 for p in pairs if not p["same_label"]),
             "groups": n_groups,
             "distinct_files": len(set(sha)),
+            "mixed_label_groups": len(mixed),
         },
         "grouping": {
             "near_max_distance": settings.near_max_distance,
@@ -170,6 +187,7 @@ def audit_leakage(
         "pairs": pairs,
         "leaking_test": sorted(leaking),
         "leakfree_test": leakfree,
+        "mixed_label_groups": mixed,
     }
     path = validated.workdir / "leakage_report.json"
     path.write_text(json.dumps(report, indent=2))

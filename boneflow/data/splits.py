@@ -9,8 +9,9 @@ one side of every split boundary.
   source is what tells the merged Kaggle sets apart (224x224 re-saves vs original-size JPEGs
   and PNGs); stratifying by it keeps validation, where the threshold and early stopping are
   chosen, representative of the test. Deterministic from the dataset fingerprint and seed.
-- `auto` (default): `official` when its leak-free test keeps at least `min_gate_n` images and at
-  least half of the official test, else `regroup`.
+- `auto` (default): `official` when its leak-free test keeps at least `min_gate_n` radiographs
+  (distinct duplicate groups, what the gate counts) and at least half of the official test's
+  images, else `regroup`.
 
 `splits.json` lists every source file once: split train|val|test|duplicate|excluded, its group,
 `copy_of` for a duplicate and `reason` for an excluded file.
@@ -91,10 +92,12 @@ def contamination(validated: ValidatedDataset, groups: DuplicateGroups) -> dict:
         elif groups.group[i] in any_tv:
             counts["rotated"] += 1
     leaking = sum(counts.values())
+    clean_groups = {int(groups.group[i]) for i in test if groups.group[i] not in any_tv}
     return {
         "official_test": len(test),
         "copies_in_train_val": {**counts, "any": leaking},
         "leakfree": len(test) - leaking,
+        "leakfree_radiographs": len(clean_groups),  # what the gate's min_gate_n counts
     }
 
 
@@ -176,20 +179,21 @@ def _regroup(validated: ValidatedDataset, groups: DuplicateGroups, gids: list[st
 
 def _choose(requested: str, contam: dict, min_gate_n: int) -> tuple[str, str]:
     clean, total = contam["leakfree"], contam["official_test"]
+    radiographs = contam.get("leakfree_radiographs", clean)
     share = f"{contam['copies_in_train_val']['any']} of {total} official test images are copies of train/val images"
     if requested == "official":
-        return "official", f"requested; {share}, {clean} leak-free remain"
+        return "official", f"requested; {share}, {clean} leak-free remain ({radiographs} radiographs)"
     if requested == "regroup":
         return "regroup", f"requested; {share}"
-    if clean >= min_gate_n and clean * 2 >= total:
+    if radiographs >= min_gate_n and clean * 2 >= total:
         return (
             "official",
-            f"{share}; the {clean} leak-free test images are >= min_gate_n ({min_gate_n}) "
-            "and at least half of the official test",
+            f"{share}; the {clean} leak-free test images ({radiographs} radiographs) hold >= min_gate_n "
+            f"({min_gate_n}) radiographs and are at least half of the official test",
         )
     return "regroup", (
-        f"{share}; only {clean} leak-free remain (need >= {min_gate_n} and at least "
-        f"half of {total}), so whole duplicate groups were re-split 70/10/20"
+        f"{share}; only {clean} leak-free remain, {radiographs} radiographs (need >= {min_gate_n} radiographs "
+        f"and at least half of {total} images), so whole duplicate groups were re-split 70/10/20"
     )
 
 

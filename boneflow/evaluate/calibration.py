@@ -4,8 +4,11 @@ say, and the decision threshold on those probabilities, both chosen on validatio
 A two-class softmax is a sigmoid of the logit margin m = z_fractured - z_not, so a temperature
 T turns it into P(fractured) = sigmoid(m / T). T is fitted by minimising the validation
 negative log-likelihood (a convex problem in 1/T, so a bounded 1-D search on log T finds it).
-The threshold is the highest one whose validation fractured recall still reaches the target,
-as screening tools set a sensitivity and take the specificity that comes with it.
+The threshold is the highest one whose validation fractured recall still reaches the target
+(`target_recall`, its own setting, independent of the gate's `min_recall` floor), as screening
+tools set a sensitivity and take the specificity that comes with it. Both are fitted on
+radiographs, not files (evaluate/radiographs.py): a radiograph's probability is the mean of its
+files' calibrated probabilities, so a radiograph with many copies weighs no more than one without.
 
 Both live in model.json as top-level `threshold` and `temperature` (with the fit's details under
 `calibration`); a model.json without them means threshold 0.5 and temperature 1.0, the argmax
@@ -52,46 +55,56 @@ def nll(labels, margins, temperature: float = 1.0) -> float:
     return float(np.mean(np.logaddexp(0.0, -signed)))
 
 
-def fit_temperature(labels, margins, *, iterations: int = 80) -> float:
-    """T in [T_MIN, T_MAX] minimising the NLL (golden-section search on log T)."""
+def radiograph_nll(labels, margins, groups, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood over radiographs, each one's probability the mean of its
+    files' sigmoid(margin / T) (evaluate/radiographs.py)."""
+    from boneflow.evaluate.radiographs import by_radiograph
+
+    rad = by_radiograph(groups, labels, sigmoid(np.asarray(margins, dtype=np.float64) / temperature))
+    if len(rad) == 0:
+        return 0.0
+    p = np.clip(rad.probability, 1e-12, 1 - 1e-12)
+    return float(-np.mean(np.where(rad.labels == 1, np.log(p), np.log1p(-p))))
+
+
+def fit_temperature(labels, margins, groups=None) -> float:
+    """T in [T_MIN, T_MAX] minimising the NLL by radiograph (by file when `groups` is None):
+    a bounded 1-D search on log T."""
+    from scipy.optimize import minimize_scalar
+
     y = np.asarray(labels)
     if len(y) == 0 or len(np.unique(y)) < 2:
         return DEFAULT_TEMPERATURE  # one class: the NLL is minimised at a bound, which means nothing
-    lo, hi = math.log(T_MIN), math.log(T_MAX)
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = nll(y, margins, math.exp(a)), nll(y, margins, math.exp(b))
-    for _ in range(iterations):
-        if fa <= fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = nll(y, margins, math.exp(a))
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = nll(y, margins, math.exp(b))
-    return float(math.exp((lo + hi) / 2))
-
-
-def recall_threshold_margin(labels, margins, *, min_recall: float) -> float | None:
-    """The decision margin that keeps validation fractured recall >= min_recall with the most
-    images called not fractured; None when validation has no fractured image.
-
-    Any cut between the k-th highest fractured margin and the next lower validation margin makes
-    the same validation decisions; the midpoint is taken so rounding noise in a re-computed
-    margin cannot flip that image (k = ceil(min_recall * positives), at least 1)."""
-    y = np.asarray(labels)
     m = np.asarray(margins, dtype=np.float64)
-    positives = np.sort(m[y == 1])[::-1]
+    if groups is None:
+        objective = lambda log_t: nll(y, m, math.exp(log_t))  # noqa: E731
+    else:
+        objective = lambda log_t: radiograph_nll(y, m, groups, math.exp(log_t))  # noqa: E731
+    found = minimize_scalar(
+        objective, bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded", options={"xatol": 1e-7}
+    )
+    return float(math.exp(found.x))
+
+
+def recall_threshold(labels, probability, *, target_recall: float) -> float | None:
+    """The highest threshold on P(fractured) whose recall reaches `target_recall`, i.e. the one
+    that calls the most items not fractured while keeping that recall; None without a fractured
+    item. It always calls at least one item fractured (k >= 1), so it never reaches "nothing
+    fractured", whatever the target.
+
+    Any cut between the k-th highest fractured probability and the next lower probability makes
+    the same decisions; the midpoint is taken so rounding noise in a re-computed probability
+    cannot flip an item (k = ceil(target_recall * positives), at least 1)."""
+    y = np.asarray(labels)
+    p = np.asarray(probability, dtype=np.float64)
+    positives = np.sort(p[y == 1])[::-1]
     if len(positives) == 0:
         return None
     # round first: 0.9 * 10 is 9.000000000000002 in floating point
-    k = max(1, math.ceil(round(min_recall * len(positives), 9)))
-    cut = positives[k - 1]
-    below = m[m < cut]
-    if len(below) == 0:
-        return float(cut - 1.0)
-    return float((cut + below.max()) / 2)
+    k = max(1, math.ceil(round(target_recall * len(positives), 9)))
+    cut = float(positives[k - 1])
+    below = p[p < cut]
+    return (cut + float(below.max())) / 2 if len(below) else cut / 2
 
 
 @dataclass(frozen=True)
@@ -133,28 +146,35 @@ class OperatingPoint:
             ) from None
 
 
-def fit_operating_point(labels, margins, *, min_recall: float) -> OperatingPoint:
-    """Temperature and threshold from validation labels and margins."""
+def fit_operating_point(labels, margins, *, target_recall: float, groups=None) -> OperatingPoint:
+    """Temperature and threshold from validation labels and margins, by radiograph: `groups`
+    gives each file's duplicate group (None: every file is its own radiograph)."""
     from boneflow.evaluate.metrics import expected_calibration_error
+    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
     y = np.asarray(labels, dtype=np.int64)
     m = np.asarray(margins, dtype=np.float64)
-    temperature = fit_temperature(y, m)
-    cut = recall_threshold_margin(y, m, min_recall=min_recall)
-    threshold = DEFAULT_THRESHOLD if cut is None else float(sigmoid(cut / temperature))
-    point = OperatingPoint(threshold=threshold, temperature=temperature)
-    predicted = point.predict(m)
-    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    file_groups = group_of_each_file([str(i) for i in range(len(y))], groups)
+    temperature = fit_temperature(y, m, file_groups)
+    before, after = by_radiograph(file_groups, y, sigmoid(m)), by_radiograph(file_groups, y, sigmoid(m / temperature))
+    cut = recall_threshold(after.labels, after.probability, target_recall=target_recall)
+    threshold = DEFAULT_THRESHOLD if cut is None else cut
+    called = after.predicted(threshold)
+    positives, negatives = int((after.labels == 1).sum()), int((after.labels == 0).sum())
+    val_recall = float(called[after.labels == 1].mean()) if positives else None
     details = {
         "fitted_on": "val",
-        "n": int(len(y)),
-        "min_recall": min_recall,
-        "val_recall": float((predicted[y == 1] == 1).mean()) if positives else None,
-        "val_specificity": float((predicted[y == 0] == 0).mean()) if negatives else None,
-        "nll_before": nll(y, m),
-        "nll_after": nll(y, m, temperature),
-        "ece_before": expected_calibration_error(y, sigmoid(m)),
-        "ece_after": expected_calibration_error(y, point.probability(m)),
+        "unit": "radiograph",
+        "n": len(after),
+        "files": int(len(y)),
+        "target_recall": target_recall,
+        "target_reached": val_recall is not None and val_recall >= target_recall,
+        "val_recall": val_recall,
+        "val_specificity": float((called[after.labels == 0] == 0).mean()) if negatives else None,
+        "nll_before": radiograph_nll(y, m, file_groups),
+        "nll_after": radiograph_nll(y, m, file_groups, temperature),
+        "ece_before": expected_calibration_error(before.labels, before.probability),
+        "ece_after": expected_calibration_error(after.labels, after.probability),
         "note": _fit_note(positives, negatives),
     }
     return OperatingPoint(threshold=threshold, temperature=temperature, details=details)
@@ -162,10 +182,13 @@ def fit_operating_point(labels, margins, *, min_recall: float) -> OperatingPoint
 
 def _fit_note(positives: int, negatives: int) -> str:
     if positives == 0:
-        return "validation holds no fractured image: threshold left at 0.5, temperature at 1"
+        return "validation holds no fractured radiograph: threshold left at 0.5 (no threshold reaches the target)"
     if negatives == 0:
-        return "validation holds no unfractured image: temperature left at 1"
-    return "temperature minimises validation NLL; threshold is the highest meeting min_recall on validation"
+        return "validation holds no unfractured radiograph: temperature left at 1"
+    return (
+        "temperature minimises the validation NLL by radiograph; threshold is the highest whose "
+        "validation recall by radiograph reaches target_recall"
+    )
 
 
 def write_operating_point(model_json: Path, point: OperatingPoint) -> Path:

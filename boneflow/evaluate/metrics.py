@@ -1,8 +1,11 @@
 """Binary metrics for one split. Positive class = label 1 = `fractured`.
 
 scikit-learn computes everything it has (accuracy, balanced accuracy, precision, recall, F1,
-AUROC, confusion matrix); the Wilson interval and the ECE are written here (sklearn has
-neither). All values are plain Python numbers so the dict goes straight into metrics.json.
+AUROC, confusion matrix); the Wilson interval, the ECE and the AUROC's bootstrap interval are
+written here (sklearn has none of them). The unit is whatever the caller passes: the headline
+figures are computed on radiographs (evaluate/radiographs.py), which are independent, so a
+binomial interval is honest for accuracy, recall and specificity. All values are plain Python
+numbers so the dict goes straight into metrics.json.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ THRESHOLD_FIELDS = (
     "f1_fractured",
     "confusion",
 )
+
+
+# The per-file figures kept beside the headline (radiograph) ones, under a split's `by_file`.
+FILE_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc", "ece", "confusion")
+AUROC_RESAMPLES = 2000  # percentile ends move by < 0.01 between bootstrap seeds at ~40 radiographs
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float]:
@@ -105,4 +113,44 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5) -> dict:
         "ece": expected_calibration_error(y, prob),
         "confusion": [[int(tn), int(fp)], [int(fn), int(tp)]],
         "threshold": threshold,
+    }
+
+
+def auroc_bootstrap_interval(
+    labels, prob_fractured, *, resamples: int = AUROC_RESAMPLES, seed: int = 0
+) -> list[float] | None:
+    """95 % percentile interval of the AUROC, positives and negatives resampled separately
+    (each resample keeps both classes); None with one class only.
+
+    A resample is a weight per item (how often it was drawn), so every resample's AUROC comes
+    from one matrix product over the distinct scores: the weighted Mann-Whitney count, ties
+    counted one half."""
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(prob_fractured, dtype=np.float64)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    scores, index = np.unique(p, return_inverse=True)
+    onehot = np.zeros((len(p), len(scores)))
+    onehot[np.arange(len(p)), index] = 1.0
+    w_pos = rng.multinomial(len(pos), np.full(len(pos), 1 / len(pos)), size=resamples) @ onehot[pos]
+    w_neg = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=resamples) @ onehot[neg]
+    below = np.cumsum(w_neg, axis=1) - w_neg  # negatives scored strictly lower than each score
+    auc = (w_pos * (below + 0.5 * w_neg)).sum(axis=1) / (len(pos) * len(neg))
+    lo, hi = np.percentile(auc, [2.5, 97.5])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def headline_intervals(labels, prob_fractured, *, threshold: float) -> dict:
+    """95 % intervals of recall, specificity (Wilson) and AUROC (bootstrap) at `threshold`;
+    accuracy's is in split_metrics."""
+    y = np.asarray(labels, dtype=np.int64)
+    called = np.asarray(prob_fractured, dtype=np.float64) >= threshold
+    tp, positives = int((called & (y == 1)).sum()), int((y == 1).sum())
+    tn, negatives = int((~called & (y == 0)).sum()), int((y == 0).sum())
+    return {
+        "recall_fractured_ci95": wilson_interval(tp, positives) if positives else None,
+        "specificity_ci95": wilson_interval(tn, negatives) if negatives else None,
+        "auroc_ci95": auroc_bootstrap_interval(y, prob_fractured),
     }

@@ -1,4 +1,7 @@
-"""Two models scored on the same images: which one is right where the other is wrong.
+"""Two models scored on the same radiographs: which one is right where the other is wrong.
+
+Pairs are radiographs (duplicate groups, joined by group id), each model's result on one being
+its files' mean probability against that model's own threshold.
 
 Unpaired intervals of two accuracies overlap far more than the paired difference is uncertain,
 because both models get most images right together. The paired view counts the discordant
@@ -75,7 +78,7 @@ class PairedComparison:
         lo, hi = self.difference_ci95
         verdict = "a significant" if self.mcnemar_p < 0.05 else "no significant"
         return (
-            f"paired vs {who} on the same {self.n} images: candidate right where the champion "
+            f"paired vs {who} on the same {self.n} radiographs: candidate right where the champion "
             f"is wrong on {self.candidate_only}, the reverse on {self.champion_only}; McNemar exact "
             f"p = {self.mcnemar_p:.3g} ({verdict} difference at 5 %); accuracy difference "
             f"{self.difference:+.3f} [95 % CI {lo:+.3f}, {hi:+.3f}] ({self.interval_method})"
@@ -103,12 +106,24 @@ def paired_comparison(candidate_correct, champion_correct) -> PairedComparison:
     )
 
 
+def radiograph_results(predictions: Predictions) -> dict[str, tuple[int, bool]]:
+    """{group: (label, called right)} of one model's per-file results, by radiograph: its
+    files' mean probability against the model's own threshold (evaluate/radiographs.py)."""
+    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
+
+    groups = group_of_each_file(predictions.paths, predictions.groups or None)
+    rad = by_radiograph(groups, predictions.labels, predictions.probability)
+    right = rad.predicted(predictions.threshold) == rad.labels
+    return {g: (int(label), bool(ok)) for g, label, ok in zip(rad.groups, rad.labels, right)}
+
+
 def paired_from_predictions(candidate: Predictions | None, champion: Predictions | None) -> PairedComparison | None:
-    """From two models' per-image results; None when they are not the same images in the same
-    order (then a paired comparison would be meaningless)."""
-    if candidate is None or champion is None or candidate.paths != champion.paths:
+    """The two models paired radiograph by radiograph (by group id) on the radiographs both
+    judged under the same label; None when they share none."""
+    if candidate is None or champion is None:
         return None
-    labels = np.asarray(candidate.labels)
-    if not np.array_equal(labels, np.asarray(champion.labels)):
+    ours, theirs = radiograph_results(candidate), radiograph_results(champion)
+    common = sorted(g for g in ours.keys() & theirs.keys() if ours[g][0] == theirs[g][0])
+    if not common:
         return None
-    return paired_comparison(np.asarray(candidate.predicted) == labels, np.asarray(champion.predicted) == labels)
+    return paired_comparison([ours[g][1] for g in common], [theirs[g][1] for g in common])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
     # Figure objects directly (no pyplot): no global state, no GUI backend, safe in workers.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -17,7 +17,7 @@ def _figure(width: float, height: float):
     return figure
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -29,7 +29,7 @@ def _save(figure, path: Path) -> Path:
 def plot_confusion_matrix(cm, classes, path: Path) -> Path:
     """cm = [[tn, fp], [fn, tp]] (rows true, columns predicted)."""
     cm = np.asarray(cm, dtype=np.int64)
-    figure = _figure(4.2, 3.8)
+    figure = new_figure(4.2, 3.8)
     ax = figure.add_subplot(1, 1, 1)
     ax.imshow(cm, cmap="Blues")
     for (row, col), value in np.ndenumerate(cm):
@@ -40,13 +40,13 @@ def plot_confusion_matrix(cm, classes, path: Path) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title("Confusion matrix")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_learning_curves(history: list[dict], path: Path) -> Path:
     """Loss and accuracy per epoch, train and val (history = fit's on_epoch stats)."""
     epochs = [h["epoch"] for h in history]
-    figure = _figure(8, 3.4)
+    figure = new_figure(8, 3.4)
     for i, (metric, title) in enumerate((("loss", "Loss"), ("acc", "Accuracy"))):
         ax = figure.add_subplot(1, 2, i + 1)
         ax.plot(epochs, [h[f"train_{metric}"] for h in history], marker="o", label="train")
@@ -55,7 +55,7 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _rates_at(labels: np.ndarray, probs: np.ndarray, threshold: float) -> tuple[float, float]:
@@ -70,7 +70,7 @@ def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = N
     from sklearn.metrics import roc_auc_score, roc_curve
 
     labels, probs = np.asarray(labels), np.asarray(probs)
-    figure = _figure(4.2, 4.0)
+    figure = new_figure(4.2, 4.0)
     ax = figure.add_subplot(1, 1, 1)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     if len(np.unique(labels)) == 2:
@@ -96,7 +96,7 @@ def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = N
     ax.set_xlabel("false positive rate (1 - specificity)")
     ax.set_ylabel("true positive rate (fractured recall)")
     ax.set_title("ROC" + (" (red: operating point)" if operating_threshold not in (None, 0.5) else ""))
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_augmentation_preview(images_uint8, preset, path: Path, *, seed: int = 0, count: int = 8) -> Path:
@@ -108,7 +108,7 @@ def plot_augmentation_preview(images_uint8, preset, path: Path, *, seed: int = 0
     # Undo the normalisation so the preview shows what the network's pixels look like.
     augmented = (augmented * preset.std + preset.mean).clamp(0, 1).numpy()
     n = len(images)
-    figure = _figure(1.6 * n, 3.5)
+    figure = new_figure(1.6 * n, 3.5)
     for i in range(n):
         for row, picture, vmax in ((0, images[i].numpy(), 255), (1, augmented[i], 1.0)):
             ax = figure.add_subplot(2, n, row * n + i + 1)
@@ -116,4 +116,4 @@ def plot_augmentation_preview(images_uint8, preset, path: Path, *, seed: int = 0
             ax.set_axis_off()
             if i == 0:
                 ax.set_title("packed" if row == 0 else "augmented", fontsize=8, loc="left")
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -13,7 +13,13 @@ import torch
 
 from boneflow.data.packed_splits import PackedSplits
 from boneflow.evaluate.calibration import OperatingPoint, sigmoid
-from boneflow.evaluate.metrics import THRESHOLD_FIELDS, expected_calibration_error, split_metrics
+from boneflow.evaluate.metrics import (
+    FILE_FIELDS,
+    THRESHOLD_FIELDS,
+    expected_calibration_error,
+    headline_intervals,
+    split_metrics,
+)
 from boneflow.train.augment import EvalPreset, numpy_to_tensor
 from boneflow.train.device import autocast, fast_layout, use_bf16
 
@@ -72,6 +78,7 @@ class SplitScores:
     labels: np.ndarray  # int64 [N]
     margins: np.ndarray  # float64 [N], z_fractured - z_not
     paths: list[str]
+    groups: list[str] | None = None  # duplicate group per file (None: each file its own radiograph)
 
 
 def evaluation_splits(packed: PackedSplits) -> tuple[str, ...]:
@@ -99,16 +106,27 @@ def score_splits(
 
 
 def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
-    """DESIGN's split metrics at the operating threshold on calibrated probabilities, plus the
-    same threshold-dependent metrics at 0.5 (`at_0.5`) and the ECE before the temperature."""
+    """DESIGN's split metrics by radiograph (evaluate/radiographs.py) at the operating threshold
+    on calibrated probabilities, with 95 % intervals; the same threshold-dependent metrics at
+    0.5 (`at_0.5`), the ECE before the temperature, and the per-file figures under `by_file`."""
+    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
+
     probs = point.probability(scores.margins)
-    metrics = split_metrics(scores.labels, probs, threshold=point.threshold)
-    at_half = split_metrics(scores.labels, probs, threshold=0.5)
+    groups = group_of_each_file(scores.paths, scores.groups)
+    rad = by_radiograph(groups, scores.labels, probs)
+    metrics = split_metrics(rad.labels, rad.probability, threshold=point.threshold)
+    metrics["files"] = int(len(scores.labels))
+    metrics.update(headline_intervals(rad.labels, rad.probability, threshold=point.threshold))
+    at_half = split_metrics(rad.labels, rad.probability, threshold=0.5)
     metrics["at_0.5"] = {k: at_half[k] for k in THRESHOLD_FIELDS}
     metrics["temperature"] = point.temperature
+    uncalibrated = by_radiograph(groups, scores.labels, sigmoid(scores.margins))
     metrics["ece_uncalibrated"] = (
-        expected_calibration_error(scores.labels, sigmoid(scores.margins)) if len(scores.labels) else None
+        expected_calibration_error(uncalibrated.labels, uncalibrated.probability) if len(rad) else None
     )
+    metrics["mixed_label_groups"] = rad.mixed
+    per_file = split_metrics(scores.labels, probs, threshold=point.threshold)
+    metrics["by_file"] = {k: per_file[k] for k in FILE_FIELDS}
     return metrics
 
 

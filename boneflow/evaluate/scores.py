@@ -1,41 +1,46 @@
 """The evaluate stage's core: a model's Scores on a run's packed splits, each model at its own
-operating point (the candidate's chosen on validation here, the champion's from its model.json).
+operating point (the candidate's chosen on validation here, the champion's from its model.json),
+every headline figure by radiograph (the pack's duplicate groups, evaluate/radiographs.py). A
+champion whose stored metrics counted files is re-scored here like any other, so the comparison
+counts radiographs on both sides.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
 
 from boneflow.contracts import Predictions, Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point
-from boneflow.evaluate.groups import split_groups, with_group_interval
+from boneflow.evaluate.groups import split_groups
 from boneflow.evaluate.predict import SplitScores, split_report
 from boneflow.store.keys import run_key
 
 
 def predictions(scores: SplitScores, point: OperatingPoint) -> Predictions:
-    """What the gate pairs two models on and the ROC is drawn from."""
+    """What the gate pairs two models on (by radiograph), the ROC is drawn from and
+    predictions.csv lists."""
+    from boneflow.evaluate.radiographs import group_of_each_file
+
     return Predictions(
         paths=list(scores.paths),
         labels=scores.labels.tolist(),
         predicted=point.predict(scores.margins).tolist(),
         probability=[round(float(p), 6) for p in point.probability(scores.margins)],
+        groups=group_of_each_file(scores.paths, scores.groups),
+        threshold=point.threshold,
     )
 
 
-def _scores(run_id: str, split_scores: dict[str, SplitScores], point: OperatingPoint, packed, **extra) -> Scores:
+def with_groups(split_scores: dict[str, SplitScores], packed) -> dict[str, SplitScores]:
+    """The same scores with each file's duplicate group from the pack's splits.json."""
+    return {name: replace(s, groups=split_groups(packed, name)) for name, s in split_scores.items()}
+
+
+def _scores(run_id: str, split_scores: dict[str, SplitScores], point: OperatingPoint, **extra) -> Scores:
     seen = {name: predictions(s, point) for name, s in split_scores.items()}
-    splits = {
-        name: with_group_interval(
-            split_report(s, point),
-            np.asarray(seen[name].predicted) == np.asarray(seen[name].labels),
-            split_groups(packed, name),
-        )
-        for name, s in split_scores.items()
-    }
+    splits = {name: split_report(s, point) for name, s in split_scores.items()}
     return Scores(run_id=run_id, splits=splits, predictions=seen, **extra)
 
 
@@ -47,14 +52,17 @@ def data_context(packed) -> dict:
     return {"split_policy": packed.manifest.get("split_policy"), "contamination": leakage.get("contamination")}
 
 
-def score_candidate(model, packed, *, run_id: str, image_size: int, min_recall: float) -> tuple[Scores, OperatingPoint]:
-    """The candidate on every evaluation split, at the operating point fitted on validation
-    (temperature, then the threshold that keeps fractured recall >= min_recall)."""
+def score_candidate(
+    model, packed, *, run_id: str, image_size: int, target_recall: float
+) -> tuple[Scores, OperatingPoint]:
+    """The candidate on every evaluation split, at the operating point fitted on validation by
+    radiograph (temperature, then the highest threshold whose recall reaches target_recall)."""
     from boneflow.evaluate.predict import score_splits
 
-    split_scores = score_splits(model, packed, image_size=image_size)
-    point = fit_operating_point(split_scores["val"].labels, split_scores["val"].margins, min_recall=min_recall)
-    scores = _scores(run_id, split_scores, point, packed, operating_point=point.to_meta(), **data_context(packed))
+    split_scores = with_groups(score_splits(model, packed, image_size=image_size), packed)
+    val = split_scores["val"]
+    point = fit_operating_point(val.labels, val.margins, target_recall=target_recall, groups=val.groups)
+    scores = _scores(run_id, split_scores, point, operating_point=point.to_meta(), **data_context(packed))
     return scores, point
 
 
@@ -65,4 +73,4 @@ def score_champion(model, meta: dict, packed, dataset_root: Path, *, run_id: str
     from boneflow.evaluate.rescore import score_with_own_preprocessing
 
     point = OperatingPoint.from_meta(meta, where=run_key(run_id, "model.json"))
-    return _scores(run_id, score_with_own_preprocessing(model, meta, packed, dataset_root), point, packed)
+    return _scores(run_id, with_groups(score_with_own_preprocessing(model, meta, packed, dataset_root), packed), point)

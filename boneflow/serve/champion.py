@@ -171,12 +171,15 @@ def metrics_markdown(served: ServedModel) -> str:
     splits = (served.metrics or {}).get("splits") if isinstance(served.metrics, dict) else None
     if not isinstance(splits, dict) or not splits:
         return "\n".join(lines + ["_This run published no metrics.json._"])
-    names = {"test_clean": "test (leak-free)", "test": "test (official)", "val": "validation"}
+    from boneflow.evaluate.split_names import shown_splits, split_words
+
+    stored_policy = served.metrics.get("split_policy") if isinstance(served.metrics, dict) else None
+    policy = stored_policy if isinstance(stored_policy, dict) else None
     lines += [
-        "| split | n | accuracy (95% CI) | recall fractured | specificity | AUROC | ECE |",
+        "| split | radiographs | accuracy (95% CI) | recall fractured | specificity | AUROC | ECE |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("test_clean", "test", "val"):
+    for key in shown_splits([k for k in ("test_clean", "test", "val") if k in splits], policy):
         m = splits.get(key)
         if not m or not isinstance(m, dict):
             continue
@@ -184,7 +187,8 @@ def metrics_markdown(served: ServedModel) -> str:
         lo, hi = interval[:2] if isinstance(interval, list) and len(interval) >= 2 else (None, None)
         n = m.get("n")
         lines.append(
-            f"| {names[key]} | {n if isinstance(n, int) else '?'} | {_f(m.get('accuracy'))} ({_f(lo)}–{_f(hi)}) | "
+            f"| {split_words(key, policy)} | {n if isinstance(n, int) else '?'} | "
+            f"{_f(m.get('accuracy'))} ({_f(lo)}–{_f(hi)}) | "
             f"{_f(m.get('recall_fractured'))} | {_f(m.get('specificity'))} | {_f(m.get('auroc'))} | "
             f"{_f(m.get('ece'))} |"
         )

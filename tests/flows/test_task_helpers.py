@@ -71,10 +71,14 @@ def test_per_class_rows_from_confusion():
     rows = per_class_rows({"test": {"confusion": [[8, 2], [1, 9]]}})
     by_class = {r["class"]: r for r in rows}
     assert by_class["fractured"] == {
-        "split": "test",
+        "split": "official test",
         "class": "fractured",
         "n": 10,
         "recall": 0.9,
         "precision": round(9 / 11, 4),
     }
     assert by_class["not fractured"]["recall"] == 0.8 and by_class["not fractured"]["n"] == 10
+    # under regroup the regrouped test is the judged split: listed once, by its one name
+    both = {"test": {"confusion": [[8, 2], [1, 9]]}, "test_clean": {"confusion": [[8, 2], [1, 9]]}}
+    regrouped = per_class_rows(both, {"used": "regroup"})
+    assert [r["split"] for r in regrouped] == ["regrouped test", "regrouped test"]

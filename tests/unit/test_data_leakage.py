@@ -179,3 +179,32 @@ def test_contamination_counts_the_planted_test_copies(demo_validated):
     assert contam["copies_in_train_val"]["any"] == contam["official_test"] - contam["leakfree"]
     assert contam["copies_in_train_val"]["rotated"] >= 1  # families span train/val/test
     assert contam["leakfree"] == len(audit.leakfree_test)
+
+
+def test_a_radiograph_under_both_labels_is_listed_by_the_audit(demo, tmp_path):
+    """A byte copy filed under the other class: one group with both labels, named with its files."""
+    import shutil
+
+    from boneflow.data.synthetic import dataset_root
+    from boneflow.data.validate import validate_dataset
+
+    path, planted = demo
+    src = dataset_root(path)
+    root = tmp_path / "ds"
+    picked = {}
+    for im in planted["images"]:
+        split, cls = im["path"].split("/")[:2]
+        if im["path"].endswith(".jpg") and len(picked.setdefault((split, cls), [])) < 4:
+            picked[(split, cls)].append(im["path"])
+    for rels in picked.values():
+        for rel in rels:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / rel, root / rel)
+    original = picked[("train", "fractured")][0]
+    conflicting = "train/not fractured/relabelled copy.jpg"
+    shutil.copyfile(src / original, root / conflicting)
+    validated = validate_dataset(root, workdir=tmp_path / "work", pack_size=64, workers=1)
+    report = audit_leakage(validated).report
+    assert report["counts"]["mixed_label_groups"] == 1
+    [mixed] = report["mixed_label_groups"]
+    assert mixed["files"] == sorted([original, conflicting]) and len(mixed["group"]) == 12

@@ -115,6 +115,7 @@ def test_official_judges_only_test_images_without_a_copy_in_train_or_val():
         "official_test": 6,
         "copies_in_train_val": {"exact": 1, "near": 1, "rotated": 1, "any": 3},
         "leakfree": 3,
+        "leakfree_radiographs": 2,  # d (two files, one radiograph) and e
     }
     plan = plan_splits(validated, groups, policy="official", min_gate_n=0)
     clean = [validated.records[i].relpath for i in plan.members["test_clean"]]
@@ -141,6 +142,32 @@ def test_auto_uses_official_only_when_its_leakfree_test_is_big_enough(clean_test
     plan = plan_splits(validated, groups, policy="auto", min_gate_n=100)
     assert plan.used == expect
     assert str(clean_test) in plan.reason
+
+
+def _copy_pairs_test(clean_files: int, *, total: int = 200):
+    """400 train, 40 val, `total` test images; the first `clean_files` test images are leak-free
+    and come in pairs of one radiograph (two files, one group), the rest copy train images."""
+    rows = [("train", k % 2, f"t{k}", k, k, "s") for k in range(400)]
+    rows += [("val", k % 2, f"v{k}", 1000 + k, 1000 + k, "s") for k in range(40)]
+    for k in range(total):
+        g = 2000 + k // 2 if k < clean_files else k
+        rows.append(("test", (k // 2) % 2, f"x{k}", g, g, "s"))
+    return _dataset(rows)
+
+
+@pytest.mark.parametrize(("clean_files", "expect"), [(198, "regroup"), (200, "official")])
+def test_auto_counts_the_leakfree_test_in_radiographs_at_min_gate_n(clean_files, expect):
+    validated, groups = _copy_pairs_test(clean_files, total=200)
+    plan = plan_splits(validated, groups, policy="auto", min_gate_n=100)
+    assert plan.contamination["leakfree_radiographs"] == clean_files // 2
+    assert plan.used == expect, plan.reason
+    assert f"{clean_files // 2} radiographs" in plan.reason
+
+
+@pytest.mark.parametrize(("clean_files", "expect"), [(98, "regroup"), (100, "official"), (102, "official")])
+def test_auto_needs_half_of_the_official_test_leakfree(clean_files, expect):
+    validated, groups = _copy_pairs_test(clean_files, total=200)
+    assert plan_splits(validated, groups, policy="auto", min_gate_n=0).used == expect
 
 
 def test_splits_json_lists_every_source_file_once_including_excluded():

@@ -50,7 +50,7 @@ def test_temperature_is_the_nll_minimum():
 @pytest.mark.parametrize("min_recall", [0.9, 0.95, 0.8, 1.0, 0.0])
 def test_threshold_meets_the_recall_target_on_validation_and_is_the_highest(min_recall):
     labels, margins = _overconfident(n=600, scale=2.0, seed=2)
-    point = fit_operating_point(labels, margins, min_recall=min_recall)
+    point = fit_operating_point(labels, margins, target_recall=min_recall)
     probs = point.probability(margins)
     recall = (probs[labels == 1] >= point.threshold).mean()
     assert recall >= min_recall and point.details["val_recall"] == pytest.approx(recall)
@@ -62,14 +62,14 @@ def test_threshold_meets_the_recall_target_on_validation_and_is_the_highest(min_
 def test_recall_target_of_nine_tenths_on_ten_positives_keeps_nine():
     labels = np.array([1] * 10 + [0] * 10)
     margins = np.concatenate([np.arange(10, 0, -1), np.arange(-10, 0)]).astype(float)
-    point = fit_operating_point(labels, margins, min_recall=0.9)
+    point = fit_operating_point(labels, margins, target_recall=0.9)
     assert (point.predict(margins)[:10] == 1).sum() == 9  # not 10: 0.9 * 10 must not round up
 
 
 def test_one_class_validation_keeps_the_defaults_and_says_why():
-    point = fit_operating_point(np.zeros(5, dtype=int), np.linspace(-2, 2, 5), min_recall=0.9)
+    point = fit_operating_point(np.zeros(5, dtype=int), np.linspace(-2, 2, 5), target_recall=0.9)
     assert (point.threshold, point.temperature) == (0.5, 1.0)
-    assert "no fractured image" in point.details["note"]
+    assert "no fractured radiograph" in point.details["note"]
 
 
 def test_model_json_round_trip_and_old_files_default(tmp_path):

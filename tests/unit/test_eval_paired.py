@@ -56,15 +56,26 @@ def test_paired_comparison_counts_and_difference():
     assert p.mcnemar_p == pytest.approx(binomtest(3, 4, 0.5).pvalue)
 
 
-def test_paired_from_predictions_requires_the_same_images_in_the_same_order():
-    def seen(predicted, paths=("a", "b", "c"), labels=(1, 0, 1)):
+def test_paired_from_predictions_pairs_radiographs_by_group_id():
+    def seen(probability, paths, groups, labels, threshold=0.5):
         return Predictions(
-            paths=list(paths), labels=list(labels), predicted=predicted, probability=[0.5] * len(predicted)
+            paths=list(paths),
+            labels=list(labels),
+            predicted=[int(p >= threshold) for p in probability],
+            probability=list(probability),
+            groups=list(groups),
+            threshold=threshold,
         )
 
-    cand, champ = seen([1, 0, 0]), seen([0, 0, 1])
+    # candidate: radiograph A (fractured) from two files, B (healthy) from one, C (fractured)
+    cand = seen([0.9, 0.3, 0.2, 0.4], ["a1", "a2", "b", "c"], ["A", "A", "B", "C"], [1, 1, 0, 1])
+    # champion scored another file order, with its own threshold 0.35: A 0.4 right, B wrong, C right
+    champ = seen([0.4, 0.4, 0.5], ["c", "a1", "b"], ["C", "A", "B"], [1, 1, 0], threshold=0.35)
     p = paired_from_predictions(cand, champ)
-    assert (p.candidate_only, p.champion_only, p.both_right) == (1, 1, 1)
-    assert paired_from_predictions(cand, seen([0, 0, 1], paths=("a", "c", "b"))) is None
-    assert paired_from_predictions(cand, seen([0, 0, 1], labels=(1, 1, 1))) is None
+    # A: candidate mean 0.6 right, champion right; B: candidate right, champion wrong; C: cand wrong
+    assert p.n == 3 and (p.both_right, p.candidate_only, p.champion_only) == (1, 1, 1)
+    # a radiograph the champion judged under another label is not a pair; none shared -> None
+    relabelled = seen([0.4, 0.4, 0.5], ["c", "a1", "b"], ["C", "A", "B"], [0, 1, 0], threshold=0.35)
+    assert paired_from_predictions(cand, relabelled).n == 2
+    assert paired_from_predictions(cand, seen([0.1], ["z"], ["Z"], [0])) is None
     assert paired_from_predictions(cand, None) is None

@@ -133,11 +133,11 @@ def test_refuses_below_min_n_even_when_every_number_is_perfect():
     )
     assert decision.passed is False and decision.refused is True and decision.n == 7
     assert decision.reasons[0] == (
-        "the leak-free test holds 7 images, fewer than 200: too few to judge; "
+        "the leak-free test holds 7 radiographs, fewer than 200: too few to judge; "
         "the official test is 99 % copies of train/val (493 of 500) — use "
         "split_policy=regroup"
     )
-    assert decision.message.startswith("Gate rejected: the leak-free test holds 7 images")
+    assert decision.message.startswith("Gate rejected: the leak-free test holds 7 radiographs")
     # the floors are still reported, for information
     assert "leak-free test accuracy 1.000 >= 0.900" in decision.reasons
 
@@ -145,7 +145,7 @@ def test_refuses_below_min_n_even_when_every_number_is_perfect():
 def test_refusal_under_regroup_names_the_regrouped_test_and_min_gate_n():
     small = {"test_clean": {"accuracy": 0.95, "recall_fractured": 0.95, "n": 150}}
     decision = decide(small, None, POLICY, split_policy={"used": "regroup", "reason": "r"}, contamination=CONTAMINATION)
-    assert decision.refused and "the regrouped test holds 150 images, fewer than 200" in decision.reasons[0]
+    assert decision.refused and "the regrouped test holds 150 radiographs, fewer than 200" in decision.reasons[0]
     assert "--min-gate-n" in decision.reasons[0] and "split_policy=regroup" not in decision.reasons[0]
     assert "regrouped test accuracy 0.950 >= 0.900" in decision.reasons
 
@@ -153,7 +153,7 @@ def test_refusal_under_regroup_names_the_regrouped_test_and_min_gate_n():
 def test_refusal_without_contamination_numbers_still_says_what_to_do():
     small = {"test_clean": {"accuracy": 0.95, "recall_fractured": 0.95, "n": 12}}
     reason = decide(small, None, POLICY).reasons[0]
-    assert reason.startswith("the leak-free test holds 12 images, fewer than 200") and "regroup" in reason
+    assert reason.startswith("the leak-free test holds 12 radiographs, fewer than 200") and "regroup" in reason
 
 
 def test_exactly_min_n_is_judged_and_min_n_zero_judges_anything():
@@ -193,16 +193,31 @@ def test_an_empty_judged_split_is_refused_whatever_the_floors():
         contamination={"official_test": 121, "copies_in_train_val": {"any": 121}},
     )
     assert not decision.passed and decision.refused
-    assert "holds no images" in decision.reasons[0] and "split_policy=regroup" in decision.reasons[0]
+    assert "holds no radiographs" in decision.reasons[0] and "split_policy=regroup" in decision.reasons[0]
 
 
-def test_reasons_name_the_distinct_radiographs_without_changing_the_verdict():
-    judged = {"accuracy": 0.95, "recall_fractured": 0.95, "n": 400, "groups": 90, "accuracy_ci95_groups": [0.88, 0.99]}
+def test_reasons_count_radiographs_and_carry_the_intervals():
+    judged = {
+        "accuracy": 0.95,
+        "accuracy_ci95": [0.88, 0.99],
+        "recall_fractured": 0.95,
+        "recall_fractured_ci95": [0.85, 0.98],
+        "n": 400,
+        "files": 1150,
+    }
     decision = decide({"test_clean": judged}, None, POLICY)
-    assert decision.passed
-    assert "the leak-free test's 400 images are 90 distinct radiographs: accuracy 95% CI by radiograph " in (
-        decision.message
+    assert decision.passed and decision.n == 400 and decision.split_name == "leak-free test"
+    assert (
+        "leak-free test accuracy 0.950 [95% CI 0.880, 0.990] >= 0.900 (by radiograph: 400 radiographs, 1150 files)"
+        in (decision.message)
     )
-    assert "[0.880, 0.990]" in decision.message
-    plain = decide(splits(0.95, 0.95), None, POLICY)  # no groups known: no note
-    assert "radiographs" not in plain.message and plain.passed
+    assert "fractured recall 0.950 [95% CI 0.850, 0.980] >= 0.900" in decision.message
+
+
+@pytest.mark.parametrize(("n", "refused"), [(199, True), (200, False), (201, False)])
+def test_min_gate_n_counts_radiographs_at_its_boundary(n, refused):
+    judged = {"accuracy": 0.95, "recall_fractured": 0.95, "n": n, "files": 5 * n}
+    decision = decide({"test_clean": judged}, None, GatePolicy(min_n=200))
+    assert decision.refused is refused and decision.passed is not refused
+    if refused:
+        assert f"holds {n} radiographs, fewer than 200" in decision.message

@@ -61,33 +61,57 @@ def _report(**over):
     return render_report(**kwargs)
 
 
-def test_report_has_metrics_with_intervals_per_split():
+def test_report_has_metrics_by_radiograph_with_intervals_per_split():
     md = _report()
-    assert "| split | n | accuracy [95% CI] |" in md
-    assert "| validation | 120 | 0.917 [0.852, 0.954] |" in md
-    assert "| leak-free test | 120 | 0.917 [0.852, 0.954] |" in md
-    assert "| official test | 120 | 0.950 [0.852, 0.954] |" in md
+    header = "| split | radiographs | files | accuracy [95% CI] | recall (fractured) [95% CI] | AUROC [95% CI] |"
+    assert header in md
+    assert "| validation | 120 | – | 0.917 [0.852, 0.954] |" in md
+    assert "| leak-free test | 120 | – | 0.917 [0.852, 0.954] |" in md
+    assert "| official test | 120 | – | 0.950 [0.852, 0.954] |" in md
     assert "| leak-free test | 54 | 6 | 4 | 56 |" in md  # confusion counts
 
 
-def test_report_shows_radiographs_and_the_interval_over_them_when_known():
+def test_report_shows_files_beside_radiographs_and_the_per_file_figures_second():
     from boneflow.report_summary import accuracy_line
 
-    grouped = {
-        **METRICS,
-        "splits": {
-            **METRICS["splits"],
-            "test_clean": {**METRICS["splits"]["test_clean"], "groups": 26, "accuracy_ci95_groups": [0.71, 0.99]},
-        },
+    clean = {
+        **SPLIT,
+        "n": 26,
+        "files": 120,
+        "recall_fractured_ci95": [0.8, 0.99],
+        "auroc_ci95": [0.9, 1.0],
+        "by_file": {"n": 120, "accuracy": 0.95, "accuracy_ci95": [0.9, 0.97], "recall_fractured": 0.96},
+        "mixed_label_groups": ["abc123"],
     }
+    grouped = {**METRICS, "splits": {**METRICS["splits"], "test_clean": clean}}
     md = _report(metrics=grouped)
-    assert "| split | n | accuracy [95% CI] | radiographs | 95% CI by radiograph |" in md
-    assert "| leak-free test | 120 | 0.917 [0.852, 0.954] | 26 | [0.710, 0.990] |" in md
-    assert "| validation | 120 | 0.917 [0.852, 0.954] | – | – |" in md
-    assert "cluster bootstrap" in md
+    assert "| leak-free test | 26 | 120 | 0.917 [0.852, 0.954] | 0.930 [0.800, 0.990] | 0.970 [0.900, 1.000] |" in md
+    assert "### By file (secondary)" in md and "| leak-free test | 120 | 0.950 [0.900, 0.970] | 0.960 |" in md
+    assert md.index("## Metrics by radiograph") < md.index("### By file (secondary)")
+    assert "their files carry both labels: 1 radiograph(s) `abc123`" in md
     line = accuracy_line(grouped["splits"], None)
-    assert "n=120 files of 26 radiographs; by radiograph [0.710, 0.990]" in line
-    assert "radiographs" not in _report()  # packs without groups render as before
+    assert "0.917 [0.852, 0.954] (n=26 radiographs in 120 files)" in line
+
+
+def test_error_gallery_comes_first_with_its_table():
+    rows = [
+        {
+            "group": "g1",
+            "label": "fractured",
+            "probability": 0.03,
+            "predicted": "not fractured",
+            "files": 3,
+            "path": "test/a.jpg",
+        }
+    ]
+    md = _report(gallery={"image": "error_gallery.png", "rows": rows, "split_name": "regrouped test"})
+    assert md.index("## Most confident errors") < md.index("## Honest evaluation")
+    assert "![Most confident errors](error_gallery.png)" in md
+    assert "| 1 | g1 | fractured | 0.030 | not fractured | 3 | test/a.jpg |" in md
+    none = _report(gallery={"image": "error_gallery.png", "rows": [], "split_name": "regrouped test"})
+    assert "_No radiograph of the regrouped test is wrong._" in none
+    with pytest.raises(InvalidKeyError):
+        _report(gallery={"image": "../x.png", "rows": rows})
 
 
 def test_report_gate_dataset_cleaning_leakage_and_plots():
@@ -233,13 +257,16 @@ def _first_screen(md: str) -> str:
 def test_first_screen_has_policy_contamination_official_vs_honest_and_operating_point():
     gate = dict(GATE, split="test_clean", n=150, refused=True, paired=PAIRED)
     first = _first_screen(_report(metrics=REGROUPED, gate=gate))
-    assert "**Gate: REFUSED — too few images to judge" in first
+    assert "**Gate: REFUSED — too few radiographs to judge" in first
     assert "`regroup` (requested `auto`) — the leak-free official test keeps 7 of 500" in first
     assert (
         "493 of 500 official test images (98.6 %) are copies of train/val images (strongest link: "
         "exact 300, near 100, rotated 93); 7 are leak-free"
     ) in first
-    assert "official test 0.926 [0.900, 0.945] (n=500) · regrouped test 0.746 [0.710, 0.780] (n=150)" in first
+    assert (
+        "official test 0.926 [0.900, 0.945] (n=500 radiographs) · "
+        "regrouped test 0.746 [0.710, 0.780] (n=150 radiographs)" in first
+    )
     assert "99 % of its images are copies" in first
     assert "threshold 0.312" in first and "ECE 0.170 → 0.041" in first and "0.520, 0.880 at 0.5" in first
     assert "McNemar exact p = 0.0768" in first and "wrong 12, the reverse 4" in first
@@ -247,8 +274,9 @@ def test_first_screen_has_policy_contamination_official_vs_honest_and_operating_
 
 def test_report_tables_name_regrouped_splits_and_show_metrics_at_half():
     md = _report(metrics=REGROUPED)
-    assert "| regrouped test | 150 | 0.746 [0.710, 0.780] |" in md
-    assert "| judged test (= regrouped test) | 150 |" in md and "| official test | 500 |" in md
+    assert "| regrouped test | 150 | – | 0.746 [0.710, 0.780] |" in md
+    assert md.count("| regrouped test |") == 3  # metrics, at 0.5, confusion: the judged split once each
+    assert "| official test | 500 |" in md
     assert "### At threshold 0.5" in md and "| regrouped test | 150 | 0.700 [0.620, 0.770] | 0.520 | 0.880 |" in md
 
 
@@ -256,7 +284,7 @@ def test_first_screen_of_an_older_pack_says_what_was_not_measured():
     first = _first_screen(_report())
     assert "**Split policy:** not recorded" in first
     assert "**Official test contamination:** not measured for this pack." in first
-    assert "official test 0.950 [0.852, 0.954] (n=120) · leak-free test 0.917" in first
+    assert "official test 0.950 [0.852, 0.954] (n=120 radiographs) · leak-free test 0.917" in first
     assert "threshold 0.5, temperature 1 (not calibrated in this run)" in first
 
 
@@ -286,7 +314,10 @@ def test_quality_note_has_this_run_the_champion_and_the_decision():
     assert "# boneflow quality — run `20260101T000000Z-abc123`" in note
     assert "**Decision: PASSED — promoted to champion**" in note
     assert "| regrouped test | this run | champion `20251201T000000Z-000aaa` |" in note
-    assert "| accuracy [95% CI] | 0.746 [0.710, 0.780] (n=150) | 0.700 [0.620, 0.770] (n=150) |" in note
+    assert (
+        "| accuracy [95% CI] | 0.746 [0.710, 0.780] (n=150 radiographs) | 0.700 [0.620, 0.770] (n=150 radiographs) |"
+        in note
+    )
     assert "| AUROC | 0.970 | 0.810 |" in note and "| threshold | 0.312 | 0.500 |" in note
     assert "Official test (contaminated): 0.926" in note and "McNemar" in note
     first = render_quality({"run_id": "r", "splits": {"test_clean": SPLIT}, "gate": {"passed": False}})

@@ -44,7 +44,7 @@ def _run_chain(demo_validated, base):
         pack_size=packed.size,
     )
     scores, _ = score_candidate(
-        result.model, packed, run_id=summary.run_id, image_size=config.image_size, min_recall=config.min_recall
+        result.model, packed, run_id=summary.run_id, image_size=config.image_size, target_recall=config.target_recall
     )
     acquired = Acquired(root=str(path), version={"source": "local", "fingerprint": packed.fingerprint})
     return base, packed, config, summary, scores, acquired
@@ -74,12 +74,17 @@ def test_scores_carry_per_image_results_of_every_split(chain):
     _, packed, _, _, scores, _ = chain
     assert set(scores.splits) == set(scores.predictions) >= {"val", "test", "test_clean"}
     for name, seen in scores.predictions.items():
-        n = scores.splits[name]["n"]
-        assert len(seen.paths) == len(seen.labels) == len(seen.predicted) == len(seen.probability) == n
+        files = scores.splits[name]["files"]
+        assert len(seen.paths) == len(seen.labels) == len(seen.predicted) == len(seen.probability) == files
+        assert len(seen.groups) == files and seen.threshold == scores.operating_point["threshold"]
         assert seen.paths == list(packed.split(name).paths)
+        # the headline n counts radiographs: the distinct groups, less any with both labels
+        mixed = scores.splits[name]["mixed_label_groups"]
+        assert scores.splits[name]["n"] == len(set(seen.groups)) - len(mixed)
+        assert scores.splits[name]["by_file"]["n"] == files
     assert scores.operating_point is not None and scores.split_policy is not None
-    test = scores.splits["test"]  # a pack with splits.json: intervals over duplicate groups too
-    assert 0 < test["groups"] <= test["n"] and len(test["accuracy_ci95_groups"]) == 2
+    test = scores.splits["test"]  # the demo pack plants copy families: fewer radiographs than files
+    assert 0 < test["n"] < test["files"] and len(test["auroc_ci95"]) == 2
 
 
 def test_the_gate_pairs_two_models_on_the_same_images(chain):
@@ -115,13 +120,30 @@ def test_run_files_come_from_the_values_and_the_pack(chain, tmp_path):
         candidate=scores,
         decision=decision,
     )
-    assert set(PLOT_NAMES) | {"metrics.json", "report.md", "model_card.md", "leakage_report.json"} <= set(files)
+    expected = {"metrics.json", "report.md", "model_card.md", "leakage_report.json", "predictions.csv"}
+    assert set(PLOT_NAMES) | expected | {"error_gallery.json"} <= set(files)
     assert all(p.is_file() and p.stat().st_size > 0 for p in files.values())
     metrics = json.loads(files["metrics.json"].read_text())
     assert metrics["splits"] == scores.splits and metrics["gate"] == decision.to_dict()
     assert metrics["dataset"]["fingerprint"] == packed.fingerprint
     # serving reads the operating point from the published model.json
     assert json.loads(files["model.json"].read_text())["threshold"] == scores.operating_point["threshold"]
+    # predictions.csv: one row per evaluated file (the regrouped test once), its group and split
+    import csv
+
+    rows = list(csv.DictReader(files["predictions.csv"].read_text().splitlines()))
+    assert list(rows[0]) == ["path", "group", "split", "fold", "label", "probability", "predicted"]
+    judged = scores.predictions["test_clean"]
+    assert {r["path"] for r in rows if r["split"] == "test_clean"} == set(judged.paths)
+    assert len(rows) == len({r["path"] for r in rows})
+    alias = "test" if scores.split_policy["used"] == "regroup" else "official_test"
+    assert not any(r["split"] == alias for r in rows)  # a split that repeats another is listed once
+    gallery = json.loads(files["error_gallery.json"].read_text())
+    assert len(gallery) <= 12 and all(r["label"] != r["predicted"] for r in gallery)
+    probs = [r["probability"] if r["label"] == "not fractured" else 1 - r["probability"] for r in gallery]
+    assert probs == sorted(probs, reverse=True)  # most confident first
+    report = files["report.md"].read_text()
+    assert report.index("## Most confident errors") < report.index("## Honest evaluation")
 
 
 def test_skip_only_for_the_same_data_and_model_settings():
