@@ -9,7 +9,12 @@ from typing import Annotated
 import typer
 
 from boneflow.data.settings import LEAK_MAX_DISTANCE, DataSettings, pack_size_for
+from boneflow.gate import GatePolicy
 from boneflow.train.settings import TrainSettings
+
+# `boneflow run`'s split settings, for the splits.json `audit` writes beside its reports
+_SplitPolicyOption = Annotated[str, typer.Option("--split-policy", help="auto | official | regroup, as `run`'s.")]
+_FoldsOption = Annotated[int, typer.Option(help="Cross-fitting folds, as `boneflow run`'s.", min=1, max=10)]
 
 
 def audit(
@@ -28,8 +33,13 @@ def audit(
     pack_size: Annotated[
         int, typer.Option(help="Side of the decoded square kept for hashing (px).", min=32)
     ] = pack_size_for(TrainSettings.image_size),
+    split_policy: _SplitPolicyOption = DataSettings.split_policy,
+    folds: _FoldsOption = DataSettings.folds,
+    min_gate_n: Annotated[int, typer.Option("--min-gate-n", help="As `boneflow run`'s.", min=0)] = GatePolicy.min_n,
+    seed: Annotated[int, typer.Option(help="As `boneflow run`'s.", min=0)] = TrainSettings.seed,
 ) -> None:
-    """Validate a dataset and audit it for cross-split leakage (no training); writes both reports to --out."""
+    """Validate a dataset and audit it for cross-split leakage (no training); writes both reports
+    and the splits.json a run with these settings would use (split, group and fold per file) to --out."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -57,11 +67,24 @@ def audit(
         )
     leak = audit_leakage(validated, max_distance=max_distance)
     (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
-
+    plan = _write_plan(validated, leak, Path(out), policy=split_policy, min_gate_n=min_gate_n, seed=seed, folds=folds)
     Console().print(_audit_table(acquired, validated, leak, max_distance))
+    written = ", ".join(str(Path(out) / n) for n in ("cleaning_report.json", "leakage_report.json", "splits.json"))
     Console().print(
-        f"reports: {Path(out) / 'cleaning_report.json'}, {Path(out) / 'leakage_report.json'}", highlight=False
+        f"split policy {plan['policy']} ({plan['reason']}); folds {plan['folds']}: {plan['fold_balance']}\n"
+        f"reports: {written}",
+        highlight=False,
     )
+
+
+def _write_plan(validated, leak, out: Path, **settings) -> dict:
+    """The splits.json a run with these settings would use (split, group and fold per file)."""
+    from boneflow.data.splits import plan_splits
+
+    assert leak.groups is not None  # audit_leakage always groups in this process
+    plan = plan_splits(validated, leak.groups, **settings).to_json()
+    (out / "splits.json").write_text(json.dumps(plan, indent=1))
+    return plan
 
 
 def _audit_table(acquired, validated, leak, max_distance: int):

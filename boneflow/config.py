@@ -108,6 +108,15 @@ class RetrainConfig(BaseModel):
         "source. auto: official when its leak-free test keeps >= min_gate_n radiographs and half of the "
         "official test, else regroup.",
     )
+    folds: int = Field(
+        default=DataSettings.folds,
+        ge=1,
+        le=10,
+        description="Cross-fitting under split policy regroup: every radiograph is put in one of this many "
+        "folds (by a hash of its duplicate group, stable across data versions), member i trains on the other "
+        "folds and predicts fold i, the gate judges every radiograph out of fold, and the published model is "
+        "the ensemble of the members. 1: the single 70/10/20 split and one model.",
+    )
     workers: int = Field(
         default=DataSettings.workers,
         ge=0,

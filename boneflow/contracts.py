@@ -65,6 +65,7 @@ class TrainSummary(Contract):
     resumed_from_epoch: int = 0
     seconds: float
     history: list[dict[str, Any]]  # one row per epoch: epoch, losses, accuracies, seconds
+    fold: int | None = None  # cross-fitting: the fold this member never saw (its run_id is the member's)
 
 
 class Predictions(Contract):
@@ -78,6 +79,12 @@ class Predictions(Contract):
     probability: list[float]  # calibrated P(fractured)
     groups: list[str] = Field(default_factory=list)  # duplicate group per file (empty: each file its own)
     threshold: float = 0.5  # the operating threshold the decisions were made at
+    thresholds: list[float] = Field(default_factory=list)  # per file, when folds decide at their own (cross-fitting)
+    folds: list[int] = Field(default_factory=list)  # per file: the fold it was predicted out of (cross-fitting)
+
+    def file_thresholds(self) -> list[float]:
+        """The threshold that decided each file."""
+        return list(self.thresholds) if self.thresholds else [self.threshold] * len(self.paths)
 
 
 class Scores(Contract):

@@ -44,6 +44,8 @@ _CHAMPION_FIELDS = (
 )
 
 
+OOF = "oof"  # the judged split of a cross-fitted run: every radiograph, out of fold
+
 # What a rejected run is called (the retrain flow's Failed state is named so): the CLI and the
 # failure hook read this name, never the wording of the message.
 GATE_REJECTED = "GateRejected"
@@ -143,9 +145,12 @@ def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None, 
     )
     official = (contamination or {}).get("official_test")
     copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
+    if policy.split == OOF:
+        return text + " — add radiographs (the full dataset holds more) or lower min_gate_n knowingly (--min-gate-n)"
     if (split_policy or {}).get("used") == "regroup":
         return text + (
-            " — add radiographs (the full dataset gives a larger test) or lower min_gate_n knowingly (--min-gate-n)"
+            " — judge every radiograph with cross-fitting (--folds 5), add radiographs (the full dataset "
+            "gives a larger test) or lower min_gate_n knowingly (--min-gate-n)"
         )
     if official and copies is not None:
         share = 100 * copies / official
@@ -186,8 +191,14 @@ def _champion_reasons(
     paired: PairedComparison | None,
 ) -> tuple[bool, list[str]]:
     champ_acc = _metric(champion_splits, policy.split, "accuracy", "champion")
-    drop = champ_acc - acc
     who = f"champion {champion_run_id}" if champion_run_id else "champion"
+    if policy.split == OOF and paired is not None and paired.n:
+        # Two cross-fitted runs judged different radiograph sets: compare on the ones both
+        # predicted out of fold (the paired counts), not on each run's own set.
+        acc = (paired.both_right + paired.candidate_only) / paired.n
+        champ_acc = (paired.both_right + paired.champion_only) / paired.n
+        where = f"{where} (the {paired.n} radiographs both runs predicted)"
+    drop = champ_acc - acc
     if drop > policy.max_regression + 1e-12:
         passed = False
         reasons = [
@@ -258,15 +269,29 @@ def decide(
 
 
 def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> GateDecision:
-    """The gate stage: decide() on two evaluated models, paired on the judged split's images."""
+    """The gate stage: decide() on two evaluated models, paired radiograph by radiograph on the
+    judged split. A cross-fitted candidate is judged on its out-of-fold split (`oof`); a champion
+    without out-of-fold predictions then offers no fair comparison, and the gate says so and
+    judges on the floors alone."""
+    from dataclasses import replace
+
     from boneflow.evaluate.paired import paired_from_predictions
 
-    paired = None
+    if OOF in candidate.splits:
+        policy = replace(policy, split=OOF)
+    paired, note = None, None
+    if champion is not None and policy.split not in champion.splits:
+        note = (
+            f"no fair comparison with champion {champion.run_id}: it has no out-of-fold predictions "
+            "(published with folds=1 or before cross-fitting, and its ensemble saw every radiograph); "
+            "judged on the floors alone"
+        )
+        champion = None
     if champion is not None:
         paired = paired_from_predictions(
             candidate.predictions.get(policy.split), champion.predictions.get(policy.split)
         )
-    return decide(
+    decision = decide(
         candidate.splits,
         champion.splits if champion is not None else None,
         policy,
@@ -275,3 +300,7 @@ def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> Gat
         split_policy=candidate.split_policy,
         contamination=candidate.contamination,
     )
+    if note is None:
+        return decision
+    reasons = [r for r in decision.reasons if not r.startswith("no champion yet")] + [note]
+    return decision.model_copy(update={"reasons": reasons})

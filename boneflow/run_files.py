@@ -18,6 +18,7 @@ from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, Scores, TrainSummary
 from boneflow.data.layout import CLASSES
 from boneflow.evaluate.calibration import OperatingPoint, write_operating_point
+from boneflow.evaluate.predictions_csv import predictions_csv
 from boneflow.gate import GateDecision
 from boneflow.report import code_version, render_model_card, render_report
 
@@ -68,19 +69,21 @@ def per_class_rows(splits: dict, split_policy: dict | None = None) -> list[dict]
     return rows
 
 
-def draw_plots(out_dir: Path, *, candidate: Scores, trained: TrainSummary, packed, config: RetrainConfig) -> dict:
+def draw_plots(
+    out_dir: Path, *, candidate: Scores, trained: TrainSummary, packed, config: RetrainConfig, judged_split: str
+) -> dict:
     """{file name: path} of PLOT_NAMES but the gallery, drawn from the values (the preview from
     the packed train images with the run's seed, so it is the image the run's artifact showed).
     The confusion matrix and the ROC count radiographs."""
     from boneflow.evaluate.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
     from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
-    judged = candidate.predictions["test_clean"]
+    judged = candidate.predictions[judged_split]
     rad = by_radiograph(group_of_each_file(judged.paths, judged.groups or None), judged.labels, judged.probability)
     threshold = (candidate.operating_point or {}).get("threshold")
     return {
         "confusion_matrix.png": plot_confusion_matrix(
-            candidate.splits["test_clean"]["confusion"], list(CLASSES), out_dir / "confusion_matrix.png"
+            candidate.splits[judged_split]["confusion"], list(CLASSES), out_dir / "confusion_matrix.png"
         ),
         "roc.png": plot_roc(rad.labels, rad.probability, out_dir / "roc.png", operating_threshold=threshold),
         "learning_curves.png": plot_learning_curves(trained.history, out_dir / "learning_curves.png"),
@@ -100,14 +103,17 @@ def augmentation_preview(packed, config: RetrainConfig, path: Path) -> Path:
     return plot_augmentation_preview(images, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
 
 
-def error_gallery(out_dir: Path, *, candidate: Scores, packed, model_dir: Path, run_id: str) -> dict[str, Path]:
+def error_gallery(
+    out_dir: Path, *, candidate: Scores, packed, model_dir: Path, run_id: str, judged_split: str
+) -> dict[str, Path]:
     """error_gallery.png and error_gallery.json: the judged split's most confidently wrong
     radiographs (evaluate/error_gallery.py), drawn with the candidate's own Grad-CAM."""
     from boneflow.evaluate.error_gallery import draw_error_gallery, most_confident_errors
     from boneflow.serve.predictor import Predictor
+    from boneflow.train.folds import read_pool
 
-    rows = most_confident_errors(candidate.predictions["test_clean"])
-    split = packed.split("test_clean")
+    rows = most_confident_errors(candidate.predictions[judged_split])
+    split = read_pool(packed) if judged_split == "oof" else packed.split(judged_split)
     where = {p: i for i, p in enumerate(split.paths)}
     images = {r["path"]: np.array(split.images[where[r["path"]]]) for r in rows}
     predictor = Predictor.from_files(
@@ -117,6 +123,15 @@ def error_gallery(out_dir: Path, *, candidate: Scores, packed, model_dir: Path, 
     return {
         "error_gallery.png": draw_error_gallery(rows, images, predictor, out_dir / "error_gallery.png"),
         GALLERY_ROWS: out_dir / GALLERY_ROWS,
+    }
+
+
+def gallery_section(gallery: dict[str, Path], split_name: str) -> dict:
+    """What the report's error gallery shows: the picture, its rows and the split's name."""
+    return {
+        "image": "error_gallery.png",
+        "rows": json.loads(gallery[GALLERY_ROWS].read_text()),
+        "split_name": split_name,
     }
 
 
@@ -137,14 +152,15 @@ def write_run_files(
     reports = {name: packed.dir / name for name in PACK_REPORTS if (packed.dir / name).is_file()}
     cleaning = json.loads(reports["cleaning_report.json"].read_text())
     leakage = json.loads(reports["leakage_report.json"].read_text())
-    from boneflow.evaluate.predictions_csv import predictions_csv
-    from boneflow.evaluate.split_names import split_words
-
     metrics = build_metrics(run_id, acquired, candidate, decision)
-    plots = draw_plots(out_dir, candidate=candidate, trained=trained, packed=packed, config=config)
+    plots = draw_plots(
+        out_dir, candidate=candidate, trained=trained, packed=packed, config=config, judged_split=decision.split
+    )
     if candidate.operating_point:  # serving reads threshold and temperature from model.json
         write_operating_point(model_dir / "model.json", OperatingPoint.from_meta(candidate.operating_point))
-    gallery = error_gallery(out_dir, candidate=candidate, packed=packed, model_dir=model_dir, run_id=run_id)
+    gallery = error_gallery(
+        out_dir, candidate=candidate, packed=packed, model_dir=model_dir, run_id=run_id, judged_split=decision.split
+    )
     (out_dir / "predictions.csv").write_bytes(predictions_csv(candidate.predictions, candidate.split_policy))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out_dir / "report.md").write_text(
@@ -157,11 +173,7 @@ def write_run_files(
             leakage_summary=leakage.get("counts", {}),
             plots={Path(n).stem.replace("_", " "): n for n in plots},
             history=trained.history,
-            gallery={
-                "image": "error_gallery.png",
-                "rows": json.loads(gallery[GALLERY_ROWS].read_text()),
-                "split_name": split_words(decision.split, candidate.split_policy),
-            },
+            gallery=gallery_section(gallery, decision.split_name),
         )
     )
     (out_dir / "model_card.md").write_text(

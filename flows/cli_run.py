@@ -67,7 +67,7 @@ def _summary(state, config: RetrainConfig) -> int:
         return 0
     if state.is_completed():
         out = state.result()
-        m = out["test_clean"]
+        m = out["judged"] if "judged" in out else out["test_clean"]
         lo, hi = m["accuracy_ci95"]
         typer.secho(f"promoted run {out['run_id']} to champion in {config.store_url}", fg=typer.colors.GREEN)
         typer.echo(

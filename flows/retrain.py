@@ -20,7 +20,7 @@ from tasks.evaluate import augmentation_preview, evaluate_candidate, evaluate_ch
 from tasks.publish import promote_champion, publish_run_files, report_artifacts
 from tasks.results import RESULTS
 from tasks.runtime import run_id_for_current_flow_run
-from tasks.training import train_on_gpu_pool
+from tasks.training import train_on_gpu_pool, training_plan
 
 
 @flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True, result_serializer=RESULTS)
@@ -47,10 +47,11 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
         log.info("%s", skip)
         return Completed(name="Skipped", message=skip)
 
+    jobs = training_plan(run_id, packed_dir)  # this run, or one member per cross-fitting fold
     if config.dispatch == "local":
-        trained = train(run_id, config, acquired.fingerprint)
+        trained = [train(job["run_id"], config, acquired.fingerprint, job["fold"]) for job in jobs]
     else:
-        trained = train_on_gpu_pool(run_id, config, acquired.fingerprint)
+        trained = train_on_gpu_pool(run_id, config, acquired.fingerprint, jobs)
 
     candidate = evaluate_candidate(run_id, config, packed_dir, trained)
     champion_scores = evaluate_champion(run_id, config, packed_dir, champion, acquired.root)
@@ -67,5 +68,5 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
         "store_url": config.store_url,
         "gate": decision.message,
         "judged_split": decision.split_name,
-        "test_clean": candidate.splits["test_clean"],
+        "judged": candidate.splits[decision.split],
     }

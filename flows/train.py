@@ -1,6 +1,9 @@
 """The training flow: what the gpu pool runs (deployment `train/train-gpu`), and what
 `retrain` calls in-process with dispatch=local.
 
+Cross-fitting trains one such run per fold (`fold`), each under its own member run id
+(store/keys.py:member_run_id): locally one after another, on the gpu pool all at once.
+
 Restartable: checkpoints go to the store every epoch, so a rerun of the same run_id (the UI's
 Retry after a worker died) fetches the latest and resumes instead of starting from epoch 0.
 The result is handed back through the store: runs/<run_id>/train_result.json.
@@ -18,8 +21,9 @@ from tasks.training import fetch_run_checkpoints, fetch_training_data, fit_model
 
 
 @flow(name="train", on_failure=[write_failure_artifact], persist_result=True, result_serializer=RESULTS)
-def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> TrainSummary:
-    """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store."""
+def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str, fold: int | None = None) -> TrainSummary:
+    """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store;
+    with `fold`, the cross-fitting member that never sees that fold (run_id is then the member's)."""
     packed_dir = fetch_training_data(config, dataset_fingerprint)
     checkpoint_dir = fetch_run_checkpoints(run_id, config)
-    return fit_model(run_id, config, dataset_fingerprint, packed_dir, checkpoint_dir)
+    return fit_model(run_id, config, dataset_fingerprint, packed_dir, checkpoint_dir, fold)

@@ -68,6 +68,7 @@ def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
         min_gate_n=config.min_gate_n,
         seed=config.seed,
         max_bytes=config.max_bytes,
+        folds=config.folds,
     )
 
 
@@ -153,6 +154,7 @@ def pack_and_store(
         split_policy=config.split_policy,
         min_gate_n=config.min_gate_n,
         seed=config.seed,
+        folds=config.folds,
     )
     policy = packed.manifest.get("split_policy", {})
     log.info("split policy %s (requested %s): %s", policy.get("used"), policy.get("requested"), policy.get("reason"))

@@ -66,28 +66,42 @@ def read_champion_pointer(config: RetrainConfig) -> ChampionRef | None:
 
 
 @stage(cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600)
-def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trained: TrainSummary) -> Scores:
+def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trained: list[TrainSummary]) -> Scores:
     """The candidate on every evaluation split the pack holds, at the operating point chosen on
-    validation (temperature + threshold for the fractured-recall target)."""
+    validation (temperature + threshold for the fractured-recall target); a cross-fitted
+    candidate (one member per fold) on every radiograph out of fold, each fold at the point
+    fitted on the others (boneflow/evaluate/crossfit.py)."""
+    from boneflow.evaluate.crossfit import score_crossfit
     from boneflow.evaluate.scores import score_candidate
     from boneflow.train.model import load_model
 
     log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
+    models = {}
     with scratch_dir() as model_dir:
-        for name in _MODEL:  # the training may have run on another machine
-            store.get_file(run_key(trained.run_id, name), model_dir / name)
-        model, _ = load_model(model_dir / "model.safetensors", model_dir / "model.json")
-    scores, point = score_candidate(
-        model,
-        load_packed(Path(packed_dir)),
-        run_id=run_id,
-        image_size=config.image_size,
-        target_recall=config.target_recall,
-    )
+        for member in trained:  # the training may have run on another machine
+            folder = model_dir / member.run_id
+            folder.mkdir()
+            for name in _MODEL:
+                store.get_file(run_key(member.run_id, name), folder / name)
+            models[member.fold] = load_model(folder / "model.safetensors", folder / "model.json")[0]
+    packed = load_packed(Path(packed_dir))
+    if len(trained) > 1:
+        scores, point = score_crossfit(
+            models, packed, run_id=run_id, image_size=config.image_size, target_recall=config.target_recall
+        )
+    else:
+        scores, point = score_candidate(
+            models[trained[0].fold],
+            packed,
+            run_id=run_id,
+            image_size=config.image_size,
+            target_recall=config.target_recall,
+        )
     fit = point.details
     log.info(
-        "operating point on validation (%d radiographs): threshold %.3f for fractured recall >= %.2f (got %s), "
+        "operating point on %s (%d radiographs): threshold %.3f for fractured recall >= %.2f (got %s), "
         "temperature %.2f (NLL %.3f -> %.3f, ECE %.3f -> %.3f)",
+        fit["fitted_on"],
         fit["n"],
         point.threshold,
         config.target_recall,
@@ -116,21 +130,28 @@ def evaluate_champion(
     run_id: str, config: RetrainConfig, packed_dir: str, champion: ChampionRef | None, dataset_root: str
 ) -> Scores | None:
     """The champion re-scored on this run's splits (a fair comparison), or None without one:
-    at its own pack size, crop and operating point (evaluate/scores.py)."""
+    at its own pack size, crop and operating point (evaluate/scores.py). A cross-fitted run is
+    compared with the champion's own out-of-fold predictions instead (its predictions.csv)."""
     if champion is None:
         return None
     from boneflow.evaluate.scores import score_champion
     from boneflow.serve.model_meta import read_model_meta
+    from boneflow.train.folds import planned_folds
     from boneflow.train.model import load_model
 
     log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
+    packed = load_packed(Path(packed_dir))
+    if planned_folds(packed) > 1:
+        return _champion_oof(store, champion.run_id)
     with scratch_dir() as model_dir:
         for name in _MODEL:  # sha256-checked against its manifest
             fetch_run_file(store, champion.run_id, name, model_dir / name)
         # store data is untrusted: bound model.json's sizes before they size a network
-        read_model_meta(model_dir / "model.json", source=run_key(champion.run_id, "model.json"))
+        meta = read_model_meta(model_dir / "model.json", source=run_key(champion.run_id, "model.json"))
+        for member in (m.get("weights") for m in meta.get("members") or [] if isinstance(m, dict)):
+            if member and member != "model.safetensors":  # a fold ensemble: its other members
+                fetch_run_file(store, champion.run_id, str(member), model_dir / str(member))
         model, meta = load_model(model_dir / "model.safetensors", model_dir / "model.json")
-    packed = load_packed(Path(packed_dir))
     if meta["preprocessing"]["pack_size"] != packed.size:
         log.info(
             "champion %s was packed at %d px, this run at %d: decoding the evaluation images again at its size",
@@ -147,6 +168,27 @@ def evaluate_champion(
         time.perf_counter() - t0,
     )
     return scores
+
+
+def _champion_oof(store, champion_run_id: str) -> Scores:
+    """The champion's published OOF predictions (sha256-checked), or empty scores without them."""
+    from boneflow.evaluate.crossfit import champion_oof_scores
+    from boneflow.evaluate.predictions_csv import read_oof_predictions
+    from boneflow.publish import read_manifest
+
+    log = get_run_logger()
+    manifest = read_manifest(store, champion_run_id)
+    found = None
+    if "predictions.csv" in manifest["files"]:
+        with scratch_dir() as tmp:
+            path = fetch_run_file(store, champion_run_id, "predictions.csv", tmp, manifest=manifest)
+            found = read_oof_predictions(path.read_bytes(), where=run_key(champion_run_id, "predictions.csv"))
+    log.info(
+        "champion %s: %s",
+        champion_run_id,
+        f"{len(set(found.groups))} radiographs predicted out of fold" if found else "no out-of-fold predictions",
+    )
+    return champion_oof_scores(champion_run_id, found)
 
 
 @stage(cache_policy=NO_CACHE)

@@ -32,18 +32,26 @@ def publish_run_files(
     config: RetrainConfig,
     acquired: Acquired,
     packed_dir: str,
-    trained: TrainSummary,
+    trained: list[TrainSummary],
     candidate: Scores,
     decision: GateDecision,
 ) -> RunFiles:
-    """The model files from runs/<run_id>/ plus metrics.json, report.md, model_card.md, the pack's
-    reports and the plots (boneflow/run_files.py), uploaded with the manifest."""
+    """The model files (of the run, or of every cross-fitting member: the fold ensemble) plus
+    metrics.json, report.md, model_card.md, predictions.csv, the pack's reports and the plots
+    (boneflow/run_files.py), uploaded with the manifest."""
+    from boneflow.train.ensemble import member_file
+    from boneflow.train.package import list_members
+
     store = open_store(config.store_url)
     with scratch_dir() as out:
         model_dir = out / "model"
         model_dir.mkdir()
-        for name in MODEL_FILES:
-            store.get_file(run_key(run_id, name), model_dir / name)
+        for name in MODEL_FILES:  # member 0's (or the run's own) files
+            store.get_file(run_key(trained[0].run_id, name), model_dir / name)
+        for index, member in enumerate(trained[1:], start=1):
+            store.get_file(run_key(member.run_id, "model.safetensors"), model_dir / member_file(index))
+        if len(trained) > 1:
+            list_members(model_dir, [(m.run_id, m.fold) for m in trained])
         files = write_run_files(
             out,
             run_id=run_id,
@@ -51,7 +59,7 @@ def publish_run_files(
             acquired=acquired,
             packed=load_packed(Path(packed_dir)),
             model_dir=model_dir,
-            trained=trained,
+            trained=trained[0],
             candidate=candidate,
             decision=decision,
         )

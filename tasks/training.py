@@ -87,15 +87,34 @@ def _epoch_reporter(store, run_id: str):
 
 @stage(cache_policy=STAGE_CACHE, persist_result=True)
 def fit_model(
-    run_id: str, config: RetrainConfig, dataset_fingerprint: str, packed_dir: str, checkpoint_dir: str
+    run_id: str,
+    config: RetrainConfig,
+    dataset_fingerprint: str,
+    packed_dir: str,
+    checkpoint_dir: str,
+    fold: int | None = None,
 ) -> TrainSummary:
     """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
-    packaged model (train/package.py) goes to runs/<run_id>/."""
+    packaged model (train/package.py) goes to runs/<run_id>/. With `fold`: the member that
+    trains on the other folds (train/folds.py)."""
     from boneflow.train.fit import fit
+    from boneflow.train.folds import member_splits, read_pool
     from boneflow.train.package import package_model
 
     log, store = get_run_logger(), open_store(config.store_url)
     packed = load_packed(Path(packed_dir))
+    if fold is not None:
+        pool = read_pool(packed)
+        packed = member_splits(pool, fold, size=packed.size, seed=config.seed, classes=tuple(packed.classes))
+        log.info(
+            "cross-fitting member %d of %d: trains on %d files, stops early on %d, never sees fold %d (%d files)",
+            fold,
+            pool.folds,
+            len(packed.split("train").labels),
+            len(packed.split("val").labels),
+            fold,
+            len(packed.split("oof").labels),
+        )
     progress_id, on_epoch = _epoch_reporter(store, run_id)
     result = fit(packed, config.train_settings(), checkpoint_dir=Path(checkpoint_dir), on_epoch=on_epoch)
     update_progress_artifact(progress_id, 100.0, description=f"done: {result.epochs_run} epochs")
@@ -108,6 +127,7 @@ def fit_model(
             config=config,
             classes=packed.classes,
             pack_size=packed.size,
+            fold=fold,
         )
         for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
             store.put_file(run_key(run_id, name), out / name)
@@ -122,25 +142,87 @@ def fit_model(
     return summary
 
 
+@stage(cache_policy=NO_CACHE)
+def training_plan(run_id: str, packed_dir: str) -> list[dict]:
+    """What to train: this run alone, or one member per cross-fitting fold the pack was planned
+    with ({"run_id": member run id, "fold": i}; store/keys.py:member_run_id)."""
+    from boneflow.store.keys import member_run_id
+    from boneflow.train.folds import planned_folds
+
+    folds = planned_folds(load_packed(Path(packed_dir)))
+    if folds < 2:
+        return [{"run_id": run_id, "fold": None}]
+    jobs = [{"run_id": member_run_id(run_id, f), "fold": f} for f in range(folds)]
+    get_run_logger().info(
+        "cross-fitting: %d members, %s", folds, ", ".join(f"fold {j['fold']} -> runs/{j['run_id']}/" for j in jobs)
+    )
+    return jobs
+
+
+def _finished(store, job: dict) -> TrainSummary | None:
+    """A member already trained (its train_result.json is in the store): a Retry reuses it."""
+    from boneflow.store.errors import ObjectNotFoundError
+
+    key = run_key(job["run_id"], TRAIN_RESULT)
+    try:
+        return read_train_summary(store.get_bytes(key), where=key)
+    except ObjectNotFoundError:
+        return None
+
+
 @stage(cache_policy=STAGE_CACHE, persist_result=True)
-def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> TrainSummary:
-    """Run the train-gpu deployment, wait for it, read its result from the store. Cached, so a
-    Retry of this flow run after a later stage failed does not train again. A training run
-    that is not running for `config.dispatch_start_timeout` seconds at a stretch is cancelled."""
+def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str, jobs: list[dict]) -> list:
+    """Run the train-gpu deployment once per job (all started together, the pool's concurrency
+    limit decides how many train at once), wait for them, read each result from the store.
+    Members whose train_result.json is already in the store are not trained again, so a Retry
+    of this flow run retrains only what did not finish. A training run that is not running for
+    `config.dispatch_start_timeout` seconds at a stretch is cancelled."""
     from prefect import get_client
+
+    log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
+    done = {j["run_id"]: s for j in jobs if (s := _finished(store, j)) is not None}
+    if done:
+        log.info("reusing %d finished training(s): %s", len(done), ", ".join(sorted(done)))
+    children = {j["run_id"]: _start_child(j, config, dataset_fingerprint) for j in jobs if j["run_id"] not in done}
+    failed = []
+    with get_client(sync_client=True) as client:
+        for member, child in children.items():
+            child = _wait_until_final(client, child, config.dispatch_start_timeout)
+            fold = next(j["fold"] for j in jobs if j["run_id"] == member)
+            if not child.state or not child.state.is_completed():
+                state = child.state.name if child.state else "unknown"
+                log.error("training flow run %s (fold %s) ended %s", child.name, fold, state)
+                failed.append(f"{child.name} ({child.id}, fold {fold}) ended {state}")
+                continue
+            done[member] = _finished(store, {"run_id": member}) or _missing_result(member)
+            log.info("training flow run %s (fold %s) completed: %d epochs", child.name, fold, done[member].epochs_run)
+    if failed:
+        raise RuntimeError(
+            f"training flow run(s) {'; '.join(failed)}. Open them in the UI for their logs; after fixing, "
+            "press Retry on this run: finished trainings are reused, only these train again."
+        )
+    log.info("%d training(s) done on the gpu pool in %.1fs", len(jobs), time.perf_counter() - t0)
+    return [done[j["run_id"]] for j in jobs]
+
+
+def _missing_result(member_run_id: str) -> TrainSummary:
+    raise RuntimeError(f"training run {member_run_id} completed but runs/{member_run_id}/{TRAIN_RESULT} is missing")
+
+
+def _start_child(job: dict, config: RetrainConfig, dataset_fingerprint: str):
     from prefect.deployments import run_deployment
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL
 
-    log, t0 = get_run_logger(), time.perf_counter()
     try:
         child = run_deployment(
             TRAIN_DEPLOYMENT,
             timeout=0,
             parameters={
-                "run_id": run_id,
+                "run_id": job["run_id"],
                 "config": config.model_dump(mode="json"),
                 "dataset_fingerprint": dataset_fingerprint,
+                "fold": job["fold"],
             },
         )
     except ObjectNotFound:
@@ -150,32 +232,15 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
             "Deploy it first (`prefect --no-prompt deploy --all`, or deployments/local_stack.py) "
             "with a worker on the gpu pool, or use dispatch=local (`--dispatch local`)."
         ) from None
-    log.info(
-        "training flow run %s created on work pool %r; waiting for it (it is cancelled if it "
+    get_run_logger().info(
+        "training flow run %s (fold %s) created on work pool %r; waiting for it (it is cancelled if it "
         "has not started within %ds)",
         child.name,
+        job["fold"],
         child.work_pool_name,
         config.dispatch_start_timeout,
     )
-    with get_client(sync_client=True) as client:
-        child = _wait_until_final(client, child, config.dispatch_start_timeout)
-    if not child.state or not child.state.is_completed():
-        state = child.state.name if child.state else "unknown"
-        raise RuntimeError(
-            f"training flow run {child.name} ({child.id}) ended {state}: "
-            f"{child.state.message if child.state else ''}. Open it in the UI for its "
-            f"logs; after fixing, press Retry on this run (finished stages are reused)."
-        )
-    key = run_key(run_id, TRAIN_RESULT)
-    summary = read_train_summary(open_store(config.store_url).get_bytes(key), where=key)
-    log.info(
-        "training flow run %s completed on the gpu pool in %.1fs (epochs %d, resumed from %d)",
-        child.name,
-        time.perf_counter() - t0,
-        summary.epochs_run,
-        summary.resumed_from_epoch,
-    )
-    return summary
+    return child
 
 
 _POLL_S = 1.0  # the parent->child round trip is part of every dispatched run's wall time

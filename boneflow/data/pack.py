@@ -84,6 +84,7 @@ def pack_settings(
     min_gate_n: int,
     seed: int,
     max_bytes: int | None = None,
+    folds: int = 1,
 ) -> dict:
     """What a packed folder must match to be reused (also checked on the stored copy)."""
     return {
@@ -96,6 +97,7 @@ def pack_settings(
         "split_policy_requested": split_policy,
         "min_gate_n": min_gate_n,
         "split_seed": seed,
+        "folds": folds,
     }
 
 
@@ -112,8 +114,10 @@ def pack_dataset(
     split_policy: str = DataSettings.split_policy,
     min_gate_n: int = GatePolicy.min_n,
     seed: int = 0,
+    folds: int = 1,
 ) -> PackedDataset:
-    """Plan the splits (whole duplicate groups per split) and pack them into `out_dir`."""
+    """Plan the splits (whole duplicate groups per split, and the cross-fitting folds) and pack
+    them into `out_dir`."""
     out_dir = Path(out_dir)
     expect = pack_settings(
         fingerprint=validated.fingerprint,
@@ -124,6 +128,7 @@ def pack_dataset(
         min_gate_n=min_gate_n,
         seed=seed,
         max_bytes=validated.report.get("settings", {}).get("max_bytes"),
+        folds=folds,
     )
     if (reused := _reusable(out_dir, expect)) is not None:
         return reused
@@ -131,7 +136,7 @@ def pack_dataset(
         raise PackedDataError(
             "the leakage audit carries no duplicate groups; run audit_leakage in this process before packing"
         )
-    plan = plan_splits(validated, audit.groups, policy=split_policy, min_gate_n=min_gate_n, seed=seed)
+    plan = plan_splits(validated, audit.groups, policy=split_policy, min_gate_n=min_gate_n, seed=seed, folds=folds)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_splits(validated, plan, out_dir)
     return _finish(validated, plan, out_dir, expect)

@@ -34,6 +34,7 @@ class DataSettings:
     split_policy: SplitPolicy = "auto"  # official | regroup | auto (see data/splits.py)
     workers: int = 0  # decoding processes; 0 = one per CPU core
     max_image_mb: int = 64  # X-ray exports are a few MB; 7000x7000 16-bit pixels are 98 MB raw
+    folds: int = 5  # cross-fitting folds under regroup (1: the single 70/10/20 split); data/splits.py
 
     @property
     def max_bytes(self) -> int:

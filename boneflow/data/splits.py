@@ -15,6 +15,14 @@ one side of every split boundary.
 
 `splits.json` lists every source file once: split train|val|test|duplicate|excluded, its group,
 `copy_of` for a duplicate and `reason` for an excluded file.
+
+Cross-fitting (`folds` > 1, under `regroup`): every kept file of the pool (train, val and test
+together) also gets a `fold` in 0..folds-1, the fold of its radiograph. A radiograph's fold is a
+hash of its own group id and the seed, never of which other radiographs exist, so a new data
+version moves no radiograph to another fold (only a radiograph whose group id changes, because
+a file with a smaller sha256 joined it, can move). The price of that stability: the folds are
+stratified by class and source in expectation (each radiograph of a stratum falls in each fold
+with probability 1/folds), not to the radiograph; `fold_balance` in the plan says how even they came out.
 """
 
 from __future__ import annotations
@@ -45,8 +53,9 @@ class SplitPlan:
     used: str
     reason: str
     members: dict[str, list[int]]  # packed split name -> record indices
-    files: dict[str, dict]  # relpath -> {"split", "group", "copy_of"?, "reason"?}
+    files: dict[str, dict]  # relpath -> {"split", "group", "fold"?, "copy_of"?, "reason"?}
     contamination: dict = field(default_factory=dict)
+    folds: int = 1  # cross-fitting folds (1: the single split)
 
     def to_json(self) -> dict:
         counts: dict[str, int] = {}
@@ -57,11 +66,32 @@ class SplitPlan:
             "requested": self.requested,
             "reason": self.reason,
             "counts": counts,
+            "folds": self.folds,
+            "fold_balance": fold_balance(self.files),
             "files": self.files,
         }
 
     def summary(self) -> dict:
-        return {"requested": self.requested, "used": self.used, "reason": self.reason}
+        return {"requested": self.requested, "used": self.used, "reason": self.reason, "folds": self.folds}
+
+
+def fold_of(group_id: str, folds: int, *, seed: int = 0) -> int:
+    """The cross-fitting fold of a radiograph: a hash of its group id and the seed only."""
+    digest = hashlib.sha256(f"fold:{seed}:{group_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def fold_balance(files: dict[str, dict]) -> dict | None:
+    """{fold: {class label: radiographs}} over the files that carry a fold; None without folds."""
+    seen: dict[str, dict[str, set]] = {}
+    for entry in files.values():
+        if entry.get("fold") is None:
+            continue
+        by_label = seen.setdefault(str(entry["fold"]), {})
+        by_label.setdefault(str(entry.get("label")), set()).add(entry["group"])
+    if not seen:
+        return None
+    return {f: {label: len(groups) for label, groups in sorted(c.items())} for f, c in sorted(seen.items())}
 
 
 def _group_ids(validated: ValidatedDataset, groups: DuplicateGroups) -> list[str]:
@@ -204,8 +234,10 @@ def plan_splits(
     policy: str = DataSettings.split_policy,
     min_gate_n: int = GatePolicy.min_n,
     seed: int = 0,
+    folds: int = 1,
 ) -> SplitPlan:
-    """Assign every kept image (and list every excluded file) under `policy`."""
+    """Assign every kept image (and list every excluded file) under `policy`; with `folds` > 1
+    under `regroup`, also each pool file's cross-fitting fold."""
     if policy not in POLICIES:
         raise SplitError(f"split_policy {policy!r} is not one of {', '.join(POLICIES)}")
     contam = contamination(validated, groups)
@@ -218,8 +250,12 @@ def plan_splits(
     members["official_test"] = [i for i, r in enumerate(validated.records) if r.split == "test"]
     recs = validated.records
     files: dict[str, dict] = {}
+    crossfit = folds > 1 and used == "regroup"
     for i, rec in enumerate(recs):
         entry = {"split": detail["split_of"][i], "group": gids[i]}
+        if crossfit and entry["split"] in REGROUP_FRACTIONS:
+            entry["fold"] = fold_of(gids[i], folds, seed=seed)
+            entry["label"] = rec.label
         if i in detail["copy_of"]:
             entry["copy_of"] = recs[detail["copy_of"][i]].relpath
         files[rec.relpath] = entry
@@ -230,7 +266,7 @@ def plan_splits(
             "reason": f"{ex['reason']}: {ex.get('detail', '')}".strip(": "),
         }
     check_classes_present(validated, members)
-    return SplitPlan(policy, used, reason, members, dict(sorted(files.items())), contam)
+    return SplitPlan(policy, used, reason, members, dict(sorted(files.items())), contam, folds if crossfit else 1)
 
 
 def check_classes_present(validated: ValidatedDataset, members: dict[str, list[int]]) -> None:

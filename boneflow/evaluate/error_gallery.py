@@ -26,7 +26,8 @@ def most_confident_errors(predictions: Predictions, *, limit: int = GALLERY_SIZE
     predicted, files and one file's path (the first by name) for the picture."""
     groups = group_of_each_file(predictions.paths, predictions.groups or None)
     rad = by_radiograph(groups, predictions.labels, predictions.probability)
-    called = rad.predicted(predictions.threshold)
+    cut = by_radiograph(groups, predictions.labels, predictions.file_thresholds()).probability
+    called = (rad.probability >= cut).astype(np.int64)
     wrong = np.flatnonzero(called != rad.labels)
     # confidence in the wrong answer: P(fractured) for a healthy bone, 1 - P for a fracture
     confidence = np.where(rad.labels[wrong] == 1, 1 - rad.probability[wrong], rad.probability[wrong])
@@ -59,7 +60,7 @@ def draw_error_gallery(rows: list[dict], images: dict[str, np.ndarray], predicto
 
     cols = 6  # three radiographs per row, two panels each
     rows_n = max(1, -(-2 * len(rows) // cols))
-    fig = new_figure(2.0 * cols, 2.2 * rows_n)
+    fig = new_figure(2.0 * cols, 2.5 * rows_n)
     for k, row in enumerate(rows):
         explained = predictor.explain(Image.fromarray(images[row["path"]]))
         for j, (picture, what) in enumerate(((explained.image, "image"), (None, "Grad-CAM"))):

@@ -63,9 +63,10 @@ def expected_calibration_error(labels, prob_fractured, *, bins: int = 15) -> flo
     return float(ece)
 
 
-def split_metrics(labels, prob_fractured, *, threshold: float = 0.5) -> dict:
+def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=None) -> dict:
     """DESIGN.md's per-split metrics plus balanced_accuracy. None where undefined (no positives,
-    one class only for AUROC)."""
+    one class only for AUROC). `predicted` replaces `prob >= threshold` when the decisions were
+    made at more than one threshold (cross-fitting: each fold at its own)."""
     from sklearn import metrics as skm
 
     y = np.asarray(labels, dtype=np.int64)
@@ -91,7 +92,7 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5) -> dict:
             "confusion": [[0, 0], [0, 0]],
             "threshold": threshold,
         }
-    pred = (prob >= threshold).astype(np.int64)
+    pred = (prob >= threshold).astype(np.int64) if predicted is None else np.asarray(predicted, dtype=np.int64)
     (tn, fp), (fn, tp) = skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
     both_classes = len(np.unique(y)) == 2
 
@@ -142,11 +143,11 @@ def auroc_bootstrap_interval(
     return [round(float(lo), 4), round(float(hi), 4)]
 
 
-def headline_intervals(labels, prob_fractured, *, threshold: float) -> dict:
-    """95 % intervals of recall, specificity (Wilson) and AUROC (bootstrap) at `threshold`;
-    accuracy's is in split_metrics."""
+def headline_intervals(labels, prob_fractured, *, predicted) -> dict:
+    """95 % intervals of recall, specificity (Wilson) of the decisions `predicted` and of the
+    AUROC (bootstrap); accuracy's is in split_metrics."""
     y = np.asarray(labels, dtype=np.int64)
-    called = np.asarray(prob_fractured, dtype=np.float64) >= threshold
+    called = np.asarray(predicted) == 1
     tp, positives = int((called & (y == 1)).sum()), int((y == 1).sum())
     tn, negatives = int((~called & (y == 0)).sum()), int((y == 0).sum())
     return {

@@ -113,7 +113,8 @@ def radiograph_results(predictions: Predictions) -> dict[str, tuple[int, bool]]:
 
     groups = group_of_each_file(predictions.paths, predictions.groups or None)
     rad = by_radiograph(groups, predictions.labels, predictions.probability)
-    right = rad.predicted(predictions.threshold) == rad.labels
+    cut = by_radiograph(groups, predictions.labels, predictions.file_thresholds()).probability
+    right = (rad.probability >= cut).astype(int) == rad.labels
     return {g: (int(label), bool(ok)) for g, label, ok in zip(rad.groups, rad.labels, right)}
 
 

@@ -109,23 +109,36 @@ def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
     """DESIGN's split metrics by radiograph (evaluate/radiographs.py) at the operating threshold
     on calibrated probabilities, with 95 % intervals; the same threshold-dependent metrics at
     0.5 (`at_0.5`), the ECE before the temperature, and the per-file figures under `by_file`."""
+    probs = point.probability(scores.margins)
+    thresholds = np.full(len(probs), point.threshold)
+    metrics = report_from_probabilities(scores, probs, thresholds, sigmoid(scores.margins))
+    metrics["temperature"] = point.temperature
+    return metrics
+
+
+def report_from_probabilities(
+    scores: SplitScores, probs: np.ndarray, thresholds: np.ndarray, uncalibrated: np.ndarray
+) -> dict:
+    """split_report's figures from each file's calibrated probability and the threshold that
+    decides it (one per file: cross-fitting decides each fold at its own point)."""
     from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
-    probs = point.probability(scores.margins)
     groups = group_of_each_file(scores.paths, scores.groups)
     rad = by_radiograph(groups, scores.labels, probs)
-    metrics = split_metrics(rad.labels, rad.probability, threshold=point.threshold)
+    cut = by_radiograph(groups, scores.labels, thresholds).probability  # a radiograph's files share one
+    called = (rad.probability >= cut).astype(np.int64)
+    threshold = float(cut[0]) if len(cut) and np.all(cut == cut[0]) else float(np.median(thresholds))
+    metrics = split_metrics(rad.labels, rad.probability, threshold=threshold, predicted=called)
     metrics["files"] = int(len(scores.labels))
-    metrics.update(headline_intervals(rad.labels, rad.probability, threshold=point.threshold))
+    metrics.update(headline_intervals(rad.labels, rad.probability, predicted=called))
     at_half = split_metrics(rad.labels, rad.probability, threshold=0.5)
     metrics["at_0.5"] = {k: at_half[k] for k in THRESHOLD_FIELDS}
-    metrics["temperature"] = point.temperature
-    uncalibrated = by_radiograph(groups, scores.labels, sigmoid(scores.margins))
-    metrics["ece_uncalibrated"] = (
-        expected_calibration_error(uncalibrated.labels, uncalibrated.probability) if len(rad) else None
-    )
+    raw = by_radiograph(groups, scores.labels, uncalibrated)
+    metrics["ece_uncalibrated"] = expected_calibration_error(raw.labels, raw.probability) if len(rad) else None
     metrics["mixed_label_groups"] = rad.mixed
-    per_file = split_metrics(scores.labels, probs, threshold=point.threshold)
+    per_file = split_metrics(
+        scores.labels, probs, threshold=threshold, predicted=(probs >= thresholds).astype(np.int64)
+    )
     metrics["by_file"] = {k: per_file[k] for k in FILE_FIELDS}
     return metrics
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 SPLIT_ORDER = ("oof", "val", "test", "test_clean", "official_test")  # report order
 _WORDS = {
-    "oof": "out-of-fold",
+    "oof": "out-of-fold set",
     "val": "validation",
     "test": "official test",
     "test_clean": "leak-free test",

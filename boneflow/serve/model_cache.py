@@ -61,12 +61,41 @@ def remove_inside(root: Path, folder: Path) -> None:
 
 
 def _cached(folder: Path, weights_sha256: str, json_sha256: str) -> bool:
-    return (
+    if not (
         (folder / WEIGHTS).is_file()
         and (folder / MODEL_JSON).is_file()
         and sha256_file(folder / WEIGHTS) == weights_sha256
         and sha256_file(folder / MODEL_JSON) == json_sha256
-    )
+    ):
+        return False
+    try:
+        members = ensemble_members(folder / MODEL_JSON, source=str(folder / MODEL_JSON))
+    except ModelNotFoundError:
+        return False
+    return all((folder / name).is_file() and sha256_file(folder / name) == digest for name, digest in members)
+
+
+def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
+    """(file, sha256) of each fold-ensemble member beyond model.safetensors that model.json
+    lists (train/ensemble.py); [] for a single model. Names and digests are checked first."""
+    from boneflow.serve.model_meta import read_model_meta
+    from boneflow.train.ensemble import MAX_MEMBERS, member_file
+
+    listed = read_model_meta(model_json, source=source).get("members") or []
+    if not isinstance(listed, list) or len(listed) > MAX_MEMBERS:
+        raise ModelNotFoundError(f"{source}: field 'members' must be a list of at most {MAX_MEMBERS} entries")
+    out = []
+    for index, entry in enumerate(listed):
+        name = entry.get("weights") if isinstance(entry, dict) else None
+        if name != member_file(index):
+            raise ModelNotFoundError(f"{source}: member {index} must name {member_file(index)!r}, not {name!r}")
+        try:
+            digest = validate_sha256(entry.get("sha256"), what=f"member {index} sha256")
+        except InvalidKeyError as err:
+            raise ModelNotFoundError(f"{source}: {err}") from None
+        if index > 0:
+            out.append((name, digest))
+    return out
 
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
@@ -106,6 +135,13 @@ def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = 
                 f"runs/{run_id}/{WEIGHTS} in {store.url} does not have sha256 {sha256} that "
                 f"champion.json names; the pointer and the run disagree — re-promote the run"
             )
+        for name, digest in ensemble_members(staging / MODEL_JSON, source=f"runs/{run_id}/{MODEL_JSON}"):
+            fetch_run_file(store, run_id, name, staging / name, manifest=manifest)
+            if sha256_file(staging / name) != digest:
+                raise ModelNotFoundError(
+                    f"runs/{run_id}/{name} in {store.url} does not have the sha256 model.json lists for it; "
+                    "re-publish the run"
+                )
         try:
             staging.rename(folder)
         except OSError:

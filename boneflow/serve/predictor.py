@@ -78,7 +78,7 @@ class Predictor:
         self.preset = EvalPreset(crop_size=self.image_size, mean=prep["mean"], std=prep["std"])
         # the temperature and decision threshold chosen on validation (0.5 and 1 for older runs)
         self.operating_point = OperatingPoint.from_meta(meta, where=f"model.json of run {run_id}")
-        self._gradcam: GradCAM | None = None
+        self._gradcams: list[GradCAM] = []
 
     # --- loading ----------------------------------------------------------------------------
     @classmethod
@@ -156,18 +156,28 @@ class Predictor:
         return {"label": self._label(prob), "prob_fractured": round(prob, 6), "run_id": self.run_id}
 
     def explain(self, image) -> Explanation:
-        """Prediction and Grad-CAM from one forward pass (see gradcam.py for why it is cheap)."""
+        """Prediction and Grad-CAM from one forward pass per member (see gradcam.py for why it
+        is cheap); a fold ensemble's probability is its members' mean calibrated probability
+        (as in train/ensemble.py) and its map the mean of theirs, scaled to peak 1."""
         from boneflow.serve.gradcam import GradCAM
         from boneflow.train.device import autocast, fast_layout, use_bf16
+        from boneflow.train.ensemble import FoldEnsemble
 
-        if self._gradcam is None:
-            self._gradcam = GradCAM(model=self.model)
-        x = self.preprocess(image)
+        if not self._gradcams:
+            members = list(self.model.members) if isinstance(self.model, FoldEnsemble) else [self.model]
+            self._gradcams = [GradCAM(model=m) for m in members]
+        x = fast_layout(self.preprocess(image))
         cpu = torch.device("cpu")
-        with autocast(cpu, use_bf16(cpu)):  # the precision predict/evaluation use
-            logits, cam = self._gradcam(fast_layout(x), class_index=self.positive_index)
-        cam = cam.float()
-        prob = torch.softmax(logits.float() / self.operating_point.temperature, dim=1)[0, self.positive_index].item()
+        probs, cams = [], []
+        for gradcam in self._gradcams:
+            with autocast(cpu, use_bf16(cpu)):  # the precision predict/evaluation use
+                logits, member_cam = gradcam(x, class_index=self.positive_index)
+            cams.append(member_cam.float())
+            calibrated = torch.softmax(logits.float() / self.operating_point.temperature, dim=1)
+            probs.append(calibrated[0, self.positive_index].item())
+        cam = torch.stack(cams).mean(dim=0)
+        cam = cam / cam.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+        prob = float(np.mean(probs))
         seen = (x[0, 0] * self.std + self.mean).mul(255).round().clamp(0, 255).to(torch.uint8)
         return Explanation(
             label=self._label(prob),

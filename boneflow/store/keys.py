@@ -43,6 +43,16 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def member_run_id(run_id: str, fold: int) -> str:
+    """The run id under which fold `fold`'s member of a cross-fitted run trains (its checkpoints,
+    model and train_result.json): the parent's timestamp and a suffix derived from the parent id
+    and the fold, so a Retry of the parent finds the same member folder and resumes it."""
+    import hashlib
+
+    validate_run_id(run_id)
+    return run_id[:16] + "-" + hashlib.sha256(f"{run_id}/fold-{fold}".encode()).hexdigest()[:6]
+
+
 def _invalid(what: str, value: object, why: str) -> InvalidKeyError:
     return InvalidKeyError(f"{what} {value!r} is not allowed: {why}.")
 

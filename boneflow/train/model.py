@@ -187,12 +187,16 @@ def save_model(model: nn.Module, out_dir: Path, *, meta: dict) -> tuple[Path, Pa
 
 
 def load_model(safetensors_path: Path, json_path: Path) -> tuple[nn.Module, dict]:
-    """Model in eval mode on CPU, and its meta. Never unpickles anything."""
+    """Model in eval mode on CPU, and its meta. Never unpickles anything. A model.json that
+    lists `members` (a cross-fitted run) gives the fold ensemble of the member files beside
+    `safetensors_path` (train/ensemble.py)."""
     from safetensors.torch import load_file
+
+    from boneflow.train.ensemble import load_members
 
     meta = json.loads(Path(json_path).read_text())
     if meta.get("architecture") != ARCHITECTURE:
         raise _error(f"{json_path}: architecture {meta.get('architecture')!r}, expected {ARCHITECTURE!r}.")
     model = build_model(num_classes=int(meta.get("num_classes", len(meta.get("classes", (0, 1))))))
     model.load_state_dict(load_file(str(safetensors_path)))
-    return model.eval(), meta
+    return load_members(Path(safetensors_path).parent, meta, model.eval()), meta

@@ -28,6 +28,7 @@ def package_model(
     config: RetrainConfig,
     classes: tuple[str, ...] | list[str],
     pack_size: int,
+    fold: int | None = None,
 ) -> TrainSummary:
     """Write MODEL_FILES into out_dir and return the summary train_result.json holds."""
     save_model(
@@ -40,6 +41,7 @@ def package_model(
             "preprocessing": preprocessing_meta(pack_size=pack_size, image_size=config.image_size),
             "config": config.model_dump(),
             "config_fingerprint": config.fingerprint(),
+            "fold": fold,  # the cross-fitting fold this member never saw (None: the single split)
         },
     )
     (out_dir / "history.json").write_text(json.dumps(result.history, indent=2, default=float))
@@ -52,9 +54,31 @@ def package_model(
         resumed_from_epoch=result.resumed_from_epoch or 0,
         seconds=round(result.seconds, 2),
         history=result.history,
+        fold=fold,
     )
     (out_dir / TRAIN_RESULT).write_text(summary.model_dump_json(indent=2))
     return summary
+
+
+def list_members(model_dir: Path, members: list[tuple[str, int | None]]) -> None:
+    """Record the fold ensemble in model_dir/model.json (train/ensemble.py): each member's
+    weights file in the run folder, its sha256, the fold it never saw and the run it trained in."""
+    from boneflow.store.base import sha256_file
+    from boneflow.train.ensemble import member_file
+
+    path = Path(model_dir) / "model.json"
+    meta = json.loads(path.read_text())
+    meta["members"] = [
+        {
+            "weights": member_file(i),
+            "sha256": sha256_file(Path(model_dir) / member_file(i)),
+            "fold": fold,
+            "trained_in": member_run,
+        }
+        for i, (member_run, fold) in enumerate(members)
+    ]
+    meta["fold"] = None  # the ensemble as a whole saw every fold
+    path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_train_summary(data: bytes, *, where: str) -> TrainSummary:

@@ -55,6 +55,7 @@ def tiny_defaults(stack, tmp_path_factory) -> dict:
         "min_recall": 0.0,
         "max_regression": 1.0,
         "min_gate_n": 0,
+        "folds": 1,
         "dispatch": "local",
     }
     _api_retrying(

@@ -40,6 +40,7 @@ def _config(data_dir: Path, **overrides) -> dict:
         "min_recall": 0.0,
         "max_regression": 1.0,
         "min_gate_n": 0,
+        "folds": 1,  # one training run per retrain; tests/e2e/test_crossfit_on_server.py fans folds out
         "dispatch": "deployment",
         **overrides,
     }

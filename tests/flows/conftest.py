@@ -47,6 +47,7 @@ def tiny_config(demo_data, tmp_path):
             min_recall=0.0,
             max_regression=1.0,
             min_gate_n=0,
+            folds=1,  # one model per run; the cross-fitting tests ask for folds themselves
         )
         return RetrainConfig(**{**fields, **overrides})
 

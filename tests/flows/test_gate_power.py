@@ -38,7 +38,7 @@ def test_too_few_images_refuses_then_a_judged_run_adds_to_the_quality_history(ti
     assert _summary(state, refused) == EXIT_REJECTED and "not promoted" in capsys.readouterr().err
     store = Path(refused.store_url)
     assert not (store / "champion.json").exists()
-    run_dir = next((store / "runs").iterdir())
+    run_dir = next(p for p in (store / "runs").iterdir() if (p / "manifest.json").is_file())
     gate = json.loads((run_dir / "metrics.json").read_text())["gate"]
     assert gate["refused"] is True and gate["passed"] is False
     assert "**Gate: REFUSED" in (run_dir / "report.md").read_text()

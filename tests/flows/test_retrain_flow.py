@@ -83,3 +83,48 @@ def test_a_champion_trained_at_another_size_is_rescored_and_compared(tiny_config
     )
     assert 0 < paired["mcnemar_p"] <= 1 and "McNemar exact p" in " ".join(rescored)
     assert metrics["gate"]["champion"]["accuracy"] == champion_test["splits"]["test_clean"]["accuracy"]
+
+
+def test_a_crossfitted_run_trains_one_member_per_fold_and_publishes_their_ensemble(tiny_config):
+    """dispatch=local, split_policy regroup, folds 2: two training subflows (one per member run
+    id), every radiograph judged out of fold, the fold ensemble published and servable."""
+    import csv
+
+    from boneflow.serve.predictor import Predictor
+    from boneflow.store.keys import member_run_id
+
+    config = tiny_config(split_policy="regroup", folds=2)
+    state = retrain(config, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    run_id, store = summary["run_id"], Path(config.store_url)
+    assert summary["judged_split"] == "out-of-fold set"
+    run_dir = store / "runs" / run_id
+    meta = json.loads((run_dir / "model.json").read_text())
+    members = meta["members"]
+    assert [m["weights"] for m in members] == ["model.safetensors", "member-1.safetensors"]
+    assert [m["trained_in"] for m in members] == [member_run_id(run_id, 0), member_run_id(run_id, 1)]
+    for m in members:  # each member trained in its own run folder, resumable there
+        assert (store / "runs" / m["trained_in"] / "train_result.json").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {"member-1.safetensors", "predictions.csv", "error_gallery.png"} <= set(manifest["files"])
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["gate"]["split"] == "oof" and metrics["splits"]["oof"]["crossfit"]["folds"] == 2
+    rows = list(csv.DictReader((run_dir / "predictions.csv").read_text().splitlines()))
+    oof = [r for r in rows if r["split"] == "oof"]
+    assert {r["fold"] for r in oof} == {"0", "1"}
+    fold_of_group: dict[str, set] = {}
+    for r in oof:
+        fold_of_group.setdefault(r["group"], set()).add(r["fold"])
+    assert all(len(f) == 1 for f in fold_of_group.values())  # no radiograph in two folds
+    assert metrics["splits"]["oof"]["n"] == len(fold_of_group) - len(metrics["splits"]["oof"]["mixed_label_groups"])
+    predictor = Predictor.from_store(config.store_url)
+    image = next((Path(config.data_dir)).rglob("*.jpg"))
+    assert 0.0 <= predictor.predict(image)["prob_fractured"] <= 1.0
+    assert type(predictor.model).__name__ == "FoldEnsemble"
+
+    # a second cross-fitted run is paired with the first radiograph by radiograph (its OOF table)
+    second = retrain(config.model_copy(update={"force": True}), return_state=True)
+    decision = json.loads((store / "runs" / second.result()["run_id"] / "metrics.json").read_text())["gate"]
+    assert decision["paired"]["n"] == metrics["splits"]["oof"]["n"]
+    assert "both runs predicted" in " ".join(decision["reasons"])

@@ -56,7 +56,12 @@ def test_regrouped_pack_puts_no_copy_on_two_sides_and_lists_every_file(demo_vali
     for name in ("train", "val", "test"):
         assert sorted(pk.split(name).paths) == sorted(p for p, e in doc["files"].items() if e["split"] == name)
     assert pk.split("test_clean").paths == pk.split("test").paths
-    assert pk.manifest["split_policy"] == {"requested": "regroup", "used": "regroup", "reason": doc["reason"]}
+    assert pk.manifest["split_policy"] == {
+        "requested": "regroup",
+        "used": "regroup",
+        "reason": doc["reason"],
+        "folds": 1,
+    }
 
 
 def test_packed_pixels_are_the_validation_decode(packed):

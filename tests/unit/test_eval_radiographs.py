@@ -69,7 +69,7 @@ def test_auroc_interval_brackets_the_auroc_and_narrows_with_more_radiographs():
     assert large[0] < roc_auc_score(y2, s2) < large[1]
     assert large[1] - large[0] < (small[1] - small[0]) / 2
     assert auroc_bootstrap_interval([1, 1], [0.2, 0.3]) is None  # one class: no AUROC
-    intervals = headline_intervals([1, 1, 0], [0.9, 0.4, 0.1], threshold=0.5)
+    intervals = headline_intervals([1, 1, 0], [0.9, 0.4, 0.1], predicted=[1, 0, 0])
     assert intervals["recall_fractured_ci95"] == pytest.approx(wilson_interval(1, 2))
     assert intervals["specificity_ci95"] == pytest.approx(wilson_interval(1, 1))
 

@@ -132,7 +132,7 @@ def test_run_files_come_from_the_values_and_the_pack(chain, tmp_path):
     import csv
 
     rows = list(csv.DictReader(files["predictions.csv"].read_text().splitlines()))
-    assert list(rows[0]) == ["path", "group", "split", "fold", "label", "probability", "predicted"]
+    assert list(rows[0]) == ["path", "group", "split", "fold", "label", "probability", "predicted", "threshold"]
     judged = scores.predictions["test_clean"]
     assert {r["path"] for r in rows if r["split"] == "test_clean"} == set(judged.paths)
     assert len(rows) == len({r["path"] for r in rows})
