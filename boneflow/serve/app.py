@@ -150,9 +150,8 @@ def _headline_is_the_decision(label_box) -> None:
     label_box.postprocess = postprocess
 
 
-def build_ui(
-    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
-):
+def _answer_handler(xray_app: XrayApp):
+    """The upload event: (headline, heat map update, status line, model info) for a payload."""
     import gradio as gr
 
     def no_heatmap():
@@ -175,6 +174,16 @@ def build_ui(
             return None, no_heatmap(), FAILED, xray_app.model_info()
         heatmap = gr.update(value=answer.overlay, label=answer.heatmap_caption())
         return answer.headline(), heatmap, answer.summary(), xray_app.model_info(answer.served)
+
+    return on_image
+
+
+def build_ui(
+    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
+):
+    import gradio as gr
+
+    on_image = _answer_handler(xray_app)
 
     with gr.Blocks(title="boneflow · fracture check", delete_cache=delete_cache) as demo:
         gr.Markdown(
