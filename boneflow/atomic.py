@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from typing import BinaryIO
 from boneflow.hashing import CHUNK
 
 TEMP_PREFIX = ".tmp-"
+# Exactly the names `_new_temp` makes: prefix, 8 hex, '-', the first 40 characters of a name.
+TEMP_NAME_RE = re.compile(r"^\.tmp-[0-9a-f]{8}-[A-Za-z0-9][A-Za-z0-9._ -]{0,39}$")
 
 
 def fsync_dir(folder: Path) -> None:
