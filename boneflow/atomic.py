@@ -11,16 +11,22 @@ digit), so listings skip it, readers never match it, and the store's gc finds it
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from boneflow.errors import OutOfSpaceError
 from boneflow.hashing import CHUNK
 
 TEMP_PREFIX = ".tmp-"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# Exactly the names `_new_temp` makes: prefix, 8 hex, '-', the first 40 characters of a name.
+TEMP_NAME_RE = re.compile(r"^\.tmp-[0-9a-f]{8}-[A-Za-z0-9][A-Za-z0-9._ -]{0,39}$")
 
 
 def fsync_dir(folder: Path) -> None:
@@ -31,6 +37,15 @@ def fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _out_of_space(target: Path) -> OutOfSpaceError:
+    # The OS error names no file (write(2) has only a descriptor): say which one, and where.
+    free = shutil.disk_usage(target.parent).free if target.parent.is_dir() else 0
+    return OutOfSpaceError(
+        f"no space left to write {target} ({free / 2**20:,.0f} MiB free on its file system); free "
+        "space there, or point --store / BONEFLOW_WORK_DIR / BONEFLOW_CACHE at a larger disk"
+    )
 
 
 def _new_temp(folder: Path, name: str) -> Path:
@@ -64,8 +79,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in _NO_SPACE and not isinstance(err, OutOfSpaceError):
+            raise _out_of_space(target) from err
         raise
     fsync_dir(target.parent)
 

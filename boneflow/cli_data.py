@@ -116,10 +116,19 @@ def _audit_table(acquired, validated, leak, max_distance: int):
     return table
 
 
+MAX_DEMO_IMAGES = 100_000  # ~1 GB of 80-400 px JPEGs; a typo like --n 2500000 would fill a disk
+
+
 def demo_data(
     path: Annotated[Path, typer.Argument(help="Folder to write (the Kaggle layout goes below it).")],
     n: Annotated[
-        int, typer.Option("--n", help="Distinct synthetic radiographs (defects and copies come on top).", min=20)
+        int,
+        typer.Option(
+            "--n",
+            help="Distinct synthetic radiographs (defects and copies come on top).",
+            min=20,
+            max=MAX_DEMO_IMAGES,
+        ),
     ] = 2500,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same bytes.")] = 0,
     full_size: Annotated[bool, typer.Option(help="256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px.")] = False,

@@ -6,11 +6,13 @@
 | 1    | unexpected error: a bug, or a problem boneflow cannot explain |
 | 2    | an error you can act on; the message says what to do (see below) |
 | 3    | `boneflow run` only: the gate rejected the model (run published, champion unchanged) |
+| 4    | `boneflow run` only: an object the run needs left the store while it ran (a concurrent gc); run again |
 | 130  | interrupted (Ctrl-C) |
 
 Exit 2 covers bad usage (Typer's own), bad settings (pydantic ValidationError), a missing or
 unreadable file (FileNotFoundError, PermissionError, ...) and every BoneflowError: bad data, a
-store that is unreachable or inconsistent, no champion yet.
+store that is unreachable or inconsistent, no champion yet, a full disk (the message names the
+file being written).
 
 Every failure prints one line, `error: ...`, on stderr and no traceback; set BONEFLOW_DEBUG=1
 to get the traceback as well. `build_app` gives the whole app `ErrorHandlingGroup`, so a command

@@ -1,11 +1,14 @@
 """CLI command `boneflow gc`: delete what finished runs no longer need (store and work dir).
 
-Prints one JSON report. Exit codes as for every command (boneflow/cli_errors.py): 0 done (or
-dry run), 2 a clear error (bad store, unreadable champion pointer)."""
+Prints one JSON report: what was deleted (or would be), what was kept and why, and the listed
+keys that do not fit the store's layout (`skipped`: reported, never deleted). Exit codes as for
+every command (boneflow/cli_errors.py): 0 done (or dry run, or with keys skipped), 2 a clear
+error (bad flags, bad store, unreadable champion pointer)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +18,15 @@ import typer
 from boneflow.config import DEFAULT_STORE
 
 WORK_DIR_ENV = "BONEFLOW_WORK_DIR"  # the same variable the Prefect tasks read
+MAX_GRACE_HOURS = 24 * 365 * 10  # ten years: more keeps everything, which --dry-run says better
+
+
+def _grace_hours(value: float) -> float:
+    # Typer's min/max let NaN through (every comparison with it is false), and inf overflows
+    # timedelta: both would end in a traceback instead of a usage error.
+    if not math.isfinite(value) or not 0 <= value <= MAX_GRACE_HOURS:
+        raise typer.BadParameter(f"{value} is not a number of hours between 0 and {MAX_GRACE_HOURS}.")
+    return value
 
 
 def gc(
@@ -31,7 +43,7 @@ def gc(
         float,
         typer.Option(
             "--grace-hours",
-            min=0.0,
+            callback=_grace_hours,
             help="Touch nothing newer than this: a younger run may still be training or publishing.",
         ),
     ] = 24.0,

@@ -13,6 +13,17 @@ import typer
 from boneflow.config import DEFAULT_STORE
 
 
+def _not_an_image_file(path: Path) -> str | None:
+    """What is wrong with `path` as an image argument, before it is opened (a FIFO would block)."""
+    if path.is_dir():
+        return f"{path}: a folder, not an image file; give the image files in it (e.g. {path}/*.png)"
+    if path.exists() and not path.is_file():
+        return f"{path}: not a regular file (a FIFO, socket or device); give an image file"
+    if not path.exists():
+        return f"{path}: no such file"
+    return None
+
+
 def predict(
     images: Annotated[list[Path], typer.Argument(help="X-ray image files (PNG or JPEG).")],
     store: Annotated[
@@ -35,10 +46,12 @@ def predict(
     failed = 0
     for path in images:
         line: dict = {"path": str(path)}
+        problem = _not_an_image_file(path)
         try:
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file")
-            line.update(predictor.predict(path))
+            if problem:
+                line.update(error=problem, run_id=predictor.run_id)
+            else:
+                line.update(predictor.predict(path))
         except BoneflowError as err:
             line.update(error=f"{path}: {err}; give a PNG or JPEG X-ray", run_id=predictor.run_id)
         except OSError as err:

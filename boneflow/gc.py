@@ -1,11 +1,12 @@
 """`boneflow gc`: delete what finished runs no longer need, in the store and the local work dir.
 
 The store part is boneflow/store/gc.py. The local work dir (`runs/<run_id>/...` under
-$BONEFLOW_WORK_DIR, ~215 MB per run) loses the folders of runs that are finished in the store
-(they have a manifest there: everything worth keeping was published) and whose newest file is
-older than the grace period. Folders of unfinished runs stay: a Retry of that flow run would
-reuse them. The work dir is an argument, so this module knows nothing of the Prefect tasks that
-fill it. Nothing is deleted through a symbolic link or outside `<work dir>/runs`.
+$BONEFLOW_WORK_DIR, ~215 MB per run) loses the folders whose newest file is older than the
+grace period: of runs finished in the store (they have a manifest there: everything worth
+keeping was published), and of runs that never finished (failed or abandoned), whose folders
+would otherwise grow without bound; a Retry of such a run after that redoes its stages. The
+work dir is an argument, so this module knows nothing of the Prefect tasks that fill it.
+Nothing is deleted through a symbolic link or outside `<work dir>/runs`.
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def plan_work_dir_gc(
         if not RUN_ID_RE.match(entry.name) or entry.is_symlink() or not entry.is_dir():
             continue  # not a run folder boneflow made: not ours to delete
         size, newest = _tree_stats(entry)
-        if entry.name not in finished:
-            kept[entry.name] = "no manifest in this store (unfinished, or published elsewhere)"
-        elif now - datetime.fromtimestamp(newest, UTC) < grace:
+        if now - datetime.fromtimestamp(newest, UTC) < grace:
             kept[entry.name] = "younger than the grace period"
-        else:
+        elif entry.name in finished:
             delete.append({"path": str(entry), "bytes": size, "reason": "run finished in the store"})
+        else:
+            reason = "unfinished run (no manifest in this store) older than the grace period; a Retry redoes its stages"
+            delete.append({"path": str(entry), "bytes": size, "reason": reason})
     return delete, kept
 
 
@@ -64,8 +66,10 @@ def remove_run_folder(work_dir: Path, folder: Path) -> None:
 
 
 def _store_report(plan: StoreGcPlan, verb: str) -> dict:
-    items = [{"key": o.key, "bytes": o.size, "reason": why} for o, why in plan.delete + plan.delete_temp]
-    return {verb: items, "bytes": sum(i["bytes"] for i in items)}
+    planned = plan.delete + plan.delete_temp + plan.delete_folders
+    items = [{"key": o.key, "bytes": o.size, "reason": why} for o, why in planned]
+    skipped = [{"key": k.key, "reason": k.reason} for k in plan.skipped]
+    return {verb: items, "bytes": sum(i["bytes"] for i in items), "skipped": skipped}
 
 
 def collect_garbage(
@@ -83,6 +87,8 @@ def collect_garbage(
     now = now or datetime.now(UTC)
     if grace < timedelta(0):
         raise BoneflowError(f"grace period {grace} is negative; give 0 or more hours.")
+    if grace > now - datetime(1970, 1, 1, tzinfo=UTC):
+        raise BoneflowError(f"grace period {grace} reaches back before 1970; give fewer hours.")
     plan = plan_store_gc(store, keep_runs=keep_runs, grace=grace, now=now)
     verb = "would_delete" if dry_run else "deleted"
     report: dict[str, Any] = {

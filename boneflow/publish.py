@@ -30,7 +30,15 @@ from boneflow.store.keys import (
     validate_run_id,
     validate_sha256,
 )
-from boneflow.store.verified import check_file_entries, download_verified, json_bytes, load_json, utc_now
+from boneflow.store.verified import (
+    MAX_CHAMPION_BYTES,
+    MAX_INDEX_BYTES,
+    check_file_entries,
+    download_verified,
+    json_bytes,
+    load_json,
+    utc_now,
+)
 from boneflow.transfer import read_checkpoint_index
 
 __all__ = [
@@ -117,7 +125,7 @@ def _existing_run_objects(store: Store, run_id: str, *, skip: set[str]) -> dict[
 def read_manifest(store: Store, run_id: str) -> dict:
     key = run_key(run_id, MANIFEST_NAME)
     try:
-        data = store.get_bytes(key)
+        data = store.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
     except ObjectNotFoundError:
         raise ObjectNotFoundError(
             f"Run {run_id} has no {key!r} in {store.url}: it was never published or its publish did not finish."
@@ -148,7 +156,7 @@ def fetch_run_file(store: Store, run_id: str, name: str, dest: Path, *, manifest
 # --- champion ---------------------------------------------------------------------------------
 def read_champion(store: Store) -> tuple[dict, str] | None:
     """(champion dict, etag) or None when no model was ever promoted."""
-    found = store.read_with_etag(CHAMPION_KEY)
+    found = store.read_with_etag(CHAMPION_KEY, max_bytes=MAX_CHAMPION_BYTES)
     if found is None:
         return None
     data, etag = found

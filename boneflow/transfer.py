@@ -28,6 +28,7 @@ from boneflow.store.keys import (
     validate_size,
 )
 from boneflow.store.verified import (
+    MAX_INDEX_BYTES,
     check_file_entries,
     download_verified,
     json_bytes,
@@ -98,7 +99,7 @@ def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None, 
 def _read_dataset_index(store: Store, fingerprint: str, size: int) -> dict | None:
     key = dataset_key(fingerprint, size, DATASET_INDEX)
     try:
-        data = store.get_bytes(key)
+        data = store.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
     except ObjectNotFoundError:
         return None
     index = load_json(store, key, data)
@@ -180,7 +181,7 @@ def read_checkpoint_index(store: Store, run_id: str) -> dict[str, dict]:
     runs/<run_id>/checkpoints/index.json; {} before the first upload."""
     key = run_key(run_id, CHECKPOINT_INDEX)
     try:
-        data = store.get_bytes(key)
+        data = store.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
     except ObjectNotFoundError:
         return {}
     index = load_json(store, key, data)

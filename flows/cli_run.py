@@ -7,8 +7,9 @@ flow (and with it Prefect) is imported only when the command runs, so `boneflow 
 the core commands stay light.
 
 Exit codes are every command's (boneflow/cli_errors.py): 0 promoted or skipped, 3 gate rejected,
-2 bad settings or an error the flow names (a BoneflowError: bad data, store), 1 any other error;
-one clear message, no traceback. The progress display is flows/cli_progress.py.
+2 bad settings or an error the flow names (a BoneflowError: bad data, store), 4 an object the run
+needs left the store while it ran (a concurrent gc), 1 any other error; one clear message, no
+traceback. The progress display is flows/cli_progress.py.
 """
 
 from __future__ import annotations
@@ -31,9 +32,19 @@ from boneflow.cli_errors import (
 from boneflow.config import RetrainConfig
 from boneflow.config_options import flag_name, with_config_options
 from boneflow.gate import GATE_REJECTED
+from boneflow.store.errors import ObjectNotFoundError
 from flows.cli_progress import RunDisplay, count_column
 
-__all__ = ["EXIT_REJECTED", "run"]
+__all__ = ["EXIT_REJECTED", "EXIT_STORE_CHANGED", "run"]
+
+# Neither bad settings nor bad data: something the run had written, or needs, left the store
+# while it ran. Its own code, so a scheduler can tell "run again" from "fix something".
+EXIT_STORE_CHANGED = 4
+STORE_CHANGED = (
+    "An object this run needs is gone from the store: deleted while the run went on (a concurrent "
+    "`boneflow gc` with a --grace-hours shorter than a run, or another writer) or before it "
+    "started. Run again (or press Retry); give gc a grace period longer than any run."
+)
 
 
 def _build_config(**fields) -> RetrainConfig:
@@ -90,8 +101,11 @@ def _summary(state, config: RetrainConfig) -> int:
             err=True,
         )
         return EXIT_REJECTED
-    print_error(_error_message(state))
     error = _exception_of(state)
+    if isinstance(error, ObjectNotFoundError):
+        print_error(f"{_error_message(state)} {STORE_CHANGED}")
+        return EXIT_STORE_CHANGED
+    print_error(_error_message(state))
     return exit_code_for(error) if error is not None else EXIT_ERROR
 
 
@@ -108,7 +122,8 @@ def run(
     """Acquire, validate, audit, pack, train, evaluate, gate and publish; promote when the gate passes.
 
     Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 2: bad
-    settings or data; 1: other error."""
+    settings or data; 4: an object the run needs left the store meanwhile (a concurrent gc);
+    1: other error."""
     config = _build_config(**config_fields)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise SettingsError(

@@ -15,6 +15,9 @@ Conversions (documented choices):
 - 16-bit / 32-bit integer greyscale: scaled by the image's actual bit range (the smallest
   2^k - 1 >= its maximum, k >= 8), so a 12-bit scan stored in 16 bits spans 0..255 at its 4095
   and values are never clipped at 255. Float images: min-max scaled.
+- EXIF orientation (tag 274, as phones and many PACS exports write it) is applied, so a
+  picture stored turned with the tag and its upright twin decode to the same pixels. The turn
+  is done on the 8-bit greyscale image, before resizing.
 - Pad to square with black (centred), after resizing the longer side to `size`.
 
 What is decoded at all (inputs are untrusted: dataset files, predict arguments, app uploads):
@@ -25,10 +28,13 @@ What is decoded at all (inputs are untrusted: dataset files, predict arguments, 
 - Files over `max_bytes` (default 64 MiB) are `too_large`, decided from the file's size before
   a byte is read.
 - Memory: the decoded image costs width x height x bytes per pixel (1 for L/P, 2 for 16-bit,
-  4 for RGB(A)/32-bit, PIL's internal layout), refused above `max_decoded_bytes`. The
-  conversion to greyscale then works on strips of ~260k pixels into one full-size 8-bit image,
-  so it adds ~1 byte per pixel instead of the ~30 bytes per pixel that whole-image int64/float64
-  arrays cost (a 40 MP 16-bit PNG: 1.33 GB peak before, 0.16 GB now, 0.03 GB of it the interpreter).
+  4 for RGB(A)/32-bit, PIL's internal layout) plus 8 bytes per row, read from the header and refused above
+  `max_decoded_bytes` before anything is decoded. Images whose sides differ by more than
+  `MAX_ASPECT`:1 are refused too (no radiograph is shaped like that, and PNG decoding holds
+  full rows: a 49,000,000 x 1 16-bit PNG is a 432 KB file). The conversion to greyscale works on
+  tiles of at most ~260k pixels (rows split into pieces when one row is longer) into one
+  full-size 8-bit image, so it adds ~1 byte per pixel whatever the shape, instead of the ~30
+  bytes per pixel that whole-row int64/float64 arrays cost.
 """
 
 from __future__ import annotations
@@ -55,6 +61,21 @@ DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
 ALLOWED_FORMATS = ("JPEG", "PNG")
 _JPEG_FORMATS = ("JPEG", "MPO")  # PIL's JPEG decoder reports multi-picture JPEGs as MPO
 _STRIP_PIXELS = 1 << 18  # greyscale conversion works on ~260k pixels (a few MB of temporaries) at a time
+# Longest side over shortest side. Long-leg and full-spine stitches are ~1:4; a 20:1 image at
+# the 50 MP limit is 31,623 px wide, whose PNG row buffers are a few hundred kB.
+MAX_ASPECT = 20
+_ORIENTATION_TAG = 0x0112  # EXIF Orientation
+# EXIF orientation value -> the PIL transpose that turns the stored pixels upright
+# (the table ImageOps.exif_transpose uses).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageRejected(BoneflowError):
@@ -115,10 +136,14 @@ def _strip_to_grey(img: Image.Image, value_range: tuple[float, float] | None) ->
 
 
 def _strips(img: Image.Image):
-    """(top row, strip) pairs covering the image, ~_STRIP_PIXELS pixels each."""
-    rows = max(1, _STRIP_PIXELS // max(1, img.width))
+    """((left, top), tile) pairs covering the image, at most _STRIP_PIXELS pixels each: whole
+    rows when a row fits, else pieces of one row (an image may be millions of pixels wide)."""
+    cols = min(img.width, _STRIP_PIXELS)
+    rows = max(1, _STRIP_PIXELS // max(1, cols))
     for top in range(0, img.height, rows):
-        yield top, img.crop((0, top, img.width, min(img.height, top + rows)))
+        bottom = min(img.height, top + rows)
+        for left in range(0, img.width, cols):
+            yield (left, top), img.crop((left, top, min(img.width, left + cols), bottom))
 
 
 def _to_grey(img: Image.Image) -> Image.Image:
@@ -128,8 +153,8 @@ def _to_grey(img: Image.Image) -> Image.Image:
     wide = img.mode.startswith("I") or img.mode == "F"
     value_range = _value_range(img) if wide else None
     grey = Image.new("L", img.size, 0)
-    for top, strip in _strips(img):
-        grey.paste(_strip_to_grey(strip, value_range), (0, top))
+    for corner, strip in _strips(img):
+        grey.paste(_strip_to_grey(strip, value_range), corner)
     return grey
 
 
@@ -173,6 +198,56 @@ def _open(source: Path | bytes | Image.Image, max_bytes: int = DEFAULT_MAX_BYTES
         ) from exc
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF Orientation value (1-8) of a loaded image; 1 (upright) when absent or unreadable."""
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a damaged EXIF block must not make an otherwise good image unreadable
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
+
+
+def _check_shape(width: int, height: int, *, max_pixels: int, min_side: int) -> None:
+    """Refuse from the header alone a shape that is too small, or would cost too much memory
+    to decode."""
+    if width * height > max_pixels:
+        raise ImageRejected(
+            "decompression_bomb", f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
+        )
+    if min(width, height) < min_side:
+        raise ImageRejected("too_small", f"{width}x{height}: shorter side under {min_side} px")
+    if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+        raise ImageRejected(
+            "decompression_bomb",
+            f"{width}x{height}: one side is over {MAX_ASPECT} times the other; no radiograph is shaped like that",
+        )
+
+
+def _check_decoded_bytes(width: int, height: int, mode: str, *, max_decoded_bytes: int) -> None:
+    """Refuse from the header alone an image whose decoded pixels would exceed the budget.
+    PIL also keeps one 8-byte pointer per row: a 1 x 49,000,000 image costs 392 MB of them."""
+    decoded_bytes = height * (width * _bytes_per_pixel(mode) + 8)
+    if decoded_bytes > max_decoded_bytes:
+        raise ImageRejected(
+            "decompression_bomb",
+            f"{width}x{height} {mode} needs {decoded_bytes / 2**20:.0f} MiB "
+            f"to decode, over the limit of {max_decoded_bytes / 2**20:.0f} MiB",
+        )
+
+
+def _load(img: Image.Image) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected("decompression_bomb", str(exc)) from exc
+    except Exception as exc:
+        text = str(exc)
+        reason = "truncated" if "truncated" in text.lower() or isinstance(exc, EOFError) else "undecodable"
+        raise ImageRejected(reason, f"{type(exc).__name__}: {text}") from exc
+
+
 def decode_xray(
     source: Path | bytes | Image.Image,
     size: int,
@@ -184,53 +259,43 @@ def decode_xray(
 ) -> tuple[np.ndarray, Image.Image, dict]:
     """Decode once and return (square uint8 [size, size], the unpadded greyscale image at
     DETAIL_SIDE (input of the perceptual hashes and the duplicate-grouping thumbnail), info
-    {width, height, mode, format}). Raises ImageRejected.
+    {width, height, mode, format, orientation}). Both images are upright (EXIF orientation
+    applied); width and height are the upright ones. Raises ImageRejected.
 
     The second image does not depend on `size` for packs up to DETAIL_SIDE: duplicate groups,
     and so the split, must not change when only the image size does (a champion packed at
     another size is re-scored on the same split)."""
     img = _open(source, max_bytes)
-    width, height = img.size
-    info = {"width": width, "height": height, "mode": img.mode, "format": img.format}
-    if width * height > max_pixels:
-        raise ImageRejected(
-            "decompression_bomb", f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
-        )
-    if min(width, height) < min_side:
-        raise ImageRejected("too_small", f"{width}x{height}: shorter side under {min_side} px")
+    width, height, mode = img.width, img.height, img.mode
+    _check_shape(width, height, max_pixels=max_pixels, min_side=min_side)
+    # Sizes in the stored orientation (the draft decode works on it); swapped when turned upright.
     scale = size / max(width, height)
     target = (max(1, round(width * scale)), max(1, round(height * scale)))
     detail_scale = min(1.0, max(size, DETAIL_SIDE) / max(width, height))
     detail_target = (max(1, round(width * detail_scale)), max(1, round(height * detail_scale)))
     if img.format in _JPEG_FORMATS and img.mode in ("RGB", "L", "YCbCr"):
         img.draft("L", detail_target)  # reduced-size luma decode; still reads every entropy-coded byte
-    decoded_bytes = img.width * img.height * _bytes_per_pixel(img.mode)  # after draft: what load() allocates
-    if decoded_bytes > max_decoded_bytes:
-        raise ImageRejected(
-            "decompression_bomb",
-            f"{width}x{height} {img.mode} needs {decoded_bytes / 2**20:.0f} MiB "
-            f"to decode, over the limit of {max_decoded_bytes / 2**20:.0f} MiB",
-        )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected("decompression_bomb", str(exc)) from exc
-    except Exception as exc:
-        text = str(exc)
-        reason = "truncated" if "truncated" in text.lower() or isinstance(exc, EOFError) else "undecodable"
-        raise ImageRejected(reason, f"{type(exc).__name__}: {text}") from exc
+    _check_decoded_bytes(img.width, img.height, img.mode, max_decoded_bytes=max_decoded_bytes)  # after draft
+    _load(img)
+    orientation = _orientation(img)  # after load: a PNG may carry its eXIf chunk after the pixels
     try:
         grey = _to_grey(img)
     except Exception as exc:
         raise ImageRejected("undecodable", f"cannot convert mode {img.mode}: {exc}") from exc
+    if orientation != 1:
+        # Turned at full size (1 byte per pixel), before any resize: resampling works row pass
+        # then column pass, so turning after it would differ from the upright twin in the last bit.
+        grey = grey.transpose(_UPRIGHT[orientation])
+        if orientation >= 5:  # the turns by 90 degrees swap the sides
+            width, height = height, width
+            target, detail_target = target[::-1], detail_target[::-1]
     detail = grey
     if max(grey.size) > max(detail_target):  # draft stops at a power-of-two scale above the target
         detail = grey.resize(detail_target, Image.Resampling.BILINEAR, reducing_gap=3.0)
     packed = detail if detail.size == target else detail.resize(target, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    info = {"width": width, "height": height, "mode": mode, "format": img.format, "orientation": orientation}
     square = Image.new("L", (size, size), 0)
-    square.paste(packed, ((size - target[0]) // 2, (size - target[1]) // 2))
+    square.paste(packed, ((size - packed.width) // 2, (size - packed.height) // 2))
     return np.asarray(square, dtype=np.uint8), detail, info
 
 

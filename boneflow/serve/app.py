@@ -47,10 +47,17 @@ NOTICE = (
 )
 
 
+HEATMAP_CAPTION = "Where the model looked for a fracture (Grad-CAM on the crop it saw)"
+
+
 @dataclass(frozen=True)
 class AppAnswer:
+    """One answer. `label` is the model's decision at its operating threshold (model.json), the
+    same one `predict` and evaluation report; every place the app shows a class shows it."""
+
     label: str
-    prob_fractured: float
+    prob_fractured: float  # calibrated (model.json's temperature)
+    threshold: float  # the operating threshold `label` was decided at
     run_id: str
     overlay: np.ndarray  # RGB uint8 [crop, crop]: the input as the model saw it + Grad-CAM
     served: ServedModel
@@ -58,8 +65,23 @@ class AppAnswer:
     def confidences(self) -> dict[str, float]:
         return {CLASSES[1]: self.prob_fractured, CLASSES[0]: round(1 - self.prob_fractured, 6)}
 
+    def headline(self) -> dict[str, Any]:
+        """The Prediction box (see `_headline_is_the_decision`): the decision, with both
+        probabilities beneath it."""
+        return {
+            "label": self.label,
+            "confidences": [{"label": k, "confidence": v} for k, v in self.confidences().items()],
+        }
+
     def summary(self) -> str:
-        return f"**{self.label}** · probability of fracture {self.prob_fractured:.3f} · model run `{self.run_id}`"
+        return (
+            f"**{self.label}** · probability of fracture {self.prob_fractured:.3f} · decided at the "
+            f"model's operating threshold {self.threshold:.3f} · model run `{self.run_id}`"
+        )
+
+    def heatmap_caption(self) -> str:
+        p, t = self.prob_fractured, self.threshold
+        return f"{HEATMAP_CAPTION} · decision: {self.label} (p = {p:.3f}, threshold {t:.3f})"
 
 
 class XrayApp:
@@ -89,6 +111,7 @@ class XrayApp:
         return AppAnswer(
             label=seen.label,
             prob_fractured=seen.prob_fractured,
+            threshold=served.predictor.operating_point.threshold,
             run_id=seen.run_id,
             overlay=overlay_heatmap(seen.image, seen.heatmap),
             served=served,
@@ -105,27 +128,62 @@ def _upload_path(payload: Any) -> str | None:
     return str(payload)
 
 
-def build_ui(
-    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
-):
+def _headline_is_the_decision(label_box) -> None:
+    """Make a gr.Label show the decision it is given as its headline.
+
+    gr.Label given class probabilities heads them with the most probable class: a 0.5 cut. The
+    model decides at the operating threshold chosen on validation (model.json), so for a
+    probability between 0.5 and that threshold the two would disagree. This box takes
+    {"label": decision, "confidences": [{label, confidence}, ...]} and keeps the decision on top.
+    Patched on the instance: a gr.Label subclass would make Gradio write a .pyi stub beside
+    this module at import."""
+    from gradio.components.label import LabelConfidence, LabelData
+
+    plain = label_box.postprocess
+
+    def postprocess(value):
+        if isinstance(value, dict) and isinstance(value.get("confidences"), list):
+            confidences = [LabelConfidence(label=c["label"], confidence=c["confidence"]) for c in value["confidences"]]
+            return LabelData(label=str(value["label"]), confidences=confidences)
+        return plain(value)
+
+    label_box.postprocess = postprocess
+
+
+def _answer_handler(xray_app: XrayApp):
+    """The upload event: (headline, heat map update, status line, model info) for a payload."""
     import gradio as gr
+
+    def no_heatmap():
+        return gr.update(value=None, label=HEATMAP_CAPTION)
 
     def on_image(payload):
         path = _upload_path(payload)
         if path is None:
-            return None, None, "Upload an X-ray (PNG or JPEG) or pick an example.", xray_app.model_info()
+            return None, no_heatmap(), "Upload an X-ray (PNG or JPEG) or pick an example.", xray_app.model_info()
         try:
             answer = xray_app.analyse(path)
         except ImageRejectedError as err:
             # A message that stays (status line) plus a toast; the outputs are cleared so an
             # earlier answer is never shown next to a rejected upload.
             gr.Warning(str(err), title="Image rejected")
-            return None, None, f"⚠️ **Image rejected.** {err}", xray_app.model_info()
+            return None, no_heatmap(), f"⚠️ **Image rejected.** {err}", xray_app.model_info()
         except Exception:
             # Internal errors stay in the server log: their text can hold paths and store details.
             log.exception("analysing an upload failed")
-            return None, None, FAILED, xray_app.model_info()
-        return answer.confidences(), answer.overlay, answer.summary(), xray_app.model_info(answer.served)
+            return None, no_heatmap(), FAILED, xray_app.model_info()
+        heatmap = gr.update(value=answer.overlay, label=answer.heatmap_caption())
+        return answer.headline(), heatmap, answer.summary(), xray_app.model_info(answer.served)
+
+    return on_image
+
+
+def build_ui(
+    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
+):
+    import gradio as gr
+
+    on_image = _answer_handler(xray_app)
 
     with gr.Blocks(title="boneflow · fracture check", delete_cache=delete_cache) as demo:
         gr.Markdown(
@@ -146,9 +204,14 @@ def build_ui(
                 if examples:
                     gr.Examples(examples=[[str(p)] for p in examples], inputs=[image], label="Examples (synthetic)")
             with gr.Column():
-                label = gr.Label(label="Prediction", num_top_classes=2, elem_id="prediction")
+                label = gr.Label(
+                    label="Prediction (the model's decision at its operating threshold)",
+                    num_top_classes=2,
+                    elem_id="prediction",
+                )
+                _headline_is_the_decision(label)
                 heatmap = gr.Image(
-                    label="Where the model looked (Grad-CAM on the crop it saw)",
+                    label=HEATMAP_CAPTION,
                     type="numpy",
                     format="png",
                     interactive=False,

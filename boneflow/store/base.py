@@ -13,6 +13,14 @@ from datetime import datetime
 from pathlib import Path
 
 from boneflow.hashing import CHUNK, sha256_bytes, sha256_file  # noqa: F401  (re-exported)
+from boneflow.store.errors import StoreError
+
+
+def too_large(key: str, where: str, size: int, max_bytes: int) -> StoreError:
+    return StoreError(
+        f"{key!r} in {where} is {size:,} bytes, over the {max_bytes:,} bytes such an object may have; "
+        "it was written by something else or damaged: inspect or delete it."
+    )
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,22 @@ class ObjectInfo:
     key: str  # for temp objects: an id that only `delete_temp` understands
     size: int
     modified: datetime  # timezone-aware UTC: the store's own clock (S3 LastModified, file mtime)
+
+
+@dataclass(frozen=True)
+class SkippedKey:
+    """A listed key that does not fit the store's layout: never read or deleted, only reported."""
+
+    key: str  # as listed (it may hold `..`, odd characters or non-UTF-8 bytes as surrogates)
+    reason: str
+
+
+@dataclass
+class Listing:
+    """A listing split at the moment it is made: valid keys, and what was skipped."""
+
+    objects: builtins.list[ObjectInfo]
+    skipped: builtins.list[SkippedKey]
 
 
 class Store(ABC):
@@ -34,8 +58,9 @@ class Store(ABC):
         """Write the whole object; readers see the old or the new bytes, never a mix."""
 
     @abstractmethod
-    def get_bytes(self, key: str) -> bytes:
-        """Read the whole object; ObjectNotFoundError if missing."""
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        """Read the whole object; ObjectNotFoundError if missing. With `max_bytes`, an object
+        larger than that is refused (StoreError) from its size, before its bytes are read."""
 
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None:
@@ -49,12 +74,26 @@ class Store(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def list(self, prefix: str = "") -> list[str]:
-        """All keys starting with `prefix` (recursive), sorted."""
+    def scan(self, prefix: str = "") -> Listing:
+        """Every object under `prefix` (recursive), each key validated as it is listed: the
+        valid ones with size and last-modified time, sorted, and the keys that are not valid
+        store keys (`..` parts, odd characters, links leaving a folder store) as `skipped`."""
 
-    @abstractmethod
     def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
-        """Like `list`, with each object's size and last-modified time (for garbage collection)."""
+        """The valid objects of `scan` (for garbage collection)."""
+        return self.scan(prefix).objects
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """The valid keys starting with `prefix` (recursive), sorted."""
+        return [o.key for o in self.list_info(prefix)]
+
+    def empty_folders(self, prefix: str) -> builtins.list[ObjectInfo]:
+        """Empty folders under `prefix` (a folder store's leftovers of deletions); none on S3."""
+        return []
+
+    def remove_empty_folder(self, key: str) -> None:
+        """Remove one folder named by `empty_folders` if it is still empty (S3 has none)."""
+        return None
 
     @abstractmethod
     def temp_objects(self) -> builtins.list[ObjectInfo]:
@@ -70,8 +109,9 @@ class Store(ABC):
         """Size in bytes, or None if missing (cheap completeness checks)."""
 
     @abstractmethod
-    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
-        """(bytes, etag) or None if missing. The etag is what `put_if` compares against."""
+    def read_with_etag(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, str] | None:
+        """(bytes, etag) or None if missing. The etag is what `put_if` compares against.
+        `max_bytes` as for `get_bytes`."""
 
     @abstractmethod
     def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:

@@ -124,6 +124,26 @@ def validate_prefix(prefix: str) -> str:
     return prefix
 
 
+def in_layout(parts: list[str] | tuple[str, ...]) -> bool:
+    """Whether the folder `parts` (relative to the store root) is one the layout above has:
+    the root, runs/, runs/<run id>/ and one subfolder, datasets/, datasets/<fingerprint>/<size>/
+    and up to three subfolders. Folders beside them are not the store's own."""
+    if not all(isinstance(p, str) and _PART_RE.match(p) for p in parts):
+        return not parts
+    if not parts:
+        return True
+    top, rest = parts[0], list(parts[1:])
+    if top == RUNS_PREFIX.rstrip("/"):
+        return not rest or (bool(RUN_ID_RE.match(rest[0])) and len(rest) <= 2)
+    if top == DATASETS_PREFIX.rstrip("/"):
+        if rest and not FINGERPRINT_RE.match(rest[0]):
+            return False
+        if len(rest) >= 2 and not (rest[1].isdigit() and 1 <= int(rest[1]) <= 8192):
+            return False
+        return len(rest) <= 5
+    return False
+
+
 def run_prefix(run_id: str) -> str:
     return f"{RUNS_PREFIX}{validate_run_id(run_id)}/"
 

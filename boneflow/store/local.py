@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from boneflow.atomic import TEMP_PREFIX, copy_file, write_bytes
-from boneflow.store.base import ObjectInfo, Store, sha256_bytes
+from boneflow.atomic import TEMP_NAME_RE, copy_file, write_bytes
+from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, sha256_bytes, too_large
 from boneflow.store.errors import ConflictError, ObjectNotFoundError, StoreError
-from boneflow.store.keys import validate_key, validate_name, validate_prefix
+from boneflow.store.keys import in_layout, validate_key, validate_prefix
 
 _LOCK_SUFFIX = ".lock"
 
@@ -50,7 +50,21 @@ def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
-def _read_versioned(path: Path) -> tuple[bytes, str] | None:
+def _read_capped(fh, key: str, where: str, max_bytes: int | None) -> bytes:
+    if max_bytes is None:
+        return fh.read()
+    size = os.fstat(fh.fileno()).st_size
+    if size > max_bytes:
+        raise too_large(key, where, size, max_bytes)
+    data = fh.read(max_bytes + 1)  # it may have grown since fstat
+    if len(data) > max_bytes:
+        raise too_large(key, where, len(data), max_bytes)
+    return data
+
+
+def _read_versioned(
+    path: Path, key: str = "", where: str = "", max_bytes: int | None = None
+) -> tuple[bytes, str] | None:
     """Bytes and an ETag-like version of `path`. The version is the content hash plus the
     file's inode and mtime: every write is a new file (temp + rename), so rewriting identical
     bytes still changes the version -- a content hash alone would let a writer holding a stale
@@ -58,7 +72,7 @@ def _read_versioned(path: Path) -> tuple[bytes, str] | None:
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
-            data = fh.read()
+            data = _read_capped(fh, key, where, max_bytes)
     except (FileNotFoundError, IsADirectoryError):
         return None
     return data, f"{sha256_bytes(data)[:32]}-{st.st_ino:x}-{st.st_mtime_ns:x}"
@@ -99,10 +113,11 @@ class LocalStore(Store):
     def put_bytes(self, key: str, data: bytes) -> None:
         write_bytes(self._path(key), bytes(data))
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         path = self._path(key)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as fh:
+                return _read_capped(fh, key, f"store {self.root}", max_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.") from None
 
@@ -122,42 +137,58 @@ class LocalStore(Store):
         path = self._path(key)
         return path.stat().st_size if path.is_file() else None
 
-    def list(self, prefix: str = "") -> list[str]:
+    def scan(self, prefix: str = "") -> Listing:
         validate_prefix(prefix)
-        if not self.root.is_dir():
-            return []
+        listing = Listing([], [])
         # Walk only the deepest folder the prefix names, not the whole store.
         folder_part = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self._path(folder_part) if folder_part else self.root
-        keys = []
-        for dirpath, dirnames, filenames in os.walk(start):  # links below `start` are not walked
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if not start.is_dir():
+            return listing
+        for dirpath, dirnames, filenames in os.walk(start):  # links to folders are not walked
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
-            for name in filenames:
-                if name.startswith(".") or name.endswith(_LOCK_SUFFIX):
-                    continue
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in [*dirnames, *filenames]:
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+                path = Path(dirpath) / name
+                if name.startswith(".") or name.endswith(_LOCK_SUFFIX) or not key.startswith(prefix):
+                    continue
+                if name in dirnames:
+                    if path.is_symlink():
+                        listing.skipped.append(SkippedKey(key + "/", "a symbolic link to a folder; never followed"))
+                    continue
+                self._scan_file(key, path, listing)
+        listing.objects.sort(key=lambda o: o.key)
+        listing.skipped.sort(key=lambda k: k.key)
+        return listing
 
-    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
-        out = []
-        for key in self.list(prefix):
-            with contextlib.suppress(FileNotFoundError):  # deleted since listed
-                st = self._path(key).stat()
-                out.append(ObjectInfo(key, st.st_size, _utc(st.st_mtime)))
-        return out
+    def _scan_file(self, key: str, path: Path, listing: Listing) -> None:
+        try:
+            validate_key(key)
+            self._check_inside(path, key)
+            st = path.stat()
+        except FileNotFoundError:  # deleted since listed, or a dangling link
+            if path.is_symlink():
+                listing.skipped.append(SkippedKey(key, "a symbolic link to nothing"))
+            return
+        except StoreError as err:  # InvalidKeyError, or a link leaving the store
+            listing.skipped.append(SkippedKey(key, str(err)))
+            return
+        listing.objects.append(ObjectInfo(key, st.st_size, _utc(st.st_mtime)))
 
     def temp_objects(self) -> builtins.list[ObjectInfo]:
+        """`.tmp-*` files that boneflow.atomic makes, only in the store's own folders (the root,
+        runs/<run id>/..., datasets/<fingerprint>/<size>/...): a foreign folder's files, or
+        files merely named like ours, are not ours to delete."""
         out: list[ObjectInfo] = []
         if not self.root.is_dir():
             return out
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = Path(dirpath).relative_to(self.root).parts
+            dirnames[:] = [d for d in dirnames if in_layout([*rel, d])]
             for name in filenames:
                 path = Path(dirpath) / name
-                if name.startswith(TEMP_PREFIX) and not path.is_symlink():
+                if TEMP_NAME_RE.match(name) and not path.is_symlink():
                     with contextlib.suppress(FileNotFoundError):
                         st = path.stat()
                         out.append(ObjectInfo(path.relative_to(self.root).as_posix(), st.st_size, _utc(st.st_mtime)))
@@ -165,24 +196,37 @@ class LocalStore(Store):
 
     def delete_temp(self, temp_id: str) -> None:
         folder, _, name = temp_id.rpartition("/")
-        if not name.startswith(TEMP_PREFIX) or "/" in name or "\\" in temp_id:
+        parts = folder.split("/") if folder else []
+        if not TEMP_NAME_RE.match(name) or "\\" in temp_id or not in_layout(parts):
             raise StoreError(f"{temp_id!r} is not a temp file of store {self.root}; not deleting it.")
         parent = self._path(folder) if folder else self.root
-        validate_name("x" + name[1:], max_parts=1)  # same characters as a key part, minus the dot
         with contextlib.suppress(FileNotFoundError):
             (parent / name).unlink()
 
-    def remove_empty_folders(self, prefix: str) -> None:
-        """Drop folders left empty under `prefix` (after garbage collection); never the root."""
+    def empty_folders(self, prefix: str) -> builtins.list[ObjectInfo]:
+        """Folders under `prefix` holding no file (only empty folders, if any), deepest first:
+        e.g. run folders a killed gc emptied. Keys end in '/'."""
         start = self._path(prefix.rstrip("/"))
+        out: list[ObjectInfo] = []
         if not start.is_dir() or start.is_symlink():
-            return
-        for dirpath, _dirnames, _filenames in os.walk(start, topdown=False):
-            with contextlib.suppress(OSError):  # not empty (a new object arrived): keep it
-                os.rmdir(dirpath)
+            return out
+        empty: set[Path] = set()
+        for dirpath, dirnames, filenames in os.walk(start, topdown=False):
+            path = Path(dirpath)
+            if filenames or not all(path / d in empty for d in dirnames):
+                continue
+            empty.add(path)
+            if path != start:
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(ObjectInfo(path.relative_to(self.root).as_posix() + "/", 0, _utc(path.stat().st_mtime)))
+        return out
 
-    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
-        return _read_versioned(self._path(key))
+    def remove_empty_folder(self, key: str) -> None:
+        with contextlib.suppress(OSError):  # not empty (a new object arrived) or gone: keep it
+            os.rmdir(self._path(key.rstrip("/")))
+
+    def read_with_etag(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, str] | None:
+        return _read_versioned(self._path(key), key, f"store {self.root}", max_bytes)
 
     def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
         path = self._path(key)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import re
 import secrets
 import threading
 from pathlib import Path
@@ -27,7 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from boneflow.atomic import atomic_path
-from boneflow.store.base import ObjectInfo, Store
+from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, too_large
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
     ConflictError,
@@ -41,6 +42,10 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _CONFLICT = {"412", "409", "PreconditionFailed", "ConditionalRequestConflict"}
 _UNSUPPORTED = {"501", "NotImplemented"}
 _PROBE_PREFIX = "boneflow-probe/"
+_PROBE_RE = re.compile(r"^boneflow-probe/[0-9a-f]{16}$")  # what check_conditional_writes names
+# botocore's own rule (legacy buckets may hold capitals and '_'); a name outside it can never
+# succeed, so it is refused before any request instead of being retried.
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 _UPLOAD_MARK = "#upload="  # temp id of an incomplete multipart upload: <key>#upload=<UploadId>
 
 
@@ -50,6 +55,11 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     bucket, _, prefix = rest.partition("/")
     if not bucket:
         raise StoreError(f"Store URL {url!r} has no bucket; write s3://BUCKET[/PREFIX].")
+    if not _BUCKET_RE.match(bucket):
+        raise StoreError(
+            f"Store URL {url!r}: {bucket!r} is not a valid S3 bucket name (letters, digits, '.', "
+            "'-' and '_' only; AWS wants 3-63 lowercase letters, digits, '.' and '-'). Check --store."
+        )
     prefix = prefix.strip("/")
     if prefix:
         validate_key(prefix)
@@ -63,6 +73,19 @@ def _valid_key(key: str) -> bool:
     except StoreError:
         return False
     return True
+
+
+def _read_body(resp: dict, key: str, where: str, max_bytes: int | None) -> bytes:
+    """The object's bytes, refused from ContentLength (before any is read) when over `max_bytes`."""
+    body = resp["Body"]
+    if max_bytes is not None and int(resp.get("ContentLength") or 0) > max_bytes:
+        body.close()
+        raise too_large(key, where, int(resp["ContentLength"]), max_bytes)
+    data = body.read() if max_bytes is None else body.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:
+        body.close()
+        raise too_large(key, where, len(data), max_bytes)
+    return data
 
 
 def _error_code(err: ClientError) -> str:
@@ -176,9 +199,10 @@ class S3Store(Store):
         with self._errors(key, "Writing"):
             self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data))
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         with self._errors(key, "Reading"):
-            return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
+            resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
+            return _read_body(resp, key, self._where(), max_bytes)
 
     def put_file(self, key: str, path: Path) -> None:
         with self._errors(key, "Uploading"):
@@ -198,35 +222,30 @@ class S3Store(Store):
     def exists(self, key: str) -> bool:
         return self.size(key) is not None
 
-    def list(self, prefix: str = "") -> list[str]:
+    def scan(self, prefix: str = "") -> Listing:
         validate_prefix(prefix)
-        keys: list[str] = []
+        listing = Listing([], [])
         with self._errors(prefix, "Listing"):
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix + prefix
             )
             for page in pages:
-                keys.extend(obj["Key"][len(self.prefix) :] for obj in page.get("Contents", []))
-        return sorted(keys)
-
-    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
-        validate_prefix(prefix)
-        out: list[ObjectInfo] = []
-        with self._errors(prefix, "Listing"):
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix
-            )
-            for page in pages:
-                out.extend(
-                    ObjectInfo(obj["Key"][len(self.prefix) :], int(obj["Size"]), obj["LastModified"])
-                    for obj in page.get("Contents", [])
-                )
-        return sorted(out, key=lambda o: o.key)
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix) :]
+                    try:
+                        validate_key(key)
+                    except StoreError as err:  # `runs/<id>/../../champion.json`, a console's `runs/`
+                        listing.skipped.append(SkippedKey(key, str(err)))
+                        continue
+                    listing.objects.append(ObjectInfo(key, int(obj["Size"]), obj["LastModified"]))
+        listing.objects.sort(key=lambda o: o.key)
+        listing.skipped.sort(key=lambda k: k.key)
+        return listing
 
     def temp_objects(self) -> builtins.list[ObjectInfo]:
         # Killed uploads leave multipart parts that are billed but invisible to listings, and a
         # killed conditional-write probe leaves its object.
-        out = [o for o in self.list_info(_PROBE_PREFIX)]
+        out = [o for o in self.list_info(_PROBE_PREFIX) if _PROBE_RE.match(o.key)]  # only our own probes
         with self._errors("", "Listing multipart uploads of"):
             pages = self._client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self.prefix
@@ -243,7 +262,7 @@ class S3Store(Store):
         if mark and upload_id:
             with self._errors(key, "Aborting the multipart upload of"):
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=self._full(key), UploadId=upload_id)
-        elif temp_id.startswith(_PROBE_PREFIX):
+        elif _PROBE_RE.match(temp_id):
             self.delete(temp_id)
         else:
             raise StoreError(f"{temp_id!r} is not a temp object of {self._where()}; not deleting it.")
@@ -253,11 +272,11 @@ class S3Store(Store):
             self._client.delete_object(Bucket=self.bucket, Key=self._full(key))
 
     # --- conditional writes ---------------------------------------------------------------
-    def read_with_etag(self, key: str) -> tuple[bytes, str] | None:
+    def read_with_etag(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         try:
             with self._errors(key, "Reading"):
                 resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
-                return resp["Body"].read(), resp["ETag"]
+                return _read_body(resp, key, self._where(), max_bytes), resp["ETag"]
         except ObjectNotFoundError:
             return None
 

@@ -99,3 +99,38 @@ def test_checkpoints_of_the_newest_finished_runs_go_their_model_stays(s3_server,
         "metrics.json",
         "report.md",
     }
+
+
+def test_a_dot_dot_key_is_skipped_and_reported_never_deleted_or_fatal(s3_server, s3_bucket, tmp_path):
+    """`runs/<id>/../../champion.json` is a plain S3 key, but a path with `..` in it: gc skips it
+    (and deletes neither it nor what it seems to name), collects the run around it manifest
+    last, aborts the multipart uploads, and a second gc finds everything done."""
+    url = f"s3://{s3_bucket}/bf"
+    store = open_store(url)
+    client = s3_server["server"].client()
+    champion, old = run_ids(2)
+    publish(store, champion, promote_it=True)
+    add_checkpoints(store, old, tmp_path)
+    publish(store, old)
+    odd = f"bf/runs/{old}/../../champion.json"
+    client.put_object(Bucket=s3_bucket, Key=odd, Body=b'{"run_id": "planted"}')
+    client.put_object(Bucket=s3_bucket, Key="bf/runs/", Body=b"")  # a console's folder marker
+    upload = client.create_multipart_upload(Bucket=s3_bucket, Key=f"bf/runs/{old}/big.pt")
+    champion_before = client.get_object(Bucket=s3_bucket, Key="bf/champion.json")["Body"].read()
+    time.sleep(2.5)
+    report = _gc(url, "--keep-runs", "0")
+    skipped = {i["key"]: i["reason"] for i in report["store_objects"]["skipped"]}
+    assert (
+        set(skipped) == {f"runs/{old}/../../champion.json", "runs/"}
+        and "'..'" in skipped[f"runs/{old}/../../champion.json"]
+    )
+    deleted = [i["key"] for i in report["store_objects"]["deleted"]]
+    run_objects = [k for k in deleted if "#upload=" not in k]
+    assert run_objects[-1] == f"runs/{old}/manifest.json"  # the manifest goes after the run's other objects
+    assert f"runs/{old}/big.pt#upload={upload['UploadId']}" in deleted
+    assert not keys_of(store, old) and keys_of(store, champion)
+    assert client.get_object(Bucket=s3_bucket, Key=odd)["Body"].read() == b'{"run_id": "planted"}'
+    assert client.get_object(Bucket=s3_bucket, Key="bf/champion.json")["Body"].read() == champion_before
+    assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    again = _gc(url, "--keep-runs", "0")
+    assert again["store_objects"]["deleted"] == [] and len(again["store_objects"]["skipped"]) == 2

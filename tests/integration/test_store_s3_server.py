@@ -332,3 +332,31 @@ def test_server_frozen_mid_publish_champion_unchanged(tmp_path, monkeypatch):
         assert CHAMPION_KEY not in store.writes
     finally:
         server.stop()
+
+
+def test_store_json_is_refused_over_its_cap_on_s3(s3_bucket):
+    from boneflow.publish import read_champion
+    from boneflow.store.verified import MAX_CHAMPION_BYTES
+
+    store = open_store(f"s3://{s3_bucket}/capped")
+    store.put_bytes("champion.json", b"{}" + b" " * (MAX_CHAMPION_BYTES - 2))
+    assert read_champion(store)[0] == {}
+    store.put_bytes("champion.json", b"{}" + b" " * (MAX_CHAMPION_BYTES - 1))
+    with pytest.raises(StoreError, match="over the 65,536 bytes"):
+        read_champion(store)
+
+
+def test_an_invalid_bucket_name_is_refused_before_any_request(monkeypatch):
+    from typer.testing import CliRunner
+
+    from boneflow.cli import app as cli_app
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: any request would fail slowly
+    with pytest.raises(StoreError, match="not a valid S3 bucket name"):
+        open_store("s3://Bad_Bucket!!/x")
+    result = CliRunner().invoke(cli_app, ["gc", "--store", "s3://Bad_Bucket!!", "--skip-work-dir"])
+    assert (
+        result.exit_code == 2
+        and "not a valid S3 bucket name" in result.stderr
+        and "Checking bucket" not in result.output
+    )

@@ -44,8 +44,8 @@ def history(tmp_path):
         publish(store, run_id)
     store.put_bytes("runs/notes/readme.txt", b"not a run: never touched")
     store.put_bytes("datasets/00000000/64/index.json", b"{}")
-    (root / "runs" / old_b / ".tmp-abc123-model.json").write_bytes(b"half")
-    (root / "runs" / young_e / ".tmp-def456-report.md").write_bytes(b"half")
+    (root / "runs" / old_b / ".tmp-abc12345-model.json").write_bytes(b"half")
+    (root / "runs" / young_e / ".tmp-def45678-report.md").write_bytes(b"half")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.bin").write_bytes(b"x")
@@ -63,9 +63,10 @@ def history(tmp_path):
         keys_of(store, old_a)
         | keys_of(store, abandoned)
         | {k for k in keys_of(store, old_b) if "/checkpoints/" in k}
-        | {f"runs/{old_b}/.tmp-abc123-model.json"}
+        | {f"runs/{old_b}/.tmp-abc12345-model.json"}
     )
-    expected_work = {str(work / "runs" / r) for r in (champion, old_a, old_b)}
+    # finished runs' folders, and the abandoned run's (no manifest, older than the grace period)
+    expected_work = {str(work / "runs" / r) for r in (champion, old_a, old_b, abandoned)}
     return dict(
         store=store,
         root=root,
@@ -108,7 +109,7 @@ def test_real_run_deletes_exactly_the_planned_objects(history):
     assert report["kept_runs"][history["champion"]] == "champion"
     for young in history["young"]:
         assert "younger" in report["kept_runs"][young]
-    assert (root / "runs" / history["young"][0] / ".tmp-def456-report.md").exists()
+    assert (root / "runs" / history["young"][0] / ".tmp-def45678-report.md").exists()
     # emptied run folders are gone too
     assert {r.name for r in (root / "runs").iterdir()} == {
         history["champion"],

@@ -108,12 +108,13 @@ def test_ui_builds_and_its_handler_answers(store, example, tmp_path):
     handler = next(fn for fn in demo.fns.values() if fn.api_name == "predict")
     assert handler.preprocess is False  # the original upload bytes reach our checks
     label, overlay, status, info = handler.fn({"path": str(example), "orig_name": example.name})
-    assert set(label) == {"fractured", "not fractured"} and overlay.shape == (64, 64, 3)
+    assert {c["label"] for c in label["confidences"]} == {"fractured", "not fractured"}
+    assert overlay["value"].shape == (64, 64, 3)
     assert "probability of fracture" in status and "Model run" in info
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
     with pytest.warns(UserWarning, match="not an image"):  # gr.Warning's toast, outside a request
         label, overlay, status, _ = handler.fn({"path": str(bad), "orig_name": "bad.png"})
-    assert label is None and overlay is None
+    assert label is None and overlay["value"] is None
     assert "Image rejected" in status and "bad.png: not an image" in status
     assert handler.fn(None)[0] is None

@@ -3,28 +3,18 @@ dropped from Gradio's cache, a warning when exposed without a password."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
+from app_process import running_app
 from boneflow.cli import app as cli_app
 from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.errors import ServeError
 
 USER, PASSWORD = "alice", "correct:horse-battery"  # a ':' inside the password is allowed
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,54 +27,10 @@ def store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_with_auth(store, tmp_path_factory):
     """`boneflow app` in a subprocess, password from BONEFLOW_APP_AUTH; yields its base URL."""
-    work = tmp_path_factory.mktemp("auth-app")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "BONEFLOW_APP_AUTH": f"{USER}:{PASSWORD}",
-        "BONEFLOW_CACHE": str(work / "cache"),
-        "GRADIO_TEMP_DIR": str(work / "tmp"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-    }
-    log = work / "app.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from boneflow.cli import main; main()",
-                "app",
-                "--store",
-                str(store),
-                "--port",
-                str(port),
-                "--threads",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=work,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"app did not start:\n{log.read_text()[-3000:]}"
-            try:
-                httpx.get(url + "/", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+    with running_app(
+        store, tmp_path_factory.mktemp("auth-app"), env={"BONEFLOW_APP_AUTH": f"{USER}:{PASSWORD}"}
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def test_requests_without_a_login_are_refused(app_with_auth):

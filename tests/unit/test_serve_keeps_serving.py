@@ -166,5 +166,5 @@ def test_an_internal_error_never_reaches_the_page(store, image, monkeypatch, cap
     monkeypatch.setattr(served.predictor, "explain", boom)
     handler = next(fn for fn in build_ui(xray_app).fns.values() if fn.api_name == "predict")
     label, overlay, status, _info = handler.fn({"path": str(image), "orig_name": image.name})
-    assert (label, overlay, status) == (None, None, FAILED)
+    assert (label, overlay["value"], status) == (None, None, FAILED)
     assert "/srv/secret/path" in caplog.text
