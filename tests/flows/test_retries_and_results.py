@@ -95,7 +95,8 @@ def test_every_stage_persists_json_and_skips_retries_of_deterministic_errors():
         if getattr(obj, "retries", 0):
             with_retries += 1
             assert obj.retry_condition_fn is retry_unless_deterministic, name
-    assert with_retries >= 9
+    assert with_retries >= 8  # acquire_dataset has none: the core retries the transient Kaggle failures
+    assert not getattr(stages["tasks.data.acquire_dataset"], "retries", 0)
 
 
 def test_stage_contracts_round_trip_through_the_result_serializer():
