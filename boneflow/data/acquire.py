@@ -104,7 +104,7 @@ def _final_error(handle: str, failure: DownloadFailure, exc: Exception, *, attem
             f"pass --data-dir with a local copy."
         )
     tried = f"failed {attempts} times" if attempts > 1 else "failed"
-    why = "" if failure.retryable else f" ({failure.reason}: a retry cannot help, so none was made)"
+    why = "" if failure.retryable else f": {failure.reason}, which a retry cannot fix, so none was made"
     return AcquireError(
         f"Kaggle is unreachable: downloading {handle!r} {tried}{why} "
         f"(last error: {type(exc).__name__}: {exc}). Work offline with a local copy: "
