@@ -20,6 +20,6 @@ from tasks.training import fetch_run_checkpoints, fetch_training_data, fit_model
 @flow(name="train", on_failure=[write_failure_artifact], persist_result=True, result_serializer=RESULTS)
 def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str) -> TrainSummary:
     """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store."""
-    packed_dir = fetch_training_data(config, dataset_fingerprint)
+    packed_dir = fetch_training_data(config, run_id, dataset_fingerprint)
     checkpoint_dir = fetch_run_checkpoints(run_id, config)
     return fit_model(run_id, config, dataset_fingerprint, packed_dir, checkpoint_dir)

@@ -72,10 +72,10 @@ def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
 # validate/audit/pack (a cached "not there yet" would send it through them again)
 @stage(**SHORT_RETRIES, cache_policy=NO_CACHE)
-def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
+def fetch_packed_dataset(config: RetrainConfig, run_id: str, dataset_fingerprint: str) -> str | None:
     """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
     yet (or was packed with other settings) and must be built."""
-    log, dest = get_run_logger(), dataset_cache_dir(dataset_fingerprint, config.pack_size)
+    log, dest = get_run_logger(), dataset_cache_dir(run_id, dataset_fingerprint, config.pack_size)
     try:
         fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
     except ObjectNotFoundError:
@@ -140,14 +140,14 @@ def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
 
 @stage(**SHORT_RETRIES, cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600)
 def pack_and_store(
-    validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig, dataset_fingerprint: str
+    validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig, run_id: str, dataset_fingerprint: str
 ) -> str:
     """Pack into the local content-addressed cache, then upload to datasets/<fp>/<size>/."""
     log, t0 = get_run_logger(), time.perf_counter()
     packed = pack_dataset(
         validated,
         leakage,
-        out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size),
+        out_dir=dataset_cache_dir(run_id, dataset_fingerprint, config.pack_size),
         split_policy=config.split_policy,
         min_gate_n=config.min_gate_n,
         seed=config.seed,

@@ -21,6 +21,7 @@ from boneflow.run_files import PLOT_NAMES, per_class_rows, write_run_files
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES
+from boneflow.transfer import delete_checkpoints
 from tasks.artifacts import image_artifacts, link_artifacts, quality_artifact, report_artifact, table_artifact
 from tasks.retry import STORE_RETRIES
 from tasks.runtime import STAGE_CACHE, scratch_dir, stage
@@ -37,7 +38,9 @@ def publish_run_files(
     decision: GateDecision,
 ) -> RunFiles:
     """The model files from runs/<run_id>/ plus metrics.json, report.md, model_card.md, the pack's
-    reports and the plots (boneflow/run_files.py), uploaded with the manifest."""
+    reports and the plots (boneflow/run_files.py), uploaded with the manifest. The run's
+    checkpoints are deleted first (unless config.keep_checkpoints): they only serve to resume an
+    unfinished training, and the manifest then lists none."""
     store = open_store(config.store_url)
     with scratch_dir() as out:
         model_dir = out / "model"
@@ -56,6 +59,9 @@ def publish_run_files(
             decision=decision,
         )
         metrics = json.loads(files["metrics.json"].read_text())
+        if not config.keep_checkpoints:  # training is finished: the model is in the store
+            freed = delete_checkpoints(store, run_id)
+            get_run_logger().info("deleted the checkpoints of run %s (%.1f MB)", run_id, freed / 1e6)
         manifest = publish_run(store, run_id, files, code_version=code_version())
     get_run_logger().info("published %d objects under runs/%s/ in %s", len(manifest["files"]), run_id, config.store_url)
     return RunFiles(run_id=run_id, manifest=manifest, metrics=metrics)

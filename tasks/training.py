@@ -4,6 +4,7 @@ pool. The store is the hand-off because the gpu worker may be another machine.""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -27,9 +28,9 @@ TRAIN_DEPLOYMENT = "train/train-gpu"  # <flow name>/<deployment name> in prefect
 
 # NO_CACHE: cheap when the local copy already matches, and a Retry on another machine needs the files
 @stage(**STORE_RETRIES, cache_policy=NO_CACHE, timeout_seconds=3600)
-def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
+def fetch_training_data(config: RetrainConfig, run_id: str, dataset_fingerprint: str) -> str:
     log, t0 = get_run_logger(), time.perf_counter()
-    dest = dataset_cache_dir(dataset_fingerprint, config.pack_size)
+    dest = dataset_cache_dir(run_id, dataset_fingerprint, config.pack_size)
     fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
     log.info(
         "packed dataset %s/%d ready at %s (%.1fs)",
@@ -111,6 +112,9 @@ def fit_model(
         )
         for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
             store.put_file(run_key(run_id, name), out / name)
+    # The model and the checkpoints are in the store; the local copies (~180 MB each) only served
+    # this fit, and on a gpu worker nothing else would remove them.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info(
         "trained %d epochs (resumed from epoch %d, best %d) in %.1fs; model in runs/%s/",
         summary.epochs_run,
