@@ -18,6 +18,7 @@ from boneflow.publish import champion_record, fetch_run_file, promote, publish_r
 from boneflow.report import code_version
 from boneflow.report_summary import render_quality
 from boneflow.run_files import PLOT_NAMES, per_class_rows, write_run_files
+from boneflow.serve.examples import write_run_examples
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES
@@ -38,26 +39,29 @@ def publish_run_files(
     decision: GateDecision,
 ) -> RunFiles:
     """The model files from runs/<run_id>/ plus metrics.json, report.md, model_card.md, the pack's
-    reports and the plots (boneflow/run_files.py), uploaded with the manifest. The run's
-    checkpoints are deleted first (unless config.keep_checkpoints): they only serve to resume an
-    unfinished training, and the manifest then lists none."""
+    reports, the plots (boneflow/run_files.py) and the app's examples (boneflow/serve/examples.py),
+    uploaded with the manifest. The run's checkpoints are deleted first (unless
+    config.keep_checkpoints): they only serve to resume an unfinished training, and the manifest
+    then lists none."""
     store = open_store(config.store_url)
     with scratch_dir() as out:
         model_dir = out / "model"
         model_dir.mkdir()
         for name in MODEL_FILES:
             store.get_file(run_key(run_id, name), model_dir / name)
+        packed = load_packed(Path(packed_dir))
         files = write_run_files(
             out,
             run_id=run_id,
             config=config,
             acquired=acquired,
-            packed=load_packed(Path(packed_dir)),
+            packed=packed,
             model_dir=model_dir,
             trained=trained,
             candidate=candidate,
             decision=decision,
         )
+        files |= write_run_examples(packed, out, seed=config.seed)  # the app's examples
         metrics = json.loads(files["metrics.json"].read_text())
         if not config.keep_checkpoints:  # training is finished: the model is in the store
             freed = delete_checkpoints(store, run_id)

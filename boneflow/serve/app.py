@@ -23,6 +23,7 @@ import numpy as np
 from boneflow.data.layout import CLASSES
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
 from boneflow.serve.errors import ImageRejectedError, ServeError
+from boneflow.serve.examples import AppExamples
 from boneflow.serve.uploads import UploadLimits, check_upload
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _upload_path(payload: Any) -> str | None:
 
 
 def build_ui(
-    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
+    xray_app: XrayApp, *, examples: AppExamples | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
 ):
     import gradio as gr
 
@@ -144,7 +145,13 @@ def build_ui(
                     height=320,
                 )
                 if examples:
-                    gr.Examples(examples=[[str(p)] for p in examples], inputs=[image], label="Examples (synthetic)")
+                    true_label = gr.Textbox(label="True label of the example", interactive=False, elem_id="true-label")
+                    gr.Examples(
+                        examples=[[str(p), label] for p, label in zip(examples.paths, examples.labels)],
+                        inputs=[image, true_label],
+                        label=examples.title,
+                    )
+                    image.upload(lambda: "", outputs=[true_label])  # an upload of one's own has none
             with gr.Column():
                 label = gr.Label(label="Prediction", num_top_classes=2, elem_id="prediction")
                 heatmap = gr.Image(
@@ -200,13 +207,16 @@ def prepare_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from boneflow.serve.examples import write_examples
+    from boneflow.serve.examples import run_examples, synthetic_examples
 
     xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
-    xray_app.follower.current()  # load now: a missing champion is reported before serving
+    served = xray_app.follower.current()  # load now: a missing champion is reported before serving
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))
     atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
-    demo = build_ui(xray_app, examples=write_examples(example_dir))
+    examples = run_examples(xray_app.follower.store, served.predictor.run_id, example_dir) or synthetic_examples(
+        example_dir
+    )
+    demo = build_ui(xray_app, examples=examples)
     # One model, one request at a time: latency stays flat; a bounded queue sheds the excess.
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     # show_error=False: an unexpected exception's text never reaches the browser (it is logged).

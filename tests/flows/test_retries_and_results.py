@@ -219,4 +219,5 @@ def test_a_finished_run_keeps_no_checkpoints_and_leaves_an_empty_work_folder(tin
     listed = json.loads((run_dir / "manifest.json").read_text())["files"]
     assert not [name for name in listed if name.startswith("checkpoints/")]
     assert {"model.safetensors", "model.json", "metrics.json", "report.md", "splits.json", "roc.png"} <= set(listed)
+    assert "examples/examples.json" in listed
     assert work.is_dir() and [p for p in work.rglob("*") if not p.is_dir()] == []
