@@ -229,7 +229,8 @@ def prepare_app(
         allowed_paths=[str(example_dir)],
         ssr_mode=False,
         footer_links=["api"],
-        quiet=False,
+        # quiet: Gradio's own lines include a hint to set share=True; launch_app prints the URL
+        quiet=True,
         css=CSS,
     )
     return demo, launch_kwargs
@@ -251,4 +252,6 @@ def launch_app(
         log.warning(warning)
         print(warning, file=sys.stderr)
     demo, launch_kwargs = prepare_app(store_url, limits=limits, cache_dir=cache_dir, max_queue=max_queue, auth=auth)
-    demo.launch(server_name=host, server_port=port, **launch_kwargs)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, **launch_kwargs)
+    print(f"serving the champion on {demo.local_url} (Ctrl-C stops it)", flush=True)
+    demo.block_thread()
