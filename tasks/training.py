@@ -55,6 +55,21 @@ def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     return str(dest)
 
 
+def epoch_progress_text(stats: dict) -> str:
+    """The progress artifact's line after an epoch (the `boneflow run` display shows it): the
+    training speed in images per second tells a slow run from a stuck one."""
+    speed = stats.get("img_per_s")
+    rate = f", {speed:.0f} img/s" if isinstance(speed, (int, float)) and speed == speed else ""  # NaN: no timing
+    return f"epoch {stats['epoch']}/{stats['epochs']}: val_acc {stats['val_acc']:.3f}{rate}"
+
+
+def done_progress_text(history: list[dict], epochs_run: int) -> str:
+    """The progress artifact's last line: epochs run and the mean training speed of this fit."""
+    speeds = [h["img_per_s"] for h in history if isinstance(h.get("img_per_s"), (int, float)) and h["img_per_s"] > 0]
+    rate = f", {sum(speeds) / len(speeds):.0f} img/s" if speeds else ""
+    return f"done: {epochs_run} epochs{rate}"
+
+
 def _epoch_reporter(store, run_id: str):
     """on_epoch for fit(): upload the checkpoint, advance the progress artifact, log the epoch."""
     log = get_run_logger()
@@ -67,7 +82,7 @@ def _epoch_reporter(store, run_id: str):
         update_progress_artifact(
             progress_id,
             100.0 * stats["epoch"] / stats["epochs"],
-            description=f"epoch {stats['epoch']}/{stats['epochs']}: val_acc {stats['val_acc']:.3f}",
+            description=epoch_progress_text(stats),
         )
         log.info(
             "epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
@@ -99,7 +114,7 @@ def fit_model(
     packed = load_packed(Path(packed_dir))
     progress_id, on_epoch = _epoch_reporter(store, run_id)
     result = fit(packed, config.train_settings(), checkpoint_dir=Path(checkpoint_dir), on_epoch=on_epoch)
-    update_progress_artifact(progress_id, 100.0, description=f"done: {result.epochs_run} epochs")
+    update_progress_artifact(progress_id, 100.0, description=done_progress_text(result.history, result.epochs_run))
     with scratch_dir() as out:
         summary = package_model(
             result,
