@@ -106,6 +106,20 @@ def _upload_path(payload: Any) -> str | None:
     return str(payload)
 
 
+def _examples_with_labels(image, examples: AppExamples) -> None:
+    """The examples under the image box, each with its true label beside it; clicking one puts
+    its label in the box above them."""
+    import gradio as gr
+
+    true_label = gr.Textbox(label="True label of the example", interactive=False, elem_id="true-label")
+    gr.Examples(
+        examples=[[str(p), label] for p, label in zip(examples.paths, examples.labels)],
+        inputs=[image, true_label],
+        label=examples.title,
+    )
+    image.upload(lambda: "", outputs=[true_label])  # an upload of one's own has no true label
+
+
 def build_ui(
     xray_app: XrayApp, *, examples: AppExamples | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
 ):
@@ -145,13 +159,7 @@ def build_ui(
                     height=320,
                 )
                 if examples:
-                    true_label = gr.Textbox(label="True label of the example", interactive=False, elem_id="true-label")
-                    gr.Examples(
-                        examples=[[str(p), label] for p, label in zip(examples.paths, examples.labels)],
-                        inputs=[image, true_label],
-                        label=examples.title,
-                    )
-                    image.upload(lambda: "", outputs=[true_label])  # an upload of one's own has none
+                    _examples_with_labels(image, examples)
             with gr.Column():
                 label = gr.Label(label="Prediction", num_top_classes=2, elem_id="prediction")
                 heatmap = gr.Image(
