@@ -39,7 +39,16 @@ DEFAULT_STORE = "boneflow-store"
 
 # Fields that do not change the trained model: they never enter the config fingerprint, so
 # switching store, dispatch or `force` does not count as "a different model".
-_NOT_MODEL_FIELDS = {"store_url", "dispatch", "force", "data_dir", "kaggle_handle", "workers", "dispatch_start_timeout"}
+_NOT_MODEL_FIELDS = {
+    "store_url",
+    "dispatch",
+    "force",
+    "data_dir",
+    "kaggle_handle",
+    "workers",
+    "dispatch_start_timeout",
+    "keep_checkpoints",
+}
 
 # A location without user-info: no '@', or a URL whose authority (between '://' and the next '/')
 # has none, or a path whose first '@' comes after a '/' (and that does not start with '//').
@@ -234,6 +243,11 @@ class RetrainConfig(BaseModel):
     force: bool = Field(
         default=False,
         description="Retrain even when data and config equal the champion's.",
+    )
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="Keep the run's training checkpoints (runs/<run_id>/checkpoints/, ~180 MB each) after "
+        "it is published. Off: they are deleted at publish; they exist only to resume an unfinished run.",
     )
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -20,6 +20,7 @@ from boneflow.store.errors import IntegrityError, ObjectNotFoundError, StoreErro
 from boneflow.store.keys import (
     CHECKPOINT_INDEX,
     checkpoint_key,
+    checkpoints_prefix,
     dataset_key,
     dataset_prefix,
     run_key,
@@ -38,7 +39,14 @@ from boneflow.store.verified import (
 )
 from boneflow.train.checkpoint import by_epoch, checkpoint_epoch
 
-__all__ = ["fetch_checkpoints", "fetch_dataset", "read_checkpoint_index", "upload_checkpoint", "upload_dataset"]
+__all__ = [
+    "delete_checkpoints",
+    "fetch_checkpoints",
+    "fetch_dataset",
+    "read_checkpoint_index",
+    "upload_checkpoint",
+    "upload_dataset",
+]
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +230,19 @@ def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -
     for old in dropped:
         store.delete(checkpoint_key(run_id, old))
     return key
+
+
+def delete_checkpoints(store: Store, run_id: str) -> int:
+    """Delete runs/<run_id>/checkpoints/ (the index first, so it never lists a missing object);
+    returns the bytes freed. For a run whose training is finished: its model is a separate object."""
+    prefix = checkpoints_prefix(run_id)
+    objects = sorted(store.list_info(prefix), key=lambda o: o.key != run_key(run_id, CHECKPOINT_INDEX))
+    for obj in objects:
+        store.delete(obj.key)
+    remove_empty = getattr(store, "remove_empty_folder", None)  # a folder store keeps empty folders
+    if objects and remove_empty is not None:
+        remove_empty(prefix)
+    return sum(o.size for o in objects)
 
 
 def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *, latest_only: bool = False) -> list[Path]:

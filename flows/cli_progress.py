@@ -2,8 +2,10 @@
 
 While the flow runs in the main thread, a background thread polls the API for the flow run
 (and its subflows, e.g. the training flow): the task runs in Running state name the stage on
-the spinner line, and the training's progress artifact (a percentage and a description that
-tasks/training.py updates every epoch) drives the epoch bar. The flow run's id comes from an
+the spinner line, with the latest warning a running stage logged beside them (a Kaggle retry:
+"Kaggle: attempt 2/3 in 20 s: timed out"), and the training's progress artifact (a percentage
+and a description with the epoch's images per second, updated every epoch by tasks/training.py)
+drives the epoch bar. The flow run's id comes from an
 `on_running` hook on the flow, so the poller never has to guess which run is ours on a shared
 server.
 
@@ -36,6 +38,7 @@ class RunSnapshot:
     done: int  # task runs completed (cached ones too)
     epoch_percent: float | None  # the training progress artifact, None before training starts
     epoch_text: str
+    note: str = ""  # the latest warning a running stage logged (a retry notice), "" when none
 
 
 def _stage(task_run_name: str) -> str:
@@ -84,7 +87,26 @@ def read_snapshot(client, flow_run_id: UUID) -> RunSnapshot:
         done=sum(r.state.is_completed() for r in task_runs),
         epoch_percent=float(latest.data) if latest is not None else None,
         epoch_text=(latest.description or "training") if latest is not None else "",
+        note=_latest_warning(client, [r.id for r in running]),
     )
+
+
+def _latest_warning(client, task_run_ids: list[UUID]) -> str:
+    """The newest WARNING line the running task runs logged: a stage says it is retrying."""
+    if not task_run_ids:
+        return ""
+    from prefect.client.schemas.filters import LogFilter, LogFilterLevel, LogFilterTaskRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    logs = client.read_logs(
+        log_filter=LogFilter(
+            task_run_id=LogFilterTaskRunId(any_=task_run_ids),
+            level=LogFilterLevel(ge_=logging.WARNING, le_=logging.WARNING),
+        ),
+        sort=LogSort.TIMESTAMP_DESC,
+        limit=1,
+    )
+    return logs[0].message.splitlines()[0][:160] if logs else ""
 
 
 class WeightsLines(logging.Handler):
@@ -148,6 +170,8 @@ class RunDisplay:
                 self.stages_seen.append(stage)
         done = f"{snap.done} stages done"
         line = f"{', '.join(snap.running)} ({done})" if snap.running else done
+        if snap.note and snap.running:
+            line += f" · {snap.note}"
         self.progress.update(self.stage_row, description=line)
         if snap.epoch_percent is not None:
             completed = round(snap.epoch_percent / 100 * self.epochs)

@@ -109,6 +109,19 @@ def _summary(state, config: RetrainConfig) -> int:
     return exit_code_for(error) if error is not None else EXIT_ERROR
 
 
+def prefect_environment() -> None:
+    """Prefect's settings for `boneflow run`, set before Prefect is imported; a value the user
+    set wins."""
+    # Task results must persist for Retry/caching; the flow also sets it per task.
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The in-process API sends no usage data, and the client neither: no telemetry notice on the
+    # first run in a terminal (`import prefect` prints it) and nothing leaves an offline run.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # Prefect's 20 s for the in-process API to come up is too short on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
 @with_config_options
 def run(
     config_fields: dict,
@@ -130,11 +143,7 @@ def run(
             f"--data-dir {config.data_dir}: not a folder. Point it at a copy of the dataset "
             "(or make one: boneflow demo-data PATH)."
         )
-    # Task results must persist for Retry/caching; the flow also sets it per task.
-    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # Prefect's 20 s for the in-process API to come up is too short on a busy 2-core machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    prefect_environment()
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from flows.retrain import retrain

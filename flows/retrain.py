@@ -21,6 +21,7 @@ from tasks.publish import promote_champion, publish_run_files, report_artifacts
 from tasks.results import RESULTS
 from tasks.runtime import run_id_for_current_flow_run
 from tasks.training import train_on_gpu_pool, training_plan
+from tasks.work_folder import empty_work_folder
 
 
 @flow(name="retrain", on_failure=[write_failure_artifact], persist_result=True, result_serializer=RESULTS)
@@ -29,11 +30,11 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
     log, run_id = get_run_logger(), run_id_for_current_flow_run()
     acquired = acquire_dataset(config)
 
-    packed_dir = fetch_packed_dataset(config, acquired.fingerprint)  # reuse datasets/<fp>/<size>/ if stored
+    packed_dir = fetch_packed_dataset(config, run_id, acquired.fingerprint)  # reuse datasets/<fp>/<size>/
     if packed_dir is None:
         validated = validate(acquired.root, config, run_id)
         leakage = audit(validated, config)
-        packed_dir = pack_and_store(validated, leakage, config, acquired.fingerprint)
+        packed_dir = pack_and_store(validated, leakage, config, run_id, acquired.fingerprint)
     dataset_artifacts(packed_dir, run_id)
     augmentation_preview(run_id, config, packed_dir)
 
@@ -45,6 +46,7 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
     )
     if skip:
         log.info("%s", skip)
+        empty_work_folder(run_id)
         return Completed(name="Skipped", message=skip)
 
     jobs = training_plan(run_id, packed_dir)  # this run, or one member per cross-fitting fold
@@ -59,6 +61,7 @@ def retrain(config: RetrainConfig = RetrainConfig()):  # noqa: B008 Prefect read
 
     published = publish_run_files(run_id, config, acquired, packed_dir, trained, candidate, decision)
     report_artifacts(config, published)
+    empty_work_folder(run_id, [job["run_id"] for job in jobs])  # published: a Retry finds all it needs in the store
     if not decision.passed:
         return Failed(name=GATE_REJECTED, message=decision.message)
     promote_champion(config, published, champion)

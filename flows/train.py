@@ -24,6 +24,6 @@ from tasks.training import fetch_run_checkpoints, fetch_training_data, fit_model
 def train(run_id: str, config: RetrainConfig, dataset_fingerprint: str, fold: int | None = None) -> TrainSummary:
     """Train a candidate for `run_id` on the packed dataset `dataset_fingerprint` from the store;
     with `fold`, the cross-fitting member that never sees that fold (run_id is then the member's)."""
-    packed_dir = fetch_training_data(config, dataset_fingerprint)
+    packed_dir = fetch_training_data(config, run_id, dataset_fingerprint)
     checkpoint_dir = fetch_run_checkpoints(run_id, config)
     return fit_model(run_id, config, dataset_fingerprint, packed_dir, checkpoint_dir, fold)

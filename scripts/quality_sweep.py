@@ -140,7 +140,7 @@ def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
         return predict_margins(model, imgs, image_size=settings.image_size)
 
     val_y, test_y = packed.split("val").labels, packed.split("test").labels
-    point = fit_operating_point(val_y, margins("val"), min_recall=0.9)
+    point = fit_operating_point(val_y, margins("val"), target_recall=0.9)
     m_test = margins("test")
     pred = point.predict(m_test)
     tp = int(((pred == 1) & (test_y == 1)).sum())

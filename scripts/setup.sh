@@ -21,7 +21,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch/torchvision first and pinned: pip takes them from this machine's local wheels.
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install -q -e '.[test,kubernetes,docker]'
+  # setuptools' notice for every editable install ("Editable installation ... be careful with
+  # folders named like the package") says nothing about this project: only that one is filtered.
+  PYTHONWARNINGS="ignore:Editable installation" .venv/bin/python -m pip install -q -e '.[test,kubernetes,docker]'
   echo "$want" > "$stamp"
 else
   echo "setup: .venv is up to date" >&2

@@ -24,24 +24,22 @@ from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
 from boneflow.transfer import fetch_dataset, upload_dataset
 from tasks.artifacts import table_artifact
-from tasks.retry import SHORT_RETRIES, retry_unless_deterministic
+from tasks.retry import SHORT_RETRIES
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir, stage
 
 
-# acquire() already retries the download 3 times with backoff; one more try a minute later
-# rides out a longer Kaggle hiccup without keeping a user of `boneflow run` waiting for minutes.
+# No Prefect retries: acquire() retries the transient download failures itself, each with a
+# warning line ("Kaggle: attempt 2/3 in 20 s: timed out") that the run's logs and `boneflow
+# run`'s display show; the other failures (offline, 401/403/404) cannot pass on a retry.
 # DEFAULT cache policy: once per flow run (a new run sees a new Kaggle version).
-@stage(
-    retries=1,
-    retry_delay_seconds=60,
-    retry_condition_fn=retry_unless_deterministic,
-    timeout_seconds=6 * 3600,
-    cache_policy=DEFAULT,
-    persist_result=True,
-)
+@stage(timeout_seconds=6 * 3600, cache_policy=DEFAULT, persist_result=True)
 def acquire_dataset(config: RetrainConfig) -> Acquired:
     log, t0 = get_run_logger(), time.perf_counter()
-    got = acquire(data_dir=Path(config.data_dir) if config.data_dir else None, kaggle_handle=config.kaggle_handle)
+    got = acquire(
+        data_dir=Path(config.data_dir) if config.data_dir else None,
+        kaggle_handle=config.kaggle_handle,
+        on_retry=log.warning,
+    )
     log.info(
         "acquired %s dataset at %s: %d files, fingerprint %s (%.1fs)",
         got.version.source,
@@ -75,10 +73,10 @@ def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
 # validate/audit/pack (a cached "not there yet" would send it through them again)
 @stage(**SHORT_RETRIES, cache_policy=NO_CACHE)
-def fetch_packed_dataset(config: RetrainConfig, dataset_fingerprint: str) -> str | None:
+def fetch_packed_dataset(config: RetrainConfig, run_id: str, dataset_fingerprint: str) -> str | None:
     """The packed dataset from the store (datasets/<fp>/<size>/), or None when it is not there
     yet (or was packed with other settings) and must be built."""
-    log, dest = get_run_logger(), dataset_cache_dir(dataset_fingerprint, config.pack_size)
+    log, dest = get_run_logger(), dataset_cache_dir(run_id, dataset_fingerprint, config.pack_size)
     try:
         fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
     except ObjectNotFoundError:
@@ -143,14 +141,14 @@ def audit(validated: ValidatedDataset, config: RetrainConfig) -> LeakageAudit:
 
 @stage(**SHORT_RETRIES, cache_policy=STAGE_CACHE, persist_result=True, timeout_seconds=3600)
 def pack_and_store(
-    validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig, dataset_fingerprint: str
+    validated: ValidatedDataset, leakage: LeakageAudit, config: RetrainConfig, run_id: str, dataset_fingerprint: str
 ) -> str:
     """Pack into the local content-addressed cache, then upload to datasets/<fp>/<size>/."""
     log, t0 = get_run_logger(), time.perf_counter()
     packed = pack_dataset(
         validated,
         leakage,
-        out_dir=dataset_cache_dir(dataset_fingerprint, config.pack_size),
+        out_dir=dataset_cache_dir(run_id, dataset_fingerprint, config.pack_size),
         split_policy=config.split_policy,
         min_gate_n=config.min_gate_n,
         seed=config.seed,

@@ -18,9 +18,11 @@ from boneflow.publish import champion_record, fetch_run_file, promote, publish_r
 from boneflow.report import code_version
 from boneflow.report_summary import render_quality
 from boneflow.run_files import GALLERY_ROWS, PLOT_NAMES, per_class_rows, write_run_files
+from boneflow.serve.examples import write_run_examples
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES
+from boneflow.transfer import delete_checkpoints
 from tasks.artifacts import image_artifacts, link_artifacts, quality_artifact, report_artifact, table_artifact
 from tasks.retry import STORE_RETRIES
 from tasks.runtime import STAGE_CACHE, scratch_dir, stage
@@ -37,8 +39,11 @@ def publish_run_files(
     decision: GateDecision,
 ) -> RunFiles:
     """The model files (of the run, or of every cross-fitting member: the fold ensemble) plus
-    metrics.json, report.md, model_card.md, predictions.csv, the pack's reports and the plots
-    (boneflow/run_files.py), uploaded with the manifest."""
+    metrics.json, report.md, model_card.md, predictions.csv, the pack's reports, the plots
+    (boneflow/run_files.py) and the app's examples (boneflow/serve/examples.py), uploaded with the
+    manifest. The checkpoints of the run (of every member) are deleted first (unless
+    config.keep_checkpoints): they only serve to resume an unfinished training, and the manifest
+    then lists none."""
     from boneflow.train.ensemble import member_file
     from boneflow.train.package import list_members
 
@@ -52,18 +57,24 @@ def publish_run_files(
             store.get_file(run_key(member.run_id, "model.safetensors"), model_dir / member_file(index))
         if len(trained) > 1:
             list_members(model_dir, [(m.run_id, m.fold) for m in trained])
+        packed = load_packed(Path(packed_dir))
         files = write_run_files(
             out,
             run_id=run_id,
             config=config,
             acquired=acquired,
-            packed=load_packed(Path(packed_dir)),
+            packed=packed,
             model_dir=model_dir,
             trained=trained[0],
             candidate=candidate,
             decision=decision,
         )
+        files |= write_run_examples(packed, out, seed=config.seed)  # the app's examples
         metrics = json.loads(files["metrics.json"].read_text())
+        if not config.keep_checkpoints:  # training is finished: the model is in the store
+            for trained_in in dict.fromkeys([run_id, *(m.run_id for m in trained)]):  # each member's too
+                freed = delete_checkpoints(store, trained_in)
+                get_run_logger().info("deleted the checkpoints of run %s (%.1f MB)", trained_in, freed / 1e6)
         manifest = publish_run(store, run_id, files, code_version=code_version())
     get_run_logger().info("published %d objects under runs/%s/ in %s", len(manifest["files"]), run_id, config.store_url)
     return RunFiles(run_id=run_id, manifest=manifest, metrics=metrics)

@@ -32,7 +32,8 @@ WORK_DIR_ENV = "BONEFLOW_WORK_DIR"
 
 
 def work_root() -> Path:
-    """Local scratch space (never the current directory): $BONEFLOW_WORK_DIR or ~/.cache/boneflow."""
+    """Local scratch space (never the current directory): $BONEFLOW_WORK_DIR or ~/.cache/boneflow.
+    A run works in `runs/<run_id>/` under it, emptied when the run is finished."""
     root = os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow"
     return Path(root)
 
@@ -58,9 +59,24 @@ def stage(**options):
     return task(result_serializer=RESULTS, **options)
 
 
-def dataset_cache_dir(fingerprint: str, size: int) -> Path:
-    """Content-addressed local copy of a packed dataset (shared by runs on this machine)."""
-    return work_root() / "datasets" / fingerprint / str(size)
+def dataset_cache_dir(run_id: str, fingerprint: str, size: int) -> Path:
+    """The run's local copy of a packed dataset. Per run, not shared: a finished run empties its
+    work folder (empty_run_work_dir) without pulling the data from under another run on this
+    machine; the store's datasets/<fp>/<size>/ is what runs share."""
+    return work_root() / "runs" / run_id / "datasets" / fingerprint / str(size)
+
+
+def empty_run_work_dir(run_id: str) -> int:
+    """Remove the run's local work folder (decoded images, checkpoints, its dataset copy); returns
+    the bytes freed. Everything a later stage or a Retry needs is in the store."""
+    from boneflow.gc import remove_run_folder
+
+    folder = work_root() / "runs" / run_id
+    if not folder.is_dir():
+        return 0
+    freed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    remove_run_folder(work_root(), folder)
+    return freed
 
 
 def run_id_for_current_flow_run() -> str:

@@ -4,6 +4,7 @@ pool. The store is the hand-off because the gpu worker may be another machine.""
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -27,9 +28,9 @@ TRAIN_DEPLOYMENT = "train/train-gpu"  # <flow name>/<deployment name> in prefect
 
 # NO_CACHE: cheap when the local copy already matches, and a Retry on another machine needs the files
 @stage(**STORE_RETRIES, cache_policy=NO_CACHE, timeout_seconds=3600)
-def fetch_training_data(config: RetrainConfig, dataset_fingerprint: str) -> str:
+def fetch_training_data(config: RetrainConfig, run_id: str, dataset_fingerprint: str) -> str:
     log, t0 = get_run_logger(), time.perf_counter()
-    dest = dataset_cache_dir(dataset_fingerprint, config.pack_size)
+    dest = dataset_cache_dir(run_id, dataset_fingerprint, config.pack_size)
     fetch_dataset(open_store(config.store_url), dataset_fingerprint, config.pack_size, dest)
     log.info(
         "packed dataset %s/%d ready at %s (%.1fs)",
@@ -54,6 +55,21 @@ def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
     return str(dest)
 
 
+def epoch_progress_text(stats: dict) -> str:
+    """The progress artifact's line after an epoch (the `boneflow run` display shows it): the
+    training speed in images per second tells a slow run from a stuck one."""
+    speed = stats.get("img_per_s")
+    rate = f", {speed:.0f} img/s" if isinstance(speed, (int, float)) and speed == speed else ""  # NaN: no timing
+    return f"epoch {stats['epoch']}/{stats['epochs']}: val_acc {stats['val_acc']:.3f}{rate}"
+
+
+def done_progress_text(history: list[dict], epochs_run: int) -> str:
+    """The progress artifact's last line: epochs run and the mean training speed of this fit."""
+    speeds = [h["img_per_s"] for h in history if isinstance(h.get("img_per_s"), (int, float)) and h["img_per_s"] > 0]
+    rate = f", {sum(speeds) / len(speeds):.0f} img/s" if speeds else ""
+    return f"done: {epochs_run} epochs{rate}"
+
+
 def _epoch_reporter(store, run_id: str):
     """on_epoch for fit(): upload the checkpoint, advance the progress artifact, log the epoch."""
     log = get_run_logger()
@@ -66,7 +82,7 @@ def _epoch_reporter(store, run_id: str):
         update_progress_artifact(
             progress_id,
             100.0 * stats["epoch"] / stats["epochs"],
-            description=f"epoch {stats['epoch']}/{stats['epochs']}: val_acc {stats['val_acc']:.3f}",
+            description=epoch_progress_text(stats),
         )
         log.info(
             "epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
@@ -117,7 +133,7 @@ def fit_model(
         )
     progress_id, on_epoch = _epoch_reporter(store, run_id)
     result = fit(packed, config.train_settings(), checkpoint_dir=Path(checkpoint_dir), on_epoch=on_epoch)
-    update_progress_artifact(progress_id, 100.0, description=f"done: {result.epochs_run} epochs")
+    update_progress_artifact(progress_id, 100.0, description=done_progress_text(result.history, result.epochs_run))
     with scratch_dir() as out:
         summary = package_model(
             result,
@@ -131,6 +147,9 @@ def fit_model(
         )
         for name in MODEL_FILES:  # train_result.json last: its presence means the others are there
             store.put_file(run_key(run_id, name), out / name)
+    # The model and the checkpoints are in the store; the local copies (~180 MB each) only served
+    # this fit, and on a gpu worker nothing else would remove them.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info(
         "trained %d epochs (resumed from epoch %d, best %d) in %.1fs; model in runs/%s/",
         summary.epochs_run,

@@ -1,4 +1,4 @@
-"""Get the dataset: a local folder, or Kaggle through kagglehub (with retries), and name its version.
+"""Get the dataset: a local folder, or Kaggle through kagglehub (transient failures retried), and name its version.
 
 `DatasetVersion.fingerprint` is sha256 over the sorted (relative path, file sha256) pairs of
 every file under the dataset root, so two copies with the same bytes get the same fingerprint
@@ -11,11 +11,13 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from boneflow.data.kaggle_errors import DownloadFailure, classify_download_error
 from boneflow.data.layout import LayoutError, check_layout, dataset_files, find_dataset_root
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
@@ -70,49 +72,69 @@ def dataset_fingerprint(root: Path, *, threads: int = 4) -> tuple[str, int]:
     return fingerprint_from_hashes(dict(zip(rels, hashes))), len(rels)
 
 
-def _kaggle_download(handle: str, *, retries: int, backoff_s: float) -> str:
+# Waits before attempts 2, 3, ...: backoff_s, then doubling. Only transient failures wait
+# (boneflow/data/kaggle_errors.py); the rest fail at once.
+DEFAULT_BACKOFF_S = 20.0
+
+
+def _kaggle_download(
+    handle: str, *, retries: int, backoff_s: float, on_retry: Callable[[str], None], sleep: Callable[[float], None]
+) -> str:
     import kagglehub  # imported lazily: a local run never needs it
 
-    last: Exception | None = None
-    for attempt in range(1, retries + 1):
+    attempt = 1
+    while True:
         try:
             return kagglehub.dataset_download(handle)
-        except (OSError, ConnectionError, TimeoutError) as exc:  # requests' errors are OSErrors
-            last = exc
-            if attempt < retries:
-                wait = backoff_s * 2 ** (attempt - 1)
-                log.warning(
-                    "Kaggle download of %s failed (attempt %d/%d: %s); retrying in %.1fs",
-                    handle,
-                    attempt,
-                    retries,
-                    type(exc).__name__,
-                    wait,
-                )
-                time.sleep(wait)
-        except Exception as exc:  # bad handle, auth, 404: retrying will not help
-            raise AcquireError(
-                f"Kaggle dataset {handle!r} could not be downloaded: {exc}. Check the "
-                f"handle (owner/dataset[/versions/N]) and your Kaggle credentials, or "
-                f"pass --data-dir with a local copy."
-            ) from exc
-    raise AcquireError(
-        f"Kaggle is unreachable: downloading {handle!r} failed {retries} times "
-        f"(last error: {type(last).__name__}: {last}). Work offline with a local copy: "
+        except Exception as exc:
+            failure = classify_download_error(exc)
+            if not failure.retryable or attempt == retries:
+                raise _final_error(handle, failure, exc, attempts=attempt) from exc
+        wait = backoff_s * 2 ** (attempt - 1)
+        attempt += 1
+        on_retry(f"Kaggle: attempt {attempt}/{retries} in {wait:.0f} s: {failure.reason}")
+        sleep(wait)
+
+
+def _final_error(handle: str, failure: DownloadFailure, exc: Exception, *, attempts: int) -> AcquireError:
+    if not failure.retryable and not failure.unreachable:  # Kaggle said no: bad handle, credentials, not found
+        return AcquireError(
+            f"Kaggle dataset {handle!r} could not be downloaded: {exc}. Check the "
+            f"handle (owner/dataset[/versions/N]) and your Kaggle credentials, or "
+            f"pass --data-dir with a local copy."
+        )
+    tried = f"failed {attempts} times" if attempts > 1 else "failed"
+    why = "" if failure.retryable else f": {failure.reason}, which a retry cannot fix, so none was made"
+    return AcquireError(
+        f"Kaggle is unreachable: downloading {handle!r} {tried}{why} "
+        f"(last error: {type(exc).__name__}: {exc}). Work offline with a local copy: "
         f"`boneflow run --data-dir /path/to/copy` (any folder above train/val/test), "
         f"or `boneflow demo-data PATH` for a synthetic set."
-    ) from last
+    )
 
 
-def acquire(*, data_dir: Path | None, kaggle_handle: str, retries: int = 3, backoff_s: float = 2.0) -> AcquiredDataset:
+def acquire(
+    *,
+    data_dir: Path | None,
+    kaggle_handle: str,
+    retries: int = 3,
+    backoff_s: float = DEFAULT_BACKOFF_S,
+    on_retry: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AcquiredDataset:
     """A local folder when `data_dir` is given, else kagglehub's download of `kaggle_handle`
-    (unversioned = latest; `.../versions/N` pins, and is served from kagglehub's cache offline)."""
+    (unversioned = latest; `.../versions/N` pins, and is served from kagglehub's cache offline).
+
+    A transient download failure is retried up to `retries` attempts in all, each announced
+    through `on_retry` ("Kaggle: attempt 2/3 in 20 s: timed out"; default: a warning on this
+    module's logger); any other fails at once with AcquireError."""
     if data_dir is not None:
         source, handle, version, top = "local", None, None, Path(data_dir)
     else:
         if retries < 1:
             raise AcquireError(f"retries={retries}: need at least 1 attempt.")
-        top = Path(_kaggle_download(kaggle_handle, retries=retries, backoff_s=backoff_s))
+        notify = on_retry or log.warning
+        top = Path(_kaggle_download(kaggle_handle, retries=retries, backoff_s=backoff_s, on_retry=notify, sleep=sleep))
         source, handle = "kaggle", kaggle_handle
         match = re.search(r"versions[/\\](\d+)$", str(top))  # kagglehub's cache path ends in versions/N
         version = match.group(1) if match else None

@@ -28,18 +28,24 @@ def crossfitted_points(scores: SplitScores, fold: np.ndarray, *, target_recall: 
     return points
 
 
-def oof_report(
-    scores: SplitScores, fold: np.ndarray, points: dict[int, OperatingPoint], published: OperatingPoint
-) -> dict:
-    """The OOF split's metrics by radiograph: each file calibrated and decided by its own fold's
-    cross-fitted point. `threshold` and `temperature` are the published ones; the per-fold
-    points are listed under `crossfit`."""
+def _at_fold_points(scores: SplitScores, fold: np.ndarray, points: dict[int, OperatingPoint]):
+    """Each file's calibrated probability and deciding threshold, from its own fold's point."""
     probs = np.empty(len(scores.labels))
     thresholds = np.empty(len(scores.labels))
     for f, point in points.items():
         rows = fold == f
         probs[rows] = point.probability(scores.margins[rows])
         thresholds[rows] = point.threshold
+    return probs, thresholds
+
+
+def oof_report(
+    scores: SplitScores, fold: np.ndarray, points: dict[int, OperatingPoint], published: OperatingPoint
+) -> dict:
+    """The OOF split's metrics by radiograph: each file calibrated and decided by its own fold's
+    cross-fitted point. `threshold` and `temperature` are the published ones; the per-fold
+    points are listed under `crossfit`."""
+    probs, thresholds = _at_fold_points(scores, fold, points)
     metrics = report_from_probabilities(scores, probs, thresholds, sigmoid(scores.margins))
     metrics["threshold"] = published.threshold
     metrics["temperature"] = published.temperature
@@ -72,12 +78,7 @@ def oof_predictions(scores: SplitScores, fold: np.ndarray, points: dict[int, Ope
     from boneflow.contracts import Predictions
     from boneflow.evaluate.radiographs import group_of_each_file
 
-    probs = np.empty(len(scores.labels))
-    thresholds = np.empty(len(scores.labels))
-    for f, point in points.items():
-        rows = fold == f
-        probs[rows] = point.probability(scores.margins[rows])
-        thresholds[rows] = point.threshold
+    probs, thresholds = _at_fold_points(scores, fold, points)
     return Predictions(
         paths=list(scores.paths),
         labels=scores.labels.tolist(),

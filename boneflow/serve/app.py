@@ -23,6 +23,7 @@ import numpy as np
 from boneflow.data.layout import CLASSES
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
 from boneflow.serve.errors import ImageRejectedError, ServeError
+from boneflow.serve.examples import AppExamples
 from boneflow.serve.uploads import UploadLimits, check_upload
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,20 @@ def _upload_path(payload: Any) -> str | None:
     return str(payload)
 
 
+def _examples_with_labels(image, examples: AppExamples) -> None:
+    """The examples under the image box, each with its true label beside it; clicking one puts
+    its label in the box above them."""
+    import gradio as gr
+
+    true_label = gr.Textbox(label="True label of the example", interactive=False, elem_id="true-label")
+    gr.Examples(
+        examples=[[str(p), label] for p, label in zip(examples.paths, examples.labels)],
+        inputs=[image, true_label],
+        label=examples.title,
+    )
+    image.upload(lambda: "", outputs=[true_label])  # an upload of one's own has no true label
+
+
 def _headline_is_the_decision(label_box) -> None:
     """Make a gr.Label show the decision it is given as its headline.
 
@@ -179,7 +194,7 @@ def _answer_handler(xray_app: XrayApp):
 
 
 def build_ui(
-    xray_app: XrayApp, *, examples: list[Path] | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
+    xray_app: XrayApp, *, examples: AppExamples | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
 ):
     import gradio as gr
 
@@ -202,7 +217,7 @@ def build_ui(
                     height=320,
                 )
                 if examples:
-                    gr.Examples(examples=[[str(p)] for p in examples], inputs=[image], label="Examples (synthetic)")
+                    _examples_with_labels(image, examples)
             with gr.Column():
                 label = gr.Label(
                     label="Prediction (the model's decision at its operating threshold)",
@@ -263,13 +278,16 @@ def prepare_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from boneflow.serve.examples import write_examples
+    from boneflow.serve.examples import run_examples, synthetic_examples
 
     xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
-    xray_app.follower.current()  # load now: a missing champion is reported before serving
+    served = xray_app.follower.current()  # load now: a missing champion is reported before serving
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))
     atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
-    demo = build_ui(xray_app, examples=write_examples(example_dir))
+    examples = run_examples(xray_app.follower.store, served.predictor.run_id, example_dir) or synthetic_examples(
+        example_dir
+    )
+    demo = build_ui(xray_app, examples=examples)
     # One model, one request at a time: latency stays flat; a bounded queue sheds the excess.
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     # show_error=False: an unexpected exception's text never reaches the browser (it is logged).
@@ -282,7 +300,8 @@ def prepare_app(
         allowed_paths=[str(example_dir)],
         ssr_mode=False,
         footer_links=["api"],
-        quiet=False,
+        # quiet: Gradio's own lines include a hint to set share=True; launch_app prints the URL
+        quiet=True,
         css=CSS,
     )
     return demo, launch_kwargs
@@ -304,4 +323,6 @@ def launch_app(
         log.warning(warning)
         print(warning, file=sys.stderr)
     demo, launch_kwargs = prepare_app(store_url, limits=limits, cache_dir=cache_dir, max_queue=max_queue, auth=auth)
-    demo.launch(server_name=host, server_port=port, **launch_kwargs)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, **launch_kwargs)
+    print(f"serving the champion on {demo.local_url} (Ctrl-C stops it)", flush=True)
+    demo.block_thread()

@@ -1,19 +1,48 @@
-"""Example images for the app: synthetic X-ray-like pictures drawn on the fly.
+"""Example images for the app: a few held-out test images of the champion's own dataset, saved
+with its run at publish; synthetic drawings only for a store whose champion has none.
 
-No patient data ships with boneflow. The examples come from the demo dataset's drawer
+At publish, `write_run_examples` takes a few images of each class from the judged test split
+(the images no model of the run trained or chose its threshold on) as the packed dataset holds
+them: greyscale, padded square, at the packed size. Taken from the packed pixels rather than
+the source files, so no file metadata (EXIF, embedded text) leaves the dataset. They go to
+`runs/<run_id>/examples/` with `examples.json` naming each one's true label and source path,
+and the manifest lists them like every run file. `run_examples` fetches them (sha256-checked)
+for the app, which shows each true label beside its image.
+
+The fallback, `write_examples`, draws with the demo dataset's drawer
 (boneflow.data.synthetic_bones): a long bone on a dark, noisy background, with a displaced
-fracture on the `fractured` ones. They show how the app behaves; they are not radiographs and
-the model's answer on them means nothing clinically.
+fracture on the `fractured` ones. Those show how the app behaves; they are not radiographs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from boneflow.data.layout import CLASSES
+from boneflow.data.packed_splits import PackedSplits
 from boneflow.data.synthetic_bones import draw_radiograph
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_FOLDER = "examples"  # inside a run: runs/<run_id>/examples/
+EXAMPLES_INDEX = f"{EXAMPLES_FOLDER}/examples.json"
+EXAMPLES_PER_CLASS = 3
+JUDGED_SPLITS = ("test_clean", "test")  # the split the gate judged; "test" for packs without it
+SYNTHETIC_TITLE = "Examples (synthetic): drawings, not radiographs"
+
+
+@dataclass(frozen=True)
+class AppExamples:
+    paths: list[Path]
+    labels: list[str]  # the true label of each image, shown beside it
+    title: str
 
 
 def write_examples(folder: Path, *, size: int = 256) -> list[Path]:
@@ -26,3 +55,65 @@ def write_examples(folder: Path, *, size: int = 256) -> list[Path]:
         Image.fromarray(picture).save(path)
         paths.append(path)
     return paths
+
+
+def synthetic_examples(folder: Path) -> AppExamples:
+    paths = write_examples(folder)
+    labels = [CLASSES[1] if "-fractured" in p.name else CLASSES[0] for p in paths]
+    return AppExamples(paths=paths, labels=labels, title=SYNTHETIC_TITLE)
+
+
+def write_run_examples(
+    packed: PackedSplits, out_dir: Path, *, seed: int, per_class: int = EXAMPLES_PER_CLASS
+) -> dict[str, Path]:
+    """PNG files of up to `per_class` images of each class from the judged test split, and
+    examples.json; returns {name inside the run folder: local path}, {} when the pack has no
+    test split. The choice is fixed by `seed`, so a retried publish writes the same files."""
+    split_name = next((s for s in JUDGED_SPLITS if s in packed.split_names()), None)
+    if split_name is None:
+        return {}
+    split = packed.split(split_name)
+    rng = np.random.default_rng(seed)
+    chosen = {
+        label: rng.permutation(np.flatnonzero(np.asarray(split.labels) == label))[:per_class].tolist()
+        for label in range(len(packed.classes))
+    }
+    # alternate the classes; a class with fewer images simply ends early
+    rows = [row for group in zip_longest(*chosen.values()) for row in group if row is not None]
+    folder = Path(out_dir) / EXAMPLES_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    files, entries = {}, []
+    for i, row in enumerate(rows, start=1):
+        name = f"example-{i}.png"
+        Image.fromarray(np.asarray(split.images[row], dtype=np.uint8)).save(folder / name)
+        files[f"{EXAMPLES_FOLDER}/{name}"] = folder / name
+        source = split.paths[row] if split.paths else None
+        entries.append({"file": name, "label": packed.classes[int(split.labels[row])], "source": source})
+    (folder / "examples.json").write_text(json.dumps({"split": split_name, "examples": entries}, indent=2))
+    files[EXAMPLES_INDEX] = folder / "examples.json"
+    return files
+
+
+def run_examples(store, run_id: str, folder: Path) -> AppExamples | None:
+    """The examples published with run `run_id`, downloaded into `folder` and checked against
+    its manifest; None when the run has none (published before runs carried examples) or they
+    cannot be read (the app then falls back to the synthetic ones)."""
+    from boneflow.publish import fetch_run_file, read_manifest
+
+    try:
+        manifest = read_manifest(store, run_id)
+        if EXAMPLES_INDEX not in manifest["files"]:
+            return None
+        folder.mkdir(parents=True, exist_ok=True)
+        index = json.loads(fetch_run_file(store, run_id, EXAMPLES_INDEX, folder, manifest=manifest).read_text())
+        paths, labels = [], []
+        for entry in index["examples"]:
+            name = f"{EXAMPLES_FOLDER}/{entry['file']}"
+            paths.append(fetch_run_file(store, run_id, name, folder, manifest=manifest))
+            labels.append(str(entry["label"]))
+    except Exception as err:  # examples are decoration: never block serving the model
+        log.warning("the examples of run %s in %s are unavailable (%s); showing synthetic ones", run_id, store.url, err)
+        return None
+    if not paths:
+        return None
+    return AppExamples(paths=paths, labels=labels, title=f"Examples: held-out test images of run {run_id}")

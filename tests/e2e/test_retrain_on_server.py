@@ -165,6 +165,7 @@ _STAGES = {
     "publish_run_files",
     "report_artifacts",
     "promote_champion",
+    "empty_work_folder",
     "fetch_training_data",
     "fetch_run_checkpoints",
     "fit_model",

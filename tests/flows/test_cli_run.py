@@ -3,6 +3,8 @@ flow tests; here the states are made directly)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from flow_helpers import task_names_of
 from prefect.states import Completed, Failed
@@ -56,7 +58,8 @@ def test_display_follows_a_real_run_through_the_api(tiny_config):
         state = retrain.with_options(on_running=[display.on_running])(config, return_state=True)
     assert state.is_completed(), state.message
     epochs = progress.tasks[display.epoch_row]
-    assert epochs.visible and epochs.completed == 3 and epochs.description == "done: 3 epochs"
+    assert epochs.visible and epochs.completed == 3
+    assert re.fullmatch(r"done: 3 epochs, \d+ img/s", epochs.description), epochs.description
     stage = progress.tasks[display.stage_row].description
     done = re.fullmatch(r"(\d+) stages done", stage)
     assert done and int(done.group(1)) >= len(task_names_of(state.state_details.flow_run_id)), stage
@@ -75,3 +78,46 @@ def test_run_command_end_to_end_shows_the_epoch_bar_and_exits_0(demo_data, tmp_p
     assert result.exit_code == 0, result.output
     assert "promoted run" in result.stdout and "done: 2 epochs" in result.stdout and "2/2" in result.stdout
     assert "stages done" in result.stdout and "Traceback" not in result.output
+
+
+def test_a_running_stages_warning_shows_beside_it_on_the_stage_line():
+    """A stage that logs a warning (acquire's retry notice) is shown with it while it runs; the
+    notice comes from the API's logs, as the display reads everything else."""
+    import io
+    import time
+
+    from prefect import flow, get_client, get_run_logger, task
+    from prefect.context import get_run_context
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from flows.cli_progress import RunDisplay, read_snapshot
+
+    notice = "Kaggle: attempt 2/3 in 20 s: timed out"
+    seen = []
+
+    @task
+    def acquire_dataset() -> None:
+        get_run_logger().warning(notice)
+        flow_run_id = get_run_context().task_run.flow_run_id
+        with get_client(sync_client=True) as client:
+            for _ in range(120):  # logs reach the API in batches, a few seconds late
+                snap = read_snapshot(client, flow_run_id)
+                if snap.note:
+                    break
+                time.sleep(0.5)
+        seen.append(snap)
+
+    @flow
+    def downloading() -> None:
+        acquire_dataset()
+
+    downloading()
+    (snap,) = seen
+    assert snap.running == ("acquire_dataset",) and snap.note == notice
+    display = RunDisplay(Progress(console=Console(file=io.StringIO(), width=200)), epochs=1)
+    display.show(snap)
+    line = display.progress.tasks[display.stage_row].description
+    assert line == f"acquire_dataset (0 stages done) · {notice}"
+    display.show(replace(snap, running=()))  # the stage ended: its notice goes with it
+    assert display.progress.tasks[display.stage_row].description == "0 stages done"

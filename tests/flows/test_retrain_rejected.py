@@ -15,7 +15,7 @@ pytestmark = pytest.mark.flows
 
 
 def test_unreachable_gate_fails_with_reasons_and_publishes_without_promoting(tiny_config):
-    config = tiny_config(min_accuracy=1.0, seed=1)
+    config = tiny_config(min_accuracy=1.0, seed=1, keep_checkpoints=True)
     state = retrain(config, return_state=True)
     assert state.is_failed() and state.name == "GateRejected"  # what the CLI and the hook read
     assert state.message.startswith("Gate rejected:") and "< 1.000" in state.message
@@ -25,6 +25,9 @@ def test_unreachable_gate_fails_with_reasons_and_publishes_without_promoting(tin
     assert len(runs) == 1 and (runs[0] / "manifest.json").is_file()
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["gate"]["passed"] is False
+    # keep_checkpoints: the published run keeps them, listed in its manifest
+    listed = json.loads((runs[0] / "manifest.json").read_text())["files"]
+    assert "checkpoints/epoch-0001.pt" in listed and (runs[0] / "checkpoints" / "epoch-0001.pt").is_file()
 
     keys = artifacts_of(state.state_details.flow_run_id)
     failure = keys["failure-retrain"].data

@@ -95,7 +95,8 @@ def test_every_stage_persists_json_and_skips_retries_of_deterministic_errors():
         if getattr(obj, "retries", 0):
             with_retries += 1
             assert obj.retry_condition_fn is retry_unless_deterministic, name
-    assert with_retries >= 9
+    assert with_retries >= 8  # acquire_dataset has none: the core retries the transient Kaggle failures
+    assert not getattr(stages["tasks.data.acquire_dataset"], "retries", 0)
 
 
 def test_stage_contracts_round_trip_through_the_result_serializer():
@@ -203,17 +204,20 @@ def test_persisted_results_are_plain_json_not_pickles(tiny_config):
         assert _plain_json(content), (name, str(content)[:300])
 
 
-def test_stages_leave_no_run_files_on_the_worker_for_each_other(tiny_config):
-    """A Retry may run any stage on another worker: stages meet through values and the store,
-    so after a run the local work dir holds only store copies (packed dataset, checkpoints) and
-    validation's scratch, never a model, plot or report another stage would read."""
-    import os
-
-    state = retrain(tiny_config(seed=5), return_state=True)
+def test_a_finished_run_keeps_no_checkpoints_and_leaves_an_empty_work_folder(tiny_config, tmp_path, monkeypatch):
+    """A published run keeps what a user reads and serving needs; its checkpoints (only there to
+    resume an unfinished training) are deleted, and the worker's local work folder (decoded
+    images, checkpoints, the packed-dataset copy, every stage's scratch) is emptied."""
+    work = tmp_path / "work"
+    monkeypatch.setenv("BONEFLOW_WORK_DIR", str(work))
+    config = tiny_config(seed=5, epochs=2)
+    state = retrain(config, return_state=True)
     assert state.is_completed(), state.message
-    work = Path(os.environ["BONEFLOW_WORK_DIR"])
-    run_dir = work / "runs" / state.result()["run_id"]
-    assert {p.name for p in run_dir.iterdir()} <= {"checkpoints", "validate"}
-    assert not list((work / "scratch").iterdir())  # every task's scratch folder is removed
-    leftovers = [p for p in run_dir.rglob("*") if p.suffix in {".png", ".md", ".safetensors"} or p.name == "model.json"]
-    assert not leftovers, leftovers
+    run_id = state.result()["run_id"]
+    run_dir = Path(config.store_url) / "runs" / run_id
+    assert not (run_dir / "checkpoints").exists()
+    listed = json.loads((run_dir / "manifest.json").read_text())["files"]
+    assert not [name for name in listed if name.startswith("checkpoints/")]
+    assert {"model.safetensors", "model.json", "metrics.json", "report.md", "splits.json", "roc.png"} <= set(listed)
+    assert "examples/examples.json" in listed
+    assert work.is_dir() and [p for p in work.rglob("*") if not p.is_dir()] == []

@@ -82,3 +82,14 @@ def test_per_class_rows_from_confusion():
     both = {"test": {"confusion": [[8, 2], [1, 9]]}, "test_clean": {"confusion": [[8, 2], [1, 9]]}}
     regrouped = per_class_rows(both, {"used": "regroup"})
     assert [r["split"] for r in regrouped] == ["regrouped test", "regrouped test"]
+
+
+def test_training_progress_lines_carry_images_per_second():
+    from tasks.training import done_progress_text, epoch_progress_text
+
+    stats = {"epoch": 2, "epochs": 5, "val_acc": 0.71234, "img_per_s": 412.4}
+    assert epoch_progress_text(stats) == "epoch 2/5: val_acc 0.712, 412 img/s"
+    assert epoch_progress_text({**stats, "img_per_s": float("nan")}) == "epoch 2/5: val_acc 0.712"  # no timing
+    history = [{"img_per_s": 400.0}, {"img_per_s": 500.0}, {"img_per_s": float("nan")}]
+    assert done_progress_text(history, 3) == "done: 3 epochs, 450 img/s"
+    assert done_progress_text([], 0) == "done: 0 epochs"

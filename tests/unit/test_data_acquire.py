@@ -1,13 +1,18 @@
-"""Acquisition and layout: kagglehub's real cache path offline, the unreachable error, layout errors."""
+"""Acquisition and layout: kagglehub's real cache path offline, which download failures are retried
+(through kagglehub's real client against an unresolvable host, a closed port and a local HTTP
+server), layout errors."""
 
 from __future__ import annotations
 
-import time
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from boneflow.data.acquire import AcquireError, DatasetVersion, acquire, dataset_fingerprint
+from boneflow.data.kaggle_errors import classify_download_error
 from boneflow.data.layout import CLASSES, SPLITS, LayoutError, scan_layout
 
 NEST = "Bone_Fracture_Binary_Classification"
@@ -88,13 +93,140 @@ def test_versioned_handle_is_served_from_kagglehub_cache_offline(tmp_path, monke
     assert DatasetVersion.from_dict(got.version.to_dict()) == got.version
 
 
-def test_unversioned_handle_without_network_gives_the_data_dir_hint(tmp_path, monkeypatch):
-    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kh"))
-    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
-    started = time.perf_counter()
-    with pytest.raises(AcquireError, match=r"--data-dir") as info:
-        acquire(
-            data_dir=None, kaggle_handle="bmadushanirodrigo/fracture-multi-region-x-ray-data", retries=2, backoff_s=0.01
+HANDLE = "bmadushanirodrigo/fracture-multi-region-x-ray-data"
+
+
+@pytest.fixture
+def kaggle_at(tmp_path, monkeypatch):
+    """Point kagglehub's real client (kagglesdk's TEST environment) at `url`; an empty cache."""
+    from kagglesdk import kaggle_env
+
+    def point(url: str) -> None:
+        monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kh"))
+        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+        monkeypatch.setitem(kaggle_env._env_to_endpoint, kaggle_env.KaggleEnv.TEST, url)
+
+    return point
+
+
+class Attempts:
+    """The retry lines acquire() announces and the waits it asks for (none really taken)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.waits: list[float] = []
+
+    def run(self, **kwargs):
+        return acquire(
+            data_dir=None, kaggle_handle=HANDLE, on_retry=self.lines.append, sleep=self.waits.append, **kwargs
         )
-    assert "2 times" in str(info.value) and "unreachable" in str(info.value)
-    assert time.perf_counter() - started < 20
+
+
+def test_a_name_resolution_failure_is_not_retried(kaggle_at):
+    # RFC 6761: .invalid never resolves, with or without network
+    kaggle_at("http://kaggle-api.invalid")
+    attempts = Attempts()
+    with pytest.raises(AcquireError, match=r"--data-dir") as info:
+        attempts.run()
+    assert attempts.lines == [] and attempts.waits == []
+    message = str(info.value)
+    assert "unreachable" in message and "name resolution failed" in message and "so none was made" in message
+
+
+def test_a_refused_connection_is_not_retried(kaggle_at):
+    with socket.socket() as closed:  # a port that was free a moment ago: nothing listens there
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    kaggle_at(f"http://127.0.0.1:{port}")
+    attempts = Attempts()
+    with pytest.raises(AcquireError, match=r"connection refused") as info:
+        attempts.run()
+    assert attempts.lines == [] and "boneflow demo-data" in str(info.value)
+
+
+class _Kaggle(BaseHTTPRequestHandler):
+    """A Kaggle API that answers every request with the status the test set."""
+
+    status = 503
+    requests = 0
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        type(self).requests += 1
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_kaggle(kaggle_at):
+    def serve(status: int) -> type[_Kaggle]:
+        handler = type("Kaggle", (_Kaggle,), {"status": status, "requests": 0})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        kaggle_at(f"http://127.0.0.1:{server.server_address[1]}")
+        return handler
+
+    servers: list[ThreadingHTTPServer] = []
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_kaggle_saying_no_fails_at_once_with_the_handle_hint(fake_kaggle, status):
+    kaggle = fake_kaggle(status)
+    attempts = Attempts()
+    with pytest.raises(AcquireError, match=r"Check the handle") as info:
+        attempts.run()
+    assert kaggle.requests == 1 and attempts.lines == [], (kaggle.requests, attempts.lines)
+    assert str(status) in str(info.value)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_answers_are_retried_with_a_line_per_attempt(fake_kaggle, status):
+    kaggle = fake_kaggle(status)
+    attempts = Attempts()
+    with pytest.raises(AcquireError, match=r"failed 3 times") as info:
+        attempts.run(retries=3, backoff_s=20)
+    assert kaggle.requests == 3
+    assert attempts.lines == [
+        f"Kaggle: attempt 2/3 in 20 s: HTTP {status}",
+        f"Kaggle: attempt 3/3 in 40 s: HTTP {status}",
+    ]
+    assert attempts.waits == [20, 40] and "--data-dir" in str(info.value)
+
+
+def test_one_attempt_allowed_means_no_retry_line(fake_kaggle):
+    kaggle = fake_kaggle(503)
+    attempts = Attempts()
+    with pytest.raises(AcquireError):
+        attempts.run(retries=1)
+    assert kaggle.requests == 1 and attempts.lines == [] and attempts.waits == []
+
+
+def test_timeouts_and_dropped_connections_count_as_transient():
+    import requests
+
+    def raised(outer: Exception, inner: BaseException) -> Exception:
+        try:
+            try:
+                raise inner
+            except BaseException:
+                raise outer  # noqa: B904 (linked by __context__, as urllib3/requests do)
+        except Exception as err:
+            return err
+
+    timeout = classify_download_error(raised(requests.ConnectTimeout("connect timed out"), TimeoutError("timed out")))
+    assert timeout.retryable and timeout.reason == "timed out"
+    reset = classify_download_error(raised(requests.ConnectionError("reset"), ConnectionResetError("peer reset")))
+    assert reset.retryable
+    refused = classify_download_error(raised(requests.ConnectionError("x"), ConnectionRefusedError("refused")))
+    assert not refused.retryable and refused.unreachable
+    not_found = classify_download_error(ValueError("Invalid handle 'x'"))  # kagglehub's own checks
+    assert not not_found.retryable and not not_found.unreachable

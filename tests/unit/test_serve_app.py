@@ -12,7 +12,7 @@ from boneflow.serve.app import XrayApp
 from boneflow.serve.champion import metrics_markdown
 from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.errors import ImageRejectedError, NoChampionError
-from boneflow.serve.examples import write_examples
+from boneflow.serve.examples import AppExamples, write_examples
 from boneflow.serve.uploads import UploadLimits
 
 
@@ -104,7 +104,7 @@ def test_ui_builds_and_its_handler_answers(store, example, tmp_path):
     from boneflow.serve.app import build_ui
 
     xray_app = XrayApp(str(store))
-    demo = build_ui(xray_app, examples=[example])
+    demo = build_ui(xray_app, examples=AppExamples(paths=[example], labels=["fractured"], title="Examples"))
     handler = next(fn for fn in demo.fns.values() if fn.api_name == "predict")
     assert handler.preprocess is False  # the original upload bytes reach our checks
     label, overlay, status, info = handler.fn({"path": str(example), "orig_name": example.name})

@@ -1,0 +1,70 @@
+"""Which Kaggle download failures a retry can fix, read from the exception kagglehub raised.
+
+A retry helps when the failure is the network's or Kaggle's passing state: a timeout, a reset
+connection, HTTP 429 (rate limited) or 5xx (Kaggle's side). It cannot help when this machine
+cannot resolve Kaggle's name (offline, no DNS), when nothing listens (connection refused), or
+when Kaggle answered no for good: 401/403 (credentials) and 404 (no such dataset or version),
+or any other 4xx. Offline, name resolution fails in milliseconds; retrying it with backoff only
+kept a user waiting (90 s to the same message).
+
+requests/urllib3 wrap the cause: requests.ConnectionError <- urllib3 MaxRetryError <-
+NameResolutionError <- socket.gaierror, linked by __context__/__cause__, so the whole chain is read.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# HTTP statuses that can pass: rate limited, and Kaggle's own failures
+TRANSIENT_STATUS = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class DownloadFailure:
+    retryable: bool
+    reason: str  # short, for the retry line and the final message
+    unreachable: bool  # the network or host is not there (vs. Kaggle said no)
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _status(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _is_timeout(error: BaseException) -> bool:
+    # socket.timeout is TimeoutError; requests' and urllib3's own timeouts sit above one in the
+    # chain, or are named so (ReadTimeout, ConnectTimeoutError)
+    return isinstance(error, TimeoutError) or "Timeout" in type(error).__name__
+
+
+def classify_download_error(error: BaseException) -> DownloadFailure:
+    """Whether retrying the download that raised `error` can succeed, and why."""
+    chain = list(_chain(error))
+    for link in chain:
+        status = _status(link)
+        if status is not None:
+            retryable = status in TRANSIENT_STATUS or status >= 500
+            return DownloadFailure(retryable, f"HTTP {status}", unreachable=False)
+    for link in chain:
+        if isinstance(link, socket.gaierror):
+            return DownloadFailure(False, f"name resolution failed ({link.strerror or link})", unreachable=True)
+        if isinstance(link, ConnectionRefusedError):
+            return DownloadFailure(False, "connection refused", unreachable=True)
+    if any(_is_timeout(link) for link in chain):
+        return DownloadFailure(True, "timed out", unreachable=True)
+    if isinstance(error, OSError):  # requests' errors are OSErrors: a reset or dropped connection
+        return DownloadFailure(True, f"{type(error).__name__}: {error}"[:200], unreachable=True)
+    # kagglehub's own: bad handle, missing credentials, not found
+    return DownloadFailure(False, f"{type(error).__name__}: {error}"[:200], unreachable=False)
