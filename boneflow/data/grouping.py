@@ -63,6 +63,7 @@ class GroupingSettings:
     candidate_step: float = 6.0  # stage-1 angle grid, degrees (the alignment refines it)
     candidates: int = 8  # stage-1 candidates kept per image, in each direction (fewer split big families)
     candidate_min_corr: float = 0.6  # stage-1 correlation below which a pair is not verified
+    any_angle_candidates: int = 6  # any-angle stage-1 candidates per image, each direction (0: small angles only)
 
 
 @dataclass(frozen=True)
