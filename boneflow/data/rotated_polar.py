@@ -137,30 +137,31 @@ def _top_pairs(windows, n: int, k: int):
     return tuple(torch.cat(p) for p in zip(*found))
 
 
-def _turn_of(polar_b, polar_a, shift):
-    """Best circular cross-correlation along the spokes of b's rings with a's rings shifted by
-    `shift` (per pair): (score [N], spoke offset [N])."""
+def _ring_spectra(polar):
+    """[n, R, A // 2 + 1]: the Fourier transform along each ring of its samples, each ring
+    centred and scaled to unit norm first (so every ring weighs the same in a correlation)."""
     import torch
 
-    n = len(shift)
-    rings = torch.arange(_RINGS)
-    partner = rings[None, :] + shift[:, None]  # a's ring facing b's ring i
+    centred = polar - polar.mean(dim=2, keepdim=True)
+    return torch.fft.rfft(centred / (centred.norm(dim=2, keepdim=True) + 1e-6), dim=2)
+
+
+def _best_turn(spec_b, spec_a):
+    """Mean circular cross-correlation, over the rings two images share, of b's rings with a's
+    for every ring shift and spoke offset; the best: (score [m], ring shift [m], spoke offset [m])."""
+    import torch
+
+    shifts = torch.tensor(_shifts())
+    partner = torch.arange(_RINGS)[None, :] + shifts[:, None]  # [S, R]: a's ring facing b's ring i
     valid = (partner >= 0) & (partner < _RINGS)
-    pa = polar_a.gather(1, partner.clamp(0, _RINGS - 1)[:, :, None].expand(-1, -1, _SPOKES))
-    w = valid[:, :, None].float()
-    count = w.sum(dim=(1, 2), keepdim=True).clamp(min=1)
-
-    def centred(p):
-        p = (p - (p * w).sum(dim=(1, 2), keepdim=True) / count) * w
-        return p / (p.pow(2).sum(dim=(1, 2), keepdim=True).sqrt() + 1e-6)
-
-    fb, fa = torch.fft.rfft(centred(polar_b), dim=2), torch.fft.rfft(centred(pa), dim=2)
-    corr = torch.fft.irfft((fb.conj() * fa).sum(dim=1), n=_SPOKES, dim=1)  # [N, A]: sum_j b(j) a(j + m)
-    score, offset = corr.max(dim=1)
-    return score.reshape(n), offset.reshape(n)
+    fa = spec_a[:, partner.clamp(0, _RINGS - 1)] * valid[None, :, :, None]  # [m, S, R, F]
+    cross = (spec_b.conj()[:, None] * fa).sum(dim=2)  # [m, S, F]
+    corr = torch.fft.irfft(cross, n=_SPOKES, dim=2) / valid.sum(dim=1)[None, :, None]  # sum_j b(j) a(j + m)
+    score, flat = corr.reshape(len(corr), -1).max(dim=1)
+    return score, shifts[flat // _SPOKES], flat % _SPOKES
 
 
-def _pair_maps(polar, polar_mirror, b, a):
+def _pair_maps(spec, spec_mirror, b, a):
     """Two maps [N, 2, 2] from b's coordinates to a's for each pair, the turn and scale that
     best line up the two log-polar samples (every ring shift tried): with a as it is, and with
     a mirrored. Both are verified: on a nearly symmetric radiograph the wrong one can score
@@ -168,23 +169,14 @@ def _pair_maps(polar, polar_mirror, b, a):
     import torch
 
     out = []
-    for source, base in ((polar, torch.eye(2)), (polar_mirror, torch.tensor(_FLIP))):
+    for source, base in ((spec, torch.eye(2)), (spec_mirror, torch.tensor(_FLIP))):
         maps = []
-        for i in range(0, len(b), 4096):
-            bb, aa = b[i : i + 4096], a[i : i + 4096]
-            best = torch.full((len(bb),), -2.0)
-            spoke, ring = torch.zeros(len(bb), dtype=torch.long), torch.zeros(len(bb), dtype=torch.long)
-            for d in _shifts():
-                shift = torch.full((len(bb),), d, dtype=torch.long)
-                score, offset = _turn_of(polar[bb], source[aa], shift)
-                better = score > best
-                best = torch.where(better, score, best)
-                spoke, ring = torch.where(better, offset, spoke), torch.where(better, shift, ring)
+        for i in range(0, len(b), 1024):
+            _, ring, spoke = _best_turn(spec[b[i : i + 1024]], source[a[i : i + 1024]])
             phi = spoke.float() * (2 * math.pi / _SPOKES)
             scale = _RING_RATIO ** ring.float()
             cos, sin = phi.cos() * scale, phi.sin() * scale
-            turn = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)
-            maps.append(base @ turn)
+            maps.append(base @ torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1))
         out.append(torch.cat(maps) if maps else torch.zeros(0, 2, 2))
     return out
 
@@ -205,7 +197,7 @@ def polar_candidates(fine, settings: GroupingSettings):
     _, first_np = np.unique(key, return_index=True)  # each unordered pair once
     first = torch.from_numpy(first_np)
     b, a, rank = b[first], a[first], rank[first]
-    plain, mirrored = _pair_maps(polar, log_polar(fine, mirror=True), b, a)
+    plain, mirrored = _pair_maps(_ring_spectra(polar), _ring_spectra(log_polar(fine, mirror=True)), b, a)
     b, a, maps, rank = torch.cat([b, b]), torch.cat([a, a]), torch.cat([plain, mirrored]), torch.cat([rank, rank])
     return _smaller_still(b, a, maps, rank)
 
