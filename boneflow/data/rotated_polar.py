@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from boneflow.data.grouping import GroupingSettings
-from boneflow.data.rotated_candidates import _normalise, inverse_2x2, sample
+from boneflow.data.rotated_candidates import _ASPECTS, _has_black_corners, _normalise, inverse_2x2, sample
 
 _SIDE = 32  # log-polar samples are taken from the thumbnail pooled to this side
 _RINGS = 12
@@ -52,19 +52,36 @@ def _polar_points():
     return torch.stack([x.reshape(-1), y.reshape(-1)], 1)
 
 
-def log_polar(images, mirror: bool = False):
-    """images [n, 1, S, S] → log-polar samples [n, R, A] (of the left-right mirror when asked)."""
+def log_polar(images, maps=None):
+    """images [n, 1, S, S] → log-polar samples [n, R, A]; with maps [n, 2, 2], of each image
+    seen through its map (a mirror, an aspect restored)."""
     import torch
     import torch.nn.functional as F
 
     small = F.adaptive_avg_pool2d(images, _SIDE)
-    base = torch.tensor(_FLIP) if mirror else torch.eye(2)
-    out = [
-        sample(small[i : i + 512], base.expand(len(small[i : i + 512]), 2, 2), _polar_points())
-        for i in range(0, len(small), 512)
-    ]
+    maps = torch.eye(2).expand(len(small), 2, 2) if maps is None else maps
+    out = [sample(small[i : i + 512], maps[i : i + 512], _polar_points()) for i in range(0, len(small), 512)]
     polar = torch.cat(out)[:, 0] if out else torch.zeros(0, _RINGS * _SPOKES)
     return polar.reshape(len(images), _RINGS, _SPOKES)
+
+
+def _columns(fine):
+    """The images the rows are compared with: every image as it is, and every image without
+    black corners (an original) also with the aspect of a non-square original restored (its
+    thumbnail squashed it to a square; a copy turned on an expanded canvas was squashed from
+    another shape). (owner image [V], map from the column's coordinates to its owner's [V, 2, 2],
+    aspect number [V]: 0 as it is, 1.. per `_ASPECTS`)."""
+    import torch
+
+    n = len(fine)
+    plain = torch.nonzero(~_has_black_corners(fine)).reshape(-1)
+    owners, maps, kinds = [torch.arange(n)], [torch.eye(2).expand(n, 2, 2)], [torch.zeros(n, dtype=torch.long)]
+    for k, r in enumerate(_ASPECTS, start=1):
+        stretch = torch.diag(torch.tensor([max(1.0, r), max(1.0, 1 / r)], dtype=torch.float32))
+        owners.append(plain)
+        maps.append(stretch.expand(len(plain), 2, 2))
+        kinds.append(torch.full((len(plain),), k, dtype=torch.long))
+    return torch.cat(owners), torch.cat(maps), torch.cat(kinds)
 
 
 def _descriptors(polar):
@@ -94,18 +111,18 @@ def _window(desc, lo: int, hi: int):
     return _normalise(torch.cat([mag[:, lo:hi].reshape(n, -1), pair[:, lo : hi - 1].reshape(n, -1)], dim=1))
 
 
-def _windows(desc):
+def _windows(rows_desc, cols_desc):
     """Per ring shift d: (rows' vectors, columns' vectors), normalised: row image b's ring i
     faces column image a's ring i + d."""
     out = {}
     for d in _shifts():
         lo, hi = max(0, -d), _RINGS - max(0, d)
-        out[d] = (_window(desc, lo, hi), _window(desc, lo + d, hi + d))
+        out[d] = (_window(rows_desc, lo, hi), _window(cols_desc, lo + d, hi + d))
     return out
 
 
-def _best_scores(windows, start: int, stop: int):
-    """Best descriptor correlation of rows start:stop with every image over ring shifts [m, n]."""
+def _best_scores(windows, owner, start: int, stop: int):
+    """Best descriptor correlation of rows start:stop with every column over ring shifts [m, V]."""
     import torch
 
     best = None
@@ -113,27 +130,28 @@ def _best_scores(windows, start: int, stop: int):
         s = rows[start:stop] @ cols.T
         best = s if best is None else torch.maximum(best, s, out=best)
     assert best is not None
-    best[torch.arange(stop - start), torch.arange(start, stop)] = -2.0  # never a copy of itself
+    best[owner[None, :] == torch.arange(start, stop)[:, None]] = -2.0  # never a copy of itself
     return best
 
 
-def _top_pairs(windows, n: int, k: int):
-    """(b, a, rank) of each row's and each column's k best matches."""
+def _top_pairs(windows, owner, n: int, k: int):
+    """(b, column, rank) of each row's and each column's k best matches."""
     import torch
 
     found = []
-    col_val, col_idx = torch.full((k, n), -2.0), torch.zeros((k, n), dtype=torch.long)
+    v = len(owner)
+    col_val, col_idx = torch.full((k, v), -2.0), torch.zeros((k, v), dtype=torch.long)
     ranks = torch.arange(k)
     for start in range(0, n, _ROW_BLOCK):
         stop = min(start + _ROW_BLOCK, n)
-        best = _best_scores(windows, start, stop)
+        best = _best_scores(windows, owner, start, stop)
         top = best.topk(k, dim=1)
         rows = torch.arange(start, stop)
         found.append((rows.repeat_interleave(k), top.indices.reshape(-1), ranks.repeat(stop - start)))
         col = torch.cat([col_val, best]).topk(k, dim=0)
-        col_idx = torch.cat([col_idx, rows[:, None].expand(-1, n)]).gather(0, col.indices)
+        col_idx = torch.cat([col_idx, rows[:, None].expand(-1, v)]).gather(0, col.indices)
         col_val = col.values
-    found.append((col_idx.reshape(-1), torch.arange(n).repeat(k), ranks.repeat_interleave(n)))
+    found.append((col_idx.reshape(-1), torch.arange(v).repeat(k), ranks.repeat_interleave(v)))
     return tuple(torch.cat(p) for p in zip(*found))
 
 
@@ -161,7 +179,7 @@ def _best_turn(spec_b, spec_a):
     return score, shifts[flat // _SPOKES], flat % _SPOKES
 
 
-def _pair_maps(spec, spec_mirror, b, a):
+def _pair_maps(spec, cols, cols_mirror, b, a):
     """Two maps [N, 2, 2] from b's coordinates to a's for each pair, the turn and scale that
     best line up the two log-polar samples (every ring shift tried): with a as it is, and with
     a mirrored. Both are verified: on a nearly symmetric radiograph the wrong one can score
@@ -169,7 +187,7 @@ def _pair_maps(spec, spec_mirror, b, a):
     import torch
 
     out = []
-    for source, base in ((spec, torch.eye(2)), (spec_mirror, torch.tensor(_FLIP))):
+    for source, base in ((cols, torch.eye(2)), (cols_mirror, torch.tensor(_FLIP))):
         maps = []
         for i in range(0, len(b), 1024):
             _, ring, spoke = _best_turn(spec[b[i : i + 1024]], source[a[i : i + 1024]])
@@ -191,15 +209,19 @@ def polar_candidates(fine, settings: GroupingSettings):
     n, k = len(fine), min(settings.any_angle_candidates, len(fine) - 1)
     if k <= 0:
         return (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0, 2, 2), torch.zeros(0, dtype=torch.long))
+    owner, stretch, kind = _columns(fine)
     polar = log_polar(fine)
-    b, a, rank = _top_pairs(_windows(_descriptors(polar)), n, k)
-    key = (torch.minimum(a, b) * n + torch.maximum(a, b)).numpy()
-    _, first_np = np.unique(key, return_index=True)  # each unordered pair once
+    cols = log_polar(fine[owner], stretch)
+    b, col, rank = _top_pairs(_windows(_descriptors(polar), _descriptors(cols)), owner, n, k)
+    a = owner[col]
+    key = ((torch.minimum(a, b) * n + torch.maximum(a, b)) * (len(_ASPECTS) + 1) + kind[col]).numpy()
+    _, first_np = np.unique(key, return_index=True)  # each unordered pair once per aspect
     first = torch.from_numpy(first_np)
-    b, a, rank = b[first], a[first], rank[first]
-    plain, mirrored = _pair_maps(_ring_spectra(polar), _ring_spectra(log_polar(fine, mirror=True)), b, a)
-    b, a, maps, rank = torch.cat([b, b]), torch.cat([a, a]), torch.cat([plain, mirrored]), torch.cat([rank, rank])
-    return _smaller_still(b, a, maps, rank)
+    b, col, rank = b[first], col[first], rank[first]
+    mirrored_cols = log_polar(fine[owner], stretch @ torch.tensor(_FLIP))
+    plain, mirrored = _pair_maps(_ring_spectra(polar), _ring_spectra(cols), _ring_spectra(mirrored_cols), b, col)
+    maps = stretch[col.repeat(2)] @ torch.cat([plain, mirrored])  # column coordinates → its owner's
+    return _smaller_still(b.repeat(2), owner[col].repeat(2), maps, rank.repeat(2))
 
 
 def _smaller_still(b, a, maps, rank):
