@@ -29,6 +29,11 @@ _PRESCREEN = (3, 1.5, 0.3)  # at the next-to-last side: band (px), edge softness
 _TEXTURE = (3, 1.5)  # at full side: band (px) and edge softness (grey levels/px)
 _SEGMENT = 2048  # pairs verified together (bounds the per-image terms held at once)
 _ROUNDS = (1, 2, 3, 5)  # candidate ranks verified first; later rounds skip pairs already joined
+# _ONE_THREAD: the search runs on one torch thread. It is thousands of small tensor operations;
+# with two threads on a 2-core machine that others also use, every operation waits for a thread
+# that is not running: grouping the Kaggle sample (779 distinct images) after validation took
+# 13-24 s with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free,
+# 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
 
 
 # --- stage 2: alignment ----------------------------------------------------------------------
@@ -277,8 +282,13 @@ def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSe
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
-    b, a, maps, rank = _all_candidates(fine, settings)
-    if len(b) == 0:
-        return []
-    hb, ha = _verify(fine, b, a, maps, rank, settings.rotation_min_corr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see _ONE_THREAD
+    try:
+        b, a, maps, rank = _all_candidates(fine, settings)
+        if len(b) == 0:
+            return []
+        hb, ha = _verify(fine, b, a, maps, rank, settings.rotation_min_corr)
+    finally:
+        torch.set_num_threads(threads)
     return list(zip(hb.tolist(), ha.tolist()))

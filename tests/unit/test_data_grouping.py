@@ -195,3 +195,16 @@ def test_demo_set_large_angle_families_are_whole_and_no_two_truth_groups_merge(d
     for f in files:
         by_group.setdefault(where[f], set()).add(truth.get(f, f))
     assert all(len(t) == 1 for t in by_group.values()), [t for t in by_group.values() if len(t) > 1]
+
+
+def test_rotated_search_leaves_the_thread_count_as_it_found_it(demo_images):
+    import torch
+
+    _, _, thumbs = _describe(demo_images[:8])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rotated_links(thumbs)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
