@@ -5,6 +5,7 @@
     python scripts/measure_grouping.py --data-dir DIR --scale 5       # also time a set made 5x larger
     python scripts/measure_grouping.py --data-dir DIR --plant-turns 60  # + 60 large-angle copies of its images
     python scripts/measure_grouping.py --data-dir DIR --small-angles-only  # the grouping without any-angle candidates
+    python scripts/measure_grouping.py --data-dir DIR --chain-depth 3     # Kaggle sample: only 3-turn chains kept
 
 Ground truth on the Kaggle sample comes from its file names, used here only as a measuring
 stick: files named `N-rotated...` in one class folder are turns of one radiograph N (plain
@@ -23,6 +24,11 @@ widely: 2-3 turns of one direction summing to 45-180 degrees, each on an expande
 squashed to 224 x 224 and saved as a JPEG (the octagonal frame), every third copy mirrored
 first. A planted copy is found when it lands in its source's group; a false merge is two groups
 of the unplanted set joined by the planted copies' links.
+
+`--chain-depth D` (Kaggle sample) keeps of the named families only the files turned exactly D
+times (`N-rotatedA-rotatedB-rotatedC...` for D = 3) and every file outside them: without the
+intermediate turns to chain through, a family holds together only through direct links between
+copies turned far apart, as in a set where the intermediates are missing.
 
 `--scale N` times grouping on N tiles of the decoded set, tile k turned by a multiple of 90
 degrees and/or mirrored (any-angle linking joins the tiles to each other, and their perceptual
@@ -62,6 +68,11 @@ def name_families(relpaths: list[str]) -> dict[int, str]:
         if m:
             out[i] = f"{cls}/{m.group('base')}"
     return out
+
+
+def _turns(relpath: str) -> int:
+    """How many `-rotatedK` turns a file name records (0 outside the named families)."""
+    return len(re.findall(r"-rotated\d+", relpath.split("/")[-1]))
 
 
 def planted_truth(relpaths: list[str], data_dir: Path) -> tuple[dict[int, str], dict[int, str]]:
@@ -219,6 +230,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=1, help="also time grouping on N tiles of the decoded set")
     ap.add_argument("--repeat", type=int, default=1, help="time each grouping N times; the least is reported")
     ap.add_argument("--plant-turns", type=int, default=0, help="add K large-angle copies of the set's images")
+    ap.add_argument("--chain-depth", type=int, default=0, help="keep only family files turned exactly D times")
     ap.add_argument(
         "--small-angles-only", action="store_true", help="no any-angle candidates (the grouping before them)"
     )
@@ -229,8 +241,11 @@ def main() -> None:
         t_validate = time.perf_counter() - t0
     if validated.thumbs is None:
         sys.exit(f"{args.data_dir}: validation returned no grouping thumbnails; nothing to measure")
-    thumbs = validated.thumbs
+    thumbs, hashes = validated.thumbs, validated.hashes
     rel = [r.relpath for r in validated.records]
+    if args.chain_depth:
+        keep = [i for i, r in enumerate(rel) if _turns(r) in (0, args.chain_depth)]
+        rel, thumbs, hashes = [rel[i] for i in keep], thumbs[keep], hashes[keep]
     sha = [validated.file_hashes[r] for r in rel]
     planted = (args.data_dir / "planted.json").is_file()
     families, everyone = planted_truth(rel, args.data_dir) if planted else (name_families(rel), None)
@@ -239,9 +254,7 @@ def main() -> None:
     import torch  # noqa: F401  (imported once per process by the audit; timed on its own)
 
     t_import = time.perf_counter() - t0
-    groups, t_group = _timed(
-        lambda: find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings), args.repeat
-    )
+    groups, t_group = _timed(lambda: find_duplicate_groups(sha, hashes, thumbs, settings=settings), args.repeat)
     result = {
         "data_dir": str(args.data_dir),
         "any_angle_candidates": settings.any_angle_candidates,
@@ -250,6 +263,7 @@ def main() -> None:
         "groups": int(groups.group.max() + 1) if len(rel) else 0,
         "links": {k: sum(1 for *_, kind in groups.links if kind == k) for k in ("exact", "near", "rotated")},
         "truth": "planted.json" if planted else "file names (N-rotated... families)",
+        "chain_depth": args.chain_depth or None,
         **score(groups.group, families, sha, everyone),
         "families": dict(zip(("count", "split_into_several_groups"), families_split(groups.group, families))),
         "seconds": {
@@ -261,11 +275,11 @@ def main() -> None:
     }
     if args.plant_turns:
         result["planted_turns"] = planted_turns_score(
-            sha, validated.hashes, thumbs, validated.root, rel, args.plant_turns, settings, groups.group
+            sha, hashes, thumbs, validated.root, rel, args.plant_turns, settings, groups.group
         )
     if args.scale > 1:
         big_sha = [f"{s}-{k}" for k in range(args.scale) for s in sha]
-        big_hashes = np.concatenate([validated.hashes] * args.scale)
+        big_hashes = np.concatenate([hashes] * args.scale)
         big_thumbs = tiles(thumbs, args.scale)
         _, t_big = _timed(
             lambda: find_duplicate_groups(big_sha, big_hashes, big_thumbs, settings=settings), args.repeat
