@@ -136,7 +136,8 @@ def demo_data(
         int,
         typer.Option(
             help="Kaggle-style families of rotated copies (N-rotated1.jpg ...) across splits, plus as many "
-            "byte-identical copies (N (1).jpg); at most one per 40 images; 0 = none.",
+            "byte-identical copies (N (1).jpg) and as many families of large-angle turned copies "
+            "(N-turned1.jpg: 45-180 degrees, octagonal frame, some mirrored); at most one per 40 images; 0 = none.",
             min=0,
         ),
     ] = 8,
@@ -149,7 +150,8 @@ def demo_data(
     typer.echo(
         f"wrote {n} radiographs + {len(planted['defects'])} planted encodings/defects + "
         f"{len(planted['copies'])} cross-split copies + {kinds.count('exact')} byte-identical and "
-        f"{kinds.count('rotated')} rotated copies under {dataset_root(path)}; "
+        f"{kinds.count('rotated')} rotated and {kinds.count('turned')} large-angle turned copies under "
+        f"{dataset_root(path)}; "
         f"what was planted: {Path(path) / 'planted.json'}"
     )
 

@@ -3,6 +3,9 @@
     python scripts/measure_grouping.py --data-dir ../shared/data/kaggle-bone-sample
     python scripts/measure_grouping.py --data-dir /tmp/demo          # a demo-data set (uses planted.json)
     python scripts/measure_grouping.py --data-dir DIR --scale 5       # also time a set made 5x larger
+    python scripts/measure_grouping.py --data-dir DIR --plant-turns 60  # + 60 large-angle copies of its images
+    python scripts/measure_grouping.py --data-dir DIR --small-angles-only  # the grouping without any-angle candidates
+    python scripts/measure_grouping.py --data-dir DIR --chain-depth 3     # Kaggle sample: only 3-turn chains kept
 
 Ground truth on the Kaggle sample comes from its file names, used here only as a measuring
 stick: files named `N-rotated...` in one class folder are turns of one radiograph N (plain
@@ -12,19 +15,32 @@ two different rotated families put into one group. On a demo set the truth is pl
 every planted copy (near copies, byte-identical copies, rotated families) is joined with what it
 was made from, every other image stands alone, and a false link is any pair of distinct files
 put into one group that the truth keeps apart. Pairs are counted over distinct files (one per
-byte-identical set).
+byte-identical set). `families_split` counts the rotated families (named or planted) that fall
+into more than one group.
+
+`--plant-turns K` adds K large-angle copies of distinct images of the set (real radiographs on
+the Kaggle sample), made as demo-data makes its large-angle copies but from turns drawn more
+widely: 2-3 turns of one direction summing to 45-180 degrees, each on an expanded canvas
+squashed to 224 x 224 and saved as a JPEG (the octagonal frame), every third copy mirrored
+first. A planted copy is found when it lands in its source's group; a false merge is two groups
+of the unplanted set joined by the planted copies' links.
+
+`--chain-depth D` (Kaggle sample) keeps of the named families only the files turned exactly D
+times (`N-rotatedA-rotatedB-rotatedC...` for D = 3) and every file outside them: without the
+intermediate turns to chain through, a family holds together only through direct links between
+copies turned far apart, as in a set where the intermediates are missing.
 
 `--scale N` times grouping on N tiles of the decoded set, tile k turned by a multiple of 90
-degrees and/or mirrored (a turned copy is searched within +-36 degrees only, so the tiles are
-distinct images with the same duplicate structure, as a larger dataset would have; their
-perceptual hashes are reused as they are, so near links join the tiles: read only the time from
-a scaled run). Prints one
-JSON object, with the machine's load average (timings on a shared machine vary with it).
+degrees and/or mirrored (any-angle linking joins the tiles to each other, and their perceptual
+hashes are reused as they are, so near links join them too: read only the time from a scaled
+run; each tile is searched and verified as a distinct image would be). Prints one JSON object,
+with the machine's load average (timings on a shared machine vary with it).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -37,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from boneflow.data.grouping import GroupingSettings, find_duplicate_groups  # noqa: E402
+from boneflow.data.grouping import GroupingSettings, find_duplicate_groups, group_thumbnail  # noqa: E402
 from boneflow.data.validate import validate_dataset  # noqa: E402
 
 _FAMILY = re.compile(r"^(?P<base>.+?)-rotated")
@@ -52,6 +68,11 @@ def name_families(relpaths: list[str]) -> dict[int, str]:
         if m:
             out[i] = f"{cls}/{m.group('base')}"
     return out
+
+
+def _turns(relpath: str) -> int:
+    """How many `-rotatedK` turns a file name records (0 outside the named families)."""
+    return len(re.findall(r"-rotated\d+", relpath.split("/")[-1]))
 
 
 def planted_truth(relpaths: list[str], data_dir: Path) -> tuple[dict[int, str], dict[int, str]]:
@@ -72,7 +93,7 @@ def planted_truth(relpaths: list[str], data_dir: Path) -> tuple[dict[int, str], 
     for d in planted.get("duplicates", []):
         join(d["copy"], d["of"])
     families = {}
-    for fam in planted.get("rotated_families", []):
+    for fam in planted.get("rotated_families", []) + planted.get("turned_families", []):
         for member in fam["members"]:
             join(member, fam["base"])
             families[member] = fam["base"]
@@ -119,6 +140,67 @@ def score(groups: np.ndarray, families: dict[int, str], sha: list[str], everyone
     }
 
 
+def families_split(groups: np.ndarray, families: dict[int, str]) -> tuple[int, int]:
+    """(families, of those the ones whose members fall into more than one group)."""
+    seen: dict[str, set[int]] = {}
+    for i, fam in families.items():
+        seen.setdefault(fam, set()).add(int(groups[i]))
+    return len(seen), sum(len(g) > 1 for g in seen.values())
+
+
+def plant_turns(root: Path, rel: list[str], sha: list[str], k: int, seed: int = 0):
+    """(sha256, perceptual hashes, thumbnails, source record, description) of k large-angle
+    copies of distinct images (module docstring)."""
+    import math
+
+    from boneflow.data.preprocess import decode_xray
+    from boneflow.data.synthetic_duplicates import turned_copy
+    from boneflow.data.validate import _hashes
+
+    rng = np.random.default_rng(seed)
+    first: dict[str, int] = {}
+    for i, s in enumerate(sha):
+        first.setdefault(s, i)
+    picks = rng.choice(sorted(first.values()), size=min(k, len(first)), replace=False)
+    out: tuple[list, list, list, list, list] = ([], [], [], [], [])
+    for n, i in enumerate(picks.tolist()):
+        total = float(rng.uniform(45, 180)) * float(rng.choice([-1, 1]))
+        angles = [round(float(total * w), 1) for w in rng.dirichlet(np.ones(int(rng.integers(2, 4))))]
+        data = turned_copy((root / rel[i]).read_bytes(), angles, mirrored=n % 3 == 0)
+        _, grey, _ = decode_xray(data, 256)
+        scale = math.prod(1 / (abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a)))) for a in angles)
+        for part, value in zip(
+            out,
+            (
+                hashlib.sha256(data).hexdigest(),
+                _hashes(grey),
+                group_thumbnail(grey),
+                i,
+                f"{angles} mirrored={n % 3 == 0} content scale {scale:.2f}",
+            ),
+        ):
+            part.append(value)
+    return out[0], np.stack(out[1]), np.stack(out[2]), np.array(out[3]), out[4]
+
+
+def planted_turns_score(sha, hashes, thumbs, root: Path, rel: list[str], k: int, settings, base_groups) -> dict:
+    p_sha, p_hashes, p_thumbs, src, desc = plant_turns(root, rel, sha, k)
+    n = len(sha)
+    groups = find_duplicate_groups(
+        sha + p_sha, np.concatenate([hashes, p_hashes]), np.concatenate([thumbs, p_thumbs]), settings=settings
+    ).group
+    found = groups[n:] == groups[src]
+    merged: dict[int, set[int]] = {}
+    for i in range(n):
+        merged.setdefault(int(groups[i]), set()).add(int(base_groups[i]))
+    return {
+        "planted": len(src),
+        "found": int(found.sum()),
+        "false_merges": sum(len(g) - 1 for g in merged.values()),
+        "missed": [f"{rel[src[j]]}: {desc[j]}" for j in np.flatnonzero(~found).tolist()],
+    }
+
+
 def tiles(thumbs: np.ndarray, reps: int) -> np.ndarray:
     """reps tiles of the thumbnails, tile k turned by k*90 degrees (k mod 4), mirrored from k=4."""
     out = []
@@ -129,13 +211,17 @@ def tiles(thumbs: np.ndarray, reps: int) -> np.ndarray:
 
 
 def _timed(fn, repeat: int):
-    """(fn(), least wall time over `repeat` calls): on a shared machine the least is the cost."""
-    best = float("inf")
+    """(fn(), least wall time over `repeat` calls, this process's CPU time (all threads) in that
+    call): on a shared machine the least is the cost, and the CPU time shows how much of the wall
+    time was waiting for a core."""
+    best, cpu = float("inf"), 0.0
     for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return out, best
+        wall = time.perf_counter() - t0
+        if wall < best:
+            best, cpu = wall, time.process_time() - c0
+    return out, (best, cpu)
 
 
 def main() -> None:
@@ -143,6 +229,11 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--scale", type=int, default=1, help="also time grouping on N tiles of the decoded set")
     ap.add_argument("--repeat", type=int, default=1, help="time each grouping N times; the least is reported")
+    ap.add_argument("--plant-turns", type=int, default=0, help="add K large-angle copies of the set's images")
+    ap.add_argument("--chain-depth", type=int, default=0, help="keep only family files turned exactly D times")
+    ap.add_argument(
+        "--small-angles-only", action="store_true", help="no any-angle candidates (the grouping before them)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -150,32 +241,45 @@ def main() -> None:
         t_validate = time.perf_counter() - t0
     if validated.thumbs is None:
         sys.exit(f"{args.data_dir}: validation returned no grouping thumbnails; nothing to measure")
-    thumbs = validated.thumbs
+    thumbs, hashes = validated.thumbs, validated.hashes
     rel = [r.relpath for r in validated.records]
+    if args.chain_depth:
+        keep = [i for i, r in enumerate(rel) if _turns(r) in (0, args.chain_depth)]
+        rel, thumbs, hashes = [rel[i] for i in keep], thumbs[keep], hashes[keep]
     sha = [validated.file_hashes[r] for r in rel]
     planted = (args.data_dir / "planted.json").is_file()
     families, everyone = planted_truth(rel, args.data_dir) if planted else (name_families(rel), None)
-    settings = GroupingSettings()
+    settings = GroupingSettings(any_angle_candidates=0) if args.small_angles_only else GroupingSettings()
     t0 = time.perf_counter()
     import torch  # noqa: F401  (imported once per process by the audit; timed on its own)
 
     t_import = time.perf_counter() - t0
-    groups, t_group = _timed(
-        lambda: find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings), args.repeat
-    )
+    groups, t_group = _timed(lambda: find_duplicate_groups(sha, hashes, thumbs, settings=settings), args.repeat)
     result = {
         "data_dir": str(args.data_dir),
+        "any_angle_candidates": settings.any_angle_candidates,
         "images": len(rel),
         "distinct_files": len(set(sha)),
         "groups": int(groups.group.max() + 1) if len(rel) else 0,
         "links": {k: sum(1 for *_, kind in groups.links if kind == k) for k in ("exact", "near", "rotated")},
         "truth": "planted.json" if planted else "file names (N-rotated... families)",
+        "chain_depth": args.chain_depth or None,
         **score(groups.group, families, sha, everyone),
-        "seconds": {"validate": round(t_validate, 2), "group": round(t_group, 2), "torch_import": round(t_import, 2)},
+        "families": dict(zip(("count", "split_into_several_groups"), families_split(groups.group, families))),
+        "seconds": {
+            "validate": round(t_validate, 2),
+            "group": round(t_group[0], 2),
+            "group_cpu": round(t_group[1], 2),
+            "torch_import": round(t_import, 2),
+        },
     }
+    if args.plant_turns:
+        result["planted_turns"] = planted_turns_score(
+            sha, hashes, thumbs, validated.root, rel, args.plant_turns, settings, groups.group
+        )
     if args.scale > 1:
         big_sha = [f"{s}-{k}" for k in range(args.scale) for s in sha]
-        big_hashes = np.concatenate([validated.hashes] * args.scale)
+        big_hashes = np.concatenate([hashes] * args.scale)
         big_thumbs = tiles(thumbs, args.scale)
         _, t_big = _timed(
             lambda: find_duplicate_groups(big_sha, big_hashes, big_thumbs, settings=settings), args.repeat
@@ -183,7 +287,8 @@ def main() -> None:
         result["scaled"] = {
             "images": len(big_sha),
             "distinct_files": len(set(big_sha)),
-            "group_seconds": round(t_big, 2),
+            "group_seconds": round(t_big[0], 2),
+            "group_cpu_seconds": round(t_big[1], 2),
         }
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))

@@ -5,6 +5,9 @@ audit + pack into memory-mapped arrays. Seed-style: PIL open + verify of every f
 every file that verified a full decode, RGB convert, Resize((224, 224)) and ToTensor through a
 DataLoader, as torchvision's ImageFolder does in the first epoch.
 
+With `limit`, the chosen files are copied into a temporary folder first (not timed); without
+it, the dataset is read where it lies. Nothing is written to the source.
+
 Ours runs first, before torch is imported, so its peak RSS is not inflated by torch; the
 workers report their own peak RSS (they are forkserver children, invisible to RUSAGE_CHILDREN).
 Peak for ours = parent peak + workers x largest worker peak (an upper bound: peaks need not coincide).
@@ -27,11 +30,14 @@ def _maxrss_mb(who: int) -> float:
 
 
 def _subset(root: Path, relpaths: list[str], dest: Path) -> Path:
-    """A limited view of the dataset made of symlinks (the source stays untouched)."""
+    """A limited copy of the dataset: the chosen files copied (bytes only) into `dest`. Not
+    symlinks: validation follows no link that leaves the dataset root, so a view made of links
+    to the source would be an empty dataset; not hard links: they would touch the source's
+    inodes (link count, ctime), and the source is read-only to boneflow."""
     for rel in relpaths:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(root / rel)
+        shutil.copyfile(root / rel, target)
     for split in ("train", "val", "test"):
         for cls in CLASSES:
             (dest / split / cls).mkdir(parents=True, exist_ok=True)
@@ -85,7 +91,8 @@ def run_prep_bench(
         rels = rels[::step][:limit]
     tmp = Path(tempfile.mkdtemp(prefix="boneflow-bench-"))
     try:
-        root = _subset(layout.root, rels, tmp / "data")
+        # the whole set is read where it lies; a --limit subset is copied (outside the timing)
+        root = _subset(layout.root, rels, tmp / "data") if limit else layout.root
         t0 = time.perf_counter()
         validated = validate_dataset(root, workdir=tmp / "work", pack_size=pack_size, workers=workers)
         audit = audit_leakage(validated)

@@ -13,8 +13,8 @@ mirrored, rotated 90 degrees or with mild contrast change stayed <= 16 (<= 22 wi
 while no distinct cross-split pair came closer than 30; the 64-bit phash put ~100 distinct pairs
 within its old threshold of 4. See scripts/measure_leakage.py.
 
-Copies are also grouped over the whole dataset (grouping.py: exact, near and small-angle
-rotated copies, joined transitively). The leak-free test subset is the test images whose
+Copies are also grouped over the whole dataset (grouping.py: exact, near and rotated copies
+at any angle, mirrored or not, joined transitively). The leak-free test subset is the test images whose
 duplicate group has no member in train or val; the report counts how many official test
 images are copies of train/val images, by kind (`contamination`).
 """
@@ -84,7 +84,7 @@ def _rotated_pairs(validated: ValidatedDataset, groups: DuplicateGroups) -> list
             continue
         if order[ra.split] > order[rb.split]:
             ra, rb = rb, ra
-        out.append(_pair_row(ra, rb, distance=None, transform="small-angle turn", kind="rotated"))
+        out.append(_pair_row(ra, rb, distance=None, transform="turn (any angle)", kind="rotated"))
     return out
 
 
@@ -161,7 +161,7 @@ def audit_leakage(
     report = {
         "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
         "90/180/270-degree rotations of the other; Hamming distance. Plus byte-identical "
-        "files and small-angle turned copies (thumbnail correlation), grouped transitively",
+        "files and turned copies at any angle, mirrored or not (aligned thumbnail texture), grouped transitively",
         "hash": HASH_KIND,
         "hash_bits": HASH_BITS,
         "max_distance": max_distance,
@@ -182,6 +182,7 @@ def audit_leakage(
             "near_max_distance": settings.near_max_distance,
             "rotation_min_corr": settings.rotation_min_corr,
             "rotation_max_angle": settings.rotation_max_angle,
+            "any_angle_candidates": settings.any_angle_candidates,
         },
         "contamination": contamination(validated, groups),
         "pairs": pairs,

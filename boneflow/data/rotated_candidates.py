@@ -66,6 +66,15 @@ def sample(images, maps, pts):
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, :, 0]
 
 
+def inverse_2x2(m):
+    """Inverse of each of the maps [N, 2, 2]."""
+    import torch
+
+    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
+    det = a * d - b * c
+    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], 1) / det[:, None, None]
+
+
 def _normalise(v):
     v = v - v.mean(dim=-1, keepdim=True)
     return v / (v.norm(dim=-1, keepdim=True) + 1e-6)

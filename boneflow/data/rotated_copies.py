@@ -1,6 +1,7 @@
-"""Small-angle rotated copies: `rotated_links`, stage 2 (grouping.py says why).
+"""Rotated copies: `rotated_links`, stage 2 (grouping.py says why).
 
-Stage 1 (rotated_candidates.py) proposes candidate pairs with a guessed turn. Stage 2 (`_verify`)
+Stage 1 proposes candidate pairs with a guessed map: rotated_candidates.py for small turns
+(a turn-with-expand hypothesis grid), rotated_polar.py for any turn, mirrored or not. Stage 2 (`_verify`)
 fits a centred linear map per candidate pair (inverse-compositional Gauss-Newton, coarse to
 fine), then scores the texture that the map brings into line. All work is matrix products,
 element-wise tensor arithmetic and batched `grid_sample` calls in torch, in blocks of pairs
@@ -21,13 +22,18 @@ import itertools
 import numpy as np
 
 from boneflow.data.grouping import GroupingSettings
-from boneflow.data.rotated_candidates import DARK, block_size, candidates, grid, in_chunks, sample
+from boneflow.data.rotated_candidates import DARK, block_size, candidates, grid, in_chunks, inverse_2x2, sample
 
 _ALIGN_STEPS = ((16, 2), (32, 2), (64, 1))  # (side, Gauss-Newton steps), coarse to fine
 _PRESCREEN = (3, 1.5, 0.3)  # at the next-to-last side: band (px), edge softness, least texture score kept
 _TEXTURE = (3, 1.5)  # at full side: band (px) and edge softness (grey levels/px)
 _SEGMENT = 2048  # pairs verified together (bounds the per-image terms held at once)
 _ROUNDS = (1, 2, 3, 5)  # candidate ranks verified first; later rounds skip pairs already joined
+# _ONE_THREAD: the search runs on one torch thread. It is thousands of small tensor operations;
+# with two threads on a 2-core machine that others also use, every operation waits for a thread
+# that is not running: grouping the Kaggle sample (779 distinct images) after validation took
+# 13-24 s with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free,
+# 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
 
 
 # --- stage 2: alignment ----------------------------------------------------------------------
@@ -73,14 +79,6 @@ def _template_terms(images):
     return flat, flat.mean(1, keepdim=True), flat.std(1, keepdim=True), g, hinv
 
 
-def _inverse_2x2(m):
-    import torch
-
-    a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
-    det = a * d - b * c
-    return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], 1) / det[:, None, None]
-
-
 def _align_level(images, terms, b, a, maps, steps: int):
     """Refine maps [N, 2, 2] (b's coordinates → a's) so a, sampled there, matches b (`b` indexes
     the still images' `terms`, `a` the images). Gain and offset are matched once, at the first
@@ -101,7 +99,7 @@ def _align_level(images, terms, b, a, maps, steps: int):
         err = gain * v + offset - t
         g = ((t_grads * err[:, None]).reshape(-1, side * side) @ pts).reshape(-1, 4, 1)
         delta = (t_hinv @ g).reshape(-1, 2, 2)
-        maps = maps @ _inverse_2x2(torch.eye(2) + delta)
+        maps = maps @ inverse_2x2(torch.eye(2) + delta)
     lost = ~maps.reshape(-1, 4).isfinite().all(1)  # a degenerate pair (flat image): keep its guess
     return torch.where(lost[:, None, None], start, maps)
 
@@ -264,16 +262,33 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
     return torch.cat(found_b), torch.cat(found_a)
 
 
+def _all_candidates(fine, settings: GroupingSettings):
+    """Small-angle and any-angle candidates together. A pair both propose is verified under
+    each guess: the small-angle one models a turn of a non-square original, the any-angle one
+    larger turns and mirrors."""
+    import torch
+
+    from boneflow.data.rotated_polar import polar_candidates
+
+    parts = [candidates(fine, settings), polar_candidates(fine, settings)]
+    return tuple(torch.cat(p) for p in zip(*parts))
+
+
 def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
-    """(i, j) pairs of `thumbs` (uint8 [n, 64, 64]) where one is a small-angle turned copy of the
-    other; enough of them to join every such copy to its group, not every pair of the group."""
+    """(i, j) pairs of `thumbs` (uint8 [n, 64, 64]) where one is a turned copy of the other (any
+    angle, mirrored or not); enough of them to join every such copy to its group, not every pair of the group."""
     import torch
 
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
-    b, a, maps, rank = candidates(fine, settings)
-    if len(b) == 0:
-        return []
-    hb, ha = _verify(fine, b, a, maps, rank, settings.rotation_min_corr)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see _ONE_THREAD
+    try:
+        b, a, maps, rank = _all_candidates(fine, settings)
+        if len(b) == 0:
+            return []
+        hb, ha = _verify(fine, b, a, maps, rank, settings.rotation_min_corr)
+    finally:
+        torch.set_num_threads(threads)
     return list(zip(hb.tolist(), ha.tolist()))

@@ -68,13 +68,15 @@ def write_demo_dataset(
     """Write `n` distinct radiographs (plus, with `defects`, the planted defects and copies)
     under `path/Bone_Fracture_Binary_Classification/Bone_Fracture_Binary_Classification/`.
     `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. `families`: rotated-copy
-    families (and as many stand-alone exact copies), at most one per 40 images. Returns what was
+    families (and as many stand-alone exact copies and large-angle turned families), at most one
+    per 40 images. Returns what was
     planted (also written to `path/planted.json`)."""
     path = Path(path)
     root = _fresh_layout(dataset_root(path))
     rng = np.random.default_rng(seed)
     planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed}
-    for key in ("images", "defects", "copies", "duplicates", "rotated_families", "empty_folders", "stray_files"):
+    keys = ("images", "defects", "copies", "duplicates", "rotated_families", "turned_families", "empty_folders")
+    for key in (*keys, "stray_files"):
         planted[key] = []
     _write_images(root, rng, planted, n=n, full_size=full_size, odd=_ODD_KINDS if defects else ())
     if defects:

@@ -12,8 +12,18 @@ Every planted file is recorded in `planted["duplicates"]` as `{"copy", "of", "ba
 "exact" | "rotated", "angles"}`: `of` is the file it was made from, `base` the family's original
 image, `angles` the rotation chain from the base to the copy's pixels (degrees, counter-clockwise;
 `[]` for an exact copy of the base). Each family is also listed in `planted["rotated_families"]`
-as `{"base", "members"}` (every file of the family, the base included). `planted_groups` turns
-planted.json into the ground-truth groups that duplicate grouping should find.
+as `{"base", "members"}` (every file of the family, the base included).
+
+Large-angle families copy what the chained turns of the Kaggle set add up to when the
+intermediate files are not there: each copy `N-turnedK.jpg` is made from the base N directly by
+two turns of 22.5-45 degrees, with a quarter turn between them in one family of two (so 45-90
+or 135-180 degrees in all, one direction), each on an expanded canvas and squashed back to
+224 x 224 and saved as a JPEG (quality 95) -- so the black corners of one turn are turned again
+into an octagonal frame -- and every other copy mirrored (left-right) first. They are recorded
+as `{"copy", "of": base, "base", "kind": "turned", "angles": [the turns], "mirrored"}` in
+`planted["duplicates"]` and as `{"base", "members"}` in `planted["turned_families"]`.
+`planted_groups` turns planted.json into the ground-truth groups that duplicate grouping
+should find.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from boneflow.data.layout import SPLITS
 ROTATED_SIDE = 224
 ROTATED_QUALITY = 95
 ANGLE_RANGE = (5.0, 30.0)  # degrees, either sign
+TURN_RANGE = (22.5, 45.0)  # degrees of each of the two turns of a large-angle copy (content scale >= 0.5)
 IMAGES_PER_FAMILY = 40  # at most one family per 40 distinct images: the copies stay a small fraction
 _SPLIT_P = (0.70, 0.15, 0.15)
 
@@ -42,6 +53,19 @@ def rotated_copy(data: bytes, angle: float) -> bytes:
     buf = io.BytesIO()
     squashed.save(buf, "JPEG", quality=ROTATED_QUALITY)
     return buf.getvalue()
+
+
+def turned_copy(data: bytes, angles: list[float], *, mirrored: bool) -> bytes:
+    """The image in `data`, mirrored left-right first when asked, then turned by each angle in
+    turn as `rotated_copy` turns it (expanded canvas, squashed to 224 x 224, JPEG quality 95)."""
+    if mirrored:
+        img = Image.open(io.BytesIO(data)).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        buf = io.BytesIO()
+        img.save(buf, "PNG")  # lossless: the mirror adds no second JPEG loss
+        data = buf.getvalue()
+    for angle in angles:
+        data = rotated_copy(data, angle)
+    return data
 
 
 def family_count(n: int, families: int) -> int:
@@ -66,6 +90,11 @@ def plant_duplicates(root: Path, rng: np.random.Generator, planted: dict, *, fam
         others = [s for s in SPLITS if s != src["split"]]
         split = src["split"] if e % 2 == 0 else others[int(rng.integers(len(others)))]
         _write_exact(root, rng, planted, src["path"], split, base=src["path"], angles=[])
+    used = {candidates[int(i)]["path"] for i in picks}
+    spare = [im for im in candidates if im["path"] not in used]
+    planted["turned_families"] = []
+    for f, i in enumerate(rng.choice(len(spare), size=min(families, len(spare)), replace=False).tolist()):
+        _plant_turned_family(root, rng, planted, spare[i], quarter=f % 2 == 1)
 
 
 def _plant_family(root: Path, rng: np.random.Generator, planted: dict, base: dict, *, chained: bool) -> None:
@@ -97,6 +126,34 @@ def _plant_family(root: Path, rng: np.random.Generator, planted: dict, base: dic
             {"copy": rel, "of": parent[0], "base": base["path"], "kind": "rotated", "angles": chain}
         )
         members.append((rel, chain))
+
+
+def _plant_turned_family(root: Path, rng: np.random.Generator, planted: dict, base: dict, *, quarter: bool) -> None:
+    """A base image and 2-3 large-angle copies of it (module docstring), the first two in the
+    two splits the base is not in, the third anywhere."""
+    others = [s for s in SPLITS if s != base["split"]]
+    rng.shuffle(others)
+    members = [base["path"]]
+    sign = float(rng.choice([-1, 1]))
+    for k in range(int(rng.integers(2, 4))):
+        split = others[k] if k < 2 else SPLITS[int(rng.choice(len(SPLITS), p=_SPLIT_P))]
+        turns = [round(sign * float(rng.uniform(*TURN_RANGE)), 2) for _ in range(2)]
+        angles = [turns[0], sign * 90.0, turns[1]] if quarter else turns
+        rel = f"{split}/{_class_of(base['path'])}/{Path(base['path']).stem}-turned{k + 1}.jpg"
+        mirrored = k % 2 == 1
+        (root / rel).write_bytes(turned_copy((root / base["path"]).read_bytes(), angles, mirrored=mirrored))
+        planted["duplicates"].append(
+            {
+                "copy": rel,
+                "of": base["path"],
+                "base": base["path"],
+                "kind": "turned",
+                "angles": angles,
+                "mirrored": mirrored,
+            }
+        )
+        members.append(rel)
+    planted["turned_families"].append({"base": base["path"], "members": members})
 
 
 def _write_exact(

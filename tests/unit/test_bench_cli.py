@@ -1,14 +1,18 @@
-"""`boneflow bench train` / `boneflow bench infer` print one JSON object with ours, the seed-style
-baseline and their ratios (tiny sizes: the shape of the output is tested, never the timings)."""
+"""`boneflow bench prep` / `bench train` / `bench infer` print one JSON object with ours, the
+seed-style baseline and their ratios (tiny sizes: the shape of the output is tested, never the
+timings)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
 from boneflow.cli import app
+from boneflow.data.synthetic import write_demo_dataset
+from conftest_data import tree_digest
 
 
 def _run(args: list[str]) -> dict:
@@ -19,6 +23,27 @@ def _run(args: list[str]) -> dict:
         torch.set_num_threads(threads)  # --threads is process-wide
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    """A 40-image demo set with no defects: every file is kept."""
+    path = tmp_path_factory.mktemp("bench-prep")
+    write_demo_dataset(path, n=40, seed=1, defects=False)
+    return path
+
+
+@pytest.mark.parametrize("limit", [0, 25])
+def test_bench_prep_validates_audits_and_packs_without_touching_the_source(tiny_set, limit):
+    before = tree_digest(tiny_set)
+    out = _run(
+        ["bench", "prep", "--data-dir", str(tiny_set), "--limit", str(limit), "--workers", "1", "--pack-size", "64"]
+    )
+    assert tree_digest(tiny_set) == before
+    images = limit or 40
+    assert out["images"] == images and out["pack_size"] == 64
+    assert out["ours"]["kept"] == images and out["seed_style"]["decoded"] == images
+    assert out["ours"]["seconds"] > 0 and out["seed_style"]["seconds"] > 0 and out["ratio"] > 0
 
 
 def test_bench_train_prints_ours_seed_and_ratios():

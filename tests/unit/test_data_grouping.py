@@ -1,6 +1,7 @@
-"""Duplicate groups: byte-identical, re-encoded and small-angle turned copies (turned on an
-expanded canvas, then squashed to a square, as the Kaggle set's `N-rotated1-rotated2.jpg`
-files were, chained too) join their original; distinct demo-like images stay apart."""
+"""Duplicate groups: byte-identical, re-encoded and turned copies (turned on an expanded
+canvas, then squashed to a square, as the Kaggle set's `N-rotated1-rotated2.jpg` files were,
+chained too, by small or large angles, mirrored or not) join their original; distinct
+demo-like images stay apart."""
 
 from __future__ import annotations
 
@@ -84,6 +85,37 @@ def test_turned_copies_join_their_original_and_nothing_else(with_turned_copies):
         assert {family_of.get(j, j) for j in members} == {family_of.get(i, i)}, members
 
 
+@pytest.mark.parametrize(
+    "angles, mirrored",
+    [
+        ([30.0, 30.0], False),
+        ([40.0, 90.0, 40.0], True),
+        ([-25.0, -90.0, -30.0], False),
+        ([135.0], False),
+        ([-60.0, -45.0], True),
+    ],
+)
+def test_large_angle_turned_copies_join_their_original_and_nothing_else(demo_images, angles, mirrored):
+    from boneflow.data.synthetic_duplicates import turned_copy
+
+    bases = [5, 17, 29]
+    files = demo_images[:60] + [turned_copy(demo_images[b], angles, mirrored=mirrored) for b in bases]
+    sha, hashes, thumbs = _describe(files)
+    groups = find_duplicate_groups(sha, hashes, thumbs).group
+    assert [groups[60 + k] == groups[b] for k, b in enumerate(bases)] == [True] * len(bases)
+    assert len(set(groups.tolist())) == 60
+
+
+def test_no_any_angle_candidates_leaves_large_turns_apart(demo_images):
+    from boneflow.data.synthetic_duplicates import turned_copy
+
+    files = demo_images[:60] + [turned_copy(demo_images[5], [40.0, 90.0, 40.0], mirrored=True)]
+    sha, hashes, thumbs = _describe(files)
+    small_only = GroupingSettings(any_angle_candidates=0)
+    assert find_duplicate_groups(sha, hashes, thumbs, settings=small_only).group[60] != 5
+    assert find_duplicate_groups(sha, hashes, thumbs).group[60] == find_duplicate_groups(sha, hashes, thumbs).group[5]
+
+
 def test_distinct_demo_images_are_not_linked(demo_images):
     sha, hashes, thumbs = _describe(demo_images)
     assert rotated_links(thumbs) == []
@@ -136,3 +168,43 @@ def test_components_match_union_find():
 def test_one_image_has_no_rotated_links(demo_images):
     _, _, thumbs = _describe(demo_images[:1])
     assert rotated_links(thumbs, settings=GroupingSettings()) == []
+
+
+def test_demo_set_large_angle_families_are_whole_and_no_two_truth_groups_merge(demo):
+    """The planted families (small-angle, large-angle with an octagonal frame and mirrors)
+    each land in one group, and no group joins files that planted.json keeps apart."""
+    from boneflow.data.synthetic_duplicates import planted_groups
+
+    path, planted = demo
+    root = path / planted["root"]
+    truth = {m: i for i, g in enumerate(planted_groups(planted)) for m in g}
+    files, data = [], []
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        try:
+            decode_xray(p.read_bytes(), PACK_SIZE, min_side=64)
+        except Exception:  # the planted defects: validation excludes them
+            continue
+        files.append(p.relative_to(root).as_posix())
+        data.append(p.read_bytes())
+    sha, hashes, thumbs = _describe(data)
+    groups = find_duplicate_groups(sha, hashes, thumbs).group
+    where = {f: int(g) for f, g in zip(files, groups.tolist())}
+    families = planted["turned_families"] + planted["rotated_families"]
+    assert planted["turned_families"] and all(len({where[m] for m in fam["members"]}) == 1 for fam in families)
+    by_group: dict[int, set] = {}
+    for f in files:
+        by_group.setdefault(where[f], set()).add(truth.get(f, f))
+    assert all(len(t) == 1 for t in by_group.values()), [t for t in by_group.values() if len(t) > 1]
+
+
+def test_rotated_search_leaves_the_thread_count_as_it_found_it(demo_images):
+    import torch
+
+    _, _, thumbs = _describe(demo_images[:8])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rotated_links(thumbs)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

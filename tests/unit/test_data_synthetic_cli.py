@@ -38,7 +38,8 @@ def test_demo_data_command(tmp_path):
     planted = json.loads((tmp_path / "d" / "planted.json").read_text())
     assert planted["n"] == 30
     rotated = sum(d["kind"] == "rotated" for d in planted["duplicates"])
-    assert rotated >= 2 and f"{rotated} rotated copies" in result.output
+    turned = sum(d["kind"] == "turned" for d in planted["duplicates"])
+    assert rotated >= 2 and turned >= 2 and f"{rotated} rotated and {turned} large-angle turned copies" in result.output
 
 
 def test_audit_command_reports_every_planted_defect_and_copy(demo, tmp_path):

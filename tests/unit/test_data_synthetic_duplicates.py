@@ -16,9 +16,11 @@ from boneflow.data.layout import SPLITS
 from boneflow.data.synthetic import write_demo_dataset
 from boneflow.data.synthetic_duplicates import (
     ANGLE_RANGE,
+    TURN_RANGE,
     family_count,
     planted_groups,
     rotated_copy,
+    turned_copy,
 )
 
 
@@ -31,7 +33,7 @@ def test_planted_json_lists_exact_and_rotated_copies(demo):
     on_disk = json.loads((path / "planted.json").read_text())
     dups = on_disk["duplicates"]
     assert dups == planted["duplicates"]
-    assert {d["kind"] for d in dups} == {"exact", "rotated"}
+    assert {d["kind"] for d in dups} == {"exact", "rotated", "turned"}
     assert all((path / planted["root"] / d[k]).is_file() for d in dups for k in ("copy", "of", "base"))
     assert len({d["copy"] for d in dups}) == len(dups)
     images = {im["path"] for im in planted["images"]}
@@ -110,3 +112,33 @@ def test_family_count_scales_with_the_set_and_stays_a_small_fraction(tmp_path):
     assert family_count(2500, 0) == 0
     planted = write_demo_dataset(tmp_path, n=25, seed=4, families=0)
     assert planted["duplicates"] == []
+
+
+def test_large_angle_families_are_chained_turns_with_a_frame_made_as_recorded(demo):
+    path, planted = demo
+    root = path / planted["root"]
+    turned = [d for d in planted["duplicates"] if d["kind"] == "turned"]
+    families = planted["turned_families"]
+    assert len(families) == family_count(planted["n"], 8) == 2
+    assert {f["base"] for f in families} == {d["base"] for d in turned}
+    assert not {f["base"] for f in families} & {d["base"] for d in planted["duplicates"] if d["kind"] != "turned"}
+    for fam in families:
+        copies = [d for d in turned if d["base"] == fam["base"]]
+        assert 2 <= len(copies) <= 3 and sorted(fam["members"]) == sorted([fam["base"]] + [d["copy"] for d in copies])
+        assert {_split(m) for m in fam["members"]} == set(SPLITS), fam
+    totals = []
+    for d in turned:
+        data = (root / d["copy"]).read_bytes()
+        img = Image.open(io.BytesIO(data))
+        assert (img.format, img.size) == ("JPEG", (224, 224)), d
+        assert _corner_max(np.asarray(img.convert("L"))) <= 12, d
+        assert (
+            d["of"] == d["base"]
+            and turned_copy((root / d["base"]).read_bytes(), d["angles"], mirrored=d["mirrored"]) == data
+        )
+        small = [a for a in d["angles"] if abs(a) != 90]
+        assert len(small) == 2 and all(TURN_RANGE[0] <= abs(a) <= TURN_RANGE[1] for a in small), d
+        assert len({a > 0 for a in d["angles"]}) == 1, d  # one direction
+        totals.append(abs(sum(d["angles"])))
+    assert all(45 <= t <= 180 for t in totals) and min(totals) < 90 < max(totals)
+    assert {d["mirrored"] for d in turned} == {True, False}
