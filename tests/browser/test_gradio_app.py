@@ -64,7 +64,8 @@ def test_non_image_upload_is_rejected_with_a_message(page, gradio_app, screensho
 def test_example_click_runs_the_model(page, gradio_app, screenshot_dir):
     page.goto(gradio_app, wait_until="domcontentloaded")
     page.get_by_text("Examples (synthetic)").first.wait_for(timeout=TIMEOUT_MS)
-    page.locator(".gallery-item, [data-testid='examples'] button, table.examples-table td").first.click()
+    # examples with their true label render as a table, one row (tr.tr-body) per example
+    page.locator(".gallery-item, [data-testid='examples'] button, table.examples-table td, tr.tr-body td").first.click()
     page.locator("#heatmap img").wait_for(state="visible", timeout=TIMEOUT_MS)
     page.get_by_text("probability of fracture").wait_for(timeout=TIMEOUT_MS)
     shot = screenshot_dir / "gradio-app-example.png"

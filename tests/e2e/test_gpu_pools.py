@@ -253,6 +253,8 @@ def test_no_gpu_worker_dispatch_times_out_and_cancels_the_training_run(stack, tm
             "--epochs",
             "1",
             "--no-pretrained",
+            "--folds",
+            "1",  # one training run to wait for (fanned-out folds: tests/e2e/test_crossfit_on_server.py)
         ],
         cwd=stack.project_dir,
         env=env,
