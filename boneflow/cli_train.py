@@ -74,6 +74,15 @@ def bench_infer(
     ] = 0,
     compare_threads: Annotated[bool, typer.Option(help="Also time single images (and the app) at 1 thread.")] = True,
     app: Annotated[bool, typer.Option(help='Include the app\'s end-to-end latency ("app" section).')] = True,
+    members: Annotated[
+        int,
+        typer.Option(
+            help='Fold-ensemble members timed beside one member ("ensemble" section; with --store, the '
+            "champion's own when it is an ensemble). 1 leaves the section out.",
+            min=1,
+            max=10,
+        ),
+    ] = 5,
 ) -> None:
     """Single-image p50/p95 latency (with and without JPEG decode) and batch throughput, ours vs
     the seed's predict path in the same run; plus the app's end-to-end latency for one image."""
@@ -86,7 +95,14 @@ def bench_infer(
     typer.echo(
         json.dumps(
             run(
-                store=store, size=size, runs=runs, batch_size=batch_size, batches=batches, thread_counts=counts, app=app
+                store=store,
+                size=size,
+                runs=runs,
+                batch_size=batch_size,
+                batches=batches,
+                thread_counts=counts,
+                app=app,
+                members=members,
             ),
             indent=2,
         )

@@ -192,29 +192,30 @@ def _finished(store, job: dict) -> TrainSummary | None:
 @stage(cache_policy=STAGE_CACHE, persist_result=True)
 def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str, jobs: list[dict]) -> list:
     """Run the train-gpu deployment once per job (all started together, the pool's concurrency
-    limit decides how many train at once), wait for them, read each result from the store.
+    limit decides how many train at once), wait for them all, read each result from the store.
     Members whose train_result.json is already in the store are not trained again, so a Retry
-    of this flow run retrains only what did not finish. A training run that is not running for
-    `config.dispatch_start_timeout` seconds at a stretch is cancelled."""
+    of this flow run retrains only what did not finish. While none of them is running, one that
+    has waited to start for `config.dispatch_start_timeout` seconds is cancelled."""
     from prefect import get_client
 
     log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
     done = {j["run_id"]: s for j in jobs if (s := _finished(store, j)) is not None}
-    if done:
-        log.info("reusing %d finished training(s): %s", len(done), ", ".join(sorted(done)))
-    children = {j["run_id"]: _start_child(j, config, dataset_fingerprint) for j in jobs if j["run_id"] not in done}
+    for job in jobs:
+        if job["run_id"] in done:
+            log.info("%s: reusing its finished training in runs/%s/", _what(job), job["run_id"])
+    todo = [j for j in jobs if j["run_id"] not in done]
+    children = [_start_child(j, config, dataset_fingerprint) for j in todo]
     failed = []
     with get_client(sync_client=True) as client:
-        for member, child in children.items():
-            child = _wait_until_final(client, child, config.dispatch_start_timeout)
-            fold = next(j["fold"] for j in jobs if j["run_id"] == member)
-            if not child.state or not child.state.is_completed():
-                state = child.state.name if child.state else "unknown"
-                log.error("training flow run %s (fold %s) ended %s", child.name, fold, state)
-                failed.append(f"{child.name} ({child.id}, fold {fold}) ended {state}")
-                continue
-            done[member] = _finished(store, {"run_id": member}) or _missing_result(member)
-            log.info("training flow run %s (fold %s) completed: %d epochs", child.name, fold, done[member].epochs_run)
+        ended = _wait_until_all_final(client, children, config.dispatch_start_timeout, labels=[_label(j) for j in todo])
+    for job, child in zip(todo, ended, strict=True):
+        if not child.state or not child.state.is_completed():
+            state = child.state.name if child.state else "unknown"
+            log.error("training flow run %s%s ended %s", child.name, _label(job), state)
+            failed.append(f"{child.name} ({child.id}){_label(job)} ended {state}")
+            continue
+        done[job["run_id"]] = _finished(store, job) or _missing_result(job["run_id"])
+        log.info("training flow run %s%s completed: %d epochs", child.name, _label(job), done[job["run_id"]].epochs_run)
     if failed:
         raise RuntimeError(
             f"training flow run(s) {'; '.join(failed)}. Open them in the UI for their logs; after fixing, "
@@ -222,6 +223,14 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
         )
     log.info("%d training(s) done on the gpu pool in %.1fs", len(jobs), time.perf_counter() - t0)
     return [done[j["run_id"]] for j in jobs]
+
+
+def _label(job: dict) -> str:
+    return f" (fold {job['fold']})" if job["fold"] is not None else ""
+
+
+def _what(job: dict) -> str:
+    return f"fold {job['fold']}" if job["fold"] is not None else f"run {job['run_id']}"
 
 
 def _missing_result(member_run_id: str) -> TrainSummary:
@@ -252,12 +261,11 @@ def _start_child(job: dict, config: RetrainConfig, dataset_fingerprint: str):
             "with a worker on the gpu pool, or use dispatch=local (`--dispatch local`)."
         ) from None
     get_run_logger().info(
-        "training flow run %s (fold %s) created on work pool %r; waiting for it (it is cancelled if it "
-        "has not started within %ds)",
+        "training flow run %s%s created on work pool %r for runs/%s/",
         child.name,
-        job["fold"],
+        _label(job),
         child.work_pool_name,
-        config.dispatch_start_timeout,
+        job["run_id"],
     )
     return child
 
@@ -266,39 +274,79 @@ _POLL_S = 1.0  # the parent->child round trip is part of every dispatched run's 
 
 
 def _wait_until_final(client, flow_run, start_timeout_s: int):
-    """Poll until the flow run ends. Whenever it is not running (Scheduled, Late, Pending, also
-    after a reschedule) for longer than `start_timeout_s`, cancel it and raise."""
+    """`_wait_until_all_final` for one flow run."""
+    return _wait_until_all_final(client, [flow_run], start_timeout_s)[0]
+
+
+def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labels: list[str] | None = None) -> list:
+    """Poll the flow runs until every one has ended; return them, read last. In a flow run, log
+    each one's state changes (labels: " (fold i)" per run), so the log says which fold is where.
+
+    The start timeout: while none of them runs, those waiting to start (Scheduled, Late,
+    Pending, also after a reschedule) for longer than `start_timeout_s` at a stretch are
+    cancelled, and this raises once the others have ended. While one of them runs, the pool
+    is alive and the others wait their turn for its concurrency slots, so the clock restarts."""
     from prefect.client.schemas.responses import SetStateStatus
     from prefect.states import Cancelled
 
-    not_running_since = time.monotonic()
+    log = _run_logger_or_none()
+    labels = labels or [""] * len(flow_runs)
+    runs, shown = list(flow_runs), [""] * len(flow_runs)
+    idle_since, timed_out = time.monotonic(), []
     while True:
-        flow_run = client.read_flow_run(flow_run.id)
-        state = flow_run.state
-        if state is not None and state.is_final():
-            return flow_run
-        if state is not None and state.is_running():
-            not_running_since = None
-        elif not_running_since is None:
-            not_running_since = time.monotonic()
-        elif time.monotonic() - not_running_since > start_timeout_s:
-            # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
-            # submitted, and a pod that starts later finds the run Cancelled and exits without
-            # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
-            result = client.set_flow_run_state(
-                flow_run.id,
-                Cancelled(message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"),
-            )
-            if result.status != SetStateStatus.ACCEPT:  # it started or ended meanwhile
-                continue
-            pool = flow_run.work_pool_name or "gpu"
-            raise RuntimeError(
-                f"training flow run {flow_run.name} did not start on work pool {pool!r} within "
-                f"{start_timeout_s}s (it was {state.name if state else 'unknown'}); it is cancelled. "
-                f"Check that a worker polls the pool (`prefect worker start --pool {pool}`), that a "
-                "GPU node can come up for its pod (Pending/Unschedulable: node group, autoscaler "
-                "limits, nvidia.com/gpu capacity) and that its image can be pulled (ErrImagePull); "
-                "the flow run's logs hold the worker's messages. Raise dispatch_start_timeout if "
-                "GPU nodes need longer."
-            )
+        runs = [r if _ended(r) else client.read_flow_run(r.id) for r in runs]
+        for i, run in enumerate(runs):
+            name = run.state.name if run.state else "unknown"
+            if name != shown[i] and log is not None:
+                log.info("training flow run %s%s is %s", run.name, labels[i], name)
+            shown[i] = name
+        if all(_ended(r) for r in runs):
+            break
+        if any(r.state is not None and r.state.is_running() for r in runs):
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > start_timeout_s:
+            for i, run in enumerate(runs):
+                if _ended(run):
+                    continue
+                # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
+                # submitted, and a pod that starts later finds the run Cancelled and exits without
+                # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
+                result = client.set_flow_run_state(
+                    run.id,
+                    Cancelled(
+                        message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"
+                    ),
+                )
+                if result.status == SetStateStatus.ACCEPT:  # else it started or ended meanwhile
+                    timed_out.append((run, labels[i]))
+            idle_since = time.monotonic()
+            continue
         time.sleep(_POLL_S)
+    if timed_out:
+        run = timed_out[0][0]
+        pool = run.work_pool_name or "gpu"
+        what = ", ".join(f"{r.name}{label}" for r, label in timed_out)
+        was = "/".join(sorted({r.state.name if r.state else "unknown" for r, _ in timed_out}))
+        raise RuntimeError(
+            f"training flow run {what} did not start on work pool {pool!r} within "
+            f"{start_timeout_s}s (it was {was}); {'it is' if len(timed_out) == 1 else 'they are'} cancelled. "
+            f"Check that a worker polls the pool (`prefect worker start --pool {pool}`), that a "
+            "GPU node can come up for its pod (Pending/Unschedulable: node group, autoscaler "
+            "limits, nvidia.com/gpu capacity) and that its image can be pulled (ErrImagePull); "
+            "the flow run's logs hold the worker's messages. Raise dispatch_start_timeout if "
+            "GPU nodes need longer."
+        )
+    return runs
+
+
+def _ended(flow_run) -> bool:
+    return flow_run.state is not None and flow_run.state.is_final()
+
+
+def _run_logger_or_none():
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called outside a flow or task run (tests/e2e/test_gpu_pools.py)
+        return None

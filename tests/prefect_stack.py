@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
+import signal
 import socket
 import sys
 import time
@@ -68,6 +70,29 @@ def retry(stack, flow_run_id: str) -> None:
     )
 
 
+def kill_flow_run_process(stack, pool: str, flow_run_id: str, timeout: float = 120) -> int:
+    """One flow run's process dies (OOM-killed, its machine lost) while the worker of `pool`
+    lives on: wait for the process the worker started for `flow_run_id` (a worker gives each
+    flow run's process PREFECT__FLOW_RUN_ID) and SIGKILL it and what it started. The worker
+    then reports the flow run Crashed. Returns the killed process id."""
+    worker = stack.procs[f"worker-{pool}"]
+    marker = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in local_stack._descendants(worker.pid):
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:  # gone meanwhile
+                continue
+            if marker in environ:
+                for victim in [pid, *local_stack._descendants(pid)]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(victim, signal.SIGKILL)
+                return pid
+        time.sleep(0.05)
+    raise TimeoutError(f"no process of flow run {flow_run_id} under the {pool} worker after {timeout:.0f}s")
+
+
 # --- reading runs -------------------------------------------------------------------------
 def flow_run(stack, flow_run_id: str) -> dict:
     return stack.api("GET", f"/flow_runs/{flow_run_id}")
@@ -115,9 +140,19 @@ def artifacts(stack, flow_run_id: str) -> list[dict]:
 
 
 def logs(stack, flow_run_id: str) -> list[str]:
-    found = stack.api(
-        "POST",
-        "/logs/filter",
-        {"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200},
-    )
-    return [entry["message"] for entry in found]
+    """Every log line of the flow run, oldest first (the API answers at most 200 per call)."""
+    lines: list[str] = []
+    while True:
+        page = stack.api(
+            "POST",
+            "/logs/filter",
+            {
+                "logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                "sort": "TIMESTAMP_ASC",
+                "limit": 200,
+                "offset": len(lines),
+            },
+        )
+        lines += [entry["message"] for entry in page]
+        if len(page) < 200:
+            return lines

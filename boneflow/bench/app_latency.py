@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 
-def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224) -> dict:
+def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224, members: int = 1) -> dict:
     """p50/p95 milliseconds over `n` requests (after 3 warm-up requests).
 
     `store_url=None`: a throwaway store with an untrained champion whose network input is
-    `size` px (the timing does not depend on the weights). The uploaded image is a synthetic
+    `size` px (the timing does not depend on the weights), a fold ensemble of `members` when
+    that is 2 or more. The uploaded image is a synthetic
     PNG of side size*8/7 (the packed side), so decoding does no large resize."""
     import torch
     from PIL import Image
@@ -34,7 +35,7 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224) -
         tmp = Path(tmp_name)
         if store_url is None:
             store_url = str(tmp / "store")
-            write_demo_store(store_url, image_size=size)
+            write_demo_store(store_url, image_size=size, members=members)
         xray_app = XrayApp(store_url, cache_dir=tmp / "cache")
         served = xray_app.follower.current()
         image = write_examples(tmp / "img", size=served.predictor.pack_size)[0]
@@ -56,6 +57,7 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224) -
         "(checks, champion check, decode, forward + Grad-CAM, overlay PNG)",
         "n": n,
         "image_size": served.predictor.image_size,
+        "members": len(getattr(served.predictor.model, "members", [None])),
         "upload_side": served.predictor.pack_size,
         "p50_ms": round(statistics.median(times), 2),
         "p95_ms": round(times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))], 2),

@@ -10,9 +10,7 @@ ResNet18 (latency does not depend on the weights).
 from __future__ import annotations
 
 import io
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,22 +19,15 @@ from boneflow.data.settings import pack_size_for
 
 
 def _champion_model(store_url: str):
+    """The champion as served (a fold ensemble when it is one): the app's sha256-checked cache."""
     from boneflow.errors import BoneflowError
-    from boneflow.publish import fetch_run_file, read_champion, read_manifest
-    from boneflow.store import open_store
-    from boneflow.train.model import load_model
+    from boneflow.serve.predictor import NoChampionError, Predictor
 
-    store = open_store(store_url)
-    found = read_champion(store)
-    if found is None:
-        raise BoneflowError(f"{store_url}: no champion.json yet; run `boneflow run` first or omit --store.")
-    run_id = found[0]["run_id"]
-    manifest = read_manifest(store, run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = fetch_run_file(store, run_id, "model.safetensors", Path(tmp), manifest=manifest)
-        info = fetch_run_file(store, run_id, "model.json", Path(tmp), manifest=manifest)
-        model, meta = load_model(weights, info)
-    return model, meta, run_id
+    try:
+        predictor = Predictor.from_store(store_url)
+    except NoChampionError:
+        raise BoneflowError(f"{store_url}: no champion.json yet; run `boneflow run` first or omit --store.") from None
+    return predictor.model, predictor.meta, predictor.run_id
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -76,12 +67,14 @@ def bench_infer(
     thread_counts: list[int] | None = None,
     app: bool = True,
     app_runs: int | None = None,
+    members: int = 5,
 ) -> dict:
     """Ours (load_xray → EvalPreset → 1-channel ResNet18, bf16 where fast, channels_last,
     inference_mode) vs the seed's predict path (PIL RGB → Resize/ToTensor/Normalize → 3-channel
     fp32 NCHW ResNet18, no_grad) on the same JPEG, in this process, at each thread count in
     `thread_counts` (default: 1 and torch's default). The headline figures are at torch's
-    default thread count (what `boneflow predict` and the app use unless told otherwise)."""
+    default thread count (what `boneflow predict` and the app use unless told otherwise).
+    With `members` >= 2, the "ensemble" section: a fold ensemble of that many beside one member."""
     from PIL import Image
 
     from boneflow.bench.seed_baseline import seed_eval_transform, seed_model, seed_predict
@@ -152,7 +145,8 @@ def bench_infer(
     seed_batch = batch_size * batches / (time.perf_counter() - start)
 
     headline = by_threads.get(str(default_threads)) or next(iter(by_threads.values()))
-    result = {
+    goals = {"single_p50_ms": 15.0, "app_p50_ms": 50.0}
+    result: dict = {
         "benchmark": "infer",
         "model": f"champion {run_id}" if run_id else "random-init resnet18 (no --store)",
         "size": size,
@@ -173,13 +167,79 @@ def bench_infer(
             "seed_img_per_s": round(seed_batch, 1),
             "ratio": _ratio(ours_batch, seed_batch),
         },
-        "goals": {"single_p50_ms": 15.0, "app_p50_ms": 50.0},
+        "goals": goals,
     }
     if app:
         result["app"] = _app_section(
             store, size=size, runs=app_runs or runs, counts=counts, default_threads=default_threads
         )
+    if members >= 2:
+        result["ensemble"] = _ensemble_section(
+            model, members, jpeg=jpeg, pack_size=pack_size, size=size, runs=runs, seed=seed, store=store, app=app
+        )
+        goals.update({"ensemble_p50_ratio": 4.0, "ensemble_app_p50_ratio": 2.0})
     return result
+
+
+def _ensemble_section(
+    model, members: int, *, jpeg: bytes, pack_size: int, size: int, runs: int, seed: int, store: str | None, app: bool
+) -> dict:
+    """The fold ensemble beside one member in the same run, both with JPEG decode, timed in
+    alternation (so a neighbour's load falls on both alike), at torch's current thread count.
+    The ensemble is the champion's when it is one (its member 0 the single), else `members`
+    random-init members (the single is the first). The app side times the app's path on a
+    demo store holding `members` members against one holding a single model."""
+    from boneflow.data.preprocess import load_xray
+    from boneflow.evaluate.predict import predict_proba
+    from boneflow.train.device import place_model
+    from boneflow.train.ensemble import FoldEnsemble
+    from boneflow.train.model import build_model
+
+    ensemble: torch.nn.Module
+    if isinstance(model, FoldEnsemble):
+        ensemble, single = model, model.members[0]
+    else:
+        torch.manual_seed(seed + 1)
+        others = [build_model().eval() for _ in range(members - 1)]
+        ensemble = place_model(FoldEnsemble([model, *others]), torch.device("cpu")).eval()
+        single = model
+    k = members if not isinstance(model, FoldEnsemble) else len(model.members)
+
+    def one(net) -> None:
+        predict_proba(net, load_xray(jpeg, pack_size), image_size=size, device="cpu")
+
+    single_s, ensemble_s = _timed_alternately(lambda: one(single), lambda: one(ensemble), runs)
+    out: dict = {
+        "members": k,
+        "what": "one image with JPEG decode: load_xray -> EvalPreset -> forward; the ensemble decodes once",
+        "threads": torch.get_num_threads(),
+        "single_member": _percentiles(single_s),
+        "ensemble": _percentiles(ensemble_s),
+    }
+    out["p50_ratio"] = _ratio(out["ensemble"]["p50_ms"], out["single_member"]["p50_ms"])
+    if app and store is None:
+        from boneflow.bench.app_latency import app_latency
+
+        single_app = app_latency(n=runs, size=size)
+        ensemble_app = app_latency(n=runs, size=size, members=k)
+        out["app_single_model"] = {key: single_app[key] for key in ("p50_ms", "p95_ms", "members")}
+        out["app_ensemble"] = {key: ensemble_app[key] for key in ("p50_ms", "p95_ms", "members")}
+        out["app_p50_ratio"] = _ratio(ensemble_app["p50_ms"], single_app["p50_ms"])
+    return out
+
+
+def _timed_alternately(first, second, runs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    for _ in range(warmup):
+        first()
+        second()
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(runs):
+        for fn, samples in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+    return a, b
 
 
 def _app_section(store: str | None, *, size: int, runs: int, counts: list[int], default_threads: int) -> dict:

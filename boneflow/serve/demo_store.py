@@ -36,19 +36,28 @@ def demo_metrics(run_id: str, *, n: int = 120, accuracy: float = 0.5) -> dict:
     }
 
 
-def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, run_id: str | None = None) -> str:
-    """Publish an untrained model as the champion of `store_url`; return its run id.
+def write_demo_store(
+    store_url: str, *, image_size: int = 224, seed: int = 0, run_id: str | None = None, members: int = 1
+) -> str:
+    """Publish an untrained model as the champion of `store_url`; return its run id. With
+    `members` >= 2 the model is a fold ensemble of that many differently initialised members
+    (model.json `members`, train/ensemble.py), laid out as a cross-fitted run publishes it.
 
     Calling it again on the same store publishes a second run and moves the champion to it."""
     import torch
+    from safetensors.torch import save_file
 
     from boneflow.data.layout import CLASSES
     from boneflow.data.settings import pack_size_for
     from boneflow.store import open_store
     from boneflow.store.keys import new_run_id
     from boneflow.train.augment import GREY_MEAN, GREY_STD
-    from boneflow.train.model import build_model, save_model
+    from boneflow.train.ensemble import MAX_MEMBERS, member_file
+    from boneflow.train.model import build_model, plain_state_dict, save_model
+    from boneflow.train.package import list_members
 
+    if not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"write_demo_store: members must be 1..{MAX_MEMBERS}, got {members}")
     store = open_store(store_url)
     run_id = run_id or new_run_id()
     torch.manual_seed(seed)
@@ -68,9 +77,15 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, ru
     }
     with tempfile.TemporaryDirectory(prefix="boneflow-demo-") as tmp:
         weights, model_json = save_model(model, Path(tmp), meta=meta)
+        extra = []
+        for index in range(1, members):
+            extra.append(Path(tmp) / member_file(index))
+            save_file(plain_state_dict(build_model(num_classes=2, pretrained=False)), str(extra[-1]))
+        if members > 1:
+            list_members(Path(tmp), [(run_id, index) for index in range(members)])
         metrics = Path(tmp) / "metrics.json"
         metrics.write_text(json.dumps(demo_metrics(run_id), indent=2))
-        files = {p.name: p for p in (weights, model_json, metrics)}
+        files = {p.name: p for p in (weights, model_json, metrics, *extra)}
         _publish(store, run_id, files)
     return run_id
 

@@ -3,7 +3,8 @@
 model.json lists `members` (each: weights file in the run folder, its sha256, the fold it never
 saw); `model.safetensors` is member 0, so a reader that knows nothing of members still loads a
 working single model. `FoldEnsemble` runs every member on the same input (decoded and
-preprocessed once) and returns two-class logits whose margin is T * logit(mean_j sigmoid(m_j / T)):
+preprocessed once; in bf16 inference as one fused network, train/fused_members.py) and
+returns two-class logits whose margin is T * logit(mean_j sigmoid(m_j / T)):
 evaluation's and serving's sigmoid(margin / T) then gives the members' mean calibrated
 probability, so predict, the app, the champion re-score and evaluation need no second code path.
 The temperature T is the run's published one (model.json `temperature`).
@@ -37,10 +38,34 @@ class FoldEnsemble(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        margins = torch.stack([(m(x).float() @ torch.tensor([-1.0, 1.0], device=x.device)) for m in self.members])
+        margins = self._member_logits(x) @ torch.tensor([-1.0, 1.0], device=x.device)  # [k, B]
         mean = torch.sigmoid(margins / self.temperature).mean(dim=0).clamp(1e-12, 1 - 1e-12)
         margin = self.temperature * torch.log(mean / (1 - mean))
         return torch.stack([torch.zeros_like(margin), margin], dim=1)
+
+    def _member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """[k, B, classes]. In bf16 inference (autocast to bf16, no gradients: evaluation,
+        predict and the app's predict path) the members run as one fused bf16 network
+        (train/fused_members.py); otherwise one after another, each exactly as alone."""
+        device = x.device.type
+        if (
+            not torch.is_grad_enabled()
+            and not self.training
+            and torch.is_autocast_enabled(device)
+            and torch.get_autocast_dtype(device) == torch.bfloat16
+        ):
+            with torch.autocast(device_type=device, enabled=False):
+                return self._fused(x.device)(x).transpose(0, 1)
+        return torch.stack([m(x).float() for m in self.members])
+
+    def _fused(self, device: torch.device):
+        from boneflow.train.fused_members import FusedMembers
+
+        fused = self.__dict__.get("_fused_members")  # kept out of state_dict and .to()
+        if fused is None or fused.fc_weight.device != device:
+            fused = FusedMembers(list(self.members), dtype=torch.bfloat16).to(device)
+            self.__dict__["_fused_members"] = fused
+        return fused
 
 
 def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:

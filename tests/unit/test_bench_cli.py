@@ -91,6 +91,8 @@ def test_bench_infer_prints_ours_seed_ratios_and_app(tmp_path, monkeypatch):
             "--threads",
             "1",
             "--no-compare-threads",
+            "--members",
+            "3",
         ]
     )
     assert out["benchmark"] == "infer" and out["size"] == 32 and out["torch_threads"] == 1
@@ -101,4 +103,19 @@ def test_bench_infer_prints_ours_seed_ratios_and_app(tmp_path, monkeypatch):
     assert single["p50_ratio_with_decode"] > 0 and list(out["single_image_by_threads"]) == ["1"]
     assert out["batch"]["ours_img_per_s"] > 0 and out["batch"]["seed_img_per_s"] > 0 and out["batch"]["ratio"] > 0
     assert 0 < out["app"]["p50_ms"] <= out["app"]["p95_ms"] and out["app"]["image_size"] == 32
-    assert set(out["goals"]) == {"single_p50_ms", "app_p50_ms"}
+    assert set(out["goals"]) == {"single_p50_ms", "app_p50_ms", "ensemble_p50_ratio", "ensemble_app_p50_ratio"}
+    ensemble = out["ensemble"]  # the fold ensemble beside one member, from the same run
+    assert ensemble["members"] == 3 and ensemble["threads"] == 1
+    for side in ("single_member", "ensemble", "app_single_model", "app_ensemble"):
+        assert 0 < ensemble[side]["p50_ms"] <= ensemble[side]["p95_ms"], side
+    assert ensemble["app_single_model"]["members"] == 1 and ensemble["app_ensemble"]["members"] == 3
+    assert ensemble["p50_ratio"] > 0 and ensemble["app_p50_ratio"] > 0
+
+
+def test_bench_infer_members_1_leaves_the_ensemble_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("BONEFLOW_CACHE", str(tmp_path / "cache"))
+    args = ["bench", "infer", "--size", "32", "--runs", "5", "--batch-size", "1", "--batches", "1"]
+    out = _run([*args, "--threads", "1", "--no-compare-threads", "--no-app", "--members", "1"])
+    assert "ensemble" not in out and set(out["goals"]) == {"single_p50_ms", "app_p50_ms"}
+    refused = CliRunner().invoke(app, [*args, "--members", "11"])
+    assert refused.exit_code != 0 and "--members" in refused.output
