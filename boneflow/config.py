@@ -8,7 +8,7 @@ a new config (`model_copy(update=...)`, or `model_validate` when the new value n
 so a value cannot change under a task after its cache key was computed.
 
 Where the defaults live: the core's own settings own them. `TrainSettings`
-(train/settings.py), `GatePolicy` (gate.py) and `DataSettings` (data/settings.py) are what
+(settings.py), `GatePolicy` (gate.py) and `DataSettings` (settings.py) are what
 the core's functions take, and they run without pydantic (the training core on a GPU box with
 only torch). Each RetrainConfig field that one of them has takes its default from there, so a
 default is written once. RetrainConfig stays flat rather than nesting those settings: the UI
@@ -29,10 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from boneflow.data.settings import DataSettings, SplitPolicy, pack_size_for
-from boneflow.evaluate.settings import TARGET_RECALL
-from boneflow.gate import GatePolicy
-from boneflow.train.settings import TrainSettings
+from boneflow.settings import TARGET_RECALL, DataSettings, GatePolicy, SplitPolicy, TrainSettings, pack_size_for
 
 KAGGLE_HANDLE = "bmadushanirodrigo/fracture-multi-region-x-ray-data"
 DEFAULT_STORE = "boneflow-store"

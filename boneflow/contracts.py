@@ -9,7 +9,7 @@ They are plain JSON underneath (`model_dump(mode="json")`), which is how Prefect
     acquire  -> Acquired
     train    -> TrainSummary            (also runs/<run_id>/train_result.json)
     evaluate -> Scores                  (candidate and re-scored champion)
-    gate     -> GateDecision            (boneflow/gate.py)
+    gate     -> GateDecision            (boneflow/gate/decision.py)
     publish  -> RunFiles                (manifest + metrics.json of the published run)
 """
 

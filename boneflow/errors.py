@@ -16,3 +16,7 @@ class OutOfSpaceError(BoneflowError, OSError):
 
     def __str__(self) -> str:
         return str(self.strerror)
+
+
+class GateError(BoneflowError):
+    """The metrics handed to the gate lack what the policy needs."""

@@ -6,7 +6,7 @@ needed; set PREFECT_API_URL to report to a real one), a folder store and local d
 flow (and with it Prefect) is imported only when the command runs, so `boneflow --help` and
 the core commands stay light.
 
-Exit codes are every command's (boneflow/cli_errors.py): 0 promoted or skipped, 3 gate rejected,
+Exit codes are every command's (boneflow/cli/errors.py): 0 promoted or skipped, 3 gate rejected,
 2 bad settings or an error the flow names (a BoneflowError: bad data, store), 4 an object the run
 needs left the store while it ran (a concurrent gc), 1 any other error; one clear message, no
 traceback. The progress display is flows/cli_progress.py.
@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from boneflow.cli_errors import (
+from boneflow.cli.errors import (
     EXIT_ERROR,
     EXIT_REJECTED,
     SettingsError,
@@ -29,9 +29,9 @@ from boneflow.cli_errors import (
     exit_code_for,
     print_error,
 )
+from boneflow.cli.options import flag_name, with_config_options
 from boneflow.config import RetrainConfig
-from boneflow.config_options import flag_name, with_config_options
-from boneflow.gate import GATE_REJECTED
+from boneflow.gate.decision import GATE_REJECTED
 from boneflow.store.errors import ObjectNotFoundError
 from flows.cli_progress import RunDisplay, count_column
 

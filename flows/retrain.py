@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Completed, Failed
 
 from boneflow.config import RetrainConfig
-from boneflow.gate import GATE_REJECTED
+from boneflow.gate.decision import GATE_REJECTED
 from flows.train import train
 from tasks.artifacts import write_failure_artifact
 from tasks.data import acquire_dataset, audit, dataset_artifacts, fetch_packed_dataset, pack_and_store, validate

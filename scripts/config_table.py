@@ -14,8 +14,8 @@ import annotated_types as at
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from boneflow.cli.options import flag_name  # noqa: E402
 from boneflow.config import RetrainConfig  # noqa: E402
-from boneflow.config_options import flag_name  # noqa: E402
 
 _BOUNDS = (
     (at.Ge, "ge", "≥"),

@@ -9,7 +9,7 @@ For each variant (TrainSettings overrides) and seed, two modes on the same pool 
 - `folds1`: the product's single regrouped split: train on train, stop early and fit the
   operating point on val (by radiograph), judge the regrouped test (~20 % of the radiographs);
 - `folds5`: one member per fold trains on the other folds (early stopping on a slice of them,
-  train/folds.py), predicts its fold; each fold is calibrated and decided at the point fitted
+  splits/folds.py), predicts its fold; each fold is calibrated and decided at the point fitted
   on the other folds' OOF predictions (evaluate/crossfit.py); every radiograph is judged.
 One JSON line per (variant, seed, mode): AUROC by radiograph with its 95 % interval, accuracy,
 recall and specificity at the operating point, ECE, radiographs judged, train seconds; plus the
@@ -39,11 +39,11 @@ VARIANTS: dict[str, dict] = {
 
 
 def export(data_dir: Path, out: Path, image_size: int, folds: int) -> None:
-    from boneflow.data.leakage import audit_leakage
-    from boneflow.data.pack import pack_dataset
-    from boneflow.data.settings import pack_size_for
-    from boneflow.data.validate import validate_dataset
-    from boneflow.train.folds import read_pool
+    from boneflow.duplicates.leakage import audit_leakage
+    from boneflow.intake.validate import validate_dataset
+    from boneflow.settings import pack_size_for
+    from boneflow.splits.folds import read_pool
+    from boneflow.splits.pack import pack_dataset
 
     pack_size = pack_size_for(image_size)
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,9 +119,9 @@ def _auroc_by_radiograph(labels, groups, margins) -> float | None:
 
 
 def _folds1(data: dict, settings, target_recall: float) -> dict:
-    from boneflow.data.packed_splits import InMemorySplits, SplitArrays
     from boneflow.evaluate.calibration import fit_operating_point
     from boneflow.evaluate.predict import SplitScores, split_report
+    from boneflow.splits.packed import InMemorySplits, SplitArrays
     from boneflow.train.fit import fit
 
     def part(name):
@@ -146,8 +146,8 @@ def _folds5(data: dict, settings, target_recall: float) -> dict:
     from boneflow.evaluate.calibration import fit_operating_point
     from boneflow.evaluate.crossfit import crossfitted_points, oof_report
     from boneflow.evaluate.predict import SplitScores
+    from boneflow.splits.folds import Pool, member_splits
     from boneflow.train.fit import fit
-    from boneflow.train.folds import Pool, member_splits
 
     pool = Pool(data["images"], data["labels"], list(data["paths"]), list(data["groups"]), data["fold"], data["folds"])
     margins, tta = np.zeros(len(pool.labels)), np.zeros(len(pool.labels))
@@ -172,7 +172,7 @@ def _folds5(data: dict, settings, target_recall: float) -> dict:
 def run(packed_file: Path, variants: list[str], modes: list[str], seeds: list[int], out: Path | None) -> None:
     import torch
 
-    from boneflow.train.settings import TrainSettings
+    from boneflow.settings import TrainSettings
 
     raw = np.load(packed_file)
     data = {k: raw[k] for k in raw.files}

@@ -2,7 +2,7 @@
 """GPU training benchmark: ours vs the seed-style loader on a synthetic full-size set.
 
 Needs only torch, torchvision, numpy and pillow: it puts the repository on sys.path and uses
-boneflow.train.* and boneflow.bench.seed_baseline, which import nothing else at module level.
+boneflow.train.* and boneflow.bench.notebook_baseline, which import nothing else at module level.
 
     python scripts/gpu_bench.py                       # H100: 10k images, 224 crops from 256, 20 epochs
     python scripts/gpu_bench.py --images 256 --epochs 1 --size 64 --seed-steps 2   # CPU smoke run
@@ -25,14 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from boneflow.bench.seed_baseline import seed_loader, seed_train_rate, write_jpeg_folder  # noqa: E402
-from boneflow.data.layout import CLASSES  # noqa: E402
-from boneflow.data.packed_splits import InMemorySplits, SplitArrays  # noqa: E402
-from boneflow.data.settings import pack_size_for  # noqa: E402
-from boneflow.data.synthetic_bones import bone_images  # noqa: E402
+from boneflow.bench.notebook_baseline import seed_loader, seed_train_rate, write_jpeg_folder  # noqa: E402
+from boneflow.demo.bones import bone_images  # noqa: E402
+from boneflow.intake.layout import CLASSES  # noqa: E402
+from boneflow.settings import (
+    TrainSettings,  # noqa: E402
+    pack_size_for,  # noqa: E402
+)
+from boneflow.splits.packed import InMemorySplits, SplitArrays  # noqa: E402
 from boneflow.train.device import precision_name, resolve_device  # noqa: E402
 from boneflow.train.fit import fit  # noqa: E402
-from boneflow.train.settings import TrainSettings  # noqa: E402
 
 
 def synthetic_split(n: int, size: int, rng: np.random.Generator) -> SplitArrays:

@@ -3,7 +3,7 @@
     python scripts/gradcam_check.py --packed s.npz --out cams/ [--epochs 30 --lr 3e-3]
 
 Trains one model like scripts/quality_sweep.py (random init, core `fit`), then for every test
-image computes Grad-CAM of the "fractured" logit (boneflow.serve.gradcam, as the app shows it)
+image computes Grad-CAM of the "fractured" logit (boneflow.evaluate.gradcam, as the app shows it)
 and measures how much of the map falls in the outer border frame (where the black corners of
 rotated copies, the padding and the "L"/"R" side markers sit) compared with the frame's share
 of the area. Writes `gradcam_sheet.png` (the first 24 test images with their maps) and prints
@@ -30,11 +30,11 @@ BORDER = 0.12  # frame width as a fraction of the side
 def main() -> None:
     from PIL import Image
 
-    from boneflow.data.packed_splits import InMemorySplits, SplitArrays
-    from boneflow.serve.gradcam import GradCAM, overlay_heatmap
+    from boneflow.evaluate.gradcam import GradCAM, overlay_heatmap
+    from boneflow.settings import TrainSettings
+    from boneflow.splits.packed import InMemorySplits, SplitArrays
     from boneflow.train.augment import EvalPreset
     from boneflow.train.fit import fit
-    from boneflow.train.settings import TrainSettings
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--packed", type=Path, required=True)

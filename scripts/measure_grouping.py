@@ -53,8 +53,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from boneflow.data.grouping import GroupingSettings, find_duplicate_groups, group_thumbnail  # noqa: E402
-from boneflow.data.validate import validate_dataset  # noqa: E402
+from boneflow.duplicates.grouping import find_duplicate_groups  # noqa: E402
+from boneflow.intake.thumbnails import group_thumbnail  # noqa: E402
+from boneflow.intake.validate import validate_dataset  # noqa: E402
+from boneflow.settings import GroupingSettings  # noqa: E402
 
 _FAMILY = re.compile(r"^(?P<base>.+?)-rotated")
 
@@ -153,9 +155,9 @@ def plant_turns(root: Path, rel: list[str], sha: list[str], k: int, seed: int = 
     copies of distinct images (module docstring)."""
     import math
 
-    from boneflow.data.preprocess import decode_xray
-    from boneflow.data.synthetic_duplicates import turned_copy
-    from boneflow.data.validate import _hashes
+    from boneflow.demo.copies import turned_copy
+    from boneflow.intake.decode import decode_xray
+    from boneflow.intake.validate import _hashes
 
     rng = np.random.default_rng(seed)
     first: dict[str, int] = {}

@@ -28,11 +28,12 @@ from PIL import Image, ImageEnhance
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from boneflow.data.layout import SPLITS  # noqa: E402
-from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs  # noqa: E402
-from boneflow.data.preprocess import decode_xray  # noqa: E402
-from boneflow.data.synthetic import dataset_root, write_demo_dataset  # noqa: E402
-from boneflow.data.validate import HASH_BITS, HASH_KIND, _hashes, validate_dataset  # noqa: E402
+from boneflow.demo.dataset import dataset_root, write_demo_dataset  # noqa: E402
+from boneflow.duplicates.grouping import near_pairs  # noqa: E402
+from boneflow.duplicates.leakage import DEFAULT_MAX_DISTANCE, audit_leakage  # noqa: E402
+from boneflow.intake.decode import decode_xray  # noqa: E402
+from boneflow.intake.layout import SPLITS  # noqa: E402
+from boneflow.intake.validate import HASH_BITS, HASH_KIND, _hashes, validate_dataset  # noqa: E402
 
 _T = Image.Transpose
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from boneflow.data.settings import pack_size_for  # noqa: E402
+from boneflow.settings import pack_size_for  # noqa: E402
 
 SPLITS = ("train", "val", "test", "official_test")
 VARIANTS: dict[str, dict] = {
@@ -49,9 +49,9 @@ VARIANTS: dict[str, dict] = {
 
 
 def export(data_dir: Path, out: Path, image_size: int, seed: int) -> None:
-    from boneflow.data.leakage import audit_leakage
-    from boneflow.data.pack import pack_dataset
-    from boneflow.data.validate import validate_dataset
+    from boneflow.duplicates.leakage import audit_leakage
+    from boneflow.intake.validate import validate_dataset
+    from boneflow.splits.pack import pack_dataset
 
     pack_size = pack_size_for(image_size)
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,11 +107,11 @@ def _masked(images: np.ndarray, border: float) -> np.ndarray:
 def _score(name: str, overrides: dict, data: dict, size: int) -> dict:
     import torch
 
-    from boneflow.data.packed_splits import InMemorySplits, SplitArrays
     from boneflow.evaluate.calibration import fit_operating_point
     from boneflow.evaluate.predict import predict_margins
+    from boneflow.settings import TrainSettings
+    from boneflow.splits.packed import InMemorySplits, SplitArrays
     from boneflow.train.fit import fit
-    from boneflow.train.settings import TrainSettings
 
     settings = replace(TrainSettings(pretrained=False), **overrides)
     packed = InMemorySplits({s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in SPLITS}, size)

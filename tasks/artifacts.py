@@ -28,12 +28,12 @@ from prefect.client.schemas.objects import StateType
 from prefect.logging import get_logger
 from pydantic import ValidationError
 
-from boneflow.data.acquire import AcquireError
-from boneflow.data.layout import LayoutError
-from boneflow.data.pack import PackedDataError
-from boneflow.data.splits import SplitError
-from boneflow.gate import GATE_REJECTED
-from boneflow.publish import ChampionConflictError
+from boneflow.gate.decision import GATE_REJECTED
+from boneflow.intake.acquire import AcquireError
+from boneflow.intake.layout import LayoutError
+from boneflow.registry.publish import ChampionConflictError
+from boneflow.splits.pack import PackedDataError
+from boneflow.splits.plan import SplitError
 from boneflow.store.errors import ConflictError, IntegrityError, StoreUnavailableError
 from boneflow.store.keys import run_key
 from tasks.runtime import run_id_of

@@ -16,13 +16,13 @@ from prefect.cache_policies import DEFAULT, NO_CACHE
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired
-from boneflow.data.acquire import acquire
-from boneflow.data.leakage import LeakageAudit, audit_leakage
-from boneflow.data.pack import PackedDataError, load_packed, pack_dataset, pack_settings, packed_matches
-from boneflow.data.validate import ValidatedDataset, validate_dataset
+from boneflow.duplicates.leakage import LeakageAudit, audit_leakage
+from boneflow.intake.acquire import acquire
+from boneflow.intake.validate import ValidatedDataset, validate_dataset
+from boneflow.registry.transfer import fetch_dataset, upload_dataset
+from boneflow.splits.pack import PackedDataError, load_packed, pack_dataset, pack_settings, packed_matches
 from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
-from boneflow.transfer import fetch_dataset, upload_dataset
 from tasks.artifacts import table_artifact
 from tasks.retry import SHORT_RETRIES
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir, stage

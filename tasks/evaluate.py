@@ -13,9 +13,9 @@ from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import ChampionRef, Scores, TrainSummary
-from boneflow.data.pack import load_packed
-from boneflow.gate import GateDecision, judge
-from boneflow.publish import fetch_run_file, read_champion
+from boneflow.gate.decision import GateDecision, judge
+from boneflow.registry.publish import fetch_run_file, read_champion
+from boneflow.splits.pack import load_packed
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from tasks.artifacts import artifact_key, png_data_uri
@@ -31,7 +31,7 @@ def augmentation_preview(run_id: str, config: RetrainConfig, packed_dir: str) ->
     drawn before the skip check, so a skipped run shows it too. Publishing draws it again."""
     from prefect.artifacts import create_image_artifact
 
-    from boneflow.run_files import augmentation_preview as draw
+    from boneflow.report.run_files import augmentation_preview as draw
 
     with scratch_dir() as tmp:
         path = draw(load_packed(Path(packed_dir)), config, tmp / "augmentation_preview.png")
@@ -136,7 +136,7 @@ def evaluate_champion(
         return None
     from boneflow.evaluate.scores import score_champion
     from boneflow.serve.model_meta import read_model_meta
-    from boneflow.train.folds import planned_folds
+    from boneflow.splits.folds import planned_folds
     from boneflow.train.model import load_model
 
     log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
@@ -173,8 +173,8 @@ def evaluate_champion(
 def _champion_oof(store, champion_run_id: str) -> Scores:
     """The champion's published OOF predictions (sha256-checked), or empty scores without them."""
     from boneflow.evaluate.crossfit import champion_oof_scores
-    from boneflow.evaluate.predictions_csv import read_oof_predictions
-    from boneflow.publish import read_manifest
+    from boneflow.registry.publish import read_manifest
+    from boneflow.report.predictions_csv import read_oof_predictions
 
     log = get_run_logger()
     manifest = read_manifest(store, champion_run_id)

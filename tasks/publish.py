@@ -5,24 +5,26 @@ the gate passed)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
+from boneflow import code_version
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, ChampionRef, RunFiles, Scores, TrainSummary
-from boneflow.data.pack import load_packed
-from boneflow.gate import GateDecision
-from boneflow.publish import champion_record, fetch_run_file, promote, publish_run
-from boneflow.report import code_version
-from boneflow.report_summary import render_quality
-from boneflow.run_files import GALLERY_ROWS, PLOT_NAMES, per_class_rows, write_run_files
+from boneflow.gate.decision import GateDecision
+from boneflow.registry.publish import champion_record, fetch_run_file, promote, publish_run
+from boneflow.registry.transfer import delete_checkpoints
+from boneflow.report.run_files import GALLERY_ROWS, PLOT_NAMES, per_class_rows, write_run_files
+from boneflow.report.summary import render_quality
 from boneflow.serve.examples import write_run_examples
+from boneflow.serve.predictor import Predictor
+from boneflow.splits.pack import load_packed
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES
-from boneflow.transfer import delete_checkpoints
 from tasks.artifacts import image_artifacts, link_artifacts, quality_artifact, report_artifact, table_artifact
 from tasks.retry import STORE_RETRIES
 from tasks.runtime import STAGE_CACHE, scratch_dir, stage
@@ -40,7 +42,7 @@ def publish_run_files(
 ) -> RunFiles:
     """The model files (of the run, or of every cross-fitting member: the fold ensemble) plus
     metrics.json, report.md, model_card.md, predictions.csv, the pack's reports, the plots
-    (boneflow/run_files.py) and the app's examples (boneflow/serve/examples.py), uploaded with the
+    (boneflow/report/run_files.py) and the app's examples (boneflow/serve/examples.py), uploaded with the
     manifest. The checkpoints of the run (of every member) are deleted first (unless
     config.keep_checkpoints): they only serve to resume an unfinished training, and the manifest
     then lists none."""
@@ -68,6 +70,7 @@ def publish_run_files(
             trained=trained[0],
             candidate=candidate,
             decision=decision,
+            load_predictor=partial(Predictor.from_model_dir, run_id=run_id),
         )
         files |= write_run_examples(packed, out, seed=config.seed)  # the app's examples
         metrics = json.loads(files["metrics.json"].read_text())

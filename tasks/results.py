@@ -16,7 +16,7 @@ from typing import Any
 from prefect.serializers import JSONSerializer, prefect_json_object_decoder, prefect_json_object_encoder
 
 from boneflow.contracts import Acquired, ChampionRef, Contract, Predictions, RunFiles, Scores, TrainSummary
-from boneflow.gate import GateDecision
+from boneflow.gate.decision import GateDecision
 
 CONTRACTS: dict[str, type[Contract]] = {
     cls.__name__: cls for cls in (Acquired, ChampionRef, TrainSummary, Predictions, Scores, GateDecision, RunFiles)

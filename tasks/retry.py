@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from boneflow.data.layout import LayoutError
-from boneflow.data.pack import PackedDataError
-from boneflow.data.splits import SplitError
-from boneflow.gate import GateError
+from boneflow.errors import GateError
+from boneflow.intake.layout import LayoutError
+from boneflow.splits.pack import PackedDataError
+from boneflow.splits.plan import SplitError
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
     ConflictError,

@@ -69,7 +69,7 @@ def dataset_cache_dir(run_id: str, fingerprint: str, size: int) -> Path:
 def empty_run_work_dir(run_id: str) -> int:
     """Remove the run's local work folder (decoded images, checkpoints, its dataset copy); returns
     the bytes freed. Everything a later stage or a Retry needs is in the store."""
-    from boneflow.gc import remove_run_folder
+    from boneflow.registry.gc import remove_run_folder
 
     folder = work_root() / "runs" / run_id
     if not folder.is_dir():

@@ -14,11 +14,11 @@ from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import TrainSummary
-from boneflow.data.pack import load_packed
+from boneflow.registry.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
+from boneflow.splits.pack import load_packed
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES, TRAIN_RESULT, read_train_summary
-from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from tasks.artifacts import artifact_key
 from tasks.retry import STORE_RETRIES
 from tasks.runtime import STAGE_CACHE, dataset_cache_dir, run_work_dir, scratch_dir, stage
@@ -112,9 +112,9 @@ def fit_model(
 ) -> TrainSummary:
     """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
     packaged model (train/package.py) goes to runs/<run_id>/. With `fold`: the member that
-    trains on the other folds (train/folds.py)."""
+    trains on the other folds (splits/folds.py)."""
+    from boneflow.splits.folds import member_splits, read_pool
     from boneflow.train.fit import fit
-    from boneflow.train.folds import member_splits, read_pool
     from boneflow.train.package import package_model
 
     log, store = get_run_logger(), open_store(config.store_url)
@@ -165,8 +165,8 @@ def fit_model(
 def training_plan(run_id: str, packed_dir: str) -> list[dict]:
     """What to train: this run alone, or one member per cross-fitting fold the pack was planned
     with ({"run_id": member run id, "fold": i}; store/keys.py:member_run_id)."""
+    from boneflow.splits.folds import planned_folds
     from boneflow.store.keys import member_run_id
-    from boneflow.train.folds import planned_folds
 
     folds = planned_folds(load_packed(Path(packed_dir)))
     if folds < 2:

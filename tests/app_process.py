@@ -32,7 +32,7 @@ def running_app(store: Path, work: Path, *, env: dict[str, str] | None = None, s
         **(env or {}),
     }
     log = work / "app.log"
-    command = [sys.executable, "-c", "from boneflow.cli import main; main()", "app"]
+    command = [sys.executable, "-c", "from boneflow.cli.main import main; main()", "app"]
     command += ["--store", str(store), "--port", str(port), "--threads", "1"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=work)

@@ -44,7 +44,7 @@ def gradient(w: int, h: int) -> np.ndarray:
 def demo(tmp_path_factory):
     """(path, planted) of a small demo set, written once per process."""
     if "demo" not in _CACHE:
-        from boneflow.data.synthetic import write_demo_dataset
+        from boneflow.demo.dataset import write_demo_dataset
 
         path = tmp_path_factory.getbasetemp() / "demo-shared"
         planted = write_demo_dataset(path, n=DEMO_N, seed=3)
@@ -56,9 +56,9 @@ def demo(tmp_path_factory):
 def demo_validated(demo, tmp_path_factory):
     """(path, planted, digest before, ValidatedDataset, LeakageAudit) for the shared demo set."""
     if "validated" not in _CACHE:
-        from boneflow.data.leakage import audit_leakage
-        from boneflow.data.synthetic import dataset_root
-        from boneflow.data.validate import validate_dataset
+        from boneflow.demo.dataset import dataset_root
+        from boneflow.duplicates.leakage import audit_leakage
+        from boneflow.intake.validate import validate_dataset
 
         path, planted = demo
         before = tree_digest(path)

@@ -7,9 +7,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from boneflow.publish import champion_record, promote, publish_run, read_champion
+from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
+from boneflow.registry.transfer import upload_checkpoint
 from boneflow.store.keys import new_run_id
-from boneflow.transfer import upload_checkpoint
 
 
 def run_ids(n: int) -> list[str]:

@@ -25,8 +25,8 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224, m
     import torch
     from PIL import Image
 
+    from boneflow.demo.store import write_demo_store
     from boneflow.serve.app import XrayApp
-    from boneflow.serve.demo_store import write_demo_store
     from boneflow.serve.examples import write_examples
 
     if n < 1:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from boneflow.data.settings import pack_size_for
+from boneflow.settings import pack_size_for
 
 
 def _champion_model(store_url: str):
@@ -77,10 +77,10 @@ def bench_infer(
     With `members` >= 2, the "ensemble" section: a fold ensemble of that many beside one member."""
     from PIL import Image
 
-    from boneflow.bench.seed_baseline import seed_eval_transform, seed_model, seed_predict
-    from boneflow.data.preprocess import load_xray
-    from boneflow.data.synthetic_bones import bone_images
+    from boneflow.bench.notebook_baseline import seed_eval_transform, seed_model, seed_predict
+    from boneflow.demo.bones import bone_images
     from boneflow.evaluate.predict import predict_proba
+    from boneflow.intake.decode import load_xray
     from boneflow.train.device import place_model, precision_name
     from boneflow.train.model import build_model
 
@@ -189,8 +189,8 @@ def _ensemble_section(
     The ensemble is the champion's when it is one (its member 0 the single), else `members`
     random-init members (the single is the first). The app side times the app's path on a
     demo store holding `members` members against one holding a single model."""
-    from boneflow.data.preprocess import load_xray
     from boneflow.evaluate.predict import predict_proba
+    from boneflow.intake.decode import load_xray
     from boneflow.train.device import place_model
     from boneflow.train.ensemble import FoldEnsemble
     from boneflow.train.model import build_model

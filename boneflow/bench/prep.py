@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from boneflow.data.layout import CLASSES, scan_layout
+from boneflow.intake.layout import CLASSES, scan_layout
 
 
 def _maxrss_mb(who: int) -> float:
@@ -80,9 +80,9 @@ def _seed_style(paths: list[Path], *, seed_workers: int) -> dict:
 def run_prep_bench(
     data_dir: Path, *, limit: int = 0, workers: int = 0, pack_size: int = 256, seed_workers: int = 0
 ) -> dict:
-    from boneflow.data.leakage import audit_leakage
-    from boneflow.data.pack import pack_dataset
-    from boneflow.data.validate import validate_dataset
+    from boneflow.duplicates.leakage import audit_leakage
+    from boneflow.intake.validate import validate_dataset
+    from boneflow.splits.pack import pack_dataset
 
     layout = scan_layout(Path(data_dir))
     rels = [e.relpath for e in layout.entries]

@@ -1,7 +1,7 @@
 """`boneflow bench train`: our training step vs the seed-style loop on the same images and size,
 in the same process. Also the data supply alone (our batch pipeline vs the seed DataLoader).
 
-The images are synthetic radiograph-like pictures (boneflow.data.synthetic_bones) written as
+The images are synthetic radiograph-like pictures (boneflow.demo.bones) written as
 JPEGs at 10/7 of the crop side (the seed decodes and resizes full files every time); ours packs
 the same files once at 8/7 of the crop (load_xray) and trains from the uint8 array.
 """
@@ -17,13 +17,13 @@ from typing import cast
 import numpy as np
 import torch
 
-from boneflow.data.layout import CLASSES
-from boneflow.data.settings import pack_size_for
+from boneflow.intake.layout import CLASSES
+from boneflow.settings import pack_size_for
 
 
 def _pack_files(root: Path, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode each JPEG once into the packed array, with the data part's load_xray."""
-    from boneflow.data.preprocess import load_xray
+    from boneflow.intake.decode import load_xray
 
     files = sorted(root.rglob("*.jpg"))
     images = np.stack([load_xray(path, pack_size) for path in files])
@@ -110,12 +110,12 @@ def bench_train(
     data_batches: int = 64,
     seed: int = 0,
 ) -> dict:
-    from boneflow.bench.seed_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
-    from boneflow.data.packed_splits import SplitArrays
-    from boneflow.data.synthetic_bones import bone_images
+    from boneflow.bench.notebook_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
+    from boneflow.demo.bones import bone_images
+    from boneflow.settings import TrainSettings
+    from boneflow.splits.packed import SplitArrays
     from boneflow.train.augment import TrainPreset
     from boneflow.train.fit import SplitOnDevice
-    from boneflow.train.settings import TrainSettings
 
     if seed_workers is None:
         seed_workers = default_seed_workers()

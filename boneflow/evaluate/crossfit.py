@@ -1,7 +1,7 @@
 """Cross-fitted evaluation: every radiograph judged out of fold, at an operating point that
 never read its own fold's labels.
 
-Member i predicts fold i (train/folds.py). The temperature and threshold applied to fold i's
+Member i predicts fold i (splits/folds.py). The temperature and threshold applied to fold i's
 predictions are fitted on the other folds' OOF predictions (cross-fitting), so the judged
 operating point is as honest as the predictions; the published operating point (model.json,
 used by serving on the fold ensemble) is fitted on all OOF predictions.
@@ -99,7 +99,7 @@ def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, targe
     from boneflow.contracts import Scores
     from boneflow.evaluate.predict import predict_margins
     from boneflow.evaluate.scores import _scores, data_context
-    from boneflow.train.folds import read_pool
+    from boneflow.splits.folds import read_pool
 
     pool = read_pool(packed)
     margins = np.zeros(len(pool.labels))

@@ -1,4 +1,4 @@
-"""Each packed file's duplicate group, read from the pack's splits.json (data/splits.py)."""
+"""Each packed file's duplicate group, read from the pack's splits.json (splits/plan.py)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def expected_calibration_error(labels, prob_fractured, *, bins: int = 15) -> flo
 
 
 def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=None) -> dict:
-    """DESIGN.md's per-split metrics plus balanced_accuracy. None where undefined (no positives,
+    """docs/ARCHITECTURE.md's per-split metrics plus balanced_accuracy. None where undefined (no positives,
     one class only for AUROC). `predicted` replaces `prob >= threshold` when the decisions were
     made at more than one threshold (cross-fitting: each fold at its own)."""
     from sklearn import metrics as skm

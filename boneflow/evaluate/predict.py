@@ -1,7 +1,7 @@
 """Probabilities from a model on packed uint8 images, and metrics for the evaluation splits.
 
 The one preprocessing for evaluation and inference is `EvalPreset` on images decoded by
-`boneflow.data.preprocess.load_xray` at the packed size.
+`boneflow.intake.decode.load_xray` at the packed size.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from boneflow.data.packed_splits import PackedSplits
 from boneflow.evaluate.calibration import OperatingPoint, sigmoid
 from boneflow.evaluate.metrics import (
     FILE_FIELDS,
@@ -20,6 +19,7 @@ from boneflow.evaluate.metrics import (
     headline_intervals,
     split_metrics,
 )
+from boneflow.splits.packed import PackedSplits
 from boneflow.train.augment import EvalPreset, numpy_to_tensor
 from boneflow.train.device import autocast, fast_layout, use_bf16
 

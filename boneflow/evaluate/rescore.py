@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from boneflow.data.packed_splits import InMemorySplits, PackedSplits, SplitArrays
-from boneflow.data.preprocess import load_xray
+from boneflow.intake.decode import load_xray
+from boneflow.splits.packed import InMemorySplits, PackedSplits, SplitArrays
 
 
 def repack_for_evaluation(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from boneflow.data.layout import CLASSES
+from boneflow.intake.layout import CLASSES
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
 from boneflow.serve.errors import ImageRejectedError, ServeError
 from boneflow.serve.examples import AppExamples
@@ -100,8 +100,8 @@ class XrayApp:
         return text
 
     def analyse(self, path: str | Path) -> AppAnswer:
-        from boneflow.data.preprocess import ImageRejected
-        from boneflow.serve.gradcam import overlay_heatmap
+        from boneflow.evaluate.gradcam import overlay_heatmap
+        from boneflow.intake.decode import ImageRejected
 
         check_upload(Path(path), self.limits)
         served = self.follower.current()

@@ -34,7 +34,7 @@ class ServedModel:
 
 def read_run_metrics(store, run_id: str) -> dict[str, Any] | None:
     """The run's metrics.json (sha256-checked like every download), or None if it has none."""
-    from boneflow.publish import fetch_run_file
+    from boneflow.registry.publish import fetch_run_file
 
     with tempfile.TemporaryDirectory(prefix="boneflow-metrics-") as tmp:
         dest = Path(tmp) / "metrics.json"
@@ -87,7 +87,7 @@ class ChampionFollower:
             self._lock.release()
 
     def _refresh(self, served: ServedModel | None) -> ServedModel:
-        from boneflow.publish import read_champion
+        from boneflow.registry.publish import read_champion
 
         try:
             found = read_champion(self.store)

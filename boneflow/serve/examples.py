@@ -10,7 +10,7 @@ and the manifest lists them like every run file. `run_examples` fetches them (sh
 for the app, which shows each true label beside its image.
 
 The fallback, `write_examples`, draws with the demo dataset's drawer
-(boneflow.data.synthetic_bones): a long bone on a dark, noisy background, with a displaced
+(boneflow.demo.bones): a long bone on a dark, noisy background, with a displaced
 fracture on the `fractured` ones. Those show how the app behaves; they are not radiographs.
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from boneflow.data.layout import CLASSES
-from boneflow.data.packed_splits import PackedSplits
-from boneflow.data.synthetic_bones import draw_radiograph
+from boneflow.demo.bones import draw_radiograph
+from boneflow.intake.layout import CLASSES
+from boneflow.splits.packed import PackedSplits
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def run_examples(store, run_id: str, folder: Path) -> AppExamples | None:
     """The examples published with run `run_id`, downloaded into `folder` and checked against
     its manifest; None when the run has none (published before runs carried examples) or they
     cannot be read (the app then falls back to the synthetic ones)."""
-    from boneflow.publish import fetch_run_file, read_manifest
+    from boneflow.registry.publish import fetch_run_file, read_manifest
 
     try:
         manifest = read_manifest(store, run_id)

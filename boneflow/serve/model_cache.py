@@ -36,7 +36,7 @@ def cache_root() -> Path:
 
 def run_model_sha256(store: Store, run_id: str) -> str:
     """The sha256 the run's manifest records for its weights (the cache key for `--run-id`)."""
-    from boneflow.publish import read_manifest
+    from boneflow.registry.publish import read_manifest
     from boneflow.store.errors import ObjectNotFoundError
 
     try:
@@ -100,7 +100,7 @@ def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
     """Folder holding the run's verified weights and model.json, fetched once per hash pair."""
-    from boneflow.publish import fetch_run_file, read_manifest
+    from boneflow.registry.publish import fetch_run_file, read_manifest
 
     try:
         validate_run_id(run_id)

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from boneflow.data.layout import POSITIVE
+from boneflow.intake.layout import POSITIVE
 from boneflow.serve.errors import ModelNotFoundError
 
 MAX_MODEL_JSON_BYTES = 1 << 20  # a real one is ~2 kB

@@ -21,7 +21,7 @@ from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_mo
 from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
 
 if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path needs it
-    from boneflow.serve.gradcam import GradCAM
+    from boneflow.evaluate.gradcam import GradCAM
 
 
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
@@ -90,7 +90,7 @@ class Predictor:
 
     @classmethod
     def from_opened_store(cls, store, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
-        from boneflow.publish import read_champion
+        from boneflow.registry.publish import read_champion
 
         if run_id is None:
             found = read_champion(store)
@@ -123,6 +123,11 @@ class Predictor:
             ) from None
         return cls(model=model, meta=meta, run_id=run_id, model_sha256=model_sha256)
 
+    @classmethod
+    def from_model_dir(cls, model_dir: Path, *, run_id: str) -> Predictor:
+        """A run's model from a folder holding its model files (the publish stage's copy)."""
+        return cls.from_files(model_dir / WEIGHTS, model_dir / MODEL_JSON, run_id=run_id, model_sha256="")
+
     # --- inference --------------------------------------------------------------------------
     def preprocess(self, image) -> torch.Tensor:
         """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
@@ -135,7 +140,7 @@ class Predictor:
         return POSITIVE if prob_fractured >= self.operating_point.threshold else self.classes[1 - self.positive_index]
 
     def _pixels(self, image) -> np.ndarray:
-        from boneflow.data.preprocess import load_xray
+        from boneflow.intake.decode import load_xray
 
         return load_xray(image, self.pack_size)
 
@@ -159,7 +164,7 @@ class Predictor:
         """Prediction and Grad-CAM from one forward pass per member (see gradcam.py for why it
         is cheap); a fold ensemble's probability is its members' mean calibrated probability
         (as in train/ensemble.py) and its map the mean of theirs, scaled to peak 1."""
-        from boneflow.serve.gradcam import GradCAM
+        from boneflow.evaluate.gradcam import GradCAM
         from boneflow.train.device import autocast, fast_layout, use_bf16
         from boneflow.train.ensemble import FoldEnsemble
 

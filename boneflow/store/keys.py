@@ -1,4 +1,4 @@
-"""Store keys, built only from validated ids so nothing can escape the layout of DESIGN.md:
+"""Store keys, built only from validated ids so nothing can escape the layout of docs/ARCHITECTURE.md:
 
     champion.json
     runs/<run_id>/<name>            (name: a file, or one subfolder + file: checkpoints/x.pt)

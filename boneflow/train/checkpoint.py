@@ -1,7 +1,7 @@
 """Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically.
 
 This module owns the checkpoint naming: `checkpoint_name` / `checkpoint_epoch` / `by_epoch` are
-used here for the local directory and by `boneflow.transfer` for the copies under
+used here for the local directory and by `boneflow.registry.transfer` for the copies under
 runs/<run_id>/checkpoints/ in the store, so both order and prune them the same way (by epoch
 number: epoch-10000.pt follows epoch-9999.pt).
 

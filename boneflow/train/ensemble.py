@@ -12,6 +12,7 @@ The temperature T is the run's published one (model.json `temperature`).
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
@@ -73,8 +74,6 @@ def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:
     model.json lists, loaded from `folder` (names checked: member files only)."""
     from safetensors.torch import load_file
 
-    from boneflow.train.model import build_model
-
     listed = meta.get("members") or []
     if len(listed) <= 1:
         return first
@@ -88,7 +87,7 @@ def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:
         if index == 0:
             models.append(first)
             continue
-        model = build_model(num_classes=int(meta.get("num_classes", 2)))
+        model = copy.deepcopy(first)  # the same network; its weights are replaced next
         model.load_state_dict(load_file(str(Path(folder) / name)))
         models.append(model.eval())
     return FoldEnsemble(models, temperature=float(meta.get("temperature", 1.0))).eval()

@@ -23,13 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from boneflow.data.packed_splits import PackedSplits, SplitArrays
-from boneflow.data.settings import pack_size_for
+from boneflow.settings import TrainSettings, pack_size_for
+from boneflow.splits.packed import PackedSplits, SplitArrays
 from boneflow.train.augment import EvalPreset, TrainPreset, numpy_to_tensor
 from boneflow.train.checkpoint import checkpoint_path, latest_checkpoint, save_checkpoint
 from boneflow.train.device import autocast, fast_layout, optimizer_speed, place_model, resolve_device, use_bf16
 from boneflow.train.model import build_model, plain_state_dict
-from boneflow.train.settings import TrainSettings
 
 # Settings that shape the training trajectory: a checkpoint written under other values cannot
 # be resumed as "the same run".

@@ -93,7 +93,7 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def app_store(tmp_path_factory) -> Path:
-    from boneflow.serve.demo_store import write_demo_store
+    from boneflow.demo.store import write_demo_store
 
     store = tmp_path_factory.mktemp("app-store") / "store"
     write_demo_store(str(store), image_size=64, seed=0)
@@ -115,7 +115,7 @@ def gradio_app(app_store, tmp_path_factory):
     cmd = [
         sys.executable,
         "-c",
-        "from boneflow.cli import main; main()",
+        "from boneflow.cli.main import main; main()",
         "app",
         "--store",
         str(app_store),

@@ -38,7 +38,7 @@ def stack(tmp_path_factory):
 def tiny_defaults(stack, tmp_path_factory) -> dict:
     """Point the deployment's default config at a tiny synthetic data set and a temp store, as an
     operator would set it up; the test then changes one field (epochs) in the UI form."""
-    from boneflow.data.synthetic import write_demo_dataset
+    from boneflow.demo.dataset import write_demo_dataset
 
     data = tmp_path_factory.mktemp("ui-data")
     write_demo_dataset(data, n=120, seed=4)

@@ -49,7 +49,7 @@ def _config(data_dir: Path, **overrides) -> dict:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    from boneflow.data.synthetic import write_demo_dataset
+    from boneflow.demo.dataset import write_demo_dataset
 
     path = tmp_path_factory.mktemp("demo")
     write_demo_dataset(path, n=160, seed=1)

@@ -227,7 +227,7 @@ def test_docker_worker_creates_a_gpu_container(stack):
 
 
 def test_no_gpu_worker_dispatch_times_out_and_cancels_the_training_run(stack, tmp_path):
-    from boneflow.data.synthetic import write_demo_dataset
+    from boneflow.demo.dataset import write_demo_dataset
 
     data = tmp_path / "demo"
     write_demo_dataset(data, n=120, seed=3)

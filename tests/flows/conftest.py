@@ -21,7 +21,7 @@ def prefect_api(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
-    from boneflow.data.synthetic import write_demo_dataset
+    from boneflow.demo.dataset import write_demo_dataset
 
     path = tmp_path_factory.mktemp("demo")
     write_demo_dataset(path, n=100, seed=3)

@@ -13,7 +13,7 @@ import pytest
 from flow_helpers import artifacts_of
 from prefect import flow, task
 
-from boneflow.publish import ChampionConflictError
+from boneflow.registry.publish import ChampionConflictError
 from boneflow.store.errors import ConflictError, IntegrityError, StoreUnavailableError
 from flows.retrain import retrain
 from tasks.artifacts import _DEFAULT_WHAT_TO_DO, _WHAT_TO_DO, advice_for, write_failure_artifact

@@ -10,7 +10,7 @@ import pytest
 from prefect import flow
 
 from boneflow.config import RetrainConfig
-from boneflow.run_files import per_class_rows
+from boneflow.report.run_files import per_class_rows
 from boneflow.store.keys import RUN_ID_RE
 from tasks.artifacts import artifact_key, inline_images, store_link
 from tasks.runtime import _stage_key, run_id_for_current_flow_run

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from s3_helpers import set_test_aws_env, start_moto_server
 
 set_test_aws_env()  # before boneflow opens a boto3 session
-from boneflow.publish import fetch_run_file, publish_run  # noqa: E402
+from boneflow.registry.publish import fetch_run_file, publish_run  # noqa: E402
 from boneflow.store import new_run_id, open_store  # noqa: E402
 
 tmp = Path(tempfile.mkdtemp())

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.gc import collect_garbage
+from boneflow.cli.main import app
+from boneflow.registry.gc import collect_garbage
 from boneflow.store import open_store
 from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.app import XrayApp
-from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.examples import write_examples
 from s3_helpers import set_test_aws_env, start_moto_server
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from boneflow.publish import (
+from boneflow.registry.publish import (
     ChampionConflictError,
     champion_record,
     fetch_run_file,
@@ -33,6 +33,7 @@ from boneflow.publish import (
     read_champion,
     read_manifest,
 )
+from boneflow.registry.transfer import fetch_dataset, upload_dataset
 from boneflow.store import (
     CHAMPION_KEY,
     ConditionalWritesUnsupportedError,
@@ -44,7 +45,6 @@ from boneflow.store import (
     new_run_id,
     open_store,
 )
-from boneflow.transfer import fetch_dataset, upload_dataset
 from s3_helpers import TEST_AWS_ENV, start_moto_server
 
 pytestmark = pytest.mark.integration
@@ -335,8 +335,8 @@ def test_server_frozen_mid_publish_champion_unchanged(tmp_path, monkeypatch):
 
 
 def test_store_json_is_refused_over_its_cap_on_s3(s3_bucket):
-    from boneflow.publish import read_champion
-    from boneflow.store.verified import MAX_CHAMPION_BYTES
+    from boneflow.registry.publish import read_champion
+    from boneflow.registry.verified import MAX_CHAMPION_BYTES
 
     store = open_store(f"s3://{s3_bucket}/capped")
     store.put_bytes("champion.json", b"{}" + b" " * (MAX_CHAMPION_BYTES - 2))
@@ -349,7 +349,7 @@ def test_store_json_is_refused_over_its_cap_on_s3(s3_bucket):
 def test_an_invalid_bucket_name_is_refused_before_any_request(monkeypatch):
     from typer.testing import CliRunner
 
-    from boneflow.cli import app as cli_app
+    from boneflow.cli.main import app as cli_app
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: any request would fail slowly
     with pytest.raises(StoreError, match="not a valid S3 bucket name"):

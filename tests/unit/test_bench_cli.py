@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.data.synthetic import write_demo_dataset
+from boneflow.cli.main import app
+from boneflow.demo.dataset import write_demo_dataset
 from conftest_data import tree_digest
 
 

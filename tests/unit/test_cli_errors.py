@@ -1,4 +1,4 @@
-"""One error -> exit-code rule for every `boneflow` command (boneflow/cli_errors.py)."""
+"""One error -> exit-code rule for every `boneflow` command (boneflow/cli/errors.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError
 from typer.testing import CliRunner
 
-from boneflow.cli_errors import DEBUG_ENV, EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INTERRUPTED
+from boneflow.cli.errors import DEBUG_ENV, EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INTERRUPTED
 from boneflow.errors import BoneflowError
 from boneflow.store.errors import StoreError
 from flows.cli import app as boneflow_app
@@ -23,7 +23,7 @@ def _every_command(app, prefix=()):
 
 
 def _fresh_app():
-    from boneflow.cli import build_app
+    from boneflow.cli.main import build_app
     from flows.cli_run import run
 
     return build_app(run=run)  # a new app each call: its commands can be swapped freely

@@ -11,8 +11,8 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.cli_gc import MAX_GRACE_HOURS
+from boneflow.cli.gc import MAX_GRACE_HOURS
+from boneflow.cli.main import app
 
 runner = CliRunner()
 
@@ -39,7 +39,7 @@ def test_gc_grace_hours_is_a_finite_number_of_hours(tmp_path, hours, code):
 
 
 def test_demo_data_n_has_an_upper_bound(tmp_path):
-    from boneflow.cli_data import MAX_DEMO_IMAGES
+    from boneflow.cli.data import MAX_DEMO_IMAGES
 
     result = runner.invoke(app, ["demo-data", str(tmp_path / "d"), "--n", str(MAX_DEMO_IMAGES + 1)])
     assert result.exit_code == 2 and "--n" in result.output and not (tmp_path / "d").exists()
@@ -47,7 +47,7 @@ def test_demo_data_n_has_an_upper_bound(tmp_path):
 
 
 def test_predict_says_what_a_folder_or_a_fifo_is(tmp_path, monkeypatch):
-    from boneflow.serve.demo_store import write_demo_store
+    from boneflow.demo.store import write_demo_store
 
     monkeypatch.setenv("BONEFLOW_CACHE", str(tmp_path / "cache"))
     write_demo_store(str(tmp_path / "store"), image_size=48, seed=0)
@@ -66,7 +66,7 @@ def test_predict_says_what_a_folder_or_a_fifo_is(tmp_path, monkeypatch):
 
 def test_a_full_disk_names_the_file_being_written(tmp_path):
     from boneflow.atomic import atomic_output
-    from boneflow.cli_errors import exit_code_for, message_for
+    from boneflow.cli.errors import exit_code_for, message_for
     from boneflow.errors import OutOfSpaceError
 
     target = tmp_path / "store" / "runs" / "model.safetensors"

@@ -11,12 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from boneflow.config import RetrainConfig
-from boneflow.data.grouping import GroupingSettings
-from boneflow.data.leakage import DEFAULT_MAX_DISTANCE
-from boneflow.data.preprocess import DEFAULT_MAX_BYTES
-from boneflow.data.settings import DataSettings, pack_size_for
-from boneflow.gate import GatePolicy
-from boneflow.train.settings import TrainSettings
+from boneflow.duplicates.leakage import DEFAULT_MAX_DISTANCE
+from boneflow.intake.decode import DEFAULT_MAX_BYTES
+from boneflow.settings import DataSettings, GatePolicy, GroupingSettings, TrainSettings, pack_size_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,7 +86,7 @@ def test_the_config_is_frozen_and_a_change_is_a_new_validated_config():
 def test_defaults_come_from_the_core_settings():
     config = RetrainConfig()
     assert config.train_settings() == TrainSettings()
-    assert config.gate_policy() == GatePolicy() == GatePolicy.from_config(config)
+    assert config.gate_policy() == GatePolicy()
     assert config.data_settings() == DataSettings()
     assert config.leak_max_distance == DEFAULT_MAX_DISTANCE == GroupingSettings().near_max_distance
     assert config.max_bytes == DataSettings().max_bytes == DEFAULT_MAX_BYTES

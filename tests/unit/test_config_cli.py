@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from boneflow.cli.options import flag_name
 from boneflow.config import RetrainConfig
-from boneflow.config_options import flag_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

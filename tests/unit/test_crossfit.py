@@ -9,15 +9,15 @@ import pytest
 import torch
 from test_data_splits import _big_pool, _dataset
 
-from boneflow.data.packed_splits import SplitArrays
-from boneflow.data.splits import fold_of, plan_splits
 from boneflow.evaluate.calibration import sigmoid
 from boneflow.evaluate.crossfit import crossfitted_points, ensemble_margin, oof_predictions, oof_report
-from boneflow.evaluate.paired import paired_from_predictions
 from boneflow.evaluate.predict import SplitScores
-from boneflow.evaluate.predictions_csv import predictions_csv, read_oof_predictions
+from boneflow.gate.paired import paired_from_predictions
+from boneflow.report.predictions_csv import predictions_csv, read_oof_predictions
+from boneflow.splits.folds import FoldError, Pool, in_early_stop_slice, member_splits
+from boneflow.splits.packed import SplitArrays
+from boneflow.splits.plan import fold_of, plan_splits
 from boneflow.train.ensemble import FoldEnsemble
-from boneflow.train.folds import FoldError, Pool, in_early_stop_slice, member_splits
 
 
 def _folds(plan) -> dict[str, int]:
@@ -181,13 +181,13 @@ def test_a_crossfitted_run_through_the_core_serves_its_fold_ensemble(demo_valida
     import json
 
     from boneflow.config import RetrainConfig
-    from boneflow.data.pack import pack_dataset
     from boneflow.evaluate.crossfit import score_crossfit
     from boneflow.serve.predictor import Predictor
+    from boneflow.splits.folds import planned_folds, read_pool
+    from boneflow.splits.pack import pack_dataset
     from boneflow.train.augment import preprocessing_meta
     from boneflow.train.ensemble import member_file
     from boneflow.train.fit import fit
-    from boneflow.train.folds import planned_folds, read_pool
     from boneflow.train.model import load_model, save_model
     from boneflow.train.package import list_members
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from boneflow.data.acquire import AcquireError, DatasetVersion, acquire, dataset_fingerprint
-from boneflow.data.kaggle_errors import classify_download_error
-from boneflow.data.layout import CLASSES, SPLITS, LayoutError, scan_layout
+from boneflow.intake.acquire import AcquireError, DatasetVersion, acquire, dataset_fingerprint
+from boneflow.intake.kaggle_errors import classify_download_error
+from boneflow.intake.layout import CLASSES, SPLITS, LayoutError, scan_layout
 
 NEST = "Bone_Fracture_Binary_Classification"
 

@@ -53,7 +53,7 @@ def write_grey16_png(path: Path, width: int, height: int) -> Path:
 
 DECODE = """
 import json, sys
-import boneflow.data.preprocess as pre
+import boneflow.intake.decode as pre
 if sys.argv[2] != "default":
     pre.MAX_ASPECT = int(sys.argv[2])  # a caller that allows any shape: the tiles alone bound memory
 try:
@@ -112,7 +112,7 @@ def test_wide_and_tall_images_within_the_ratio_decode_in_bounded_memory(tmp_path
 def test_the_ratio_limit_and_one_above_it(tmp_path):
     from PIL import Image
 
-    from boneflow.data.preprocess import MAX_ASPECT, ImageRejected, load_xray
+    from boneflow.intake.decode import MAX_ASPECT, ImageRejected, load_xray
 
     Image.new("L", (MAX_ASPECT * 10, 10), 200).save(tmp_path / "at.png")
     Image.new("L", (MAX_ASPECT * 10 + 1, 10), 200).save(tmp_path / "over.png")

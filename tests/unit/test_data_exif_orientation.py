@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boneflow.data.preprocess import decode_xray, load_xray
+from boneflow.intake.decode import decode_xray, load_xray
 
 # For each EXIF orientation: how to store an upright picture so that a viewer which honours the
 # tag shows it upright again (the inverse of the turn the tag asks for).
@@ -68,7 +68,7 @@ def test_a_damaged_or_odd_orientation_value_is_ignored(tmp_path):
 
 
 def test_predict_and_the_apps_gradcam_give_the_twins_one_answer(tmp_path, monkeypatch):
-    from boneflow.serve.demo_store import write_demo_store
+    from boneflow.demo.store import write_demo_store
     from boneflow.serve.predictor import Predictor
 
     monkeypatch.setenv("BONEFLOW_CACHE", str(tmp_path / "cache"))

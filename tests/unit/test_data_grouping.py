@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boneflow.data.grouping import GroupingSettings, find_duplicate_groups, group_thumbnail
-from boneflow.data.preprocess import decode_xray
-from boneflow.data.rotated_copies import _components, rotated_links
-from boneflow.data.synthetic import dataset_root, write_demo_dataset
-from boneflow.data.validate import _hashes
+from boneflow.demo.dataset import dataset_root, write_demo_dataset
+from boneflow.duplicates.grouping import find_duplicate_groups
+from boneflow.duplicates.rotated_copies import _components, rotated_links
+from boneflow.intake.decode import decode_xray
+from boneflow.intake.thumbnails import group_thumbnail
+from boneflow.intake.validate import _hashes
+from boneflow.settings import GroupingSettings
 
 PACK_SIZE = 256  # what validation decodes to at the default 224 px crop
 
@@ -96,7 +98,7 @@ def test_turned_copies_join_their_original_and_nothing_else(with_turned_copies):
     ],
 )
 def test_large_angle_turned_copies_join_their_original_and_nothing_else(demo_images, angles, mirrored):
-    from boneflow.data.synthetic_duplicates import turned_copy
+    from boneflow.demo.copies import turned_copy
 
     bases = [5, 17, 29]
     files = demo_images[:60] + [turned_copy(demo_images[b], angles, mirrored=mirrored) for b in bases]
@@ -107,7 +109,7 @@ def test_large_angle_turned_copies_join_their_original_and_nothing_else(demo_ima
 
 
 def test_no_any_angle_candidates_leaves_large_turns_apart(demo_images):
-    from boneflow.data.synthetic_duplicates import turned_copy
+    from boneflow.demo.copies import turned_copy
 
     files = demo_images[:60] + [turned_copy(demo_images[5], [40.0, 90.0, 40.0], mirrored=True)]
     sha, hashes, thumbs = _describe(files)
@@ -152,7 +154,7 @@ def test_reencoded_resized_and_mirrored_copies_are_grouped(demo_images):
 def test_components_match_union_find():
     import torch
 
-    from boneflow.data.grouping import _UnionFind
+    from boneflow.duplicates.grouping import _UnionFind
 
     rng = np.random.default_rng(0)
     n = 200
@@ -173,7 +175,7 @@ def test_one_image_has_no_rotated_links(demo_images):
 def test_demo_set_large_angle_families_are_whole_and_no_two_truth_groups_merge(demo):
     """The planted families (small-angle, large-angle with an octagonal frame and mirrors)
     each land in one group, and no group joins files that planted.json keeps apart."""
-    from boneflow.data.synthetic_duplicates import planted_groups
+    from boneflow.demo.copies import planted_groups
 
     path, planted = demo
     root = path / planted["root"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray
+from boneflow.intake.decode import ImageRejected, decode_xray, load_xray
 from conftest_data import encode, gradient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def test_postscript_never_reaches_ghostscript(tmp_path):
     eps.write_bytes(EPS)
     out = _python(
         "import json, sys\n"
-        "from boneflow.data.preprocess import ImageRejected, decode_xray\n"
+        "from boneflow.intake.decode import ImageRejected, decode_xray\n"
         "reasons = []\n"
         f"for source in ({str(eps)!r}, open({str(eps)!r}, 'rb').read()):\n"
         "    try:\n"
@@ -104,7 +104,7 @@ def _peak_rss_mb_of_load(path: Path) -> float:
     return float(
         _python(
             "import re\n"
-            "from boneflow.data.preprocess import load_xray\n"
+            "from boneflow.intake.decode import load_xray\n"
             f"load_xray({str(path)!r}, 256)\n"
             "status = open('/proc/self/status').read()\n"
             "print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 1024)\n"

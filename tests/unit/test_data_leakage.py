@@ -8,9 +8,10 @@ import io
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from boneflow.data.leakage import DEFAULT_MAX_DISTANCE, audit_leakage, near_pairs
-from boneflow.data.preprocess import decode_xray
-from boneflow.data.validate import HASH_BITS, _hashes
+from boneflow.duplicates.grouping import near_pairs
+from boneflow.duplicates.leakage import DEFAULT_MAX_DISTANCE, audit_leakage
+from boneflow.intake.decode import decode_xray
+from boneflow.intake.validate import HASH_BITS, _hashes
 
 
 def test_every_planted_copy_is_found(demo_validated):
@@ -75,8 +76,8 @@ def test_distinct_synthetic_images_are_not_flagged(tmp_path):
     """Similar-looking but distinct radiographs (no planted copies): no cross-split pair. On this
     set (seed 5, 400 images, pack size 64) the former 64-bit phash at its threshold of 4 flagged 2
     distinct pairs (one at distance 2); see scripts/measure_leakage.py --baseline64 for full-size figures."""
-    from boneflow.data.synthetic import dataset_root, write_demo_dataset
-    from boneflow.data.validate import validate_dataset
+    from boneflow.demo.dataset import dataset_root, write_demo_dataset
+    from boneflow.intake.validate import validate_dataset
 
     write_demo_dataset(tmp_path / "d", n=400, seed=5, defects=False)
     validated = validate_dataset(dataset_root(tmp_path / "d"), workdir=tmp_path / "w", pack_size=64, workers=2)
@@ -133,7 +134,7 @@ def test_hashes_equal_imagehash_phash_and_hashes_of_the_turned_images():
     import imagehash
     from PIL import Image
 
-    from boneflow.data.validate import HASH_TRANSFORMS, _hashes
+    from boneflow.intake.validate import HASH_TRANSFORMS, _hashes
 
     rng = np.random.default_rng(3)
     base = Image.fromarray((rng.random((40, 60)) * 255).astype(np.uint8)).resize((180, 120))
@@ -157,7 +158,7 @@ def test_hashes_equal_imagehash_phash_and_hashes_of_the_turned_images():
 def test_planted_duplicate_groups_are_found_whole(demo_validated):
     """Every planted family (byte-identical copies, small-angle turned copies and their chains,
     near copies) ends up in one duplicate group; groups never mix two planted families."""
-    from boneflow.data.synthetic_duplicates import planted_groups
+    from boneflow.demo.copies import planted_groups
 
     _, planted, _, validated, audit = demo_validated
     group_of = {r.relpath: int(g) for r, g in zip(validated.records, audit.groups.group.tolist())}
@@ -185,8 +186,8 @@ def test_a_radiograph_under_both_labels_is_listed_by_the_audit(demo, tmp_path):
     """A byte copy filed under the other class: one group with both labels, named with its files."""
     import shutil
 
-    from boneflow.data.synthetic import dataset_root
-    from boneflow.data.validate import validate_dataset
+    from boneflow.demo.dataset import dataset_root
+    from boneflow.intake.validate import validate_dataset
 
     path, planted = demo
     src = dataset_root(path)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from boneflow.data.acquire import acquire
-from boneflow.data.layout import CLASSES, SPLITS, LayoutError, check_classes_present, scan_layout
-from boneflow.data.validate import validate_dataset
+from boneflow.intake.acquire import acquire
+from boneflow.intake.layout import CLASSES, SPLITS, LayoutError, check_classes_present, scan_layout
+from boneflow.intake.validate import validate_dataset
 from conftest_data import gradient
 
 

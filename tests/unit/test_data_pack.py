@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from boneflow.data.pack import PackedDataError, load_packed, pack_dataset
+from boneflow.splits.pack import PackedDataError, load_packed, pack_dataset
 
 
 @pytest.fixture

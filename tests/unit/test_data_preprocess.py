@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from boneflow.data.preprocess import ImageRejected, decode_xray, load_xray
+from boneflow.intake.decode import ImageRejected, decode_xray, load_xray
 from conftest_data import encode, gradient
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from boneflow.data.grouping import DuplicateGroups
-from boneflow.data.splits import SplitError, contamination, plan_splits
-from boneflow.data.validate import KeptRecord, ValidatedDataset
+from boneflow.duplicates.grouping import DuplicateGroups
+from boneflow.duplicates.leakage import contamination
+from boneflow.intake.validate import KeptRecord, ValidatedDataset
+from boneflow.splits.plan import SplitError, plan_splits
 
 
 def _dataset(rows: list[tuple[str, int, str, int, int, str]], excluded=()) -> tuple[ValidatedDataset, DuplicateGroups]:

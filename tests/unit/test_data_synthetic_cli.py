@@ -6,8 +6,8 @@ import json
 
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.data.synthetic import write_demo_dataset
+from boneflow.cli.main import app
+from boneflow.demo.dataset import write_demo_dataset
 from conftest_data import tree_digest
 
 

@@ -12,9 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from boneflow.data.layout import SPLITS
-from boneflow.data.synthetic import write_demo_dataset
-from boneflow.data.synthetic_duplicates import (
+from boneflow.demo.copies import (
     ANGLE_RANGE,
     TURN_RANGE,
     family_count,
@@ -22,6 +20,8 @@ from boneflow.data.synthetic_duplicates import (
     rotated_copy,
     turned_copy,
 )
+from boneflow.demo.dataset import write_demo_dataset
+from boneflow.intake.layout import SPLITS
 
 
 def _split(rel: str) -> str:

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from boneflow.data.acquire import acquire
-from boneflow.data.synthetic import dataset_root
+from boneflow.demo.dataset import dataset_root
+from boneflow.intake.acquire import acquire
 from conftest_data import tree_digest
 
 

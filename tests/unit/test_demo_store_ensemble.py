@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.predictor import Predictor
 
 

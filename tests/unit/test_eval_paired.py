@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from boneflow.contracts import Predictions
-from boneflow.evaluate.paired import (
+from boneflow.gate.paired import (
     mcnemar_exact_p,
     newcombe_paired_interval,
     paired_comparison,

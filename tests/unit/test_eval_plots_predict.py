@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from boneflow.data.layout import CLASSES
-from boneflow.data.pack import PackedDataset
-from boneflow.evaluate.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
+from boneflow.demo.packed import make_packed
 from boneflow.evaluate.predict import evaluate_splits, evaluation_splits, predict_margins, predict_proba
+from boneflow.intake.layout import CLASSES
+from boneflow.report.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
+from boneflow.splits.pack import PackedDataset
 from boneflow.train.augment import EvalPreset, TrainPreset
 from boneflow.train.model import build_model
-from boneflow.train.synthetic_packed import make_packed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -100,8 +100,8 @@ def test_operating_point_fitted_on_radiographs_not_files():
 
 
 def test_groups_come_from_the_packs_splits_json(demo_validated, tmp_path):
-    from boneflow.data.pack import pack_dataset
-    from boneflow.data.packed_splits import InMemorySplits
+    from boneflow.splits.pack import pack_dataset
+    from boneflow.splits.packed import InMemorySplits
 
     _, _, _, validated, audit = demo_validated
     packed = pack_dataset(validated, audit, out_dir=tmp_path / "packed", split_policy="regroup", min_gate_n=0)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from boneflow.gate import GateDecision, GateError, GatePolicy, decide
+from boneflow.errors import GateError
+from boneflow.gate.decision import GateDecision, decide
+from boneflow.settings import GatePolicy
 
 
 def splits(acc, rec, split="test_clean"):
@@ -163,7 +165,7 @@ def test_exactly_min_n_is_judged_and_min_n_zero_judges_anything():
 
 
 def test_paired_comparison_goes_into_reasons_and_block_without_changing_the_rule():
-    from boneflow.evaluate.paired import paired_comparison
+    from boneflow.gate.paired import paired_comparison
 
     # 200 images: both right on 170, candidate only 12, champion only 4, both wrong 14
     cand = [True] * 170 + [True] * 12 + [False] * 4 + [False] * 14
@@ -182,7 +184,8 @@ def test_paired_comparison_goes_into_reasons_and_block_without_changing_the_rule
 def test_an_empty_judged_split_is_refused_whatever_the_floors():
     """Under split_policy=official on the Kaggle set the leak-free test can be empty: the gate
     must refuse (not crash) and say why, even with min_n 0 and floors 0."""
-    from boneflow.gate import GatePolicy, decide
+    from boneflow.gate.decision import decide
+    from boneflow.settings import GatePolicy
 
     empty = {"n": 0, "accuracy": None, "recall_fractured": None, "accuracy_ci95": [0.0, 1.0]}
     decision = decide(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from boneflow.cli import app
+from boneflow.cli.main import app
 from boneflow.store import LocalStore
 from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 

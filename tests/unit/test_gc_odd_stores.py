@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.gc import collect_garbage
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.cli.main import app
+from boneflow.demo.store import write_demo_store
+from boneflow.registry.gc import collect_garbage
 from boneflow.store import LocalStore
 from gc_helpers import add_checkpoints, keys_of, publish, run_ids
 

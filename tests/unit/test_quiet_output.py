@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.demo.store import write_demo_store
 
 # what prefect_environment() sets; cleared first so monkeypatch restores them afterwards
 RUN_ENV = (
@@ -81,7 +81,7 @@ def test_app_prints_its_url_and_no_share_link_hint(tmp_path):
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "app.log"
-    command = [sys.executable, "-c", "from boneflow.cli import main; main()", "app", "--store", str(store)]
+    command = [sys.executable, "-c", "from boneflow.cli.main import main; main()", "app", "--store", str(store)]
     with open(log, "wb") as out:
         proc = subprocess.Popen([*command, "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"

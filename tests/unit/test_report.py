@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from boneflow.report import code_version, render_model_card, render_report
+from boneflow import code_version
+from boneflow.report.render import render_model_card, render_report
 from boneflow.store import InvalidKeyError
 
 SPLIT = {
@@ -72,7 +73,7 @@ def test_report_has_metrics_by_radiograph_with_intervals_per_split():
 
 
 def test_report_shows_files_beside_radiographs_and_the_per_file_figures_second():
-    from boneflow.report_summary import accuracy_line
+    from boneflow.report.summary import accuracy_line
 
     clean = {
         **SPLIT,
@@ -289,7 +290,7 @@ def test_first_screen_of_an_older_pack_says_what_was_not_measured():
 
 
 def test_quality_note_has_this_run_the_champion_and_the_decision():
-    from boneflow.report_summary import render_quality
+    from boneflow.report.summary import render_quality
 
     champion = {
         "n": 150,

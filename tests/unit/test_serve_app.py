@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.app import XrayApp
 from boneflow.serve.champion import metrics_markdown
-from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.errors import ImageRejectedError, NoChampionError
 from boneflow.serve.examples import AppExamples, write_examples
 from boneflow.serve.uploads import UploadLimits

@@ -14,8 +14,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from app_process import running_app
-from boneflow.publish import champion_record, promote, publish_run, read_champion
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.demo.store import write_demo_store
+from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
 from boneflow.serve.predictor import Predictor
 from boneflow.store import open_store
 

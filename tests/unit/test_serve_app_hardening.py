@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from app_process import running_app
-from boneflow.cli import app as cli_app
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.cli.main import app as cli_app
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.errors import ServeError
 
 USER, PASSWORD = "alice", "correct:horse-battery"  # a ':' inside the password is allowed

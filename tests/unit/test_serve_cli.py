@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from boneflow.cli import app
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.cli.main import app
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.examples import write_examples
 
 runner = CliRunner()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from boneflow.cli import app
+from boneflow.cli.main import app
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.app import XrayApp
-from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.errors import ModelNotFoundError
 from boneflow.serve.examples import write_examples
 from boneflow.serve.predictor import Predictor
@@ -100,7 +100,7 @@ def test_manifest_digest_that_is_a_path_is_refused(store, cache, tmp_path):
 
 
 def test_a_changed_model_json_with_the_same_weights_is_not_served_stale(store, cache, tmp_path):
-    from boneflow.publish import publish_run
+    from boneflow.registry.publish import publish_run
     from boneflow.store import open_store
 
     run_id = json.loads((store / "champion.json").read_text())["run_id"]

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from boneflow.data.packed_splits import InMemorySplits, SplitArrays
-from boneflow.publish import publish_run, read_manifest
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.demo.store import write_demo_store
+from boneflow.registry.publish import publish_run, read_manifest
 from boneflow.serve.examples import (
     EXAMPLES_INDEX,
     SYNTHETIC_TITLE,
     run_examples,
     write_run_examples,
 )
+from boneflow.splits.packed import InMemorySplits, SplitArrays
 from boneflow.store import open_store
 
 

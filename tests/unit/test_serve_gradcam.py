@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from boneflow.serve.gradcam import GradCAM, overlay_heatmap
+from boneflow.evaluate.gradcam import GradCAM, overlay_heatmap
 from boneflow.train.model import build_model
 
 

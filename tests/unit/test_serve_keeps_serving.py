@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from boneflow.publish import champion_record, promote, publish_run, read_champion
+from boneflow.demo.store import demo_metrics, write_demo_store
+from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
 from boneflow.serve.app import XrayApp, build_ui
-from boneflow.serve.demo_store import demo_metrics, write_demo_store
 from boneflow.serve.examples import write_examples
 from boneflow.store import open_store
 from boneflow.store.keys import new_run_id

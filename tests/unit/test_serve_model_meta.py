@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from boneflow.serve.demo_store import write_demo_store
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.errors import ModelNotFoundError
 from boneflow.serve.model_meta import check_model_meta
 from boneflow.serve.predictor import Predictor

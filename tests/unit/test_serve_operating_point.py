@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from boneflow.demo.store import write_demo_store
 from boneflow.serve.app import XrayApp
-from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.predictor import Predictor
 
 IMAGE_SIZE = 48
@@ -69,7 +69,7 @@ def test_stored_temperature_changes_the_probability_shown(store, tmp_path, xray)
 
 def _publish_champion_with(store: Path, **keys) -> str:
     """A new champion whose model.json carries `keys` (new weights, so no cache can hold it)."""
-    from boneflow.publish import champion_record, promote, publish_run, read_champion
+    from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
     from boneflow.store import open_store
 
     opened = open_store(str(store))
@@ -102,7 +102,7 @@ def test_the_app_uses_the_champions_stored_threshold(store, xray, threshold, lab
 def test_boneflow_predict_uses_the_champions_stored_threshold(store, xray, tmp_path, threshold, label):
     from typer.testing import CliRunner
 
-    from boneflow.cli import app
+    from boneflow.cli.main import app
 
     run_id = _publish_champion_with(store, threshold=threshold)
     result = CliRunner().invoke(app, ["predict", str(xray), "--store", str(store), "--cache-dir", str(tmp_path / "c")])

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from boneflow.demo.store import write_demo_store
 from boneflow.errors import BoneflowError
-from boneflow.serve.demo_store import write_demo_store
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.predictor import Predictor
 
@@ -63,11 +63,11 @@ def test_champion_prediction_has_label_probability_and_run_id(store, cache, tmp_
 def test_preprocessing_and_probability_equal_evaluation_on_the_packed_image(tmp_path, cache):
     """Pack a tiny dataset with the real data path, then compare, for one test image, what
     evaluation computes from its packed row with what the predictor computes from the file."""
-    from boneflow.data.leakage import audit_leakage
-    from boneflow.data.pack import pack_dataset
-    from boneflow.data.synthetic import dataset_root, write_demo_dataset
-    from boneflow.data.validate import validate_dataset
+    from boneflow.demo.dataset import dataset_root, write_demo_dataset
+    from boneflow.duplicates.leakage import audit_leakage
     from boneflow.evaluate.predict import predict_proba
+    from boneflow.intake.validate import validate_dataset
+    from boneflow.splits.pack import pack_dataset
     from boneflow.train.augment import EvalPreset
 
     store = tmp_path / "store"
@@ -138,7 +138,7 @@ def test_unknown_run_id_and_missing_champion_are_clear(store, cache, tmp_path):
 
 
 def test_reads_a_store_written_by_hand_in_the_design_layout(tmp_path, cache, monkeypatch):
-    """Independent of publish.py: the layout of DESIGN.md written directly, torchvision resnet18
+    """Independent of publish.py: the layout of docs/ARCHITECTURE.md written directly, torchvision resnet18
     with a 1-channel conv1 saved with safetensors."""
     from safetensors.torch import save_file
     from torchvision.models import resnet18

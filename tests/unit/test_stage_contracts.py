@@ -5,13 +5,15 @@ run publishes are built from those values and the pack alone."""
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytest
 from pydantic import ValidationError
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, ChampionRef, Predictions, Scores, TrainSummary
-from boneflow.gate import GateDecision, GatePolicy, judge
+from boneflow.gate.decision import GateDecision, judge
+from boneflow.settings import GatePolicy
 
 _CHAIN: dict = {}
 
@@ -25,8 +27,8 @@ def chain(demo_validated, tmp_path_factory):
 
 
 def _run_chain(demo_validated, base):
-    from boneflow.data.pack import pack_dataset
     from boneflow.evaluate.scores import score_candidate
+    from boneflow.splits.pack import pack_dataset
     from boneflow.train.fit import fit
     from boneflow.train.package import package_model
 
@@ -99,7 +101,8 @@ def test_the_gate_pairs_two_models_on_the_same_images(chain):
 
 
 def test_run_files_come_from_the_values_and_the_pack(chain, tmp_path):
-    from boneflow.run_files import PLOT_NAMES, write_run_files
+    from boneflow.report.run_files import PLOT_NAMES, write_run_files
+    from boneflow.serve.predictor import Predictor
 
     base, packed, config, summary, scores, acquired = chain
     decision = judge(scores, None, GatePolicy(min_accuracy=0.0, min_recall=0.0, max_regression=1.0, min_n=0))
@@ -119,6 +122,7 @@ def test_run_files_come_from_the_values_and_the_pack(chain, tmp_path):
         trained=summary,
         candidate=scores,
         decision=decision,
+        load_predictor=partial(Predictor.from_model_dir, run_id=summary.run_id),
     )
     expected = {"metrics.json", "report.md", "model_card.md", "leakage_report.json", "predictions.csv"}
     assert set(PLOT_NAMES) | expected | {"error_gallery.json"} <= set(files)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from boneflow.publish import read_champion, read_manifest
+from boneflow.registry.publish import read_champion, read_manifest
+from boneflow.registry.transfer import read_checkpoint_index
+from boneflow.registry.verified import MAX_CHAMPION_BYTES, MAX_INDEX_BYTES
 from boneflow.store import LocalStore, StoreError
-from boneflow.store.verified import MAX_CHAMPION_BYTES, MAX_INDEX_BYTES
-from boneflow.transfer import read_checkpoint_index
 from gc_helpers import run_ids
 
 

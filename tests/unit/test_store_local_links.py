@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from boneflow.publish import publish_run
+from boneflow.registry.publish import publish_run
 from boneflow.store import LocalStore, StoreError
 from boneflow.store.keys import new_run_id
 

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from boneflow.publish import (
+from boneflow.registry.publish import (
     ChampionConflictError,
     champion_record,
     fetch_run_file,
@@ -18,6 +18,7 @@ from boneflow.publish import (
     read_champion,
     read_manifest,
 )
+from boneflow.registry.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
 from boneflow.store import (
     IntegrityError,
     InvalidKeyError,
@@ -27,7 +28,6 @@ from boneflow.store import (
     new_run_id,
 )
 from boneflow.train.checkpoint import checkpoint_path, list_checkpoints
-from boneflow.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
 
 METRICS = {
     "splits": {

@@ -70,8 +70,8 @@ def test_inference_preprocessing_equals_evaluation(tmp_path):
     """The image a user uploads goes load_xray → EvalPreset, the same as the packed test split."""
     from PIL import Image
 
-    from boneflow.data import preprocess
     from boneflow.evaluate.predict import predict_proba
+    from boneflow.intake import decode as preprocess
     from boneflow.train.model import build_model
 
     rng = np.random.default_rng(0)

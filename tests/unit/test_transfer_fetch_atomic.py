@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from boneflow.registry.transfer import fetch_dataset, upload_dataset
 from boneflow.store import open_store
 from boneflow.store.errors import IntegrityError
-from boneflow.transfer import fetch_dataset, upload_dataset
 
 FP = "ef" * 32
 

@@ -1,0 +1,104 @@
+"""A throwaway store holding one untrained champion, for the app's benchmark and its tests.
+
+The model is a randomly initialised 1-channel ResNet18 — its answers mean nothing — but the
+store is laid out exactly as docs/ARCHITECTURE.md says (runs/<id>/model.safetensors, model.json,
+metrics.json, manifest.json with sha256, champion.json), so everything that reads it runs the
+real path: sha256 checks, the hash-keyed cache, champion reloads.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+
+def demo_metrics(run_id: str, *, n: int = 120, accuracy: float = 0.5) -> dict:
+    """A metrics.json in DESIGN's format with placeholder numbers (the model is untrained)."""
+    half = n // 2
+    split = {
+        "n": n,
+        "accuracy": accuracy,
+        "accuracy_ci95": [round(accuracy - 0.09, 4), round(accuracy + 0.09, 4)],
+        "recall_fractured": 0.5,
+        "specificity": 0.5,
+        "precision_fractured": 0.5,
+        "f1_fractured": 0.5,
+        "auroc": 0.5,
+        "ece": 0.1,
+        "confusion": [[half // 2, half - half // 2], [half // 2, half - half // 2]],
+    }
+    return {
+        "run_id": run_id,
+        "dataset": {"source": "demo", "fingerprint": "0" * 16},
+        "splits": {"val": dict(split), "test": dict(split), "test_clean": dict(split)},
+        "gate": {"passed": True, "reasons": ["demo store"], "policy": {}, "champion_run_id": None},
+    }
+
+
+def write_demo_store(
+    store_url: str, *, image_size: int = 224, seed: int = 0, run_id: str | None = None, members: int = 1
+) -> str:
+    """Publish an untrained model as the champion of `store_url`; return its run id. With
+    `members` >= 2 the model is a fold ensemble of that many differently initialised members
+    (model.json `members`, train/ensemble.py), laid out as a cross-fitted run publishes it.
+
+    Calling it again on the same store publishes a second run and moves the champion to it."""
+    import torch
+    from safetensors.torch import save_file
+
+    from boneflow.intake.layout import CLASSES
+    from boneflow.settings import pack_size_for
+    from boneflow.store import open_store
+    from boneflow.store.keys import new_run_id
+    from boneflow.train.augment import GREY_MEAN, GREY_STD
+    from boneflow.train.ensemble import MAX_MEMBERS, member_file
+    from boneflow.train.model import build_model, plain_state_dict, save_model
+    from boneflow.train.package import list_members
+
+    if not 1 <= members <= MAX_MEMBERS:
+        raise ValueError(f"write_demo_store: members must be 1..{MAX_MEMBERS}, got {members}")
+    store = open_store(store_url)
+    run_id = run_id or new_run_id()
+    torch.manual_seed(seed)
+    model = build_model(num_classes=2, pretrained=False)
+    pack_size = pack_size_for(image_size)
+    meta = {
+        "classes": list(CLASSES),
+        "preprocessing": {
+            "pack_size": pack_size,
+            "image_size": image_size,
+            "mean": GREY_MEAN,
+            "std": GREY_STD,
+            "greyscale": True,
+            "pad": "centre, black",
+        },
+        "config": {"image_size": image_size, "seed": seed, "note": "untrained demo model"},
+    }
+    with tempfile.TemporaryDirectory(prefix="boneflow-demo-") as tmp:
+        weights, model_json = save_model(model, Path(tmp), meta=meta)
+        extra = []
+        for index in range(1, members):
+            extra.append(Path(tmp) / member_file(index))
+            save_file(plain_state_dict(build_model(num_classes=2, pretrained=False)), str(extra[-1]))
+        if members > 1:
+            list_members(Path(tmp), [(run_id, index) for index in range(members)])
+        metrics = Path(tmp) / "metrics.json"
+        metrics.write_text(json.dumps(demo_metrics(run_id), indent=2))
+        files = {p.name: p for p in (weights, model_json, metrics, *extra)}
+        _publish(store, run_id, files)
+    return run_id
+
+
+def _publish(store, run_id: str, files: dict[str, Path]) -> None:
+    """Run files, then the manifest, then the champion pointer (DESIGN's order), through the
+    same publish functions the retrain flow uses."""
+    from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
+
+    manifest = publish_run(store, run_id, files, code_version={"source": "boneflow demo store"})
+    metrics = json.loads(Path(files["metrics.json"]).read_text())
+    record = champion_record(
+        run_id=run_id, manifest=manifest, metrics=metrics, dataset_fingerprint="0" * 16, config_fingerprint="0" * 16
+    )
+    found = read_champion(store)
+    promote(store, record, expected_etag=found[1] if found else None)

@@ -1,0 +1,77 @@
+"""The most confidently wrong radiographs of the judged split: what a user opens after a
+refusal to see *what* the model gets wrong.
+
+A radiograph is wrong when its probability (the mean of its files', evaluate/radiographs.py)
+falls on the other side of the operating threshold than its label; the most confident errors
+are the fractured radiographs with the lowest probability and the unfractured ones with the
+highest. The picture shows, for each, one of its files as the network sees it and the
+Grad-CAM of the fractured class on it (evaluate/gradcam.py), with the probability.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from boneflow.contracts import Predictions
+from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
+from boneflow.intake.layout import CLASSES
+
+GALLERY_SIZE = 12
+
+
+def most_confident_errors(predictions: Predictions, *, limit: int = GALLERY_SIZE) -> list[dict]:
+    """Up to `limit` wrong radiographs, most confident first: group, label, probability,
+    predicted, files and one file's path (the first by name) for the picture."""
+    groups = group_of_each_file(predictions.paths, predictions.groups or None)
+    rad = by_radiograph(groups, predictions.labels, predictions.probability)
+    cut = by_radiograph(groups, predictions.labels, predictions.file_thresholds()).probability
+    called = (rad.probability >= cut).astype(np.int64)
+    wrong = np.flatnonzero(called != rad.labels)
+    # confidence in the wrong answer: P(fractured) for a healthy bone, 1 - P for a fracture
+    confidence = np.where(rad.labels[wrong] == 1, 1 - rad.probability[wrong], rad.probability[wrong])
+    first_file: dict[str, str] = {}
+    for path, group in sorted(zip(predictions.paths, groups)):
+        first_file.setdefault(group, path)
+    rows = []
+    for i in wrong[np.argsort(-confidence, kind="stable")][:limit]:
+        rows.append(
+            {
+                "group": rad.groups[i],
+                "label": CLASSES[int(rad.labels[i])],
+                "probability": round(float(rad.probability[i]), 4),
+                "predicted": CLASSES[int(called[i])],
+                "files": int(rad.files[i]),
+                "path": first_file[rad.groups[i]],
+            }
+        )
+    return rows
+
+
+def draw_error_gallery(rows: list[dict], images: dict[str, np.ndarray], predictor, path: Path) -> Path:
+    """A grid of (image, Grad-CAM overlay) pairs, one per row, titled with the probability.
+    `images`: uint8 [S,S] per path (the packed pixels); `predictor`: a serve.predictor.Predictor
+    of the candidate (its preprocessing, temperature and Grad-CAM)."""
+    from PIL import Image
+
+    from boneflow.evaluate.gradcam import overlay_heatmap
+    from boneflow.report.plots import new_figure, save_figure
+
+    cols = 6  # three radiographs per row, two panels each
+    rows_n = max(1, -(-2 * len(rows) // cols))
+    fig = new_figure(2.0 * cols, 2.5 * rows_n)
+    for k, row in enumerate(rows):
+        explained = predictor.explain(Image.fromarray(images[row["path"]]))
+        for j, (picture, what) in enumerate(((explained.image, "image"), (None, "Grad-CAM"))):
+            ax = fig.add_subplot(rows_n, cols, 2 * k + j + 1)
+            shown = picture if picture is not None else overlay_heatmap(explained.image, explained.heatmap)
+            ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_axis_off()
+            title = f"#{k + 1} {row['label']}\nP(fr)={row['probability']:.2f}" if j == 0 else what
+            ax.set_title(title, fontsize=7)
+    if not rows:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no wrong radiograph", ha="center", va="center")
+        ax.set_axis_off()
+    return save_figure(fig, path)

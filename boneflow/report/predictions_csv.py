@@ -1,0 +1,83 @@
+"""runs/<run_id>/predictions.csv: one row per evaluated file, what a user joins, filters and
+sorts to see what the model gets wrong (and what cross-run comparisons pair on, by group).
+
+Columns: path (relative to the dataset root), group (duplicate group = radiograph), split,
+fold (the fold it was predicted out of; empty without cross-fitting), label, probability
+(calibrated P(fractured)), predicted (per file, at the threshold that decided it) and that
+threshold (cross-fitting decides each fold at its own). A file evaluated in two packed splits
+that hold the same images is listed once, under the more specific one (evaluate/split_names.py).
+A later run reads a champion's OOF rows back (`read_oof_predictions`) to pair the two runs
+radiograph by radiograph.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from boneflow.contracts import Predictions
+from boneflow.evaluate.split_names import shown_splits
+from boneflow.intake.layout import CLASSES
+
+COLUMNS = ("path", "group", "split", "fold", "label", "probability", "predicted", "threshold")
+MAX_CSV_BYTES = 64 << 20  # ~10,000 rows are ~1 MB; a bigger file is not one boneflow wrote
+
+
+def prediction_rows(predictions: dict[str, Predictions], split_policy: dict | None) -> list[dict]:
+    """The rows, in report split order then path order. A file in two splits is listed under
+    the more specific (test_clean over test) or the judged one (oof over official_test)."""
+    rows: dict[str, dict] = {}
+    shown = shown_splits(predictions, split_policy)
+    for split in [s for s in shown if s != "oof"] + [s for s in shown if s == "oof"]:
+        p = predictions[split]
+        groups = p.groups or [f"file:{path}" for path in p.paths]
+        folds: list[int | str] = list(p.folds) if p.folds else [""] * len(p.paths)
+        cuts = p.file_thresholds()
+        for path, group, fold, label, prob, called, cut in zip(
+            p.paths, groups, folds, p.labels, p.probability, p.predicted, cuts
+        ):
+            rows[path] = {
+                "path": path,
+                "group": group,
+                "split": split,
+                "fold": fold,
+                "label": CLASSES[label],
+                "probability": f"{prob:.6f}",
+                "predicted": CLASSES[called],
+                "threshold": f"{cut:.6f}",
+            }
+    order = {s: i for i, s in enumerate(shown_splits(predictions, split_policy))}
+    return sorted(rows.values(), key=lambda r: (order[r["split"]], r["path"]))
+
+
+def predictions_csv(predictions: dict[str, Predictions], split_policy: dict | None) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(prediction_rows(predictions, split_policy))
+    return out.getvalue().encode()
+
+
+def read_oof_predictions(data: bytes, *, where: str) -> Predictions | None:
+    """The out-of-fold rows of a published predictions.csv as Predictions; None when the file
+    has none (a run without cross-fitting, or one published before the file existed). Raises
+    ValueError naming `where` and the row when the file is damaged."""
+    if len(data) > MAX_CSV_BYTES:
+        raise ValueError(f"{where}: {len(data):,} bytes, more than a predictions.csv can be ({MAX_CSV_BYTES:,})")
+    reader = csv.DictReader(io.StringIO(data.decode("utf-8", errors="replace")))
+    rows = [r for r in reader if r.get("split") == "oof"]
+    if not rows:
+        return None
+    try:
+        labels = [CLASSES.index(r["label"]) for r in rows]
+        return Predictions(
+            paths=[r["path"] for r in rows],
+            labels=labels,
+            predicted=[CLASSES.index(r["predicted"]) for r in rows],
+            probability=[float(r["probability"]) for r in rows],
+            groups=[r["group"] for r in rows],
+            thresholds=[float(r["threshold"]) for r in rows],
+            folds=[int(r["fold"]) for r in rows],
+        )
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"{where}: not a boneflow predictions table ({type(err).__name__}: {err})") from None
