@@ -19,7 +19,7 @@ want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing boneflow and its dependencies into .venv (torch takes ~70 s)" >&2
   .venv/bin/python -m pip install -q --upgrade pip
-  # torch/torchvision first and pinned: pip takes them from this machine's local wheels.
+  # torch/torchvision first, as the pinned pair pyproject.toml names (a mismatched pair fails to import).
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
   # setuptools' notice for every editable install ("Editable installation ... be careful with
   # folders named like the package") says nothing about this project: only that one is filtered.

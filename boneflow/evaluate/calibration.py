@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boneflow.atomic import write_text
 from boneflow.errors import BoneflowError
 
 DEFAULT_THRESHOLD = 0.5
@@ -196,5 +197,5 @@ def write_operating_point(model_json: Path, point: OperatingPoint) -> Path:
     path = Path(model_json)
     meta = json.loads(path.read_text())
     meta.update(point.to_meta())
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")  # never half-written
     return path

@@ -152,8 +152,7 @@ def write_run_files(
     model.json holds the operating point (the caller passes serve's Predictor: the report does
     not import the serving code)."""
     reports = {name: packed.dir / name for name in PACK_REPORTS if (packed.dir / name).is_file()}
-    cleaning = json.loads(reports["cleaning_report.json"].read_text())
-    leakage = json.loads(reports["leakage_report.json"].read_text())
+    cleaning, leakage = (json.loads(reports[f"{n}_report.json"].read_text()) for n in ("cleaning", "leakage"))
     metrics = build_metrics(run_id, acquired, candidate, decision)
     plots = draw_plots(
         out_dir, candidate=candidate, trained=trained, packed=packed, config=config, judged_split=decision.split

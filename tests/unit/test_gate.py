@@ -106,9 +106,7 @@ def test_missing_split_or_metric_is_a_clear_error():
 def test_policy_from_config():
     from boneflow.config import RetrainConfig
 
-    policy = GatePolicy.from_config(
-        RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02, min_gate_n=50)
-    )
+    policy = RetrainConfig(min_accuracy=0.8, min_recall=0.85, max_regression=0.02, min_gate_n=50).gate_policy()
     assert (policy.min_accuracy, policy.min_recall, policy.max_regression, policy.split, policy.min_n) == (
         0.8,
         0.85,
@@ -116,7 +114,7 @@ def test_policy_from_config():
         "test_clean",
         50,
     )
-    assert GatePolicy.from_config(RetrainConfig()).min_n == 200
+    assert RetrainConfig().gate_policy().min_n == GatePolicy().min_n == 200
 
 
 # --- too few images: refuse, and say what to change ------------------------------------------
