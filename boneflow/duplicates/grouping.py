@@ -55,7 +55,6 @@ the sample tiled 5x on disk (10,480 files, more than the full set's 9,740) 39.9 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,12 +150,6 @@ def find_duplicate_groups(
     group = _component_labels(n, [(a, b) for a, b, _ in links])
     near_group = _component_labels(n, [(a, b) for a, b, k in links if k != "rotated"])
     return DuplicateGroups(group=group, near_group=near_group, link_kind=kind, links=links)
-
-
-def rotation_scale(angle_deg: float) -> float:
-    """Content scale after a turn with `expand` squashed back to the original square."""
-    a = math.radians(angle_deg)
-    return 1.0 / (abs(math.cos(a)) + abs(math.sin(a)))
 
 
 def _words(hashes: np.ndarray) -> np.ndarray:
