@@ -82,7 +82,7 @@ class SplitScores:
 
 
 def evaluation_splits(packed: PackedSplits) -> tuple[str, ...]:
-    """Every split the pack holds except train (older packs lack official_test), known ones first."""
+    """Every split the pack holds except train (in-memory packs may lack official_test), known ones first."""
     held = packed.split_names()
     return tuple([s for s in EVAL_SPLITS if s in held] + [s for s in held if s not in EVAL_SPLITS + ("train",)])
 

@@ -106,6 +106,10 @@ def test_missing_and_corrupt_files_are_clear_errors(packed):
     np.save(pk.dir / "val_labels.npy", np.zeros(3, dtype=np.int64))
     with pytest.raises(PackedDataError, match=r"manifest says"):
         load_packed(pk.dir)
+    manifest = json.loads((pk.dir / "manifest.json").read_text())
+    (pk.dir / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(PackedDataError, match=r"manifest.json: format_version 1, .* format 2 only; delete"):
+        load_packed(pk.dir)
     (pk.dir / "manifest.json").write_text("{not json")
     with pytest.raises(PackedDataError, match=r"manifest.json: unreadable"):
         load_packed(pk.dir)

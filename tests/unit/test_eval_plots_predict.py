@@ -75,12 +75,10 @@ def test_evaluation_scores_every_packed_split_but_train():
     packed.splits["official_test"] = packed.splits["test"]  # packs with the dataset's own test
     assert evaluation_splits(packed) == ("val", "test", "test_clean", "official_test")
 
-    # A packed folder names its splits in the manifest; format-1 packs lack official_test.
+    # A packed folder holds every split, official_test included.
     held = {"train": {}, "official_test": {}, "val": {}, "test_clean": {}, "test": {}}
     on_disk = PackedDataset(Path("unused"), 36, CLASSES, "ab" * 8, {"splits": held})
     assert evaluation_splits(on_disk) == ("val", "test", "test_clean", "official_test")
-    del held["official_test"]
-    assert evaluation_splits(on_disk) == ("val", "test", "test_clean")
 
 
 def test_a_missing_split_names_the_splits_held():
