@@ -47,10 +47,6 @@ def early_stop_rank(group_id: str, *, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def in_early_stop_slice(group_id: str, *, seed: int) -> bool:
-    return early_stop_rank(group_id, seed=seed) < 1 / EARLY_STOP_SHARE
-
-
 def _early_stop_rows(pool: Pool, candidates: np.ndarray, *, seed: int) -> np.ndarray:
     """Rows of `candidates` whose radiograph is in the early-stopping slice; a class the hash
     left out there gets its lowest-ranked radiograph, so the slice can always judge both."""

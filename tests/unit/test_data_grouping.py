@@ -182,7 +182,7 @@ def test_one_image_has_no_rotated_links(demo_images):
 def test_demo_set_large_angle_families_are_whole_and_no_two_truth_groups_merge(demo):
     """The planted families (small-angle, large-angle with an octagonal frame and mirrors)
     each land in one group, and no group joins files that planted.json keeps apart."""
-    from boneflow.demo.copies import planted_groups
+    from demo_helpers import planted_groups
 
     path, planted = demo
     root = path / planted["root"]

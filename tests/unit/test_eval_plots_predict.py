@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from boneflow.demo.packed import make_packed
 from boneflow.evaluate.calibration import OperatingPoint
 from boneflow.evaluate.predict import evaluation_splits, predict_margins, predict_proba, score_splits, split_report
 from boneflow.intake.layout import CLASSES
@@ -16,6 +15,7 @@ from boneflow.report.plots import plot_augmentation_preview, plot_confusion_matr
 from boneflow.splits.pack import PackedDataset
 from boneflow.train.augment import EvalPreset, TrainPreset
 from boneflow.train.model import build_model
+from demo_helpers import make_packed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
