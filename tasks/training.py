@@ -273,11 +273,6 @@ def _start_child(job: dict, config: RetrainConfig, dataset_fingerprint: str):
 _POLL_S = 1.0  # the parent->child round trip is part of every dispatched run's wall time
 
 
-def _wait_until_final(client, flow_run, start_timeout_s: int):
-    """`_wait_until_all_final` for one flow run."""
-    return _wait_until_all_final(client, [flow_run], start_timeout_s)[0]
-
-
 def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labels: list[str] | None = None) -> list:
     """Poll the flow runs until every one has ended; return them, read last. In a flow run, log
     each one's state changes (labels: " (fold i)" per run), so the log says which fold is where.

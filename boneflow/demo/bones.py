@@ -1,6 +1,6 @@
 """Synthetic X-ray-like pictures: the one drawer behind the demo dataset (demo/dataset.py), the
-in-memory packed splits of tests and benchmarks (demo/packed.py) and the app's example
-images (serve/examples.py). numpy and PIL only.
+benchmarks' images, the tests' in-memory packed splits (tests/demo_helpers.py) and the app's
+example images (serve/examples.py). numpy and PIL only.
 
 Each picture: dark noisy background, a dim soft-tissue band, one or two long bones (bright
 cortex, darker medulla, knobbly ends, low-frequency texture) at a random angle and position. A

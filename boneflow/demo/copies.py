@@ -22,7 +22,7 @@ or 135-180 degrees in all, one direction), each on an expanded canvas and squash
 into an octagonal frame -- and every other copy mirrored (left-right) first. They are recorded
 as `{"copy", "of": base, "base", "kind": "turned", "angles": [the turns], "mirrored"}` in
 `planted["duplicates"]` and as `{"base", "members"}` in `planted["turned_families"]`.
-`planted_groups` turns planted.json into the ground-truth groups that duplicate grouping
+tests/demo_helpers.py turns planted.json into the ground-truth groups that duplicate grouping
 should find.
 """
 
@@ -171,24 +171,3 @@ def _write_exact(
 
 def _class_of(relpath: str) -> str:
     return relpath.split("/")[1]
-
-
-def planted_groups(planted: dict) -> list[set[str]]:
-    """Ground-truth duplicate groups of a demo set: every planted copy (near copies across splits
-    and the Kaggle-style duplicates) joined with what it was made from; groups of two or more."""
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    edges = [(c["original"], c["copy"]) for c in planted["copies"]]
-    edges += [(d["of"], d["copy"]) for d in planted.get("duplicates", [])]
-    for a, b in edges:
-        parent[find(a)] = find(b)
-    groups: dict[str, set[str]] = {}
-    for x in list(parent):
-        groups.setdefault(find(x), set()).add(x)
-    return sorted((g for g in groups.values() if len(g) > 1), key=min)

@@ -37,7 +37,7 @@ Stage 1 proposes candidate pairs, each with a guessed map, from two searches:
    copies; the same check at 32 px first drops most others cheaply. Candidates are verified in
    rounds by rank, and a pair that a chain of links already joins is not verified (it would add
    nothing to the groups).
-Groups are the connected components (union-find) of exact, near and rotated links, so a
+Groups are the connected components (scipy.sparse.csgraph) of exact, near and rotated links, so a
 chain of rotations joins through its intermediate images.
 
 Measured with scripts/measure_grouping.py (2 shared CPU cores; raw lines in
@@ -55,7 +55,6 @@ the sample tiled 5x on disk (10,480 files, more than the full set's 9,740) 39.9 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,28 +85,23 @@ class DuplicateGroups:
         return out
 
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
+def _component_labels(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Connected components of n records joined by `pairs`, numbered 0, 1, ... in the order of
+    each component's smallest member (so the numbering depends on the records, not on the
+    order the links were found)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(self, a: int) -> int:
-        parent = self.parent
-        root = a
-        while parent[root] != root:
-            root = parent[root]
-        while parent[a] != root:  # path compression
-            parent[a], a = root, parent[a]
-        return int(root)
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def labels(self) -> np.ndarray:
-        roots = np.array([self.find(i) for i in range(len(self.parent))], dtype=np.int64)
-        _, numbered = np.unique(roots, return_inverse=True)
-        return numbered.astype(np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows = np.array([a for a, _ in pairs], dtype=np.int64)
+    cols = np.array([b for _, b in pairs], dtype=np.int64)
+    adjacency = coo_matrix((np.ones(len(pairs), dtype=np.int8), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(adjacency, directed=False)
+    _, first = np.unique(labels, return_index=True)  # smallest member of each component
+    renumber = np.empty(len(first), dtype=np.int64)
+    renumber[np.argsort(first)] = np.arange(len(first))
+    return renumber[labels]
 
 
 def _exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, str]]]:
@@ -146,24 +140,16 @@ def find_duplicate_groups(
 
         pairs = rotated_links(thumbs[distinct], settings=settings)
         links += [(distinct[a], distinct[b], "rotated") for a, b in pairs]
-    uf, uf_near = _UnionFind(n), _UnionFind(n)
     kind: list[str | None] = [None] * n
     rank = {k: r for r, k in enumerate(LINK_KINDS)}
     for a, b, k in links:
-        uf.union(a, b)
-        if k != "rotated":
-            uf_near.union(a, b)
         for x in (a, b):
             current = kind[x]
             if current is None or rank[k] < rank[current]:
                 kind[x] = k
-    return DuplicateGroups(group=uf.labels(), near_group=uf_near.labels(), link_kind=kind, links=links)
-
-
-def rotation_scale(angle_deg: float) -> float:
-    """Content scale after a turn with `expand` squashed back to the original square."""
-    a = math.radians(angle_deg)
-    return 1.0 / (abs(math.cos(a)) + abs(math.sin(a)))
+    group = _component_labels(n, [(a, b) for a, b, _ in links])
+    near_group = _component_labels(n, [(a, b) for a, b, k in links if k != "rotated"])
+    return DuplicateGroups(group=group, near_group=near_group, link_kind=kind, links=links)
 
 
 def _words(hashes: np.ndarray) -> np.ndarray:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +38,6 @@ DEFAULT_MAX_DISTANCE = LEAK_MAX_DISTANCE  # of HASH_BITS = 256; RetrainConfig.le
 class LeakageAudit:
     report: dict
     leakfree_test: list[str]  # relpaths of test images with no copy in train/val
-    report_path: Path | None = None
     groups: DuplicateGroups | None = None  # duplicate groups over all kept images (not persisted)
 
 
@@ -158,7 +156,7 @@ def audit_leakage(
     }
     path = validated.workdir / "leakage_report.json"
     path.write_text(json.dumps(report, indent=2))
-    return LeakageAudit(report=report, leakfree_test=leakfree, report_path=path, groups=groups)
+    return LeakageAudit(report=report, leakfree_test=leakfree, groups=groups)
 
 
 def contamination(validated: ValidatedDataset, groups: DuplicateGroups) -> dict:

@@ -1,16 +1,14 @@
 """Binary metrics for one split. Positive class = label 1 = `fractured`.
 
 scikit-learn computes everything it has (accuracy, balanced accuracy, precision, recall, F1,
-AUROC, confusion matrix); the Wilson interval, the ECE and the AUROC's bootstrap interval are
-written here (sklearn has none of them). The unit is whatever the caller passes: the headline
+AUROC, confusion matrix), scipy the Wilson interval; the ECE and the AUROC's bootstrap interval
+are written here (neither library has them). The unit is whatever the caller passes: the headline
 figures are computed on radiographs (evaluate/radiographs.py), which are independent, so a
 binomial interval is honest for accuracy, recall and specificity. All values are plain Python
 numbers so the dict goes straight into metrics.json.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -34,14 +32,15 @@ AUROC_RESAMPLES = 2000  # percentile ends move by < 0.01 between bootstrap seeds
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float]:
-    """Wilson score interval for a binomial proportion; [0, 1] when n == 0."""
+    """Wilson score interval for a binomial proportion (two-sided, normal quantile z); [0, 1]
+    when n == 0."""
     if n == 0:
         return [0.0, 1.0]
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    from scipy.stats import binomtest, norm
+
+    confidence = 1.0 - 2.0 * float(norm.sf(z))
+    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return [max(0.0, float(ci.low)), min(1.0, float(ci.high))]
 
 
 def expected_calibration_error(labels, prob_fractured, *, bins: int = 15) -> float:

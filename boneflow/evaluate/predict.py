@@ -82,7 +82,7 @@ class SplitScores:
 
 
 def evaluation_splits(packed: PackedSplits) -> tuple[str, ...]:
-    """Every split the pack holds except train (older packs lack official_test), known ones first."""
+    """Every split the pack holds except train (in-memory packs may lack official_test), known ones first."""
     held = packed.split_names()
     return tuple([s for s in EVAL_SPLITS if s in held] + [s for s in held if s not in EVAL_SPLITS + ("train",)])
 
@@ -141,22 +141,3 @@ def report_from_probabilities(
     )
     metrics["by_file"] = {k: per_file[k] for k in FILE_FIELDS}
     return metrics
-
-
-def evaluate_splits(
-    model: torch.nn.Module,
-    packed: PackedSplits,
-    *,
-    image_size: int,
-    splits: tuple[str, ...] | None = None,
-    operating_point: OperatingPoint | None = None,
-    batch_size: int = 256,
-    device: torch.device | str | None = None,
-) -> tuple[dict[str, dict], dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """({split: metrics}, {split: (labels, prob_fractured)}) at `operating_point` (default:
-    threshold 0.5, temperature 1) — the raw pairs feed the ROC."""
-    point = operating_point or OperatingPoint()
-    scores = score_splits(model, packed, image_size=image_size, splits=splits, batch_size=batch_size, device=device)
-    metrics = {name: split_report(s, point) for name, s in scores.items()}
-    raw = {name: (s.labels, point.probability(s.margins)) for name, s in scores.items()}
-    return metrics, raw

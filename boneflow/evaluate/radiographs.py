@@ -66,9 +66,3 @@ def by_radiograph(groups: Sequence[str], labels, probability) -> Radiographs:
         files=files[keep].astype(np.int64),
         mixed=[str(g) for g in ids[mixed_mask]],
     )
-
-
-def radiograph_weights(groups: Sequence[str]) -> np.ndarray:
-    """Per-file weight 1 / (files of its group): each radiograph weighs 1 in a per-file sum."""
-    _, index, counts = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True, return_counts=True)
-    return 1.0 / counts[index]

@@ -44,18 +44,3 @@ def score_with_own_preprocessing(
     if pack_size != packed.size:
         data = repack_for_evaluation(packed, dataset_root, pack_size, splits)
     return score_splits(model, data, image_size=image_size, splits=splits)
-
-
-def evaluate_with_own_preprocessing(
-    model, meta: dict, packed: PackedSplits, dataset_root: Path, *, splits: tuple[str, ...] | None = None
-):
-    """(metrics, raw) of a saved model as it is served: its own preprocessing and its own
-    operating point (model.json `threshold` and `temperature`; 0.5 and 1 when absent)."""
-    from boneflow.evaluate.calibration import OperatingPoint
-    from boneflow.evaluate.predict import split_report
-
-    point = OperatingPoint.from_meta(meta)
-    scores = score_with_own_preprocessing(model, meta, packed, dataset_root, splits=splits)
-    metrics = {name: split_report(s, point) for name, s in scores.items()}
-    raw = {name: (s.labels, point.probability(s.margins)) for name, s in scores.items()}
-    return metrics, raw

@@ -8,8 +8,8 @@ because both models get most images right together. The paired view counts the d
 images only: b (candidate right, champion wrong) and c (the reverse).
 
 - McNemar's exact test: under "equally good", each discordant image is a fair coin, so b is
-  Binomial(b + c, 1/2); the two-sided p-value doubles the smaller tail (capped at 1), which for
-  p = 1/2 equals the "as or less likely" definition scipy.stats.binomtest uses.
+  Binomial(b + c, 1/2); the two-sided p-value (scipy.stats.binomtest) doubles the smaller tail,
+  capped at 1 (for p = 1/2 the same as summing the outcomes as or less likely).
 - The 95 % interval of the accuracy difference (candidate - champion) is Newcombe's hybrid
   score interval for paired proportions (method 10 of Newcombe 1998, Stat Med 17:2635): Wilson
   intervals of both accuracies combined with the correlation of the paired outcomes. Unlike the
@@ -31,12 +31,11 @@ INTERVAL_METHOD = "Newcombe hybrid score (paired, method 10)"
 
 def mcnemar_exact_p(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for discordant counts b and c."""
-    n = b + c
-    if n == 0:
+    if b + c == 0:
         return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
-    # integer arithmetic until the last step: exact for any n
-    return min(1.0, 2 * tail / 2**n)
+    from scipy.stats import binomtest
+
+    return float(binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
 def newcombe_paired_interval(a: int, b: int, c: int, d: int, z: float = Z95) -> list[float]:

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
@@ -41,11 +40,6 @@ class DatasetVersion:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DatasetVersion:
-        fields: dict[str, Any] = {k: data.get(k) for k in ("source", "handle", "version", "file_count", "fingerprint")}
-        return cls(**fields)
 
 
 @dataclass(frozen=True)

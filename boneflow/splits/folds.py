@@ -47,10 +47,6 @@ def early_stop_rank(group_id: str, *, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def in_early_stop_slice(group_id: str, *, seed: int) -> bool:
-    return early_stop_rank(group_id, seed=seed) < 1 / EARLY_STOP_SHARE
-
-
 def _early_stop_rows(pool: Pool, candidates: np.ndarray, *, seed: int) -> np.ndarray:
     """Rows of `candidates` whose radiograph is in the early-stopping slice; a class the hash
     left out there gets its lowest-ranked radiograph, so the slice can always judge both."""
@@ -121,10 +117,7 @@ def member_splits(pool: Pool, fold: int, *, size: int, seed: int, classes: tuple
 
 
 def planned_folds(packed: PackedSplits) -> int:
-    """How many cross-fitting folds the pack was planned with (1: the single split)."""
-    folder = getattr(packed, "dir", None)
+    """How many cross-fitting folds the pack was planned with (1: the single split, and an
+    in-memory pack). A packed folder's manifest says it (its splits.json says the same)."""
     manifest = getattr(packed, "manifest", None) or {}
-    folds = (manifest.get("split_policy") or {}).get("folds")
-    if folds is None and folder is not None and (Path(folder) / "splits.json").is_file():
-        folds = json.loads((Path(folder) / "splits.json").read_text()).get("folds")
-    return int(folds or 1)
+    return int((manifest.get("split_policy") or {}).get("folds") or 1)

@@ -29,8 +29,7 @@ from boneflow.settings import DataSettings, GatePolicy
 from boneflow.splits.packed import SplitArrays
 from boneflow.splits.plan import SplitPlan, plan_splits
 
-PACKED_SPLITS = (*SPLITS, "test_clean", "official_test")
-REQUIRED_SPLITS = (*SPLITS, "test_clean")  # official_test is absent from format-1 packs
+PACKED_SPLITS = (*SPLITS, "test_clean", "official_test")  # every pack holds all of them
 MANIFEST = "manifest.json"
 SPLITS_FILE = "splits.json"
 FORMAT_VERSION = 2  # 2: split policy, duplicate groups, official_test, splits.json
@@ -51,8 +50,8 @@ class PackedDataset:
     manifest: dict = field(default_factory=dict)
 
     def split_names(self) -> tuple[str, ...]:
-        """The splits this folder holds (format-1 packs lack official_test)."""
-        return tuple(s for s in PACKED_SPLITS if s in self.manifest.get("splits", {}) or s in REQUIRED_SPLITS)
+        """The splits this folder holds."""
+        return PACKED_SPLITS
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.split_names():
@@ -198,6 +197,7 @@ def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:
         size = int(manifest["size"])
         fingerprint = manifest["fingerprint"]
         splits = manifest["splits"]
+        version = manifest.get("format_version")
     except FileNotFoundError:
         raise PackedDataError(
             f"{dir / MANIFEST}: missing. {dir} is not a complete packed dataset; "
@@ -207,9 +207,12 @@ def load_packed(dir: Path, *, verify: bool = False) -> PackedDataset:
         raise PackedDataError(
             f"{dir / MANIFEST}: unreadable or incomplete ({exc}); delete {dir} and re-run packing."
         ) from exc
+    if version != FORMAT_VERSION:
+        raise PackedDataError(
+            f"{dir / MANIFEST}: format_version {version}, this boneflow reads packs of format "
+            f"{FORMAT_VERSION} only; delete {dir} and re-run packing."
+        )
     for name in PACKED_SPLITS:
-        if name not in REQUIRED_SPLITS and name not in splits:
-            continue
         n = splits.get(name, {}).get("n")
         img_file, lab_file = dir / f"{name}_images.npy", dir / f"{name}_labels.npy"
         try:

@@ -176,7 +176,7 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.training import _wait_until_final
+    from tasks.training import _wait_until_all_final
 
     flow_run_id = SHARED["submitted_job_run"]
     with (
@@ -186,7 +186,7 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
             RuntimeError, match=r"did not start on work pool 'gpu' within 3s \(it was \w+\); it is cancelled"
         ),
     ):
-        _wait_until_final(client, client.read_flow_run(flow_run_id), 3)
+        _wait_until_all_final(client, [client.read_flow_run(flow_run_id)], 3)
     assert ps.flow_run(stack, flow_run_id)["state"]["type"] == "CANCELLED"
 
     done = subprocess.run(

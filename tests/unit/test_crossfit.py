@@ -14,7 +14,7 @@ from boneflow.evaluate.crossfit import crossfitted_points, ensemble_margin, oof_
 from boneflow.evaluate.predict import SplitScores
 from boneflow.gate.paired import paired_from_predictions
 from boneflow.report.predictions_csv import predictions_csv, read_oof_predictions
-from boneflow.splits.folds import FoldError, Pool, in_early_stop_slice, member_splits
+from boneflow.splits.folds import EARLY_STOP_SHARE, FoldError, Pool, early_stop_rank, member_splits
 from boneflow.splits.packed import SplitArrays
 from boneflow.splits.plan import fold_of, plan_splits
 from boneflow.train.ensemble import FoldEnsemble
@@ -99,7 +99,8 @@ def test_a_member_never_sees_its_fold_nor_stops_early_on_it():
         seen = set(parts.split("train").paths) | set(parts.split("val").paths)
         assert not seen & held and len(seen) + len(held) == len(pool.paths)
         val_groups = {pool.groups[pool.paths.index(p)] for p in parts.split("val").paths}
-        assert sum(in_early_stop_slice(g, seed=0) for g in val_groups) >= len(val_groups) - 2  # + one per class at most
+        in_slice = sum(early_stop_rank(g, seed=0) < 1 / EARLY_STOP_SHARE for g in val_groups)
+        assert in_slice >= len(val_groups) - 2  # + one per class at most
         assert {pool.labels[pool.paths.index(p)] for p in parts.split("val").paths} == {0, 1}
     with pytest.raises(FoldError, match="fold 3 is not one of 0..2"):
         member_splits(pool, 3, size=36, seed=0, classes=("not fractured", "fractured"))

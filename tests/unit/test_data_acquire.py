@@ -90,7 +90,7 @@ def test_versioned_handle_is_served_from_kagglehub_cache_offline(tmp_path, monke
     got = acquire(data_dir=None, kaggle_handle="bmadushanirodrigo/fracture-multi-region-x-ray-data/versions/2")
     assert got.root == inner
     assert got.version.source == "kaggle" and got.version.version == "2" and got.version.file_count == 6
-    assert DatasetVersion.from_dict(got.version.to_dict()) == got.version
+    assert DatasetVersion(**got.version.to_dict()) == got.version
 
 
 HANDLE = "bmadushanirodrigo/fracture-multi-region-x-ray-data"

@@ -151,20 +151,27 @@ def test_reencoded_resized_and_mirrored_copies_are_grouped(demo_images):
     assert len(set(groups.group.tolist())) == 20
 
 
-def test_components_match_union_find():
+def test_components_match_sparse_components():
     import torch
 
-    from boneflow.duplicates.grouping import _UnionFind
+    from boneflow.duplicates.grouping import _component_labels
 
     rng = np.random.default_rng(0)
     n = 200
     b, a = rng.integers(0, n, 150), rng.integers(0, n, 150)
-    uf = _UnionFind(n)
-    for x, y in zip(b.tolist(), a.tolist()):
-        uf.union(x, y)
     labels = _components(torch.arange(n), torch.from_numpy(b), torch.from_numpy(a)).numpy()
-    expected = uf.labels()
+    expected = _component_labels(n, list(zip(b.tolist(), a.tolist())))
     assert all((labels == labels[i]).tolist() == (expected == expected[i]).tolist() for i in range(n))
+
+
+def test_component_labels_are_numbered_by_smallest_member():
+    from boneflow.duplicates.grouping import _component_labels
+
+    # components {0, 4}, {1}, {2, 3, 5}, {6}: numbered in the order of their smallest member,
+    # whatever the order or direction of the links
+    assert _component_labels(7, [(5, 3), (4, 0), (3, 2)]).tolist() == [0, 1, 2, 2, 0, 2, 3]
+    assert _component_labels(3, []).tolist() == [0, 1, 2]
+    assert _component_labels(0, []).tolist() == []
 
 
 def test_one_image_has_no_rotated_links(demo_images):
@@ -175,7 +182,7 @@ def test_one_image_has_no_rotated_links(demo_images):
 def test_demo_set_large_angle_families_are_whole_and_no_two_truth_groups_merge(demo):
     """The planted families (small-angle, large-angle with an octagonal frame and mirrors)
     each land in one group, and no group joins files that planted.json keeps apart."""
-    from boneflow.demo.copies import planted_groups
+    from demo_helpers import planted_groups
 
     path, planted = demo
     root = path / planted["root"]

@@ -158,7 +158,7 @@ def test_hashes_equal_imagehash_phash_and_hashes_of_the_turned_images():
 def test_planted_duplicate_groups_are_found_whole(demo_validated):
     """Every planted family (byte-identical copies, small-angle turned copies and their chains,
     near copies) ends up in one duplicate group; groups never mix two planted families."""
-    from boneflow.demo.copies import planted_groups
+    from demo_helpers import planted_groups
 
     _, planted, _, validated, audit = demo_validated
     group_of = {r.relpath: int(g) for r, g in zip(validated.records, audit.groups.group.tolist())}

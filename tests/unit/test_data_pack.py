@@ -106,6 +106,10 @@ def test_missing_and_corrupt_files_are_clear_errors(packed):
     np.save(pk.dir / "val_labels.npy", np.zeros(3, dtype=np.int64))
     with pytest.raises(PackedDataError, match=r"manifest says"):
         load_packed(pk.dir)
+    manifest = json.loads((pk.dir / "manifest.json").read_text())
+    (pk.dir / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(PackedDataError, match=r"manifest.json: format_version 1, .* format 2 only; delete"):
+        load_packed(pk.dir)
     (pk.dir / "manifest.json").write_text("{not json")
     with pytest.raises(PackedDataError, match=r"manifest.json: unreadable"):
         load_packed(pk.dir)
@@ -140,18 +144,20 @@ def test_a_model_is_scored_with_its_own_pack_and_crop_size(packed):
     # probabilities must be those of its own preprocessing, not of this run's arrays.
     import torch
 
+    from boneflow.evaluate.calibration import OperatingPoint
     from boneflow.evaluate.predict import predict_proba
-    from boneflow.evaluate.rescore import evaluate_with_own_preprocessing, repack_for_evaluation
+    from boneflow.evaluate.rescore import repack_for_evaluation, score_with_own_preprocessing
     from boneflow.train.model import build_model
 
     packed, validated, _ = packed
     torch.manual_seed(0)
     model = build_model(num_classes=2).eval()
     meta = {"preprocessing": {"pack_size": 48, "image_size": 40}}
-    _, raw = evaluate_with_own_preprocessing(model, meta, packed, validated.root, splits=("test",))
+    scores = score_with_own_preprocessing(model, meta, packed, validated.root, splits=("test",))
+    served = OperatingPoint.from_meta(meta).probability(scores["test"].margins)
     own = predict_proba(
         model, repack_for_evaluation(packed, validated.root, 48, ("test",)).split("test").images, image_size=40
     )
     naive = predict_proba(model, np.asarray(packed.split("test").images), image_size=40)
-    assert np.allclose(raw["test"][1], own)
+    assert np.allclose(served, own)
     assert not np.allclose(own, naive)  # the test can tell the two apart

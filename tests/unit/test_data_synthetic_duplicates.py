@@ -16,12 +16,12 @@ from boneflow.demo.copies import (
     ANGLE_RANGE,
     TURN_RANGE,
     family_count,
-    planted_groups,
     rotated_copy,
     turned_copy,
 )
 from boneflow.demo.dataset import write_demo_dataset
 from boneflow.intake.layout import SPLITS
+from demo_helpers import planted_groups
 
 
 def _split(rel: str) -> str:

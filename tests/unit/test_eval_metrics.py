@@ -65,3 +65,30 @@ def test_threshold_is_applied():
     m = split_metrics(LABELS, PROBS, threshold=0.75)
     pred = (PROBS >= 0.75).astype(int)
     assert m["confusion"] == skm.confusion_matrix(LABELS, pred).tolist()
+
+
+# Values of the hand-written Wilson formula (z = Z95) before it was replaced by scipy's binomtest:
+# the interval in metrics.json must not move.
+WILSON_BEFORE_SCIPY = [
+    ((0, 10), [0.0, 0.2775327998628892]),
+    ((10, 10), [0.7224672001371107, 0.9999999999999999]),
+    ((7, 20), [0.18119182410108206, 0.5671457233147638]),
+    ((12, 16), [0.5050168346449122, 0.8981793250878696]),
+    ((1, 1), [0.20654931437723745, 1.0]),
+    ((150, 321), [0.41341875542489764, 0.5219343239626949]),
+    ((0, 0), [0.0, 1.0]),
+]
+
+
+@pytest.mark.parametrize("counts,expected", WILSON_BEFORE_SCIPY)
+def test_wilson_interval_unchanged(counts, expected):
+    interval = wilson_interval(*counts)
+    assert interval == pytest.approx(expected, abs=1e-9, rel=0)
+    assert all(type(x) is float for x in interval) and 0.0 <= interval[0] <= interval[1] <= 1.0
+
+
+def test_wilson_interval_other_z():
+    # z = 1 (about 68 %), n = 20, p = 0.35: the Wilson formula by hand, denominator 1 + 1/20
+    lo, hi = wilson_interval(7, 20, z=1.0)
+    centre, half = (0.35 + 1 / 40) / 1.05, (0.2275 / 20 + 1 / 1600) ** 0.5 / 1.05
+    assert lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)

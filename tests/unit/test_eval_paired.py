@@ -79,3 +79,20 @@ def test_paired_from_predictions_pairs_radiographs_by_group_id():
     assert paired_from_predictions(cand, relabelled).n == 2
     assert paired_from_predictions(cand, seen([0.1], ["z"], ["Z"], [0])) is None
     assert paired_from_predictions(cand, None) is None
+
+
+# Values of the hand-written exact test (integer tail sums) before it was replaced by scipy.
+MCNEMAR_BEFORE_SCIPY = [
+    ((0, 0), 1.0),
+    ((0, 5), 0.0625),
+    ((3, 9), 0.14599609375),
+    ((20, 30), 0.20263875106454066),
+    ((9, 0), 0.00390625),
+    ((150, 171), 0.26426746280792063),
+]
+
+
+@pytest.mark.parametrize("counts,expected", MCNEMAR_BEFORE_SCIPY)
+def test_mcnemar_exact_p_unchanged(counts, expected):
+    p = mcnemar_exact_p(*counts)
+    assert p == pytest.approx(expected, abs=1e-9, rel=0) and type(p) is float

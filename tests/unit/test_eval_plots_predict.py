@@ -1,4 +1,4 @@
-"""Plots write real PNGs; predict_proba/evaluate_splits use the eval preprocessing."""
+"""Plots write real PNGs; predict_proba/score_splits use the eval preprocessing."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from boneflow.demo.packed import make_packed
-from boneflow.evaluate.predict import evaluate_splits, evaluation_splits, predict_margins, predict_proba
+from boneflow.evaluate.calibration import OperatingPoint
+from boneflow.evaluate.predict import evaluation_splits, predict_margins, predict_proba, score_splits, split_report
 from boneflow.intake.layout import CLASSES
 from boneflow.report.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
 from boneflow.splits.pack import PackedDataset
 from boneflow.train.augment import EvalPreset, TrainPreset
 from boneflow.train.model import build_model
+from demo_helpers import make_packed
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,14 +59,14 @@ def test_predict_proba_is_softmax_of_eval_preset():
     assert np.allclose(probs, again, atol=0.02)
 
 
-def test_evaluate_splits_returns_metrics_and_raw_pairs():
+def test_score_splits_scores_every_evaluation_split_and_reports_it():
     packed = make_packed(size=36, n_train=4, n_val=6, n_test=8)
     model = build_model().eval()
-    metrics, raw = evaluate_splits(model, packed, image_size=32)
-    assert set(metrics) == set(raw) == {"val", "test", "test_clean"}
+    scores = score_splits(model, packed, image_size=32)
+    assert set(scores) == {"val", "test", "test_clean"}
+    metrics = {name: split_report(s, OperatingPoint()) for name, s in scores.items()}
     assert metrics["test"]["n"] == 8 and metrics["test_clean"]["n"] == 4
-    labels, probs = raw["val"]
-    assert np.array_equal(labels, packed.split("val").labels) and probs.shape == (6,)
+    assert np.array_equal(scores["val"].labels, packed.split("val").labels) and scores["val"].margins.shape == (6,)
 
 
 def test_evaluation_scores_every_packed_split_but_train():
@@ -74,12 +75,10 @@ def test_evaluation_scores_every_packed_split_but_train():
     packed.splits["official_test"] = packed.splits["test"]  # packs with the dataset's own test
     assert evaluation_splits(packed) == ("val", "test", "test_clean", "official_test")
 
-    # A packed folder names its splits in the manifest; format-1 packs lack official_test.
+    # A packed folder holds every split, official_test included.
     held = {"train": {}, "official_test": {}, "val": {}, "test_clean": {}, "test": {}}
     on_disk = PackedDataset(Path("unused"), 36, CLASSES, "ab" * 8, {"splits": held})
     assert evaluation_splits(on_disk) == ("val", "test", "test_clean", "official_test")
-    del held["official_test"]
-    assert evaluation_splits(on_disk) == ("val", "test", "test_clean")
 
 
 def test_a_missing_split_names_the_splits_held():

@@ -10,7 +10,7 @@ from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point, r
 from boneflow.evaluate.groups import split_groups
 from boneflow.evaluate.metrics import auroc_bootstrap_interval, headline_intervals, wilson_interval
 from boneflow.evaluate.predict import SplitScores, split_report
-from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file, radiograph_weights
+from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
 
 def test_a_radiographs_probability_is_the_mean_of_its_files_and_mixed_groups_are_left_out():
@@ -30,7 +30,6 @@ def test_files_without_a_group_are_their_own_radiograph():
     assert group_of_each_file(["x.png", "y.png"], ["g1", None]) == ["g1", "file:y.png"]
     with pytest.raises(ValueError, match="2 files but 1 group ids"):
         group_of_each_file(["x.png", "y.png"], ["g1"])
-    assert radiograph_weights(["a", "a", "b"]).tolist() == pytest.approx([0.5, 0.5, 1.0])
 
 
 def test_auroc_by_radiograph_equals_the_hand_computed_value():

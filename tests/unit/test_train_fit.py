@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from boneflow.demo.packed import make_packed
 from boneflow.errors import BoneflowError
 from boneflow.evaluate.predict import predict_proba
 from boneflow.settings import TrainSettings
 from boneflow.train.checkpoint import list_checkpoints
 from boneflow.train.fit import fit
+from demo_helpers import make_packed
 
 SETTINGS = TrainSettings(image_size=32, epochs=3, batch_size=16, lr=2e-3, patience=0, pretrained=False, device="cpu")
 

@@ -1,9 +1,7 @@
-"""In-memory packed splits (`boneflow.splits.packed.PackedSplits`) with a learnable pattern.
+"""Test helpers around the demo data: in-memory packed splits with a learnable pattern, and the
+ground-truth duplicate groups of a demo set.
 
-For tests, benchmarks and the GPU script. The images are square pictures from the demo
-dataset's drawer (boneflow.demo.bones.bone_images): a fractured bone has a displaced
-gap across its shaft, visible after crops, small rotations and flips.
-"""
+Import with `from demo_helpers import ...` (pytest's `pythonpath` holds tests/)."""
 
 from __future__ import annotations
 
@@ -34,3 +32,24 @@ def make_packed(
     test, half = splits["test"], n_test // 2
     splits["test_clean"] = SplitArrays(test.images[:half], test.labels[:half], test.paths[:half])
     return InMemorySplits(splits, size)
+
+
+def planted_groups(planted: dict) -> list[set[str]]:
+    """Ground-truth duplicate groups of a demo set: every planted copy (near copies across splits
+    and the Kaggle-style duplicates) joined with what it was made from; groups of two or more."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edges = [(c["original"], c["copy"]) for c in planted["copies"]]
+    edges += [(d["of"], d["copy"]) for d in planted.get("duplicates", [])]
+    for a, b in edges:
+        parent[find(a)] = find(b)
+    groups: dict[str, set[str]] = {}
+    for x in list(parent):
+        groups.setdefault(find(x), set()).add(x)
+    return sorted((g for g in groups.values() if len(g) > 1), key=min)
