@@ -246,16 +246,18 @@ class LocalStack:
         proc.wait(timeout=10)
 
     def stop(self) -> None:
-        """SIGTERM everything this stack started (workers first), SIGKILL what lingers."""
-        order = sorted(self.procs, key=lambda n: (n == "server", n == "s3"))
-        for name in order:
-            proc = self.procs[name]
-            pids = [proc.pid, *(_descendants(proc.pid) if name.startswith("worker") else [])]
-            _signal_all(pids, signal.SIGTERM)
+        """SIGTERM everything this stack started at once, SIGKILL what lingers after 8 s."""
+        # One grace period for all: waiting out each process in turn made every test stack's
+        # teardown take 16 s (workers, then the server).
+        pids = {name: [proc.pid, *_descendants(proc.pid)] for name, proc in self.procs.items()}
+        for group in pids.values():
+            _signal_all(group, signal.SIGTERM)
+        deadline = time.monotonic() + 8
+        for name, proc in self.procs.items():
             try:
-                proc.wait(timeout=8)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_all(pids, signal.SIGKILL)
+                _signal_all(pids[name], signal.SIGKILL)
                 proc.wait(timeout=5)
         self.procs.clear()
 
