@@ -172,19 +172,33 @@ def _copy_pairs_test(clean_files: int, *, total: int = 200):
     return _dataset(rows)
 
 
-@pytest.mark.parametrize(("clean_files", "expect"), [(198, "regroup"), (200, "official")])
+@pytest.mark.parametrize(("clean_files", "expect"), [(198, "regroup"), (200, "official"), (202, "official")])
 def test_auto_counts_the_leakfree_test_in_radiographs_at_min_gate_n(clean_files, expect):
-    validated, groups = _copy_pairs_test(clean_files, total=200)
+    """99, 100 and 101 leak-free radiographs against min_gate_n 100 (two files each)."""
+    validated, groups = _copy_pairs_test(clean_files, total=202)
     plan = plan_splits(validated, groups, policy="auto", min_gate_n=100)
     assert plan.contamination["leakfree_radiographs"] == clean_files // 2
     assert plan.used == expect, plan.reason
     assert f"{clean_files // 2} radiographs" in plan.reason
 
 
-@pytest.mark.parametrize(("clean_files", "expect"), [(98, "regroup"), (100, "official"), (102, "official")])
-def test_auto_needs_half_of_the_official_test_leakfree(clean_files, expect):
-    validated, groups = _copy_pairs_test(clean_files, total=200)
-    assert plan_splits(validated, groups, policy="auto", min_gate_n=0).used == expect
+@pytest.mark.parametrize(
+    ("clean_files", "total", "expect"),
+    [
+        (98, 200, "regroup"),
+        (99, 200, "regroup"),  # one file short of half
+        (100, 200, "official"),  # exactly half
+        (101, 200, "official"),
+        (102, 200, "official"),
+        (100, 201, "regroup"),  # an odd test: half is 100.5 images, 100 is short of it
+        (101, 201, "official"),
+    ],
+)
+def test_auto_needs_half_of_the_official_test_leakfree(clean_files, total, expect):
+    validated, groups = _copy_pairs_test(clean_files, total=total)
+    plan = plan_splits(validated, groups, policy="auto", min_gate_n=0)
+    assert plan.contamination["leakfree"] == clean_files and plan.contamination["official_test"] == total
+    assert plan.used == expect, plan.reason
 
 
 def test_splits_json_lists_every_source_file_once_including_excluded():
