@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("BONEFLOW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -108,6 +109,8 @@ def gradio_app(app_store, tmp_path_factory):
     env = {
         **os.environ,
         **OFFLINE_ENV,
+        # serve this checkout's code, not whichever copy of boneflow is installed in the venv
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "BONEFLOW_CACHE": str(work / "cache"),
         "GRADIO_TEMP_DIR": str(work / "gradio-tmp"),
     }

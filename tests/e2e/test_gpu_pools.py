@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,6 @@ IMAGE = "registry.example.org/boneflow-gpu:1.0"
 TRAIN_PARAMS = {"run_id": "20260101T000000Z-abcdef", "config": {}, "dataset_fingerprint": "ab" * 8}
 # In a pod, in-cluster config wins over KUBECONFIG: never let a CI runner's cluster answer.
 IN_CLUSTER_ENV = ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
-SHARED: dict[str, str] = {}  # the tests run in file order; one hands its flow run to the next
 BONEFLOW_CLI = "import sys; from flows.cli import main; sys.argv[0] = 'boneflow'; main()"
 
 
@@ -135,16 +135,36 @@ def _wait_for_infrastructure(stack, flow_run_id: str, timeout: float = 30) -> di
         time.sleep(0.5)
 
 
-def test_kubernetes_worker_posts_a_gpu_job(stack, tmp_path):
+@dataclass(frozen=True)
+class SubmittedJob:
+    flow_run_id: str  # the train-gpu flow run the kubernetes worker submitted
+    jobs: list[dict]  # the Job bodies the worker POSTed
+    calls: list  # every call the stand-in API saw
+    output: str  # the worker's output
+    run: dict  # the flow run once its infrastructure was recorded (or after 30 s)
+
+
+@pytest.fixture(scope="module")
+def submitted_job(stack, tmp_path_factory) -> SubmittedJob:
+    """A train-gpu flow run that the real kubernetes worker (one poll) submitted as a Job to the
+    recording stand-in API; no pod ever starts for it."""
     flow_run_id = stack.api(
         "POST",
         f"/deployments/{stack.deployments['train/train-gpu']}/create_flow_run",
         {"parameters": TRAIN_PARAMS, "job_variables": {"image": IMAGE}},
     )["id"]
     with RecordingKubernetesAPI() as k8s:
-        output = _run_worker_once(stack, "gpu", "kubernetes", _k8s_worker_env(k8s, tmp_path))
+        env = _k8s_worker_env(k8s, tmp_path_factory.mktemp("kubeconfig"))
+        output = _run_worker_once(stack, "gpu", "kubernetes", env)
         jobs = k8s.bodies("POST", "/apis/batch/v1/namespaces/boneflow/jobs")
-        assert len(jobs) == 1, (k8s.calls(), output[-3000:])
+        calls = k8s.calls()
+    run = _wait_for_infrastructure(stack, flow_run_id)
+    return SubmittedJob(flow_run_id=flow_run_id, jobs=jobs, calls=calls, output=output, run=run)
+
+
+def test_kubernetes_worker_posts_a_gpu_job(stack, submitted_job):
+    flow_run_id, jobs = submitted_job.flow_run_id, submitted_job.jobs
+    assert len(jobs) == 1, (submitted_job.calls, submitted_job.output[-3000:])
     job = jobs[0]
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -163,13 +183,12 @@ def test_kubernetes_worker_posts_a_gpu_job(stack, tmp_path):
     assert job["metadata"]["namespace"] == "boneflow"
     assert kubernetes_validate.validate(job, "1.37", strict=False)
 
-    run = _wait_for_infrastructure(stack, flow_run_id)
+    run = submitted_job.run
     assert run["infrastructure_pid"].startswith("boneflow:" + job["metadata"]["generateName"])
     assert run["state"]["type"] == "PENDING"  # submitted; a pod that never starts stays here
-    SHARED["submitted_job_run"] = flow_run_id
 
 
-def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
+def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack, submitted_job):
     """The Job stays in the cluster after the cancel (prefect-kubernetes 0.8.0 deletes no Job
     once submitted); when its pod finally starts, `prefect flow-run execute` (the pod's
     command) finds the run Cancelled and exits without running the flow."""
@@ -178,7 +197,8 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack):
 
     from tasks.training import _wait_until_all_final
 
-    flow_run_id = SHARED["submitted_job_run"]
+    flow_run_id = submitted_job.flow_run_id
+    assert submitted_job.run["state"]["type"] == "PENDING", submitted_job.run["state"]
     with (
         temporary_settings({PREFECT_API_URL: stack.api_url}),
         get_client(sync_client=True) as client,

@@ -1,9 +1,11 @@
 """End to end on real parts: `prefect server` (SQLite, private PREFECT_HOME), the cpu and gpu
 process pools, `prefect --no-prompt deploy --all`, one worker per pool, a moto S3 server.
 
-The tests share one stack and run in order (each builds on the store the previous left):
-promote -> gate rejects -> the UI's Retry reuses finished stages -> the gpu worker dies
-mid-training and the retried training resumes from its last checkpoint.
+The tests share one stack. The runs they build on are module-scoped fixtures, made once by
+whichever test needs them first, so any one test also runs alone: the promoted first run ->
+a run the gate rejects (against that champion) -> the UI's Retry of it, which reuses the finished
+stages; the gpu worker dying mid-training, whose retried training resumes from its last checkpoint,
+needs only the stack.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,8 +24,6 @@ import prefect_stack as ps
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 BUCKET, PREFIX = "boneflow", "e2e"
-TIMES: dict[str, float] = {}
-SHARED: dict[str, dict] = {}  # runs one test hands to the next (the tests run in file order)
 
 
 def _config(data_dir: Path, **overrides) -> dict:
@@ -56,15 +57,21 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def timings() -> dict[str, float]:
+    """Seconds each step took, printed when the stack stops (a record, never read by a test)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, timings):
     base = tmp_path_factory.mktemp("stack")
     t0 = time.perf_counter()
     with ps.running_stack(
         base / "prefect", s3_bucket=BUCKET, extra_env={"BONEFLOW_WORK_DIR": str(base / "work")}
     ) as stack:
-        TIMES["stack_up_s"] = time.perf_counter() - t0
+        timings["stack_up_s"] = time.perf_counter() - t0
         yield stack
-    print(f"\ne2e timings: {json.dumps({k: round(v, 1) for k, v in TIMES.items()})}")
+    print(f"\ne2e timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +92,67 @@ def _champion(s3) -> tuple[dict, str]:
     return json.loads(obj["Body"].read()), obj["ETag"]
 
 
-def _run_and_wait(stack, config: dict, name: str) -> dict:
+def _run_and_wait(stack, config: dict, name: str, timings: dict) -> dict:
     t0 = time.perf_counter()
     flow_run_id = ps.trigger(stack, "retrain/retrain", {"config": config})
     run = ps.wait_for_state(stack, flow_run_id, timeout=420)
-    TIMES[f"{name}_s"] = time.perf_counter() - t0
-    TIMES[f"{name}_flow_run_time_s"] = run["total_run_time"]
+    timings[f"{name}_s"] = time.perf_counter() - t0
+    timings[f"{name}_flow_run_time_s"] = run["total_run_time"]
     return run
+
+
+def _training_runs_of(stack, flow_run_id: str) -> list[dict]:
+    """The train-gpu flow runs a retrain flow run started (their run ids end in its id's first 6 hex)."""
+    suffix = flow_run_id.replace("-", "")[:6]
+    return [r for r in ps.flow_runs_of(stack, "train/train-gpu") if r["parameters"]["run_id"].endswith(suffix)]
+
+
+@dataclass(frozen=True)
+class FirstRun:
+    run: dict  # the retrain flow run, as it ended
+    wall_s: float  # Run button to its final state
+    trainings: list[dict]  # the train-gpu flow runs it started
+
+
+@pytest.fixture(scope="module")
+def first_run(stack, dataset, timings) -> FirstRun:
+    """The first retrain on an empty store (floors at 0): it promotes."""
+    run = _run_and_wait(stack, _config(dataset), "first_run", timings)
+    return FirstRun(run=run, wall_s=timings["first_run_s"], trainings=_training_runs_of(stack, run["id"]))
+
+
+@dataclass(frozen=True)
+class RejectedRun:
+    run: dict  # the retrain flow run the gate rejected, as it ended
+    champion_before: tuple[dict, str]  # champion.json and its ETag before it ran
+
+
+@pytest.fixture(scope="module")
+def rejected_run(stack, dataset, s3, first_run, timings) -> RejectedRun:
+    """A forced retrain after the first run promoted, with a floor no model reaches (accuracy 1.0)."""
+    assert first_run.run["state"]["type"] == "COMPLETED", "the first run did not promote: nothing to keep"
+    before = _champion(s3)
+    run = _run_and_wait(stack, _config(dataset, min_accuracy=1.0, force=True), "rejected_run", timings)
+    return RejectedRun(run=run, champion_before=before)
+
+
+@dataclass(frozen=True)
+class Retried:
+    run: dict  # the rejected run after the UI's Retry, as it ended again
+    trainings_before: int  # train-gpu flow runs before the Retry
+
+
+@pytest.fixture(scope="module")
+def retried_once(stack, rejected_run, timings) -> Retried:
+    """The UI's Retry of the rejected run, with the workers' work folder as the first attempt left it."""
+    run = rejected_run.run
+    assert run["state"]["type"] == "FAILED", "the gate did not reject the run: nothing to retry"
+    trainings_before = len(ps.flow_runs_of(stack, "train/train-gpu"))
+    t0 = time.perf_counter()
+    ps.retry(stack, run["id"])
+    again = ps.wait_for_state(stack, run["id"], after=run["state"]["id"], timeout=300)
+    timings["retry_s"] = time.perf_counter() - t0
+    return Retried(run=again, trainings_before=trainings_before)
 
 
 def _eventually(fn, timeout: float = 20):
@@ -106,14 +167,14 @@ def _eventually(fn, timeout: float = 20):
             time.sleep(1)
 
 
-def test_run_button_trains_on_gpu_pool_and_promotes(stack, dataset, s3):
-    run = _run_and_wait(stack, _config(dataset), "first_run")
+def test_run_button_trains_on_gpu_pool_and_promotes(stack, s3, first_run, timings):
+    run = first_run.run
     assert run["state"]["type"] == "COMPLETED", ps.logs(stack, run["id"])[-20:]
 
-    children = ps.flow_runs_of(stack, "train/train-gpu")
+    children = first_run.trainings
     assert len(children) == 1 and children[0]["state"]["type"] == "COMPLETED"
     assert children[0]["work_pool_name"] == "gpu" and run["work_pool_name"] == "cpu"
-    TIMES["first_run_train_flow_run_time_s"] = children[0]["total_run_time"]
+    timings["first_run_train_flow_run_time_s"] = children[0]["total_run_time"]
 
     champion, _ = _champion(s3)
     assert re.search(run["id"].replace("-", "")[:6] + "$", champion["run_id"])
@@ -139,7 +200,7 @@ def test_run_button_trains_on_gpu_pool_and_promotes(stack, dataset, s3):
 
     _eventually(has_artifacts)
     assert any(line.startswith("epoch 2/2") for line in ps.logs(stack, children[0]["id"]))
-    TIMES["first_run_prefect_overhead_s"] = _overhead(stack, run["id"], children[0]["id"], TIMES["first_run_s"])
+    timings["first_run_prefect_overhead_s"] = _overhead(stack, run["id"], children[0]["id"], first_run.wall_s)
 
 
 def _overhead(stack, parent_id: str, child_id: str, wall_s: float) -> float:
@@ -172,10 +233,10 @@ _STAGES = {
 }
 
 
-def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, dataset, s3):
-    before, etag = _champion(s3)
-    run = _run_and_wait(stack, _config(dataset, min_accuracy=1.0, force=True), "rejected_run")
-    assert run["state"]["type"] == "FAILED"
+def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, s3, rejected_run):
+    before, etag = rejected_run.champion_before
+    run = rejected_run.run
+    assert run["state"]["type"] == "FAILED", ps.logs(stack, run["id"])[-20:]
     assert run["state"]["message"].startswith("Gate rejected:") and "< 1.000" in run["state"]["message"]
     after, etag_after = _champion(s3)
     assert (after, etag_after) == (before, etag)
@@ -186,18 +247,13 @@ def test_unreachable_gate_fails_with_reasons_and_keeps_champion(stack, dataset, 
         assert any(k.startswith("report-") for k in found)
 
     _eventually(has_failure_artifact)
-    SHARED["rejected_run"] = run  # the next test retries it
 
 
-def test_ui_retry_reuses_finished_stages(stack, s3):
-    run = SHARED["rejected_run"]
-    trainings_before = len(ps.flow_runs_of(stack, "train/train-gpu"))
-    t0 = time.perf_counter()
-    ps.retry(stack, run["id"])
-    again = ps.wait_for_state(stack, run["id"], after=run["state"]["id"], timeout=300)
-    TIMES["retry_s"] = time.perf_counter() - t0
+def test_ui_retry_reuses_finished_stages(stack, rejected_run, retried_once):
+    run, again = rejected_run.run, retried_once.run
     assert again["state"]["type"] == "FAILED" and again["state"]["message"].startswith("Gate rejected")
-    assert len(ps.flow_runs_of(stack, "train/train-gpu")) == trainings_before  # not trained again
+    trainings = ps.flow_runs_of(stack, "train/train-gpu")
+    assert len(trainings) == retried_once.trainings_before, trainings  # not trained again
 
     def reused():
         states = ps.task_states(stack, run["id"])
@@ -208,11 +264,12 @@ def test_ui_retry_reuses_finished_stages(stack, s3):
     _eventually(reused)
 
 
-def test_retry_needs_nothing_the_first_attempt_left_on_the_worker(stack, s3):
+def test_retry_needs_nothing_the_first_attempt_left_on_the_worker(stack, rejected_run, retried_once):
     """The UI's Retry may land on another machine: with the workers' local work folder gone
-    (packed-dataset copy, checkpoints, scratch), the retry still reuses the finished stages
-    from their persisted values and the store, and publishes the same rejected run."""
-    run = SHARED["rejected_run"]
+    (packed-dataset copy, checkpoints, scratch), the retry (its second, after `retried_once`)
+    still reuses the finished stages from their persisted values and the store, and publishes
+    the same rejected run."""
+    run = rejected_run.run
     shutil.rmtree(stack.extra_env["BONEFLOW_WORK_DIR"])
     before = ps.flow_run(stack, run["id"])
     trainings_before = len(ps.flow_runs_of(stack, "train/train-gpu"))
@@ -244,7 +301,7 @@ def _wait_for_checkpoint(s3, run_suffix: str, timeout: float = 300) -> str:
     raise TimeoutError("no checkpoint appeared in the store")
 
 
-def test_killed_gpu_worker_then_retry_resumes_from_checkpoint(stack, dataset, s3):
+def test_killed_gpu_worker_then_retry_resumes_from_checkpoint(stack, dataset, s3, timings):
     t0 = time.perf_counter()
     flow_run_id = ps.trigger(stack, "retrain/retrain", {"config": _config(dataset, epochs=4, seed=2, force=True)})
     suffix = flow_run_id.replace("-", "")[:6]
@@ -258,7 +315,7 @@ def test_killed_gpu_worker_then_retry_resumes_from_checkpoint(stack, dataset, s3
     stack.start_worker("gpu")
     ps.retry(stack, child["id"])  # the UI's Retry on the training flow run
     run = ps.wait_for_state(stack, flow_run_id, timeout=420)
-    TIMES["killed_and_resumed_run_s"] = time.perf_counter() - t0
+    timings["killed_and_resumed_run_s"] = time.perf_counter() - t0
     assert run["state"]["type"] == "COMPLETED", ps.logs(stack, flow_run_id)[-20:]
 
     result = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{PREFIX}/runs/{run_id}/train_result.json")["Body"].read())

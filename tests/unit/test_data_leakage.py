@@ -209,3 +209,41 @@ def test_a_radiograph_under_both_labels_is_listed_by_the_audit(demo, tmp_path):
     assert report["counts"]["mixed_label_groups"] == 1
     [mixed] = report["mixed_label_groups"]
     assert mixed["files"] == sorted([original, conflicting]) and len(mixed["group"]) == 12
+
+
+def test_a_test_image_whose_only_copy_is_in_val_is_not_leakfree(tmp_path):
+    """Leak-free means no copy in train *or* val: val picks the threshold and the epoch, so a
+    test image seen there is no unseen test. A val image copied into test (same bytes, and
+    another mirrored) leaks although train holds no copy of it; the test images of their own stay."""
+    from boneflow.demo.dataset import dataset_root, write_demo_dataset
+    from boneflow.intake.validate import validate_dataset
+
+    write_demo_dataset(tmp_path / "d", n=48, seed=7, defects=False)
+    root = dataset_root(tmp_path / "d")
+    val = sorted(p.relative_to(root).as_posix() for p in (root / "val").rglob("*.jpg"))
+    own_test = sorted(p.relative_to(root).as_posix() for p in (root / "test").rglob("*") if p.is_file())
+    assert len(val) >= 2 and own_test
+    byte_copy = f"test/{val[0].split('/')[1]}/val copy.jpg"  # each copy under its original's class
+    mirrored = f"test/{val[1].split('/')[1]}/val mirrored.jpg"
+    (root / byte_copy).write_bytes((root / val[0]).read_bytes())
+    Image.open(root / val[1]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(root / mirrored, quality=95)
+
+    validated = validate_dataset(root, workdir=tmp_path / "w", pack_size=64, workers=1)
+    audit = audit_leakage(validated)
+    report = audit.report
+
+    assert sorted(report["leaking_test"]) == sorted([byte_copy, mirrored])
+    assert not {byte_copy, mirrored} & set(audit.leakfree_test)
+    assert sorted(audit.leakfree_test) == sorted(report["leakfree_test"]) == own_test
+    # the copies pair with val, never with train
+    pairs = {(p["a"], p["b"]): p for p in report["pairs"]}
+    assert pairs[(val[0], byte_copy)]["kind"] == "exact"
+    assert pairs[(val[1], mirrored)]["transform"] == "mirror"
+    assert all(p["split_a"] == "val" and p["split_b"] == "test" for p in report["pairs"]), report["pairs"]
+    contam = report["contamination"]
+    assert contam == {
+        "official_test": len(own_test) + 2,
+        "copies_in_train_val": {"exact": 1, "near": 1, "rotated": 0, "any": 2},
+        "leakfree": len(own_test),
+        "leakfree_radiographs": len(own_test),  # distinct images: one radiograph each
+    }

@@ -3,6 +3,7 @@ rule, contamination counts, splits.json listing every file once, and clear class
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from boneflow.duplicates.grouping import DuplicateGroups
 from boneflow.duplicates.leakage import contamination
 from boneflow.intake.validate import KeptRecord, ValidatedDataset
-from boneflow.splits.plan import SplitError, plan_splits
+from boneflow.splits.plan import REGROUP_FRACTIONS, SplitError, plan_splits
 
 
 def _dataset(rows: list[tuple[str, int, str, int, int, str]], excluded=()) -> tuple[ValidatedDataset, DuplicateGroups]:
@@ -74,15 +75,30 @@ def test_regroup_keeps_whole_groups_on_one_side_and_one_file_per_byte_identical_
     assert plan.used == "regroup" and plan.requested == "regroup"
 
 
-def test_regroup_stratifies_classes_and_sources_into_val_and_test():
+@pytest.mark.parametrize("seed", range(5))
+def test_regroup_stratifies_classes_and_sources_into_val_and_test(seed):
+    """Within every stratum of (class, source) the radiographs go 70/10/20 to within one, so
+    each split holds each source in the pool's proportion. In _big_pool a radiograph's source is
+    that of its first file `sha{g}` (PNG originals for g % 3 == 0); its turned copy is a JPEG."""
     validated, groups = _dataset(_big_pool(300))
-    plan = plan_splits(validated, groups, policy="regroup", seed=0)
+    plan = plan_splits(validated, groups, policy="regroup", seed=seed)
+    split_of_group = {int(groups.group[i]): plan.files[r.relpath]["split"] for i, r in enumerate(validated.records)}
+    per_stratum: dict[tuple[int, bool], Counter] = {}
+    for g in range(300):
+        per_stratum.setdefault((g % 2, g % 3 == 0), Counter())[split_of_group[g]] += 1
+    assert len(per_stratum) == 4
+    for stratum, counts in per_stratum.items():
+        n = sum(counts.values())
+        for split, share in REGROUP_FRACTIONS.items():
+            assert abs(counts[split] - share * n) < 1, (stratum, split, dict(counts))
+    kept = [r for r in validated.records if plan.files[r.relpath]["split"] != "duplicate"]
+    pool_png = np.mean([r.source.startswith("PNG") for r in kept])
     for split in ("val", "test"):
         idx = plan.members[split]
         labels = [validated.records[i].label for i in idx]
         sources = [validated.records[i].source.startswith("PNG") for i in idx]
-        assert 0.4 < np.mean(labels) < 0.6
-        assert 0.1 < np.mean(sources) < 0.45  # PNG originals are ~1/3 of groups' first files
+        assert np.mean(labels) == pytest.approx(0.5, abs=0.02)
+        assert np.mean(sources) == pytest.approx(pool_png, abs=0.01)  # 1/6: PNG originals with their JPEG copies
 
 
 def test_regroup_is_deterministic_and_depends_on_seed():
@@ -156,19 +172,33 @@ def _copy_pairs_test(clean_files: int, *, total: int = 200):
     return _dataset(rows)
 
 
-@pytest.mark.parametrize(("clean_files", "expect"), [(198, "regroup"), (200, "official")])
+@pytest.mark.parametrize(("clean_files", "expect"), [(198, "regroup"), (200, "official"), (202, "official")])
 def test_auto_counts_the_leakfree_test_in_radiographs_at_min_gate_n(clean_files, expect):
-    validated, groups = _copy_pairs_test(clean_files, total=200)
+    """99, 100 and 101 leak-free radiographs against min_gate_n 100 (two files each)."""
+    validated, groups = _copy_pairs_test(clean_files, total=202)
     plan = plan_splits(validated, groups, policy="auto", min_gate_n=100)
     assert plan.contamination["leakfree_radiographs"] == clean_files // 2
     assert plan.used == expect, plan.reason
     assert f"{clean_files // 2} radiographs" in plan.reason
 
 
-@pytest.mark.parametrize(("clean_files", "expect"), [(98, "regroup"), (100, "official"), (102, "official")])
-def test_auto_needs_half_of_the_official_test_leakfree(clean_files, expect):
-    validated, groups = _copy_pairs_test(clean_files, total=200)
-    assert plan_splits(validated, groups, policy="auto", min_gate_n=0).used == expect
+@pytest.mark.parametrize(
+    ("clean_files", "total", "expect"),
+    [
+        (98, 200, "regroup"),
+        (99, 200, "regroup"),  # one file short of half
+        (100, 200, "official"),  # exactly half
+        (101, 200, "official"),
+        (102, 200, "official"),
+        (100, 201, "regroup"),  # an odd test: half is 100.5 images, 100 is short of it
+        (101, 201, "official"),
+    ],
+)
+def test_auto_needs_half_of_the_official_test_leakfree(clean_files, total, expect):
+    validated, groups = _copy_pairs_test(clean_files, total=total)
+    plan = plan_splits(validated, groups, policy="auto", min_gate_n=0)
+    assert plan.contamination["leakfree"] == clean_files and plan.contamination["official_test"] == total
+    assert plan.used == expect, plan.reason
 
 
 def test_splits_json_lists_every_source_file_once_including_excluded():
