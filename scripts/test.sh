@@ -8,4 +8,7 @@ scripts/setup.sh --browser
 # Lint, format, types and import layers first: seconds, where the tests take minutes.
 scripts/check.sh
 # pytest exits 5 when it collected no tests; set -e turns that (and any failure) into a failure.
-exec .venv/bin/python -m pytest "$@"
+# Two processes, one test file each at a time (module fixtures such as a Prefect stack stay in
+# one process): the e2e files mostly wait on servers and workers, so the unit files run beside
+# them. `-n 0` after it runs everything in this process.
+exec .venv/bin/python -m pytest -n "${BONEFLOW_TEST_PROCESSES:-2}" --dist loadfile "$@"

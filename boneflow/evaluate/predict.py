@@ -56,19 +56,10 @@ def predict_margins(
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0, dtype=np.float64)
 
 
-def predict_proba(
-    model: torch.nn.Module,
-    images_uint8,
-    *,
-    image_size: int,
-    batch_size: int = 256,
-    device: torch.device | str | None = None,
-    temperature: float = 1.0,
-) -> np.ndarray:
+def predict_proba(model: torch.nn.Module, images_uint8, *, temperature: float = 1.0, **margin_args) -> np.ndarray:
     """P(fractured) for uint8 images [N,S,S] (or one [S,S]) as float64 [N], at `temperature`
-    (1.0: the plain softmax)."""
-    margins = predict_margins(model, images_uint8, image_size=image_size, batch_size=batch_size, device=device)
-    return OperatingPoint(temperature=temperature).probability(margins)
+    (1.0: the plain softmax); `margin_args` are predict_margins' (image_size, batch_size, device)."""
+    return OperatingPoint(temperature=temperature).probability(predict_margins(model, images_uint8, **margin_args))
 
 
 @dataclass(frozen=True)
