@@ -1,4 +1,4 @@
 """Synthetic stand-ins for trying boneflow without the real data: dataset (`boneflow
 demo-data`: pictures, broken files, planted copies), bones (the radiograph-like drawer), copies
-(the planted copies), packed (in-memory packed splits for tests), store (a demo store with a
-tiny published model). Used by: serve (synthetic examples), bench, cli."""
+(the planted copies), store (a demo store with a tiny published model). Used by: serve
+(synthetic examples), bench, cli."""
