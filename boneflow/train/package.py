@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from boneflow.atomic import write_text
 from boneflow.config import RetrainConfig
 from boneflow.contracts import TrainSummary
 from boneflow.train.augment import preprocessing_meta
@@ -78,7 +79,7 @@ def list_members(model_dir: Path, members: list[tuple[str, int | None]]) -> None
         for i, (member_run, fold) in enumerate(members)
     ]
     meta["fold"] = None  # the ensemble as a whole saw every fold
-    path.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")  # never half-written
 
 
 def read_train_summary(data: bytes, *, where: str) -> TrainSummary:
