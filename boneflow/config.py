@@ -1,7 +1,7 @@
 """The one typed config of boneflow.
 
 `RetrainConfig` is the `retrain` flow's parameter (Prefect builds the UI form from it), the
-source of `boneflow run`'s flags (config_options.py) and the README's table
+source of `boneflow run`'s flags (cli/options.py) and the README's table
 (scripts/config_table.py), and is written into `model.json` so the settings travel with the
 weights. Every field has a description, a default and bounds. It is frozen: a changed setting is
 a new config (`model_copy(update=...)`, or `model_validate` when the new value needs checking),
