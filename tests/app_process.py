@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -26,6 +28,8 @@ def running_app(store: Path, work: Path, *, env: dict[str, str] | None = None, s
     port = free_port()
     full_env = {
         **os.environ,
+        # serve this checkout's code, not whichever copy of boneflow is installed in the venv
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "BONEFLOW_CACHE": str(work / "cache"),
         "GRADIO_TEMP_DIR": str(work / "tmp"),
         "GRADIO_ANALYTICS_ENABLED": "False",
