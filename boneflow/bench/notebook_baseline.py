@@ -1,5 +1,5 @@
-"""The seed notebook's training input path, rebuilt for benchmarks (docs/ARCHITECTURE.md "Seed-style
-baseline"): torchvision ImageFolder + PIL transforms (Resize, RandomHorizontalFlip,
+"""The seed notebook's training input path, rebuilt as the baseline of
+`boneflow bench` (README "Performance"): torchvision ImageFolder + PIL transforms (Resize, RandomHorizontalFlip,
 RandomRotation, ToTensor, Normalize) through a DataLoader, into a 3-channel fp32 NCHW
 ResNet18 trained with Adam. Only torch/torchvision/PIL/numpy (the GPU script uses it too)."""
 

@@ -118,7 +118,7 @@ def _exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, s
 
 
 def _near_links(hashes: np.ndarray, distinct: list[int], max_distance: int) -> list[tuple[int, int, str]]:
-
+    """Near links among the distinct files: perceptual hashes within max_distance bits."""
     if len(distinct) < 2:
         return []
     h = hashes[distinct]

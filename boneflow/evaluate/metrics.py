@@ -63,8 +63,9 @@ def expected_calibration_error(labels, prob_fractured, *, bins: int = 15) -> flo
 
 
 def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=None) -> dict:
-    """docs/ARCHITECTURE.md's per-split metrics plus balanced_accuracy. None where undefined (no positives,
-    one class only for AUROC). `predicted` replaces `prob >= threshold` when the decisions were
+    """One split's figures as metrics.json holds them (accuracy, balanced accuracy, fractured
+    recall, precision and F1, specificity, AUROC, with their intervals). None where undefined (no
+    positives, one class only for AUROC). `predicted` replaces `prob >= threshold` when the decisions were
     made at more than one threshold (cross-fitting: each fold at its own)."""
     from sklearn import metrics as skm
 

@@ -37,7 +37,7 @@ GALLERY_ROWS = "error_gallery.json"  # the gallery's radiographs, also a Prefect
 
 
 def build_metrics(run_id: str, acquired: Acquired, candidate: Scores, decision: GateDecision) -> dict:
-    """metrics.json (docs/ARCHITECTURE.md): the candidate's splits, the gate block, the operating point and
+    """metrics.json: the candidate's splits, the gate block, the operating point and
     how the pack was split."""
     return {
         "run_id": run_id,
