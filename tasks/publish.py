@@ -47,7 +47,6 @@ def publish_run_files(
     config.keep_checkpoints): they only serve to resume an unfinished training, and the manifest
     then lists none."""
     from boneflow.train.ensemble import member_file
-    from boneflow.train.package import list_members
 
     store = open_store(config.store_url)
     with scratch_dir() as out:
@@ -57,8 +56,6 @@ def publish_run_files(
             store.get_file(run_key(trained[0].run_id, name), model_dir / name)
         for index, member in enumerate(trained[1:], start=1):
             store.get_file(run_key(member.run_id, "model.safetensors"), model_dir / member_file(index))
-        if len(trained) > 1:
-            list_members(model_dir, [(m.run_id, m.fold) for m in trained])
         packed = load_packed(Path(packed_dir))
         files = write_run_files(
             out,
@@ -68,6 +65,7 @@ def publish_run_files(
             packed=packed,
             model_dir=model_dir,
             trained=trained[0],
+            members=[(m.run_id, m.fold) for m in trained] if len(trained) > 1 else None,
             candidate=candidate,
             decision=decision,
             load_predictor=partial(Predictor.from_model_dir, run_id=run_id),

@@ -54,7 +54,7 @@ def write_demo_store(
     from boneflow.train.augment import GREY_MEAN, GREY_STD
     from boneflow.train.ensemble import MAX_MEMBERS, member_file
     from boneflow.train.model import build_model, plain_state_dict, save_model
-    from boneflow.train.package import list_members
+    from boneflow.train.package import complete_model_json
 
     if not 1 <= members <= MAX_MEMBERS:
         raise ValueError(f"write_demo_store: members must be 1..{MAX_MEMBERS}, got {members}")
@@ -82,7 +82,7 @@ def write_demo_store(
             extra.append(Path(tmp) / member_file(index))
             save_file(plain_state_dict(build_model(num_classes=2, pretrained=False)), str(extra[-1]))
         if members > 1:
-            list_members(Path(tmp), [(run_id, index) for index in range(members)])
+            complete_model_json(Path(tmp), members=[(run_id, index) for index in range(members)])
         metrics = Path(tmp) / "metrics.json"
         metrics.write_text(json.dumps(demo_metrics(run_id), indent=2))
         files = {p.name: p for p in (weights, model_json, metrics, *extra)}

@@ -17,14 +17,11 @@ decision every model made before they existed.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from boneflow.atomic import write_text
 from boneflow.errors import BoneflowError
 
 DEFAULT_THRESHOLD = 0.5
@@ -190,12 +187,3 @@ def _fit_note(positives: int, negatives: int) -> str:
         "temperature minimises the validation NLL by radiograph; threshold is the highest whose "
         "validation recall by radiograph reaches target_recall"
     )
-
-
-def write_operating_point(model_json: Path, point: OperatingPoint) -> Path:
-    """Store the operating point in a model.json file (same layout as save_model writes)."""
-    path = Path(model_json)
-    meta = json.loads(path.read_text())
-    meta.update(point.to_meta())
-    write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")  # never half-written
-    return path

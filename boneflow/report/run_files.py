@@ -19,11 +19,12 @@ import numpy as np
 from boneflow import code_version
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, Scores, TrainSummary
-from boneflow.evaluate.calibration import OperatingPoint, write_operating_point
+from boneflow.evaluate.calibration import OperatingPoint
 from boneflow.gate.decision import GateDecision
 from boneflow.intake.layout import CLASSES
 from boneflow.report.predictions_csv import predictions_csv
 from boneflow.report.render import render_model_card, render_report
+from boneflow.train.package import complete_model_json
 
 PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
 PLOT_NAMES = (
@@ -145,20 +146,22 @@ def write_run_files(
     candidate: Scores,
     decision: GateDecision,
     load_predictor: Callable[[Path], Any],
+    members: list[tuple[str, int | None]] | None = None,
 ) -> dict[str, Path]:
-    """Write the run's files into out_dir (model_dir holds the fetched model files; its
-    model.json gets the operating point) and return {name in the run folder: local path}.
-    `load_predictor(model_dir)` loads the candidate for the error gallery's Grad-CAM once its
-    model.json holds the operating point (the caller passes serve's Predictor: the report does
-    not import the serving code)."""
+    """Write the run's files into out_dir and return {name in the run folder: local path}.
+    model_dir holds the fetched model files (member 0's model.json, the other members' weights);
+    its model.json is completed here, once, with `members` (run id, fold) of a fold ensemble and
+    the candidate's operating point. `load_predictor(model_dir)` then loads the candidate for the
+    error gallery's Grad-CAM (the caller passes serve's Predictor: the report does not import
+    the serving code)."""
     reports = {name: packed.dir / name for name in PACK_REPORTS if (packed.dir / name).is_file()}
     cleaning, leakage = (json.loads(reports[f"{n}_report.json"].read_text()) for n in ("cleaning", "leakage"))
     metrics = build_metrics(run_id, acquired, candidate, decision)
     plots = draw_plots(
         out_dir, candidate=candidate, trained=trained, packed=packed, config=config, judged_split=decision.split
     )
-    if candidate.operating_point:  # serving reads threshold and temperature from model.json
-        write_operating_point(model_dir / "model.json", OperatingPoint.from_meta(candidate.operating_point))
+    point = OperatingPoint.from_meta(candidate.operating_point).to_meta() if candidate.operating_point else None
+    complete_model_json(model_dir, members=members, operating_point=point)  # serving reads both from it
     gallery = error_gallery(
         out_dir, candidate=candidate, packed=packed, predictor=load_predictor(model_dir), judged_split=decision.split
     )

@@ -61,25 +61,33 @@ def package_model(
     return summary
 
 
-def list_members(model_dir: Path, members: list[tuple[str, int | None]]) -> None:
-    """Record the fold ensemble in model_dir/model.json (train/ensemble.py): each member's
-    weights file in the run folder, its sha256, the fold it never saw and the run it trained in."""
-    from boneflow.store.base import sha256_file
+def complete_model_json(
+    model_dir: Path, *, members: list[tuple[str, int | None]] | None = None, operating_point: dict | None = None
+) -> Path:
+    """Write the published model.json once, complete: the training's own (classes, preprocessing,
+    settings) plus the fold ensemble's members (train/ensemble.py: each member's weights file in
+    the run folder, its sha256, the fold it never saw and the run it trained in) and the
+    operating point evaluate fitted (OperatingPoint.to_meta(): threshold, temperature,
+    calibration). Written atomically: a crash leaves the training's file, never half of this one."""
+    from boneflow.hashing import sha256_file
     from boneflow.train.ensemble import member_file
 
     path = Path(model_dir) / "model.json"
     meta = json.loads(path.read_text())
-    meta["members"] = [
-        {
-            "weights": member_file(i),
-            "sha256": sha256_file(Path(model_dir) / member_file(i)),
-            "fold": fold,
-            "trained_in": member_run,
-        }
-        for i, (member_run, fold) in enumerate(members)
-    ]
-    meta["fold"] = None  # the ensemble as a whole saw every fold
-    write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")  # never half-written
+    if members:
+        meta["members"] = [
+            {
+                "weights": member_file(i),
+                "sha256": sha256_file(Path(model_dir) / member_file(i)),
+                "fold": fold,
+                "trained_in": member_run,
+            }
+            for i, (member_run, fold) in enumerate(members)
+        ]
+        meta["fold"] = None  # the ensemble as a whole saw every fold
+    meta.update(operating_point or {})
+    write_text(path, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+    return path
 
 
 def read_train_summary(data: bytes, *, where: str) -> TrainSummary:

@@ -190,7 +190,7 @@ def test_a_crossfitted_run_through_the_core_serves_its_fold_ensemble(demo_valida
     from boneflow.train.ensemble import member_file
     from boneflow.train.fit import fit
     from boneflow.train.model import load_model, save_model
-    from boneflow.train.package import list_members
+    from boneflow.train.package import complete_model_json
 
     _, _, _, validated, audit = demo_validated
     packed = pack_dataset(validated, audit, out_dir=tmp_path / "packed", split_policy="regroup", min_gate_n=0, folds=2)
@@ -216,7 +216,7 @@ def test_a_crossfitted_run_through_the_core_serves_its_fold_ensemble(demo_valida
     save_model(members[0], model_dir, meta=meta)
     save_model(members[1], tmp_path / "m1", meta=meta)
     (tmp_path / "m1" / "model.safetensors").rename(model_dir / member_file(1))
-    list_members(model_dir, [("20261126T000000Z-aaaaaa", 0), ("20261126T000000Z-bbbbbb", 1)])
+    complete_model_json(model_dir, members=[("20261126T000000Z-aaaaaa", 0), ("20261126T000000Z-bbbbbb", 1)])
     listed = json.loads((model_dir / "model.json").read_text())["members"]
     assert [m["weights"] for m in listed] == ["model.safetensors", "member-1.safetensors"]
     ensemble, _ = load_model(model_dir / "model.safetensors", model_dir / "model.json")

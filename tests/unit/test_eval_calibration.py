@@ -15,10 +15,10 @@ from boneflow.evaluate.calibration import (
     fit_temperature,
     nll,
     sigmoid,
-    write_operating_point,
 )
 from boneflow.evaluate.metrics import expected_calibration_error
 from boneflow.evaluate.predict import SplitScores, split_report
+from boneflow.train.package import complete_model_json
 
 
 def _overconfident(n=4000, scale=4.0, seed=0):
@@ -76,7 +76,9 @@ def test_model_json_round_trip_and_old_files_default(tmp_path):
     path = tmp_path / "model.json"
     path.write_text(json.dumps({"architecture": "resnet18-1ch", "classes": ["not fractured", "fractured"]}))
     assert OperatingPoint.from_meta(json.loads(path.read_text())) == OperatingPoint(0.5, 1.0)
-    write_operating_point(path, OperatingPoint(threshold=0.31, temperature=1.7, details={"n": 4}))
+    complete_model_json(
+        tmp_path, operating_point=OperatingPoint(threshold=0.31, temperature=1.7, details={"n": 4}).to_meta()
+    )
     meta = json.loads(path.read_text())
     assert (meta["threshold"], meta["temperature"], meta["calibration"], meta["architecture"]) == (
         0.31,
