@@ -1,14 +1,16 @@
 """Does the model look at bone or at the data's artefacts? Grad-CAM on the honest test split.
 
+    python scripts/crossfit_quality.py export --data-dir DIR --out s.npz   # the data file
     python scripts/gradcam_check.py --packed s.npz --out cams/ [--epochs 30 --lr 3e-3]
 
-Trains one model like scripts/quality_sweep.py (random init, core `fit`), then for every test
-image computes Grad-CAM of the "fractured" logit (boneflow.evaluate.gradcam, as the app shows it)
-and measures how much of the map falls in the outer border frame (where the black corners of
-rotated copies, the padding and the "L"/"R" side markers sit) compared with the frame's share
-of the area. Writes `gradcam_sheet.png` (the first 24 test images with their maps) and prints
-one JSON object: the border share of CAM mass (mean, and per true class), the fraction of
-images whose CAM peak lies in the frame, and the frame's share of the area.
+Trains one model on the data file's train split (random init, core `fit`, early stopping on
+val), then for every test image computes Grad-CAM of the "fractured" logit
+(boneflow.evaluate.gradcam, as the app shows it) and measures how much of the map falls in the
+outer border frame (where the black corners of rotated copies, the padding and the "L"/"R" side
+markers sit) compared with the frame's share of the area. Writes `gradcam_sheet.png` (the first
+24 test images with their maps) and prints one JSON object: the border share of CAM mass (mean,
+and per true class), the fraction of images whose CAM peak lies in the frame, and the frame's
+share of the area.
 """
 
 from __future__ import annotations
@@ -46,9 +48,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    data = dict(np.load(args.packed))
-    size = int(data.pop("size"))
-    splits = {s: SplitArrays(data[f"{s}_images"], data[f"{s}_labels"], []) for s in ("train", "val", "test")}
+    data = np.load(args.packed)
+    size, split = int(data["size"]), data["split"]
+    splits = {
+        s: SplitArrays(data["images"][split == s], data["labels"][split == s], []) for s in ("train", "val", "test")
+    }
     settings = replace(
         TrainSettings(pretrained=False),
         epochs=args.epochs,
