@@ -222,6 +222,6 @@ def preprocessing_meta(*, pack_size: int, image_size: int) -> dict:
         "mean": GREY_MEAN,
         "std": GREY_STD,
         "greyscale": True,
-        "pad": "to square before resize, as boneflow.data.preprocess.load_xray does",
+        "pad": "to square before resize, as boneflow.intake.decode.load_xray does",
         "eval_transform": "center crop pack_size -> image_size, /255, (x-mean)/std",
     }
