@@ -88,11 +88,8 @@ def _hash_pairs(
 def mixed_label_groups(validated: ValidatedDataset, groups: DuplicateGroups, sha: list[str]) -> list[dict]:
     """Radiographs whose files carry both labels: {group id (as splits.json names it), files}.
     Evaluation leaves them out (a radiograph cannot be judged under two labels)."""
-    members: dict[int, list[int]] = {}
-    for k, g in enumerate(groups.group.tolist()):
-        members.setdefault(int(g), []).append(k)
     out = []
-    for idx in members.values():
+    for idx in groups.members().values():
         if len({validated.records[k].label for k in idx}) > 1:
             out.append(
                 {"group": min(sha[k] for k in idx)[:12], "files": sorted(validated.records[k].relpath for k in idx)}
@@ -100,12 +97,10 @@ def mixed_label_groups(validated: ValidatedDataset, groups: DuplicateGroups, sha
     return sorted(out, key=lambda m: m["group"])
 
 
-def audit_leakage(
-    validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE, grouping: GroupingSettings | None = None
-) -> LeakageAudit:
+def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> LeakageAudit:
     """Group copies over the whole dataset and list cross-split copies; write
     `validated.workdir/leakage_report.json`."""
-    settings = grouping or GroupingSettings(near_max_distance=max_distance)
+    settings = GroupingSettings(near_max_distance=max_distance)
     sha = [validated.file_hashes.get(r.relpath, r.relpath) for r in validated.records]
     thumbs = validated.thumbs if validated.thumbs is not None else np.zeros((len(sha), 64, 64), np.uint8)
     groups = find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings)

@@ -1,9 +1,9 @@
-"""Rotated copies: `rotated_links`, stage 2 (grouping.py says why).
+"""Rotated copies: `rotated_links`, stage 2 (grouping.py says why; stage 1 is in
+rotated_candidates.py and rotated_polar.py).
 
-Stage 1 proposes candidate pairs with a guessed map: rotated_candidates.py for small turns
-(a turn-with-expand hypothesis grid), rotated_polar.py for any turn, mirrored or not. Stage 2 (`_verify`)
-fits a centred linear map per candidate pair (inverse-compositional Gauss-Newton, coarse to
-fine), then scores the texture that the map brings into line. All work is matrix products,
+`_verify` fits a centred linear map (turn, squash, mirror, turns of turns) per candidate pair
+(inverse-compositional Gauss-Newton at 16, 32 and 64 px, the image whose content is smaller
+held still), then scores the texture that the map brings into line. All work is matrix products,
 element-wise tensor arithmetic and batched `grid_sample` calls in torch, in blocks of pairs
 (kept small: rotated_candidates.py says why); there is no Python loop over pairs.
 
