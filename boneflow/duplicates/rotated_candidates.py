@@ -208,25 +208,36 @@ def candidates(fine, settings: GroupingSettings):
     n, k = len(still), min(settings.candidates, len(still) - 1)
     rows_max = min(_ROW_BLOCK, n)
     bufs = (torch.empty(rows_max, n), torch.empty(rows_max, n))
-    merge_val, merge_idx = torch.full((k + rows_max, n), -2.0), torch.zeros((k + rows_max, n), dtype=torch.long)
-    found, ranks = [], torch.arange(k)
-    for start in range(0, n, rows_max):
-        rows = torch.arange(start, min(start + rows_max, n))
-        m = len(rows)
-        b_val = _best_over_hypotheses(still[start : start + m], rows, warped, wide, plain, cornered, bufs)
-        top = b_val.topk(k, dim=1)
-        found.append((rows.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1), ranks.repeat(m)))
-        merge_val[k : k + m], merge_idx[k : k + m] = b_val, rows[:, None]
-        col = merge_val[: k + m].topk(k, dim=0)  # running top-k per column, kept in the first k rows
-        merge_idx[:k] = merge_idx[: k + m].gather(0, col.indices)
-        merge_val[:k] = col.values
-    found.append(
-        (merge_idx[:k].reshape(-1), torch.arange(n).repeat(k), merge_val[:k].reshape(-1), ranks.repeat_interleave(n))
+    blocks = (
+        (rows, _best_over_hypotheses(still[rows], rows, warped, wide, plain, cornered, bufs))
+        for rows in torch.arange(n).split(rows_max)
     )
-    b, a, val, rank = (torch.cat(parts) for parts in zip(*found))
+    b, a, val, rank = top_pairs(blocks, n, k, rows_max)
     keep = val >= settings.candidate_min_corr
     b, a, val, rank = _unique_pairs(b[keep], a[keep], rank[keep], val[keep], n)
     return b, a, _winning_maps(still, warped, wide, plain, cornered, hyp_maps, b, a), rank
+
+
+def top_pairs(blocks, v: int, k: int, rows_max: int):
+    """(row, column, score, rank) of each row's k best columns and each column's k best rows;
+    `blocks` yields (row indices [m <= rows_max], scores [m, v]) in row order. The running
+    column top-k lives in the first k rows of reused buffers."""
+    import torch
+
+    merge_val, merge_idx = torch.full((k + rows_max, v), -2.0), torch.zeros((k + rows_max, v), dtype=torch.long)
+    found, ranks = [], torch.arange(k)
+    for rows, scores in blocks:
+        m = len(rows)
+        top = scores.topk(k, dim=1)
+        found.append((rows.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1), ranks.repeat(m)))
+        merge_val[k : k + m], merge_idx[k : k + m] = scores, rows[:, None]
+        col = merge_val[: k + m].topk(k, dim=0)
+        merge_idx[:k] = merge_idx[: k + m].gather(0, col.indices)
+        merge_val[:k] = col.values
+    found.append(
+        (merge_idx[:k].reshape(-1), torch.arange(v).repeat(k), merge_val[:k].reshape(-1), ranks.repeat_interleave(v))
+    )
+    return tuple(torch.cat(parts) for parts in zip(*found))
 
 
 def _unique_pairs(b, a, rank, val, n: int):
