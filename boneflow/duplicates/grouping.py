@@ -132,11 +132,6 @@ def find_duplicate_groups(
     return DuplicateGroups(group=group, near_group=near_group, link_kind=kind, links=links)
 
 
-def _words(hashes: np.ndarray) -> np.ndarray:
-    """[N, T] (one 64-bit word per hash) or [N, T, W] → [N, T, W]."""
-    return hashes[..., None] if hashes.ndim == 2 else hashes
-
-
 def near_pairs(
     hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -147,7 +142,7 @@ def near_pairs(
     if len(hashes_a) == 0 or len(hashes_b) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
-    a_all, b = _words(hashes_a), _words(hashes_b)
+    a_all, b = (h[..., None] if h.ndim == 2 else h for h in (hashes_a, hashes_b))  # [N, T] → [N, T, 1]
     for start in range(0, len(a_all), _BLOCK):
         block = a_all[start : start + _BLOCK, 0]  # [blk, W]
         dist = np.zeros((len(block), len(b), b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]

@@ -41,22 +41,16 @@ def grid(side: int):
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
 
 
-def _turn_maps(angles_deg, scales):
-    """[K, 2, 2] maps from a turned copy's coordinates to its original's: turn by angle, shrink by scale."""
+def _turn_maps(angles_deg):
+    """[K, 2, 2] maps from a turned copy's coordinates to its original's: a square turned with
+    `expand` and squashed back to a square, so turned by the angle, content shrunk by
+    1/(|cos| + |sin|)."""
     import torch
 
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
-    sc = torch.as_tensor(scales, dtype=torch.float32)
+    sc = 1.0 / (th.cos().abs() + th.sin().abs())
     cos, sin = th.cos() / sc, th.sin() / sc
     return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)
-
-
-def _single_turn_scale(angles):
-    """Content scale after a turn with `expand` squashed back to the original square."""
-    import torch
-
-    th = torch.deg2rad(torch.as_tensor(angles, dtype=torch.float32))
-    return 1.0 / (th.cos().abs() + th.sin().abs())
 
 
 def sample(images, maps, pts):
@@ -97,13 +91,6 @@ def in_chunks(fn, images):
     return tuple(torch.cat(p) for p in zip(*parts))
 
 
-def _stage1_angles(settings: GroupingSettings):
-    import torch
-
-    step, top = settings.candidate_step, settings.rotation_max_angle
-    return torch.arange(-top, top + step / 2, step)
-
-
 def _wide_turn_maps(angles_deg, aspect: float):
     """[K, 2, 2] like _turn_maps, for an original of height/width `aspect` squashed to a square
     (its thumbnail) whose turned copy, on an expanded canvas, was squashed to a square too."""
@@ -139,10 +126,11 @@ def _stage1_vectors(coarse, cornered, settings: GroupingSettings):
     n = len(coarse)
     disc = grid(coarse.shape[-1]).norm(dim=1) <= 2 * _DISC_RADIUS
     pts = grid(coarse.shape[-1])[disc]
-    angles = _stage1_angles(settings)
-    square = _turn_maps(angles, _single_turn_scale(angles))
+    step, top = settings.candidate_step, settings.rotation_max_angle
+    angles = torch.arange(-top, top + step / 2, step)
+    square = _turn_maps(angles)
     wide_angles = angles[angles.abs() > 0]  # a turn by 0 leaves the original's shape
-    wide = torch.cat([_wide_turn_maps(wide_angles, r) for r in _ASPECTS]) if _ASPECTS else torch.zeros(0, 2, 2)
+    wide = torch.cat([_wide_turn_maps(wide_angles, r) for r in _ASPECTS])
     plain = torch.nonzero(~cornered).reshape(-1) if len(wide) else torch.zeros(0, dtype=torch.long)
 
     def warp(images, maps):

@@ -22,6 +22,7 @@ import itertools
 import numpy as np
 
 from boneflow.duplicates.rotated_candidates import DARK, block_size, candidates, grid, in_chunks, inverse_2x2, sample
+from boneflow.duplicates.rotated_polar import polar_candidates
 from boneflow.settings import GroupingSettings
 
 _ALIGN_STEPS = ((16, 2), (32, 2), (64, 1))  # (side, Gauss-Newton steps), coarse to fine
@@ -102,15 +103,6 @@ def _align_level(images, terms, b, a, maps, steps: int):
         maps = maps @ inverse_2x2(torch.eye(2) + delta)
     lost = ~maps.reshape(-1, 4).isfinite().all(1)  # a degenerate pair (flat image): keep its guess
     return torch.where(lost[:, None, None], start, maps)
-
-
-def _pyramid(fine):
-    """[(images, Gauss-Newton steps)] per alignment level, coarse to fine."""
-    import torch.nn.functional as F
-
-    return [
-        (F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, steps) for side, steps in _ALIGN_STEPS
-    ]
 
 
 def _align(levels, b, a, maps):
@@ -248,8 +240,9 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
     """Stage 2 in rounds by candidate rank: a pair whose images a verified link already joins
     (directly or through a chain) adds nothing to the groups, so it is not verified."""
     import torch
+    import torch.nn.functional as F
 
-    levels = _pyramid(fine)
+    levels = [(F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, n) for side, n in _ALIGN_STEPS]
     labels = torch.arange(len(fine))
     bounds = (0, *_ROUNDS, len(rank) + 1)
     found_b, found_a = [], []
@@ -260,18 +253,6 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
         found_b.append(hb)
         found_a.append(ha)
     return torch.cat(found_b), torch.cat(found_a)
-
-
-def _all_candidates(fine, settings: GroupingSettings):
-    """Small-angle and any-angle candidates together. A pair both propose is verified under
-    each guess: the small-angle one models a turn of a non-square original, the any-angle one
-    larger turns and mirrors."""
-    import torch
-
-    from boneflow.duplicates.rotated_polar import polar_candidates
-
-    parts = [candidates(fine, settings), polar_candidates(fine, settings)]
-    return tuple(torch.cat(p) for p in zip(*parts))
 
 
 def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
@@ -285,7 +266,10 @@ def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSe
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # see _ONE_THREAD
     try:
-        b, a, maps, rank = _all_candidates(fine, settings)
+        # A pair both searches propose is verified under each guess: the small-angle one models
+        # a turn of a non-square original, the any-angle one larger turns and mirrors.
+        parts = [candidates(fine, settings), polar_candidates(fine, settings)]
+        b, a, maps, rank = (torch.cat(p) for p in zip(*parts))
         if len(b) == 0:
             return []
         hb, ha = _verify(fine, b, a, maps, rank, settings.rotation_min_corr)

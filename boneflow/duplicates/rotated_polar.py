@@ -40,9 +40,8 @@ _INNER = 0.12  # radius of the innermost ring, of the half-side (the outermost i
 _RING_RATIO = 1.2  # radius ratio of neighbouring rings
 _SPOKES = 64  # samples around each ring (5.6 degrees apart)
 _FREQS = 11  # Fourier coefficients 1..11 kept per ring (their magnitudes are turn- and mirror-invariant)
-_MAX_RING_SHIFT = (
-    4  # scale ratios up to 1.2**4 = 2.07 either way (a chain of three 30-degree turns: 0.39 vs 1 is through links)
-)
+# Scale ratios up to 1.2**4 = 2.07 either way (a chain of three 30-degree turns: 0.39 vs 1 is through links).
+_MAX_RING_SHIFT = 4
 _MIN_SHARED = 7  # rings two images must share to be compared
 _ROW_BLOCK = 256
 _FLIP = ((-1.0, 0.0), (0.0, 1.0))  # left-right mirror in normalised coordinates
@@ -110,21 +109,20 @@ def _shifts():
     return [d for d in range(-_MAX_RING_SHIFT, _MAX_RING_SHIFT + 1) if _RINGS - abs(d) >= _MIN_SHARED]
 
 
-def _window(desc, lo: int, hi: int):
-    import torch
-
-    mag, pair = desc
-    n = len(mag)
-    return _normalise(torch.cat([mag[:, lo:hi].reshape(n, -1), pair[:, lo : hi - 1].reshape(n, -1)], dim=1))
-
-
 def _windows(rows_desc, cols_desc):
     """Per ring shift d: (rows' vectors, columns' vectors), normalised: row image b's ring i
     faces column image a's ring i + d."""
+    import torch
+
+    def window(desc, lo: int, hi: int):
+        mag, pair = desc
+        n = len(mag)
+        return _normalise(torch.cat([mag[:, lo:hi].reshape(n, -1), pair[:, lo : hi - 1].reshape(n, -1)], dim=1))
+
     out = {}
     for d in _shifts():
         lo, hi = max(0, -d), _RINGS - max(0, d)
-        out[d] = (_window(rows_desc, lo, hi), _window(cols_desc, lo + d, hi + d))
+        out[d] = (window(rows_desc, lo, hi), window(cols_desc, lo + d, hi + d))
     return out
 
 
