@@ -141,10 +141,6 @@ def check_classes_present(split_counts: Mapping[str, Mapping[str, int]], classes
         )
 
 
-def _looks_like_root(folder: Path) -> bool:
-    return any((folder / s).is_dir() for s in SPLITS)
-
-
 def find_dataset_root(data_dir: Path) -> Path:
     """The folder under `data_dir` (or `data_dir` itself) holding the split folders."""
     data_dir = Path(data_dir)
@@ -158,7 +154,7 @@ def find_dataset_root(data_dir: Path) -> Path:
     for _ in range(_MAX_SEARCH_DEPTH + 1):
         for folder in level:
             searched.append(folder)
-            if _looks_like_root(folder):
+            if any((folder / s).is_dir() for s in SPLITS):
                 return folder
         level = sorted(
             p

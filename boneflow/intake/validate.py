@@ -1,10 +1,10 @@
 """Validation: every file decoded exactly once, in a process pool.
 
-One decode per file yields all three products: the verdict (kept / excluded with a reason),
-the packed pixels (greyscale, aspect kept, padded square of `pack_size`) and the perceptual
-hashes for the leakage audit (of the image, its mirror and its 90/180/270 rotations). Workers
-return small arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy`
-and never holds the full-size decodes. The source tree is only ever opened for reading.
+One decode per file yields the verdict (kept / excluded with a reason), the packed pixels
+(greyscale, aspect kept, padded square of `pack_size`), the perceptual hashes of the image, its
+mirror and its 90/180/270 rotations (leakage audit) and the grouping thumbnail. Workers return
+small arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy` and never
+holds the full-size decodes. The source tree is only ever opened for reading.
 """
 
 from __future__ import annotations
@@ -87,12 +87,9 @@ def _hashes(grey) -> np.ndarray:
     frequencies of a 64x64 LANCZOS resize, bit = coefficient above their median; a test checks
     it). Mirroring a signal multiplies its DCT-II coefficient k by (-1)^k and a 90-degree turn
     transposes the block, so the other four hashes need no second resize or DCT: mirror and 180
-    are exact, 90/270 within a few bits of hashing the turned image (resampling order). This
-    made hashing ~5x cheaper than five imagehash calls (1.7 -> 0.3 ms an image), which had been
-    60 % of validation.
-    Why 256 bits: the 64-bit phash put ~100 distinct pairs of the 2,500-image demo set within
-    4 bits; at 256 bits no distinct pair came closer than 30 while copies stayed <= 24
-    (scripts/measure_leakage.py)."""
+    are exact, 90/270 within a few bits of hashing the turned image (resampling order); ~5x
+    cheaper than five imagehash calls (1.7 -> 0.3 ms an image; they had been 60 % of
+    validation). Why 256 bits: leakage.py."""
     from PIL import Image
 
     small = np.asarray(grey.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
