@@ -121,12 +121,8 @@ def find_duplicate_groups(
         pairs = rotated_links(thumbs[distinct], settings=settings)
         links += [(distinct[a], distinct[b], "rotated") for a, b in pairs]
     kind: list[str | None] = [None] * n
-    rank = {k: r for r, k in enumerate(LINK_KINDS)}
-    for a, b, k in links:
-        for x in (a, b):
-            current = kind[x]
-            if current is None or rank[k] < rank[current]:
-                kind[x] = k
+    for a, b, k in sorted(links, key=lambda link: LINK_KINDS.index(link[2]), reverse=True):
+        kind[a] = kind[b] = k  # weakest first, so each record ends with its strongest link's kind
     group = _component_labels(n, [(a, b) for a, b, _ in links])
     near_group = _component_labels(n, [(a, b) for a, b, k in links if k != "rotated"])
     return DuplicateGroups(group=group, near_group=near_group, link_kind=kind, links=links)

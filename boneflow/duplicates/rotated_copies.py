@@ -30,11 +30,6 @@ _PRESCREEN = (3, 1.5, 0.3)  # at the next-to-last side: band (px), edge softness
 _TEXTURE = (3, 1.5)  # at full side: band (px) and edge softness (grey levels/px)
 _SEGMENT = 2048  # pairs verified together (bounds the per-image terms held at once)
 _ROUNDS = (1, 2, 3, 5)  # candidate ranks verified first; later rounds skip pairs already joined
-# _ONE_THREAD: the search runs on one torch thread. It is thousands of small tensor operations;
-# with two threads on a 2-core machine that others also use, every operation waits for a thread
-# that is not running: grouping the Kaggle sample (779 distinct images) after validation took
-# 13-24 s with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free,
-# 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
 
 
 # --- stage 2: alignment ----------------------------------------------------------------------
@@ -245,14 +240,13 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
     levels = [(F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, n) for side, n in _ALIGN_STEPS]
     labels = torch.arange(len(fine))
     bounds = (0, *_ROUNDS, len(rank) + 1)
-    found_b, found_a = [], []
+    found = []
     for lo, hi in itertools.pairwise(bounds):
         sel = (rank >= lo) & (rank < hi) & (labels[b] != labels[a])
         hb, ha = _verify_pairs(levels, b[sel], a[sel], maps[sel], min_corr)
         labels = _components(labels, hb, ha)
-        found_b.append(hb)
-        found_a.append(ha)
-    return torch.cat(found_b), torch.cat(found_a)
+        found.append((hb, ha))
+    return torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
 
 
 def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
@@ -263,8 +257,13 @@ def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSe
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
+    # One torch thread: the search is thousands of small tensor operations; with two threads on
+    # a 2-core machine that others also use, every operation waits for a thread that is not
+    # running: grouping the Kaggle sample (779 distinct images) after validation took 13-24 s
+    # with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free, 2
+    # threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see _ONE_THREAD
+    torch.set_num_threads(1)
     try:
         # A pair both searches propose is verified under each guess: the small-angle one models
         # a turn of a non-square original, the any-angle one larger turns and mirrors.
