@@ -12,45 +12,25 @@ detector (pixels are the signal; file names are not trusted):
   corners of one turn are turned again into an octagonal frame; mirrored too. A perceptual hash
   does not survive that.
 
-Rotated copies are found in two stages on the distinct images' 64x64 squashed thumbnails.
-Stage 1 proposes candidate pairs, each with a guessed map, from two searches:
-1a. small turns (boneflow/duplicates/rotated_candidates.py): every image is warped the way the
-   dataset's augmentation would have warped it, for turns on a coarse grid (+-36 degrees in
-   6-degree steps; for an image without black corners, an original, also as a 0.7 or 1/0.7
-   height/width original squashed to a square, against the images that have them), and the
-   normalised correlation of the central disc is compared with every other image's at 16x16:
-   one matrix product per hypothesis, top-k candidates per row and per column;
-1b. any turn, mirrored or not (boneflow/duplicates/rotated_polar.py): each image sampled on a
-   log-polar grid about its centre, where a turn is a circular shift, a mirror a reversal and
-   the shrinking of a chain of turns a shift by whole rings (content scale 1/2.07 to 2.07); a
-   turn- and mirror-invariant descriptor (the rings' Fourier magnitudes) picks the top-k per row
-   and per column (originals also with a non-square aspect restored), and the turn, scale and
-   mirror of each candidate are read off the log-polar cross-correlation (an FFT along the
-   rings). The octagonal frame lies outside the rings a smaller copy shares with a larger one.
-2. verification (rotated_copies.py): a centred linear map (turn, squash, mirror, turns of
-   turns) is fitted to each pair by Gauss-Newton at 16, 32 and 64 px, the image whose content
-   is smaller held still; then the texture check: the correlation of band-passed pixels (a 3 px
-   local mean removed), each weighted down by the steeper edge of the two images there, over the
-   pixels not black in both. Outlines coincide in many different images -- the smooth shaft of
-   one synthetic bone aligned onto another's reached 0.92 on plain band-passed pixels -- while
-   fine texture matches only in a copy. Pairs whose score reaches `rotation_min_corr` are
-   copies; the same check at 32 px first drops most others cheaply. Candidates are verified in
-   rounds by rank, and a pair that a chain of links already joins is not verified (it would add
-   nothing to the groups).
-Groups are the connected components (scipy.sparse.csgraph) of exact, near and rotated links, so a
-chain of rotations joins through its intermediate images.
+Rotated copies are searched on the distinct images' 64x64 squashed thumbnails in two stages:
+candidate pairs, each with a guessed map, from a small-turn hypothesis grid
+(rotated_candidates.py) and an any-angle log-polar search (rotated_polar.py); then each pair's
+map is fitted and the fine texture it brings into line is scored (rotated_copies.py), in rounds
+by candidate rank, skipping pairs that a chain of links already joins. Groups are the connected
+components (scipy.sparse.csgraph) of exact, near and rotated links, so a chain of rotations
+joins through its intermediate images.
 
 Measured with scripts/measure_grouping.py (2 shared CPU cores; raw lines in
-docs/measurements/grouping_any_angle.jsonl): on the shared
-Kaggle sample (779 distinct images) every named family whole, no false link among 201,247
-pairs of different families; with only each family's 3-turn chains kept (no intermediate turn
-to chain through) 5 of 18 families split without the any-angle search and none with it; 58 of
-60 large-angle copies (45-180 degrees, octagonal frame, some mirrored) planted on its own
-radiographs joined their source, no two groups merged; on demo sets (2,548 and 2,807 distinct
-synthetic images, 16 and 120 planted families) no false link, 2 and 11 families left split (8
-and 60 without it). Time, load average 3.5-6.5: validate + audit + pack of the sample 7.8 s, of
-the sample tiled 5x on disk (10,480 files, more than the full set's 9,740) 39.9 s; grouping
-3,895 distinct thumbnails 12.2 s. See the README's section "Honest evaluation: duplicate groups and the split policy".
+docs/measurements/grouping_any_angle.jsonl): on the shared Kaggle sample (779 distinct images)
+every named family whole, no false link among 201,247 pairs of different families; with only
+each family's 3-turn chains kept (no intermediate turn to chain through) 5 of 18 families split
+without the any-angle search and none with it; 58 of 60 large-angle copies (45-180 degrees,
+octagonal frame, some mirrored) planted on its own radiographs joined their source, no two
+groups merged; on demo sets (2,548 and 2,807 distinct synthetic images, 16 and 120 planted
+families) no false link, 2 and 11 families left split (8 and 60 without it). Time, load average
+3.5-6.5: validate + audit + pack of the sample 7.8 s, of the sample tiled 5x on disk (10,480
+files, more than the full set's 9,740) 39.9 s; grouping 3,895 distinct thumbnails 12.2 s. See
+the README's section "Honest evaluation: duplicate groups and the split policy".
 """
 
 from __future__ import annotations
@@ -141,20 +121,11 @@ def find_duplicate_groups(
         pairs = rotated_links(thumbs[distinct], settings=settings)
         links += [(distinct[a], distinct[b], "rotated") for a, b in pairs]
     kind: list[str | None] = [None] * n
-    rank = {k: r for r, k in enumerate(LINK_KINDS)}
-    for a, b, k in links:
-        for x in (a, b):
-            current = kind[x]
-            if current is None or rank[k] < rank[current]:
-                kind[x] = k
+    for a, b, k in sorted(links, key=lambda link: LINK_KINDS.index(link[2]), reverse=True):
+        kind[a] = kind[b] = k  # weakest first, so each record ends with its strongest link's kind
     group = _component_labels(n, [(a, b) for a, b, _ in links])
     near_group = _component_labels(n, [(a, b) for a, b, k in links if k != "rotated"])
     return DuplicateGroups(group=group, near_group=near_group, link_kind=kind, links=links)
-
-
-def _words(hashes: np.ndarray) -> np.ndarray:
-    """[N, T] (one 64-bit word per hash) or [N, T, W] → [N, T, W]."""
-    return hashes[..., None] if hashes.ndim == 2 else hashes
 
 
 def near_pairs(
@@ -167,7 +138,7 @@ def near_pairs(
     if len(hashes_a) == 0 or len(hashes_b) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
-    a_all, b = _words(hashes_a), _words(hashes_b)
+    a_all, b = (h[..., None] if h.ndim == 2 else h for h in (hashes_a, hashes_b))  # [N, T] → [N, T, 1]
     for start in range(0, len(a_all), _BLOCK):
         block = a_all[start : start + _BLOCK, 0]  # [blk, W]
         dist = np.zeros((len(block), len(b), b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]

@@ -1,11 +1,9 @@
 """Leakage audit: near-copies of the same radiograph across train/val/test.
 
-Each kept image carries five 256-bit perceptual hashes (imagehash.phash(hash_size=16)-equal, of the
-image, its mirror and its 90/180/270 rotations, computed during validation from the same decode,
-stored as 4 uint64 words each). A pair (a in an earlier split, b in a later one) is a near-copy
-when min over transforms t of Hamming(hash(a), hash_t(b)) <= max_distance (of 256 bits); the
-report names that t. The search is numpy XOR + popcount over blocks of rows, never a Python loop
-over pairs.
+Validation gives each kept image five 256-bit perceptual hashes (validate._hashes: the image,
+its mirror, its 90/180/270 rotations). A pair (a in an earlier split, b in a later one) is a
+near-copy when min over transforms t of Hamming(hash(a), hash_t(b)) <= max_distance; the report
+names that t. The search (grouping.near_pairs) is numpy XOR + popcount over blocks of rows.
 
 Threshold (DEFAULT_MAX_DISTANCE = 26 of 256): measured on the demo sets of seed 0 and 1 (2,500
 images each, pack size 256) copies re-encoded at JPEG quality 30-60, resized to 0.35-0.5x,
@@ -13,10 +11,10 @@ mirrored, rotated 90 degrees or with mild contrast change stayed <= 16 (<= 22 wi
 while no distinct cross-split pair came closer than 30; the 64-bit phash put ~100 distinct pairs
 within its old threshold of 4. See scripts/measure_leakage.py.
 
-Copies are also grouped over the whole dataset (grouping.py: exact, near and rotated copies
-at any angle, mirrored or not, joined transitively). The leak-free test subset is the test images whose
-duplicate group has no member in train or val; the report counts how many official test
-images are copies of train/val images, by kind (`contamination`).
+Copies are also grouped over the whole dataset (grouping.py: exact, near and rotated copies,
+joined transitively). The leak-free test subset is the test images whose duplicate group has no
+member in train or val; `contamination` counts the official test images that are copies of
+train/val images, by kind.
 """
 
 from __future__ import annotations
@@ -88,11 +86,8 @@ def _hash_pairs(
 def mixed_label_groups(validated: ValidatedDataset, groups: DuplicateGroups, sha: list[str]) -> list[dict]:
     """Radiographs whose files carry both labels: {group id (as splits.json names it), files}.
     Evaluation leaves them out (a radiograph cannot be judged under two labels)."""
-    members: dict[int, list[int]] = {}
-    for k, g in enumerate(groups.group.tolist()):
-        members.setdefault(int(g), []).append(k)
     out = []
-    for idx in members.values():
+    for idx in groups.members().values():
         if len({validated.records[k].label for k in idx}) > 1:
             out.append(
                 {"group": min(sha[k] for k in idx)[:12], "files": sorted(validated.records[k].relpath for k in idx)}
@@ -100,12 +95,10 @@ def mixed_label_groups(validated: ValidatedDataset, groups: DuplicateGroups, sha
     return sorted(out, key=lambda m: m["group"])
 
 
-def audit_leakage(
-    validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE, grouping: GroupingSettings | None = None
-) -> LeakageAudit:
+def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MAX_DISTANCE) -> LeakageAudit:
     """Group copies over the whole dataset and list cross-split copies; write
     `validated.workdir/leakage_report.json`."""
-    settings = grouping or GroupingSettings(near_max_distance=max_distance)
+    settings = GroupingSettings(near_max_distance=max_distance)
     sha = [validated.file_hashes.get(r.relpath, r.relpath) for r in validated.records]
     thumbs = validated.thumbs if validated.thumbs is not None else np.zeros((len(sha), 64, 64), np.uint8)
     groups = find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings)

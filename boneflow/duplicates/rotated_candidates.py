@@ -1,9 +1,13 @@
 """Small-angle rotated copies, stage 1: candidate pairs, and the warping helpers both stages use
 (rotated_copies.py verifies the candidates; grouping.py says why).
 
-`candidates` compares 16x16 central discs under turn hypotheses, one matrix product per
-hypothesis in row blocks, and keeps each image's best matches with the hypothesis (a 2x2 map)
-that scored them. All work is matrix products and batched `grid_sample` calls in torch.
+`candidates` warps every image the way the dataset's augmentation would have, for turns on a
+grid (`rotation_max_angle`, `candidate_step`); an image without black corners (an original) is
+also tried as a non-square original squashed to a square (`_ASPECTS`), against the images that
+have them. The normalised correlation of the 16x16 central discs is one matrix product per
+hypothesis, in row blocks; each image keeps its best matches, by row and by column, with the
+hypothesis (a 2x2 map) that scored them. All work is matrix products and batched `grid_sample`
+calls in torch.
 
 Blocks are small on purpose: on the 2-core machine this was tuned on, a fresh tensor over
 ~0.5 MB cost ~10x its arithmetic in page faults, so row blocks reuse buffers and pair blocks
@@ -37,22 +41,16 @@ def grid(side: int):
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
 
 
-def _turn_maps(angles_deg, scales):
-    """[K, 2, 2] maps from a turned copy's coordinates to its original's: turn by angle, shrink by scale."""
+def _turn_maps(angles_deg):
+    """[K, 2, 2] maps from a turned copy's coordinates to its original's: a square turned with
+    `expand` and squashed back to a square, so turned by the angle, content shrunk by
+    1/(|cos| + |sin|)."""
     import torch
 
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
-    sc = torch.as_tensor(scales, dtype=torch.float32)
+    sc = 1.0 / (th.cos().abs() + th.sin().abs())
     cos, sin = th.cos() / sc, th.sin() / sc
     return torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)
-
-
-def _single_turn_scale(angles):
-    """Content scale after a turn with `expand` squashed back to the original square."""
-    import torch
-
-    th = torch.deg2rad(torch.as_tensor(angles, dtype=torch.float32))
-    return 1.0 / (th.cos().abs() + th.sin().abs())
 
 
 def sample(images, maps, pts):
@@ -93,13 +91,6 @@ def in_chunks(fn, images):
     return tuple(torch.cat(p) for p in zip(*parts))
 
 
-def _stage1_angles(settings: GroupingSettings):
-    import torch
-
-    step, top = settings.candidate_step, settings.rotation_max_angle
-    return torch.arange(-top, top + step / 2, step)
-
-
 def _wide_turn_maps(angles_deg, aspect: float):
     """[K, 2, 2] like _turn_maps, for an original of height/width `aspect` squashed to a square
     (its thumbnail) whose turned copy, on an expanded canvas, was squashed to a square too."""
@@ -135,10 +126,11 @@ def _stage1_vectors(coarse, cornered, settings: GroupingSettings):
     n = len(coarse)
     disc = grid(coarse.shape[-1]).norm(dim=1) <= 2 * _DISC_RADIUS
     pts = grid(coarse.shape[-1])[disc]
-    angles = _stage1_angles(settings)
-    square = _turn_maps(angles, _single_turn_scale(angles))
+    step, top = settings.candidate_step, settings.rotation_max_angle
+    angles = torch.arange(-top, top + step / 2, step)
+    square = _turn_maps(angles)
     wide_angles = angles[angles.abs() > 0]  # a turn by 0 leaves the original's shape
-    wide = torch.cat([_wide_turn_maps(wide_angles, r) for r in _ASPECTS]) if _ASPECTS else torch.zeros(0, 2, 2)
+    wide = torch.cat([_wide_turn_maps(wide_angles, r) for r in _ASPECTS])
     plain = torch.nonzero(~cornered).reshape(-1) if len(wide) else torch.zeros(0, dtype=torch.long)
 
     def warp(images, maps):
@@ -204,25 +196,36 @@ def candidates(fine, settings: GroupingSettings):
     n, k = len(still), min(settings.candidates, len(still) - 1)
     rows_max = min(_ROW_BLOCK, n)
     bufs = (torch.empty(rows_max, n), torch.empty(rows_max, n))
-    merge_val, merge_idx = torch.full((k + rows_max, n), -2.0), torch.zeros((k + rows_max, n), dtype=torch.long)
-    found, ranks = [], torch.arange(k)
-    for start in range(0, n, rows_max):
-        rows = torch.arange(start, min(start + rows_max, n))
-        m = len(rows)
-        b_val = _best_over_hypotheses(still[start : start + m], rows, warped, wide, plain, cornered, bufs)
-        top = b_val.topk(k, dim=1)
-        found.append((rows.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1), ranks.repeat(m)))
-        merge_val[k : k + m], merge_idx[k : k + m] = b_val, rows[:, None]
-        col = merge_val[: k + m].topk(k, dim=0)  # running top-k per column, kept in the first k rows
-        merge_idx[:k] = merge_idx[: k + m].gather(0, col.indices)
-        merge_val[:k] = col.values
-    found.append(
-        (merge_idx[:k].reshape(-1), torch.arange(n).repeat(k), merge_val[:k].reshape(-1), ranks.repeat_interleave(n))
+    blocks = (
+        (rows, _best_over_hypotheses(still[rows], rows, warped, wide, plain, cornered, bufs))
+        for rows in torch.arange(n).split(rows_max)
     )
-    b, a, val, rank = (torch.cat(parts) for parts in zip(*found))
+    b, a, val, rank = top_pairs(blocks, n, k, rows_max)
     keep = val >= settings.candidate_min_corr
     b, a, val, rank = _unique_pairs(b[keep], a[keep], rank[keep], val[keep], n)
     return b, a, _winning_maps(still, warped, wide, plain, cornered, hyp_maps, b, a), rank
+
+
+def top_pairs(blocks, v: int, k: int, rows_max: int):
+    """(row, column, score, rank) of each row's k best columns and each column's k best rows;
+    `blocks` yields (row indices [m <= rows_max], scores [m, v]) in row order. The running
+    column top-k lives in the first k rows of reused buffers."""
+    import torch
+
+    merge_val, merge_idx = torch.full((k + rows_max, v), -2.0), torch.zeros((k + rows_max, v), dtype=torch.long)
+    found, ranks = [], torch.arange(k)
+    for rows, scores in blocks:
+        m = len(rows)
+        top = scores.topk(k, dim=1)
+        found.append((rows.repeat_interleave(k), top.indices.reshape(-1), top.values.reshape(-1), ranks.repeat(m)))
+        merge_val[k : k + m], merge_idx[k : k + m] = scores, rows[:, None]
+        col = merge_val[: k + m].topk(k, dim=0)
+        merge_idx[:k] = merge_idx[: k + m].gather(0, col.indices)
+        merge_val[:k] = col.values
+    found.append(
+        (merge_idx[:k].reshape(-1), torch.arange(v).repeat(k), merge_val[:k].reshape(-1), ranks.repeat_interleave(v))
+    )
+    return tuple(torch.cat(parts) for parts in zip(*found))
 
 
 def _unique_pairs(b, a, rank, val, n: int):

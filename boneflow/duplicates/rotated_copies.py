@@ -1,9 +1,9 @@
-"""Rotated copies: `rotated_links`, stage 2 (grouping.py says why).
+"""Rotated copies: `rotated_links`, stage 2 (grouping.py says why; stage 1 is in
+rotated_candidates.py and rotated_polar.py).
 
-Stage 1 proposes candidate pairs with a guessed map: rotated_candidates.py for small turns
-(a turn-with-expand hypothesis grid), rotated_polar.py for any turn, mirrored or not. Stage 2 (`_verify`)
-fits a centred linear map per candidate pair (inverse-compositional Gauss-Newton, coarse to
-fine), then scores the texture that the map brings into line. All work is matrix products,
+`_verify` fits a centred linear map (turn, squash, mirror, turns of turns) per candidate pair
+(inverse-compositional Gauss-Newton at 16, 32 and 64 px, the image whose content is smaller
+held still), then scores the texture that the map brings into line. All work is matrix products,
 element-wise tensor arithmetic and batched `grid_sample` calls in torch, in blocks of pairs
 (kept small: rotated_candidates.py says why); there is no Python loop over pairs.
 
@@ -22,6 +22,7 @@ import itertools
 import numpy as np
 
 from boneflow.duplicates.rotated_candidates import DARK, block_size, candidates, grid, in_chunks, inverse_2x2, sample
+from boneflow.duplicates.rotated_polar import polar_candidates
 from boneflow.settings import GroupingSettings
 
 _ALIGN_STEPS = ((16, 2), (32, 2), (64, 1))  # (side, Gauss-Newton steps), coarse to fine
@@ -29,11 +30,6 @@ _PRESCREEN = (3, 1.5, 0.3)  # at the next-to-last side: band (px), edge softness
 _TEXTURE = (3, 1.5)  # at full side: band (px) and edge softness (grey levels/px)
 _SEGMENT = 2048  # pairs verified together (bounds the per-image terms held at once)
 _ROUNDS = (1, 2, 3, 5)  # candidate ranks verified first; later rounds skip pairs already joined
-# _ONE_THREAD: the search runs on one torch thread. It is thousands of small tensor operations;
-# with two threads on a 2-core machine that others also use, every operation waits for a thread
-# that is not running: grouping the Kaggle sample (779 distinct images) after validation took
-# 13-24 s with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free,
-# 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
 
 
 # --- stage 2: alignment ----------------------------------------------------------------------
@@ -102,15 +98,6 @@ def _align_level(images, terms, b, a, maps, steps: int):
         maps = maps @ inverse_2x2(torch.eye(2) + delta)
     lost = ~maps.reshape(-1, 4).isfinite().all(1)  # a degenerate pair (flat image): keep its guess
     return torch.where(lost[:, None, None], start, maps)
-
-
-def _pyramid(fine):
-    """[(images, Gauss-Newton steps)] per alignment level, coarse to fine."""
-    import torch.nn.functional as F
-
-    return [
-        (F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, steps) for side, steps in _ALIGN_STEPS
-    ]
 
 
 def _align(levels, b, a, maps):
@@ -248,30 +235,18 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
     """Stage 2 in rounds by candidate rank: a pair whose images a verified link already joins
     (directly or through a chain) adds nothing to the groups, so it is not verified."""
     import torch
+    import torch.nn.functional as F
 
-    levels = _pyramid(fine)
+    levels = [(F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, n) for side, n in _ALIGN_STEPS]
     labels = torch.arange(len(fine))
     bounds = (0, *_ROUNDS, len(rank) + 1)
-    found_b, found_a = [], []
+    found = []
     for lo, hi in itertools.pairwise(bounds):
         sel = (rank >= lo) & (rank < hi) & (labels[b] != labels[a])
         hb, ha = _verify_pairs(levels, b[sel], a[sel], maps[sel], min_corr)
         labels = _components(labels, hb, ha)
-        found_b.append(hb)
-        found_a.append(ha)
-    return torch.cat(found_b), torch.cat(found_a)
-
-
-def _all_candidates(fine, settings: GroupingSettings):
-    """Small-angle and any-angle candidates together. A pair both propose is verified under
-    each guess: the small-angle one models a turn of a non-square original, the any-angle one
-    larger turns and mirrors."""
-    import torch
-
-    from boneflow.duplicates.rotated_polar import polar_candidates
-
-    parts = [candidates(fine, settings), polar_candidates(fine, settings)]
-    return tuple(torch.cat(p) for p in zip(*parts))
+        found.append((hb, ha))
+    return torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
 
 
 def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
@@ -282,10 +257,18 @@ def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSe
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
+    # One torch thread: the search is thousands of small tensor operations; with two threads on
+    # a 2-core machine that others also use, every operation waits for a thread that is not
+    # running: grouping the Kaggle sample (779 distinct images) after validation took 13-24 s
+    # with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free, 2
+    # threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see _ONE_THREAD
+    torch.set_num_threads(1)
     try:
-        b, a, maps, rank = _all_candidates(fine, settings)
+        # A pair both searches propose is verified under each guess: the small-angle one models
+        # a turn of a non-square original, the any-angle one larger turns and mirrors.
+        parts = [candidates(fine, settings), polar_candidates(fine, settings)]
+        b, a, maps, rank = (torch.cat(p) for p in zip(*parts))
         if len(b) == 0:
             return []
         hb, ha = _verify(fine, b, a, maps, rank, settings.rotation_min_corr)

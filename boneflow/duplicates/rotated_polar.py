@@ -24,7 +24,14 @@ import math
 
 import numpy as np
 
-from boneflow.duplicates.rotated_candidates import _ASPECTS, _has_black_corners, _normalise, inverse_2x2, sample
+from boneflow.duplicates.rotated_candidates import (
+    _ASPECTS,
+    _has_black_corners,
+    _normalise,
+    inverse_2x2,
+    sample,
+    top_pairs,
+)
 from boneflow.settings import GroupingSettings
 
 _SIDE = 32  # log-polar samples are taken from the thumbnail pooled to this side
@@ -33,9 +40,8 @@ _INNER = 0.12  # radius of the innermost ring, of the half-side (the outermost i
 _RING_RATIO = 1.2  # radius ratio of neighbouring rings
 _SPOKES = 64  # samples around each ring (5.6 degrees apart)
 _FREQS = 11  # Fourier coefficients 1..11 kept per ring (their magnitudes are turn- and mirror-invariant)
-_MAX_RING_SHIFT = (
-    4  # scale ratios up to 1.2**4 = 2.07 either way (a chain of three 30-degree turns: 0.39 vs 1 is through links)
-)
+# Scale ratios up to 1.2**4 = 2.07 either way (a chain of three 30-degree turns: 0.39 vs 1 is through links).
+_MAX_RING_SHIFT = 4
 _MIN_SHARED = 7  # rings two images must share to be compared
 _ROW_BLOCK = 256
 _FLIP = ((-1.0, 0.0), (0.0, 1.0))  # left-right mirror in normalised coordinates
@@ -103,56 +109,34 @@ def _shifts():
     return [d for d in range(-_MAX_RING_SHIFT, _MAX_RING_SHIFT + 1) if _RINGS - abs(d) >= _MIN_SHARED]
 
 
-def _window(desc, lo: int, hi: int):
-    import torch
-
-    mag, pair = desc
-    n = len(mag)
-    return _normalise(torch.cat([mag[:, lo:hi].reshape(n, -1), pair[:, lo : hi - 1].reshape(n, -1)], dim=1))
-
-
 def _windows(rows_desc, cols_desc):
     """Per ring shift d: (rows' vectors, columns' vectors), normalised: row image b's ring i
     faces column image a's ring i + d."""
+    import torch
+
+    def window(desc, lo: int, hi: int):
+        mag, pair = desc
+        n = len(mag)
+        return _normalise(torch.cat([mag[:, lo:hi].reshape(n, -1), pair[:, lo : hi - 1].reshape(n, -1)], dim=1))
+
     out = {}
     for d in _shifts():
         lo, hi = max(0, -d), _RINGS - max(0, d)
-        out[d] = (_window(rows_desc, lo, hi), _window(cols_desc, lo + d, hi + d))
+        out[d] = (window(rows_desc, lo, hi), window(cols_desc, lo + d, hi + d))
     return out
 
 
-def _best_scores(windows, owner, start: int, stop: int):
-    """Best descriptor correlation of rows start:stop with every column over ring shifts [m, V]."""
+def _best_scores(windows, owner, rows):
+    """Best descriptor correlation of the images `rows` with every column over ring shifts [m, V]."""
     import torch
 
     best = None
-    for rows, cols in windows.values():
-        s = rows[start:stop] @ cols.T
+    for row_vecs, cols in windows.values():
+        s = row_vecs[rows] @ cols.T
         best = s if best is None else torch.maximum(best, s, out=best)
     assert best is not None
-    best[owner[None, :] == torch.arange(start, stop)[:, None]] = -2.0  # never a copy of itself
+    best[owner[None, :] == rows[:, None]] = -2.0  # never a copy of itself
     return best
-
-
-def _top_pairs(windows, owner, n: int, k: int):
-    """(b, column, rank) of each row's and each column's k best matches."""
-    import torch
-
-    found = []
-    v = len(owner)
-    col_val, col_idx = torch.full((k, v), -2.0), torch.zeros((k, v), dtype=torch.long)
-    ranks = torch.arange(k)
-    for start in range(0, n, _ROW_BLOCK):
-        stop = min(start + _ROW_BLOCK, n)
-        best = _best_scores(windows, owner, start, stop)
-        top = best.topk(k, dim=1)
-        rows = torch.arange(start, stop)
-        found.append((rows.repeat_interleave(k), top.indices.reshape(-1), ranks.repeat(stop - start)))
-        col = torch.cat([col_val, best]).topk(k, dim=0)
-        col_idx = torch.cat([col_idx, rows[:, None].expand(-1, v)]).gather(0, col.indices)
-        col_val = col.values
-    found.append((col_idx.reshape(-1), torch.arange(v).repeat(k), ranks.repeat_interleave(v)))
-    return tuple(torch.cat(p) for p in zip(*found))
 
 
 def _ring_spectra(polar):
@@ -212,7 +196,9 @@ def polar_candidates(fine, settings: GroupingSettings):
     owner, stretch, kind = _columns(fine)
     polar = log_polar(fine)
     cols = log_polar(fine[owner], stretch)
-    b, col, rank = _top_pairs(_windows(_descriptors(polar), _descriptors(cols)), owner, n, k)
+    windows = _windows(_descriptors(polar), _descriptors(cols))
+    blocks = ((rows, _best_scores(windows, owner, rows)) for rows in torch.arange(n).split(_ROW_BLOCK))
+    b, col, _, rank = top_pairs(blocks, len(owner), k, _ROW_BLOCK)
     a = owner[col]
     key = ((torch.minimum(a, b) * n + torch.maximum(a, b)) * (len(_ASPECTS) + 1) + kind[col]).numpy()
     _, first_np = np.unique(key, return_index=True)  # each unordered pair once per aspect

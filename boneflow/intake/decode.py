@@ -5,7 +5,7 @@ model sees at inference equals what it saw at evaluation.
 
 Conversions (documented choices):
 - JPEG: `Image.draft("L", ...)` asks libjpeg for the luma plane at the smallest 1/2, 1/4, 1/8
-  scale that still covers the target size. libjpeg still reads all entropy-coded data, so a
+  scale that still covers the target size; it still reads all entropy-coded data, so a
   truncated file still fails (tested).
 - RGB / YCbCr / CMYK / LAB / HSV: converted to RGB by PIL, then ITU-R 601 luma. RGB-stored
   greyscale (R=G=B) therefore keeps its values.
@@ -27,14 +27,12 @@ What is decoded at all (inputs are untrusted: dataset files, predict arguments, 
   file to Ghostscript. Anything else is `not_an_image`.
 - Files over `max_bytes` (default 64 MiB) are `too_large`, decided from the file's size before
   a byte is read.
-- Memory: the decoded image costs width x height x bytes per pixel (1 for L/P, 2 for 16-bit,
-  4 for RGB(A)/32-bit, PIL's internal layout) plus 8 bytes per row, read from the header and refused above
-  `max_decoded_bytes` before anything is decoded. Images whose sides differ by more than
-  `MAX_ASPECT`:1 are refused too (no radiograph is shaped like that, and PNG decoding holds
-  full rows: a 49,000,000 x 1 16-bit PNG is a 432 KB file). The conversion to greyscale works on
-  tiles of at most ~260k pixels (rows split into pieces when one row is longer) into one
-  full-size 8-bit image, so it adds ~1 byte per pixel whatever the shape, instead of the ~30
-  bytes per pixel that whole-row int64/float64 arrays cost.
+- Memory, from the header before anything is decoded: refused when the decoded pixels (PIL's
+  bytes per pixel, plus 8 bytes per row) would exceed `max_decoded_bytes`, or when the sides
+  differ by more than `MAX_ASPECT`:1 (no radiograph is shaped like that, and PNG decoding holds
+  full rows: a 49,000,000 x 1 16-bit PNG is a 432 KB file). Greyscale conversion works on tiles
+  of ~260k pixels into one 8-bit image: ~1 byte per pixel whatever the shape, not the ~30 of
+  whole-row int64/float64 arrays.
 """
 
 from __future__ import annotations
@@ -60,7 +58,7 @@ DEFAULT_MAX_BYTES = DataSettings().max_bytes  # X-ray exports are a few MB; 7000
 DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
 ALLOWED_FORMATS = ("JPEG", "PNG")
 _JPEG_FORMATS = ("JPEG", "MPO")  # PIL's JPEG decoder reports multi-picture JPEGs as MPO
-_STRIP_PIXELS = 1 << 18  # greyscale conversion works on ~260k pixels (a few MB of temporaries) at a time
+_STRIP_PIXELS = 1 << 18  # pixels per greyscale-conversion tile (a few MB of temporaries)
 # Longest side over shortest side. Long-leg and full-spine stitches are ~1:4; a 20:1 image at
 # the 50 MP limit is 31,623 px wide, whose PNG row buffers are a few hundred kB.
 MAX_ASPECT = 20
@@ -128,9 +126,7 @@ def _strip_to_grey(img: Image.Image, value_range: tuple[float, float] | None) ->
             arr = np.clip(arr, 0, None)
         scaled = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         return Image.fromarray(np.clip(np.rint(np.nan_to_num(scaled)), 0, 255).astype(np.uint8), mode="L")
-    if mode == "1":
-        return img.convert("L")
-    if mode != "RGB":
+    if mode not in ("1", "RGB"):
         img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
     return img.convert("L")
 
@@ -208,8 +204,7 @@ def _orientation(img: Image.Image) -> int:
 
 
 def _check_shape(width: int, height: int, *, max_pixels: int, min_side: int) -> None:
-    """Refuse from the header alone a shape that is too small, or would cost too much memory
-    to decode."""
+    """Refuse a shape that is too small, or would cost too much memory to decode."""
     if width * height > max_pixels:
         raise ImageRejected(
             "decompression_bomb", f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels}"
@@ -224,8 +219,8 @@ def _check_shape(width: int, height: int, *, max_pixels: int, min_side: int) -> 
 
 
 def _check_decoded_bytes(width: int, height: int, mode: str, *, max_decoded_bytes: int) -> None:
-    """Refuse from the header alone an image whose decoded pixels would exceed the budget.
-    PIL also keeps one 8-byte pointer per row: a 1 x 49,000,000 image costs 392 MB of them."""
+    """Refuse an image whose decoded pixels would exceed the budget. PIL also keeps one 8-byte
+    pointer per row: a 1 x 49,000,000 image costs 392 MB of them."""
     decoded_bytes = height * (width * _bytes_per_pixel(mode) + 8)
     if decoded_bytes > max_decoded_bytes:
         raise ImageRejected(

@@ -37,24 +37,12 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _status(error: BaseException) -> int | None:
-    response = getattr(error, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _is_timeout(error: BaseException) -> bool:
-    # socket.timeout is TimeoutError; requests' and urllib3's own timeouts sit above one in the
-    # chain, or are named so (ReadTimeout, ConnectTimeoutError)
-    return isinstance(error, TimeoutError) or "Timeout" in type(error).__name__
-
-
 def classify_download_error(error: BaseException) -> DownloadFailure:
     """Whether retrying the download that raised `error` can succeed, and why."""
     chain = list(_chain(error))
     for link in chain:
-        status = _status(link)
-        if status is not None:
+        status = getattr(getattr(link, "response", None), "status_code", None)
+        if isinstance(status, int):
             retryable = status in TRANSIENT_STATUS or status >= 500
             return DownloadFailure(retryable, f"HTTP {status}", unreachable=False)
     for link in chain:
@@ -62,7 +50,9 @@ def classify_download_error(error: BaseException) -> DownloadFailure:
             return DownloadFailure(False, f"name resolution failed ({link.strerror or link})", unreachable=True)
         if isinstance(link, ConnectionRefusedError):
             return DownloadFailure(False, "connection refused", unreachable=True)
-    if any(_is_timeout(link) for link in chain):
+    # socket.timeout is TimeoutError; requests' and urllib3's own timeouts sit above one in the
+    # chain, or are named so (ReadTimeout, ConnectTimeoutError)
+    if any(isinstance(link, TimeoutError) or "Timeout" in type(link).__name__ for link in chain):
         return DownloadFailure(True, "timed out", unreachable=True)
     if isinstance(error, OSError):  # requests' errors are OSErrors: a reset or dropped connection
         return DownloadFailure(True, f"{type(error).__name__}: {error}"[:200], unreachable=True)

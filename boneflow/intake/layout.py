@@ -8,8 +8,7 @@ reported as stray rather than silently ignored or silently trained on.
 The dataset folder is untrusted. The walk never follows a symlink whose target lies outside
 the dataset root (the root itself may be a symlink): such links, link loops, names that are
 not UTF-8 and folders it cannot list are in `Layout.skipped` with a reason naming them, never
-read. Symlinks that
-stay inside the root (a class folder linked to a pool folder) are followed.
+read. Symlinks that stay inside the root (a class folder linked to a pool folder) are followed.
 """
 
 from __future__ import annotations
@@ -58,6 +57,9 @@ class _Tree:
     items: list[tuple[str, str]] = field(default_factory=list)  # (relpath, "dir" | "file" | "other")
     skipped: list[dict] = field(default_factory=list)
 
+    def skip(self, path: str, reason: str, detail: str) -> None:
+        self.skipped.append({"path": path, "reason": reason, "detail": detail})
+
 
 def _printable(rel: str) -> str:
     """A relative path that JSON and logs can carry: undecodable bytes shown as \\xNN."""
@@ -73,35 +75,20 @@ def _classify(path: Path, rel: str, real_root: Path, ancestors: frozenset, tree:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
-        tree.skipped.append(
-            {
-                "path": _printable(rel),
-                "reason": "non_utf8_name",
-                "detail": "the file name is not valid UTF-8; rename it to include it",
-            }
-        )
+        tree.skip(_printable(rel), "non_utf8_name", "the file name is not valid UTF-8; rename it to include it")
         return None
     if path.is_symlink():
         target = path.resolve()
         if not _inside(target, real_root):
-            tree.skipped.append(
-                {
-                    "path": rel,
-                    "reason": "symlink_outside_root",
-                    "detail": f"symlink {rel} points to {_printable(os.readlink(path))}, "
-                    "outside the dataset root; not followed",
-                }
+            tree.skip(
+                rel,
+                "symlink_outside_root",
+                f"symlink {rel} points to {_printable(os.readlink(path))}, outside the dataset root; not followed",
             )
             return None
     if path.is_dir():
         if path.resolve() in ancestors:
-            tree.skipped.append(
-                {
-                    "path": rel,
-                    "reason": "symlink_loop",
-                    "detail": f"symlink {rel} leads back to a folder above it; not followed",
-                }
-            )
+            tree.skip(rel, "symlink_loop", f"symlink {rel} leads back to a folder above it; not followed")
             return None
         return "dir"
     return "file" if path.is_file() else "other"
@@ -118,13 +105,7 @@ def _walk(root: Path) -> _Tree:
         try:
             names = sorted(os.listdir(folder))
         except OSError as err:  # permissions: report it, keep walking the rest
-            tree.skipped.append(
-                {
-                    "path": _printable(rel_dir) or ".",
-                    "reason": "unreadable_folder",
-                    "detail": f"cannot list the folder ({err.strerror})",
-                }
-            )
+            tree.skip(_printable(rel_dir) or ".", "unreadable_folder", f"cannot list the folder ({err.strerror})")
             continue
         below = []
         for name in names:
@@ -160,10 +141,6 @@ def check_classes_present(split_counts: Mapping[str, Mapping[str, int]], classes
         )
 
 
-def _looks_like_root(folder: Path) -> bool:
-    return any((folder / s).is_dir() for s in SPLITS)
-
-
 def find_dataset_root(data_dir: Path) -> Path:
     """The folder under `data_dir` (or `data_dir` itself) holding the split folders."""
     data_dir = Path(data_dir)
@@ -177,7 +154,7 @@ def find_dataset_root(data_dir: Path) -> Path:
     for _ in range(_MAX_SEARCH_DEPTH + 1):
         for folder in level:
             searched.append(folder)
-            if _looks_like_root(folder):
+            if any((folder / s).is_dir() for s in SPLITS):
                 return folder
         level = sorted(
             p

@@ -21,26 +21,16 @@ def create_npy(path: Path, shape: tuple[int, ...], dtype) -> None:
     del arr
 
 
-def _data_offset(fh) -> int:
-    major, _minor = np.lib.format.read_magic(fh)
-    if major == 1:
-        np.lib.format.read_array_header_1_0(fh)
-    else:
-        np.lib.format.read_array_header_2_0(fh)
-    return fh.tell()
-
-
 class NpyRows:
     """Open an existing C-ordered .npy file for row writes (`mode="r+b"`) or reads (`"rb"`)."""
 
     def __init__(self, path: Path, *, mode: str = "r+b"):
         self.path = Path(path)
         self._fh = open(self.path, mode)  # noqa: SIM115 held for the object's life; close() releases it
-        self.offset = _data_offset(self._fh)
-        self._fh.seek(0)
         major, _ = np.lib.format.read_magic(self._fh)
         reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         self.shape, fortran, self.dtype = reader(self._fh)
+        self.offset = self._fh.tell()  # the data follows the header
         if fortran:
             raise ValueError(f"{self.path}: Fortran-ordered arrays are not supported")
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize

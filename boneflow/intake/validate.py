@@ -1,10 +1,10 @@
 """Validation: every file decoded exactly once, in a process pool.
 
-One decode per file yields all three products: the verdict (kept / excluded with a reason),
-the packed pixels (greyscale, aspect kept, padded square of `pack_size`) and the perceptual
-hashes for the leakage audit (of the image, its mirror and its 90/180/270 rotations). Workers
-return small arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy`
-and never holds the full-size decodes. The source tree is only ever opened for reading.
+One decode per file yields the verdict (kept / excluded with a reason), the packed pixels
+(greyscale, aspect kept, padded square of `pack_size`), the perceptual hashes of the image, its
+mirror and its 90/180/270 rotations (leakage audit) and the grouping thumbnail. Workers return
+small arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy` and never
+holds the full-size decodes. The source tree is only ever opened for reading.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from boneflow.hashing import sha256_file
 from boneflow.intake.acquire import fingerprint_from_hashes
 from boneflow.intake.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, REASONS
 from boneflow.intake.layout import CLASSES, SPLITS, check_classes_present, scan_layout
@@ -86,12 +87,9 @@ def _hashes(grey) -> np.ndarray:
     frequencies of a 64x64 LANCZOS resize, bit = coefficient above their median; a test checks
     it). Mirroring a signal multiplies its DCT-II coefficient k by (-1)^k and a 90-degree turn
     transposes the block, so the other four hashes need no second resize or DCT: mirror and 180
-    are exact, 90/270 within a few bits of hashing the turned image (resampling order). This
-    made hashing ~5x cheaper than five imagehash calls (1.7 -> 0.3 ms an image), which had been
-    60 % of validation.
-    Why 256 bits: the 64-bit phash put ~100 distinct pairs of the 2,500-image demo set within
-    4 bits; at 256 bits no distinct pair came closer than 30 while copies stayed <= 24
-    (scripts/measure_leakage.py)."""
+    are exact, 90/270 within a few bits of hashing the turned image (resampling order); ~5x
+    cheaper than five imagehash calls (1.7 -> 0.3 ms an image; they had been 60 % of
+    validation). Why 256 bits: leakage.py."""
     from PIL import Image
 
     small = np.asarray(grey.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
@@ -108,21 +106,18 @@ def _hashes(grey) -> np.ndarray:
 
 
 def _work_chunk(
-    jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
+    jobs: list[tuple[int, str]], pack_size: int, min_side: int, max_pixels: int, max_bytes: int
 ) -> tuple[list[tuple], float]:
-    """Worker: (index, path) → (index, sha256, reason | None, detail, info, pixels bytes,
-    (hashes, grouping thumbnail)),
-    plus this worker's peak RSS in MB (forkserver workers are not our children, so
-    RUSAGE_CHILDREN cannot see them)."""
+    """Worker: per (index, path), (index, sha256, reject reason | None, detail, info, pixel
+    bytes | None, (hashes, grouping thumbnail) | None); plus this worker's peak RSS in MB
+    (forkserver workers are not our children, so RUSAGE_CHILDREN cannot see them)."""
     import resource
 
     from PIL import Image
 
-    from boneflow.hashing import sha256_file
     from boneflow.intake.decode import ImageRejected, decode_xray, read_bounded
 
     Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's own open-time guard agrees with ours
-    # (index, sha256, reject reason, detail, info, pixel bytes, (hashes, thumbnail)) per file
     out: list[tuple[int, str, str | None, str, dict, bytes | None, tuple | None]] = []
     for index, path in jobs:
         try:  # read-only, size checked first: an oversized file is only streamed through sha256
@@ -141,51 +136,6 @@ def _work_chunk(
     return out, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _hash_only(jobs: list[tuple[int, str]]) -> list[tuple[int, str]]:
-    from boneflow.hashing import sha256_file
-
-    return [(i, sha256_file(Path(p))) for i, p in jobs]
-
-
-def _run_pool(
-    jobs: list[tuple[int, str]],
-    *,
-    workers: int,
-    pack_size: int,
-    min_side: int,
-    max_pixels: int,
-    on_result: Callable[[tuple], None],
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> float:
-    """Run all jobs; returns the largest worker peak RSS (MB)."""
-    chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
-    # forkserver: workers start from a clean process, safe even when the caller already runs
-    # threads (Prefect, torch); fork from such a parent can deadlock.
-    ctx = get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending = set()
-        queue = iter(chunks)
-        max_in_flight = 2 * workers  # bounded: results never pile up in the parent
-        worker_rss = 0.0
-
-        def collect(fut) -> None:
-            nonlocal worker_rss
-            results, rss = fut.result()
-            worker_rss = max(worker_rss, rss)
-            for result in results:
-                on_result(result)
-
-        for chunk in queue:
-            pending.add(pool.submit(_work_chunk, chunk, pack_size, min_side, max_pixels, max_bytes))
-            if len(pending) >= max_in_flight:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    collect(fut)
-        for fut in pending:
-            collect(fut)
-    return worker_rss
-
-
 @dataclass
 class _Decoded:
     """What the pool returned for every entry (row = entry index), before keeping the good ones."""
@@ -194,7 +144,7 @@ class _Decoded:
     file_hashes: dict[str, str]  # relpath -> file sha256
     hashes: np.ndarray  # uint64 [entries, len(HASH_TRANSFORMS), HASH_WORDS]
     thumbs: np.ndarray  # uint8 [entries, THUMB_SIDE, THUMB_SIDE]
-    worker_rss: float
+    worker_rss: float = 0.0  # largest worker peak RSS (MB)
 
 
 def _decode_all(
@@ -209,7 +159,8 @@ def _decode_all(
     max_bytes: int,
     progress: Callable[[int, int], None] | None,
 ) -> _Decoded:
-    """Decode every entry once in the pool; pixels of kept files go to row `index` of `raw_path`."""
+    """Decode every entry once in the pool; pixels of kept files go to row `index` of `raw_path`.
+    At most 2 chunks per worker are in flight, so results never pile up in the parent."""
     total = len(entries)
     create_npy(raw_path, (total, pack_size, pack_size), np.uint8)
     decoded = _Decoded(
@@ -217,42 +168,48 @@ def _decode_all(
         file_hashes={},
         hashes=np.zeros((total, len(HASH_TRANSFORMS), HASH_WORDS), dtype=np.uint64),
         thumbs=np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8),
-        worker_rss=0.0,
     )
+    jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
     done = 0
-    with NpyRows(raw_path) as rows:
+    # forkserver: workers start from a clean process, safe even when the caller already runs
+    # threads (Prefect, torch); fork from such a parent can deadlock.
+    with (
+        NpyRows(raw_path) as rows,
+        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool,
+    ):
 
-        def on_result(result: tuple) -> None:
+        def collect(fut) -> None:
             nonlocal done
-            index, sha, reason, detail, info, pixels, hashes = result
-            decoded.file_hashes[entries[index].relpath] = sha
-            decoded.verdicts[index] = (reason, detail, info)
-            if reason is None:
-                rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
-                decoded.hashes[index], decoded.thumbs[index] = hashes
-            done += 1
-            if progress is not None:
-                progress(done, total)
+            results, rss = fut.result()
+            decoded.worker_rss = max(decoded.worker_rss, rss)
+            for index, sha, reason, detail, info, pixels, hashes in results:
+                decoded.file_hashes[entries[index].relpath] = sha
+                decoded.verdicts[index] = (reason, detail, info)
+                if reason is None:
+                    rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
+                    decoded.hashes[index], decoded.thumbs[index] = hashes
+                done += 1
+                if progress is not None:
+                    progress(done, total)
 
-        jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
-        decoded.worker_rss = _run_pool(
-            jobs,
-            workers=workers,
-            pack_size=pack_size,
-            min_side=min_side,
-            max_pixels=max_pixels,
-            on_result=on_result,
-            max_bytes=max_bytes,
-        )
+        pending = set()
+        for start in range(0, len(jobs), _CHUNK):
+            chunk = jobs[start : start + _CHUNK]
+            pending.add(pool.submit(_work_chunk, chunk, pack_size, min_side, max_pixels, max_bytes))
+            if len(pending) >= 2 * workers:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    collect(fut)
+        for fut in pending:
+            collect(fut)
     return decoded
 
 
 def _hash_stray_files(root: Path, stray_files: list[str], file_hashes: dict[str, str]) -> None:
     """Stray files are not images of the dataset but are part of its fingerprint."""
     for rel in stray_files:
-        path = root / rel
-        if path.is_file():
-            file_hashes[rel] = _hash_only([(0, str(path))])[0][1]
+        if (root / rel).is_file():
+            file_hashes[rel] = sha256_file(root / rel)
 
 
 def _compact_rows(raw_path: Path, pixels_path: Path, kept_idx: list[int], pack_size: int) -> None:
@@ -309,7 +266,7 @@ def validate_dataset(
         report=report,
         records=records,
         pixels_path=pixels_path,
-        hashes=decoded.hashes[kept_idx] if kept_idx else np.zeros((0, len(HASH_TRANSFORMS), HASH_WORDS), np.uint64),
+        hashes=decoded.hashes[kept_idx],
         thumbs=decoded.thumbs[kept_idx],
         min_side=min_side,
         file_hashes=file_hashes,
