@@ -297,20 +297,15 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
         if any(r.state is not None and r.state.is_running() for r in runs):
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > start_timeout_s:
-            for i, run in enumerate(runs):
-                if _ended(run):
-                    continue
+            why = f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"
+            for run, label in zip(runs, labels):
                 # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
                 # submitted, and a pod that starts later finds the run Cancelled and exits without
                 # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
-                result = client.set_flow_run_state(
-                    run.id,
-                    Cancelled(
-                        message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"
-                    ),
-                )
-                if result.status == SetStateStatus.ACCEPT:  # else it started or ended meanwhile
-                    timed_out.append((run, labels[i]))
+                if _ended(run):
+                    continue
+                if client.set_flow_run_state(run.id, Cancelled(message=why)).status == SetStateStatus.ACCEPT:
+                    timed_out.append((run, label))  # else it started or ended meanwhile
             idle_since = time.monotonic()
             continue
         time.sleep(_POLL_S)
