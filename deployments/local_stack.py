@@ -189,8 +189,6 @@ class LocalStack:
 
     def start_s3(self, timeout: float = 30) -> None:
         """moto's standalone server: a real HTTP S3 endpoint; `AWS_ENDPOINT_URL` points at it."""
-        if not self.s3_port:
-            raise StackError("start_s3 needs s3_port")
         self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,17 +1,15 @@
 """`boneflow run`'s live display, fed by Prefect's API instead of by log lines.
 
-While the flow runs in the main thread, a background thread polls the API for the flow run
-(and its subflows, e.g. the training flow): the task runs in Running state name the stage on
-the spinner line, with the latest warning a running stage logged beside them (a Kaggle retry:
-"Kaggle: attempt 2/3 in 20 s: timed out"), and the training's progress artifact (a percentage
-and a description with the epoch's images per second, updated every epoch by tasks/training.py)
-drives the epoch bar. The flow run's id comes from an
-`on_running` hook on the flow, so the poller never has to guess which run is ours on a shared
-server.
+While the flow runs in the main thread, a background thread polls the API for the flow run and
+its subflows (the training flow): the running task runs name the stage on the spinner line, with
+the latest warning a running stage logged beside them (a Kaggle retry notice), and the
+training's progress artifact (updated every epoch by tasks/training.py) drives the epoch bar.
+The flow run's id comes from an `on_running` hook, so the poller never has to guess which run
+is ours on a shared server.
 
 The pretrained-weights download stays a logging handler: the core (boneflow.train.model) has
-no Prefect and reports only through its logger, so that logger is its structured feed. Its
-records are shown as they are on a line of their own, never parsed.
+no Prefect and reports only through its logger; its records are shown as they are on a line of
+their own, never parsed.
 """
 
 from __future__ import annotations
@@ -136,6 +134,7 @@ class RunDisplay:
         self.stages_seen: list[str] = []
         self._flow_run_id: UUID | None = None
         self._stop = threading.Event()
+        self._final_poll = False
         self._thread: threading.Thread | None = None
 
     def on_running(self, flow: Any, flow_run: Any, state: Any) -> None:
@@ -156,11 +155,10 @@ class RunDisplay:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        self._final_poll = exc_info[0] is None  # every stage counted, the bar at its end
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        if exc_info[0] is None:
-            self._poll_once()  # the final state: every stage counted, the bar at its end
         logging.getLogger(WEIGHTS_LOGGER).removeHandler(self.weights)
         self.progress.stop()
 
@@ -177,19 +175,9 @@ class RunDisplay:
             completed = round(snap.epoch_percent / 100 * self.epochs)
             self.progress.update(self.epoch_row, completed=completed, description=snap.epoch_text, visible=True)
 
-    def _poll_once(self, client=None) -> None:
-        if self._flow_run_id is None:
-            return
-        from prefect import get_client
-
-        try:
-            if client is None:
-                with get_client(sync_client=True) as own:
-                    self.show(read_snapshot(own, self._flow_run_id))
-            else:
-                self.show(read_snapshot(client, self._flow_run_id))
-        except Exception:  # a display glitch (API busy, run just ending) must never break the run
-            pass
+    def _poll_once(self, client) -> None:
+        with contextlib.suppress(Exception):  # a display glitch (API busy, run just ending) must never break the run
+            self.show(read_snapshot(client, self._flow_run_id))
 
     def _poll_until_stopped(self) -> None:
         from prefect import get_client
@@ -197,23 +185,27 @@ class RunDisplay:
         # No client before the flow is running: with no server configured the flow starts
         # Prefect's ephemeral API, and a second starter racing it would be wasted work.
         while self._flow_run_id is None:
-            if self._stop.wait(POLL_S):
+            if self._stop.wait(POLL_S) and self._flow_run_id is None:
                 return
         try:
             with get_client(sync_client=True) as client:
                 while not self._stop.wait(POLL_S):
                     self._poll_once(client)
+                if self._final_poll:
+                    self._poll_once(client)
         except Exception:  # the API went away: the run itself reports that, not the display
             pass
 
 
-def count_column():
-    """rich's "M/N" column, blank on the stage line (it has no total; rich would print "0/?")."""
-    from rich.progress import MofNCompleteColumn
+def run_progress():
+    """rich's display for `boneflow run`; the "M/N" column stays blank on the stage line (it has
+    no total; rich would print "0/?")."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
     class StepsDone(MofNCompleteColumn):
         def render(self, task):
             return Text("") if task.total is None else super().render(task)
 
-    return StepsDone()
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), StepsDone(), TimeElapsedColumn())
+    return Progress(*columns, transient=False)

@@ -1,15 +1,11 @@
 """CLI command `boneflow run`: the retrain flow on embedded defaults.
 
-It drives a flow, so it lives on the orchestration side; `flows/cli.py` adds it to the core's
-commands. Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (no server
-needed; set PREFECT_API_URL to report to a real one), a folder store and local dispatch. The
-flow (and with it Prefect) is imported only when the command runs, so `boneflow --help` and
-the core commands stay light.
-
-Exit codes are every command's (boneflow/cli/errors.py): 0 promoted or skipped, 3 gate rejected,
-2 bad settings or an error the flow names (a BoneflowError: bad data, store), 4 an object the run
-needs left the store while it ran (a concurrent gc), 1 any other error; one clear message, no
-traceback. The progress display is flows/cli_progress.py.
+It drives a flow, so it lives on the orchestration side (flows/cli.py adds it to the core's
+commands). Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (set
+PREFECT_API_URL to report to a real server), a folder store and local dispatch. Prefect is
+imported only when the command runs, so `boneflow --help` and the core commands stay light.
+Exit codes are every command's (boneflow/cli/errors.py; `run`'s help lists them); one clear
+message, no traceback. The progress display is flows/cli_progress.py.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from boneflow.cli.errors import (
     EXIT_ERROR,
@@ -33,7 +30,7 @@ from boneflow.cli.options import flag_name, with_config_options
 from boneflow.config import RetrainConfig
 from boneflow.gate.decision import GATE_REJECTED
 from boneflow.store.errors import ObjectNotFoundError
-from flows.cli_progress import RunDisplay, count_column
+from flows.cli_progress import RunDisplay, run_progress
 
 __all__ = ["EXIT_REJECTED", "EXIT_STORE_CHANGED", "run"]
 
@@ -47,43 +44,19 @@ STORE_CHANGED = (
 )
 
 
-def _build_config(**fields) -> RetrainConfig:
-    from pydantic import ValidationError
-
-    try:
-        return RetrainConfig(**fields)
-    except ValidationError as err:
-        raise SettingsError(describe_validation_error(err, flag_name)) from None
-
-
-def _error_message(state) -> str:
-    error = _exception_of(state)
-    if error is not None:
-        return f"{type(error).__name__}: {error}"
-    return state.message or f"flow run ended {state.name}"
-
-
-def _exception_of(state) -> BaseException | None:
-    error = state.result(raise_on_failure=False)
-    return error if isinstance(error, BaseException) else None
-
-
-def _number(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
 def _summary(state, config: RetrainConfig) -> int:
     if state.is_completed() and state.name == "Skipped":
         typer.secho(f"skipped: {state.message}", fg=typer.colors.YELLOW)
         return 0
     if state.is_completed():
         out = state.result()
-        m = out["judged"] if "judged" in out else out["test_clean"]
+        m = out["judged"]
         lo, hi = m["accuracy_ci95"]
+        auroc = "–" if m.get("auroc") is None else f"{m['auroc']:.3f}"
         typer.secho(f"promoted run {out['run_id']} to champion in {config.store_url}", fg=typer.colors.GREEN)
         typer.echo(
-            f"  {out.get('judged_split', 'leak-free test')}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
-            f"fractured recall {m['recall_fractured']:.3f}, AUROC {_number(m.get('auroc'))}, "
+            f"  {out['judged_split']}: accuracy {m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}], "
+            f"fractured recall {m['recall_fractured']:.3f}, AUROC {auroc}, "
             f"n={m['n']} radiographs ({m.get('files', '?')} files)"
         )
         typer.echo(f"  {out['gate']}")
@@ -101,12 +74,15 @@ def _summary(state, config: RetrainConfig) -> int:
             err=True,
         )
         return EXIT_REJECTED
-    error = _exception_of(state)
+    error = state.result(raise_on_failure=False)
+    if not isinstance(error, BaseException):
+        print_error(message or f"flow run ended {state.name}")
+        return EXIT_ERROR
     if isinstance(error, ObjectNotFoundError):
-        print_error(f"{_error_message(state)} {STORE_CHANGED}")
+        print_error(f"{type(error).__name__}: {error} {STORE_CHANGED}")
         return EXIT_STORE_CHANGED
-    print_error(_error_message(state))
-    return exit_code_for(error) if error is not None else EXIT_ERROR
+    print_error(f"{type(error).__name__}: {error}")
+    return exit_code_for(error)
 
 
 def prefect_environment() -> None:
@@ -137,27 +113,20 @@ def run(
     Exit 0: promoted or skipped; 3: gate rejected (run published, champion unchanged); 2: bad
     settings or data; 4: an object the run needs left the store meanwhile (a concurrent gc);
     1: other error."""
-    config = _build_config(**config_fields)
+    try:
+        config = RetrainConfig(**config_fields)
+    except ValidationError as err:
+        raise SettingsError(describe_validation_error(err, flag_name)) from None
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise SettingsError(
             f"--data-dir {config.data_dir}: not a folder. Point it at a copy of the dataset "
             "(or make one: boneflow demo-data PATH)."
         )
     prefect_environment()
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from flows.retrain import retrain
     from tasks.runtime import quiet_prefect_console
 
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        count_column(),
-        TimeElapsedColumn(),
-        transient=False,
-    )
-    display = RunDisplay(progress, config.epochs)
+    display = RunDisplay(run_progress(), config.epochs)
     if not verbose:
         quiet_prefect_console()
     with display:

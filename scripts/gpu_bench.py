@@ -28,10 +28,7 @@ import torch  # noqa: E402
 from boneflow.bench.notebook_baseline import seed_loader, seed_train_rate, write_jpeg_folder  # noqa: E402
 from boneflow.demo.bones import bone_images  # noqa: E402
 from boneflow.intake.layout import CLASSES  # noqa: E402
-from boneflow.settings import (
-    TrainSettings,  # noqa: E402
-    pack_size_for,  # noqa: E402
-)
+from boneflow.settings import TrainSettings, pack_size_for  # noqa: E402
 from boneflow.splits.packed import InMemorySplits, SplitArrays  # noqa: E402
 from boneflow.train.device import precision_name, resolve_device  # noqa: E402
 from boneflow.train.fit import fit  # noqa: E402
@@ -87,18 +84,9 @@ def main() -> None:
 
         def on_epoch(stats: dict) -> None:
             epochs.append({k: stats[k] for k in ("epoch", "seconds", "img_per_s", "train_loss", "val_acc")})
-            print(
-                json.dumps(
-                    {
-                        "epoch": stats["epoch"],
-                        "seconds": round(stats["seconds"], 2),
-                        "img_per_s": round(stats["img_per_s"], 1),
-                        "val_acc": round(stats["val_acc"], 4),
-                    }
-                ),
-                file=sys.stderr,
-                flush=True,
-            )
+            digits = {"seconds": 2, "img_per_s": 1, "val_acc": 4}
+            line = {"epoch": stats["epoch"]} | {k: round(stats[k], d) for k, d in digits.items()}
+            print(json.dumps(line), file=sys.stderr, flush=True)
 
         started = time.perf_counter()
         result = fit(packed, settings, checkpoint_dir=Path(checkpoints), on_epoch=on_epoch)

@@ -19,7 +19,6 @@ import argparse
 import json
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,11 +49,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     data = np.load(args.packed)
     size, split = int(data["size"]), data["split"]
-    splits = {
-        s: SplitArrays(data["images"][split == s], data["labels"][split == s], []) for s in ("train", "val", "test")
-    }
-    settings = replace(
-        TrainSettings(pretrained=False),
+    parts = {s: split == s for s in ("train", "val", "test")}
+    splits = {s: SplitArrays(data["images"][rows], data["labels"][rows], []) for s, rows in parts.items()}
+    settings = TrainSettings(
+        pretrained=False,
         epochs=args.epochs,
         patience=args.patience,
         lr=args.lr,
@@ -69,14 +67,12 @@ def main() -> None:
     cam_of = GradCAM(model=model)
     images, labels = splits["test"].images, splits["test"].labels
     maps, crops = [], []
+    top = (size - args.image_size) // 2
     for start in range(0, len(images), 32):
-        x = preset(np.asarray(images[start : start + 32])).to(device)
-        _, cam = cam_of(x, class_index=1)
+        batch = np.asarray(images[start : start + 32])
+        _, cam = cam_of(preset(batch).to(device), class_index=1)
         maps.append(cam.cpu().numpy())
-        top = (size - args.image_size) // 2
-        crops.append(
-            np.asarray(images[start : start + 32])[:, top : top + args.image_size, top : top + args.image_size]
-        )
+        crops.append(batch[:, top : top + args.image_size, top : top + args.image_size])
     cams, crops = np.concatenate(maps), np.concatenate(crops)
     side = cams.shape[-1]
     k = int(round(side * BORDER))

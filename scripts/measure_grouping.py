@@ -7,34 +7,29 @@
     python scripts/measure_grouping.py --data-dir DIR --small-angles-only  # the grouping without any-angle candidates
     python scripts/measure_grouping.py --data-dir DIR --chain-depth 3     # Kaggle sample: only 3-turn chains kept
 
-Ground truth on the Kaggle sample comes from its file names, used here only as a measuring
-stick: files named `N-rotated...` in one class folder are turns of one radiograph N (plain
-`N.jpg` files are left out of the truth: in the merged Kaggle set the same number names
-different radiographs from different source sets). A "false link" there is a pair of files of
-two different rotated families put into one group. On a demo set the truth is planted.json:
-every planted copy (near copies, byte-identical copies, rotated families) is joined with what it
-was made from, every other image stands alone, and a false link is any pair of distinct files
-put into one group that the truth keeps apart. Pairs are counted over distinct files (one per
-byte-identical set). `families_split` counts the rotated families (named or planted) that fall
-into more than one group.
+Truth on the Kaggle sample comes from its file names, used here only as a measuring stick:
+`N-rotated...` files in one class folder are turns of radiograph N (plain `N.jpg` files are
+left out: in the merged Kaggle set one number names different radiographs of different source
+sets); a false link joins files of two different rotated families. On a demo set the truth is
+planted.json: every planted copy (near, byte-identical, rotated families) is joined with its
+original, every other image stands alone, and a false link is any pair of distinct files in one
+group that the truth keeps apart. Pairs are counted over distinct files (one per byte-identical
+set); `families_split` counts the rotated families that fall into more than one group.
 
-`--plant-turns K` adds K large-angle copies of distinct images of the set (real radiographs on
-the Kaggle sample), made as demo-data makes its large-angle copies but from turns drawn more
-widely: 2-3 turns of one direction summing to 45-180 degrees, each on an expanded canvas
-squashed to 224 x 224 and saved as a JPEG (the octagonal frame), every third copy mirrored
-first. A planted copy is found when it lands in its source's group; a false merge is two groups
-of the unplanted set joined by the planted copies' links.
+`--plant-turns K` adds K large-angle copies of distinct images (real radiographs on the Kaggle
+sample), made as demo-data makes its own but from wider turns: 2-3 turns of one direction
+summing to 45-180 degrees, each on an expanded canvas squashed to 224 x 224 and saved as JPEG
+(the octagonal frame), every third copy mirrored first. A copy is found when it lands in its
+source's group; a false merge is two groups of the unplanted set joined through the copies.
 
 `--chain-depth D` (Kaggle sample) keeps of the named families only the files turned exactly D
 times (`N-rotatedA-rotatedB-rotatedC...` for D = 3) and every file outside them: without the
-intermediate turns to chain through, a family holds together only through direct links between
-copies turned far apart, as in a set where the intermediates are missing.
+intermediate turns to chain through, a family holds together only through direct links.
 
 `--scale N` times grouping on N tiles of the decoded set, tile k turned by a multiple of 90
-degrees and/or mirrored (any-angle linking joins the tiles to each other, and their perceptual
-hashes are reused as they are, so near links join them too: read only the time from a scaled
-run; each tile is searched and verified as a distinct image would be). Prints one JSON object,
-with the machine's load average (timings on a shared machine vary with it).
+degrees and/or mirrored; tiles link to each other (any-angle and reused perceptual hashes), so
+read only the time from a scaled run. Prints one JSON object, with the machine's load average
+(timings on a shared machine vary with it).
 """
 
 from __future__ import annotations
@@ -50,6 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics.cluster import pair_confusion_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,12 +99,6 @@ def planted_truth(relpaths: list[str], data_dir: Path) -> tuple[dict[int, str], 
     return ({index[m]: b for m, b in families.items() if m in index}, {i: root(rel) for i, rel in enumerate(relpaths)})
 
 
-def _same_pairs(*labels: np.ndarray) -> int:
-    """Pairs of items that agree on every label array."""
-    _, counts = np.unique(np.stack(labels, 1), axis=0, return_counts=True)
-    return int((counts * (counts - 1) // 2).sum())
-
-
 def pair_counts(groups: np.ndarray, truth: dict[int, str], sha: list[str]) -> tuple[int, int, int]:
     """(pairs the truth joins, of those the grouping joins too, pairs the grouping joins that the
     truth keeps apart) over the distinct files among the truth's records."""
@@ -119,10 +109,8 @@ def pair_counts(groups: np.ndarray, truth: dict[int, str], sha: list[str]) -> tu
             idx.append(i)
     if not idx:
         return 0, 0, 0
-    _, t = np.unique([truth[i] for i in idx], return_inverse=True)
-    g = groups[idx]
-    both = _same_pairs(g, t)
-    return _same_pairs(t), both, _same_pairs(g) - both
+    (_, false), (missed, both) = pair_confusion_matrix([truth[i] for i in idx], groups[idx]) // 2
+    return int(missed + both), int(both), int(false)
 
 
 def score(groups: np.ndarray, families: dict[int, str], sha: list[str], everyone: dict[int, str] | None = None) -> dict:
@@ -164,25 +152,17 @@ def plant_turns(root: Path, rel: list[str], sha: list[str], k: int, seed: int = 
     for i, s in enumerate(sha):
         first.setdefault(s, i)
     picks = rng.choice(sorted(first.values()), size=min(k, len(first)), replace=False)
-    out: tuple[list, list, list, list, list] = ([], [], [], [], [])
+    rows = []
     for n, i in enumerate(picks.tolist()):
         total = float(rng.uniform(45, 180)) * float(rng.choice([-1, 1]))
         angles = [round(float(total * w), 1) for w in rng.dirichlet(np.ones(int(rng.integers(2, 4))))]
         data = turned_copy((root / rel[i]).read_bytes(), angles, mirrored=n % 3 == 0)
         _, grey, _ = decode_xray(data, 256)
         scale = math.prod(1 / (abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a)))) for a in angles)
-        for part, value in zip(
-            out,
-            (
-                hashlib.sha256(data).hexdigest(),
-                _hashes(grey),
-                group_thumbnail(grey),
-                i,
-                f"{angles} mirrored={n % 3 == 0} content scale {scale:.2f}",
-            ),
-        ):
-            part.append(value)
-    return out[0], np.stack(out[1]), np.stack(out[2]), np.array(out[3]), out[4]
+        desc = f"{angles} mirrored={n % 3 == 0} content scale {scale:.2f}"
+        rows.append((hashlib.sha256(data).hexdigest(), _hashes(grey), group_thumbnail(grey), i, desc))
+    sha256s, hashes, thumbs, sources, descs = zip(*rows)
+    return list(sha256s), np.stack(hashes), np.stack(thumbs), np.array(sources), list(descs)
 
 
 def planted_turns_score(sha, hashes, thumbs, root: Path, rel: list[str], k: int, settings, base_groups) -> dict:

@@ -97,17 +97,9 @@ def _cross_split_stats(
 def _phash64_all(grey: Image.Image) -> np.ndarray:
     import imagehash
 
-    out = []
-    for v in (
-        grey,
-        grey.transpose(_T.FLIP_LEFT_RIGHT),
-        grey.transpose(_T.ROTATE_90),
-        grey.transpose(_T.ROTATE_180),
-        grey.transpose(_T.ROTATE_270),
-    ):
-        bits = np.packbits(imagehash.phash(v, hash_size=8).hash.reshape(-1))
-        out.append(np.frombuffer(bits.tobytes(), dtype=">u8").astype(np.uint64))
-    return np.stack(out)
+    turns = (_T.FLIP_LEFT_RIGHT, _T.ROTATE_90, _T.ROTATE_180, _T.ROTATE_270)
+    bits = [np.packbits(imagehash.phash(v, hash_size=8).hash.reshape(-1)) for v in (grey, *map(grey.transpose, turns))]
+    return np.stack([np.frombuffer(b.tobytes(), dtype=">u8").astype(np.uint64) for b in bits])
 
 
 def main() -> None:

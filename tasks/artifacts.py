@@ -167,24 +167,20 @@ def advice_for(error: object) -> str:
     return _DEFAULT_WHAT_TO_DO
 
 
-def gate_advice(run_id: str) -> str:
-    return (
-        f"The candidate was published under `runs/{run_id}/` for inspection and the champion "
-        "is unchanged. Read the report artifact; improve the data or settings, or change the "
-        "gate thresholds, then start a new run."
-    )
-
-
 def write_failure_artifact(flow, flow_run, state) -> None:
     """on_failure hook of both flows: which stage, the error, what to do."""
     error = state.result(raise_on_failure=False)
     error_type = type(error).__name__ if isinstance(error, BaseException) else None
     message = str(error) if isinstance(error, BaseException) else (state.message or "")
     stage = _failed_stage(flow_run.id)
-    if stage is None and state.name == GATE_REJECTED:
-        stage, advice = "gate", gate_advice((flow_run.parameters or {}).get("run_id") or run_id_of(flow_run))
-    else:
-        advice = advice_for(error)
+    advice = advice_for(error)
+    if stage is None and state.name == GATE_REJECTED:  # only the retrain flow ends so
+        stage = "gate"
+        advice = (
+            f"The candidate was published under `runs/{run_id_of(flow_run)}/` for inspection and the "
+            "champion is unchanged. Read the report artifact; improve the data or settings, or change "
+            "the gate thresholds, then start a new run."
+        )
     md = (
         f"# {flow.name} failed\n\n"
         f"| | |\n|---|---|\n"

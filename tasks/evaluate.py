@@ -85,18 +85,10 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
                 store.get_file(run_key(member.run_id, name), folder / name)
             models[member.fold] = load_model(folder / "model.safetensors", folder / "model.json")[0]
     packed = load_packed(Path(packed_dir))
-    if len(trained) > 1:
-        scores, point = score_crossfit(
-            models, packed, run_id=run_id, image_size=config.image_size, target_recall=config.target_recall
-        )
-    else:
-        scores, point = score_candidate(
-            models[trained[0].fold],
-            packed,
-            run_id=run_id,
-            image_size=config.image_size,
-            target_recall=config.target_recall,
-        )
+    score, model = (score_crossfit, models) if len(trained) > 1 else (score_candidate, models[trained[0].fold])
+    scores, point = score(
+        model, packed, run_id=run_id, image_size=config.image_size, target_recall=config.target_recall
+    )
     fit = point.details
     log.info(
         "operating point on %s (%d radiographs): threshold %.3f for fractured recall >= %.2f (got %s), "

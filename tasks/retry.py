@@ -37,13 +37,9 @@ DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def is_deterministic(error: object) -> bool:
-    return isinstance(error, DETERMINISTIC_ERRORS)
-
-
 def retry_unless_deterministic(task, task_run, state) -> bool:
     """Prefect's retry_condition_fn: retry every failure except the deterministic ones."""
-    return not is_deterministic(state.result(raise_on_failure=False))
+    return not isinstance(state.result(raise_on_failure=False), DETERMINISTIC_ERRORS)
 
 
 # The two retry schedules of the stages: store transfers ride out a minutes-long outage, the

@@ -202,7 +202,8 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
     done = {j["run_id"]: s for j in jobs if (s := _finished(store, j)) is not None}
     for job in jobs:
         if job["run_id"] in done:
-            log.info("%s: reusing its finished training in runs/%s/", _what(job), job["run_id"])
+            what = f"fold {job['fold']}" if job["fold"] is not None else f"run {job['run_id']}"
+            log.info("%s: reusing its finished training in runs/%s/", what, job["run_id"])
     todo = [j for j in jobs if j["run_id"] not in done]
     children = [_start_child(j, config, dataset_fingerprint) for j in todo]
     failed = []
@@ -214,7 +215,11 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
             log.error("training flow run %s%s ended %s", child.name, _label(job), state)
             failed.append(f"{child.name} ({child.id}){_label(job)} ended {state}")
             continue
-        done[job["run_id"]] = _finished(store, job) or _missing_result(job["run_id"])
+        if (summary := _finished(store, job)) is None:
+            raise RuntimeError(
+                f"training run {job['run_id']} completed but runs/{job['run_id']}/{TRAIN_RESULT} is missing"
+            )
+        done[job["run_id"]] = summary
         log.info("training flow run %s%s completed: %d epochs", child.name, _label(job), done[job["run_id"]].epochs_run)
     if failed:
         raise RuntimeError(
@@ -227,14 +232,6 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
 
 def _label(job: dict) -> str:
     return f" (fold {job['fold']})" if job["fold"] is not None else ""
-
-
-def _what(job: dict) -> str:
-    return f"fold {job['fold']}" if job["fold"] is not None else f"run {job['run_id']}"
-
-
-def _missing_result(member_run_id: str) -> TrainSummary:
-    raise RuntimeError(f"training run {member_run_id} completed but runs/{member_run_id}/{TRAIN_RESULT} is missing")
 
 
 def _start_child(job: dict, config: RetrainConfig, dataset_fingerprint: str):
@@ -300,20 +297,15 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
         if any(r.state is not None and r.state.is_running() for r in runs):
             idle_since = time.monotonic()
         elif time.monotonic() - idle_since > start_timeout_s:
-            for i, run in enumerate(runs):
-                if _ended(run):
-                    continue
+            why = f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"
+            for run, label in zip(runs, labels):
                 # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
                 # submitted, and a pod that starts later finds the run Cancelled and exits without
                 # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
-                result = client.set_flow_run_state(
-                    run.id,
-                    Cancelled(
-                        message=f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"
-                    ),
-                )
-                if result.status == SetStateStatus.ACCEPT:  # else it started or ended meanwhile
-                    timed_out.append((run, labels[i]))
+                if _ended(run):
+                    continue
+                if client.set_flow_run_state(run.id, Cancelled(message=why)).status == SetStateStatus.ACCEPT:
+                    timed_out.append((run, label))  # else it started or ended meanwhile
             idle_since = time.monotonic()
             continue
         time.sleep(_POLL_S)
