@@ -28,6 +28,7 @@ with probability 1/folds), not to the radiograph; `fold_balance` in the plan say
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import get_args
 
@@ -58,14 +59,11 @@ class SplitPlan:
     folds: int = 1  # cross-fitting folds (1: the single split)
 
     def to_json(self) -> dict:
-        counts: dict[str, int] = {}
-        for entry in self.files.values():
-            counts[entry["split"]] = counts.get(entry["split"], 0) + 1
         return {
             "policy": self.used,
             "requested": self.requested,
             "reason": self.reason,
-            "counts": counts,
+            "counts": dict(Counter(entry["split"] for entry in self.files.values())),
             "folds": self.folds,
             "fold_balance": fold_balance(self.files),
             "files": self.files,
