@@ -234,10 +234,7 @@ class RetrainConfig(BaseModel):
         description="dispatch=deployment: seconds the training flow run may take to start running "
         "on the gpu pool; after that it is cancelled and the retrain fails naming the pool.",
     )
-    force: bool = Field(
-        default=False,
-        description="Retrain even when data and config equal the champion's.",
-    )
+    force: bool = Field(default=False, description="Retrain even when data and config equal the champion's.")
     keep_checkpoints: bool = Field(
         default=False,
         description="Keep the run's training checkpoints (runs/<run_id>/checkpoints/, ~180 MB each) after "

@@ -100,11 +100,7 @@ def member_splits(pool: Pool, fold: int, *, size: int, seed: int, classes: tuple
     val = _early_stop_rows(pool, np.flatnonzero(~held_out), seed=seed)
     in_val = np.zeros(len(pool.labels), dtype=bool)
     in_val[val] = True
-    parts = {
-        "train": np.flatnonzero(~held_out & ~in_val),
-        "val": val,
-        "oof": np.flatnonzero(held_out),
-    }
+    parts = {"train": np.flatnonzero(~held_out & ~in_val), "val": val, "oof": np.flatnonzero(held_out)}
     for name in ("train", "val"):
         present = set(pool.labels[parts[name]].tolist())
         for label, cls in enumerate(classes):

@@ -50,11 +50,6 @@ def weights_url() -> str:
     return url
 
 
-def hub_weights_path() -> Path:
-    name = posixpath.basename(urlparse(weights_url()).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
-
-
 def _missing_weights_hint(path: Path) -> str:
     return (
         f"put torchvision's {HUB_WEIGHTS_NAME} at {path} (or pass weights_path / --weights-path "
@@ -112,16 +107,18 @@ def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Ten
 
     When the file name carries a hash (`name-<hex>.pth`, torchvision's convention) the file's
     sha256 must start with it."""
-    path = Path(weights_path) if weights_path else hub_weights_path()
-    if not path.is_file() and weights_path is None:
-        state = download_imagenet_state(path, weights_url())
-    elif not path.is_file():
-        raise BoneflowError(
-            f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
-            f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
-            "hub cache, or train from scratch with --no-pretrained."
-        )
+    if not weights_path:
+        url = weights_url()
+        path = Path(torch.hub.get_dir()) / "checkpoints" / posixpath.basename(urlparse(url).path)
+        state = _load_checked(path) if path.is_file() else download_imagenet_state(path, url)
     else:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise BoneflowError(
+                f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
+                f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
+                "hub cache, or train from scratch with --no-pretrained."
+            )
         state = _load_checked(path)
     if "conv1.weight" not in state:
         raise BoneflowError(f"{path}: no 'conv1.weight' key; this is not a torchvision resnet18 state dict.")
