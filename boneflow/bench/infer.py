@@ -159,15 +159,14 @@ def bench_infer(
     seed_batch = batch_size * batches / (time.perf_counter() - start)
 
     goals = {"single_p50_ms": 15.0, "app_p50_ms": 50.0}
+    precision = precision_name(torch.device("cpu"))
     result: dict = {
         "benchmark": "infer",
         "model": f"champion {run_id}" if run_id else "random-init resnet18 (no --store)",
         "size": size,
         "pack_size": pack_size,
-        "precision": precision_name(torch.device("cpu")),
-        "ours_path": "load_xray -> EvalPreset -> 1-ch resnet18, channels_last, inference_mode, "
-        + precision_name(torch.device("cpu"))
-        + " autocast",
+        "precision": precision,
+        "ours_path": f"load_xray -> EvalPreset -> 1-ch resnet18, channels_last, inference_mode, {precision} autocast",
         "seed_path": "PIL RGB -> Resize/ToTensor/Normalize -> 3-ch resnet18 fp32 NCHW, no_grad",
         "torch_threads": default_threads,
         "single_image": {**headline, "runs": runs, "threads": default_threads},

@@ -53,8 +53,7 @@ def write_demo_dataset(
     under `path/Bone_Fracture_Binary_Classification/Bone_Fracture_Binary_Classification/`.
     `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. `families`: rotated-copy
     families (and as many stand-alone exact copies and large-angle turned families), at most one
-    per 40 images. Returns what was
-    planted (also written to `path/planted.json`)."""
+    per 40 images. Returns what was planted (also written to `path/planted.json`)."""
     path = Path(path)
     root = _fresh_layout(dataset_root(path))
     rng = np.random.default_rng(seed)

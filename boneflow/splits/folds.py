@@ -55,8 +55,7 @@ def _early_stop_rows(pool: Pool, candidates: np.ndarray, *, seed: int) -> np.nda
     for label in np.unique(pool.labels[candidates]):
         of_class = pool.labels[candidates] == label
         if not (chosen & of_class).any():
-            lowest = rank[of_class].min()
-            group = pool.groups[candidates[of_class][rank[of_class] == lowest][0]]
+            group = pool.groups[candidates[of_class][np.argmin(rank[of_class])]]
             chosen |= np.array([pool.groups[i] == group for i in candidates])
     return candidates[chosen]
 
