@@ -53,11 +53,8 @@ def _new_temp(folder: Path, name: str) -> Path:
     # like any other file the user writes, not 0600.
     while True:
         tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(4)}-{name[:40]}"
-        try:
-            with open(tmp, "xb"):
-                return tmp
-        except FileExistsError:
-            continue
+        with contextlib.suppress(FileExistsError), open(tmp, "xb"):
+            return tmp
 
 
 def _fsync_file(path: Path) -> None:

@@ -7,15 +7,12 @@ weights. Every field has a description, a default and bounds. It is frozen: a ch
 a new config (`model_copy(update=...)`, or `model_validate` when the new value needs checking),
 so a value cannot change under a task after its cache key was computed.
 
-Where the defaults live: the core's own settings own them. `TrainSettings`
-(settings.py), `GatePolicy` (gate.py) and `DataSettings` (settings.py) are what
-the core's functions take, and they run without pydantic (the training core on a GPU box with
-only torch). Each RetrainConfig field that one of them has takes its default from there, so a
-default is written once. RetrainConfig stays flat rather than nesting those settings: the UI
-form, the generated flags, `model.json`'s "config" and `fingerprint()` all read its top-level
-field names, and nesting would change every one of them. The bounds and descriptions live here:
-they are about what a user may ask for. `train_settings()`, `gate_policy()` and
-`data_settings()` are the views the core takes.
+The defaults are written once, in the core's own settings (settings.py: `TrainSettings`,
+`GatePolicy`, `DataSettings`), which run without pydantic (the training core on a GPU box with
+only torch); `train_settings()`, `gate_policy()` and `data_settings()` are the views the core
+takes. The bounds and descriptions live here: they are about what a user may ask for.
+RetrainConfig stays flat rather than nesting those settings: the UI form, the generated flags,
+`model.json`'s "config" and `fingerprint()` all read its top-level field names.
 """
 
 from __future__ import annotations
@@ -237,10 +234,7 @@ class RetrainConfig(BaseModel):
         description="dispatch=deployment: seconds the training flow run may take to start running "
         "on the gpu pool; after that it is cancelled and the retrain fails naming the pool.",
     )
-    force: bool = Field(
-        default=False,
-        description="Retrain even when data and config equal the champion's.",
-    )
+    force: bool = Field(default=False, description="Retrain even when data and config equal the champion's.")
     keep_checkpoints: bool = Field(
         default=False,
         description="Keep the run's training checkpoints (runs/<run_id>/checkpoints/, ~180 MB each) after "
@@ -284,13 +278,10 @@ class RetrainConfig(BaseModel):
         """Stored side of packed images: 8/7 of the crop (256 for 224), like ImageNet's resize/crop."""
         return pack_size_for(self.image_size)
 
-    def model_fields_dict(self) -> dict:
-        """The fields that determine the trained model (what `fingerprint` hashes)."""
-        return {k: v for k, v in self.model_dump().items() if k not in _NOT_MODEL_FIELDS}
-
     def fingerprint(self) -> str:
-        """Stable short hash of the model-determining settings (cache keys, skip decision)."""
-        blob = json.dumps(self.model_fields_dict(), sort_keys=True).encode()
+        """Stable short hash of the fields that determine the trained model (cache keys, skip decision)."""
+        model_fields = {k: v for k, v in self.model_dump().items() if k not in _NOT_MODEL_FIELDS}
+        blob = json.dumps(model_fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def train_settings(self) -> TrainSettings:

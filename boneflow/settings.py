@@ -48,7 +48,7 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class GroupingSettings:
-    """How copies are recognised. Defaults measured on real radiographs (see module docstring)."""
+    """How copies are recognised (duplicates/grouping.py). Defaults measured on real radiographs."""
 
     near_max_distance: int = LEAK_MAX_DISTANCE  # of 256 phash bits; the leakage audit's threshold
     rotation_min_corr: float = 0.6  # texture score that makes a rotated copy (copies mostly >= 0.8)

@@ -16,12 +16,10 @@ from pathlib import Path
 
 
 def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224, members: int = 1) -> dict:
-    """p50/p95 milliseconds over `n` requests (after 3 warm-up requests).
-
-    `store_url=None`: a throwaway store with an untrained champion whose network input is
-    `size` px (the timing does not depend on the weights), a fold ensemble of `members` when
-    that is 2 or more. The uploaded image is a synthetic
-    PNG of side size*8/7 (the packed side), so decoding does no large resize."""
+    """p50/p95 milliseconds over `n` requests (after 3 warm-up requests). `store_url=None`: a
+    throwaway store with an untrained champion of `size` px input (the timing does not depend on
+    the weights), a fold ensemble of `members` when that is 2 or more. The uploaded image is a
+    synthetic PNG of side size*8/7 (the packed side), so decoding does no large resize."""
     import torch
     from PIL import Image
 

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from boneflow.bench.app_latency import app_latency
 from boneflow.settings import pack_size_for
 
 
@@ -35,25 +36,41 @@ def _percentiles(samples: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
 
 
-def _timed(fn, runs: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):  # oneDNN builds its kernels for the first shapes
-        fn()
-    samples = []
+def _timed(*fns, runs: int, warmup: int = 3) -> list[list[float]]:
+    """Seconds per call of each of `fns`, called in alternation (so a neighbour's load falls on
+    all alike), after `warmup` calls each (oneDNN builds its kernels for the first shapes)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
+        for fn, out in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
     return samples
+
+
+def _latency(fn, runs: int) -> dict:
+    return _percentiles(_timed(fn, runs=runs)[0])
+
+
+def _at_thread_counts(counts: list[int], measure) -> tuple[dict, dict]:
+    """{str(count): measure()} with torch at each thread count (restored afterwards), and the
+    headline: the result at torch's default count (what predict and the app use unless told)."""
+    default = torch.get_num_threads()
+    by_threads = {}
+    try:
+        for count in counts:
+            torch.set_num_threads(count)
+            by_threads[str(count)] = measure()
+    finally:
+        torch.set_num_threads(default)
+    return by_threads, by_threads.get(str(default)) or next(iter(by_threads.values()))
 
 
 def _ratio(seed: float, ours: float) -> float:
     return round(seed / ours, 2) if ours > 0 else float("nan")
-
-
-def _default_thread_counts() -> list[int]:
-    # torch's default (one per core, or OMP_NUM_THREADS) and 1: under CPU contention the
-    # multi-thread OpenMP barriers stall, and one thread is the steadier choice for latency.
-    return sorted({1, torch.get_num_threads()})
 
 
 def bench_infer(
@@ -79,6 +96,7 @@ def bench_infer(
 
     from boneflow.bench.notebook_baseline import seed_eval_transform, seed_model, seed_predict
     from boneflow.demo.bones import bone_images
+    from boneflow.demo.copies import jpeg_bytes
     from boneflow.evaluate.predict import predict_proba
     from boneflow.intake.decode import load_xray
     from boneflow.train.device import place_model, precision_name
@@ -98,10 +116,7 @@ def bench_infer(
     seed_transform = seed_eval_transform(size)
     rng = np.random.default_rng(seed)
     # A JPEG at ~2x the packed side, roughly a downsized radiograph file.
-    picture = bone_images(np.array([1]), pack_size * 2, rng)[0]
-    buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
-    jpeg = buffer.getvalue()
+    jpeg = jpeg_bytes(Image.fromarray(bone_images(np.array([1]), pack_size * 2, rng)[0]), 90)
     decoded = load_xray(jpeg, pack_size)
     seed_input = seed_transform(Image.open(io.BytesIO(jpeg)).convert("RGB")).unsqueeze(0)
 
@@ -109,26 +124,25 @@ def bench_infer(
         with torch.no_grad():
             torch.softmax(baseline(x), dim=1)
 
+    def single_image() -> dict:
+        ours_pre = _latency(lambda: predict_proba(model, decoded, image_size=size, device="cpu"), runs)
+        ours_dec = _latency(
+            lambda: predict_proba(model, load_xray(jpeg, pack_size), image_size=size, device="cpu"), runs
+        )
+        seed_pre = _latency(lambda: seed_forward(seed_input), runs)
+        seed_dec = _latency(lambda: seed_predict(baseline, io.BytesIO(jpeg), seed_transform), runs)
+        return {
+            "ours": {"preprocessed": ours_pre, "with_jpeg_decode": ours_dec},
+            "seed": {"preprocessed": seed_pre, "with_jpeg_decode": seed_dec},
+            "p50_ratio_with_decode": _ratio(seed_dec["p50_ms"], ours_dec["p50_ms"]),
+            "p50_ratio_preprocessed": _ratio(seed_pre["p50_ms"], ours_pre["p50_ms"]),
+        }
+
     default_threads = torch.get_num_threads()
-    counts = thread_counts or _default_thread_counts()
-    by_threads = {}
-    try:
-        for count in counts:
-            torch.set_num_threads(count)
-            ours_pre = _percentiles(_timed(lambda: predict_proba(model, decoded, image_size=size, device="cpu"), runs))
-            ours_dec = _percentiles(
-                _timed(lambda: predict_proba(model, load_xray(jpeg, pack_size), image_size=size, device="cpu"), runs)
-            )
-            seed_pre = _percentiles(_timed(lambda: seed_forward(seed_input), runs))
-            seed_dec = _percentiles(_timed(lambda: seed_predict(baseline, io.BytesIO(jpeg), seed_transform), runs))
-            by_threads[str(count)] = {
-                "ours": {"preprocessed": ours_pre, "with_jpeg_decode": ours_dec},
-                "seed": {"preprocessed": seed_pre, "with_jpeg_decode": seed_dec},
-                "p50_ratio_with_decode": _ratio(seed_dec["p50_ms"], ours_dec["p50_ms"]),
-                "p50_ratio_preprocessed": _ratio(seed_pre["p50_ms"], ours_pre["p50_ms"]),
-            }
-    finally:
-        torch.set_num_threads(default_threads)
+    # torch's default (one per core, or OMP_NUM_THREADS) and 1: under CPU contention the
+    # multi-thread OpenMP barriers stall, and one thread is the steadier choice for latency.
+    counts = thread_counts or sorted({1, default_threads})
+    by_threads, headline = _at_thread_counts(counts, single_image)
 
     # Batch throughput at the default thread count; preprocessing included for ours (EvalPreset
     # on uint8), already done for the seed (its per-image PIL transforms are the single-image cost).
@@ -144,17 +158,15 @@ def bench_infer(
         seed_forward(seed_batch_input)
     seed_batch = batch_size * batches / (time.perf_counter() - start)
 
-    headline = by_threads.get(str(default_threads)) or next(iter(by_threads.values()))
     goals = {"single_p50_ms": 15.0, "app_p50_ms": 50.0}
+    precision = precision_name(torch.device("cpu"))
     result: dict = {
         "benchmark": "infer",
         "model": f"champion {run_id}" if run_id else "random-init resnet18 (no --store)",
         "size": size,
         "pack_size": pack_size,
-        "precision": precision_name(torch.device("cpu")),
-        "ours_path": "load_xray -> EvalPreset -> 1-ch resnet18, channels_last, inference_mode, "
-        + precision_name(torch.device("cpu"))
-        + " autocast",
+        "precision": precision,
+        "ours_path": f"load_xray -> EvalPreset -> 1-ch resnet18, channels_last, inference_mode, {precision} autocast",
         "seed_path": "PIL RGB -> Resize/ToTensor/Normalize -> 3-ch resnet18 fp32 NCHW, no_grad",
         "torch_threads": default_threads,
         "single_image": {**headline, "runs": runs, "threads": default_threads},
@@ -170,9 +182,11 @@ def bench_infer(
         "goals": goals,
     }
     if app:
-        result["app"] = _app_section(
-            store, size=size, runs=app_runs or runs, counts=counts, default_threads=default_threads
+        app_by_threads, app_headline = _at_thread_counts(
+            counts, lambda: app_latency(store_url=store, n=app_runs or runs, size=size)
         )
+        by_count = {k: {"p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"]} for k, v in app_by_threads.items()}
+        result["app"] = {**app_headline, "by_threads": by_count}
     if members >= 2:
         result["ensemble"] = _ensemble_section(
             model, members, jpeg=jpeg, pack_size=pack_size, size=size, runs=runs, seed=seed, store=store, app=app
@@ -208,7 +222,7 @@ def _ensemble_section(
     def one(net) -> None:
         predict_proba(net, load_xray(jpeg, pack_size), image_size=size, device="cpu")
 
-    single_s, ensemble_s = _timed_alternately(lambda: one(single), lambda: one(ensemble), runs)
+    single_s, ensemble_s = _timed(lambda: one(single), lambda: one(ensemble), runs=runs)
     out: dict = {
         "members": k,
         "what": "one image with JPEG decode: load_xray -> EvalPreset -> forward; the ensemble decodes once",
@@ -218,43 +232,9 @@ def _ensemble_section(
     }
     out["p50_ratio"] = _ratio(out["ensemble"]["p50_ms"], out["single_member"]["p50_ms"])
     if app and store is None:
-        from boneflow.bench.app_latency import app_latency
-
         single_app = app_latency(n=runs, size=size)
         ensemble_app = app_latency(n=runs, size=size, members=k)
         out["app_single_model"] = {key: single_app[key] for key in ("p50_ms", "p95_ms", "members")}
         out["app_ensemble"] = {key: ensemble_app[key] for key in ("p50_ms", "p95_ms", "members")}
         out["app_p50_ratio"] = _ratio(ensemble_app["p50_ms"], single_app["p50_ms"])
     return out
-
-
-def _timed_alternately(first, second, runs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
-    for _ in range(warmup):
-        first()
-        second()
-    a: list[float] = []
-    b: list[float] = []
-    for _ in range(runs):
-        for fn, samples in ((first, a), (second, b)):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-    return a, b
-
-
-def _app_section(store: str | None, *, size: int, runs: int, counts: list[int], default_threads: int) -> dict:
-    """The app's end-to-end predict path (boneflow.bench.app_latency) at each thread count."""
-    from boneflow.bench.app_latency import app_latency
-
-    by_threads = {}
-    try:
-        for count in counts:
-            torch.set_num_threads(count)
-            by_threads[str(count)] = app_latency(store_url=store, n=runs, size=size)
-    finally:
-        torch.set_num_threads(default_threads)
-    headline = by_threads.get(str(default_threads)) or next(iter(by_threads.values()))
-    return {
-        **headline,
-        "by_threads": {k: {"p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"]} for k, v in by_threads.items()},
-    }

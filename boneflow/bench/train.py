@@ -88,10 +88,7 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
         return {"img_per_s": images / seconds, "seconds": seconds, "images": images}
 
     run(warmup, 0)
-    result = run(steps, 1000)
-    result["precision"] = "bf16" if bf16 else "fp32"
-    result["device"] = str(device)
-    return result
+    return {**run(steps, 1000), "precision": "bf16" if bf16 else "fp32", "device": str(device)}
 
 
 def default_seed_workers() -> int:

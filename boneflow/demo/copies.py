@@ -44,15 +44,24 @@ IMAGES_PER_FAMILY = 40  # at most one family per 40 distinct images: the copies 
 _SPLIT_P = (0.70, 0.15, 0.15)
 
 
+def jpeg_bytes(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
 def rotated_copy(data: bytes, angle: float) -> bytes:
     """The image in `data` turned by `angle` degrees (counter-clockwise) on an expanded black
     canvas, squashed to 224 x 224 and saved as an RGB JPEG, quality 95."""
     img = Image.open(io.BytesIO(data))
     turned = img.convert("RGB").rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=0)
-    squashed = turned.resize((ROTATED_SIDE, ROTATED_SIDE), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    squashed.save(buf, "JPEG", quality=ROTATED_QUALITY)
-    return buf.getvalue()
+    return jpeg_bytes(turned.resize((ROTATED_SIDE, ROTATED_SIDE), Image.Resampling.BICUBIC), ROTATED_QUALITY)
 
 
 def turned_copy(data: bytes, angles: list[float], *, mirrored: bool) -> bytes:
@@ -60,9 +69,7 @@ def turned_copy(data: bytes, angles: list[float], *, mirrored: bool) -> bytes:
     turn as `rotated_copy` turns it (expanded canvas, squashed to 224 x 224, JPEG quality 95)."""
     if mirrored:
         img = Image.open(io.BytesIO(data)).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        buf = io.BytesIO()
-        img.save(buf, "PNG")  # lossless: the mirror adds no second JPEG loss
-        data = buf.getvalue()
+        data = png_bytes(img)  # lossless: the mirror adds no second JPEG loss
     for angle in angles:
         data = rotated_copy(data, angle)
     return data

@@ -1,17 +1,13 @@
 """Synthetic X-ray-like dataset in the Kaggle layout, with planted defects and cross-split copies.
 
-Each image is a radiograph-like picture from demo/bones.py (one or two long bones, a
-displaced fracture on the fractured ones, a canal look-alike on some intact ones) at a random
-size. Tuned so a random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3
-epochs on the default 2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
+Each image is a radiograph-like picture from demo/bones.py at a random size. Tuned so a
+random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3 epochs on the default
+2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
 
 Planted on top (with `defects`): undecodable and odd files, near copies across splits
-(re-encoded, resized, mirrored), and the Kaggle set's duplicate structure (synthetic_duplicates:
-`N (1).jpg` / `N - Copy.jpg` byte-identical copies within and across splits, and families of
-`N-rotated1-rotated2.jpg` small-angle rotated copies spanning train/val/test).
-
-What was planted is returned and written to `PATH/planted.json` (outside the dataset root, so
-the audit never sees it). Same seed → same bytes.
+(re-encoded, resized, mirrored), and the Kaggle set's duplicate structure (demo/copies.py). What
+was planted is returned and written to `PATH/planted.json` (outside the dataset root, so the
+audit never sees it). Same seed → same bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from boneflow.demo.bones import draw_radiograph
-from boneflow.demo.copies import family_count, plant_duplicates
+from boneflow.demo.copies import family_count, jpeg_bytes, plant_duplicates, png_bytes
 from boneflow.intake.layout import CLASSES, SPLITS
 
 KAGGLE_DIR = "Bone_Fracture_Binary_Classification"
@@ -46,18 +42,6 @@ def _radiograph(rng: np.random.Generator, *, fractured: bool, full_size: bool) -
     return draw_radiograph(rng, fractured=fractured, width=w, height=h)
 
 
-def _jpeg(img: Image.Image, quality: int) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
 # Odd-but-valid encodings that replace the first images (with `defects`): all must be kept.
 _ODD_KINDS = ("cmyk_jpeg", "rgba_png", "palette_png", "png16", "rgb_grey_jpeg")
 
@@ -69,8 +53,7 @@ def write_demo_dataset(
     under `path/Bone_Fracture_Binary_Classification/Bone_Fracture_Binary_Classification/`.
     `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. `families`: rotated-copy
     families (and as many stand-alone exact copies and large-angle turned families), at most one
-    per 40 images. Returns what was
-    planted (also written to `path/planted.json`)."""
+    per 40 images. Returns what was planted (also written to `path/planted.json`)."""
     path = Path(path)
     root = _fresh_layout(dataset_root(path))
     rng = np.random.default_rng(seed)
@@ -118,24 +101,24 @@ def _write_images(
 def _encode(grey: Image.Image, kind: str, rng: np.random.Generator, *, full_size: bool) -> tuple[bytes, str]:
     """(file bytes, extension) of the greyscale picture in the encoding `kind`."""
     if kind == "cmyk_jpeg":
-        return _jpeg(grey.convert("RGB").convert("CMYK"), 92), "jpg"
+        return jpeg_bytes(grey.convert("RGB").convert("CMYK"), 92), "jpg"
     if kind == "rgba_png":
         rgba = grey.convert("RGBA")
         alpha = np.full(grey.size[::-1], 255, np.uint8)
         alpha[:, : grey.size[0] // 6] = 0  # a transparent left margin: composited on black
         rgba.putalpha(Image.fromarray(alpha))
-        return _png(rgba), "png"
+        return png_bytes(rgba), "png"
     if kind == "palette_png":
-        return _png(grey.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)), "png"
+        return png_bytes(grey.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)), "png"
     if kind == "png16":
         wide = (np.asarray(grey, dtype=np.uint16) * 16).astype(np.uint16)  # 12-bit range in 16 bits
-        return _png(Image.fromarray(wide)), "png"
+        return png_bytes(Image.fromarray(wide)), "png"
     if kind == "rgb_grey_jpeg":
-        return _jpeg(grey.convert("RGB"), 90), "jpg"
+        return jpeg_bytes(grey.convert("RGB"), 90), "jpg"
     if kind == "png":
-        return _png(grey), "png"
+        return png_bytes(grey), "png"
     src = grey.convert("RGB") if (full_size or rng.random() < 0.3) else grey
-    return _jpeg(src, int(rng.integers(80, 96))), "jpg"
+    return jpeg_bytes(src, int(rng.integers(80, 96))), "jpg"
 
 
 def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, full_size: bool) -> None:
@@ -148,16 +131,16 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
         return Image.fromarray(_radiograph(rng, fractured=fractured, full_size=full_size))
 
     excluded = []
-    good = _jpeg(sample(True), 90)
+    good = jpeg_bytes(sample(True), 90)
     excluded.append((new("train", 1, "jpg"), good[: int(len(good) * 0.6)], "truncated_jpeg", "truncated"))
     excluded.append((new("val", 0, "jpg"), b"", "zero_byte", "zero_byte"))
     excluded.append(
         (new("test", 1, "jpg"), b"<html><body>403 Forbidden</body></html>\n", "not_an_image", "not_an_image")
     )
-    excluded.append((new("train", 0, "jpg"), _jpeg(sample(False).resize((48, 40)), 90), "too_small", "too_small"))
-    bomb = _png(Image.new("L", (8000, 7000), 0))  # 56 Mpx > default 50 Mpx, ~60 kB on disk
+    excluded.append((new("train", 0, "jpg"), jpeg_bytes(sample(False).resize((48, 40)), 90), "too_small", "too_small"))
+    bomb = png_bytes(Image.new("L", (8000, 7000), 0))  # 56 Mpx > default 50 Mpx, ~60 kB on disk
     excluded.append((new("train", 1, "png"), bomb, "decompression_bomb", "decompression_bomb"))
-    broken = bytearray(_png(sample(False)))
+    broken = bytearray(png_bytes(sample(False)))
     idat = broken.find(b"IDAT")
     broken[idat + 4 : idat + 6] = b"\xff\xff"  # a valid PNG header, but the pixel stream is not zlib
     excluded.append((new("test", 0, "png"), bytes(broken), "undecodable_png", "undecodable"))
@@ -182,14 +165,14 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
         img = Image.open(io.BytesIO(data))
         img.load()
         if kind == "reencoded":
-            data = _jpeg(img, 55)
+            data = jpeg_bytes(img, 55)
         elif kind == "resized":
-            data = _jpeg(
+            data = jpeg_bytes(
                 img.resize((max(64, int(img.width * 0.7)), max(64, int(img.height * 0.7))), Image.Resampling.BICUBIC),
                 90,
             )
         elif kind == "mirrored":
-            data = _jpeg(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90)
+            data = jpeg_bytes(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90)
         relpath = new(split, orig["label"], "jpg")
         (root / relpath).write_bytes(data)
         planted["copies"].append({"original": orig["path"], "copy": relpath, "kind": kind})

@@ -55,8 +55,7 @@ def _early_stop_rows(pool: Pool, candidates: np.ndarray, *, seed: int) -> np.nda
     for label in np.unique(pool.labels[candidates]):
         of_class = pool.labels[candidates] == label
         if not (chosen & of_class).any():
-            lowest = rank[of_class].min()
-            group = pool.groups[candidates[of_class][rank[of_class] == lowest][0]]
+            group = pool.groups[candidates[of_class][np.argmin(rank[of_class])]]
             chosen |= np.array([pool.groups[i] == group for i in candidates])
     return candidates[chosen]
 
@@ -100,11 +99,7 @@ def member_splits(pool: Pool, fold: int, *, size: int, seed: int, classes: tuple
     val = _early_stop_rows(pool, np.flatnonzero(~held_out), seed=seed)
     in_val = np.zeros(len(pool.labels), dtype=bool)
     in_val[val] = True
-    parts = {
-        "train": np.flatnonzero(~held_out & ~in_val),
-        "val": val,
-        "oof": np.flatnonzero(held_out),
-    }
+    parts = {"train": np.flatnonzero(~held_out & ~in_val), "val": val, "oof": np.flatnonzero(held_out)}
     for name in ("train", "val"):
         present = set(pool.labels[parts[name]].tolist())
         for label, cls in enumerate(classes):

@@ -1,10 +1,10 @@
 """Packing: one uint8 [N, S, S] array + int64 labels + paths per split, and a manifest.
 
-Splits come from the split policy (splits.py): train, val, test, test_clean (the split the
-gate judges: the leak-free official test, or the regrouped test) and official_test (the
-dataset's own test, to show the contaminated figure beside the honest one). `splits.json`
-lists every source file once with its split. Arrays are written row by row from the validation's pixels.npy (no second
-decode, bounded memory) and read back memory-mapped by `load_packed`. The folder is meant to
+Splits come from the split policy (plan.py): train, val, test, test_clean (the split the gate
+judges: the leak-free official test, or the regrouped test) and official_test (the dataset's own
+test, to show the contaminated figure beside the honest one); `splits.json` lists every source
+file once with its split. Arrays are written row by row from the validation's pixels.npy (no
+second decode, bounded memory) and read back memory-mapped by `load_packed`. The folder is meant to
 live at `datasets/<fingerprint>/<size>/`; a second `pack_dataset` into a folder whose manifest
 matches (fingerprint, size, min_side, leak threshold) and whose files are intact reuses it.
 """
@@ -136,11 +136,12 @@ def pack_dataset(
         )
     plan = plan_splits(validated, audit.groups, policy=split_policy, min_gate_n=min_gate_n, seed=seed, folds=folds)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_splits(validated, plan, out_dir)
-    return _finish(validated, plan, out_dir, expect)
+    info = _write_splits(validated, plan, out_dir)
+    return _finish(validated, plan, out_dir, expect, info)
 
 
-def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -> None:
+def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -> dict:
+    """Every split's arrays and paths, and splits.json; returns {split: {n, by_class}}."""
     (out_dir / SPLITS_FILE).write_text(json.dumps(plan.to_json(), indent=1))
     members = {name: [validated.records[i] for i in plan.members[name]] for name in PACKED_SPLITS}
     size = validated.pack_size
@@ -160,12 +161,10 @@ def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -
                 "n": len(recs),
                 "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
             }
-    (out_dir / "splits_info.json").write_text(json.dumps(splits_info))
+    return splits_info
 
 
-def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect: dict) -> PackedDataset:
-    splits_info = json.loads((out_dir / "splits_info.json").read_text())
-    (out_dir / "splits_info.json").unlink()
+def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect: dict, info: dict) -> PackedDataset:
     for report in ("cleaning_report.json", "leakage_report.json"):
         src_report = validated.workdir / report
         if src_report.is_file() and src_report.resolve() != (out_dir / report).resolve():
@@ -180,7 +179,7 @@ def _finish(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path, expect:
         "classes": list(CLASSES),
         "split_policy": plan.summary(),
         "contamination": plan.contamination,
-        "splits": splits_info,
+        "splits": info,
         "files": files,
     }
     # The manifest appears last and whole: its presence means "complete".

@@ -6,9 +6,9 @@ one side of every split boundary.
   byte-identical set).
 - `regroup`: pool every kept image, keep one file per byte-identical set, and send whole groups
   to train/val/test (70/10/20 of the images) within each stratum of (class, source). The
-  source is what tells the merged Kaggle sets apart (224x224 re-saves vs original-size JPEGs
-  and PNGs); stratifying by it keeps validation, where the threshold and early stopping are
-  chosen, representative of the test. Deterministic from the dataset fingerprint and seed.
+  source tells the merged Kaggle sets apart (224x224 re-saves vs original-size JPEGs and PNGs);
+  stratifying by it keeps validation, where the threshold and early stopping are chosen,
+  representative of the test. Deterministic from the dataset fingerprint and seed.
 - `auto` (default): `official` when its leak-free test keeps at least `min_gate_n` radiographs
   (distinct duplicate groups, what the gate counts) and at least half of the official test's
   images, else `regroup`.
@@ -16,18 +16,17 @@ one side of every split boundary.
 `splits.json` lists every source file once: split train|val|test|duplicate|excluded, its group,
 `copy_of` for a duplicate and `reason` for an excluded file.
 
-Cross-fitting (`folds` > 1, under `regroup`): every kept file of the pool (train, val and test
-together) also gets a `fold` in 0..folds-1, the fold of its radiograph. A radiograph's fold is a
-hash of its own group id and the seed, never of which other radiographs exist, so a new data
-version moves no radiograph to another fold (only a radiograph whose group id changes, because
-a file with a smaller sha256 joined it, can move). The price of that stability: the folds are
-stratified by class and source in expectation (each radiograph of a stratum falls in each fold
-with probability 1/folds), not to the radiograph; `fold_balance` in the plan says how even they came out.
+Cross-fitting (`folds` > 1, under `regroup`): every kept file of the pool also gets a `fold`, a
+hash of its radiograph's group id and the seed only, so a new data version moves no radiograph
+to another fold (unless its group id, the smallest sha256 of its files, changes). The price: the
+folds are stratified by class and source only in expectation; `fold_balance` says how even they
+came out.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import get_args
 
@@ -58,14 +57,11 @@ class SplitPlan:
     folds: int = 1  # cross-fitting folds (1: the single split)
 
     def to_json(self) -> dict:
-        counts: dict[str, int] = {}
-        for entry in self.files.values():
-            counts[entry["split"]] = counts.get(entry["split"], 0) + 1
         return {
             "policy": self.used,
             "requested": self.requested,
             "reason": self.reason,
-            "counts": counts,
+            "counts": dict(Counter(entry["split"] for entry in self.files.values())),
             "folds": self.folds,
             "fold_balance": fold_balance(self.files),
             "files": self.files,

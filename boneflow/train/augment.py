@@ -31,8 +31,8 @@ def numpy_to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def as_uint8_batch(images, device: torch.device | str | None = None) -> torch.Tensor:
-    """numpy/torch uint8 [S,S] or [B,S,S] → torch uint8 [B,S,S] on `device`."""
+def as_uint8_batch(images) -> torch.Tensor:
+    """numpy/torch uint8 [S,S] or [B,S,S] → torch uint8 [B,S,S], on the input's device."""
     tensor = numpy_to_tensor(images) if isinstance(images, np.ndarray) else images
     if tensor.dtype != torch.uint8:
         raise TypeError(f"expected uint8 images, got {tensor.dtype}")
@@ -40,7 +40,7 @@ def as_uint8_batch(images, device: torch.device | str | None = None) -> torch.Te
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 3:
         raise ValueError(f"expected [B, S, S] images, got shape {tuple(tensor.shape)}")
-    return tensor.to(device) if device is not None else tensor
+    return tensor
 
 
 _scratch = threading.local()
@@ -98,9 +98,6 @@ class EvalPreset:
         crop = batch[:, top : top + self.crop_size, left : left + self.crop_size]
         x = crop.unsqueeze(1).to(torch.float32).div_(255.0)
         return x.sub_(self.mean).div_(self.std)  # in place: one output allocation per batch
-
-    def __repr__(self) -> str:
-        return f"EvalPreset(crop_size={self.crop_size}, mean={self.mean}, std={self.std})"
 
 
 class TrainPreset:
@@ -205,13 +202,6 @@ class TrainPreset:
             del x  # one block output alive at a time: malloc reuses the same region for the next
         assert out is not None  # a single block returned above
         return out
-
-    def __repr__(self) -> str:
-        return (
-            f"TrainPreset(crop_size={self.crop_size}, scale={self.scale}, ratio={self.ratio}, "
-            f"degrees={self.degrees}, hflip_prob={self.hflip_prob}, brightness={self.brightness}, "
-            f"contrast={self.contrast}, mean={self.mean}, std={self.std})"
-        )
 
 
 def preprocessing_meta(*, pack_size: int, image_size: int) -> dict:

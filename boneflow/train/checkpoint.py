@@ -1,19 +1,12 @@
-"""Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically.
+"""Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically
+(`boneflow.atomic`: a crash leaves only a hidden `.tmp-` file, never read).
 
-This module owns the checkpoint naming: `checkpoint_name` / `checkpoint_epoch` / `by_epoch` are
-used here for the local directory and by `boneflow.registry.transfer` for the copies under
-runs/<run_id>/checkpoints/ in the store, so both order and prune them the same way (by epoch
-number: epoch-10000.pt follows epoch-9999.pt).
-
-Write: `boneflow.atomic` (temp file in the same directory, fsync, rename, fsync the directory).
-A crash mid-write leaves only a hidden `.tmp-` file, which is never read. Read: newest first with
-`torch.load(weights_only=True)` (no unpickling of arbitrary objects); a file that fails to load
-or lacks the expected keys is skipped with a warning and the previous one is used.
-
-Retention: the last `keep` (default 2) epoch files. Each holds the best-by-val weights so far,
-so no separate best file is needed, and keeping two means a corrupted latest still leaves a
-complete previous one. Checkpoint contents must be tensors and plain Python types (that is
-all weights_only loading allows).
+The naming (`checkpoint_name` / `checkpoint_epoch` / `by_epoch`) is shared with
+`boneflow.registry.transfer` for the store's runs/<run_id>/checkpoints/, so both order and prune
+by epoch number (epoch-10000.pt follows epoch-9999.pt). Reads go newest first with
+`torch.load(weights_only=True)`, so contents must be tensors and plain Python types; a file that
+fails to load or lacks a key is skipped with a warning. The last `keep` (2) files are kept: each
+holds the best-by-val weights so far, and a corrupted latest still leaves a complete previous one.
 """
 
 from __future__ import annotations

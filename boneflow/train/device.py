@@ -4,23 +4,18 @@ inference step, in one place (fit, predict and the benchmarks take them from her
 Why these, measured on the 2-core AMD EPYC of the README's performance section (AVX512-BF16,
 no AMX; ResNet18, 224 px, batch 32; `python scripts/bench_model_step.py`):
 - bf16 autocast + channels_last + one input channel: the bare train step runs 2.61x faster than
-  the seed's fp32 NCHW 3-channel (25.3 -> 66.0 img/s; 2.78x at batch 64). bf16 only where the
-  hardware has bf16 dot products. Inputs (`fast_layout`) and weights (`place_model`) are both
-  channels_last: with mixed layouts the convolutions convert between them.
+  the seed's fp32 NCHW 3-channel (25.3 -> 66.0 img/s; 2.78x at batch 64). Inputs (`fast_layout`)
+  and weights (`place_model`) are both channels_last, else the convolutions convert layouts.
 - AdamW with multi-tensor updates (`optimizer_speed`): the default per-tensor loop cost
-  ~0.1-0.3 s a step on CPU for 11M parameters, a large share of a 224 px step; fused on CUDA.
+  ~0.1-0.3 s a step on CPU for 11M parameters; fused on CUDA.
 - torch.compile stays off by default (TrainSettings.compile): 52-56 vs 63 img/s here.
-- Threads are torch's default (2 here, the fastest on an idle machine); under contention
-  OpenMP spin-waiting made 2 threads 3-10x slower than 1, hence `--threads` on `boneflow app`
-  and `boneflow bench`.
+- Threads are torch's default (2 here); under contention OpenMP spin-waiting made 2 threads
+  3-10x slower than 1, hence `--threads` on `boneflow app` and `boneflow bench`.
 
-bf16 detection on CPU, in order:
-1. `torch.cpu._is_avx512_bf16_supported()` / `torch.cpu._is_amx_tile_supported()` (private but
-   stable since torch 2.1): the hardware has bf16 dot-product instructions (AVX512-BF16 or AMX),
-   which is where bf16 beats fp32 (this CPU: ~2.5x per step).
-2. Otherwise fp32: on CPUs without those instructions oneDNN emulates bf16 and it is slower.
-`BONEFLOW_PRECISION=fp32|bf16` overrides the detection (for A/B timings).
-Imports only torch and the standard library (the GPU script uses this module).
+bf16 on CPU only where the hardware has bf16 dot products (AVX512-BF16 or AMX, detected with
+torch.cpu's private but stable-since-2.1 helpers; ~2.5x per step here): elsewhere oneDNN emulates
+bf16 and it is slower than fp32. `BONEFLOW_PRECISION=fp32|bf16` overrides the detection (for A/B
+timings). Imports only torch and stdlib-only modules (the GPU script uses this module).
 """
 
 from __future__ import annotations
@@ -32,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from boneflow.errors import BoneflowError
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` → cuda if present else cpu; `cpu`, `cuda`, `cuda:N` as given."""
@@ -39,8 +36,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from boneflow.errors import BoneflowError
-
         raise BoneflowError(f"device={name!r}: CUDA is not available on this machine; use --device cpu or auto.")
     return device
 

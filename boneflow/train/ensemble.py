@@ -13,13 +13,11 @@ The temperature T is the run's published one (model.json `temperature`).
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-MEMBER_FILE_RE = re.compile(r"^(model|member-[0-9]{1,2})\.safetensors$")
 MAX_MEMBERS = 10  # RetrainConfig.folds' upper bound
 
 
@@ -71,7 +69,7 @@ class FoldEnsemble(nn.Module):
 
 def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:
     """`first` (model.safetensors, already loaded) alone, or the FoldEnsemble of every member
-    model.json lists, loaded from `folder` (names checked: member files only)."""
+    model.json lists, loaded from `folder` (each name must equal member_file(index))."""
     from safetensors.torch import load_file
 
     listed = meta.get("members") or []
@@ -82,7 +80,7 @@ def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:
     models = []
     for index, entry in enumerate(listed):
         name = str(entry.get("weights", ""))
-        if not MEMBER_FILE_RE.match(name) or name != member_file(index):
+        if name != member_file(index):
             raise ValueError(f"model.json member {index}: weights {name!r}, expected {member_file(index)!r}")
         if index == 0:
             models.append(first)

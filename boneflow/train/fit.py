@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from boneflow.errors import BoneflowError
 from boneflow.settings import TrainSettings, pack_size_for
 from boneflow.splits.packed import PackedSplits, SplitArrays
 from boneflow.train.augment import EvalPreset, TrainPreset, numpy_to_tensor
@@ -45,12 +46,6 @@ _RESUME_MUST_MATCH = (
 )
 
 
-def _error(message: str) -> Exception:
-    from boneflow.errors import BoneflowError
-
-    return BoneflowError(message)
-
-
 @dataclass
 class TrainResult:
     model: nn.Module  # best-by-val weights, eval mode, on the training device
@@ -59,10 +54,7 @@ class TrainResult:
     epochs_run: int  # epochs completed in total, including those before a resume
     resumed_from_epoch: int | None  # epoch of the checkpoint resumed from, None for a fresh run
     seconds: float  # wall time of this call
-    device: str = "cpu"
-    precision: str = "fp32"
     stopped_early: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 class SplitOnDevice:
@@ -199,7 +191,7 @@ def _check_resumable(saved: dict, settings: TrainSettings, checkpoint_dir: Path)
     current = settings.to_dict()
     for name in _RESUME_MUST_MATCH:
         if saved.get(name) != current.get(name):
-            raise _error(
+            raise BoneflowError(
                 f"{checkpoint_dir}: checkpoints were written with {name}={saved.get(name)!r} but this run "
                 f"has {name}={current.get(name)!r}. Resume with the same settings, or use a new run id "
                 "(an empty checkpoint directory) to start over."
@@ -278,13 +270,13 @@ def checkpoint_dict(
 
 def _checked_splits(packed: PackedSplits, settings: TrainSettings) -> tuple[SplitArrays, SplitArrays]:
     if packed.size < settings.image_size:
-        raise _error(
+        raise BoneflowError(
             f"packed images are {packed.size} px but image_size={settings.image_size}: pack at "
             f"{pack_size_for(settings.image_size)} px or lower image_size."
         )
     train_split, val_split = packed.split("train"), packed.split("val")
     if len(train_split.labels) == 0 or len(val_split.labels) == 0:
-        raise _error(
+        raise BoneflowError(
             f"train has {len(train_split.labels)} and val {len(val_split.labels)} images; both must be non-empty."
         )
     return train_split, val_split
@@ -325,14 +317,6 @@ def _epoch_stats(
     }
 
 
-def _presets(settings: TrainSettings) -> tuple[TrainPreset, EvalPreset]:
-    """The training augmentation and the evaluation crop."""
-    train = TrainPreset(
-        crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
-    )
-    return train, EvalPreset(crop_size=settings.image_size)
-
-
 def fit(
     packed: PackedSplits,
     settings: TrainSettings,
@@ -351,7 +335,10 @@ def fit(
     state = resume_or_start(checkpoint_dir, settings, model, optimizer, scheduler)
 
     forward = cast(nn.Module, torch.compile(model)) if settings.compile else model
-    train_preset, eval_preset = _presets(settings)
+    train_preset = TrainPreset(
+        crop_size=settings.image_size, degrees=settings.rotation_degrees, scale=(settings.crop_min_area, 1.0)
+    )
+    eval_preset = EvalPreset(crop_size=settings.image_size)
     train_data, val_data = SplitOnDevice(train_split, device), SplitOnDevice(val_split, device)
 
     while state.epoch < settings.epochs and not state.stopped(settings.patience):
@@ -386,7 +373,5 @@ def fit(
         epochs_run=state.epoch,
         resumed_from_epoch=state.resumed_from,
         seconds=time.perf_counter() - started,
-        device=str(device),
-        precision="bf16" if bf16 else "fp32",
         stopped_early=state.stopped(settings.patience),
     )

@@ -51,9 +51,7 @@ class _Block(nn.Module):
         self.downsample: nn.Conv2d | None = None
         if blocks[0].downsample is not None:
             self.downsample = _fold(
-                [b.downsample[0] for b in blocks],
-                [b.downsample[1] for b in blocks],
-                shared_input=False,
+                [b.downsample[0] for b in blocks], [b.downsample[1] for b in blocks], shared_input=False
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
+from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -38,29 +39,15 @@ _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.pth?$")
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
-def _error(message: str) -> Exception:
-    # boneflow.errors is stdlib-only; imported lazily so this module also works when copied alone.
-    try:
-        from boneflow.errors import BoneflowError
-    except ImportError:  # pragma: no cover - only on a bare GPU box
-        return RuntimeError(message)
-    return BoneflowError(message)
-
-
 def weights_url() -> str:
     """Where missing ImageNet weights come from: $BONEFLOW_WEIGHTS_URL or torchvision's URL."""
     url = os.environ.get(WEIGHTS_URL_ENV) or DEFAULT_WEIGHTS_URL
     if not _HASH_IN_NAME.search(posixpath.basename(urlparse(url).path)):
-        raise _error(
+        raise BoneflowError(
             f"{WEIGHTS_URL_ENV}={url}: the file name must end in -<sha256 prefix>.pth (like "
             f"{HUB_WEIGHTS_NAME}) so the download can be verified. Fix the URL or unset it."
         )
     return url
-
-
-def hub_weights_path() -> Path:
-    name = posixpath.basename(urlparse(weights_url()).path)
-    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 def _missing_weights_hint(path: Path) -> str:
@@ -91,14 +78,14 @@ def download_imagenet_state(path: Path, url: str) -> dict[str, torch.Tensor]:
     except (URLError, HTTPException, OSError) as err:
         # HTTPError's reason drops the status code; URLError's str wraps the reason in noise.
         reason = err if isinstance(err, HTTPError) else getattr(err, "reason", None) or err
-        raise _error(
+        raise BoneflowError(
             f"pretrained weights are not cached at {path} and downloading {url} failed "
             f"({reason}). Without network: {_missing_weights_hint(path)}"
         ) from err
     except RuntimeError as err:
         if path.exists():  # downloaded and verified, but torch.load could not read it
             raise
-        raise _error(
+        raise BoneflowError(
             f"{url}: the downloaded file failed the sha256 check ({err}); nothing was saved in "
             f"{path.parent}. The transfer was corrupted or the host serves other weights: try "
             f"again, or {_missing_weights_hint(path)}"
@@ -120,26 +107,28 @@ def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Ten
 
     When the file name carries a hash (`name-<hex>.pth`, torchvision's convention) the file's
     sha256 must start with it."""
-    path = Path(weights_path) if weights_path else hub_weights_path()
-    if not path.is_file() and weights_path is None:
-        state = download_imagenet_state(path, weights_url())
-    elif not path.is_file():
-        raise _error(
-            f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
-            f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
-            "hub cache, or train from scratch with --no-pretrained."
-        )
+    if not weights_path:
+        url = weights_url()
+        path = Path(torch.hub.get_dir()) / "checkpoints" / posixpath.basename(urlparse(url).path)
+        state = _load_checked(path) if path.is_file() else download_imagenet_state(path, url)
     else:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise BoneflowError(
+                f"pretrained weights file {path} (weights_path / --weights-path) does not exist. "
+                f"Point it at torchvision's {HUB_WEIGHTS_NAME}, leave it empty to use the torch "
+                "hub cache, or train from scratch with --no-pretrained."
+            )
         state = _load_checked(path)
     if "conv1.weight" not in state:
-        raise _error(f"{path}: no 'conv1.weight' key; this is not a torchvision resnet18 state dict.")
+        raise BoneflowError(f"{path}: no 'conv1.weight' key; this is not a torchvision resnet18 state dict.")
     return state
 
 
 def _load_checked(path: Path) -> dict[str, torch.Tensor]:
     match = _HASH_IN_NAME.search(path.name)
     if match and not sha256_file(path).startswith(match.group(1)):
-        raise _error(
+        raise BoneflowError(
             f"{path}: sha256 does not start with {match.group(1)} as its name says; the file is "
             "corrupt or not the weights it claims to be. Replace it (delete it to download it "
             "again) or use --no-pretrained."
@@ -158,7 +147,7 @@ def build_model(*, num_classes: int = 2, pretrained: bool = False, weights_path:
         state["conv1.weight"] = state["conv1.weight"].sum(dim=1, keepdim=True)
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) != {"fc.weight", "fc.bias"}:
-            raise _error(f"pretrained weights do not fit resnet18: missing={missing} unexpected={unexpected}")
+            raise BoneflowError(f"pretrained weights do not fit resnet18: missing={missing} unexpected={unexpected}")
     return model
 
 
@@ -196,7 +185,7 @@ def load_model(safetensors_path: Path, json_path: Path) -> tuple[nn.Module, dict
 
     meta = json.loads(Path(json_path).read_text())
     if meta.get("architecture") != ARCHITECTURE:
-        raise _error(f"{json_path}: architecture {meta.get('architecture')!r}, expected {ARCHITECTURE!r}.")
+        raise BoneflowError(f"{json_path}: architecture {meta.get('architecture')!r}, expected {ARCHITECTURE!r}.")
     model = build_model(num_classes=int(meta.get("num_classes", len(meta.get("classes", (0, 1))))))
     model.load_state_dict(load_file(str(safetensors_path)))
     return load_members(Path(safetensors_path).parent, meta, model.eval()), meta

@@ -8,10 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from boneflow.atomic import write_text
 from boneflow.config import RetrainConfig
 from boneflow.contracts import TrainSummary
+from boneflow.errors import BoneflowError
+from boneflow.hashing import sha256_file
 from boneflow.train.augment import preprocessing_meta
+from boneflow.train.ensemble import member_file
 from boneflow.train.fit import TrainResult
 from boneflow.train.model import save_model
 
@@ -69,9 +74,6 @@ def complete_model_json(
     the run folder, its sha256, the fold it never saw and the run it trained in) and the
     operating point evaluate fitted (OperatingPoint.to_meta(): threshold, temperature,
     calibration). Written atomically: a crash leaves the training's file, never half of this one."""
-    from boneflow.hashing import sha256_file
-    from boneflow.train.ensemble import member_file
-
     path = Path(model_dir) / "model.json"
     meta = json.loads(path.read_text())
     if members:
@@ -92,10 +94,6 @@ def complete_model_json(
 
 def read_train_summary(data: bytes, *, where: str) -> TrainSummary:
     """train_result.json from the store, checked: a malformed one names its key."""
-    from pydantic import ValidationError
-
-    from boneflow.errors import BoneflowError
-
     try:
         return TrainSummary.model_validate_json(data)
     except ValidationError as err:
