@@ -33,24 +33,12 @@ from boneflow.store.keys import (
     CHAMPION_KEY,
     CHECKPOINTS_FOLDER,
     MANIFEST_NAME,
-    new_run_id,
     run_key,
     run_prefix,
     validate_name,
     validate_run_id,
     validate_sha256,
 )
-
-__all__ = [
-    "ChampionConflictError",
-    "champion_record",
-    "fetch_run_file",
-    "new_run_id",
-    "promote",
-    "publish_run",
-    "read_champion",
-    "read_manifest",
-]
 
 log = logging.getLogger(__name__)
 

@@ -1,25 +1,22 @@
 """Garbage collection in a store: what a finished history no longer needs.
 
-Kept, always: the champion's run (every object), and every run whose newest object is younger
-than the grace period (it may be a live run: training uploads a checkpoint every epoch, publish
-writes the manifest last). Of the older runs:
+Kept whole: the champion's run, and every run whose newest object is younger than the grace
+period (it may be live: training uploads a checkpoint every epoch, publish writes the manifest
+last). Of the older runs:
 
-- finished runs (they have a manifest) among the newest `keep_runs` keep their model, reports
-  and manifest and lose their checkpoints (the final model is a separate object);
-- finished runs beyond those are removed whole, manifest last: a gc killed half-way leaves a run
-  that still reads as finished and beyond the newest N, so the next gc deletes the rest of it
-  (a reader of that run meanwhile gets a clear "not in the store" for the files already gone);
-- runs that never got a manifest (killed or crashed before publishing) are removed whole.
+- finished runs (with a manifest) among the newest `keep_runs` lose only their checkpoints
+  (the final model is a separate object);
+- older finished runs are removed whole, manifest last: a gc killed half-way leaves a run that
+  still reads as finished, so the next gc deletes the rest (its readers meanwhile get a clear
+  "not in the store");
+- runs that never got a manifest (killed before publishing) are removed whole.
 
-Every key is validated as it is listed (`Store.scan`): a key that is not a valid store key
-(`runs/<id>/../../champion.json`, `runs/README (old).txt`) or lies outside the run layout
-(`runs/notes/x`, deeper than `runs/<id>/<folder>/<file>`) is skipped and reported, never
-deleted, and never stops the collection. Leftovers of interrupted writes (`Store.temp_objects`:
-only boneflow's own temp names in the store's own folders) and empty run folders left by a
-killed gc, older than the grace period, go too.
-Packed datasets (content-addressed, shared by runs) are not touched. Ages use the store's own
-clock (S3 LastModified, file mtime) against this machine's: keep the grace period far above any
-clock skew.
+Keys that are not valid store keys (`runs/<id>/../../champion.json`) or lie outside the run
+layout (`runs/notes/x`, deeper than `runs/<id>/<folder>/<file>`) are skipped and reported,
+never deleted, never stopping the collection. Leftovers of interrupted writes
+(`Store.temp_objects`) and empty run folders older than the grace period go too; packed
+datasets (shared by runs) are not touched. Ages use the store's clock (S3 LastModified, file
+mtime) against this machine's: keep the grace period far above any clock skew.
 """
 
 from __future__ import annotations
