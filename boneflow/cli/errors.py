@@ -32,7 +32,6 @@ from typer.core import TyperGroup
 
 from boneflow.errors import BoneflowError
 
-EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_REJECTED = 3

@@ -158,13 +158,12 @@ def champion_record(
     metrics: dict,
     dataset_fingerprint: str,
     config_fingerprint: str,
-    model_name: str = "model.safetensors",
 ) -> dict:
     """The champion.json content for a published run (metrics: DESIGN's metrics.json)."""
-    entry = manifest.get("files", {}).get(model_name)
+    entry = manifest.get("files", {}).get("model.safetensors")
     if entry is None:
         raise StoreError(
-            f"Run {run_id}'s manifest lists no {model_name!r}; publish the model before promoting the run."
+            f"Run {run_id}'s manifest lists no 'model.safetensors'; publish the model before promoting the run."
         )
     summary = {
         split: {

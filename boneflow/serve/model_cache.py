@@ -1,16 +1,12 @@
-"""Local cache of published models, keyed by the sha256 of the weights AND of model.json.
+"""Local cache of published models: `<cache root>/models/<weights sha256>-<model.json sha256>/`
+(root `$BONEFLOW_CACHE`, else `~/.cache/boneflow`).
 
-`<cache root>/models/<weights sha256>-<model.json sha256>/{model.safetensors, model.json}`. Both
-hashes are in the key because model.json holds the preprocessing and classes: a run re-published
-with the same weights but a corrected model.json must not be served from the old folder. The
-cache root is `$BONEFLOW_CACHE`, else `~/.cache/boneflow`. A model folder appears all at once
-(files are fetched into a temporary sibling, checked, then renamed), so a crash or a second
-process never leaves a half model where a reader would take it. Every load re-hashes both
-files (tens of ms) so a damaged cache is noticed and fetched again instead of served.
-
-Digests come from champion.json and manifests, which a hostile store controls: each is checked
-to be 64 hex digits before it names a folder, and a folder is only ever removed after checking
-that it resolves inside the cache's models folder.
+model.json is in the key because it holds the preprocessing and classes: a run re-published
+with a corrected model.json must not be served from the old folder. A folder appears all at
+once (fetched into a temporary sibling, checked, renamed), and every load re-hashes its files
+(tens of ms), so a crash, a second process or a damaged cache never serves a bad model. Digests
+come from champion.json and manifests, which a hostile store controls: each is checked to be
+64 hex digits before it names a folder, and a folder is removed only inside the models folder.
 """
 
 from __future__ import annotations

@@ -84,22 +84,20 @@ class Predictor:
     @classmethod
     def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
         """Load the champion (or `run_id`) from the store; weights are sha256-checked and cached."""
+        from boneflow.registry.publish import read_champion
         from boneflow.store import open_store
 
-        return cls.from_opened_store(open_store(store_url), run_id, cache_dir=cache_dir)
+        store = open_store(store_url)
+        if run_id is not None:
+            return cls.from_run(store, run_id, run_model_sha256(store, run_id), cache_dir=cache_dir)
+        found = read_champion(store)
+        if found is None:
+            raise NoChampionError(f"no champion in {store.url}; run `boneflow run` first")
+        return cls.from_run(store, *champion_model(found[0], store.url), cache_dir=cache_dir)
 
     @classmethod
-    def from_opened_store(cls, store, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
-        from boneflow.registry.publish import read_champion
-
-        if run_id is None:
-            found = read_champion(store)
-            if found is None:
-                raise NoChampionError(f"no champion in {store.url}; run `boneflow run` first")
-            champion, _etag = found
-            run_id, sha256 = champion_model(champion, store.url)
-        else:
-            sha256 = run_model_sha256(store, run_id)
+    def from_run(cls, store, run_id: str, sha256: str, *, cache_dir: Path | None = None) -> Predictor:
+        """The run's model whose weights have `sha256`, fetched (verified) into the cache once."""
         folder = cached_model(store, run_id, sha256, root=cache_dir)
         return cls.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
 
@@ -131,10 +129,8 @@ class Predictor:
     # --- inference --------------------------------------------------------------------------
     def preprocess(self, image) -> torch.Tensor:
         """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
-        pixels = self._pixels(image)
-        return self.preset(
-            torch.from_numpy(np.array(pixels, copy=True))[None]
-        )  # writable copy: torch warns on read-only arrays
+        pixels = np.array(self._pixels(image), copy=True)  # writable: torch warns on read-only arrays
+        return self.preset(torch.from_numpy(pixels)[None])
 
     def _label(self, prob_fractured: float) -> str:
         return POSITIVE if prob_fractured >= self.operating_point.threshold else self.classes[1 - self.positive_index]
