@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from boneflow.evaluate.calibration import OperatingPoint
+from boneflow.intake.layout import POSITIVE
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
-from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
+from boneflow.store.errors import InvalidKeyError
+from boneflow.store.keys import validate_run_id, validate_sha256
 
 if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path needs it
     from boneflow.evaluate.gradcam import GradCAM
@@ -27,9 +29,6 @@ if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path nee
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
     """(run_id, model_sha256) from champion.json, each checked against its exact pattern (they
     become cache paths), or a clear error naming the field."""
-    from boneflow.store.errors import InvalidKeyError
-    from boneflow.store.keys import validate_run_id, validate_sha256
-
     if not champion.get("run_id") or not champion.get("model_sha256"):
         raise ModelNotFoundError(
             f"champion.json in {store_url} lacks run_id or model_sha256; re-promote a run (boneflow run) to rewrite it"
