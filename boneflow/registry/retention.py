@@ -1,22 +1,15 @@
-"""Garbage collection in a store: what a finished history no longer needs.
+"""Garbage collection in a store: what a finished history no longer needs (the rules as users
+see them: README, `boneflow gc`).
 
 Kept whole: the champion's run, and every run whose newest object is younger than the grace
 period (it may be live: training uploads a checkpoint every epoch, publish writes the manifest
-last). Of the older runs:
-
-- finished runs (with a manifest) among the newest `keep_runs` lose only their checkpoints
-  (the final model is a separate object);
-- older finished runs are removed whole, manifest last: a gc killed half-way leaves a run that
-  still reads as finished, so the next gc deletes the rest (its readers meanwhile get a clear
-  "not in the store");
-- runs that never got a manifest (killed before publishing) are removed whole.
-
-Keys that are not valid store keys (`runs/<id>/../../champion.json`) or lie outside the run
-layout (`runs/notes/x`, deeper than `runs/<id>/<folder>/<file>`) are skipped and reported,
-never deleted, never stopping the collection. Leftovers of interrupted writes
-(`Store.temp_objects`) and empty run folders older than the grace period go too; packed
-datasets (shared by runs) are not touched. Ages use the store's clock (S3 LastModified, file
-mtime) against this machine's: keep the grace period far above any clock skew.
+last). Of the older runs, the newest `keep_runs` finished ones (with a manifest) lose only their
+checkpoints; other finished runs, and runs that never got a manifest, are removed whole,
+manifest last, so a gc killed half-way leaves a run that still reads as finished and the next
+gc deletes the rest. Keys outside the run layout are skipped and reported, never deleted; temp
+leftovers and empty run folders older than the grace period go too; datasets (shared by runs)
+are not touched. Ages use the store's clock (S3 LastModified, file mtime) against this
+machine's: keep the grace period far above any clock skew.
 """
 
 from __future__ import annotations

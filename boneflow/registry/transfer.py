@@ -253,12 +253,11 @@ def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *, latest_only:
     oldest_first = by_epoch(index)
     if not latest_only:
         return [fetch(name) for name in oldest_first]
-    newest_first = oldest_first[::-1]
-    for position, name in enumerate(newest_first):
+    for name in reversed(oldest_first):
         try:
             return [fetch(name)]
         except (IntegrityError, ObjectNotFoundError) as err:
-            if position == len(newest_first) - 1:
+            if name == oldest_first[0]:
                 raise
             log.warning("checkpoint %s of run %s is unusable (%s); trying the one before", name, run_id, err)
     return []
