@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from boneflow.registry.publish import read_champion
 from boneflow.store.base import ObjectInfo, SkippedKey, Store
 from boneflow.store.errors import InvalidKeyError, StoreError
 from boneflow.store.keys import (
@@ -43,8 +44,6 @@ class StoreGcPlan:
 def champion_run_id(store: Store) -> str | None:
     """The champion's run id, or None when nothing was promoted. A pointer that cannot be read
     stops the collection: without it there is no telling which run must survive."""
-    from boneflow.registry.publish import read_champion
-
     found = read_champion(store)
     if found is None:
         return None

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from boneflow.errors import BoneflowError
+from boneflow.registry.publish import fetch_run_file, read_champion
 from boneflow.serve.errors import NoChampionError, ServeError
 from boneflow.serve.predictor import Predictor, champion_model
+from boneflow.store import open_store
 from boneflow.store.keys import RUN_ID_RE
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,6 @@ class ServedModel:
 
 def read_run_metrics(store, run_id: str) -> dict[str, Any] | None:
     """The run's metrics.json (sha256-checked like every download), or None if it has none."""
-    from boneflow.registry.publish import fetch_run_file
-
     with tempfile.TemporaryDirectory(prefix="boneflow-metrics-") as tmp:
         dest = Path(tmp) / "metrics.json"
         try:
@@ -80,8 +80,6 @@ class ChampionFollower:
             self._lock.release()
 
     def _refresh(self, served: ServedModel | None) -> ServedModel:
-        from boneflow.registry.publish import read_champion
-
         try:
             found = read_champion(self.store)
         except Exception as err:  # garbled JSON, store down, permissions: all the same here
@@ -135,8 +133,6 @@ class ChampionFollower:
 def open_serving_store(store_url: str):
     """The store, with S3 retries kept short: a request waits seconds, not minutes, for a dead
     server before the served model answers it anyway."""
-    from boneflow.store import open_store
-
     if str(store_url).lower().startswith("s3://"):
         return open_store(store_url, max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
     return open_store(store_url)

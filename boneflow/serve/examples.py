@@ -22,6 +22,7 @@ from PIL import Image
 
 from boneflow.demo.bones import draw_radiograph
 from boneflow.intake.layout import CLASSES
+from boneflow.registry.publish import fetch_run_file, read_manifest
 from boneflow.splits.packed import PackedSplits
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,6 @@ def run_examples(store, run_id: str, folder: Path) -> AppExamples | None:
     """The examples published with run `run_id`, downloaded into `folder` and checked against
     its manifest; None when the run has none (published before runs carried examples) or they
     cannot be read (the app then falls back to the synthetic ones)."""
-    from boneflow.registry.publish import fetch_run_file, read_manifest
-
     try:
         manifest = read_manifest(store, run_id)
         if EXAMPLES_INDEX not in manifest["files"]:

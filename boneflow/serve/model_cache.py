@@ -16,9 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from boneflow.registry.publish import fetch_run_file, read_manifest
 from boneflow.serve.errors import ModelNotFoundError
+from boneflow.serve.model_meta import read_model_meta
 from boneflow.store.base import Store, sha256_file
-from boneflow.store.errors import InvalidKeyError
+from boneflow.store.errors import InvalidKeyError, ObjectNotFoundError
 from boneflow.store.keys import validate_run_id, validate_sha256
 
 WEIGHTS = "model.safetensors"
@@ -32,9 +34,6 @@ def cache_root() -> Path:
 
 def run_model_sha256(store: Store, run_id: str) -> str:
     """The sha256 the run's manifest records for its weights (the cache key for `--run-id`)."""
-    from boneflow.registry.publish import read_manifest
-    from boneflow.store.errors import ObjectNotFoundError
-
     try:
         manifest = read_manifest(store, run_id)
     except ObjectNotFoundError as err:
@@ -74,7 +73,6 @@ def _cached(folder: Path, weights_sha256: str, json_sha256: str) -> bool:
 def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
     """(file, sha256) of each fold-ensemble member beyond model.safetensors that model.json
     lists (train/ensemble.py); [] for a single model. Names and digests are checked first."""
-    from boneflow.serve.model_meta import read_model_meta
     from boneflow.train.ensemble import MAX_MEMBERS, member_file
 
     listed = read_model_meta(model_json, source=source).get("members") or []
@@ -96,8 +94,6 @@ def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
     """Folder holding the run's verified weights and model.json, fetched once per hash pair."""
-    from boneflow.registry.publish import fetch_run_file, read_manifest
-
     try:
         validate_run_id(run_id)
         validate_sha256(sha256, what="model sha256")

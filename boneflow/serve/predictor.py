@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from boneflow.errors import BoneflowError
 from boneflow.evaluate.calibration import OperatingPoint
 from boneflow.intake.layout import POSITIVE
+from boneflow.registry.publish import read_champion
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
+from boneflow.serve.model_meta import check_model_meta, read_model_meta
+from boneflow.store import open_store
 from boneflow.store.errors import InvalidKeyError
 from boneflow.store.keys import validate_run_id, validate_sha256
 
@@ -57,7 +61,6 @@ class Predictor:
     """A loaded model plus its preprocessing. `predict(image)` → {label, prob_fractured, run_id}."""
 
     def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
-        from boneflow.serve.model_meta import check_model_meta
         from boneflow.train.augment import EvalPreset
 
         check_model_meta(meta, source=f"model.json of run {run_id}")
@@ -83,9 +86,6 @@ class Predictor:
     @classmethod
     def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
         """Load the champion (or `run_id`) from the store; weights are sha256-checked and cached."""
-        from boneflow.registry.publish import read_champion
-        from boneflow.store import open_store
-
         store = open_store(store_url)
         if run_id is not None:
             return cls.from_run(store, run_id, run_model_sha256(store, run_id), cache_dir=cache_dir)
@@ -102,8 +102,6 @@ class Predictor:
 
     @classmethod
     def from_files(cls, weights: Path, model_json: Path, *, run_id: str, model_sha256: str) -> Predictor:
-        from boneflow.errors import BoneflowError
-        from boneflow.serve.model_meta import read_model_meta
         from boneflow.train.model import load_model
 
         # Bounds first: load_model sizes the network from model.json before reading weights.
