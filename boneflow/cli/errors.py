@@ -1,22 +1,14 @@
 """One rule for how every `boneflow` command fails: which exit code, and what it prints.
 
-| exit | meaning |
-|------|---------|
-| 0    | done (`run`: promoted, or training skipped) |
-| 1    | unexpected error: a bug, or a problem boneflow cannot explain |
-| 2    | an error you can act on; the message says what to do (see below) |
-| 3    | `boneflow run` only: the gate rejected the model (run published, champion unchanged) |
-| 4    | `boneflow run` only: an object the run needs left the store while it ran (a concurrent gc); run again |
-| 130  | interrupted (Ctrl-C) |
+Exit codes (the table with the details is in README's "Command line"): 0 done, 1 unexpected
+error (a bug), 2 an error the message says how to fix, 3 and 4 `boneflow run` only (gate
+rejected; an object left the store while it ran), 130 interrupted. Exit 2 covers bad usage
+(Typer's own), bad settings (pydantic ValidationError), a missing or unreadable file
+(FileNotFoundError, PermissionError, ...) and every BoneflowError.
 
-Exit 2 covers bad usage (Typer's own), bad settings (pydantic ValidationError), a missing or
-unreadable file (FileNotFoundError, PermissionError, ...) and every BoneflowError: bad data, a
-store that is unreachable or inconsistent, no champion yet, a full disk (the message names the
-file being written).
-
-Every failure prints one line, `error: ...`, on stderr and no traceback; set BONEFLOW_DEBUG=1
-to get the traceback as well. `build_app` gives the whole app `ErrorHandlingGroup`, so a command
-just raises (a BoneflowError for what a user can fix) and never handles exit codes itself.
+Every failure prints one line, `error: ...`, on stderr and no traceback (BONEFLOW_DEBUG=1 adds
+it). `build_app` gives the whole app `ErrorHandlingGroup`, so a command just raises (a
+BoneflowError for what a user can fix) and never handles exit codes itself.
 """
 
 from __future__ import annotations
@@ -32,7 +24,6 @@ from typer.core import TyperGroup
 
 from boneflow.errors import BoneflowError
 
-EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_REJECTED = 3
@@ -97,7 +88,7 @@ def _is_typer_control_flow(error: BaseException) -> bool:
 
 class ErrorHandlingGroup(TyperGroup):
     """The `boneflow` app's group: every command, nested ones too, runs inside `invoke`, so
-    one place maps an error to its exit code and message (the table in the module docstring)."""
+    one place maps an error to its exit code and message (see the module docstring)."""
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from boneflow.config import DEFAULT_STORE
+from boneflow.errors import BoneflowError
 
 WORK_DIR_ENV = "BONEFLOW_WORK_DIR"  # the same variable the Prefect tasks read
 MAX_GRACE_HOURS = 24 * 365 * 10  # ten years: more keeps everything, which --dry-run says better
@@ -59,9 +61,6 @@ def gc(
     """Keep the champion and the newest N runs' models and reports; delete finished runs'
     checkpoints, older runs, runs that never got a manifest, stale temp files, and the local work
     folders of finished runs, all only when older than the grace period. Prints a JSON report."""
-    from datetime import timedelta
-
-    from boneflow.errors import BoneflowError
     from boneflow.registry.gc import collect_garbage
     from boneflow.store import open_store
 

@@ -102,13 +102,11 @@ def app(
     ] = 20,
 ) -> None:
     """Gradio app on the champion: upload an X-ray, see the label, probability and Grad-CAM."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    from boneflow.cli.train import set_threads
     from boneflow.serve.app import launch_app, parse_auth
     from boneflow.serve.uploads import UploadLimits
 
+    set_threads(threads)
     launch_app(
         store,
         host=host,

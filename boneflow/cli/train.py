@@ -13,7 +13,7 @@ import typer
 from boneflow.settings import TrainSettings
 
 
-def _threads(threads: int) -> None:
+def set_threads(threads: int) -> None:
     # 0 keeps torch's default (one per physical core, or OMP_NUM_THREADS when the user set it).
     if threads > 0:
         import torch
@@ -43,7 +43,7 @@ def bench_train(
 ) -> None:
     """Train img/s: ours (1-ch, bf16 where fast, channels_last, batch augmentation on packed
     uint8) vs the seed-style ImageFolder+PIL loop on the same images and size; plus data supply."""
-    _threads(threads)
+    set_threads(threads)
     from boneflow.bench.train import bench_train as run
 
     result = run(
@@ -86,7 +86,7 @@ def bench_infer(
 ) -> None:
     """Single-image p50/p95 latency (with and without JPEG decode) and batch throughput, ours vs
     the seed's predict path in the same run; plus the app's end-to-end latency for one image."""
-    _threads(threads)
+    set_threads(threads)
     import torch
 
     from boneflow.bench.infer import bench_infer as run

@@ -1,11 +1,9 @@
 """`boneflow gc`: delete what finished runs no longer need, in the store and the local work dir.
 
-The store part is boneflow/registry/retention.py. The local work dir (`runs/<run_id>/...` under
-$BONEFLOW_WORK_DIR, ~215 MB per run) loses the folders whose newest file is older than the
-grace period: of runs finished in the store (they have a manifest there: everything worth
-keeping was published), and of runs that never finished (failed or abandoned), whose folders
-would otherwise grow without bound; a Retry of such a run after that redoes its stages. The
-work dir is an argument, so this module knows nothing of the Prefect tasks that fill it.
+The store part is boneflow/registry/retention.py. In the work dir (`runs/<run_id>/...` under
+$BONEFLOW_WORK_DIR, ~215 MB per run) a run folder whose newest file is older than the grace
+period goes, whether the run finished in the store (everything worth keeping was published) or
+never finished (a Retry of it then redoes its stages); otherwise the folders grow without bound.
 Nothing is deleted through a symbolic link or outside `<work dir>/runs`.
 """
 

@@ -33,24 +33,12 @@ from boneflow.store.keys import (
     CHAMPION_KEY,
     CHECKPOINTS_FOLDER,
     MANIFEST_NAME,
-    new_run_id,
     run_key,
     run_prefix,
     validate_name,
     validate_run_id,
     validate_sha256,
 )
-
-__all__ = [
-    "ChampionConflictError",
-    "champion_record",
-    "fetch_run_file",
-    "new_run_id",
-    "promote",
-    "publish_run",
-    "read_champion",
-    "read_manifest",
-]
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +158,12 @@ def champion_record(
     metrics: dict,
     dataset_fingerprint: str,
     config_fingerprint: str,
-    model_name: str = "model.safetensors",
 ) -> dict:
     """The champion.json content for a published run (metrics: DESIGN's metrics.json)."""
-    entry = manifest.get("files", {}).get(model_name)
+    entry = manifest.get("files", {}).get("model.safetensors")
     if entry is None:
         raise StoreError(
-            f"Run {run_id}'s manifest lists no {model_name!r}; publish the model before promoting the run."
+            f"Run {run_id}'s manifest lists no 'model.safetensors'; publish the model before promoting the run."
         )
     summary = {
         split: {

@@ -1,25 +1,15 @@
-"""Garbage collection in a store: what a finished history no longer needs.
+"""Garbage collection in a store: what a finished history no longer needs (the rules as users
+see them: README, `boneflow gc`).
 
-Kept, always: the champion's run (every object), and every run whose newest object is younger
-than the grace period (it may be a live run: training uploads a checkpoint every epoch, publish
-writes the manifest last). Of the older runs:
-
-- finished runs (they have a manifest) among the newest `keep_runs` keep their model, reports
-  and manifest and lose their checkpoints (the final model is a separate object);
-- finished runs beyond those are removed whole, manifest last: a gc killed half-way leaves a run
-  that still reads as finished and beyond the newest N, so the next gc deletes the rest of it
-  (a reader of that run meanwhile gets a clear "not in the store" for the files already gone);
-- runs that never got a manifest (killed or crashed before publishing) are removed whole.
-
-Every key is validated as it is listed (`Store.scan`): a key that is not a valid store key
-(`runs/<id>/../../champion.json`, `runs/README (old).txt`) or lies outside the run layout
-(`runs/notes/x`, deeper than `runs/<id>/<folder>/<file>`) is skipped and reported, never
-deleted, and never stops the collection. Leftovers of interrupted writes (`Store.temp_objects`:
-only boneflow's own temp names in the store's own folders) and empty run folders left by a
-killed gc, older than the grace period, go too.
-Packed datasets (content-addressed, shared by runs) are not touched. Ages use the store's own
-clock (S3 LastModified, file mtime) against this machine's: keep the grace period far above any
-clock skew.
+Kept whole: the champion's run, and every run whose newest object is younger than the grace
+period (it may be live: training uploads a checkpoint every epoch, publish writes the manifest
+last). Of the older runs, the newest `keep_runs` finished ones (with a manifest) lose only their
+checkpoints; other finished runs, and runs that never got a manifest, are removed whole,
+manifest last, so a gc killed half-way leaves a run that still reads as finished and the next
+gc deletes the rest. Keys outside the run layout are skipped and reported, never deleted; temp
+leftovers and empty run folders older than the grace period go too; datasets (shared by runs)
+are not touched. Ages use the store's clock (S3 LastModified, file mtime) against this
+machine's: keep the grace period far above any clock skew.
 """
 
 from __future__ import annotations
@@ -27,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from boneflow.registry.publish import read_champion
 from boneflow.store.base import ObjectInfo, SkippedKey, Store
 from boneflow.store.errors import InvalidKeyError, StoreError
 from boneflow.store.keys import (
@@ -53,8 +44,6 @@ class StoreGcPlan:
 def champion_run_id(store: Store) -> str | None:
     """The champion's run id, or None when nothing was promoted. A pointer that cannot be read
     stops the collection: without it there is no telling which run must survive."""
-    from boneflow.registry.publish import read_champion
-
     found = read_champion(store)
     if found is None:
         return None

@@ -39,15 +39,6 @@ from boneflow.store.keys import (
 )
 from boneflow.train.checkpoint import by_epoch, checkpoint_epoch
 
-__all__ = [
-    "delete_checkpoints",
-    "fetch_checkpoints",
-    "fetch_dataset",
-    "read_checkpoint_index",
-    "upload_checkpoint",
-    "upload_dataset",
-]
-
 log = logging.getLogger(__name__)
 
 DATASET_INDEX = "index.json"  # store-side list of a packed dataset's files, written last
@@ -239,9 +230,8 @@ def delete_checkpoints(store: Store, run_id: str) -> int:
     objects = sorted(store.list_info(prefix), key=lambda o: o.key != run_key(run_id, CHECKPOINT_INDEX))
     for obj in objects:
         store.delete(obj.key)
-    remove_empty = getattr(store, "remove_empty_folder", None)  # a folder store keeps empty folders
-    if objects and remove_empty is not None:
-        remove_empty(prefix)
+    if objects:  # a folder store keeps empty folders
+        store.remove_empty_folder(prefix)
     return sum(o.size for o in objects)
 
 
@@ -263,12 +253,11 @@ def fetch_checkpoints(store: Store, run_id: str, dest_dir: Path, *, latest_only:
     oldest_first = by_epoch(index)
     if not latest_only:
         return [fetch(name) for name in oldest_first]
-    newest_first = oldest_first[::-1]
-    for position, name in enumerate(newest_first):
+    for name in reversed(oldest_first):
         try:
             return [fetch(name)]
         except (IntegrityError, ObjectNotFoundError) as err:
-            if position == len(newest_first) - 1:
+            if name == oldest_first[0]:
                 raise
             log.warning("checkpoint %s of run %s is unusable (%s); trying the one before", name, run_id, err)
     return []

@@ -144,12 +144,9 @@ def _examples_with_labels(image, examples: AppExamples) -> None:
 
 
 def _headline_is_the_decision(label_box) -> None:
-    """Make a gr.Label show the decision it is given as its headline.
-
-    gr.Label given class probabilities heads them with the most probable class: a 0.5 cut. The
-    model decides at the operating threshold chosen on validation (model.json), so for a
-    probability between 0.5 and that threshold the two would disagree. This box takes
-    {"label": decision, "confidences": [{label, confidence}, ...]} and keeps the decision on top.
+    """Make a gr.Label head {"label": decision, "confidences": [{label, confidence}, ...]} with
+    the decision. Given bare probabilities it heads them with the most probable class (a 0.5
+    cut), which disagrees with the model's operating threshold (model.json) between the two.
     Patched on the instance: a gr.Label subclass would make Gradio write a .pyi stub beside
     this module at import."""
     from gradio.components.label import LabelConfidence, LabelData
@@ -193,14 +190,12 @@ def _answer_handler(xray_app: XrayApp):
     return on_image
 
 
-def build_ui(
-    xray_app: XrayApp, *, examples: AppExamples | None = None, delete_cache: tuple[int, int] | None = DELETE_CACHE
-):
+def build_ui(xray_app: XrayApp, *, examples: AppExamples | None = None):
     import gradio as gr
 
     on_image = _answer_handler(xray_app)
 
-    with gr.Blocks(title="boneflow · fracture check", delete_cache=delete_cache) as demo:
+    with gr.Blocks(title="boneflow · fracture check", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# boneflow · bone-fracture check\nUpload an X-ray; the current champion model "
             "says whether it sees a fracture and where it looked (Grad-CAM)."
@@ -308,21 +303,15 @@ def prepare_app(
 
 
 def launch_app(
-    store_url: str,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    limits: UploadLimits = UploadLimits(),
-    cache_dir: Path | None = None,
-    max_queue: int = MAX_QUEUE,
-    auth: tuple[str, str] | None = None,
+    store_url: str, *, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None, **options: Any
 ) -> None:
-    """Serve until interrupted. Fails early (BoneflowError) when the store has no champion."""
+    """Serve until interrupted; `options` go to prepare_app. Fails early (BoneflowError) when the
+    store has no champion."""
     warning = exposure_warning(host, auth)
     if warning:
         log.warning(warning)
         print(warning, file=sys.stderr)
-    demo, launch_kwargs = prepare_app(store_url, limits=limits, cache_dir=cache_dir, max_queue=max_queue, auth=auth)
+    demo, launch_kwargs = prepare_app(store_url, auth=auth, **options)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, **launch_kwargs)
     print(f"serving the champion on {demo.local_url} (Ctrl-C stops it)", flush=True)
     demo.block_thread()

@@ -2,9 +2,7 @@
 
 Each request costs one small read of champion.json (its etag and run id are compared to the
 loaded model's); only a change triggers a download (sha256-checked, cached by hash) and a
-reload. If the new champion cannot be loaded, or the pointer cannot be read, the old model keeps
-serving, `last_error` holds a short notice and the store is left alone for a while (see
-ChampionFollower), so neither a half-published run nor a broken store takes the app down.
+reload, so neither a half-published run nor a broken store takes the app down.
 """
 
 from __future__ import annotations
@@ -19,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from boneflow.errors import BoneflowError
+from boneflow.registry.publish import fetch_run_file, read_champion
 from boneflow.serve.errors import NoChampionError, ServeError
 from boneflow.serve.predictor import Predictor, champion_model
+from boneflow.store import open_store
+from boneflow.store.keys import RUN_ID_RE
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ class ServedModel:
 
 def read_run_metrics(store, run_id: str) -> dict[str, Any] | None:
     """The run's metrics.json (sha256-checked like every download), or None if it has none."""
-    from boneflow.registry.publish import fetch_run_file
-
     with tempfile.TemporaryDirectory(prefix="boneflow-metrics-") as tmp:
         dest = Path(tmp) / "metrics.json"
         try:
@@ -52,23 +51,17 @@ class ChampionFollower:
     Once a model is served, nothing the store does turns a request into an error: a garbled or
     unreadable champion.json, an unreachable store or a new champion that fails to load keep
     the loaded model, set `last_error` to a short notice for the page (details go to the log,
-    never to the browser) and pause store checks for `retry_after` seconds, doubling up to a
-    maximum on each further failure. Only one request at a time talks to the store; the others
-    are answered by the served model meanwhile."""
+    never to the browser) and pause store checks for `retry_after` seconds, doubling on each
+    further failure. Only one request at a time talks to the store; the others are answered by
+    the served model meanwhile."""
 
-    def __init__(
-        self,
-        store_url: str,
-        *,
-        cache_dir: Path | None = None,
-        retry_after: tuple[float, float] = (5.0, 300.0),
-        clock=time.monotonic,
-    ) -> None:
+    retry_after = (5.0, 300.0)  # (first pause, longest pause) in seconds
+
+    def __init__(self, store_url: str, *, cache_dir: Path | None = None) -> None:
         self.store = open_serving_store(store_url)
         self.cache_dir = cache_dir
         self.last_error: str | None = None  # browser-safe notice of the last failed update
-        self.retry_after = retry_after  # (first pause, longest pause) in seconds
-        self.clock = clock
+        self.clock = time.monotonic
         self._served: ServedModel | None = None
         self._backoff = 0.0
         self._retry_at = 0.0
@@ -87,8 +80,6 @@ class ChampionFollower:
             self._lock.release()
 
     def _refresh(self, served: ServedModel | None) -> ServedModel:
-        from boneflow.registry.publish import read_champion
-
         try:
             found = read_champion(self.store)
         except Exception as err:  # garbled JSON, store down, permissions: all the same here
@@ -109,18 +100,16 @@ class ChampionFollower:
             if served is None:
                 raise _startup_error(f"the champion in {self.store.url} could not be loaded", err) from None
             run_id = champion.get("run_id")
-            name = f"run {run_id}" if _is_run_id(run_id) else "the run champion.json names"
+            valid = isinstance(run_id, str) and RUN_ID_RE.match(run_id)  # the notice reaches the page
+            name = f"run {run_id}" if valid else "the run champion.json names"
             return self._failed(served, f"{name} could not be loaded", err)
 
     def _load(self, champion: dict[str, Any], etag: str) -> ServedModel:
-        from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model
-
-        run_id, sha256 = champion_model(champion, self.store.url)
-        folder = cached_model(self.store, run_id, sha256, root=self.cache_dir)
-        predictor = Predictor.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
+        predictor = Predictor.from_run(self.store, *champion_model(champion, self.store.url), cache_dir=self.cache_dir)
+        run_id = predictor.run_id
         self._served = ServedModel(predictor=predictor, etag=etag, metrics=read_run_metrics(self.store, run_id))
         self._recovered()
-        log.info("serving champion %s (sha256 %s)", run_id, sha256[:12])
+        log.info("serving champion %s (sha256 %s)", run_id, predictor.model_sha256[:12])
         return self._served
 
     def _failed(self, served: ServedModel, what: str, err: Exception) -> ServedModel:
@@ -144,17 +133,9 @@ class ChampionFollower:
 def open_serving_store(store_url: str):
     """The store, with S3 retries kept short: a request waits seconds, not minutes, for a dead
     server before the served model answers it anyway."""
-    from boneflow.store import open_store
-
     if str(store_url).lower().startswith("s3://"):
         return open_store(store_url, max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
     return open_store(store_url)
-
-
-def _is_run_id(value: Any) -> bool:
-    from boneflow.store.keys import RUN_ID_RE
-
-    return isinstance(value, str) and bool(RUN_ID_RE.match(value))
 
 
 def _startup_error(what: str, err: Exception) -> BoneflowError:
@@ -168,20 +149,20 @@ def metrics_markdown(served: ServedModel) -> str:
     p = served.predictor
     lines = [f"**Model run** `{p.run_id}` · weights sha256 `{p.model_sha256[:12]}…`", ""]
     # metrics.json is store data: only numbers from it reach the page (see _f).
-    splits = (served.metrics or {}).get("splits") if isinstance(served.metrics, dict) else None
+    metrics = served.metrics if isinstance(served.metrics, dict) else {}
+    splits = metrics.get("splits")
     if not isinstance(splits, dict) or not splits:
         return "\n".join(lines + ["_This run published no metrics.json._"])
     from boneflow.evaluate.split_names import shown_splits, split_words
 
-    stored_policy = served.metrics.get("split_policy") if isinstance(served.metrics, dict) else None
-    policy = stored_policy if isinstance(stored_policy, dict) else None
+    policy = metrics.get("split_policy") if isinstance(metrics.get("split_policy"), dict) else None
     lines += [
         "| split | radiographs | accuracy (95% CI) | recall fractured | specificity | AUROC | ECE |",
         "|---|---|---|---|---|---|---|",
     ]
     for key in shown_splits([k for k in ("test_clean", "test", "val") if k in splits], policy):
         m = splits.get(key)
-        if not m or not isinstance(m, dict):
+        if not isinstance(m, dict) or not m:
             continue
         interval = m.get("accuracy_ci95")
         lo, hi = interval[:2] if isinstance(interval, list) and len(interval) >= 2 else (None, None)

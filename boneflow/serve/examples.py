@@ -1,17 +1,12 @@
 """Example images for the app: a few held-out test images of the champion's own dataset, saved
 with its run at publish; synthetic drawings only for a store whose champion has none.
 
-At publish, `write_run_examples` takes a few images of each class from the judged test split
-(the images no model of the run trained or chose its threshold on) as the packed dataset holds
-them: greyscale, padded square, at the packed size. Taken from the packed pixels rather than
-the source files, so no file metadata (EXIF, embedded text) leaves the dataset. They go to
-`runs/<run_id>/examples/` with `examples.json` naming each one's true label and source path,
-and the manifest lists them like every run file. `run_examples` fetches them (sha256-checked)
-for the app, which shows each true label beside its image.
-
-The fallback, `write_examples`, draws with the demo dataset's drawer
-(boneflow.demo.bones): a long bone on a dark, noisy background, with a displaced
-fracture on the `fractured` ones. Those show how the app behaves; they are not radiographs.
+`write_run_examples` takes them from the judged test split (no model of the run trained or
+chose its threshold on them) as packed pixels, not source files, so no file metadata (EXIF,
+embedded text) leaves the dataset. They go to `runs/<run_id>/examples/` with `examples.json`
+(true label and source path of each), listed in the manifest like every run file;
+`run_examples` fetches them sha256-checked. The fallback, `write_examples`, draws with the demo
+dataset's drawer (boneflow.demo.bones): they show how the app behaves, but are not radiographs.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ from PIL import Image
 
 from boneflow.demo.bones import draw_radiograph
 from boneflow.intake.layout import CLASSES
+from boneflow.registry.publish import fetch_run_file, read_manifest
 from boneflow.splits.packed import PackedSplits
 
 log = logging.getLogger(__name__)
@@ -98,8 +94,6 @@ def run_examples(store, run_id: str, folder: Path) -> AppExamples | None:
     """The examples published with run `run_id`, downloaded into `folder` and checked against
     its manifest; None when the run has none (published before runs carried examples) or they
     cannot be read (the app then falls back to the synthetic ones)."""
-    from boneflow.registry.publish import fetch_run_file, read_manifest
-
     try:
         manifest = read_manifest(store, run_id)
         if EXAMPLES_INDEX not in manifest["files"]:

@@ -1,16 +1,12 @@
-"""Local cache of published models, keyed by the sha256 of the weights AND of model.json.
+"""Local cache of published models: `<cache root>/models/<weights sha256>-<model.json sha256>/`
+(root `$BONEFLOW_CACHE`, else `~/.cache/boneflow`).
 
-`<cache root>/models/<weights sha256>-<model.json sha256>/{model.safetensors, model.json}`. Both
-hashes are in the key because model.json holds the preprocessing and classes: a run re-published
-with the same weights but a corrected model.json must not be served from the old folder. The
-cache root is `$BONEFLOW_CACHE`, else `~/.cache/boneflow`. A model folder appears all at once
-(files are fetched into a temporary sibling, checked, then renamed), so a crash or a second
-process never leaves a half model where a reader would take it. Every load re-hashes both
-files (tens of ms) so a damaged cache is noticed and fetched again instead of served.
-
-Digests come from champion.json and manifests, which a hostile store controls: each is checked
-to be 64 hex digits before it names a folder, and a folder is only ever removed after checking
-that it resolves inside the cache's models folder.
+model.json is in the key because it holds the preprocessing and classes: a run re-published
+with a corrected model.json must not be served from the old folder. A folder appears all at
+once (fetched into a temporary sibling, checked, renamed), and every load re-hashes its files
+(tens of ms), so a crash, a second process or a damaged cache never serves a bad model. Digests
+come from champion.json and manifests, which a hostile store controls: each is checked to be
+64 hex digits before it names a folder, and a folder is removed only inside the models folder.
 """
 
 from __future__ import annotations
@@ -20,9 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from boneflow.registry.publish import fetch_run_file, read_manifest
 from boneflow.serve.errors import ModelNotFoundError
+from boneflow.serve.model_meta import read_model_meta
 from boneflow.store.base import Store, sha256_file
-from boneflow.store.errors import InvalidKeyError
+from boneflow.store.errors import InvalidKeyError, ObjectNotFoundError
 from boneflow.store.keys import validate_run_id, validate_sha256
 
 WEIGHTS = "model.safetensors"
@@ -36,9 +34,6 @@ def cache_root() -> Path:
 
 def run_model_sha256(store: Store, run_id: str) -> str:
     """The sha256 the run's manifest records for its weights (the cache key for `--run-id`)."""
-    from boneflow.registry.publish import read_manifest
-    from boneflow.store.errors import ObjectNotFoundError
-
     try:
         manifest = read_manifest(store, run_id)
     except ObjectNotFoundError as err:
@@ -78,7 +73,6 @@ def _cached(folder: Path, weights_sha256: str, json_sha256: str) -> bool:
 def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
     """(file, sha256) of each fold-ensemble member beyond model.safetensors that model.json
     lists (train/ensemble.py); [] for a single model. Names and digests are checked first."""
-    from boneflow.serve.model_meta import read_model_meta
     from boneflow.train.ensemble import MAX_MEMBERS, member_file
 
     listed = read_model_meta(model_json, source=source).get("members") or []
@@ -100,8 +94,6 @@ def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
     """Folder holding the run's verified weights and model.json, fetched once per hash pair."""
-    from boneflow.registry.publish import fetch_run_file, read_manifest
-
     try:
         validate_run_id(run_id)
         validate_sha256(sha256, what="model sha256")

@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from boneflow.errors import BoneflowError
 from boneflow.evaluate.calibration import OperatingPoint
+from boneflow.intake.layout import POSITIVE
+from boneflow.registry.publish import read_champion
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
 from boneflow.serve.model_cache import MODEL_JSON, WEIGHTS, cached_model, run_model_sha256
-from boneflow.serve.model_meta import POSITIVE  # noqa: F401  (re-exported: the positive class)
+from boneflow.serve.model_meta import check_model_meta, read_model_meta
+from boneflow.store import open_store
+from boneflow.store.errors import InvalidKeyError
+from boneflow.store.keys import validate_run_id, validate_sha256
 
 if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path needs it
     from boneflow.evaluate.gradcam import GradCAM
@@ -27,9 +33,6 @@ if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path nee
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
     """(run_id, model_sha256) from champion.json, each checked against its exact pattern (they
     become cache paths), or a clear error naming the field."""
-    from boneflow.store.errors import InvalidKeyError
-    from boneflow.store.keys import validate_run_id, validate_sha256
-
     if not champion.get("run_id") or not champion.get("model_sha256"):
         raise ModelNotFoundError(
             f"champion.json in {store_url} lacks run_id or model_sha256; re-promote a run (boneflow run) to rewrite it"
@@ -58,7 +61,6 @@ class Predictor:
     """A loaded model plus its preprocessing. `predict(image)` → {label, prob_fractured, run_id}."""
 
     def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
-        from boneflow.serve.model_meta import check_model_meta
         from boneflow.train.augment import EvalPreset
 
         check_model_meta(meta, source=f"model.json of run {run_id}")
@@ -84,29 +86,22 @@ class Predictor:
     @classmethod
     def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
         """Load the champion (or `run_id`) from the store; weights are sha256-checked and cached."""
-        from boneflow.store import open_store
-
-        return cls.from_opened_store(open_store(store_url), run_id, cache_dir=cache_dir)
+        store = open_store(store_url)
+        if run_id is not None:
+            return cls.from_run(store, run_id, run_model_sha256(store, run_id), cache_dir=cache_dir)
+        found = read_champion(store)
+        if found is None:
+            raise NoChampionError(f"no champion in {store.url}; run `boneflow run` first")
+        return cls.from_run(store, *champion_model(found[0], store.url), cache_dir=cache_dir)
 
     @classmethod
-    def from_opened_store(cls, store, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
-        from boneflow.registry.publish import read_champion
-
-        if run_id is None:
-            found = read_champion(store)
-            if found is None:
-                raise NoChampionError(f"no champion in {store.url}; run `boneflow run` first")
-            champion, _etag = found
-            run_id, sha256 = champion_model(champion, store.url)
-        else:
-            sha256 = run_model_sha256(store, run_id)
+    def from_run(cls, store, run_id: str, sha256: str, *, cache_dir: Path | None = None) -> Predictor:
+        """The run's model whose weights have `sha256`, fetched (verified) into the cache once."""
         folder = cached_model(store, run_id, sha256, root=cache_dir)
         return cls.from_files(folder / WEIGHTS, folder / MODEL_JSON, run_id=run_id, model_sha256=sha256)
 
     @classmethod
     def from_files(cls, weights: Path, model_json: Path, *, run_id: str, model_sha256: str) -> Predictor:
-        from boneflow.errors import BoneflowError
-        from boneflow.serve.model_meta import read_model_meta
         from boneflow.train.model import load_model
 
         # Bounds first: load_model sizes the network from model.json before reading weights.
@@ -131,10 +126,8 @@ class Predictor:
     # --- inference --------------------------------------------------------------------------
     def preprocess(self, image) -> torch.Tensor:
         """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
-        pixels = self._pixels(image)
-        return self.preset(
-            torch.from_numpy(np.array(pixels, copy=True))[None]
-        )  # writable copy: torch warns on read-only arrays
+        pixels = np.array(self._pixels(image), copy=True)  # writable: torch warns on read-only arrays
+        return self.preset(torch.from_numpy(pixels)[None])
 
     def _label(self, prob_fractured: float) -> str:
         return POSITIVE if prob_fractured >= self.operating_point.threshold else self.classes[1 - self.positive_index]

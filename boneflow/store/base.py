@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from boneflow.hashing import CHUNK, sha256_bytes, sha256_file  # noqa: F401  (re-exported)
+from boneflow.hashing import sha256_bytes, sha256_file  # noqa: F401  (re-exported)
 from boneflow.store.errors import StoreError
 
 

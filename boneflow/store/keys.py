@@ -117,10 +117,8 @@ def validate_key(key: str) -> str:
 
 def validate_prefix(prefix: str) -> str:
     """A listing prefix: '' or a key prefix, optionally ending in '/'."""
-    if prefix == "":
-        return prefix
-    body = prefix[:-1] if prefix.endswith("/") else prefix
-    validate_key(body)
+    if prefix:
+        validate_key(prefix.removesuffix("/"))
     return prefix
 
 

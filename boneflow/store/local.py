@@ -1,19 +1,14 @@
 """A folder as the store (the embedded default).
 
-Every write goes through `boneflow.atomic` (temp file in the target's folder, fsync, rename), so
-a crash never leaves a half-written object under a real key. Temp names start with '.', which
-no valid key part may, so listings never show them.
+Writes go through `boneflow.atomic` (temp file beside the target, fsync, rename): a crash never
+leaves a half object under a real key, and temp names start with '.', which no key part may.
+Conditional writes (the champion pointer) hold an exclusive `fcntl.flock` on a sidecar lock
+file (released by the kernel if the holder dies; it excludes other threads too, each opening
+its own file description) while they compare the local "etag" and replace.
 
-Conditional writes (the champion pointer) take an exclusive `fcntl.flock` on a sidecar lock
-file, compare the current version (content hash + inode + mtime: the local "etag") with the
-expected one, then replace.
-flock is released by the kernel when a holder dies, so a crash cannot leave a stale lock, and
-it excludes other threads of the same process too (each opens its own file description).
-
-Symbolic links inside the folder are followed only while they stay inside it: a key whose path
-resolves outside the root (a `runs -> /elsewhere` link) is refused, so a planted link cannot
-make a publish write, or a read or delete reach, files elsewhere. The check runs before each
-access; an attacker who can swap links in between already has write access to the folder.
+Symbolic links are followed only while they stay inside the folder: a key resolving outside the
+root (a planted `runs -> /elsewhere`) is refused before each access. An attacker who can swap
+links between check and access already has write access to the folder.
 """
 
 from __future__ import annotations
@@ -236,14 +231,13 @@ class LocalStore(Store):
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
                 found = _read_versioned(path)
-                current, current_etag = (None, None) if found is None else found
-                if etag is None and current is not None:
+                if etag is None and found is not None:
                     raise ConflictError(
                         f"{key!r} already exists in store {self.root} "
                         "(expected it absent); another writer got there first."
                     )
-                if etag is not None and current_etag != etag:
-                    what = "it is missing" if current is None else "it has changed"
+                if etag is not None and (found is None or found[1] != etag):
+                    what = "it is missing" if found is None else "it has changed"
                     raise ConflictError(
                         f"{key!r} in store {self.root} is not the version read "
                         f"earlier ({what}); another writer got there first."

@@ -1,16 +1,11 @@
 """S3 (or any S3-compatible server: MinIO, moto) as the store, through boto3.
 
-- Endpoint: boto3 itself honours the standard `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_S3`)
-  environment variables; an explicit `endpoint_url` argument wins over them.
-- Credentials: boto3's standard chain (env, shared files, instance roles). They are never read,
-  logged or stored here.
-- Retries and timeouts: botocore's own retry modes ("standard" or "adaptive") with a bounded
-  number of attempts and connect/read timeouts, so a dead server ends in a clear error soon.
-- Large files: boto3's managed transfer (upload_file / download_file + TransferConfig) does
-  the multipart work.
-- Conditional writes: PutObject with If-None-Match: * / If-Match: <etag>. Before the first
-  conditional write the store probes the server once; a server that ignores or rejects the
-  headers raises ConditionalWritesUnsupportedError instead of silently allowing two winners.
+boto3 supplies the endpoint (`AWS_ENDPOINT_URL[_S3]`, overridden by `endpoint_url`), the
+credentials (its standard chain; never read, logged or stored here), bounded retries with
+connect/read timeouts (so a dead server ends in a clear error soon) and multipart transfers.
+Conditional writes use PutObject with If-None-Match: * / If-Match: <etag>; the server is probed
+once first, and one that ignores or rejects the headers raises ConditionalWritesUnsupportedError
+instead of silently allowing two winners.
 """
 
 from __future__ import annotations
@@ -65,14 +60,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         validate_key(prefix)
         prefix += "/"
     return bucket, prefix
-
-
-def _valid_key(key: str) -> bool:
-    try:
-        validate_key(key)
-    except StoreError:
-        return False
-    return True
 
 
 def _read_body(resp: dict, key: str, where: str, max_bytes: int | None) -> bytes:
@@ -176,13 +163,10 @@ class S3Store(Store):
 
     def _check_bucket(self) -> None:
         try:
-            self._client.head_bucket(Bucket=self.bucket)
-        except ClientError as err:
-            if _error_code(err) in ("404", "NoSuchBucket", "NotFound"):
-                raise self._missing_bucket_error() from None
-            raise self._translate(err, "", "Checking bucket") from None
-        except BotoCoreError as err:
-            raise self._translate(err, "", "Checking bucket") from None
+            with self._errors("", "Checking bucket"):
+                self._client.head_bucket(Bucket=self.bucket)
+        except ObjectNotFoundError:  # HEAD has no body: a missing bucket is a bare 404
+            raise self._missing_bucket_error() from None
 
     @contextlib.contextmanager
     def _errors(self, key: str, action: str):
@@ -253,8 +237,11 @@ class S3Store(Store):
             for page in pages:
                 for up in page.get("Uploads", []):
                     key = up["Key"][len(self.prefix) :]
-                    if _valid_key(key):  # not ours (another tool's upload): not ours to abort
-                        out.append(ObjectInfo(f"{key}{_UPLOAD_MARK}{up['UploadId']}", 0, up["Initiated"]))
+                    try:
+                        validate_key(key)
+                    except StoreError:  # another tool's upload: not ours to abort
+                        continue
+                    out.append(ObjectInfo(f"{key}{_UPLOAD_MARK}{up['UploadId']}", 0, up["Initiated"]))
         return sorted(out, key=lambda o: o.key)
 
     def delete_temp(self, temp_id: str) -> None:
@@ -327,18 +314,15 @@ class S3Store(Store):
             probe = _PROBE_PREFIX + secrets.token_hex(8)
             try:
                 self._put_conditional(probe, b"1", etag=None)
-                try:
-                    self._put_conditional(probe, b"2", etag=None)
-                except ConflictError:
-                    pass
-                else:
-                    raise self._unsupported("it accepted If-None-Match: * on an existing object")
-                try:
-                    self._put_conditional(probe, b"3", etag='"00000000000000000000000000000000"')
-                except ConflictError:
-                    pass
-                else:
-                    raise self._unsupported("it accepted If-Match with a wrong ETag")
+                for data, etag, accepted in (
+                    (b"2", None, "If-None-Match: * on an existing object"),
+                    (b"3", '"00000000000000000000000000000000"', "If-Match with a wrong ETag"),
+                ):
+                    try:
+                        self._put_conditional(probe, data, etag=etag)
+                    except ConflictError:
+                        continue
+                    raise self._unsupported(f"it accepted {accepted}")
             finally:
                 with contextlib.suppress(StoreError):
                     self.delete(probe)
