@@ -12,6 +12,7 @@ go through avgpool + fc. The stem and the four stages then run without recording
 
 from __future__ import annotations
 
+from functools import cache
 from typing import cast
 
 import numpy as np
@@ -66,6 +67,7 @@ class GradCAM:
         return logits.detach(), (cam / peak).detach()
 
 
+@cache
 def _jet_lut() -> np.ndarray:
     """256x3 uint8 colour table (blue = cold, red = hot); matplotlib is already a dependency."""
     from matplotlib import colormaps
@@ -73,17 +75,11 @@ def _jet_lut() -> np.ndarray:
     return (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-_LUT: np.ndarray | None = None
-
-
 def overlay_heatmap(gray: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
     """Blend a 0..1 heat map [H,W] over a uint8 greyscale image [H,W] → RGB uint8 [H,W,3]."""
-    global _LUT
-    if _LUT is None:
-        _LUT = _jet_lut()
     if gray.shape != cam.shape:
         raise ValueError(f"overlay_heatmap: image {gray.shape} and heat map {cam.shape} differ in size")
-    heat = _LUT[np.clip(cam * 255, 0, 255).astype(np.uint8)].astype(np.float32)
+    heat = _jet_lut()[np.clip(cam * 255, 0, 255).astype(np.uint8)].astype(np.float32)
     base = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
     # Weight the colour by the heat itself so cold regions keep the X-ray readable.
     weight = alpha * np.clip(cam, 0, 1)[..., None]

@@ -18,18 +18,22 @@ from boneflow.evaluate.predict import SplitScores, split_report
 from boneflow.store.keys import run_key
 
 
-def predictions(scores: SplitScores, point: OperatingPoint) -> Predictions:
+def predictions(scores: SplitScores, point: OperatingPoint, probs=None, thresholds=None, folds=None) -> Predictions:
     """What the gate pairs two models on (by radiograph), the ROC is drawn from and
-    predictions.csv lists."""
+    predictions.csv lists: each file at `point`, or, cross-fitted, at its own fold's point
+    (`probs` and `thresholds` per file, and the `folds` they were predicted out of)."""
     from boneflow.evaluate.radiographs import group_of_each_file
 
+    probs = point.probability(scores.margins) if probs is None else probs
     return Predictions(
         paths=list(scores.paths),
         labels=scores.labels.tolist(),
-        predicted=point.predict(scores.margins).tolist(),
-        probability=[round(float(p), 6) for p in point.probability(scores.margins)],
+        predicted=(probs >= (point.threshold if thresholds is None else thresholds)).astype(int).tolist(),
+        probability=[round(float(p), 6) for p in probs],
         groups=group_of_each_file(scores.paths, scores.groups),
         threshold=point.threshold,
+        thresholds=[] if thresholds is None else [float(t) for t in thresholds],
+        folds=[] if folds is None else [int(f) for f in folds],
     )
 
 
