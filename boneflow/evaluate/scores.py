@@ -1,8 +1,7 @@
-"""The evaluate stage's core: a model's Scores on a run's packed splits, each model at its own
-operating point (the candidate's chosen on validation here, the champion's from its model.json),
-every headline figure by radiograph (the pack's duplicate groups, evaluate/radiographs.py). A
-champion whose stored metrics counted files is re-scored here like any other, so the comparison
-counts radiographs on both sides.
+"""The evaluate stage's core: a model's Scores on a run's packed splits, by radiograph (the
+pack's duplicate groups), at its own operating point (the candidate's chosen on validation
+here, the champion's from its model.json). The champion is re-scored, never read from its
+stored metrics (older ones counted files), so both sides of the comparison count radiographs.
 """
 
 from __future__ import annotations
