@@ -22,14 +22,12 @@ from torch import nn
 
 
 class GradCAM:
-    """Callable: `GradCAM(model=m)(x, class_index=1) -> (logits [B,C], cam [B,H,W] in 0..1)`.
+    """Callable: `GradCAM(model=m)(x, class_index=1) -> (logits [B,C], cam [B,H,W] in 0..1)`;
+    `model` is a torchvision ResNet in eval mode."""
 
-    `model` must be in eval mode; `layer` defaults to `model.layer4` (torchvision ResNet).
-    """
-
-    def __init__(self, *, model: nn.Module, layer: nn.Module | None = None) -> None:
+    def __init__(self, *, model: nn.Module) -> None:
         self.model = model
-        self.layer: nn.Module = layer if layer is not None else cast(nn.Module, model.layer4)
+        self.layer = cast(nn.Module, model.layer4)
         self._activation: torch.Tensor | None = None
         self._gradient: torch.Tensor | None = None
 
