@@ -135,7 +135,6 @@ def champion_oof_scores(champion_run_id: str, predictions) -> object:
 
     if predictions is None:
         return Scores(run_id=champion_run_id, splits={}, predictions={})
-    folds = np.asarray(predictions.folds, dtype=np.int64)
     scores = SplitScores(
         np.asarray(predictions.labels, dtype=np.int64),
         np.zeros(len(predictions.labels)),
@@ -145,5 +144,5 @@ def champion_oof_scores(champion_run_id: str, predictions) -> object:
     probs = np.asarray(predictions.probability, dtype=np.float64)
     report = report_from_probabilities(scores, probs, np.asarray(predictions.file_thresholds()), probs)
     report["threshold"] = predictions.threshold
-    report["crossfit"] = {"folds": len(set(folds.tolist())), "note": "the champion run's published OOF predictions"}
+    report["crossfit"] = {"folds": len(set(predictions.folds)), "note": "the champion run's published OOF predictions"}
     return Scores(run_id=champion_run_id, splits={"oof": report}, predictions={"oof": predictions})

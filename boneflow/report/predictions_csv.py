@@ -68,10 +68,9 @@ def read_oof_predictions(data: bytes, *, where: str) -> Predictions | None:
     if not rows:
         return None
     try:
-        labels = [CLASSES.index(r["label"]) for r in rows]
         return Predictions(
             paths=[r["path"] for r in rows],
-            labels=labels,
+            labels=[CLASSES.index(r["label"]) for r in rows],
             predicted=[CLASSES.index(r["predicted"]) for r in rows],
             probability=[float(r["probability"]) for r in rows],
             groups=[r["group"] for r in rows],
