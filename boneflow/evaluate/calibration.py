@@ -1,18 +1,14 @@
-"""The operating point of a model: a temperature that makes its probabilities mean what they
-say, and the decision threshold on those probabilities, both chosen on validation.
+"""A model's operating point, chosen on validation by radiograph (evaluate/radiographs.py): a
+temperature that makes its probabilities mean what they say, and the decision threshold on them.
 
-A two-class softmax is a sigmoid of the logit margin m = z_fractured - z_not, so a temperature
-T turns it into P(fractured) = sigmoid(m / T). T is fitted by minimising the validation
-negative log-likelihood (a convex problem in 1/T, so a bounded 1-D search on log T finds it).
-The threshold is the highest one whose validation fractured recall still reaches the target
-(`target_recall`, its own setting, independent of the gate's `min_recall` floor), as screening
-tools set a sensitivity and take the specificity that comes with it. Both are fitted on
-radiographs, not files (evaluate/radiographs.py): a radiograph's probability is the mean of its
-files' calibrated probabilities, so a radiograph with many copies weighs no more than one without.
+A two-class softmax is a sigmoid of the logit margin m = z_fractured - z_not, so temperature T
+gives P(fractured) = sigmoid(m / T); T minimises the validation negative log-likelihood (convex
+in 1/T: a bounded 1-D search on log T finds it). The threshold is the highest whose validation
+fractured recall reaches `target_recall` (its own setting, not the gate's `min_recall` floor), as
+screening tools set a sensitivity and take the specificity that comes with it.
 
-Both live in model.json as top-level `threshold` and `temperature` (with the fit's details under
-`calibration`); a model.json without them means threshold 0.5 and temperature 1.0, the argmax
-decision every model made before they existed.
+model.json holds both as top-level `threshold` and `temperature` (the fit's details under
+`calibration`); without them a model means 0.5 and 1.0, the argmax decision of older models.
 """
 
 from __future__ import annotations
@@ -85,14 +81,10 @@ def fit_temperature(labels, margins, groups=None) -> float:
 
 
 def recall_threshold(labels, probability, *, target_recall: float) -> float | None:
-    """The highest threshold on P(fractured) whose recall reaches `target_recall`, i.e. the one
-    that calls the most items not fractured while keeping that recall; None without a fractured
-    item. It always calls at least one item fractured (k >= 1), so it never reaches "nothing
-    fractured", whatever the target.
-
-    Any cut between the k-th highest fractured probability and the next lower probability makes
-    the same decisions; the midpoint is taken so rounding noise in a re-computed probability
-    cannot flip an item (k = ceil(target_recall * positives), at least 1)."""
+    """The highest threshold on P(fractured) whose recall reaches `target_recall`; None without
+    a fractured item. It calls at least the k = max(1, ceil(target_recall * positives)) most
+    probable fractured items fractured, and cuts midway between the k-th of them and the next
+    lower probability, so rounding noise in a re-computed probability cannot flip an item."""
     y = np.asarray(labels)
     p = np.asarray(probability, dtype=np.float64)
     positives = np.sort(p[y == 1])[::-1]
@@ -145,8 +137,8 @@ class OperatingPoint:
 
 
 def fit_operating_point(labels, margins, *, target_recall: float, groups=None) -> OperatingPoint:
-    """Temperature and threshold from validation labels and margins, by radiograph: `groups`
-    gives each file's duplicate group (None: every file is its own radiograph)."""
+    """Temperature and threshold from validation labels and margins, by radiograph (`groups`:
+    each file's duplicate group; None: every file its own radiograph)."""
     from boneflow.evaluate.metrics import expected_calibration_error
     from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 

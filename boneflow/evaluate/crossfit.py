@@ -52,11 +52,7 @@ def oof_report(
     metrics["crossfit"] = {
         "folds": len(points),
         "by_fold": {
-            str(f): {
-                "threshold": p.threshold,
-                "temperature": p.temperature,
-                "files": int((fold == f).sum()),
-            }
+            str(f): {"threshold": p.threshold, "temperature": p.temperature, "files": int((fold == f).sum())}
             for f, p in points.items()
         },
         "note": "each fold's predictions calibrated and decided at the point fitted on the other folds",
@@ -75,20 +71,10 @@ def ensemble_margin(member_margins: np.ndarray, temperature: float) -> np.ndarra
 
 def oof_predictions(scores: SplitScores, fold: np.ndarray, points: dict[int, OperatingPoint], published):
     """Predictions (the stage contract) of the OOF split: each file at its fold's point."""
-    from boneflow.contracts import Predictions
-    from boneflow.evaluate.radiographs import group_of_each_file
+    from boneflow.evaluate.scores import predictions
 
     probs, thresholds = _at_fold_points(scores, fold, points)
-    return Predictions(
-        paths=list(scores.paths),
-        labels=scores.labels.tolist(),
-        predicted=(probs >= thresholds).astype(int).tolist(),
-        probability=[round(float(p), 6) for p in probs],
-        groups=group_of_each_file(scores.paths, scores.groups),
-        threshold=published.threshold,
-        thresholds=[float(t) for t in thresholds],
-        folds=[int(f) for f in fold],
-    )
+    return predictions(scores, published, probs, thresholds, fold)
 
 
 def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, target_recall: float):
@@ -149,7 +135,6 @@ def champion_oof_scores(champion_run_id: str, predictions) -> object:
 
     if predictions is None:
         return Scores(run_id=champion_run_id, splits={}, predictions={})
-    folds = np.asarray(predictions.folds, dtype=np.int64)
     scores = SplitScores(
         np.asarray(predictions.labels, dtype=np.int64),
         np.zeros(len(predictions.labels)),
@@ -159,5 +144,5 @@ def champion_oof_scores(champion_run_id: str, predictions) -> object:
     probs = np.asarray(predictions.probability, dtype=np.float64)
     report = report_from_probabilities(scores, probs, np.asarray(predictions.file_thresholds()), probs)
     report["threshold"] = predictions.threshold
-    report["crossfit"] = {"folds": len(set(folds.tolist())), "note": "the champion run's published OOF predictions"}
+    report["crossfit"] = {"folds": len(set(predictions.folds)), "note": "the champion run's published OOF predictions"}
     return Scores(run_id=champion_run_id, splits={"oof": report}, predictions={"oof": predictions})

@@ -12,6 +12,7 @@ go through avgpool + fc. The stem and the four stages then run without recording
 
 from __future__ import annotations
 
+from functools import cache
 from typing import cast
 
 import numpy as np
@@ -21,14 +22,12 @@ from torch import nn
 
 
 class GradCAM:
-    """Callable: `GradCAM(model=m)(x, class_index=1) -> (logits [B,C], cam [B,H,W] in 0..1)`.
+    """Callable: `GradCAM(model=m)(x, class_index=1) -> (logits [B,C], cam [B,H,W] in 0..1)`;
+    `model` is a torchvision ResNet in eval mode."""
 
-    `model` must be in eval mode; `layer` defaults to `model.layer4` (torchvision ResNet).
-    """
-
-    def __init__(self, *, model: nn.Module, layer: nn.Module | None = None) -> None:
+    def __init__(self, *, model: nn.Module) -> None:
         self.model = model
-        self.layer: nn.Module = layer if layer is not None else cast(nn.Module, model.layer4)
+        self.layer = cast(nn.Module, model.layer4)
         self._activation: torch.Tensor | None = None
         self._gradient: torch.Tensor | None = None
 
@@ -66,6 +65,7 @@ class GradCAM:
         return logits.detach(), (cam / peak).detach()
 
 
+@cache
 def _jet_lut() -> np.ndarray:
     """256x3 uint8 colour table (blue = cold, red = hot); matplotlib is already a dependency."""
     from matplotlib import colormaps
@@ -73,17 +73,11 @@ def _jet_lut() -> np.ndarray:
     return (colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
 
 
-_LUT: np.ndarray | None = None
-
-
 def overlay_heatmap(gray: np.ndarray, cam: np.ndarray, *, alpha: float = 0.45) -> np.ndarray:
     """Blend a 0..1 heat map [H,W] over a uint8 greyscale image [H,W] → RGB uint8 [H,W,3]."""
-    global _LUT
-    if _LUT is None:
-        _LUT = _jet_lut()
     if gray.shape != cam.shape:
         raise ValueError(f"overlay_heatmap: image {gray.shape} and heat map {cam.shape} differ in size")
-    heat = _LUT[np.clip(cam * 255, 0, 255).astype(np.uint8)].astype(np.float32)
+    heat = _jet_lut()[np.clip(cam * 255, 0, 255).astype(np.uint8)].astype(np.float32)
     base = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
     # Weight the colour by the heat itself so cold regions keep the X-ray readable.
     weight = alpha * np.clip(cam, 0, 1)[..., None]

@@ -24,8 +24,6 @@ THRESHOLD_FIELDS = (
     "f1_fractured",
     "confusion",
 )
-
-
 # The per-file figures kept beside the headline (radiograph) ones, under a split's `by_file`.
 FILE_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificity", "auroc", "ece", "confusion")
 AUROC_RESAMPLES = 2000  # percentile ends move by < 0.01 between bootstrap seeds at ~40 radiographs
@@ -75,18 +73,10 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=N
         raise ValueError(f"labels {y.shape} and probabilities {prob.shape} differ in shape")
     n = int(len(y))
     if n == 0:
-        keys = (
-            "accuracy",
-            "balanced_accuracy",
-            "recall_fractured",
-            "specificity",
-            "precision_fractured",
-            "f1_fractured",
-            "auroc",
-        )
+        undefined = [k for k in THRESHOLD_FIELDS + ("auroc",) if k not in ("accuracy_ci95", "confusion")]
         return {
             "n": 0,
-            **{k: None for k in keys},
+            **{k: None for k in undefined},
             "accuracy_ci95": [0.0, 1.0],
             "ece": None,
             "confusion": [[0, 0], [0, 0]],

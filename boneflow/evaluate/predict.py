@@ -84,14 +84,12 @@ def score_splits(
     *,
     image_size: int,
     splits: tuple[str, ...] | None = None,
-    batch_size: int = 256,
-    device: torch.device | str | None = None,
 ) -> dict[str, SplitScores]:
     """{split: SplitScores} for `splits` (default: every evaluation split the pack holds)."""
     out = {}
     for name in splits or evaluation_splits(packed):
         split = packed.split(name)
-        margins = predict_margins(model, split.images, image_size=image_size, batch_size=batch_size, device=device)
+        margins = predict_margins(model, split.images, image_size=image_size)
         out[name] = SplitScores(np.asarray(split.labels, dtype=np.int64), margins, list(split.paths))
     return out
 

@@ -1,13 +1,11 @@
 """Files to radiographs: the unit every headline figure counts.
 
 The Kaggle set is mostly copies (byte copies, re-encodes, turned re-saves) of far fewer
-radiographs. A split keeps whole duplicate groups (duplicates/grouping.py), so a group is one
-radiograph: scoring files would weigh each radiograph by how many copies the dataset happens to
-hold, and a test of 574 files can be 113 radiographs. As MURA scores a study, a radiograph's
-probability is the mean of its files' calibrated probabilities and its label is its files'
-label; a group whose files carry both labels cannot be judged and is left out, by name.
-
-Files with no known group (packs without splits.json, in-memory splits) are their own group.
+radiographs, and a split keeps whole duplicate groups (duplicates/grouping.py): scoring files
+would weigh each radiograph by its copies (a test of 574 files can be 113 radiographs). As MURA
+scores a study, a radiograph's probability is the mean of its files' calibrated probabilities;
+a group whose files carry both labels is left out, by name. Files with no known group (packs
+without splits.json, in-memory splits) are their own group.
 """
 
 from __future__ import annotations

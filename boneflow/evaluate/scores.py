@@ -1,8 +1,7 @@
-"""The evaluate stage's core: a model's Scores on a run's packed splits, each model at its own
-operating point (the candidate's chosen on validation here, the champion's from its model.json),
-every headline figure by radiograph (the pack's duplicate groups, evaluate/radiographs.py). A
-champion whose stored metrics counted files is re-scored here like any other, so the comparison
-counts radiographs on both sides.
+"""The evaluate stage's core: a model's Scores on a run's packed splits, by radiograph (the
+pack's duplicate groups), at its own operating point (the candidate's chosen on validation
+here, the champion's from its model.json). The champion is re-scored, never read from its
+stored metrics (older ones counted files), so both sides of the comparison count radiographs.
 """
 
 from __future__ import annotations
@@ -18,18 +17,22 @@ from boneflow.evaluate.predict import SplitScores, split_report
 from boneflow.store.keys import run_key
 
 
-def predictions(scores: SplitScores, point: OperatingPoint) -> Predictions:
+def predictions(scores: SplitScores, point: OperatingPoint, probs=None, thresholds=None, folds=None) -> Predictions:
     """What the gate pairs two models on (by radiograph), the ROC is drawn from and
-    predictions.csv lists."""
+    predictions.csv lists: each file at `point`, or, cross-fitted, at its own fold's point
+    (`probs` and `thresholds` per file, and the `folds` they were predicted out of)."""
     from boneflow.evaluate.radiographs import group_of_each_file
 
+    probs = point.probability(scores.margins) if probs is None else probs
     return Predictions(
         paths=list(scores.paths),
         labels=scores.labels.tolist(),
-        predicted=point.predict(scores.margins).tolist(),
-        probability=[round(float(p), 6) for p in point.probability(scores.margins)],
+        predicted=(probs >= (point.threshold if thresholds is None else thresholds)).astype(int).tolist(),
+        probability=[round(float(p), 6) for p in probs],
         groups=group_of_each_file(scores.paths, scores.groups),
         threshold=point.threshold,
+        thresholds=[] if thresholds is None else [float(t) for t in thresholds],
+        folds=[] if folds is None else [int(f) for f in folds],
     )
 
 

@@ -1,19 +1,15 @@
-"""The promotion gate (TFX-style blessing): a pure function of the candidate's metrics, the
-champion's metrics re-scored on the same split, and a policy.
+"""The promotion gate: a pure function of the candidate's metrics, the champion's metrics
+re-scored on the same split, and a policy (GatePolicy, boneflow/settings.py).
 
-A candidate passes when, on `policy.split` (the leak-free test split by default; under split
-policy `regroup` that is the regrouped test):
-- the split holds at least `min_n` radiographs (distinct duplicate groups; fewer cannot tell
-  0.90 from 0.75: the gate refuses to judge and says what to change),
-- accuracy >= min_accuracy and fractured recall >= min_recall (the absolute floors, at the
-  model's operating threshold), and
-- when there is a champion: champion accuracy - candidate accuracy <= max_regression.
-The first model (no champion) is promoted on the floors alone. Every figure counts radiographs
-(evaluate/radiographs.py). Against a champion scored on the same radiographs the reasons also
-carry the paired comparison (discordant counts, McNemar's
-exact p, the 95 % interval of the accuracy difference; see gate/paired.py): it informs,
-the regression rule decides. Reasons are sentences with the numbers, written both for passes
-and failures, so the report and the flow's message explain the decision.
+On `policy.split` (the leak-free test by default, the regrouped test under split policy
+`regroup`, `oof` for a cross-fitted run) a candidate passes when the split holds at least
+`min_n` radiographs (fewer cannot tell 0.90 from 0.75: the gate refuses to judge and says what
+to change), accuracy >= min_accuracy and fractured recall >= min_recall at the model's operating
+threshold, and, when there is a champion, champion accuracy - candidate accuracy <=
+max_regression; the first model is promoted on the floors alone. Every figure counts radiographs
+(evaluate/radiographs.py). The paired comparison with the champion (gate/paired.py) informs, the
+regression rule decides. Reasons are sentences with the numbers, for passes and failures alike,
+so the report and the flow's message explain the decision.
 """
 
 from __future__ import annotations
@@ -67,18 +63,7 @@ class GateDecision(Contract):
 
     def to_dict(self) -> dict:
         """The metrics.json `gate` block."""
-        return {
-            "passed": self.passed,
-            "reasons": list(self.reasons),
-            "policy": dict(self.policy),
-            "champion_run_id": self.champion_run_id,
-            "split": self.split,
-            "split_name": self.split_name,
-            "n": self.n,
-            "refused": self.refused,
-            "paired": self.paired,
-            "champion": self.champion,
-        }
+        return self.model_dump()
 
     @property
     def message(self) -> str:
@@ -205,23 +190,21 @@ def decide(
     n = candidate_splits.get(policy.split, {}).get("n")
     # An empty split is refused whatever min_n says: there is nothing to judge.
     refused = n is not None and (n < policy.min_n or n == 0)
-    if refused and n == 0:
+    champion = None
+    if n == 0:  # no accuracy to check, nor to compare with a champion
         passed, reasons = False, list[str]()
     else:
         passed, reasons = _floor_reasons(candidate_splits, policy, where)
+        if champion_splits is None:
+            reasons.append("no champion yet: the first model is judged on the floors alone")
+        else:
+            acc = _metric(candidate_splits, policy.split, "accuracy", "candidate")
+            kept, more = _champion_reasons(acc, champion_splits, policy, where, champion_run_id, paired)
+            passed &= kept
+            reasons += more
+            champion = {k: champion_splits[policy.split].get(k) for k in _CHAMPION_FIELDS}
     if refused:
         reasons.insert(0, _refusal(where, n, policy, split_policy, contamination))
-    champion = None
-    if refused and n == 0:
-        pass  # no accuracy to compare with a champion
-    elif champion_splits is None:
-        reasons.append("no champion yet: the first model is judged on the floors alone")
-    else:
-        acc = _metric(candidate_splits, policy.split, "accuracy", "candidate")
-        kept, more = _champion_reasons(acc, champion_splits, policy, where, champion_run_id, paired)
-        passed &= kept
-        reasons += more
-        champion = {k: champion_splits[policy.split].get(k) for k in _CHAMPION_FIELDS}
     return GateDecision(
         passed=passed and not refused,
         reasons=reasons,

@@ -1,15 +1,11 @@
-"""Two models scored on the same radiographs: which one is right where the other is wrong.
-
-Pairs are radiographs (duplicate groups, joined by group id), each model's result on one being
-its files' mean probability against that model's own threshold.
+"""Two models scored on the same radiographs (duplicate groups, joined by group id, each model
+at its own threshold): which one is right where the other is wrong.
 
 Unpaired intervals of two accuracies overlap far more than the paired difference is uncertain,
-because both models get most images right together. The paired view counts the discordant
-images only: b (candidate right, champion wrong) and c (the reverse).
-
-- McNemar's exact test: under "equally good", each discordant image is a fair coin, so b is
-  Binomial(b + c, 1/2); the two-sided p-value (scipy.stats.binomtest) doubles the smaller tail,
-  capped at 1 (for p = 1/2 the same as summing the outcomes as or less likely).
+because both models get most images right together; the paired view counts the discordant
+ones only, b (candidate right, champion wrong) and c (the reverse).
+- McNemar's exact test: under "equally good" b is Binomial(b + c, 1/2); the two-sided p-value
+  (scipy.stats.binomtest) doubles the smaller tail, capped at 1.
 - The 95 % interval of the accuracy difference (candidate - champion) is Newcombe's hybrid
   score interval for paired proportions (method 10 of Newcombe 1998, Stat Med 17:2635): Wilson
   intervals of both accuracies combined with the correlation of the paired outcomes. Unlike the
@@ -106,8 +102,8 @@ def paired_comparison(candidate_correct, champion_correct) -> PairedComparison:
 
 
 def radiograph_results(predictions: Predictions) -> dict[str, tuple[int, bool]]:
-    """{group: (label, called right)} of one model's per-file results, by radiograph: its
-    files' mean probability against the model's own threshold (evaluate/radiographs.py)."""
+    """{group: (label, called right)}: each radiograph's mean probability against the model's
+    own threshold (evaluate/radiographs.py)."""
     from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
     groups = group_of_each_file(predictions.paths, predictions.groups or None)

@@ -1,11 +1,8 @@
-"""The most confidently wrong radiographs of the judged split: what a user opens after a
-refusal to see *what* the model gets wrong.
-
-A radiograph is wrong when its probability (the mean of its files', evaluate/radiographs.py)
-falls on the other side of the operating threshold than its label; the most confident errors
-are the fractured radiographs with the lowest probability and the unfractured ones with the
-highest. The picture shows, for each, one of its files as the network sees it and the
-Grad-CAM of the fractured class on it (evaluate/gradcam.py), with the probability.
+"""The most confidently wrong radiographs of the judged split, what a user opens after a
+refusal to see *what* the model gets wrong: the fractured radiographs with the lowest
+probability (the mean of their files', evaluate/radiographs.py) below the operating threshold
+and the unfractured ones with the highest above it. The picture shows one file of each as the
+network sees it beside the Grad-CAM of the fractured class (evaluate/gradcam.py).
 """
 
 from __future__ import annotations
@@ -34,19 +31,17 @@ def most_confident_errors(predictions: Predictions, *, limit: int = GALLERY_SIZE
     first_file: dict[str, str] = {}
     for path, group in sorted(zip(predictions.paths, groups)):
         first_file.setdefault(group, path)
-    rows = []
-    for i in wrong[np.argsort(-confidence, kind="stable")][:limit]:
-        rows.append(
-            {
-                "group": rad.groups[i],
-                "label": CLASSES[int(rad.labels[i])],
-                "probability": round(float(rad.probability[i]), 4),
-                "predicted": CLASSES[int(called[i])],
-                "files": int(rad.files[i]),
-                "path": first_file[rad.groups[i]],
-            }
-        )
-    return rows
+    return [
+        {
+            "group": rad.groups[i],
+            "label": CLASSES[int(rad.labels[i])],
+            "probability": round(float(rad.probability[i]), 4),
+            "predicted": CLASSES[int(called[i])],
+            "files": int(rad.files[i]),
+            "path": first_file[rad.groups[i]],
+        }
+        for i in wrong[np.argsort(-confidence, kind="stable")][:limit]
+    ]
 
 
 def draw_error_gallery(rows: list[dict], images: dict[str, np.ndarray], predictor, path: Path) -> Path:

@@ -58,12 +58,6 @@ def plot_learning_curves(history: list[dict], path: Path) -> Path:
     return save_figure(figure, path)
 
 
-def _rates_at(labels: np.ndarray, probs: np.ndarray, threshold: float) -> tuple[float, float]:
-    """(false positive rate, true positive rate) when P >= threshold is called fractured."""
-    called = probs >= threshold
-    return float(called[labels == 0].mean()), float(called[labels == 1].mean())
-
-
 def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = None) -> Path:
     """ROC of P(fractured), with the operating point (and the 0.5 point) marked; a note instead
     of a curve when the split has one class only."""
@@ -80,7 +74,8 @@ def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = N
         if operating_threshold is not None and operating_threshold != 0.5:
             marks.append((operating_threshold, "o", "red"))
         for threshold, marker, colour in marks:
-            x, y = _rates_at(labels, probs, threshold)
+            called = probs >= threshold  # x: false positive rate, y: true positive rate
+            x, y = float(called[labels == 0].mean()), float(called[labels == 1].mean())
             ax.plot(
                 [x],
                 [y],

@@ -1,13 +1,11 @@
-"""runs/<run_id>/predictions.csv: one row per evaluated file, what a user joins, filters and
-sorts to see what the model gets wrong (and what cross-run comparisons pair on, by group).
+"""runs/<run_id>/predictions.csv: one row per evaluated file, for a user to see what the model
+gets wrong, and for a later run to pair a cross-fitted champion's OOF rows with its own, by
+group (`read_oof_predictions`).
 
 Columns: path (relative to the dataset root), group (duplicate group = radiograph), split,
-fold (the fold it was predicted out of; empty without cross-fitting), label, probability
-(calibrated P(fractured)), predicted (per file, at the threshold that decided it) and that
-threshold (cross-fitting decides each fold at its own). A file evaluated in two packed splits
-that hold the same images is listed once, under the more specific one (evaluate/split_names.py).
-A later run reads a champion's OOF rows back (`read_oof_predictions`) to pair the two runs
-radiograph by radiograph.
+fold (predicted out of; empty without cross-fitting), label, probability (calibrated
+P(fractured)), predicted (per file) and the threshold that decided it (cross-fitting decides
+each fold at its own).
 """
 
 from __future__ import annotations
@@ -24,8 +22,9 @@ MAX_CSV_BYTES = 64 << 20  # ~10,000 rows are ~1 MB; a bigger file is not one bon
 
 
 def prediction_rows(predictions: dict[str, Predictions], split_policy: dict | None) -> list[dict]:
-    """The rows, in report split order then path order. A file in two splits is listed under
-    the more specific (test_clean over test) or the judged one (oof over official_test)."""
+    """The rows, in report split order then path order. A file in two splits that hold the same
+    images (evaluate/split_names.py) is listed once, under the more specific (test_clean over
+    test) or the judged one (oof over official_test)."""
     rows: dict[str, dict] = {}
     shown = shown_splits(predictions, split_policy)
     for split in [s for s in shown if s != "oof"] + [s for s in shown if s == "oof"]:
@@ -46,7 +45,7 @@ def prediction_rows(predictions: dict[str, Predictions], split_policy: dict | No
                 "predicted": CLASSES[called],
                 "threshold": f"{cut:.6f}",
             }
-    order = {s: i for i, s in enumerate(shown_splits(predictions, split_policy))}
+    order = {s: i for i, s in enumerate(shown)}
     return sorted(rows.values(), key=lambda r: (order[r["split"]], r["path"]))
 
 
@@ -69,10 +68,9 @@ def read_oof_predictions(data: bytes, *, where: str) -> Predictions | None:
     if not rows:
         return None
     try:
-        labels = [CLASSES.index(r["label"]) for r in rows]
         return Predictions(
             paths=[r["path"] for r in rows],
-            labels=labels,
+            labels=[CLASSES.index(r["label"]) for r in rows],
             predicted=[CLASSES.index(r["predicted"]) for r in rows],
             probability=[float(r["probability"]) for r in rows],
             groups=[r["group"] for r in rows],

@@ -12,7 +12,7 @@ import re
 from boneflow import __version__
 from boneflow.evaluate.split_names import shown_splits, split_words
 from boneflow.intake.layout import CLASSES
-from boneflow.report.summary import contamination_line, honest_summary, policy_line
+from boneflow.report.summary import contamination_line, honest_summary, policy_line, with_ci
 from boneflow.store.keys import validate_name
 
 _METRIC_COLUMNS = (
@@ -24,6 +24,7 @@ _METRIC_COLUMNS = (
     ("ece", "ECE"),
     ("ece_uncalibrated", "ECE before T"),
 )
+_DECISION_COLUMNS = {"recall_fractured": "recall (fractured)", "specificity": "specificity"}
 _SECRET_FIELD = re.compile(r"(secret|password|passwd|token|credential|access_key)", re.I)
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 
@@ -52,16 +53,8 @@ def _redact(key: str, value):
     return value
 
 
-def _with_ci(value, ci) -> str:
-    if value is None:
-        return "–"
-    if ci and len(ci) == 2:
-        return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return f"{value:.3f}"
-
-
 def _accuracy_cell(m: dict) -> str:
-    return _with_ci(m.get("accuracy"), m.get("accuracy_ci95"))
+    return with_ci(m.get("accuracy"), m.get("accuracy_ci95"))
 
 
 def metrics_table(splits: dict, split_policy: dict | None = None) -> str:
@@ -75,8 +68,8 @@ def metrics_table(splits: dict, split_policy: dict | None = None) -> str:
             splits[s].get("n"),
             splits[s].get("files"),
             _accuracy_cell(splits[s]),
-            _with_ci(splits[s].get("recall_fractured"), splits[s].get("recall_fractured_ci95")),
-            _with_ci(splits[s].get("auroc"), splits[s].get("auroc_ci95")),
+            with_ci(splits[s].get("recall_fractured"), splits[s].get("recall_fractured_ci95")),
+            with_ci(splits[s].get("auroc"), splits[s].get("auroc_ci95")),
         ]
         + [splits[s].get(k) for k, _ in present]
         for s in shown_splits(splits, split_policy)
@@ -84,39 +77,16 @@ def metrics_table(splits: dict, split_policy: dict | None = None) -> str:
     return _table(header + [t for _, t in present], rows)
 
 
-def _by_file_table(splits: dict, split_policy: dict | None) -> str:
-    """The secondary per-file figures: every copy counted (what file-level tools report)."""
+def _sub_table(splits: dict, split_policy: dict | None, key: str, unit: str, columns: dict[str, str]) -> str:
+    """The figures each split keeps under `key`, where recorded: the `unit`s counted, accuracy
+    with its interval, then `columns` ({metric: header})."""
     rows = [
-        [
-            split_words(s, split_policy),
-            splits[s]["by_file"].get("n"),
-            _accuracy_cell(splits[s]["by_file"]),
-            splits[s]["by_file"].get("recall_fractured"),
-            splits[s]["by_file"].get("specificity"),
-            splits[s]["by_file"].get("auroc"),
-        ]
+        [split_words(s, split_policy), splits[s][key].get("n", splits[s].get("n")), _accuracy_cell(splits[s][key])]
+        + [splits[s][key].get(k) for k in columns]
         for s in shown_splits(splits, split_policy)
-        if isinstance(splits[s].get("by_file"), dict)
+        if isinstance(splits[s].get(key), dict)
     ]
-    header = ["split", "files", "accuracy [95% CI]", "recall (fractured)", "specificity", "AUROC"]
-    return _table(header, rows) if rows else ""
-
-
-def _at_half_table(splits: dict, split_policy: dict | None) -> str:
-    """The threshold-dependent metrics at 0.5 (the argmax decision), where they were recorded."""
-    rows = [
-        [
-            split_words(s, split_policy),
-            splits[s].get("n"),
-            _accuracy_cell(splits[s]["at_0.5"]),
-            splits[s]["at_0.5"].get("recall_fractured"),
-            splits[s]["at_0.5"].get("specificity"),
-        ]
-        for s in shown_splits(splits, split_policy)
-        if isinstance(splits[s].get("at_0.5"), dict)
-    ]
-    header = ["split", "radiographs", "accuracy [95% CI]", "recall (fractured)", "specificity"]
-    return _table(header, rows) if rows else ""
+    return _table(["split", unit, "accuracy [95% CI]", *columns.values()], rows) if rows else ""
 
 
 def _confusions(splits: dict, split_policy: dict | None = None) -> str:
@@ -135,12 +105,9 @@ def _gallery_section(gallery: dict | None) -> list[str]:
     """The most confidently wrong radiographs: what a user opens after a refusal."""
     if not gallery:
         return []
-    rows = gallery.get("rows") or []
+    rows, split_name = gallery.get("rows") or [], gallery.get("split_name", "judged split")
     if not rows:
-        return [
-            "## Most confident errors",
-            f"_No radiograph of the {gallery.get('split_name', 'judged split')} is wrong._",
-        ]
+        return ["## Most confident errors", f"_No radiograph of the {split_name} is wrong._"]
     validate_name(gallery["image"])
     table = _table(
         ["#", "radiograph (group)", "true label", "P(fractured)", "called", "files", "example file"],
@@ -151,7 +118,7 @@ def _gallery_section(gallery: dict | None) -> list[str]:
     )
     return [
         "## Most confident errors",
-        f"The {len(rows)} radiographs of the {gallery.get('split_name', 'judged split')} the model gets wrong "
+        f"The {len(rows)} radiographs of the {split_name} the model gets wrong "
         "with the most confidence (each: the image, its Grad-CAM, P(fractured) by radiograph).",
         f"![Most confident errors]({gallery['image'].replace(' ', '%20')})",
         table,
@@ -221,8 +188,6 @@ def render_report(
         "## Honest evaluation",
         honest_summary(metrics, gate),
         *_metrics_sections(splits, split_policy, threshold),
-    ]
-    parts += [
         "## Dataset",
         "\n".join(_dataset_lines(dataset)) or "- (no dataset version recorded)",
         "## Cleaning",
@@ -257,13 +222,15 @@ def _metrics_sections(splits: dict, split_policy: dict | None, threshold: float 
             + (" …" if len(mixed) > 20 else "")
             + "."
         )
-    at_half = _at_half_table(splits, split_policy)
+    # At 0.5 (the argmax decision): the threshold-dependent metrics, where they were recorded.
+    at_half = _sub_table(splits, split_policy, "at_0.5", "radiographs", _DECISION_COLUMNS)
     if at_half and threshold is not None:
         parts += ["### At threshold 0.5", at_half]
     confusion = _confusions(splits, split_policy)
     if confusion:
         parts += ["### Confusion counts (operating threshold)", confusion]
-    by_file = _by_file_table(splits, split_policy)
+    # By file: every copy counted (what file-level tools report).
+    by_file = _sub_table(splits, split_policy, "by_file", "files", {**_DECISION_COLUMNS, "auroc": "AUROC"})
     if by_file:
         parts += [
             "### By file (secondary)",

@@ -26,7 +26,7 @@ def _num(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _ci(value, ci) -> str:
+def with_ci(value, ci) -> str:
     return _num(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if value is not None and ci and len(ci) == 2 else "")
 
 
@@ -148,10 +148,14 @@ def render_quality(metrics: dict) -> str:
     ours, theirs = splits.get(judged, {}), gate.get("champion") or {}
     champion = gate.get("champion_run_id")
     rows = [
-        ("accuracy [95% CI]", _acc(ours), _acc(theirs) if theirs else "–"),
+        ("accuracy [95% CI]", _acc(ours), _acc(theirs)),
         ("fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))),
         ("specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))),
-        ("AUROC", _ci(ours.get("auroc"), ours.get("auroc_ci95")), _ci(theirs.get("auroc"), theirs.get("auroc_ci95"))),
+        (
+            "AUROC",
+            with_ci(ours.get("auroc"), ours.get("auroc_ci95")),
+            with_ci(theirs.get("auroc"), theirs.get("auroc_ci95")),
+        ),
         ("threshold", _num(ours.get("threshold")), _num(theirs.get("threshold"))),
     ]
     table = "\n".join(
