@@ -132,18 +132,16 @@ def near_pairs(
     hashes_a: np.ndarray, hashes_b: np.ndarray, *, max_distance: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance, transform index) of pairs with min_t d(a_i identity, b_j transform t) <= max_distance.
-    `hashes_a`: uint64 [Na, T, W] (transform 0 used), `hashes_b`: uint64 [Nb, T, W]; W words per
-    hash ([N, T] is read as W = 1)."""
+    `hashes_a`: uint64 [Na, T, W] (transform 0 used), `hashes_b`: uint64 [Nb, T, W]; W words per hash."""
     out_i, out_j, out_d, out_t = [], [], [], []
     if len(hashes_a) == 0 or len(hashes_b) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
-    a_all, b = (h[..., None] if h.ndim == 2 else h for h in (hashes_a, hashes_b))  # [N, T] → [N, T, 1]
-    for start in range(0, len(a_all), _BLOCK):
-        block = a_all[start : start + _BLOCK, 0]  # [blk, W]
-        dist = np.zeros((len(block), len(b), b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]
-        for w in range(b.shape[2]):
-            dist += np.bitwise_count(block[:, None, None, w] ^ b[None, :, :, w])
+    for start in range(0, len(hashes_a), _BLOCK):
+        block = hashes_a[start : start + _BLOCK, 0]  # [blk, W]
+        dist = np.zeros((len(block), len(hashes_b), hashes_b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]
+        for w in range(hashes_b.shape[2]):
+            dist += np.bitwise_count(block[:, None, None, w] ^ hashes_b[None, :, :, w])
         best_t = dist.argmin(axis=2)
         best = np.take_along_axis(dist, best_t[..., None], axis=2)[..., 0]
         ii, jj = np.nonzero(best <= max_distance)

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import numpy as np
-
 from boneflow.duplicates.grouping import LINK_KINDS, DuplicateGroups, find_duplicate_groups, near_pairs
 from boneflow.intake.layout import SPLITS
 from boneflow.intake.validate import HASH_BITS, HASH_KIND, HASH_TRANSFORMS, ValidatedDataset
@@ -99,9 +97,8 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
     """Group copies over the whole dataset and list cross-split copies; write
     `validated.workdir/leakage_report.json`."""
     settings = GroupingSettings(near_max_distance=max_distance)
-    sha = [validated.file_hashes.get(r.relpath, r.relpath) for r in validated.records]
-    thumbs = validated.thumbs if validated.thumbs is not None else np.zeros((len(sha), 64, 64), np.uint8)
-    groups = find_duplicate_groups(sha, validated.hashes, thumbs, settings=settings)
+    sha = [validated.file_hashes[r.relpath] for r in validated.records]
+    groups = find_duplicate_groups(sha, validated.hashes, validated.thumbs, settings=settings)
     by_split = {s: [k for k, r in enumerate(validated.records) if r.split == s] for s in SPLITS}
     pairs, counts = _hash_pairs(validated, sha, by_split, max_distance)
     pairs.sort(key=lambda p: (p["distance"], p["a"], p["b"]))

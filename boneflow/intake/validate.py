@@ -57,14 +57,10 @@ class ValidatedDataset:
     records: list[KeptRecord]
     pixels_path: Path  # uint8 [len(records), S, S] .npy, row = record.row
     hashes: np.ndarray  # uint64 [len(records), len(HASH_TRANSFORMS), HASH_WORDS]
-    thumbs: np.ndarray | None = None  # uint8 [len(records), THUMB_SIDE, THUMB_SIDE], squashed
+    thumbs: np.ndarray  # uint8 [len(records), THUMB_SIDE, THUMB_SIDE], squashed
     min_side: int = DataSettings.min_side
     file_hashes: dict[str, str] = field(default_factory=dict)
     worker_peak_rss_mb: float = 0.0  # largest decoding worker's peak resident set
-
-    def pixels(self) -> np.ndarray:
-        """Memory-mapped view of the decoded pixels (read-only)."""
-        return np.load(self.pixels_path, mmap_mode="r")
 
 
 _HASH_SIDE = HASH_SIZE * 4  # imagehash's highfreq_factor: hash a 64x64 resize

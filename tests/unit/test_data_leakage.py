@@ -117,7 +117,7 @@ def test_near_pairs_matches_brute_force():
     b = rng.integers(0, 2**63, size=(90, 5), dtype=np.uint64)
     b[7, 2] = a[3, 0] ^ np.uint64(0b101)  # distance 2 via transform column 2
     b[8, 0] = a[4, 0]
-    got = near_pairs(a, b, max_distance=3)
+    got = near_pairs(a[..., None], b[..., None], max_distance=3)  # one 64-bit word per hash
     want = {
         (i, j)
         for i in range(70)

@@ -33,6 +33,7 @@ def _dataset(rows: list[tuple[str, int, str, int, int, str]], excluded=()) -> tu
         records=records,
         pixels_path=Path("/nonexistent"),
         hashes=np.zeros((len(rows), 5, 4), np.uint64),
+        thumbs=np.zeros((len(rows), 64, 64), np.uint8),
         file_hashes=hashes,
     )
     dup = DuplicateGroups(group=np.array(groups), near_group=np.array(near), link_kind=[None] * len(rows), links=[])

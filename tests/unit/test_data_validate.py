@@ -59,7 +59,7 @@ def test_fingerprint_equals_acquire_fingerprint(demo_validated):
 
 def test_pixels_memmap_rows_match_records(demo_validated):
     _, _, _, validated, _ = demo_validated
-    pixels = validated.pixels()
+    pixels = np.load(validated.pixels_path, mmap_mode="r")
     assert isinstance(pixels, np.memmap) and pixels.shape == (len(validated.records), 64, 64)
     assert pixels.dtype == np.uint8 and (pixels.reshape(len(pixels), -1).max(axis=1) > 50).all()
     assert validated.hashes.shape == (len(validated.records), 5, 4) and validated.hashes.dtype == np.uint64
