@@ -8,6 +8,7 @@ without numpy, PIL or torch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,14 @@ def pack_size_for(image_size: int) -> int:
     """Stored side of packed images for a crop of `image_size`: 8/7 of it (256 for 224), like
     ImageNet's resize-then-crop, so random crops and small rotations stay inside the image."""
     return int(round(image_size * 8 / 7))
+
+
+WORK_DIR_ENV = "BONEFLOW_WORK_DIR"
+
+
+def work_root() -> Path:
+    """The runs' local scratch space (never the current directory): $BONEFLOW_WORK_DIR or ~/.cache/boneflow."""
+    return Path(os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow")
 
 
 @dataclass(frozen=True)

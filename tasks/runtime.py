@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,16 +25,8 @@ from prefect.context import get_run_context
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Contract
+from boneflow.settings import work_root
 from tasks.results import RESULTS
-
-WORK_DIR_ENV = "BONEFLOW_WORK_DIR"
-
-
-def work_root() -> Path:
-    """Local scratch space (never the current directory): $BONEFLOW_WORK_DIR or ~/.cache/boneflow.
-    A run works in `runs/<run_id>/` under it, emptied when the run is finished."""
-    root = os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow"
-    return Path(root)
 
 
 def run_work_dir(run_id: str, *parts: str) -> Path:

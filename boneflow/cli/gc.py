@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -18,8 +17,8 @@ import typer
 
 from boneflow.config import DEFAULT_STORE
 from boneflow.errors import BoneflowError
+from boneflow.settings import WORK_DIR_ENV, work_root
 
-WORK_DIR_ENV = "BONEFLOW_WORK_DIR"  # the same variable the Prefect tasks read
 MAX_GRACE_HOURS = 24 * 365 * 10  # ten years: more keeps everything, which --dry-run says better
 
 
@@ -65,7 +64,7 @@ def gc(
     from boneflow.store import open_store
 
     if not skip_work_dir and work_dir is None:
-        work_dir = Path(os.environ.get(WORK_DIR_ENV) or Path.home() / ".cache" / "boneflow")
+        work_dir = work_root()
     opened = open_store(store)
     root = getattr(opened, "root", None)
     if root is not None and not root.is_dir():  # a typo would otherwise report "nothing to do"
