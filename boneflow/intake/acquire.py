@@ -56,23 +56,23 @@ def fingerprint_from_hashes(file_hashes: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(root: Path, *, threads: int = 4) -> tuple[str, int]:
+def dataset_fingerprint(root: Path) -> tuple[str, int]:
     """(fingerprint, file count) of every regular file under `root` that validation may read
     (the layout's walk: no symlinks out of the root, no undecodable names). hashlib releases
     the GIL, so a few threads overlap disk reads and hashing."""
     rels, _ = dataset_files(Path(root))
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         hashes = list(pool.map(sha256_file, [Path(root) / rel for rel in rels]))
     return fingerprint_from_hashes(dict(zip(rels, hashes))), len(rels)
 
 
-# Waits before attempts 2, 3, ...: backoff_s, then doubling. Only transient failures wait
+# Waits before attempts 2, 3, ...: BACKOFF_S, then doubling. Only transient failures wait
 # (boneflow/intake/kaggle_errors.py); the rest fail at once.
-DEFAULT_BACKOFF_S = 20.0
+BACKOFF_S = 20.0
 
 
 def _kaggle_download(
-    handle: str, *, retries: int, backoff_s: float, on_retry: Callable[[str], None], sleep: Callable[[float], None]
+    handle: str, *, retries: int, on_retry: Callable[[str], None], sleep: Callable[[float], None]
 ) -> str:
     import kagglehub  # imported lazily: a local run never needs it
 
@@ -84,7 +84,7 @@ def _kaggle_download(
             failure = classify_download_error(exc)
             if not failure.retryable or attempt == retries:
                 raise _final_error(handle, failure, exc, attempts=attempt) from exc
-        wait = backoff_s * 2 ** (attempt - 1)
+        wait = BACKOFF_S * 2 ** (attempt - 1)
         attempt += 1
         on_retry(f"Kaggle: attempt {attempt}/{retries} in {wait:.0f} s: {failure.reason}")
         sleep(wait)
@@ -112,7 +112,6 @@ def acquire(
     data_dir: Path | None,
     kaggle_handle: str,
     retries: int = 3,
-    backoff_s: float = DEFAULT_BACKOFF_S,
     on_retry: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> AcquiredDataset:
@@ -125,10 +124,8 @@ def acquire(
     if data_dir is not None:
         source, handle, version, top = "local", None, None, Path(data_dir)
     else:
-        if retries < 1:
-            raise AcquireError(f"retries={retries}: need at least 1 attempt.")
         notify = on_retry or log.warning
-        top = Path(_kaggle_download(kaggle_handle, retries=retries, backoff_s=backoff_s, on_retry=notify, sleep=sleep))
+        top = Path(_kaggle_download(kaggle_handle, retries=retries, on_retry=notify, sleep=sleep))
         source, handle = "kaggle", kaggle_handle
         match = re.search(r"versions[/\\](\d+)$", str(top))  # kagglehub's cache path ends in versions/N
         version = match.group(1) if match else None

@@ -128,14 +128,14 @@ def dataset_files(root: Path) -> tuple[list[str], list[dict]]:
     return [rel for rel, kind in tree.items if kind == "file"], tree.skipped
 
 
-def check_classes_present(split_counts: Mapping[str, Mapping[str, int]], classes=CLASSES) -> None:
+def check_classes_present(split_counts: Mapping[str, Mapping[str, int]]) -> None:
     """Raise LayoutError naming the class and split when a split has no images of a class.
     `split_counts` is {split: {class name: number of images}}; a missing class counts as 0."""
-    missing = [(split, cls) for split, counts in split_counts.items() for cls in classes if not counts.get(cls, 0)]
+    missing = [(split, cls) for split, counts in split_counts.items() for cls in CLASSES if not counts.get(cls, 0)]
     if missing:
         named = "; ".join(f"no {cls!r} images in {split}" for split, cls in missing)
         raise LayoutError(
-            f"{named}. Training and the gate need both classes ({', '.join(map(repr, classes))}) "
+            f"{named}. Training and the gate need both classes ({', '.join(map(repr, CLASSES))}) "
             "in every split: add images of the missing class (check cleaning_report.json "
             "for excluded or skipped files), or choose another split policy."
         )

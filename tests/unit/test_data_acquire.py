@@ -193,7 +193,7 @@ def test_transient_answers_are_retried_with_a_line_per_attempt(fake_kaggle, stat
     kaggle = fake_kaggle(status)
     attempts = Attempts()
     with pytest.raises(AcquireError, match=r"failed 3 times") as info:
-        attempts.run(retries=3, backoff_s=20)
+        attempts.run(retries=3)
     assert kaggle.requests == 3
     assert attempts.lines == [
         f"Kaggle: attempt 2/3 in 20 s: HTTP {status}",
