@@ -108,12 +108,11 @@ def validate(root: str, config: RetrainConfig, run_id: str) -> ValidatedDataset:
         workers=config.workers,
         max_bytes=config.max_bytes,
     )
-    excluded = validated.report.get("excluded", [])
     log.info(
         "validated %s: kept %d images, excluded %d (%.1fs)",
         root,
         len(validated.records),
-        len(excluded) if isinstance(excluded, list) else excluded,
+        len(validated.report["excluded"]),  # validation's report always lists them
         time.perf_counter() - t0,
     )
     return validated

@@ -270,7 +270,7 @@ def _start_child(job: dict, config: RetrainConfig, dataset_fingerprint: str):
 _POLL_S = 1.0  # the parent->child round trip is part of every dispatched run's wall time
 
 
-def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labels: list[str] | None = None) -> list:
+def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labels: list[str]) -> list:
     """Poll the flow runs until every one has ended; return them, read last. In a flow run, log
     each one's state changes (labels: " (fold i)" per run), so the log says which fold is where.
 
@@ -282,7 +282,6 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
     from prefect.states import Cancelled
 
     log = _run_logger_or_none()
-    labels = labels or [""] * len(flow_runs)
     runs, shown = list(flow_runs), [""] * len(flow_runs)
     idle_since, timed_out = time.monotonic(), []
     while True:

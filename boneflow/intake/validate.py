@@ -223,7 +223,6 @@ def validate_dataset(
     workdir: Path,
     pack_size: int,
     min_side: int = DataSettings.min_side,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -236,7 +235,7 @@ def validate_dataset(
     root, entries = layout.root, layout.entries
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    limits = {"pack_size": pack_size, "min_side": min_side, "max_pixels": max_pixels, "max_bytes": max_bytes}
+    limits = {"pack_size": pack_size, "min_side": min_side, "max_pixels": DEFAULT_MAX_PIXELS, "max_bytes": max_bytes}
     raw_path = workdir / "pixels_all.npy"  # row = entry index; compacted to kept rows below
     decoded = _decode_all(root, entries, raw_path, workers=workers or os.cpu_count() or 1, progress=progress, **limits)
     verdicts, file_hashes = decoded.verdicts, decoded.file_hashes

@@ -206,7 +206,7 @@ def test_pod_that_starts_after_the_dispatch_timeout_does_not_train(stack, submit
             RuntimeError, match=r"did not start on work pool 'gpu' within 3s \(it was \w+\); it is cancelled"
         ),
     ):
-        _wait_until_all_final(client, [client.read_flow_run(flow_run_id)], 3)
+        _wait_until_all_final(client, [client.read_flow_run(flow_run_id)], 3, labels=[""])
     assert ps.flow_run(stack, flow_run_id)["state"]["type"] == "CANCELLED"
 
     done = subprocess.run(

@@ -78,7 +78,7 @@ def test_every_run_ending_returns_them_all_in_order(client, monkeypatch):
     failed = _flow_run(client, "fold-0-failed", Failed())
     running = _flow_run(client, "fold-1-running", Running())
     worker = _Worker(client, running, after=2)
-    ended = training._wait_until_all_final(worker, [failed, running], 0)
+    ended = training._wait_until_all_final(worker, [failed, running], 0, labels=["", ""])
     assert [r.name for r in ended] == ["fold-0-failed", "fold-1-running"]
     assert [r.state.type.value for r in ended] == ["FAILED", "COMPLETED"]
     assert "cancel requests" not in worker.seen
