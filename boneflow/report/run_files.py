@@ -188,7 +188,6 @@ def write_run_files(
             config=config.model_dump(),
             model_meta=json.loads((model_dir / "model.json").read_text()),
             leakage_summary=leakage.get("counts", {}),
-            cleaning_summary=cleaning.get("counts", {}),
             gate=metrics["gate"],
             code=code_version(),
         )
