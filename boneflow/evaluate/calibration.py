@@ -103,9 +103,6 @@ class OperatingPoint:
     def probability(self, margins) -> np.ndarray:
         return sigmoid(np.asarray(margins, dtype=np.float64) / self.temperature)
 
-    def predict(self, margins) -> np.ndarray:
-        return (self.probability(margins) >= self.threshold).astype(np.int64)
-
     def to_meta(self) -> dict:
         """The model.json keys."""
         return {"threshold": self.threshold, "temperature": self.temperature, "calibration": dict(self.details)}
