@@ -38,17 +38,6 @@ def sigmoid(x) -> np.ndarray:
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
-def nll(labels, margins, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of the labels under sigmoid(margin / T)."""
-    y = np.asarray(labels, dtype=np.float64)
-    z = np.asarray(margins, dtype=np.float64) / temperature
-    if len(y) == 0:
-        return 0.0
-    # -log sigmoid(z) = softplus(-z), computed stably
-    signed = np.where(y == 1, z, -z)
-    return float(np.mean(np.logaddexp(0.0, -signed)))
-
-
 def radiograph_nll(labels, margins, groups, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood over radiographs, each one's probability the mean of its
     files' sigmoid(margin / T) (evaluate/radiographs.py)."""
@@ -61,8 +50,8 @@ def radiograph_nll(labels, margins, groups, temperature: float = 1.0) -> float:
     return float(-np.mean(np.where(rad.labels == 1, np.log(p), np.log1p(-p))))
 
 
-def fit_temperature(labels, margins, groups=None) -> float:
-    """T in [T_MIN, T_MAX] minimising the NLL by radiograph (by file when `groups` is None):
+def fit_temperature(labels, margins, groups) -> float:
+    """T in [T_MIN, T_MAX] minimising the NLL by radiograph (`groups`: each file's group id):
     a bounded 1-D search on log T."""
     from scipy.optimize import minimize_scalar
 
@@ -70,12 +59,11 @@ def fit_temperature(labels, margins, groups=None) -> float:
     if len(y) == 0 or len(np.unique(y)) < 2:
         return DEFAULT_TEMPERATURE  # one class: the NLL is minimised at a bound, which means nothing
     m = np.asarray(margins, dtype=np.float64)
-    if groups is None:
-        objective = lambda log_t: nll(y, m, math.exp(log_t))  # noqa: E731
-    else:
-        objective = lambda log_t: radiograph_nll(y, m, groups, math.exp(log_t))  # noqa: E731
     found = minimize_scalar(
-        objective, bounds=(math.log(T_MIN), math.log(T_MAX)), method="bounded", options={"xatol": 1e-7}
+        lambda log_t: radiograph_nll(y, m, groups, math.exp(log_t)),
+        bounds=(math.log(T_MIN), math.log(T_MAX)),
+        method="bounded",
+        options={"xatol": 1e-7},
     )
     return float(math.exp(found.x))
 
@@ -114,9 +102,6 @@ class OperatingPoint:
 
     def probability(self, margins) -> np.ndarray:
         return sigmoid(np.asarray(margins, dtype=np.float64) / self.temperature)
-
-    def predict(self, margins) -> np.ndarray:
-        return (self.probability(margins) >= self.threshold).astype(np.int64)
 
     def to_meta(self) -> dict:
         """The model.json keys."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point, sigmoid
-from boneflow.evaluate.groups import split_groups
 from boneflow.evaluate.predict import SplitScores, report_from_probabilities
 
 
@@ -84,7 +83,7 @@ def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, targe
     copies of most of it: the contaminated figure the report sets beside the honest one)."""
     from boneflow.contracts import Scores
     from boneflow.evaluate.predict import predict_margins
-    from boneflow.evaluate.scores import _scores, data_context
+    from boneflow.evaluate.scores import _scores, data_context, split_groups
     from boneflow.splits.folds import read_pool
 
     pool = read_pool(packed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 # The metrics that change with the decision threshold (AUROC and ECE do not).
 THRESHOLD_FIELDS = (
     "accuracy",
@@ -29,15 +28,13 @@ FILE_FIELDS = ("n", "accuracy", "accuracy_ci95", "recall_fractured", "specificit
 AUROC_RESAMPLES = 2000  # percentile ends move by < 0.01 between bootstrap seeds at ~40 radiographs
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float]:
-    """Wilson score interval for a binomial proportion (two-sided, normal quantile z); [0, 1]
-    when n == 0."""
+def wilson_interval(successes: int, n: int) -> list[float]:
+    """95 % Wilson score interval for a binomial proportion; [0, 1] when n == 0."""
     if n == 0:
         return [0.0, 1.0]
-    from scipy.stats import binomtest, norm
+    from scipy.stats import binomtest
 
-    confidence = 1.0 - 2.0 * float(norm.sf(z))
-    ci = binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    ci = binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
     return [max(0.0, float(ci.low)), min(1.0, float(ci.high))]
 
 
@@ -107,11 +104,9 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=N
     }
 
 
-def auroc_bootstrap_interval(
-    labels, prob_fractured, *, resamples: int = AUROC_RESAMPLES, seed: int = 0
-) -> list[float] | None:
-    """95 % percentile interval of the AUROC, positives and negatives resampled separately
-    (each resample keeps both classes); None with one class only.
+def auroc_bootstrap_interval(labels, prob_fractured) -> list[float] | None:
+    """95 % percentile interval of the AUROC over AUROC_RESAMPLES resamples (seed 0), positives
+    and negatives resampled separately (each resample keeps both classes); None with one class.
 
     A resample is a weight per item (how often it was drawn), so every resample's AUROC comes
     from one matrix product over the distinct scores: the weighted Mann-Whitney count, ties
@@ -121,12 +116,12 @@ def auroc_bootstrap_interval(
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     if len(pos) == 0 or len(neg) == 0:
         return None
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     scores, index = np.unique(p, return_inverse=True)
     onehot = np.zeros((len(p), len(scores)))
     onehot[np.arange(len(p)), index] = 1.0
-    w_pos = rng.multinomial(len(pos), np.full(len(pos), 1 / len(pos)), size=resamples) @ onehot[pos]
-    w_neg = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=resamples) @ onehot[neg]
+    w_pos = rng.multinomial(len(pos), np.full(len(pos), 1 / len(pos)), size=AUROC_RESAMPLES) @ onehot[pos]
+    w_neg = rng.multinomial(len(neg), np.full(len(neg), 1 / len(neg)), size=AUROC_RESAMPLES) @ onehot[neg]
     below = np.cumsum(w_neg, axis=1) - w_neg  # negatives scored strictly lower than each score
     auc = (w_pos * (below + 0.5 * w_neg)).sum(axis=1) / (len(pos) * len(neg))
     lo, hi = np.percentile(auc, [2.5, 97.5])

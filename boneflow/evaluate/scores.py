@@ -2,6 +2,8 @@
 pack's duplicate groups), at its own operating point (the candidate's chosen on validation
 here, the champion's from its model.json). The champion is re-scored, never read from its
 stored metrics (older ones counted files), so both sides of the comparison count radiographs.
+A champion trained with other preprocessing than this run is scored the way it is served: its
+own pack size and crop, on the same images decoded again (`repack_for_evaluation`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from boneflow.contracts import Predictions, Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point
-from boneflow.evaluate.groups import split_groups
-from boneflow.evaluate.predict import SplitScores, split_report
+from boneflow.evaluate.predict import SplitScores, evaluation_splits, score_splits, split_report
+from boneflow.intake.decode import load_xray
+from boneflow.splits.packed import InMemorySplits, PackedSplits, SplitArrays
 from boneflow.store.keys import run_key
 
 
@@ -34,6 +39,20 @@ def predictions(scores: SplitScores, point: OperatingPoint, probs=None, threshol
         thresholds=[] if thresholds is None else [float(t) for t in thresholds],
         folds=[] if folds is None else [int(f) for f in folds],
     )
+
+
+def split_groups(packed, split: str) -> list[str] | None:
+    """Each file's duplicate group in `split`, from the pack's splits.json (splits/plan.py); None
+    when the pack has no splits.json (in-memory splits, packs made before it) or a file is not
+    listed."""
+    folder = getattr(packed, "dir", None)
+    if folder is None or not (Path(folder) / "splits.json").is_file():
+        return None
+    listed = json.loads((Path(folder) / "splits.json").read_text()).get("files", {})
+    paths = packed.split(split).paths
+    if not all(p in listed for p in paths):
+        return None
+    return [str(listed[p].get("group") or p) for p in paths]
 
 
 def with_groups(split_scores: dict[str, SplitScores], packed) -> dict[str, SplitScores]:
@@ -60,8 +79,6 @@ def score_candidate(
 ) -> tuple[Scores, OperatingPoint]:
     """The candidate on every evaluation split, at the operating point fitted on validation by
     radiograph (temperature, then the highest threshold whose recall reaches target_recall)."""
-    from boneflow.evaluate.predict import score_splits
-
     split_scores = with_groups(score_splits(model, packed, image_size=image_size), packed)
     val = split_scores["val"]
     point = fit_operating_point(val.labels, val.margins, target_recall=target_recall, groups=val.groups)
@@ -73,7 +90,32 @@ def score_champion(model, meta: dict, packed, dataset_root: Path, *, run_id: str
     """The champion re-scored on this run's splits the way it is served: at its own pack size
     and crop (the same images decoded again when the sizes differ) and its own operating point
     (model.json threshold and temperature; 0.5 and 1 for champions from before calibration)."""
-    from boneflow.evaluate.rescore import score_with_own_preprocessing
-
     point = OperatingPoint.from_meta(meta, where=run_key(run_id, "model.json"))
     return _scores(run_id, with_groups(score_with_own_preprocessing(model, meta, packed, dataset_root), packed), point)
+
+
+def repack_for_evaluation(
+    packed: PackedSplits, dataset_root: Path, size: int, splits: tuple[str, ...]
+) -> InMemorySplits:
+    """`packed`'s `splits` (same images, labels and order) decoded from `dataset_root` with
+    `load_xray` at `size` -- the decode path of packing and serving."""
+    out = {}
+    for name in splits:
+        split = packed.split(name)
+        images = np.zeros((len(split.paths), size, size), dtype=np.uint8)
+        for row, rel in enumerate(split.paths):
+            images[row] = load_xray(Path(dataset_root) / rel, size)
+        out[name] = SplitArrays(images=images, labels=np.asarray(split.labels), paths=list(split.paths))
+    return InMemorySplits(out, size, tuple(packed.classes))
+
+
+def score_with_own_preprocessing(model, meta: dict, packed: PackedSplits, dataset_root: Path) -> dict:
+    """{split: SplitScores} of a saved model on `packed`'s evaluation images, preprocessed the
+    way its model.json says (pack size and crop): the packed arrays as they are when the sizes
+    match, else the same images decoded again at the model's pack size."""
+    splits = evaluation_splits(packed)
+    pack_size, image_size = meta["preprocessing"]["pack_size"], meta["preprocessing"]["image_size"]
+    data: PackedSplits = packed
+    if pack_size != packed.size:
+        data = repack_for_evaluation(packed, dataset_root, pack_size, splits)
+    return score_splits(model, data, image_size=image_size, splits=splits)

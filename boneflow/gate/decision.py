@@ -20,7 +20,7 @@ from pydantic import Field
 
 from boneflow.contracts import Contract, Scores
 from boneflow.errors import GateError
-from boneflow.evaluate.split_names import split_words
+from boneflow.evaluate.split_names import regrouped, split_words
 from boneflow.settings import GatePolicy
 
 if TYPE_CHECKING:  # annotations only: keeps numpy out of `boneflow --help`
@@ -100,7 +100,7 @@ def _refusal(where: str, n: int, policy: GatePolicy, split_policy: dict | None, 
     copies = ((contamination or {}).get("copies_in_train_val") or {}).get("any")
     if policy.split == OOF:
         return text + " — add radiographs (the full dataset holds more) or lower min_gate_n knowingly (--min-gate-n)"
-    if (split_policy or {}).get("used") == "regroup":
+    if regrouped(split_policy):
         return text + (
             " — judge every radiograph with cross-fitting (--folds 5), add radiographs (the full dataset "
             "gives a larger test) or lower min_gate_n knowingly (--min-gate-n)"

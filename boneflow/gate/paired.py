@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from boneflow.contracts import Predictions
-from boneflow.evaluate.metrics import Z95, wilson_interval
+from boneflow.evaluate.metrics import wilson_interval
 
 INTERVAL_METHOD = "Newcombe hybrid score (paired, method 10)"
 
@@ -34,15 +34,15 @@ def mcnemar_exact_p(b: int, c: int) -> float:
     return float(binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
-def newcombe_paired_interval(a: int, b: int, c: int, d: int, z: float = Z95) -> list[float]:
+def newcombe_paired_interval(a: int, b: int, c: int, d: int) -> list[float]:
     """95 % interval of p1 - p2 where p1 = (a + b) / n, p2 = (a + c) / n: a both right, b only
     the first right, c only the second right, d both wrong."""
     n = a + b + c + d
     if n == 0:
         return [-1.0, 1.0]
     p1, p2 = (a + b) / n, (a + c) / n
-    l1, u1 = wilson_interval(a + b, n, z)
-    l2, u2 = wilson_interval(a + c, n, z)
+    l1, u1 = wilson_interval(a + b, n)
+    l2, u2 = wilson_interval(a + c, n)
     margins = (a + b) * (c + d) * (a + c) * (b + d)
     cross = a * d - b * c
     # Newcombe's continuity-corrected correlation: shrink a positive cross term by n/2

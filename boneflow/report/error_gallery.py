@@ -18,8 +18,8 @@ from boneflow.intake.layout import CLASSES
 GALLERY_SIZE = 12
 
 
-def most_confident_errors(predictions: Predictions, *, limit: int = GALLERY_SIZE) -> list[dict]:
-    """Up to `limit` wrong radiographs, most confident first: group, label, probability,
+def most_confident_errors(predictions: Predictions) -> list[dict]:
+    """Up to GALLERY_SIZE wrong radiographs, most confident first: group, label, probability,
     predicted, files and one file's path (the first by name) for the picture."""
     groups = group_of_each_file(predictions.paths, predictions.groups or None)
     rad = by_radiograph(groups, predictions.labels, predictions.probability)
@@ -40,7 +40,7 @@ def most_confident_errors(predictions: Predictions, *, limit: int = GALLERY_SIZE
             "files": int(rad.files[i]),
             "path": first_file[rad.groups[i]],
         }
-        for i in wrong[np.argsort(-confidence, kind="stable")][:limit]
+        for i in wrong[np.argsort(-confidence, kind="stable")][:GALLERY_SIZE]
     ]
 
 

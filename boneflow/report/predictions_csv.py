@@ -21,8 +21,8 @@ COLUMNS = ("path", "group", "split", "fold", "label", "probability", "predicted"
 MAX_CSV_BYTES = 64 << 20  # ~10,000 rows are ~1 MB; a bigger file is not one boneflow wrote
 
 
-def prediction_rows(predictions: dict[str, Predictions], split_policy: dict | None) -> list[dict]:
-    """The rows, in report split order then path order. A file in two splits that hold the same
+def predictions_csv(predictions: dict[str, Predictions], split_policy: dict | None) -> bytes:
+    """The table, in report split order then path order. A file in two splits that hold the same
     images (evaluate/split_names.py) is listed once, under the more specific (test_clean over
     test) or the judged one (oof over official_test)."""
     rows: dict[str, dict] = {}
@@ -46,14 +46,10 @@ def prediction_rows(predictions: dict[str, Predictions], split_policy: dict | No
                 "threshold": f"{cut:.6f}",
             }
     order = {s: i for i, s in enumerate(shown)}
-    return sorted(rows.values(), key=lambda r: (order[r["split"]], r["path"]))
-
-
-def predictions_csv(predictions: dict[str, Predictions], split_policy: dict | None) -> bytes:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(prediction_rows(predictions, split_policy))
+    writer.writerows(sorted(rows.values(), key=lambda r: (order[r["split"]], r["path"])))
     return out.getvalue().encode()
 
 

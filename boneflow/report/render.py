@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from boneflow import __version__
 from boneflow.evaluate.split_names import shown_splits, split_words
 from boneflow.intake.layout import CLASSES
 from boneflow.report.summary import contamination_line, honest_summary, policy_line, with_ci
@@ -309,17 +308,13 @@ def render_model_card(
     metrics: dict,
     dataset: dict,
     config: dict,
-    model_meta: dict | None = None,
-    leakage_summary: dict | None = None,
-    cleaning_summary: dict | None = None,
-    gate: dict | None = None,
-    code: dict | None = None,
+    model_meta: dict,
+    leakage_summary: dict,
+    gate: dict,
+    code: dict,
 ) -> str:
     """model_card.md: intended use with a not-for-diagnosis warning, data, evaluation, metrics,
-    limitations (including cross-split copies) and the code version. `code` is code_version()'s
-    dict; without it the card records the package version only."""
-    model_meta = model_meta or {}
-    code = code or {"package_version": __version__, "git_commit": None}
+    limitations (including cross-split copies) and the code version (`code`: code_version())."""
     splits = metrics.get("splits", {})
     classes = model_meta.get("classes", list(CLASSES))
     commit = code.get("git_commit")
@@ -355,11 +350,11 @@ def render_model_card(
         parts.append(f"Gate: {'passed' if gate.get('passed') else 'rejected'} — " + "; ".join(gate.get("reasons", [])))
     parts += [
         "## Limitations",
-        _limitations_text(leakage_summary or {}),
+        _limitations_text(leakage_summary),
         "## Training configuration",
         _table(["setting", "value"], config_rows) if config_rows else "_(not recorded)_",
         "## Code version",
-        f"- boneflow {code.get('package_version', __version__)}"
+        f"- boneflow {code['package_version']}"
         + (f", git commit `{commit}`" if commit else " (git commit not available)"),
     ]
     return "\n\n".join(parts) + "\n"

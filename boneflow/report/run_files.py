@@ -37,20 +37,6 @@ PLOT_NAMES = (
 GALLERY_ROWS = "error_gallery.json"  # the gallery's radiographs, also a Prefect table artifact
 
 
-def build_metrics(run_id: str, acquired: Acquired, candidate: Scores, decision: GateDecision) -> dict:
-    """metrics.json: the candidate's splits, the gate block, the operating point and
-    how the pack was split."""
-    return {
-        "run_id": run_id,
-        "dataset": acquired.version,
-        "splits": candidate.splits,
-        "gate": decision.to_dict(),
-        "operating_point": candidate.operating_point,
-        "split_policy": candidate.split_policy,
-        "contamination": candidate.contamination,
-    }
-
-
 def per_class_rows(splits: dict, split_policy: dict | None = None) -> list[dict]:
     """Recall and precision per class and split (radiographs), from each split's confusion
     counts; each set of images once, named as everywhere (evaluate/split_names.py)."""
@@ -125,15 +111,6 @@ def error_gallery(out_dir: Path, *, candidate: Scores, packed, predictor, judged
     }
 
 
-def gallery_section(gallery: dict[str, Path], split_name: str) -> dict:
-    """What the report's error gallery shows: the picture, its rows and the split's name."""
-    return {
-        "image": "error_gallery.png",
-        "rows": json.loads(gallery[GALLERY_ROWS].read_text()),
-        "split_name": split_name,
-    }
-
-
 def write_run_files(
     out_dir: Path,
     *,
@@ -156,7 +133,15 @@ def write_run_files(
     the serving code)."""
     reports = {name: packed.dir / name for name in PACK_REPORTS if (packed.dir / name).is_file()}
     cleaning, leakage = (json.loads(reports[f"{n}_report.json"].read_text()) for n in ("cleaning", "leakage"))
-    metrics = build_metrics(run_id, acquired, candidate, decision)
+    metrics: dict[str, Any] = {  # metrics.json
+        "run_id": run_id,
+        "dataset": acquired.version,
+        "splits": candidate.splits,
+        "gate": decision.to_dict(),
+        "operating_point": candidate.operating_point,
+        "split_policy": candidate.split_policy,
+        "contamination": candidate.contamination,
+    }
     plots = draw_plots(
         out_dir, candidate=candidate, trained=trained, packed=packed, config=config, judged_split=decision.split
     )
@@ -177,7 +162,11 @@ def write_run_files(
             leakage_summary=leakage.get("counts", {}),
             plots={Path(n).stem.replace("_", " "): n for n in plots},
             history=trained.history,
-            gallery=gallery_section(gallery, decision.split_name),
+            gallery={  # what the report's error gallery shows
+                "image": "error_gallery.png",
+                "rows": json.loads(gallery[GALLERY_ROWS].read_text()),
+                "split_name": decision.split_name,
+            },
         )
     )
     (out_dir / "model_card.md").write_text(
@@ -188,7 +177,6 @@ def write_run_files(
             config=config.model_dump(),
             model_meta=json.loads((model_dir / "model.json").read_text()),
             leakage_summary=leakage.get("counts", {}),
-            cleaning_summary=cleaning.get("counts", {}),
             gate=metrics["gate"],
             code=code_version(),
         )

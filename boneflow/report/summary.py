@@ -9,7 +9,7 @@ and contamination counts still render, saying what was not measured.
 
 from __future__ import annotations
 
-from boneflow.evaluate.split_names import split_words
+from boneflow.evaluate.split_names import regrouped, split_words
 
 
 def _acc(m: dict | None) -> str:
@@ -34,7 +34,7 @@ def official_test_metrics(splits: dict, split_policy: dict | None) -> dict | Non
     """The dataset's own test split: `official_test` when packed, else `test` unless regrouped."""
     if "official_test" in splits:
         return splits["official_test"]
-    if (split_policy or {}).get("used") == "regroup":
+    if regrouped(split_policy):
         return None
     return splits.get("test")
 

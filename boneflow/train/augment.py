@@ -102,25 +102,23 @@ class EvalPreset:
 
 class TrainPreset:
     """Random resized crop, rotation and horizontal flip as ONE affine resample per batch, then
-    per-image brightness/contrast jitter and normalisation."""
+    per-image brightness/contrast jitter and normalisation. Training settings choose the crop
+    scale and rotation; the rest is fixed here."""
+
+    ratio: tuple[float, float] = (0.8, 1.25)  # crop aspect (w/h); mild: bones stretch badly
+    hflip_prob = 0.5  # left/right anatomy both occur
+    brightness = 0.2  # multiply by a factor in [1-b, 1+b]
+    contrast = 0.2  # scale deviation from the image mean by [1-c, 1+c]
+    mean, std = GREY_MEAN, GREY_STD
 
     def __init__(
         self,
         *,
         crop_size: int,
         scale: tuple[float, float] = (0.6, 1.0),  # fraction of the image area the crop covers
-        ratio: tuple[float, float] = (0.8, 1.25),  # crop aspect (w/h); mild: bones stretch badly
         degrees: float = 10.0,  # rotation drawn from [-degrees, degrees]
-        hflip_prob: float = 0.5,  # left/right anatomy both occur
-        brightness: float = 0.2,  # multiply by a factor in [1-b, 1+b]
-        contrast: float = 0.2,  # scale deviation from the image mean by [1-c, 1+c]
-        mean: float = GREY_MEAN,
-        std: float = GREY_STD,
     ) -> None:
-        self.crop_size, self.scale, self.ratio = crop_size, scale, ratio
-        self.degrees, self.hflip_prob = degrees, hflip_prob
-        self.brightness, self.contrast = brightness, contrast
-        self.mean, self.std = mean, std
+        self.crop_size, self.scale, self.degrees = crop_size, scale, degrees
 
     def sample_params(self, batch: int, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         def uniform(low: float, high: float) -> torch.Tensor:

@@ -5,8 +5,8 @@ The naming (`checkpoint_name` / `checkpoint_epoch` / `by_epoch`) is shared with
 `boneflow.registry.transfer` for the store's runs/<run_id>/checkpoints/, so both order and prune
 by epoch number (epoch-10000.pt follows epoch-9999.pt). Reads go newest first with
 `torch.load(weights_only=True)`, so contents must be tensors and plain Python types; a file that
-fails to load or lacks a key is skipped with a warning. The last `keep` (2) files are kept: each
-holds the best-by-val weights so far, and a corrupted latest still leaves a complete previous one.
+fails to load or lacks a key is skipped with a warning. The last KEEP (2) files are kept: each
+holds the best-by-val weights so far.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "settings", "history")
+KEEP = 2  # checkpoints kept: a corrupted latest still leaves a complete previous one
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -56,8 +57,8 @@ def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def save_checkpoint(state: dict, directory: Path, *, keep: int = 2) -> Path:
-    """Atomically write state (must contain `epoch`) as epoch-NNNN.pt; prune to the last `keep`."""
+def save_checkpoint(state: dict, directory: Path) -> Path:
+    """Atomically write state (must contain `epoch`) as epoch-NNNN.pt; prune to the last KEEP."""
     import torch
 
     directory = Path(directory)
@@ -65,9 +66,8 @@ def save_checkpoint(state: dict, directory: Path, *, keep: int = 2) -> Path:
     final = checkpoint_path(directory, int(state["epoch"]))
     with atomic_output(final) as handle:
         torch.save(state, handle)
-    if keep > 0:
-        for _, old in list_checkpoints(directory)[:-keep]:
-            old.unlink(missing_ok=True)
+    for _, old in list_checkpoints(directory)[:-KEEP]:
+        old.unlink(missing_ok=True)
     return final
 
 

@@ -54,7 +54,6 @@ class TrainResult:
     epochs_run: int  # epochs completed in total, including those before a resume
     resumed_from_epoch: int | None  # epoch of the checkpoint resumed from, None for a fresh run
     seconds: float  # wall time of this call
-    stopped_early: bool = False
 
 
 class SplitOnDevice:
@@ -373,5 +372,4 @@ def fit(
         epochs_run=state.epoch,
         resumed_from_epoch=state.resumed_from,
         seconds=time.perf_counter() - started,
-        stopped_early=state.stopped(settings.patience),
     )

@@ -127,15 +127,15 @@ def test_manifest_lists_every_file_with_sha256(packed):
 
 
 def test_repacking_for_evaluation_reproduces_the_packed_images(packed):
-    from boneflow.evaluate.rescore import repack_for_evaluation
+    from boneflow.evaluate.scores import repack_for_evaluation
 
     packed, validated, _ = packed
     root = validated.root
-    same = repack_for_evaluation(packed, root, packed.size)
+    same = repack_for_evaluation(packed, root, packed.size, ("val", "test", "test_clean"))
     for name in ("val", "test", "test_clean"):
         assert np.array_equal(same.split(name).images, np.asarray(packed.split(name).images))
         assert np.array_equal(same.split(name).labels, packed.split(name).labels)
-    other = repack_for_evaluation(packed, root, 48, splits=("test",))
+    other = repack_for_evaluation(packed, root, 48, ("test",))
     assert other.size == 48 and other.split("test").images.shape[1:] == (48, 48)
 
 
@@ -146,14 +146,14 @@ def test_a_model_is_scored_with_its_own_pack_and_crop_size(packed):
 
     from boneflow.evaluate.calibration import OperatingPoint
     from boneflow.evaluate.predict import predict_proba
-    from boneflow.evaluate.rescore import repack_for_evaluation, score_with_own_preprocessing
+    from boneflow.evaluate.scores import repack_for_evaluation, score_with_own_preprocessing
     from boneflow.train.model import build_model
 
     packed, validated, _ = packed
     torch.manual_seed(0)
     model = build_model(num_classes=2).eval()
     meta = {"preprocessing": {"pack_size": 48, "image_size": 40}}
-    scores = score_with_own_preprocessing(model, meta, packed, validated.root, splits=("test",))
+    scores = score_with_own_preprocessing(model, meta, packed, validated.root)
     served = OperatingPoint.from_meta(meta).probability(scores["test"].margins)
     own = predict_proba(
         model, repack_for_evaluation(packed, validated.root, 48, ("test",)).split("test").images, image_size=40

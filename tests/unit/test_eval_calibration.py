@@ -13,7 +13,7 @@ from boneflow.evaluate.calibration import (
     OperatingPoint,
     fit_operating_point,
     fit_temperature,
-    nll,
+    radiograph_nll,
     sigmoid,
 )
 from boneflow.evaluate.metrics import expected_calibration_error
@@ -29,11 +29,17 @@ def _overconfident(n=4000, scale=4.0, seed=0):
     return labels, scale * true
 
 
+def _own_groups(labels) -> list[str]:
+    """Every file its own radiograph: the radiograph NLL is then the per-file NLL."""
+    return [str(i) for i in range(len(labels))]
+
+
 def test_temperature_undoes_overconfidence_and_lowers_nll_and_ece():
     labels, margins = _overconfident()
-    t = fit_temperature(labels, margins)
+    groups = _own_groups(labels)
+    t = fit_temperature(labels, margins, groups)
     assert 3.4 < t < 4.6  # the truth is 4
-    assert nll(labels, margins, t) < nll(labels, margins) - 0.05
+    assert radiograph_nll(labels, margins, groups, t) < radiograph_nll(labels, margins, groups) - 0.05
     before = expected_calibration_error(labels, sigmoid(margins))
     after = expected_calibration_error(labels, sigmoid(margins / t))
     assert before > 0.08 and after < before / 2
@@ -41,10 +47,11 @@ def test_temperature_undoes_overconfidence_and_lowers_nll_and_ece():
 
 def test_temperature_is_the_nll_minimum():
     labels, margins = _overconfident(n=500, scale=0.5, seed=1)  # underconfident: T < 1
-    t = fit_temperature(labels, margins)
+    groups = _own_groups(labels)
+    t = fit_temperature(labels, margins, groups)
     assert t < 1
     for other in (t * 0.9, t * 1.1):
-        assert nll(labels, margins, t) <= nll(labels, margins, other)
+        assert radiograph_nll(labels, margins, groups, t) <= radiograph_nll(labels, margins, groups, other)
 
 
 @pytest.mark.parametrize("min_recall", [0.9, 0.95, 0.8, 1.0, 0.0])
@@ -63,7 +70,7 @@ def test_recall_target_of_nine_tenths_on_ten_positives_keeps_nine():
     labels = np.array([1] * 10 + [0] * 10)
     margins = np.concatenate([np.arange(10, 0, -1), np.arange(-10, 0)]).astype(float)
     point = fit_operating_point(labels, margins, target_recall=0.9)
-    assert (point.predict(margins)[:10] == 1).sum() == 9  # not 10: 0.9 * 10 must not round up
+    assert (point.probability(margins)[:10] >= point.threshold).sum() == 9  # not 10: 0.9 * 10 must not round up
 
 
 def test_one_class_validation_keeps_the_defaults_and_says_why():

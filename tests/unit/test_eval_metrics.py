@@ -67,7 +67,7 @@ def test_threshold_is_applied():
     assert m["confusion"] == skm.confusion_matrix(LABELS, pred).tolist()
 
 
-# Values of the hand-written Wilson formula (z = Z95) before it was replaced by scipy's binomtest:
+# Values of the hand-written Wilson formula (z = 1.96) before it was replaced by scipy's binomtest:
 # the interval in metrics.json must not move.
 WILSON_BEFORE_SCIPY = [
     ((0, 10), [0.0, 0.2775327998628892]),
@@ -87,8 +87,10 @@ def test_wilson_interval_unchanged(counts, expected):
     assert all(type(x) is float for x in interval) and 0.0 <= interval[0] <= interval[1] <= 1.0
 
 
-def test_wilson_interval_other_z():
-    # z = 1 (about 68 %), n = 20, p = 0.35: the Wilson formula by hand, denominator 1 + 1/20
-    lo, hi = wilson_interval(7, 20, z=1.0)
-    centre, half = (0.35 + 1 / 40) / 1.05, (0.2275 / 20 + 1 / 1600) ** 0.5 / 1.05
+def test_wilson_interval_is_the_wilson_formula():
+    # z = 1.96 (95 %), n = 20, p = 0.35: the Wilson formula by hand
+    z = 1.959963984540054
+    lo, hi = wilson_interval(7, 20)
+    denominator = 1 + z**2 / 20
+    centre, half = (0.35 + z**2 / 40) / denominator, z * (0.2275 / 20 + z**2 / 1600) ** 0.5 / denominator
     assert lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)

@@ -1,4 +1,4 @@
-"""Radiographs as the unit of evaluation (evaluate/radiographs.py, evaluate/groups.py,
+"""Radiographs as the unit of evaluation (evaluate/radiographs.py, evaluate/scores.py,
 metrics by radiograph in evaluate/predict.py)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point, recall_threshold
-from boneflow.evaluate.groups import split_groups
 from boneflow.evaluate.metrics import auroc_bootstrap_interval, headline_intervals, wilson_interval
 from boneflow.evaluate.predict import SplitScores, split_report
 from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
+from boneflow.evaluate.scores import split_groups
 
 
 def test_a_radiographs_probability_is_the_mean_of_its_files_and_mixed_groups_are_left_out():

@@ -180,10 +180,14 @@ def test_model_card_never_writes_credentials():
             "aws_secret_access_key": "supersecret2",
             "api_token": "tok",
         },
+        model_meta={},
+        leakage_summary={},
+        gate={},
+        code={"package_version": "0.1.0", "git_commit": None},
     )
     assert "supersecret" not in card and "tok |" not in card and "AKIAEXAMPLE" not in card
     assert "https://***@minio.local/bucket" in card
-    assert "git commit not available" in card  # default without code info
+    assert "git commit not available" in card  # code_version() outside a git checkout
 
 
 def test_code_version_reports_package_and_commit_or_none():
@@ -327,7 +331,14 @@ def test_quality_note_has_this_run_the_champion_and_the_decision():
 
 def test_model_card_states_split_policy_contamination_and_operating_point():
     card = render_model_card(
-        run_id="r", metrics=REGROUPED, dataset={}, config={}, model_meta={"threshold": 0.312, "temperature": 1.83}
+        run_id="r",
+        metrics=REGROUPED,
+        dataset={},
+        config={},
+        model_meta={"threshold": 0.312, "temperature": 1.83},
+        leakage_summary={},
+        gate={},
+        code={"package_version": "0.1.0", "git_commit": None},
     )
     assert "`regroup` (requested `auto`)" in card and "493 of 500 official test images" in card
     assert "threshold 0.312, temperature 1.830" in card

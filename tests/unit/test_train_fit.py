@@ -112,7 +112,7 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(tiny, tmp_
     monkeypatch.setattr(fit_module, "evaluate", lambda *a, **k: {"loss": next(scripted), "acc": 0.5, "n": 32})
     settings = dataclasses.replace(SETTINGS, epochs=6, patience=2)
     result = fit(tiny, settings, checkpoint_dir=tmp_path)
-    assert result.stopped_early and result.epochs_run == 4
+    assert result.epochs_run == 4 < settings.epochs  # stopped early, after 2 epochs without progress
     assert result.best_epoch == 2
     best_weights = torch.load(tmp_path / "epoch-0004.pt", weights_only=True)["best"]["state"]
     for name, tensor in result.model.state_dict().items():
