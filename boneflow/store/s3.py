@@ -229,7 +229,7 @@ class S3Store(Store):
     def temp_objects(self) -> builtins.list[ObjectInfo]:
         # Killed uploads leave multipart parts that are billed but invisible to listings, and a
         # killed conditional-write probe leaves its object.
-        out = [o for o in self.list_info(_PROBE_PREFIX) if _PROBE_RE.match(o.key)]  # only our own probes
+        out = [o for o in self.scan(_PROBE_PREFIX).objects if _PROBE_RE.match(o.key)]  # only our own probes
         with self._errors("", "Listing multipart uploads of"):
             pages = self._client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self.prefix

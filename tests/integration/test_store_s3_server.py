@@ -34,6 +34,7 @@ from boneflow.registry.publish import (
     read_manifest,
 )
 from boneflow.registry.transfer import fetch_dataset, upload_dataset
+from boneflow.splits.pack import PackedDataset
 from boneflow.store import (
     CHAMPION_KEY,
     ConditionalWritesUnsupportedError,
@@ -221,8 +222,9 @@ def test_dataset_roundtrip_and_corruption(s3_bucket, s3_server, tmp_path):
     for name in ("manifest.json", "train_images.npy", "train_labels.npy"):
         (packed / name).write_bytes(os.urandom(4000))
     fp = "ef" * 32
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is True
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is False
+    dataset = PackedDataset(packed, 64, (), fp)
+    assert upload_dataset(store, dataset)["uploaded"] is True
+    assert upload_dataset(store, dataset)["uploaded"] is False
     got = fetch_dataset(store, fp, 64, tmp_path / "got")
     assert (got / "train_images.npy").read_bytes() == (packed / "train_images.npy").read_bytes()
     _second_client(s3_server["endpoint_url"]).put_object(
