@@ -71,9 +71,6 @@ class Store(ABC):
         """Download to `path` atomically (a crash leaves no half file); parents are created."""
 
     @abstractmethod
-    def exists(self, key: str) -> bool: ...
-
-    @abstractmethod
     def scan(self, prefix: str = "") -> Listing:
         """Every object under `prefix` (recursive), each key validated as it is listed: the
         valid ones with size and last-modified time, sorted, and the keys that are not valid

@@ -89,7 +89,6 @@ class S3Store(Store):
         url: str,
         *,
         endpoint_url: str | None = None,
-        retry_mode: str = "standard",  # botocore retry mode: "standard" or "adaptive"
         max_attempts: int = 5,  # total tries per request, first one included
         connect_timeout: float = 5.0,  # seconds to open a connection
         read_timeout: float = 60.0,  # seconds to wait for response bytes
@@ -97,14 +96,12 @@ class S3Store(Store):
         multipart_chunksize: int = 16 * 1024 * 1024,
         check_bucket: bool = True,  # HEAD the bucket now, for a clear "missing bucket" error
     ):
-        if retry_mode not in ("standard", "adaptive"):
-            raise StoreError(f"retry_mode {retry_mode!r}: use 'standard' or 'adaptive'.")
         self.url = url
         self.bucket, self.prefix = parse_s3_url(url)
         config = Config(
             # botocore's "max_attempts" counts retries only; "total_max_attempts" counts the
             # first try too, which is what our max_attempts means.
-            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
@@ -202,9 +199,6 @@ class S3Store(Store):
                 return int(self._client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"])
         except ObjectNotFoundError:
             return None
-
-    def exists(self, key: str) -> bool:
-        return self.size(key) is not None
 
     def scan(self, prefix: str = "") -> Listing:
         validate_prefix(prefix)
