@@ -112,7 +112,7 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
             "with upload_dataset first."
         )
     dest_dir = Path(dest_dir)
-    parts = {name: validate_name(name, max_parts=4).split("/") for name in files}
+    parts = {name: name.split("/") for name in files}  # names checked by _read_dataset_index
     present = {
         name
         for name, entry in files.items()
