@@ -27,8 +27,6 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224, m
     from boneflow.serve.app import XrayApp
     from boneflow.serve.examples import write_examples
 
-    if n < 1:
-        raise ValueError("app_latency: n must be at least 1")
     with tempfile.TemporaryDirectory(prefix="boneflow-app-latency-") as tmp_name:
         tmp = Path(tmp_name)
         if store_url is None:

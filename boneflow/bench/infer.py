@@ -81,15 +81,14 @@ def bench_infer(
     batch_size: int = 64,
     batches: int = 3,
     seed: int = 0,
-    thread_counts: list[int] | None = None,
+    thread_counts: list[int],
     app: bool = True,
-    app_runs: int | None = None,
     members: int = 5,
 ) -> dict:
     """Ours (load_xray → EvalPreset → 1-channel ResNet18, bf16 where fast, channels_last,
     inference_mode) vs the seed's predict path (PIL RGB → Resize/ToTensor/Normalize → 3-channel
     fp32 NCHW ResNet18, no_grad) on the same JPEG, in this process, at each thread count in
-    `thread_counts` (default: 1 and torch's default). The headline figures are at torch's
+    `thread_counts`. The headline figures are at torch's
     default thread count (what `boneflow predict` and the app use unless told otherwise).
     With `members` >= 2, the "ensemble" section: a fold ensemble of that many beside one member."""
     from PIL import Image
@@ -139,10 +138,7 @@ def bench_infer(
         }
 
     default_threads = torch.get_num_threads()
-    # torch's default (one per core, or OMP_NUM_THREADS) and 1: under CPU contention the
-    # multi-thread OpenMP barriers stall, and one thread is the steadier choice for latency.
-    counts = thread_counts or sorted({1, default_threads})
-    by_threads, headline = _at_thread_counts(counts, single_image)
+    by_threads, headline = _at_thread_counts(thread_counts, single_image)
 
     # Batch throughput at the default thread count; preprocessing included for ours (EvalPreset
     # on uint8), already done for the seed (its per-image PIL transforms are the single-image cost).
@@ -183,7 +179,7 @@ def bench_infer(
     }
     if app:
         app_by_threads, app_headline = _at_thread_counts(
-            counts, lambda: app_latency(store_url=store, n=app_runs or runs, size=size)
+            thread_counts, lambda: app_latency(store_url=store, n=runs, size=size)
         )
         by_count = {k: {"p50_ms": v["p50_ms"], "p95_ms": v["p95_ms"]} for k, v in app_by_threads.items()}
         result["app"] = {**app_headline, "by_threads": by_count}

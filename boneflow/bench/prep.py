@@ -44,7 +44,7 @@ def _subset(root: Path, relpaths: list[str], dest: Path) -> Path:
     return dest
 
 
-def _seed_style(paths: list[Path], *, seed_workers: int) -> dict:
+def _seed_style(paths: list[Path]) -> dict:
     import torch
     from PIL import Image
     from torchvision import transforms
@@ -70,16 +70,14 @@ def _seed_style(paths: list[Path], *, seed_workers: int) -> dict:
             except Exception:  # the seed crashed here on truncated files; we just count them
                 return torch.zeros(3, 224, 224)
 
-    loader = torch.utils.data.DataLoader(Files(), batch_size=32, num_workers=seed_workers)
+    loader = torch.utils.data.DataLoader(Files(), batch_size=32, num_workers=0)
     n = 0
     for batch in loader:
         n += len(batch)
     return {"images": len(paths), "decoded": n, "seconds": time.perf_counter() - t0}
 
 
-def run_prep_bench(
-    data_dir: Path, *, limit: int = 0, workers: int = 0, pack_size: int = 256, seed_workers: int = 0
-) -> dict:
+def run_prep_bench(data_dir: Path, *, limit: int = 0, workers: int = 0, pack_size: int = 256) -> dict:
     from boneflow.duplicates.leakage import audit_leakage
     from boneflow.intake.validate import validate_dataset
     from boneflow.splits.pack import pack_dataset
@@ -99,7 +97,7 @@ def run_prep_bench(
         pack_dataset(validated, audit, out_dir=tmp / "packed")
         ours_s = time.perf_counter() - t0
         ours_rss_self, ours_rss_children = _maxrss_mb(resource.RUSAGE_SELF), validated.worker_peak_rss_mb
-        seed = _seed_style([root / r for r in rels], seed_workers=seed_workers)
+        seed = _seed_style([root / r for r in rels])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     n = len(rels)
@@ -119,7 +117,7 @@ def run_prep_bench(
             "seconds": round(seed["seconds"], 3),
             "images_per_s": round(n / seed["seconds"], 1),
             "decoded": seed["decoded"],
-            "dataloader_workers": seed_workers,
+            "dataloader_workers": 0,
             "peak_rss_mb_process": round(_maxrss_mb(resource.RUSAGE_SELF), 1),
         },
         "ratio": round(seed["seconds"] / ours_s, 2),

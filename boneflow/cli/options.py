@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any, Optional, get_args, get_origin
 
 import typer
-from pydantic import BaseModel
 
 from boneflow.config import RetrainConfig
 
@@ -44,10 +43,10 @@ def _help(description: str | None, default: Any) -> str:
     return f"{text} Default: {default}."
 
 
-def config_parameters(model: type[BaseModel] = RetrainConfig) -> list[inspect.Parameter]:
-    """One keyword-only Typer option per field of `model`, in the model's order."""
+def config_parameters() -> list[inspect.Parameter]:
+    """One keyword-only Typer option per field of RetrainConfig, in the model's order."""
     params = []
-    for name, info in model.model_fields.items():
+    for name, info in RetrainConfig.model_fields.items():
         value_type = _value_type(info.annotation)
         flag = flag_name(name)
         decls = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag

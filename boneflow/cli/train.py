@@ -91,6 +91,8 @@ def bench_infer(
 
     from boneflow.bench.infer import bench_infer as run
 
+    # torch's default (one per core, or OMP_NUM_THREADS) and 1: under CPU contention the
+    # multi-thread OpenMP barriers stall, and one thread is the steadier choice for latency.
     counts = sorted({1, torch.get_num_threads()}) if compare_threads else [torch.get_num_threads()]
     typer.echo(
         json.dumps(

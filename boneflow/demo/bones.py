@@ -99,9 +99,7 @@ def _density(across: np.ndarray, half_width: np.ndarray, inside: np.ndarray, rng
     return profile * (0.85 + 0.3 * texture) * inside
 
 
-def draw_bone(
-    img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: float, style: BoneStyle = DEMO_STYLE
-) -> None:
+def draw_bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, side: float, style: BoneStyle) -> None:
     """Add one long bone to `img` (float32 [h, w], in place); `side` is the picture's short side."""
     axis = _random_axis(img.shape, rng, side, style)
     across = axis.across
@@ -144,11 +142,9 @@ def draw_radiograph(
     return np.clip(arr, 0, 255).astype(np.uint8)
 
 
-def bone_images(
-    labels: np.ndarray, size: int, rng: np.random.Generator, *, style: BoneStyle = PLAIN_STYLE
-) -> np.ndarray:
-    """uint8 [N, size, size]: one square picture per label (1 = fractured), in order."""
+def bone_images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [N, size, size] in PLAIN_STYLE: one square picture per label (1 = fractured), in order."""
     images = np.empty((len(labels), size, size), dtype=np.uint8)
     for row, label in enumerate(labels):
-        images[row] = draw_radiograph(rng, fractured=bool(label), width=size, height=size, style=style)
+        images[row] = draw_radiograph(rng, fractured=bool(label), width=size, height=size, style=PLAIN_STYLE)
     return images

@@ -13,20 +13,19 @@ import tempfile
 from pathlib import Path
 
 
-def demo_metrics(run_id: str, *, n: int = 120, accuracy: float = 0.5) -> dict:
+def demo_metrics(run_id: str) -> dict:
     """A metrics.json in DESIGN's format with placeholder numbers (the model is untrained)."""
-    half = n // 2
     split = {
-        "n": n,
-        "accuracy": accuracy,
-        "accuracy_ci95": [round(accuracy - 0.09, 4), round(accuracy + 0.09, 4)],
+        "n": 120,
+        "accuracy": 0.5,
+        "accuracy_ci95": [0.41, 0.59],
         "recall_fractured": 0.5,
         "specificity": 0.5,
         "precision_fractured": 0.5,
         "f1_fractured": 0.5,
         "auroc": 0.5,
         "ece": 0.1,
-        "confusion": [[half // 2, half - half // 2], [half // 2, half - half // 2]],
+        "confusion": [[30, 30], [30, 30]],
     }
     return {
         "run_id": run_id,
@@ -36,9 +35,7 @@ def demo_metrics(run_id: str, *, n: int = 120, accuracy: float = 0.5) -> dict:
     }
 
 
-def write_demo_store(
-    store_url: str, *, image_size: int = 224, seed: int = 0, run_id: str | None = None, members: int = 1
-) -> str:
+def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, members: int = 1) -> str:
     """Publish an untrained model as the champion of `store_url`; return its run id. With
     `members` >= 2 the model is a fold ensemble of that many differently initialised members
     (model.json `members`, train/ensemble.py), laid out as a cross-fitted run publishes it.
@@ -59,7 +56,7 @@ def write_demo_store(
     if not 1 <= members <= MAX_MEMBERS:
         raise ValueError(f"write_demo_store: members must be 1..{MAX_MEMBERS}, got {members}")
     store = open_store(store_url)
-    run_id = run_id or new_run_id()
+    run_id = new_run_id()
     torch.manual_seed(seed)
     model = build_model(num_classes=2, pretrained=False)
     pack_size = pack_size_for(image_size)

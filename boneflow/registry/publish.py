@@ -20,11 +20,11 @@ from pathlib import Path
 from boneflow.registry.transfer import read_checkpoint_index
 from boneflow.registry.verified import (
     MAX_CHAMPION_BYTES,
-    MAX_INDEX_BYTES,
     check_file_entries,
     download_verified,
     json_bytes,
     load_json,
+    read_index,
     utc_now,
 )
 from boneflow.store.base import Store, sha256_bytes, sha256_file
@@ -112,13 +112,11 @@ def _existing_run_objects(store: Store, run_id: str, *, skip: set[str]) -> dict[
 
 def read_manifest(store: Store, run_id: str) -> dict:
     key = run_key(run_id, MANIFEST_NAME)
-    try:
-        data = store.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
-    except ObjectNotFoundError:
+    manifest = read_index(store, key)
+    if manifest is None:
         raise ObjectNotFoundError(
             f"Run {run_id} has no {key!r} in {store.url}: it was never published or its publish did not finish."
-        ) from None
-    manifest = load_json(store, key, data)
+        )
     if manifest.get("run_id") != run_id or not isinstance(manifest.get("files"), dict):
         raise StoreError(f"{key!r} in {store.url} is not a boneflow run manifest for {run_id}.")
     check_file_entries(store, key, manifest["files"], max_parts=2)

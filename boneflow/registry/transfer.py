@@ -14,14 +14,14 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from boneflow.registry.verified import (
-    MAX_INDEX_BYTES,
     check_file_entries,
     download_verified,
     json_bytes,
-    load_json,
     local_matches,
+    read_index,
     utc_now,
 )
 from boneflow.store.base import Store, sha256_file
@@ -39,6 +39,9 @@ from boneflow.store.keys import (
 )
 from boneflow.train.checkpoint import by_epoch, checkpoint_epoch
 
+if TYPE_CHECKING:
+    from boneflow.splits.pack import PackedDataset
+
 log = logging.getLogger(__name__)
 
 DATASET_INDEX = "index.json"  # store-side list of a packed dataset's files, written last
@@ -53,22 +56,11 @@ def _dataset_files(local_dir: Path) -> list[str]:
     return names
 
 
-def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None, size: int | None = None) -> dict:
+def upload_dataset(store: Store, packed: PackedDataset) -> dict:
     """Upload a packed dataset folder to datasets/<fingerprint>/<size>/, then its index.json
-    (size + sha256 per file) last. Accepts a PackedDataset (.dir, .fingerprint, .size) or a
-    folder plus fingerprint and size. Skips the upload when the store already holds a complete
+    (size + sha256 per file) last. Skips the upload when the store already holds a complete
     copy. Returns {"prefix", "uploaded": bool, "files": {name: {size, sha256}}}."""
-    if hasattr(packed_or_dir, "dir"):  # a PackedDataset
-        local_dir = Path(packed_or_dir.dir)
-        fingerprint = fingerprint or packed_or_dir.fingerprint
-        size = size or packed_or_dir.size
-    else:
-        local_dir = Path(packed_or_dir)
-        if fingerprint is None or size is None:
-            raise StoreError(
-                f"upload_dataset({local_dir}): pass fingerprint= and size= with a "
-                "folder (or pass the PackedDataset itself)."
-            )
+    local_dir, fingerprint, size = Path(packed.dir), packed.fingerprint, packed.size
     prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
     names = _dataset_files(local_dir)
     if DATASET_INDEX in names:
@@ -97,11 +89,9 @@ def upload_dataset(store: Store, packed_or_dir, fingerprint: str | None = None, 
 
 def _read_dataset_index(store: Store, fingerprint: str, size: int) -> dict | None:
     key = dataset_key(fingerprint, size, DATASET_INDEX)
-    try:
-        data = store.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
-    except ObjectNotFoundError:
+    index = read_index(store, key)
+    if index is None:
         return None
-    index = load_json(store, key, data)
     if not isinstance(index.get("files"), dict):
         raise StoreError(f"{key!r} in {store.url} has no 'files' table; delete it and re-upload.")
     return check_file_entries(store, key, index["files"], max_parts=4)
@@ -122,7 +112,7 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
             "with upload_dataset first."
         )
     dest_dir = Path(dest_dir)
-    parts = {name: validate_name(name, max_parts=4).split("/") for name in files}
+    parts = {name: name.split("/") for name in files}  # names checked by _read_dataset_index
     present = {
         name
         for name, entry in files.items()
@@ -179,12 +169,7 @@ def read_checkpoint_index(store: Store, run_id: str) -> dict[str, dict]:
     """{checkpoint name: {size, sha256, ...}} of the checkpoints a run has uploaded so far, from
     runs/<run_id>/checkpoints/index.json; {} before the first upload."""
     key = run_key(run_id, CHECKPOINT_INDEX)
-    try:
-        data = store.get_bytes(key, max_bytes=MAX_INDEX_BYTES)
-    except ObjectNotFoundError:
-        return {}
-    index = load_json(store, key, data)
-    files = index.get("files", {})
+    files = (read_index(store, key) or {}).get("files", {})
     if not isinstance(files, dict):
         raise StoreError(
             f"{key!r} in {store.url} has no 'files' table; delete it (the run's checkpoints are then not resumable)."
@@ -227,7 +212,7 @@ def delete_checkpoints(store: Store, run_id: str) -> int:
     """Delete runs/<run_id>/checkpoints/ (the index first, so it never lists a missing object);
     returns the bytes freed. For a run whose training is finished: its model is a separate object."""
     prefix = checkpoints_prefix(run_id)
-    objects = sorted(store.list_info(prefix), key=lambda o: o.key != run_key(run_id, CHECKPOINT_INDEX))
+    objects = sorted(store.scan(prefix).objects, key=lambda o: o.key != run_key(run_id, CHECKPOINT_INDEX))
     for obj in objects:
         store.delete(obj.key)
     if objects:  # a folder store keeps empty folders

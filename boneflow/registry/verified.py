@@ -9,7 +9,7 @@ from pathlib import Path
 
 from boneflow.atomic import atomic_path
 from boneflow.store.base import Store, sha256_file
-from boneflow.store.errors import IntegrityError, InvalidKeyError, StoreError
+from boneflow.store.errors import IntegrityError, InvalidKeyError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import validate_name, validate_sha256
 
 # Largest store JSON read. These objects hold a few dozen entries (a run's files, a dataset's
@@ -26,6 +26,14 @@ def utc_now() -> str:
 
 def json_bytes(obj: dict) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+
+def read_index(store: Store, key: str) -> dict | None:
+    """The JSON object at `key` (a manifest or index, refused over MAX_INDEX_BYTES), None if missing."""
+    try:
+        return load_json(store, key, store.get_bytes(key, max_bytes=MAX_INDEX_BYTES))
+    except ObjectNotFoundError:
+        return None
 
 
 def load_json(store: Store, key: str, data: bytes) -> dict:

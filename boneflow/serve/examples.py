@@ -59,10 +59,8 @@ def synthetic_examples(folder: Path) -> AppExamples:
     return AppExamples(paths=paths, labels=labels, title=SYNTHETIC_TITLE)
 
 
-def write_run_examples(
-    packed: PackedSplits, out_dir: Path, *, seed: int, per_class: int = EXAMPLES_PER_CLASS
-) -> dict[str, Path]:
-    """PNG files of up to `per_class` images of each class from the judged test split, and
+def write_run_examples(packed: PackedSplits, out_dir: Path, *, seed: int) -> dict[str, Path]:
+    """PNG files of up to EXAMPLES_PER_CLASS images of each class from the judged test split, and
     examples.json; returns {name inside the run folder: local path}, {} when the pack has no
     test split. The choice is fixed by `seed`, so a retried publish writes the same files."""
     split_name = next((s for s in JUDGED_SPLITS if s in packed.split_names()), None)
@@ -71,7 +69,7 @@ def write_run_examples(
     split = packed.split(split_name)
     rng = np.random.default_rng(seed)
     chosen = {
-        label: rng.permutation(np.flatnonzero(np.asarray(split.labels) == label))[:per_class].tolist()
+        label: rng.permutation(np.flatnonzero(np.asarray(split.labels) == label))[:EXAMPLES_PER_CLASS].tolist()
         for label in range(len(packed.classes))
     }
     # alternate the classes; a class with fewer images simply ends early

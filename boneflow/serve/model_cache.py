@@ -39,7 +39,7 @@ def run_model_sha256(store: Store, run_id: str) -> str:
     except ObjectNotFoundError as err:
         raise ModelNotFoundError(f"{err} Check the run id (published runs are under runs/ in the store).") from None
     entry = manifest["files"].get(WEIGHTS)
-    if not entry or "sha256" not in entry:
+    if entry is None:  # read_manifest checked every listed entry's sha256
         raise ModelNotFoundError(
             f"runs/{run_id}/manifest.json in {store.url} lists no {WEIGHTS}; the run has no "
             f"model (a failed training?) — pick another run"

@@ -42,8 +42,8 @@ _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def open_store(url: str, **s3_options) -> Store:
-    """Open the store named by `url`. `s3_options` go to S3Store (endpoint_url, retry_mode,
-    max_attempts, connect_timeout, read_timeout, multipart_threshold, ...)."""
+    """Open the store named by `url`. `s3_options` go to S3Store (endpoint_url, max_attempts,
+    connect_timeout, read_timeout, multipart_threshold, ...)."""
     if not url or not str(url).strip():
         raise StoreError("Store URL is empty; give a folder path, file:///path or s3://bucket/prefix.")
     url = str(url)

@@ -71,21 +71,14 @@ class Store(ABC):
         """Download to `path` atomically (a crash leaves no half file); parents are created."""
 
     @abstractmethod
-    def exists(self, key: str) -> bool: ...
-
-    @abstractmethod
     def scan(self, prefix: str = "") -> Listing:
         """Every object under `prefix` (recursive), each key validated as it is listed: the
         valid ones with size and last-modified time, sorted, and the keys that are not valid
         store keys (`..` parts, odd characters, links leaving a folder store) as `skipped`."""
 
-    def list_info(self, prefix: str = "") -> builtins.list[ObjectInfo]:
-        """The valid objects of `scan` (for garbage collection)."""
-        return self.scan(prefix).objects
-
     def list(self, prefix: str = "") -> builtins.list[str]:
         """The valid keys starting with `prefix` (recursive), sorted."""
-        return [o.key for o in self.list_info(prefix)]
+        return [o.key for o in self.scan(prefix).objects]
 
     def empty_folders(self, prefix: str) -> builtins.list[ObjectInfo]:
         """Empty folders under `prefix` (a folder store's leftovers of deletions); none on S3."""

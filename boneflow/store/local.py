@@ -125,9 +125,6 @@ class LocalStore(Store):
             raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.")
         copy_file(src, Path(path))
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
     def size(self, key: str) -> int | None:
         path = self._path(key)
         return path.stat().st_size if path.is_file() else None

@@ -89,7 +89,6 @@ class S3Store(Store):
         url: str,
         *,
         endpoint_url: str | None = None,
-        retry_mode: str = "standard",  # botocore retry mode: "standard" or "adaptive"
         max_attempts: int = 5,  # total tries per request, first one included
         connect_timeout: float = 5.0,  # seconds to open a connection
         read_timeout: float = 60.0,  # seconds to wait for response bytes
@@ -97,14 +96,12 @@ class S3Store(Store):
         multipart_chunksize: int = 16 * 1024 * 1024,
         check_bucket: bool = True,  # HEAD the bucket now, for a clear "missing bucket" error
     ):
-        if retry_mode not in ("standard", "adaptive"):
-            raise StoreError(f"retry_mode {retry_mode!r}: use 'standard' or 'adaptive'.")
         self.url = url
         self.bucket, self.prefix = parse_s3_url(url)
         config = Config(
             # botocore's "max_attempts" counts retries only; "total_max_attempts" counts the
             # first try too, which is what our max_attempts means.
-            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         )
@@ -203,9 +200,6 @@ class S3Store(Store):
         except ObjectNotFoundError:
             return None
 
-    def exists(self, key: str) -> bool:
-        return self.size(key) is not None
-
     def scan(self, prefix: str = "") -> Listing:
         validate_prefix(prefix)
         listing = Listing([], [])
@@ -229,7 +223,7 @@ class S3Store(Store):
     def temp_objects(self) -> builtins.list[ObjectInfo]:
         # Killed uploads leave multipart parts that are billed but invisible to listings, and a
         # killed conditional-write probe leaves its object.
-        out = [o for o in self.list_info(_PROBE_PREFIX) if _PROBE_RE.match(o.key)]  # only our own probes
+        out = [o for o in self.scan(_PROBE_PREFIX).objects if _PROBE_RE.match(o.key)]  # only our own probes
         with self._errors("", "Listing multipart uploads of"):
             pages = self._client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self.prefix

@@ -34,6 +34,7 @@ from boneflow.registry.publish import (
     read_manifest,
 )
 from boneflow.registry.transfer import fetch_dataset, upload_dataset
+from boneflow.splits.pack import PackedDataset
 from boneflow.store import (
     CHAMPION_KEY,
     ConditionalWritesUnsupportedError,
@@ -94,7 +95,7 @@ def test_basic_ops_endpoint_from_env_and_multipart(s3_bucket, s3_server, tmp_pat
     assert store.endpoint_url == s3_server["endpoint_url"]  # from AWS_ENDPOINT_URL alone
     store.put_bytes("runs/a/x.json", b"{}")
     assert store.get_bytes("runs/a/x.json") == b"{}"
-    assert store.exists("runs/a/x.json") and not store.exists("runs/a/y.json")
+    assert store.size("runs/a/x.json") == 2 and store.size("runs/a/y.json") is None
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(11 * 1024 * 1024))
     store.put_file("datasets/big.bin", big)
@@ -146,7 +147,7 @@ def test_server_ignoring_conditions_is_refused(s3_bucket):
     store._client.meta.events.register("before-sign.s3.PutObject", strip)
     with pytest.raises(ConditionalWritesUnsupportedError, match="does not support conditional writes"):
         store.put_if(CHAMPION_KEY, b"{}", etag=None)
-    assert not store.exists(CHAMPION_KEY)
+    assert store.size(CHAMPION_KEY) is None
 
 
 def test_publish_same_layout_as_local_and_hashes_match_for_other_readers(s3_bucket, s3_server, tmp_path):
@@ -221,8 +222,9 @@ def test_dataset_roundtrip_and_corruption(s3_bucket, s3_server, tmp_path):
     for name in ("manifest.json", "train_images.npy", "train_labels.npy"):
         (packed / name).write_bytes(os.urandom(4000))
     fp = "ef" * 32
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is True
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is False
+    dataset = PackedDataset(packed, 64, (), fp)
+    assert upload_dataset(store, dataset)["uploaded"] is True
+    assert upload_dataset(store, dataset)["uploaded"] is False
     got = fetch_dataset(store, fp, 64, tmp_path / "got")
     assert (got / "train_images.npy").read_bytes() == (packed / "train_images.npy").read_bytes()
     _second_client(s3_server["endpoint_url"]).put_object(

@@ -118,7 +118,7 @@ def test_gc_on_an_odd_store_exits_0_skips_and_reports_and_the_champion_still_ser
     assert {f"runs/{emptied}/checkpoints/", f"runs/{emptied}/"} <= deleted and not (root / "runs" / emptied).exists()
     assert keys_of(store, kept) and not any("/checkpoints/" in k for k in keys_of(store, kept))
     # the champion is whole and serves
-    assert report["kept_runs"][champion] == "champion" and store.exists("champion.json")
+    assert report["kept_runs"][champion] == "champion" and store.size("champion.json") is not None
     image = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(image)
     served = runner.invoke(app, ["predict", str(image), "--store", str(root), "--cache-dir", str(tmp_path / "c")])
@@ -149,7 +149,8 @@ def test_a_gc_killed_half_way_is_finished_by_the_next_one(tmp_path):
     with pytest.raises(OSError, match="killed"):
         collect_garbage(store, work_dir=None, keep_runs=0)
     store.delete = real_delete
-    assert store.exists(f"runs/{old_a}/manifest.json")  # the manifest goes last: the run still reads as finished
+    # the manifest goes last: the run still reads as finished
+    assert store.size(f"runs/{old_a}/manifest.json") is not None
     report = collect_garbage(store, work_dir=None, keep_runs=0)
     assert f"runs/{old_a}/manifest.json" in {i["key"] for i in report["store_objects"]["deleted"]}
     assert not keys_of(store, old_a) and not keys_of(store, old_b) and keys_of(store, champion)

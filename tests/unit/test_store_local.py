@@ -25,7 +25,7 @@ def test_put_get_bytes_and_files(store, tmp_path):
     dest = tmp_path / "out" / "deep" / "big.bin"
     store.get_file("datasets/f/1/big.bin", dest)
     assert dest.read_bytes() == src.read_bytes()
-    assert store.exists("runs/a/x.json") and not store.exists("runs/a/y.json")
+    assert store.size("runs/a/x.json") == 2 and store.size("runs/a/y.json") is None
     assert store.size("datasets/f/1/big.bin") == src.stat().st_size
     assert store.size("nope") is None
 

@@ -19,6 +19,7 @@ from boneflow.registry.publish import (
     read_manifest,
 )
 from boneflow.registry.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint, upload_dataset
+from boneflow.splits.pack import PackedDataset
 from boneflow.store import (
     IntegrityError,
     InvalidKeyError,
@@ -203,17 +204,13 @@ def test_dataset_upload_skip_and_verified_fetch(store, tmp_path):
     (packed / "train_images.npy").write_bytes(b"\x01" * 5000)
     (packed / "train_labels.npy").write_bytes(b"\x00" * 80)
     fp = "ab" * 32
-    first = upload_dataset(store, packed, fp, 64)
+    dataset = PackedDataset(packed, 64, (), fp)
+    first = upload_dataset(store, dataset)
     assert first["uploaded"] and set(first["files"]) == {"manifest.json", "train_images.npy", "train_labels.npy"}
     assert store.writes[-1] == f"datasets/{fp}/64/index.json"
     n_writes = len(store.writes)
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is False
+    assert upload_dataset(store, dataset)["uploaded"] is False
     assert len(store.writes) == n_writes  # nothing re-uploaded
-
-    class Packed:  # the PackedDataset shape from ARCHITECTURE.md
-        dir, fingerprint, size = packed, fp, 64
-
-    assert upload_dataset(store, Packed())["uploaded"] is False
     dest = fetch_dataset(store, fp, 64, tmp_path / "fetched")
     assert (dest / "train_images.npy").read_bytes() == b"\x01" * 5000
     (store.root / "datasets" / fp / "64" / "train_labels.npy").write_bytes(b"\x01" * 80)
@@ -223,7 +220,7 @@ def test_dataset_upload_skip_and_verified_fetch(store, tmp_path):
         fetch_dataset(store, "cd" * 32, 64, tmp_path / "x")
     # An interrupted upload (a file missing) is re-uploaded, not skipped.
     (store.root / "datasets" / fp / "64" / "train_images.npy").unlink()
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is True
+    assert upload_dataset(store, dataset)["uploaded"] is True
 
 
 def test_checkpoints_roundtrip_and_appear_in_manifest(store, tmp_path):
@@ -254,9 +251,10 @@ def test_same_data_packed_with_other_settings_replaces_the_stored_copy(store, tm
     (packed / "manifest.json").write_text('{"leak_max_distance": 4}')
     (packed / "test_clean_labels.npy").write_bytes(b"\x00" * 80)
     fp = "cd" * 32
-    upload_dataset(store, packed, fp, 64)
+    dataset = PackedDataset(packed, 64, (), fp)
+    upload_dataset(store, dataset)
     (packed / "manifest.json").write_text('{"leak_max_distance": 9}')  # same length, new bytes
-    assert upload_dataset(store, packed, fp, 64)["uploaded"] is True
+    assert upload_dataset(store, dataset)["uploaded"] is True
     fetched = fetch_dataset(store, fp, 64, tmp_path / "fetched")
     assert (fetched / "manifest.json").read_text() == '{"leak_max_distance": 9}'
 

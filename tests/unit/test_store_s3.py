@@ -44,13 +44,11 @@ def test_bad_s3_urls(url):
 
 
 def test_client_gets_bounded_retries_and_timeouts():
-    store = _store(retry_mode="adaptive", max_attempts=3, connect_timeout=2, read_timeout=7)
+    store = _store(max_attempts=3, connect_timeout=2, read_timeout=7)
     cfg = store._client.meta.config
-    assert cfg.retries == {"mode": "adaptive", "total_max_attempts": 3}
+    assert cfg.retries == {"mode": "standard", "total_max_attempts": 3}
     assert (cfg.connect_timeout, cfg.read_timeout) == (2, 7)
     assert store.endpoint_url == "http://127.0.0.1:9"
-    with pytest.raises(StoreError, match="retry_mode"):
-        _store(retry_mode="legacy")
 
 
 def test_endpoint_comes_from_aws_endpoint_url(monkeypatch):
