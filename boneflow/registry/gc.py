@@ -81,8 +81,12 @@ def collect_garbage(
 ) -> dict:
     """Plan, and unless `dry_run` delete, in the store and the work dir. Returns the JSON report:
     what was deleted ("deleted") or would be ("would_delete"), with sizes and reasons, and
-    which runs were kept and why. `boneflow gc` bounds keep_runs (>= 0) and grace (0-10 years)."""
+    which runs were kept and why."""
     now = now or datetime.now(UTC)
+    if grace < timedelta(0):  # this function deletes: it checks its own bounds, whoever calls it
+        raise BoneflowError(f"grace period {grace} is negative; give 0 or more hours.")
+    if grace > now - datetime(1970, 1, 1, tzinfo=UTC):
+        raise BoneflowError(f"grace period {grace} reaches back before 1970; give fewer hours.")
     plan = plan_store_gc(store, keep_runs=keep_runs, grace=grace, now=now)
     verb = "would_delete" if dry_run else "deleted"
     report: dict[str, Any] = {

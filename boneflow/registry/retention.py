@@ -74,6 +74,8 @@ def _runs(store: Store) -> tuple[dict[str, list[ObjectInfo]], list[SkippedKey]]:
 
 def plan_store_gc(store: Store, *, keep_runs: int, grace: timedelta, now: datetime) -> StoreGcPlan:
     """What `run_store_gc` would delete and keep; reads the store, changes nothing."""
+    if keep_runs < 0:
+        raise StoreError(f"keep_runs={keep_runs}: give 0 or more runs to keep.")
     champion = champion_run_id(store)
     runs, skipped = _runs(store)
     manifest_of = {run_id: f"{RUNS_PREFIX}{run_id}/{MANIFEST_NAME}" for run_id in runs}

@@ -140,3 +140,23 @@ def test_an_unreadable_champion_stops_gc(history):
 def test_a_missing_store_folder_is_an_error_not_an_empty_report(tmp_path):
     result = runner.invoke(app, ["gc", "--store", str(tmp_path / "typo"), "--skip-work-dir", "--dry-run"])
     assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_the_library_refuses_bounds_the_command_line_already_enforces(history):
+    """collect_garbage deletes: it checks its own bounds for callers other than `boneflow gc`."""
+    from datetime import UTC, datetime, timedelta
+
+    from boneflow.errors import BoneflowError
+    from boneflow.registry.gc import collect_garbage
+    from boneflow.registry.retention import plan_store_gc
+    from boneflow.store.errors import StoreError
+
+    store = history["store"]
+    before = set(store.list())
+    with pytest.raises(BoneflowError, match="negative"):
+        collect_garbage(store, work_dir=None, keep_runs=2, grace=timedelta(seconds=-1))
+    with pytest.raises(StoreError, match="keep_runs=-1"):
+        plan_store_gc(store, keep_runs=-1, grace=timedelta(0), now=datetime.now(UTC))
+    plan = plan_store_gc(store, keep_runs=0, grace=timedelta(0), now=datetime.now(UTC))  # 0 is allowed
+    assert plan.kept_runs[history["champion"]] == "champion"
+    assert set(store.list()) == before
