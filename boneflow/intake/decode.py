@@ -1,38 +1,12 @@
 """The one decode path: file → greyscale uint8, aspect kept, padded to a square of `size`.
 
 Packing, validation, predict and the app all go through `decode_xray`/`load_xray`, so what the
-model sees at inference equals what it saw at evaluation.
-
-Conversions (documented choices):
-- JPEG: `Image.draft("L", ...)` asks libjpeg for the luma plane at the smallest 1/2, 1/4, 1/8
-  scale that still covers the target size; it still reads all entropy-coded data, so a
-  truncated file still fails (tested).
-- RGB / YCbCr / CMYK / LAB / HSV: converted to RGB by PIL, then ITU-R 601 luma. RGB-stored
-  greyscale (R=G=B) therefore keeps its values.
-- Alpha (RGBA, LA, PA, palette with transparency): composited on BLACK. Radiographs are bright
-  structures on a dark background, so transparent areas are background, not bone.
-- Palette: expanded through the palette, then luma.
-- 16-bit / 32-bit integer greyscale: scaled by the image's actual bit range (the smallest
-  2^k - 1 >= its maximum, k >= 8), so a 12-bit scan stored in 16 bits spans 0..255 at its 4095
-  and values are never clipped at 255. Float images: min-max scaled.
-- EXIF orientation (tag 274, as phones and many PACS exports write it) is applied, so a
-  picture stored turned with the tag and its upright twin decode to the same pixels. The turn
-  is done on the 8-bit greyscale image, before resizing.
-- Pad to square with black (centred), after resizing the longer side to `size`.
-
-What is decoded at all (inputs are untrusted: dataset files, predict arguments, app uploads):
-- Only JPEG and PNG are opened (`ALLOWED_FORMATS`, passed to `Image.open(formats=...)`). The
-  Kaggle set and every X-ray export we know of are one of the two; TIFF (libtiff, dozens of
-  codecs) and BMP add attack surface for no image we need, and PostScript/EPS would hand the
-  file to Ghostscript. Anything else is `not_an_image`.
-- Files over `max_bytes` (default 64 MiB) are `too_large`, decided from the file's size before
-  a byte is read.
-- Memory, from the header before anything is decoded: refused when the decoded pixels (PIL's
-  bytes per pixel, plus 8 bytes per row) would exceed `max_decoded_bytes`, or when the sides
-  differ by more than `MAX_ASPECT`:1 (no radiograph is shaped like that, and PNG decoding holds
-  full rows: a 49,000,000 x 1 16-bit PNG is a 432 KB file). Greyscale conversion works on tiles
-  of ~260k pixels into one 8-bit image: ~1 byte per pixel whatever the shape, not the ~30 of
-  whole-row int64/float64 arrays.
+model sees at inference equals what it saw at evaluation. Inputs are untrusted (dataset files,
+predict arguments, app uploads). The conversions and limits are in README ("Data checks",
+"Security model", "Decisions worth knowing"); beyond them: only JPEG and PNG are opened because
+TIFF (libtiff, dozens of codecs) and BMP add attack surface for no image we need; conversion
+works in tiles into one 8-bit image, ~1 byte per pixel whatever the shape instead of the ~30 of
+whole-row int64/float64 arrays.
 """
 
 from __future__ import annotations
@@ -52,7 +26,7 @@ from boneflow.settings import DataSettings
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # truncated files must fail, never be padded with grey
 DEFAULT_MAX_PIXELS = 50_000_000  # ~7000x7000; real radiographs here are far below
 DETAIL_SIDE = 256  # longest side of the decode that hashes and grouping see, whatever the pack size
-DEFAULT_MAX_BYTES = DataSettings().max_bytes  # X-ray exports are a few MB; 7000x7000 16-bit pixels are 98 MB raw
+DEFAULT_MAX_BYTES = DataSettings().max_bytes
 # 50 MP x 4 bytes (RGBA / 32-bit) is 200 MB: every image under the pixel limit fits; the check
 # matters when a caller raises max_pixels.
 DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
@@ -96,8 +70,8 @@ def _bytes_per_pixel(mode: str) -> int:
 
 
 def _value_range(img: Image.Image) -> tuple[float, float]:
-    """(lo, hi) for scaling an integer or float image to 0..255 (see the module docstring),
-    found strip by strip so no full-size wide array is ever made."""
+    """(lo, hi) for scaling to 0..255, found strip by strip: an integer image's is 0 and the
+    smallest 2^k - 1 (k >= 8) at or above its maximum, so values are never clipped; a float one's is min-max."""
     lo, hi = float("inf"), float("-inf")
     for _, strip in _strips(img):
         arr = np.asarray(strip)
@@ -110,7 +84,8 @@ def _value_range(img: Image.Image) -> tuple[float, float]:
 
 
 def _strip_to_grey(img: Image.Image, value_range: tuple[float, float] | None) -> Image.Image:
-    """One strip of any PIL mode → 'L' following the conversions in the module docstring."""
+    """One strip of any PIL mode → 'L': palette expanded, alpha composited on black (transparent
+    areas are background, not bone), colour to RGB then ITU-R 601 luma (R=G=B keeps its values)."""
     mode = img.mode
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")

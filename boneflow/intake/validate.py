@@ -1,10 +1,7 @@
-"""Validation: every file decoded exactly once, in a process pool.
-
-One decode per file yields the verdict (kept / excluded with a reason), the packed pixels
-(greyscale, aspect kept, padded square of `pack_size`), the perceptual hashes of the image, its
-mirror and its 90/180/270 rotations (leakage audit) and the grouping thumbnail. Workers return
-small arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy` and never
-holds the full-size decodes. The source tree is only ever opened for reading.
+"""Validation (README, "Data checks"): one decode per file, in a process pool, yields its verdict,
+packed pixels, perceptual hashes (leakage audit) and grouping thumbnail. Workers return small
+arrays in chunks; the parent writes pixels row by row into `workdir/pixels.npy` and never holds
+the full-size decodes. The source tree is only ever opened for reading.
 """
 
 from __future__ import annotations
@@ -76,16 +73,12 @@ def _words(bits: np.ndarray) -> np.ndarray:
 
 
 def _hashes(grey) -> np.ndarray:
-    """uint64 [len(HASH_TRANSFORMS), HASH_WORDS]: 256-bit perceptual hashes of the decoded image
-    and of its mirror and rotations, from ONE 64x64 resize and ONE partial 2-D DCT.
-
-    The identity hash is imagehash.phash(hash_size=16) bit for bit (16x16 lowest DCT
-    frequencies of a 64x64 LANCZOS resize, bit = coefficient above their median; a test checks
-    it). Mirroring a signal multiplies its DCT-II coefficient k by (-1)^k and a 90-degree turn
-    transposes the block, so the other four hashes need no second resize or DCT: mirror and 180
-    are exact, 90/270 within a few bits of hashing the turned image (resampling order); ~5x
-    cheaper than five imagehash calls (1.7 -> 0.3 ms an image; they had been 60 % of
-    validation). Why 256 bits: leakage.py."""
+    """uint64 [len(HASH_TRANSFORMS), HASH_WORDS]: 256-bit perceptual hashes of the image, its
+    mirror and rotations, from ONE 64x64 resize and ONE partial 2-D DCT. The identity hash is
+    imagehash.phash(hash_size=16) bit for bit (a test checks it). Mirroring multiplies DCT-II
+    coefficient k by (-1)^k and a 90-degree turn transposes the block, so mirror and 180 are
+    exact, 90/270 within a few bits of hashing the turned image; 1.7 -> 0.3 ms an image against
+    five imagehash calls. Why 256 bits: leakage.py."""
     from PIL import Image
 
     small = np.asarray(grey.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
@@ -96,8 +89,8 @@ def _hashes(grey) -> np.ndarray:
         d * sign[None, :],  # mirror (left-right)
         sign[:, None] * d.T,  # rot90 (counter-clockwise): flip_ud(transpose)
         d * sign[:, None] * sign[None, :],  # rot180
-        d.T * sign[None, :],
-    )  # rot270: flip_lr(transpose)
+        d.T * sign[None, :],  # rot270: flip_lr(transpose)
+    )
     return np.stack([_words(v > np.median(v)) for v in variants])
 
 
@@ -201,13 +194,6 @@ def _decode_all(
     return decoded
 
 
-def _hash_stray_files(root: Path, stray_files: list[str], file_hashes: dict[str, str]) -> None:
-    """Stray files are not images of the dataset but are part of its fingerprint."""
-    for rel in stray_files:
-        if (root / rel).is_file():
-            file_hashes[rel] = sha256_file(root / rel)
-
-
 def _compact_rows(raw_path: Path, pixels_path: Path, kept_idx: list[int], pack_size: int) -> None:
     """Copy the kept rows of `raw_path` into `pixels_path`, in order, then delete `raw_path`."""
     create_npy(pixels_path, (len(kept_idx), pack_size, pack_size), np.uint8)
@@ -239,7 +225,9 @@ def validate_dataset(
     raw_path = workdir / "pixels_all.npy"  # row = entry index; compacted to kept rows below
     decoded = _decode_all(root, entries, raw_path, workers=workers or os.cpu_count() or 1, progress=progress, **limits)
     verdicts, file_hashes = decoded.verdicts, decoded.file_hashes
-    _hash_stray_files(root, layout.stray_files, file_hashes)
+    for rel in layout.stray_files:  # not images of the dataset, but part of its fingerprint
+        if (root / rel).is_file():
+            file_hashes[rel] = sha256_file(root / rel)
 
     kept_idx = [i for i in range(len(entries)) if verdicts[i][0] is None]
     pixels_path = workdir / "pixels.npy"
@@ -251,8 +239,7 @@ def validate_dataset(
     fingerprint = fingerprint_from_hashes(file_hashes)
     report = _cleaning_report(root, layout, entries, verdicts, fingerprint, len(file_hashes), **limits)
     (workdir / "cleaning_report.json").write_text(json.dumps(report, indent=2))
-    kept_per_class = Counter(CLASSES[r.label] for r in records)
-    check_classes_present({"the whole dataset (all splits together)": kept_per_class})
+    check_classes_present({"the whole dataset (all splits together)": Counter(CLASSES[r.label] for r in records)})
     return ValidatedDataset(
         root=root,
         workdir=workdir,
