@@ -1,12 +1,6 @@
-"""Cross-fitting views of a packed dataset: for fold i, member i trains on the other folds and
-predicts fold i, so every radiograph gets one out-of-fold (OOF) prediction from a model that
-never saw it or any copy of it.
-
-The pool is every packed file the regroup policy kept (its train, val and test together); each
-file's fold comes from the pack's splits.json (splits/plan.py: a hash of its radiograph's group
-id). Member i's early-stopping slice is also drawn from the other folds -- never from fold i --
-by a second hash of the group id, so it too keeps whole radiographs and is stable across data
-versions.
+"""Cross-fitting views of a packed dataset (README, "Cross-fitting"): the pool of every file the
+regroup policy kept, each with its fold from the pack's splits.json, and member i's splits:
+train and an early-stopping slice from the other folds, `oof` = fold i, never seen.
 """
 
 from __future__ import annotations
@@ -63,8 +57,7 @@ def _early_stop_rows(pool: Pool, candidates: np.ndarray, *, seed: int) -> np.nda
 def read_pool(packed: PackedSplits) -> Pool:
     """The pool of a pack planned with folds > 1; FoldError naming what is missing otherwise."""
     folder = getattr(packed, "dir", None)
-    plan_path = Path(folder) / "splits.json" if folder is not None else None
-    if plan_path is None or not plan_path.is_file():
+    if folder is None or not (plan_path := Path(folder) / "splits.json").is_file():
         raise FoldError("cross-fitting needs a packed dataset with its splits.json (the folds are listed there)")
     plan = json.loads(plan_path.read_text())
     folds = int(plan.get("folds") or 1)

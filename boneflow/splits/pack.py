@@ -1,12 +1,8 @@
-"""Packing: one uint8 [N, S, S] array + int64 labels + paths per split, and a manifest.
-
-Splits come from the split policy (plan.py): train, val, test, test_clean (the split the gate
-judges: the leak-free official test, or the regrouped test) and official_test (the dataset's own
-test, to show the contaminated figure beside the honest one); `splits.json` lists every source
-file once with its split. Arrays are written row by row from the validation's pixels.npy (no
-second decode, bounded memory) and read back memory-mapped by `load_packed`. The folder is meant to
-live at `datasets/<fingerprint>/<size>/`; a second `pack_dataset` into a folder whose manifest
-matches (fingerprint, size, min_side, leak threshold) and whose files are intact reuses it.
+"""Packing (docs/ARCHITECTURE.md, "Duplicates and splits"): every split of `PACKED_SPLITS` as
+uint8 images, labels and paths, plus splits.json and a manifest, copied row by row from
+validation's pixels.npy (no second decode, bounded memory). The folder lives at
+`datasets/<fingerprint>/<size>/`; packing into one whose manifest matches `pack_settings` and
+whose files are intact reuses it.
 """
 
 from __future__ import annotations
@@ -50,7 +46,6 @@ class PackedDataset:
     manifest: dict = field(default_factory=dict)
 
     def split_names(self) -> tuple[str, ...]:
-        """The splits this folder holds."""
         return PACKED_SPLITS
 
     def split(self, name: str) -> SplitArrays:

@@ -1,9 +1,6 @@
-"""The packed splits as training and evaluation read them.
-
-`SplitArrays` is one split: uint8 images, int64 labels and the source paths, row for row.
-`PackedSplits` is what `fit`, `score_splits` and the champion re-scoring take: a pack size, the
-class names and named splits. Two classes satisfy it: `pack.PackedDataset` (a packed folder,
-memory-mapped) and `InMemorySplits` (arrays already in memory: the synthetic set of tests and
+"""The packed splits as training and evaluation read them: `PackedSplits` is what `fit`,
+`score_splits` and the champion re-scoring take, satisfied by `pack.PackedDataset` (a packed
+folder, memory-mapped) and `InMemorySplits` (arrays in memory: the synthetic set of tests and
 benchmarks, or a champion's evaluation splits decoded again at its own size).
 """
 

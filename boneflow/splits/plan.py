@@ -1,26 +1,8 @@
-"""Split policy: which kept image trains, validates or tests, with whole duplicate groups on
-one side of every split boundary.
-
-- `official`: the dataset's own train/val/test. The gate judges the leak-free test: official
-  test images whose duplicate group has no member in train or val (one file per
-  byte-identical set).
-- `regroup`: pool every kept image, keep one file per byte-identical set, and send whole groups
-  to train/val/test (70/10/20 of the images) within each stratum of (class, source). The
-  source tells the merged Kaggle sets apart (224x224 re-saves vs original-size JPEGs and PNGs);
-  stratifying by it keeps validation, where the threshold and early stopping are chosen,
-  representative of the test. Deterministic from the dataset fingerprint and seed.
-- `auto` (default): `official` when its leak-free test keeps at least `min_gate_n` radiographs
-  (distinct duplicate groups, what the gate counts) and at least half of the official test's
-  images, else `regroup`.
-
-`splits.json` lists every source file once: split train|val|test|duplicate|excluded, its group,
-`copy_of` for a duplicate and `reason` for an excluded file.
-
-Cross-fitting (`folds` > 1, under `regroup`): every kept file of the pool also gets a `fold`, a
-hash of its radiograph's group id and the seed only, so a new data version moves no radiograph
-to another fold (unless its group id, the smallest sha256 of its files, changes). The price: the
-folds are stratified by class and source only in expectation; `fold_balance` says how even they
-came out.
+"""Split policy (README, "Honest evaluation": `official`, `regroup`, `auto`, and what
+`splits.json` lists): which kept image trains, validates or tests, with whole duplicate groups
+on one side of every split boundary. Under `regroup` with `folds` > 1 every pool file also gets a
+cross-fitting fold (README, "Cross-fitting"); the group id it hashes changes only when the
+smallest sha256 of the group's files does.
 """
 
 from __future__ import annotations
@@ -117,17 +99,16 @@ def _first_of_each_file(validated: ValidatedDataset) -> tuple[list[int], dict[in
 def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dict, dict]:
     recs = validated.records
     keep, copy_of = _first_of_each_file(validated)
-    trainval_groups = {g for r, g in zip(recs, groups.group.tolist()) if r.split != "test"}
-    members = {s: [i for i, r in enumerate(recs) if r.split == s] for s in ("train", "val", "test")}
-    kept = set(keep)
-    members["test_clean"] = [i for i in members["test"] if i in kept and groups.group[i] not in trainval_groups]
-    split_of = {i: r.split for i, r in enumerate(recs)}
-    # A test image outside test_clean is a copy: of a train/val image, or of another test file.
-    clean = set(members["test_clean"])
-    rep_in_trainval: dict[int, int] = {}
+    rep_in_trainval: dict[int, int] = {}  # group -> its first train/val record
     for i, r in enumerate(recs):
         if r.split != "test":
             rep_in_trainval.setdefault(int(groups.group[i]), i)
+    members = {s: [i for i, r in enumerate(recs) if r.split == s] for s in ("train", "val", "test")}
+    kept = set(keep)
+    members["test_clean"] = [i for i in members["test"] if i in kept and int(groups.group[i]) not in rep_in_trainval]
+    split_of = {i: r.split for i, r in enumerate(recs)}
+    # A test image outside test_clean is a copy: of a train/val image, or of another test file.
+    clean = set(members["test_clean"])
     dupes = {}
     for i in members["test"]:
         if i not in clean:
