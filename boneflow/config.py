@@ -1,18 +1,11 @@
-"""The one typed config of boneflow.
+"""The one typed config of boneflow (docs/ARCHITECTURE.md, "The core, package by package":
+the flow parameter, `boneflow run`'s flags, the README table, model.json's "config").
 
-`RetrainConfig` is the `retrain` flow's parameter (Prefect builds the UI form from it), the
-source of `boneflow run`'s flags (cli/options.py) and the README's table
-(scripts/config_table.py), and is written into `model.json` so the settings travel with the
-weights. Every field has a description, a default and bounds. It is frozen: a changed setting is
-a new config (`model_copy(update=...)`, or `model_validate` when the new value needs checking),
-so a value cannot change under a task after its cache key was computed.
-
-The defaults are written once, in the core's own settings (settings.py: `TrainSettings`,
-`GatePolicy`, `DataSettings`), which run without pydantic (the training core on a GPU box with
-only torch); `train_settings()`, `gate_policy()` and `data_settings()` are the views the core
-takes. The bounds and descriptions live here: they are about what a user may ask for.
-RetrainConfig stays flat rather than nesting those settings: the UI form, the generated flags,
-`model.json`'s "config" and `fingerprint()` all read its top-level field names.
+Frozen, so a value cannot change under a task after its cache key was computed. Defaults are
+read from the core's own settings (settings.py), which run without pydantic (the training core
+on a GPU box with only torch); the bounds and descriptions live here: they are about what a user
+may ask for. Flat rather than nested: the UI form, the flags, model.json and `fingerprint()` all
+read its top-level field names.
 """
 
 from __future__ import annotations

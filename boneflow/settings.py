@@ -17,10 +17,8 @@ from boneflow.errors import GateError
 
 SplitPolicy = Literal["auto", "official", "regroup"]
 
-# Of the 256-bit phash (imagehash hash_size=16). On the demo sets (seeds 0 and 1, 2,500 images)
-# copies re-encoded at JPEG q30-60, resized 0.35-0.5x, mirrored, rotated 90 degrees or
-# contrast-changed stayed <= 16 (<= 22 all combined) and no distinct pair came closer than 30;
-# see scripts/measure_leakage.py.
+# Of the 256-bit phash (imagehash hash_size=16); how it was measured: README, "Decisions worth
+# knowing" (Leakage hash), and scripts/measure_leakage.py.
 LEAK_MAX_DISTANCE = 26
 
 MIB = 1024 * 1024
@@ -92,10 +90,8 @@ class TrainSettings:
         return out
 
 
-# The operating threshold is the highest whose validation recall by radiograph reaches this:
-# a screening tool's sensitivity target. It is its own setting, apart from the gate's recall
-# floor: with the floor at 0 (a first look), a target equal to the floor would pick a threshold
-# that calls almost nothing fractured.
+# A screening tool's sensitivity target for the operating threshold; its own setting, apart from
+# the gate's recall floor (README, "Honest evaluation", item 6).
 TARGET_RECALL = 0.90
 
 
