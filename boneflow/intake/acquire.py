@@ -21,8 +21,6 @@ from boneflow.hashing import sha256_file
 from boneflow.intake.kaggle_errors import DownloadFailure, classify_download_error
 from boneflow.intake.layout import LayoutError, check_layout, dataset_files, find_dataset_root
 
-__all__ = ["AcquireError", "AcquiredDataset", "DatasetVersion", "LayoutError", "acquire", "dataset_fingerprint"]
-
 log = logging.getLogger(__name__)
 
 
@@ -117,10 +115,8 @@ def acquire(
 ) -> AcquiredDataset:
     """A local folder when `data_dir` is given, else kagglehub's download of `kaggle_handle`
     (unversioned = latest; `.../versions/N` pins, and is served from kagglehub's cache offline).
-
-    A transient download failure is retried up to `retries` attempts in all, each announced
-    through `on_retry` ("Kaggle: attempt 2/3 in 20 s: timed out"; default: a warning on this
-    module's logger); any other fails at once with AcquireError."""
+    A transient failure is retried, `retries` attempts in all, each announced through `on_retry`
+    (default: a warning on this module's logger); any other fails at once with AcquireError."""
     if data_dir is not None:
         source, handle, version, top = "local", None, None, Path(data_dir)
     else:

@@ -1,14 +1,10 @@
 """Which Kaggle download failures a retry can fix, read from the exception kagglehub raised.
 
-A retry helps when the failure is the network's or Kaggle's passing state: a timeout, a reset
-connection, HTTP 429 (rate limited) or 5xx (Kaggle's side). It cannot help when this machine
-cannot resolve Kaggle's name (offline, no DNS), when nothing listens (connection refused), or
-when Kaggle answered no for good: 401/403 (credentials) and 404 (no such dataset or version),
-or any other 4xx. Offline, name resolution fails in milliseconds; retrying it with backoff only
-kept a user waiting (90 s to the same message).
-
-requests/urllib3 wrap the cause: requests.ConnectionError <- urllib3 MaxRetryError <-
-NameResolutionError <- socket.gaierror, linked by __context__/__cause__, so the whole chain is read.
+Retried: a timeout, a reset connection, HTTP 408/429 and 5xx (the network's or Kaggle's passing
+state). Not retried: a name that does not resolve or a refused connection (offline; retrying with
+backoff only kept a user waiting 90 s for the same message), and Kaggle's lasting no (401/403,
+404, any other 4xx). requests/urllib3 wrap the cause (ConnectionError <- MaxRetryError <-
+NameResolutionError <- socket.gaierror, by __cause__/__context__), so the whole chain is read.
 """
 
 from __future__ import annotations
@@ -17,7 +13,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# HTTP statuses that can pass: rate limited, and Kaggle's own failures
+# 4xx statuses that can pass (request timeout, rate limited); every 5xx is retried too
 TRANSIENT_STATUS = frozenset({408, 429})
 
 

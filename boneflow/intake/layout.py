@@ -1,14 +1,11 @@
 """Dataset layout: where train/val/test and the class folders are, and what else lies there.
 
-Kaggle's copy nests `Bone_Fracture_Binary_Classification` twice, and users point `--data-dir`
-at any folder above the splits, so we search downwards (breadth-first, a few levels) for the
-folder that holds the split folders. Everything that is not `<split>/<class>/<file>` is
-reported as stray rather than silently ignored or silently trained on.
-
-The dataset folder is untrusted. The walk never follows a symlink whose target lies outside
-the dataset root (the root itself may be a symlink): such links, link loops, names that are
-not UTF-8 and folders it cannot list are in `Layout.skipped` with a reason naming them, never
-read. Symlinks that stay inside the root (a class folder linked to a pool folder) are followed.
+`--data-dir` may be any folder above the splits (Kaggle's copy nests its folder twice), so the
+split folders are searched for downwards, breadth-first. Anything that is not
+`<split>/<class>/<file>` is reported as stray, never silently ignored or trained on. The walk
+follows a symlink only when its target stays inside the dataset root (the root itself may be
+one); other links, link loops, non-UTF-8 names and folders it cannot list are in
+`Layout.skipped` with a reason, never read (README, "Security model").
 """
 
 from __future__ import annotations
@@ -188,17 +185,14 @@ def scan_layout(data_dir: Path) -> Layout:
     """Find the root, check it, and list images plus stray/empty things (relative paths)."""
     root = find_dataset_root(Path(data_dir))
     check_layout(root)
-    layout = Layout(root=root, entries=[])
     tree = _walk(root)
-    layout.skipped = tree.skipped
+    layout = Layout(root=root, entries=[], skipped=tree.skipped)
     for rel, kind in tree.items:
         path, parts = root / rel, tuple(rel.split("/"))
         if kind == "dir":
             if not any(path.iterdir()):
                 layout.empty_folders.append(rel)
-            in_place = (len(parts) == 1 and parts[0] in SPLITS) or (
-                len(parts) == 2 and parts[0] in SPLITS and parts[1] in CLASSES
-            )
+            in_place = parts[0] in SPLITS and (len(parts) == 1 or (len(parts) == 2 and parts[1] in CLASSES))
             parent_is_stray = any(rel.startswith(s + "/") for s in layout.stray_folders)
             if not in_place and not parent_is_stray:
                 layout.stray_folders.append(rel)
