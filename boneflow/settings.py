@@ -1,9 +1,6 @@
-"""The stages' settings and the constants they share, declared once: data (validation, grouping,
-splits), training, the operating point and the gate. `RetrainConfig` (config.py) takes its
-fields' defaults from these, and each stage's functions default to the same values.
-
-Standard library only: the training core (GPU box), the app and `boneflow --help` import it
-without numpy, PIL or torch.
+"""The stages' settings and the constants they share, declared once; `RetrainConfig` and each
+stage's functions take their defaults from here. Standard library only: the training core (GPU
+box), the app and `boneflow --help` import it without numpy, PIL or torch.
 """
 
 from __future__ import annotations

@@ -1,5 +1,2 @@
-"""Intake: get the dataset and check every file. acquire (kagglehub download or a local folder,
-the dataset fingerprint), layout (the Kaggle folder layout, classes and splits), decode (bounded,
-hostile-file-safe decoding of one X-ray), validate (every file decoded once: the kept records,
-their perceptual hashes and thumbnails, the cleaning report). Used by: duplicates, splits, the
-app's upload path (decode), cli."""
+"""Intake: get the dataset (acquire, layout) and check every file once (decode, validate); what
+each module holds: docs/ARCHITECTURE.md, "The core, package by package"."""

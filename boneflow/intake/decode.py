@@ -62,13 +62,6 @@ class ImageRejected(BoneflowError):
 REASONS = ("zero_byte", "too_large", "not_an_image", "truncated", "decompression_bomb", "too_small", "undecodable")
 
 
-def _bytes_per_pixel(mode: str) -> int:
-    """Bytes PIL holds per decoded pixel (multi-band modes are stored as 32-bit pixels)."""
-    if mode in ("1", "L", "P"):
-        return 1
-    return 2 if mode.startswith("I;16") else 4
-
-
 def _value_range(img: Image.Image) -> tuple[float, float]:
     """(lo, hi) for scaling to 0..255, found strip by strip: an integer image's is 0 and the
     smallest 2^k - 1 (k >= 8) at or above its maximum, so values are never clipped; a float one's is min-max."""
@@ -196,7 +189,9 @@ def _check_shape(width: int, height: int, *, max_pixels: int, min_side: int) -> 
 def _check_decoded_bytes(width: int, height: int, mode: str, *, max_decoded_bytes: int) -> None:
     """Refuse an image whose decoded pixels would exceed the budget. PIL also keeps one 8-byte
     pointer per row: a 1 x 49,000,000 image costs 392 MB of them."""
-    decoded_bytes = height * (width * _bytes_per_pixel(mode) + 8)
+    # Bytes PIL holds per decoded pixel: multi-band modes are stored as 32-bit pixels.
+    per_pixel = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    decoded_bytes = height * (width * per_pixel + 8)
     if decoded_bytes > max_decoded_bytes:
         raise ImageRejected(
             "decompression_bomb",
@@ -227,14 +222,12 @@ def decode_xray(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> tuple[np.ndarray, Image.Image, dict]:
-    """Decode once and return (square uint8 [size, size], the unpadded greyscale image at
-    DETAIL_SIDE (input of the perceptual hashes and the duplicate-grouping thumbnail), info
-    {width, height, mode, format, orientation}). Both images are upright (EXIF orientation
-    applied); width and height are the upright ones. Raises ImageRejected.
-
-    The second image does not depend on `size` for packs up to DETAIL_SIDE: duplicate groups,
-    and so the split, must not change when only the image size does (a champion packed at
-    another size is re-scored on the same split)."""
+    """Decode once: (square uint8 [size, size], the unpadded greyscale image at DETAIL_SIDE for
+    the perceptual hashes and the grouping thumbnail, info {width, height, mode, format,
+    orientation}), all upright (EXIF orientation applied). Raises ImageRejected. The second image
+    does not depend on `size` for packs up to DETAIL_SIDE, so duplicate groups, and the split, stay
+    the same when only the image size changes (a champion packed at another size is re-scored on
+    the same split)."""
     img = _open(source, max_bytes)
     width, height, mode = img.width, img.height, img.mode
     _check_shape(width, height, max_pixels=max_pixels, min_side=min_side)

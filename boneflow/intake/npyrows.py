@@ -1,14 +1,11 @@
-"""Row-wise access to .npy files without mapping them into the process.
-
-The arrays are created with `np.lib.format.open_memmap` (a standard .npy file that
-`np.load(..., mmap_mode="r")` maps later), but rows are written and read through ordinary
-file I/O: pages touched through a memmap count towards the process's resident set, page-cache
-pages written with write() do not, so the parent's peak RSS stays flat however many images
-there are.
+"""Row-wise access to standard .npy files through ordinary file I/O, not a memmap: pages touched
+through a memmap count towards the process's resident set, page-cache pages written with write()
+do not, so the parent's peak RSS stays flat however many images there are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +52,12 @@ class NpyRows:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def copy_rows(src: Path, dst: Path, rows: Sequence[int]) -> None:
+    """A new .npy `dst` holding rows `rows` of the .npy `src`, in that order."""
+    with NpyRows(src, mode="rb") as source:
+        create_npy(dst, (len(rows), *source.shape[1:]), source.dtype)
+        with NpyRows(dst) as out:
+            for i, row in enumerate(rows):
+                out.write_row(i, source.read_row(row))

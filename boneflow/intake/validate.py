@@ -22,7 +22,7 @@ from boneflow.hashing import sha256_file
 from boneflow.intake.acquire import fingerprint_from_hashes
 from boneflow.intake.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, REASONS
 from boneflow.intake.layout import CLASSES, SPLITS, check_classes_present, scan_layout
-from boneflow.intake.npyrows import NpyRows, create_npy
+from boneflow.intake.npyrows import NpyRows, copy_rows, create_npy
 from boneflow.intake.thumbnails import THUMB_SIDE, group_thumbnail
 from boneflow.settings import DataSettings
 
@@ -194,15 +194,6 @@ def _decode_all(
     return decoded
 
 
-def _compact_rows(raw_path: Path, pixels_path: Path, kept_idx: list[int], pack_size: int) -> None:
-    """Copy the kept rows of `raw_path` into `pixels_path`, in order, then delete `raw_path`."""
-    create_npy(pixels_path, (len(kept_idx), pack_size, pack_size), np.uint8)
-    with NpyRows(raw_path, mode="rb") as src, NpyRows(pixels_path) as dst:
-        for row, i in enumerate(kept_idx):
-            dst.write_row(row, src.read_row(i))
-    raw_path.unlink()
-
-
 def validate_dataset(
     root: Path,
     *,
@@ -231,7 +222,8 @@ def validate_dataset(
 
     kept_idx = [i for i in range(len(entries)) if verdicts[i][0] is None]
     pixels_path = workdir / "pixels.npy"
-    _compact_rows(raw_path, pixels_path, kept_idx, pack_size)
+    copy_rows(raw_path, pixels_path, kept_idx)
+    raw_path.unlink()
     records = [
         KeptRecord(entries[i].relpath, entries[i].split, entries[i].label, row, _source(verdicts[i][2]))
         for row, i in enumerate(kept_idx)

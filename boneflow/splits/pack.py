@@ -19,7 +19,7 @@ from boneflow.duplicates.leakage import LeakageAudit
 from boneflow.errors import BoneflowError
 from boneflow.hashing import sha256_file
 from boneflow.intake.layout import CLASSES, SPLITS
-from boneflow.intake.npyrows import NpyRows, create_npy
+from boneflow.intake.npyrows import copy_rows
 from boneflow.intake.validate import ValidatedDataset
 from boneflow.settings import DataSettings, GatePolicy
 from boneflow.splits.packed import SplitArrays
@@ -139,23 +139,17 @@ def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -
     """Every split's arrays and paths, and splits.json; returns {split: {n, by_class}}."""
     (out_dir / SPLITS_FILE).write_text(json.dumps(plan.to_json(), indent=1))
     members = {name: [validated.records[i] for i in plan.members[name]] for name in PACKED_SPLITS}
-    size = validated.pack_size
     splits_info = {}
-    with NpyRows(validated.pixels_path, mode="rb") as src:
-        for name in PACKED_SPLITS:
-            recs = sorted(members[name], key=lambda r: r.relpath)
-            img_path = out_dir / f"{name}_images.npy"
-            create_npy(img_path, (len(recs), size, size), np.uint8)
-            with NpyRows(img_path) as dst:
-                for row, rec in enumerate(recs):
-                    dst.write_row(row, src.read_row(rec.row))
-            labels = np.array([r.label for r in recs], dtype=np.int64)
-            np.save(out_dir / f"{name}_labels.npy", labels)
-            (out_dir / f"{name}_paths.json").write_text(json.dumps([r.relpath for r in recs]))
-            splits_info[name] = {
-                "n": len(recs),
-                "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
-            }
+    for name in PACKED_SPLITS:
+        recs = sorted(members[name], key=lambda r: r.relpath)
+        copy_rows(validated.pixels_path, out_dir / f"{name}_images.npy", [r.row for r in recs])
+        labels = np.array([r.label for r in recs], dtype=np.int64)
+        np.save(out_dir / f"{name}_labels.npy", labels)
+        (out_dir / f"{name}_paths.json").write_text(json.dumps([r.relpath for r in recs]))
+        splits_info[name] = {
+            "n": len(recs),
+            "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
+        }
     return splits_info
 
 
