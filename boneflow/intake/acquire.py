@@ -120,8 +120,7 @@ def acquire(
     if data_dir is not None:
         source, handle, version, top = "local", None, None, Path(data_dir)
     else:
-        notify = on_retry or log.warning
-        top = Path(_kaggle_download(kaggle_handle, retries=retries, on_retry=notify, sleep=sleep))
+        top = Path(_kaggle_download(kaggle_handle, retries=retries, on_retry=on_retry or log.warning, sleep=sleep))
         source, handle = "kaggle", kaggle_handle
         match = re.search(r"versions[/\\](\d+)$", str(top))  # kagglehub's cache path ends in versions/N
         version = match.group(1) if match else None

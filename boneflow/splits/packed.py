@@ -26,20 +26,16 @@ class PackedSplits(Protocol):
     @property
     def size(self) -> int:
         """The stored image side in pixels (images are [N, size, size])."""
-        ...
 
     @property
     def classes(self) -> tuple[str, ...]:
         """Class names; a label is an index into them."""
-        ...
 
     def split_names(self) -> tuple[str, ...]:
         """The splits held, e.g. train, val, test, test_clean, official_test."""
-        ...
 
     def split(self, name: str) -> SplitArrays:
         """One split's arrays; KeyError naming the splits held when `name` is not one of them."""
-        ...
 
 
 @dataclass
