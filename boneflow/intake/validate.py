@@ -129,10 +129,10 @@ def _work_chunk(
 class _Decoded:
     """What the pool returned for every entry (row = entry index), before keeping the good ones."""
 
-    verdicts: dict[int, tuple]  # entry index -> (reason or None, detail, info)
-    file_hashes: dict[str, str]  # relpath -> file sha256
     hashes: np.ndarray  # uint64 [entries, len(HASH_TRANSFORMS), HASH_WORDS]
     thumbs: np.ndarray  # uint8 [entries, THUMB_SIDE, THUMB_SIDE]
+    verdicts: dict[int, tuple] = field(default_factory=dict)  # entry index -> (reason or None, detail, info)
+    file_hashes: dict[str, str] = field(default_factory=dict)  # relpath -> file sha256
     worker_rss: float = 0.0  # largest worker peak RSS (MB)
 
 
@@ -153,8 +153,6 @@ def _decode_all(
     total = len(entries)
     create_npy(raw_path, (total, pack_size, pack_size), np.uint8)
     decoded = _Decoded(
-        verdicts={},
-        file_hashes={},
         hashes=np.zeros((total, len(HASH_TRANSFORMS), HASH_WORDS), dtype=np.uint64),
         thumbs=np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8),
     )
