@@ -118,11 +118,9 @@ def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dic
 
 
 def _stratum(validated: ValidatedDataset, idx: list[int]) -> tuple[int, str]:
-    labels = [validated.records[i].label for i in idx]
-    label = max(set(labels), key=lambda x: (labels.count(x), x))
-    source = validated.records[idx[0]].source
-    cluster = "224x224" if source.endswith(" 224x224") else source.split(" ")[0]
-    return label, cluster
+    """(label, source) of a group whose files share one label (_regroup sets mixed ones aside)."""
+    first = validated.records[idx[0]]
+    return first.label, "224x224" if first.source.endswith(" 224x224") else first.source.split(" ")[0]
 
 
 def _regroup(validated: ValidatedDataset, groups: DuplicateGroups, gids: list[str], *, seed: int) -> tuple[dict, dict]:
