@@ -145,12 +145,9 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
         planted["defects"].append({"path": relpath, "kind": kind, "expect": f"excluded:{reason}"})
 
     # Copies of train originals into val/test (same class), one per kind and target split.
+    skip = {d["path"] for d in planted["defects"]}
     train_jpegs = [
-        im
-        for im in planted["images"]
-        if im["split"] == "train"
-        and im["path"].endswith(".jpg")
-        and not any(d["path"] == im["path"] for d in planted["defects"])
+        r for r in planted["images"] if r["split"] == "train" and r["path"].endswith(".jpg") and r["path"] not in skip
     ]
     kinds = ["exact", "reencoded", "resized", "mirrored"]
     picks = rng.choice(len(train_jpegs), size=2 * len(kinds), replace=False)

@@ -104,10 +104,10 @@ def near_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance, transform index) of pairs with min_t d(a_i identity, b_j transform t) <= max_distance.
     `hashes_a`: uint64 [Na, T, W] (transform 0 used), `hashes_b`: uint64 [Nb, T, W]; W words per hash."""
-    out_i, out_j, out_d, out_t = [], [], [], []
     if len(hashes_a) == 0 or len(hashes_b) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
+    found = []
     for start in range(0, len(hashes_a), _BLOCK):
         block = hashes_a[start : start + _BLOCK, 0]  # [blk, W]
         dist = np.zeros((len(block), len(hashes_b), hashes_b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]
@@ -116,8 +116,5 @@ def near_pairs(
         best_t = dist.argmin(axis=2)
         best = np.take_along_axis(dist, best_t[..., None], axis=2)[..., 0]
         ii, jj = np.nonzero(best <= max_distance)
-        out_i.append(ii + start)
-        out_j.append(jj)
-        out_d.append(best[ii, jj].astype(np.int64))
-        out_t.append(best_t[ii, jj].astype(np.int64))
-    return tuple(np.concatenate(x) for x in (out_i, out_j, out_d, out_t))  # type: ignore[return-value]
+        found.append((ii + start, jj, best[ii, jj].astype(np.int64), best_t[ii, jj].astype(np.int64)))
+    return tuple(np.concatenate(x) for x in zip(*found))  # type: ignore[return-value]

@@ -34,15 +34,12 @@ class LeakageAudit:
 
 def _rotated_pairs(validated: ValidatedDataset, groups: DuplicateGroups) -> list[dict]:
     recs, order = validated.records, {s: k for k, s in enumerate(SPLITS)}
-    out = []
-    for a, b, kind in groups.links:
-        ra, rb = recs[a], recs[b]
-        if kind != "rotated" or ra.split == rb.split:
-            continue
-        if order[ra.split] > order[rb.split]:
-            ra, rb = rb, ra
-        out.append(_pair_row(ra, rb, distance=None, transform="turn (any angle)", kind="rotated"))
-    return out
+    links = (sorted((recs[a], recs[b]), key=lambda r: order[r.split]) for a, b, k in groups.links if k == "rotated")
+    return [
+        _pair_row(ra, rb, distance=None, transform="turn (any angle)", kind="rotated")
+        for ra, rb in links
+        if ra.split != rb.split
+    ]
 
 
 def _pair_row(ra, rb, *, distance: int | None, transform: str, kind: str) -> dict:
@@ -105,7 +102,6 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
     trainval_groups = {int(groups.group[k]) for s in ("train", "val") for k in by_split[s]}
     leaking = {validated.records[k].relpath for k in by_split["test"] if int(groups.group[k]) in trainval_groups}
     leakfree = [p for p in test_paths if p not in leaking]
-    n_groups = int(groups.group.max()) + 1 if len(sha) else 0
     mixed = mixed_label_groups(validated, groups, sha)
     report = {
         "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
@@ -123,15 +119,13 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
             "test_leaking": len(leaking),
             "test_clean": len(leakfree),
             "label_conflicts": sum(1 for p in pairs if not p["same_label"]),
-            "groups": n_groups,
+            "groups": int(groups.group.max()) + 1 if len(sha) else 0,
             "distinct_files": len(set(sha)),
             "mixed_label_groups": len(mixed),
         },
         "grouping": {
-            "near_max_distance": settings.near_max_distance,
-            "rotation_min_corr": settings.rotation_min_corr,
-            "rotation_max_angle": settings.rotation_max_angle,
-            "any_angle_candidates": settings.any_angle_candidates,
+            key: getattr(settings, key)
+            for key in ("near_max_distance", "rotation_min_corr", "rotation_max_angle", "any_angle_candidates")
         },
         "contamination": contamination(validated, groups),
         "pairs": pairs,
@@ -139,8 +133,7 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
         "leakfree_test": leakfree,
         "mixed_label_groups": mixed,
     }
-    path = validated.workdir / "leakage_report.json"
-    path.write_text(json.dumps(report, indent=2))
+    (validated.workdir / "leakage_report.json").write_text(json.dumps(report, indent=2))
     return LeakageAudit(report=report, leakfree_test=leakfree, groups=groups)
 
 

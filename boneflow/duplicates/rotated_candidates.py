@@ -96,13 +96,9 @@ def _wide_turn_maps(angles_deg, aspect: float):
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
     cos, sin = th.cos(), th.sin()
     canvas_w, canvas_h = cos.abs() + aspect * sin.abs(), sin.abs() + aspect * cos.abs()
-    return torch.stack(
-        [
-            torch.stack([cos * canvas_w, -sin * canvas_h], -1),
-            torch.stack([sin * canvas_w / aspect, cos * canvas_h / aspect], -1),
-        ],
-        1,
-    )
+    top = torch.stack([cos * canvas_w, -sin * canvas_h], -1)
+    bottom = torch.stack([sin * canvas_w / aspect, cos * canvas_h / aspect], -1)
+    return torch.stack([top, bottom], 1)
 
 
 def _has_black_corners(fine):
@@ -182,8 +178,7 @@ def candidates(fine, settings: GroupingSettings):
     """Stage 1 → (b, a, map, rank): image b may be image a turned, `map` [N, 2, 2] the guess
     from b's coordinates to a's; rank is the pair's place in b's row or a's column of best
     matches. Top-k per row (b) and per column (a), so an original finds its turned copies and a
-    copy its original. Works in row blocks on reused buffers (fresh large tensors cost more in
-    page faults than the arithmetic)."""
+    copy its original."""
     import torch
     import torch.nn.functional as F
 

@@ -107,12 +107,8 @@ def _align(levels, b, a, maps):
         used, local = torch.unique(b, return_inverse=True)
         terms = in_chunks(_template_terms, images[used])
         size = block_size(images.shape[-1])
-        maps = torch.cat(
-            [
-                _align_level(images, terms, local[i : i + size], a[i : i + size], maps[i : i + size], steps)
-                for i in range(0, len(b), size)
-            ]
-        )
+        blocks = [slice(i, i + size) for i in range(0, len(b), size)]
+        maps = torch.cat([_align_level(images, terms, local[s], a[s], maps[s], steps) for s in blocks])
     return maps
 
 
