@@ -16,9 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Pictures are drawn at most this many pixels on a side, then upscaled: full-size images stay
-# cheap to make.
-_MAX_DRAWN_SIDE = 400
+_MAX_DRAWN_SIDE = 400  # pictures are drawn at most this many pixels on a side, then upscaled (cheap)
 
 
 @dataclass(frozen=True)

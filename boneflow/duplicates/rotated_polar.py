@@ -69,10 +69,9 @@ def log_polar(images, maps=None):
 
 
 def _columns(fine):
-    """The images the rows are compared with: every image as it is, and every image without
-    black corners (an original) also with the aspect of a non-square original restored (its
-    thumbnail squashed it to a square; a copy turned on an expanded canvas was squashed from
-    another shape). (owner image [V], map from the column's coordinates to its owner's [V, 2, 2],
+    """The images the rows are compared with: every image as it is, and every original (no black
+    corners) also with a non-square original's aspect restored (its thumbnail squashed it to a
+    square). (owner image [V], map from the column's coordinates to its owner's [V, 2, 2],
     aspect number [V]: 0 as it is, 1.. per `_ASPECTS`)."""
     import torch
 
@@ -181,10 +180,9 @@ def _pair_maps(spec, cols, cols_mirror, b, a):
 
 
 def polar_candidates(fine, settings: GroupingSettings):
-    """Any-angle stage 1 → (b, a, map, rank) like rotated_candidates.candidates: image b may be
-    image a turned (any angle, mirrored or not, rescaled by a chain of turns), `map` [N, 2, 2]
-    the guess from b's coordinates to a's, rank the pair's place in b's row or a's column. Each
-    pair comes twice: a's guess as it is, then mirrored."""
+    """Any-angle stage 1 → (b, a, map, rank) as rotated_candidates.candidates returns them, for
+    any turn, mirrored or not, rescaled by a chain of turns. Each pair comes twice: a's guess as
+    it is, then mirrored."""
     import torch
 
     n, k = len(fine), min(settings.any_angle_candidates, len(fine) - 1)
