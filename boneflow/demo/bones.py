@@ -1,16 +1,12 @@
-"""Synthetic X-ray-like pictures: the one drawer behind the demo dataset (demo/dataset.py), the
-benchmarks' images, the tests' in-memory packed splits (tests/demo_helpers.py) and the app's
-example images (serve/examples.py). numpy and PIL only.
+"""Synthetic X-ray-like pictures (numpy and PIL only): the one drawer behind the demo dataset,
+the benchmarks, the tests' in-memory splits and the app's example images.
 
-Each picture: dark noisy background, a dim soft-tissue band, one or two long bones (bright
-cortex, darker medulla, knobbly ends, low-frequency texture) at a random angle and position. A
-fractured bone has a wide dark gap across its shaft (random place near the middle, random tilt,
-a little jagged) with the far fragment shifted sideways, visible at 64 px; some intact bones
-carry a faint thin line (a nutrient canal look-alike) that only partly crosses the shaft. They
-are not radiographs: a model's answer on them means nothing clinically.
-
-Same generator state → same pixels: the demo dataset's bytes depend on the order of the draws
-below, so reordering them changes every demo image (and its measured accuracy in the README).
+Each picture: dark noisy background, a dim soft-tissue band, one or two long bones at a random
+angle and position. A fractured bone has a jagged dark gap across its shaft with the far
+fragment shifted sideways, visible at 64 px; some intact bones carry a faint thin line (a
+nutrient canal look-alike) that only partly crosses the shaft. Not radiographs: a model's
+answer on them means nothing clinically. The demo dataset's bytes depend on the order of the
+draws below: reordering them changes every demo image (and its measured accuracy in the README).
 """
 
 from __future__ import annotations
@@ -20,9 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-# Pictures are drawn at most this many pixels on a side, then upscaled: full-size images stay
-# cheap to make.
-_MAX_DRAWN_SIDE = 400
+_MAX_DRAWN_SIDE = 400  # pictures are drawn at most this many pixels on a side, then upscaled (cheap)
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,16 @@
-"""Kaggle-style duplicates for the demo set: byte-identical copies under other names, and
-families of small-angle rotated copies of one base image spread over the splits.
-
-The Kaggle set's copies look like this (see its 25 % sample in ../shared/data/kaggle-bone-sample):
-`N (1).jpg` and `N - Copy.jpg` are byte-identical to `N.jpg`, within a split or in another one;
-`N-rotated1.jpg` is N turned by roughly 5-30 degrees on an expanded canvas (black corners),
-squashed to 224 x 224 whatever N's shape, and saved as an RGB JPEG at quality 95 (4:2:0, the
-quantisation tables of the real files); `N-rotated1-rotated2.jpg` is the same done to
-`N-rotated1.jpg`, so re-encoding losses chain as they did there.
+"""Kaggle-style duplicates for the demo set: byte-identical copies under other names, families
+of small-angle rotated copies and of large-angle turned copies, as the README's "The two
+commands" describes them. Turned copies are saved as RGB JPEGs at quality 95 (4:2:0, the
+quantisation tables of the Kaggle files, see ../shared/data/kaggle-bone-sample), and a copy of a
+copy is made from that JPEG, so re-encoding losses chain as they did there.
 
 Every planted file is recorded in `planted["duplicates"]` as `{"copy", "of", "base", "kind":
-"exact" | "rotated", "angles"}`: `of` is the file it was made from, `base` the family's original
-image, `angles` the rotation chain from the base to the copy's pixels (degrees, counter-clockwise;
-`[]` for an exact copy of the base). Each family is also listed in `planted["rotated_families"]`
-as `{"base", "members"}` (every file of the family, the base included).
-
-Large-angle families copy what the chained turns of the Kaggle set add up to when the
-intermediate files are not there: each copy `N-turnedK.jpg` is made from the base N directly by
-two turns of 22.5-45 degrees, with a quarter turn between them in one family of two (so 45-90
-or 135-180 degrees in all, one direction), each on an expanded canvas and squashed back to
-224 x 224 and saved as a JPEG (quality 95) -- so the black corners of one turn are turned again
-into an octagonal frame -- and every other copy mirrored (left-right) first. They are recorded
-as `{"copy", "of": base, "base", "kind": "turned", "angles": [the turns], "mirrored"}` in
-`planted["duplicates"]` and as `{"base", "members"}` in `planted["turned_families"]`.
-tests/demo_helpers.py turns planted.json into the ground-truth groups that duplicate grouping
-should find.
+"exact" | "rotated" | "turned", "angles"}` (turned copies add `"mirrored"`): `of` is the file it
+was made from (the base, for a turned copy), `base` the family's original image, `angles` the
+turns from the base to the copy's pixels (degrees, counter-clockwise; `[]` for an exact copy of
+the base). Each family is listed as `{"base", "members"}` (the base included) in
+`planted["rotated_families"]` or `planted["turned_families"]`. tests/demo_helpers.py turns
+planted.json into the ground-truth groups that duplicate grouping should find.
 """
 
 from __future__ import annotations
@@ -36,8 +23,6 @@ from PIL import Image
 
 from boneflow.intake.layout import SPLITS
 
-ROTATED_SIDE = 224
-ROTATED_QUALITY = 95
 ANGLE_RANGE = (5.0, 30.0)  # degrees, either sign
 TURN_RANGE = (22.5, 45.0)  # degrees of each of the two turns of a large-angle copy (content scale >= 0.5)
 IMAGES_PER_FAMILY = 40  # at most one family per 40 distinct images: the copies stay a small fraction
@@ -61,7 +46,7 @@ def rotated_copy(data: bytes, angle: float) -> bytes:
     canvas, squashed to 224 x 224 and saved as an RGB JPEG, quality 95."""
     img = Image.open(io.BytesIO(data))
     turned = img.convert("RGB").rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=0)
-    return jpeg_bytes(turned.resize((ROTATED_SIDE, ROTATED_SIDE), Image.Resampling.BICUBIC), ROTATED_QUALITY)
+    return jpeg_bytes(turned.resize((224, 224), Image.Resampling.BICUBIC), 95)
 
 
 def turned_copy(data: bytes, angles: list[float], *, mirrored: bool) -> bytes:
@@ -86,12 +71,8 @@ def plant_duplicates(root: Path, rng: np.random.Generator, planted: dict, *, fam
     candidates = [im for im in planted["images"] if im["path"] not in taken]
     families = min(families, len(candidates) // 2)
     picks = rng.choice(len(candidates), size=2 * families, replace=False)
-    planted["duplicates"], planted["rotated_families"] = [], []
     for f in range(families):
-        base = candidates[int(picks[f])]["path"]
         _plant_family(root, rng, planted, candidates[int(picks[f])], chained=f % 2 == 0)
-        members = [base] + [d["copy"] for d in planted["duplicates"] if d["base"] == base]
-        planted["rotated_families"].append({"base": base, "members": members})
     for e in range(families):
         src = candidates[int(picks[families + e])]
         others = [s for s in SPLITS if s != src["split"]]
@@ -99,7 +80,6 @@ def plant_duplicates(root: Path, rng: np.random.Generator, planted: dict, *, fam
         _write_exact(root, rng, planted, src["path"], split, base=src["path"], angles=[])
     used = {candidates[int(i)]["path"] for i in picks}
     spare = [im for im in candidates if im["path"] not in used]
-    planted["turned_families"] = []
     for f, i in enumerate(rng.choice(len(spare), size=min(families, len(spare)), replace=False).tolist()):
         _plant_turned_family(root, rng, planted, spare[i], quarter=f % 2 == 1)
 
@@ -125,42 +105,37 @@ def _plant_family(root: Path, rng: np.random.Generator, planted: dict, base: dic
             continue
         angle = round(float(rng.uniform(*ANGLE_RANGE)) * float(rng.choice([-1, 1])), 2)
         siblings = sum(1 for d in planted["duplicates"] if d["of"] == parent[0] and d["kind"] == "rotated")
-        stem = Path(parent[0]).stem
-        rel = f"{split}/{_class_of(base['path'])}/{stem}-rotated{siblings + 1}.jpg"
+        rel = f"{split}/{_class_of(base['path'])}/{Path(parent[0]).stem}-rotated{siblings + 1}.jpg"
         (root / rel).write_bytes(rotated_copy((root / parent[0]).read_bytes(), angle))
         chain = [*parent[1], angle]
         planted["duplicates"].append(
             {"copy": rel, "of": parent[0], "base": base["path"], "kind": "rotated", "angles": chain}
         )
         members.append((rel, chain))
+    copies = [d["copy"] for d in planted["duplicates"] if d["base"] == base["path"]]
+    planted["rotated_families"].append({"base": base["path"], "members": [base["path"], *copies]})
 
 
 def _plant_turned_family(root: Path, rng: np.random.Generator, planted: dict, base: dict, *, quarter: bool) -> None:
-    """A base image and 2-3 large-angle copies of it (module docstring), the first two in the
-    two splits the base is not in, the third anywhere."""
+    """A base image and 2-3 large-angle copies of it, each made from the base directly by two
+    turns of `TURN_RANGE` in one direction (a quarter turn between them when `quarter`), every
+    other one mirrored first; the first two in the two splits the base is not in, the third anywhere."""
+    path = base["path"]
     others = [s for s in SPLITS if s != base["split"]]
     rng.shuffle(others)
-    members = [base["path"]]
+    members = [path]
     sign = float(rng.choice([-1, 1]))
     for k in range(int(rng.integers(2, 4))):
         split = others[k] if k < 2 else SPLITS[int(rng.choice(len(SPLITS), p=_SPLIT_P))]
         turns = [round(sign * float(rng.uniform(*TURN_RANGE)), 2) for _ in range(2)]
         angles = [turns[0], sign * 90.0, turns[1]] if quarter else turns
-        rel = f"{split}/{_class_of(base['path'])}/{Path(base['path']).stem}-turned{k + 1}.jpg"
+        rel = f"{split}/{_class_of(path)}/{Path(path).stem}-turned{k + 1}.jpg"
         mirrored = k % 2 == 1
-        (root / rel).write_bytes(turned_copy((root / base["path"]).read_bytes(), angles, mirrored=mirrored))
-        planted["duplicates"].append(
-            {
-                "copy": rel,
-                "of": base["path"],
-                "base": base["path"],
-                "kind": "turned",
-                "angles": angles,
-                "mirrored": mirrored,
-            }
-        )
+        (root / rel).write_bytes(turned_copy((root / path).read_bytes(), angles, mirrored=mirrored))
+        entry = {"copy": rel, "of": path, "base": path, "kind": "turned", "angles": angles, "mirrored": mirrored}
+        planted["duplicates"].append(entry)
         members.append(rel)
-    planted["turned_families"].append({"base": base["path"], "members": members})
+    planted["turned_families"].append({"base": path, "members": members})
 
 
 def _write_exact(

@@ -1,13 +1,10 @@
-"""Synthetic X-ray-like dataset in the Kaggle layout, with planted defects and cross-split copies.
+"""Synthetic X-ray-like dataset in the Kaggle layout (`boneflow demo-data`), with planted defects
+and cross-split copies (README, "The two commands"; the copies in demo/copies.py).
 
-Each image is a radiograph-like picture from demo/bones.py at a random size. Tuned so a
-random-init ResNet18 at 64 px reaches >= 0.90 leak-free test accuracy in 3 epochs on the default
-2,500 images (measured 0.92, fractured recall 0.96; see README "Accuracy").
-
-Planted on top (with `defects`): undecodable and odd files, near copies across splits
-(re-encoded, resized, mirrored), and the Kaggle set's duplicate structure (demo/copies.py). What
-was planted is returned and written to `PATH/planted.json` (outside the dataset root, so the
-audit never sees it). Same seed → same bytes.
+Each image is a picture from demo/bones.py at a random size, tuned so a random-init ResNet18 at
+64 px reaches >= 0.90 leak-free test accuracy in 3 epochs (README, "Performance": Accuracy).
+What was planted is returned and written to `PATH/planted.json` (outside the dataset root, so
+the audit never sees it). Same seed → same bytes.
 """
 
 from __future__ import annotations
@@ -59,8 +56,7 @@ def write_demo_dataset(
     rng = np.random.default_rng(seed)
     planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed}
     keys = ("images", "defects", "copies", "duplicates", "rotated_families", "turned_families", "empty_folders")
-    for key in (*keys, "stray_files"):
-        planted[key] = []
+    planted.update({key: [] for key in (*keys, "stray_files")})
     _write_images(root, rng, planted, n=n, full_size=full_size, odd=_ODD_KINDS if defects else ())
     if defects:
         _plant_defects(root, rng, planted, n, full_size)
@@ -149,12 +145,9 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
         planted["defects"].append({"path": relpath, "kind": kind, "expect": f"excluded:{reason}"})
 
     # Copies of train originals into val/test (same class), one per kind and target split.
+    skip = {d["path"] for d in planted["defects"]}
     train_jpegs = [
-        im
-        for im in planted["images"]
-        if im["split"] == "train"
-        and im["path"].endswith(".jpg")
-        and not any(d["path"] == im["path"] for d in planted["defects"])
+        r for r in planted["images"] if r["split"] == "train" and r["path"].endswith(".jpg") and r["path"] not in skip
     ]
     kinds = ["exact", "reencoded", "resized", "mirrored"]
     picks = rng.choice(len(train_jpegs), size=2 * len(kinds), replace=False)
@@ -163,14 +156,11 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
         kind, split = kinds[j % len(kinds)], ("test", "val")[j // len(kinds)]
         data = (root / orig["path"]).read_bytes()
         img = Image.open(io.BytesIO(data))
-        img.load()
         if kind == "reencoded":
             data = jpeg_bytes(img, 55)
         elif kind == "resized":
-            data = jpeg_bytes(
-                img.resize((max(64, int(img.width * 0.7)), max(64, int(img.height * 0.7))), Image.Resampling.BICUBIC),
-                90,
-            )
+            size = (max(64, int(img.width * 0.7)), max(64, int(img.height * 0.7)))
+            data = jpeg_bytes(img.resize(size, Image.Resampling.BICUBIC), 90)
         elif kind == "mirrored":
             data = jpeg_bytes(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), 90)
         relpath = new(split, orig["label"], "jpg")

@@ -1,9 +1,8 @@
 """A throwaway store holding one untrained champion, for the app's benchmark and its tests.
 
-The model is a randomly initialised 1-channel ResNet18 — its answers mean nothing — but the
-store is laid out exactly as docs/ARCHITECTURE.md says (runs/<id>/model.safetensors, model.json,
-metrics.json, manifest.json with sha256, champion.json), so everything that reads it runs the
-real path: sha256 checks, the hash-keyed cache, champion reloads.
+The model is a randomly initialised 1-channel ResNet18 (its answers mean nothing), published
+through the retrain flow's own functions into the store layout of docs/ARCHITECTURE.md, so
+everything that reads it runs the real path: sha256 checks, the hash-keyed cache, champion reloads.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 
 
 def demo_metrics(run_id: str) -> dict:
-    """A metrics.json in DESIGN's format with placeholder numbers (the model is untrained)."""
+    """A metrics.json with placeholder numbers (the model is untrained)."""
     split = {
         "n": 120,
         "accuracy": 0.5,
@@ -45,6 +44,7 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, me
     from safetensors.torch import save_file
 
     from boneflow.intake.layout import CLASSES
+    from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
     from boneflow.settings import pack_size_for
     from boneflow.store import open_store
     from boneflow.store.keys import new_run_id
@@ -59,11 +59,10 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, me
     run_id = new_run_id()
     torch.manual_seed(seed)
     model = build_model(num_classes=2, pretrained=False)
-    pack_size = pack_size_for(image_size)
     meta = {
         "classes": list(CLASSES),
         "preprocessing": {
-            "pack_size": pack_size,
+            "pack_size": pack_size_for(image_size),
             "image_size": image_size,
             "mean": GREY_MEAN,
             "std": GREY_STD,
@@ -74,28 +73,19 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, me
     }
     with tempfile.TemporaryDirectory(prefix="boneflow-demo-") as tmp:
         weights, model_json = save_model(model, Path(tmp), meta=meta)
-        extra = []
-        for index in range(1, members):
-            extra.append(Path(tmp) / member_file(index))
-            save_file(plain_state_dict(build_model(num_classes=2, pretrained=False)), str(extra[-1]))
+        extra = [Path(tmp) / member_file(index) for index in range(1, members)]
+        for file in extra:
+            save_file(plain_state_dict(build_model(num_classes=2, pretrained=False)), str(file))
         if members > 1:
             complete_model_json(Path(tmp), members=[(run_id, index) for index in range(members)])
-        metrics = Path(tmp) / "metrics.json"
-        metrics.write_text(json.dumps(demo_metrics(run_id), indent=2))
-        files = {p.name: p for p in (weights, model_json, metrics, *extra)}
-        _publish(store, run_id, files)
+        metrics = demo_metrics(run_id)
+        (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        files = {p.name: p for p in (weights, model_json, Path(tmp) / "metrics.json", *extra)}
+        # Run files, then the manifest, then the champion pointer, as the retrain flow publishes.
+        manifest = publish_run(store, run_id, files, code_version={"source": "boneflow demo store"})
+        record = champion_record(
+            run_id=run_id, manifest=manifest, metrics=metrics, dataset_fingerprint="0" * 16, config_fingerprint="0" * 16
+        )
+        found = read_champion(store)
+        promote(store, record, expected_etag=found[1] if found else None)
     return run_id
-
-
-def _publish(store, run_id: str, files: dict[str, Path]) -> None:
-    """Run files, then the manifest, then the champion pointer (DESIGN's order), through the
-    same publish functions the retrain flow uses."""
-    from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
-
-    manifest = publish_run(store, run_id, files, code_version={"source": "boneflow demo store"})
-    metrics = json.loads(Path(files["metrics.json"]).read_text())
-    record = champion_record(
-        run_id=run_id, manifest=manifest, metrics=metrics, dataset_fingerprint="0" * 16, config_fingerprint="0" * 16
-    )
-    found = read_champion(store)
-    promote(store, record, expected_etag=found[1] if found else None)

@@ -1,36 +1,14 @@
 """Duplicate groups over the whole dataset: every kept image with its copies, in any split.
 
-The Kaggle set is mostly copies of fewer radiographs, made three ways, and each needs its own
-detector (pixels are the signal; file names are not trusted):
-
-- exact: byte-identical files (sha256), e.g. `N (1).jpg`, `N - Copy.jpg`;
-- near: re-encoded, resized, mirrored or 90-degree-turned copies: the 256-bit perceptual
-  hashes of validation (image vs mirror/rot90/180/270 of the other), Hamming distance;
-- rotated: the `N-rotated1-rotated2.jpg` augmentations: the radiograph turned with `expand`
-  (black corners, content shrunk by 1/(|cos|+|sin|)), squashed back to a square, often a
-  rotated copy of a rotated copy, so turns add up (to 45-90 degrees and beyond) and the black
-  corners of one turn are turned again into an octagonal frame; mirrored too. A perceptual hash
-  does not survive that.
-
-Rotated copies are searched on the distinct images' 64x64 squashed thumbnails in two stages:
-candidate pairs, each with a guessed map, from a small-turn hypothesis grid
-(rotated_candidates.py) and an any-angle log-polar search (rotated_polar.py); then each pair's
-map is fitted and the fine texture it brings into line is scored (rotated_copies.py), in rounds
-by candidate rank, skipping pairs that a chain of links already joins. Groups are the connected
-components (scipy.sparse.csgraph) of exact, near and rotated links, so a chain of rotations
-joins through its intermediate images.
-
-Measured with scripts/measure_grouping.py (2 shared CPU cores; raw lines in
-docs/measurements/grouping_any_angle.jsonl): on the shared Kaggle sample (779 distinct images)
-every named family whole, no false link among 201,247 pairs of different families; with only
-each family's 3-turn chains kept (no intermediate turn to chain through) 5 of 18 families split
-without the any-angle search and none with it; 58 of 60 large-angle copies (45-180 degrees,
-octagonal frame, some mirrored) planted on its own radiographs joined their source, no two
-groups merged; on demo sets (2,548 and 2,807 distinct synthetic images, 16 and 120 planted
-families) no false link, 2 and 11 families left split (8 and 60 without it). Time, load average
-3.5-6.5: validate + audit + pack of the sample 7.8 s, of the sample tiled 5x on disk (10,480
-files, more than the full set's 9,740) 39.9 s; grouping 3,895 distinct thumbnails 12.2 s. See
-the README's section "Honest evaluation: duplicate groups and the split policy".
+The Kaggle set's copies are made three ways, each with its own detector (pixels decide, file
+names are never read): exact (sha256), near (the 256-bit perceptual hashes of validation,
+Hamming distance) and rotated (`N-rotated1-rotated2.jpg`: turned with `expand`, squashed back
+to a square, often turned again, mirrored too; a perceptual hash does not survive that).
+Rotated copies are searched on the distinct images' 64x64 squashed thumbnails: candidate pairs
+from rotated_candidates.py and rotated_polar.py, verified in rotated_copies.py. Groups are the
+connected components of all links, so a chain of turns joins through its intermediate images.
+How, and how well (scripts/measure_grouping.py): README, "Honest evaluation: duplicate groups
+and the split policy".
 """
 
 from __future__ import annotations
@@ -74,14 +52,11 @@ def _component_labels(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
 
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    rows = np.array([a for a, _ in pairs], dtype=np.int64)
-    cols = np.array([b for _, b in pairs], dtype=np.int64)
+    rows, cols = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
     adjacency = coo_matrix((np.ones(len(pairs), dtype=np.int8), (rows, cols)), shape=(n, n))
     _, labels = connected_components(adjacency, directed=False)
     _, first = np.unique(labels, return_index=True)  # smallest member of each component
-    renumber = np.empty(len(first), dtype=np.int64)
-    renumber[np.argsort(first)] = np.arange(len(first))
-    return renumber[labels]
+    return np.argsort(np.argsort(first))[labels]
 
 
 def _exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, str]]]:
@@ -99,8 +74,6 @@ def _exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, s
 
 def _near_links(hashes: np.ndarray, distinct: list[int], max_distance: int) -> list[tuple[int, int, str]]:
     """Near links among the distinct files: perceptual hashes within max_distance bits."""
-    if len(distinct) < 2:
-        return []
     h = hashes[distinct]
     ii, jj, _, _ = near_pairs(h, h, max_distance=max_distance)
     keep = ii < jj  # each unordered pair once; identity vs transforms of the other covers both
@@ -115,11 +88,9 @@ def find_duplicate_groups(
     n = len(file_sha)
     distinct, links = _exact_links(file_sha)
     links += _near_links(hashes, distinct, settings.near_max_distance)
-    if len(distinct) >= 2:
-        from boneflow.duplicates.rotated_copies import rotated_links
+    from boneflow.duplicates.rotated_copies import rotated_links
 
-        pairs = rotated_links(thumbs[distinct], settings=settings)
-        links += [(distinct[a], distinct[b], "rotated") for a, b in pairs]
+    links += [(distinct[a], distinct[b], "rotated") for a, b in rotated_links(thumbs[distinct], settings=settings)]
     kind: list[str | None] = [None] * n
     for a, b, k in sorted(links, key=lambda link: LINK_KINDS.index(link[2]), reverse=True):
         kind[a] = kind[b] = k  # weakest first, so each record ends with its strongest link's kind
@@ -133,10 +104,10 @@ def near_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(i, j, distance, transform index) of pairs with min_t d(a_i identity, b_j transform t) <= max_distance.
     `hashes_a`: uint64 [Na, T, W] (transform 0 used), `hashes_b`: uint64 [Nb, T, W]; W words per hash."""
-    out_i, out_j, out_d, out_t = [], [], [], []
     if len(hashes_a) == 0 or len(hashes_b) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty, empty
+    found = []
     for start in range(0, len(hashes_a), _BLOCK):
         block = hashes_a[start : start + _BLOCK, 0]  # [blk, W]
         dist = np.zeros((len(block), len(hashes_b), hashes_b.shape[1]), dtype=np.uint16)  # [blk, Nb, T]
@@ -145,8 +116,5 @@ def near_pairs(
         best_t = dist.argmin(axis=2)
         best = np.take_along_axis(dist, best_t[..., None], axis=2)[..., 0]
         ii, jj = np.nonzero(best <= max_distance)
-        out_i.append(ii + start)
-        out_j.append(jj)
-        out_d.append(best[ii, jj].astype(np.int64))
-        out_t.append(best_t[ii, jj].astype(np.int64))
-    return tuple(np.concatenate(x) for x in (out_i, out_j, out_d, out_t))  # type: ignore[return-value]
+        found.append((ii + start, jj, best[ii, jj].astype(np.int64), best_t[ii, jj].astype(np.int64)))
+    return tuple(np.concatenate(x) for x in zip(*found))  # type: ignore[return-value]

@@ -1,20 +1,15 @@
-"""Leakage audit: near-copies of the same radiograph across train/val/test.
-
-Validation gives each kept image five 256-bit perceptual hashes (validate._hashes: the image,
-its mirror, its 90/180/270 rotations). A pair (a in an earlier split, b in a later one) is a
-near-copy when min over transforms t of Hamming(hash(a), hash_t(b)) <= max_distance; the report
-names that t. The search (grouping.near_pairs) is numpy XOR + popcount over blocks of rows.
+"""Leakage audit: copies of the same radiograph across train/val/test, from the duplicate groups
+of grouping.py (README, "Data checks" and "Honest evaluation: duplicate groups and the split
+policy"). A near-copy pair (a in an earlier split, b in a later one) has min over the five
+transforms t of validation's hashes (validate._hashes) of Hamming(hash(a), hash_t(b)) <=
+max_distance; the report names that t. The leak-free test subset is the test images whose
+group has no member in train or val; `contamination` counts the other ones by kind.
 
 Threshold (DEFAULT_MAX_DISTANCE = 26 of 256): measured on the demo sets of seed 0 and 1 (2,500
 images each, pack size 256) copies re-encoded at JPEG quality 30-60, resized to 0.35-0.5x,
 mirrored, rotated 90 degrees or with mild contrast change stayed <= 16 (<= 22 with all combined)
 while no distinct cross-split pair came closer than 30; the 64-bit phash put ~100 distinct pairs
 within its old threshold of 4. See scripts/measure_leakage.py.
-
-Copies are also grouped over the whole dataset (grouping.py: exact, near and rotated copies,
-joined transitively). The leak-free test subset is the test images whose duplicate group has no
-member in train or val; `contamination` counts the official test images that are copies of
-train/val images, by kind.
 """
 
 from __future__ import annotations
@@ -39,15 +34,12 @@ class LeakageAudit:
 
 def _rotated_pairs(validated: ValidatedDataset, groups: DuplicateGroups) -> list[dict]:
     recs, order = validated.records, {s: k for k, s in enumerate(SPLITS)}
-    out = []
-    for a, b, kind in groups.links:
-        ra, rb = recs[a], recs[b]
-        if kind != "rotated" or ra.split == rb.split:
-            continue
-        if order[ra.split] > order[rb.split]:
-            ra, rb = rb, ra
-        out.append(_pair_row(ra, rb, distance=None, transform="turn (any angle)", kind="rotated"))
-    return out
+    links = (sorted((recs[a], recs[b]), key=lambda r: order[r.split]) for a, b, k in groups.links if k == "rotated")
+    return [
+        _pair_row(ra, rb, distance=None, transform="turn (any angle)", kind="rotated")
+        for ra, rb in links
+        if ra.split != rb.split
+    ]
 
 
 def _pair_row(ra, rb, *, distance: int | None, transform: str, kind: str) -> dict:
@@ -84,12 +76,12 @@ def _hash_pairs(
 def mixed_label_groups(validated: ValidatedDataset, groups: DuplicateGroups, sha: list[str]) -> list[dict]:
     """Radiographs whose files carry both labels: {group id (as splits.json names it), files}.
     Evaluation leaves them out (a radiograph cannot be judged under two labels)."""
-    out = []
-    for idx in groups.members().values():
-        if len({validated.records[k].label for k in idx}) > 1:
-            out.append(
-                {"group": min(sha[k] for k in idx)[:12], "files": sorted(validated.records[k].relpath for k in idx)}
-            )
+    recs = validated.records
+    out = [
+        {"group": min(sha[k] for k in idx)[:12], "files": sorted(recs[k].relpath for k in idx)}
+        for idx in groups.members().values()
+        if len({recs[k].label for k in idx}) > 1
+    ]
     return sorted(out, key=lambda m: m["group"])
 
 
@@ -104,13 +96,12 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
     pairs.sort(key=lambda p: (p["distance"], p["a"], p["b"]))
     seen = {(p["a"], p["b"]) for p in pairs}
     rotated = [p for p in _rotated_pairs(validated, groups) if (p["a"], p["b"]) not in seen]
-    counts.update({"rotated_links": len(rotated)})
+    counts["rotated_links"] = len(rotated)
     pairs += sorted(rotated, key=lambda p: (p["a"], p["b"]))
     test_paths = [validated.records[k].relpath for k in by_split["test"]]
     trainval_groups = {int(groups.group[k]) for s in ("train", "val") for k in by_split[s]}
     leaking = {validated.records[k].relpath for k in by_split["test"] if int(groups.group[k]) in trainval_groups}
     leakfree = [p for p in test_paths if p not in leaking]
-    n_groups = int(groups.group.max()) + 1 if len(sha) else 0
     mixed = mixed_label_groups(validated, groups, sha)
     report = {
         "method": f"{HASH_KIND} ({HASH_BITS}-bit) of each kept image vs the identity, mirror and "
@@ -128,15 +119,13 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
             "test_leaking": len(leaking),
             "test_clean": len(leakfree),
             "label_conflicts": sum(1 for p in pairs if not p["same_label"]),
-            "groups": n_groups,
+            "groups": int(groups.group.max()) + 1 if len(sha) else 0,
             "distinct_files": len(set(sha)),
             "mixed_label_groups": len(mixed),
         },
         "grouping": {
-            "near_max_distance": settings.near_max_distance,
-            "rotation_min_corr": settings.rotation_min_corr,
-            "rotation_max_angle": settings.rotation_max_angle,
-            "any_angle_candidates": settings.any_angle_candidates,
+            key: getattr(settings, key)
+            for key in ("near_max_distance", "rotation_min_corr", "rotation_max_angle", "any_angle_candidates")
         },
         "contamination": contamination(validated, groups),
         "pairs": pairs,
@@ -144,8 +133,7 @@ def audit_leakage(validated: ValidatedDataset, *, max_distance: int = DEFAULT_MA
         "leakfree_test": leakfree,
         "mixed_label_groups": mixed,
     }
-    path = validated.workdir / "leakage_report.json"
-    path.write_text(json.dumps(report, indent=2))
+    (validated.workdir / "leakage_report.json").write_text(json.dumps(report, indent=2))
     return LeakageAudit(report=report, leakfree_test=leakfree, groups=groups)
 
 

@@ -1,17 +1,14 @@
 """Small-angle rotated copies, stage 1: candidate pairs, and the warping helpers both stages use
-(rotated_copies.py verifies the candidates; grouping.py says why).
+(rotated_copies.py verifies the candidates; README, "Honest evaluation: duplicate groups and the
+split policy", says what the search is for).
 
-`candidates` warps every image the way the dataset's augmentation would have, for turns on a
-grid (`rotation_max_angle`, `candidate_step`); an image without black corners (an original) is
-also tried as a non-square original squashed to a square (`_ASPECTS`), against the images that
-have them. The normalised correlation of the 16x16 central discs is one matrix product per
-hypothesis, in row blocks; each image keeps its best matches, by row and by column, with the
-hypothesis (a 2x2 map) that scored them. All work is matrix products and batched `grid_sample`
-calls in torch.
-
-Blocks are small on purpose: on the 2-core machine this was tuned on, a fresh tensor over
-~0.5 MB cost ~10x its arithmetic in page faults, so row blocks reuse buffers and pair blocks
-keep their temporaries under `_BLOCK_FLOATS`.
+`candidates` warps every image as the dataset's augmentation would, for turns on the grid
+(`rotation_max_angle`, `candidate_step`), and an original (no black corners) also as a
+non-square original squashed to a square (`_ASPECTS`); each image keeps its best matches by the
+correlation of 16x16 central discs, by row and by column, with the hypothesis (a 2x2 map) that
+scored them. Blocks are small on purpose: on the 2-core machine this was tuned on, a fresh
+tensor over ~0.5 MB cost ~10x its arithmetic in page faults, so row blocks reuse buffers and
+pair blocks keep their temporaries under `_BLOCK_FLOATS`.
 """
 
 from __future__ import annotations
@@ -99,13 +96,9 @@ def _wide_turn_maps(angles_deg, aspect: float):
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
     cos, sin = th.cos(), th.sin()
     canvas_w, canvas_h = cos.abs() + aspect * sin.abs(), sin.abs() + aspect * cos.abs()
-    return torch.stack(
-        [
-            torch.stack([cos * canvas_w, -sin * canvas_h], -1),
-            torch.stack([sin * canvas_w / aspect, cos * canvas_h / aspect], -1),
-        ],
-        1,
-    )
+    top = torch.stack([cos * canvas_w, -sin * canvas_h], -1)
+    bottom = torch.stack([sin * canvas_w / aspect, cos * canvas_h / aspect], -1)
+    return torch.stack([top, bottom], 1)
 
 
 def _has_black_corners(fine):
@@ -185,8 +178,7 @@ def candidates(fine, settings: GroupingSettings):
     """Stage 1 → (b, a, map, rank): image b may be image a turned, `map` [N, 2, 2] the guess
     from b's coordinates to a's; rank is the pair's place in b's row or a's column of best
     matches. Top-k per row (b) and per column (a), so an original finds its turned copies and a
-    copy its original. Works in row blocks on reused buffers (fresh large tensors cost more in
-    page faults than the arithmetic)."""
+    copy its original."""
     import torch
     import torch.nn.functional as F
 

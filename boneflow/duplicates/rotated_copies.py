@@ -1,18 +1,14 @@
-"""Rotated copies: `rotated_links`, stage 2 (grouping.py says why; stage 1 is in
-rotated_candidates.py and rotated_polar.py).
+"""Rotated copies: `rotated_links`, stage 2 (stage 1: rotated_candidates.py, rotated_polar.py;
+README, "Honest evaluation: duplicate groups and the split policy").
 
-`_verify` fits a centred linear map (turn, squash, mirror, turns of turns) per candidate pair
-(inverse-compositional Gauss-Newton at 16, 32 and 64 px, the image whose content is smaller
-held still), then scores the texture that the map brings into line. All work is matrix products,
-element-wise tensor arithmetic and batched `grid_sample` calls in torch, in blocks of pairs
-(kept small: rotated_candidates.py says why); there is no Python loop over pairs.
-
-Measured on the shared Kaggle sample and the demo sets (scripts/measure_grouping.py): texture
-scores of true copies mostly 0.8-0.95 (5 % of Kaggle copy pairs under 0.45: their links come
-through other members of the family), of distinct synthetic images at most 0.39, of distinct
-Kaggle radiographs at most 0.15. Plain band-passed correlation (no edge weights) put distinct
-synthetic shafts at up to 0.92, above many true copies. A translation in the fitted map let
-distinct images slide into line; copies turned about their centre need none.
+`_verify` fits a centred linear map per candidate pair (inverse-compositional Gauss-Newton at
+16, 32 and 64 px, the image whose content is smaller held still), then scores the texture the
+map brings into line, in blocks of pairs with no Python loop over pairs. Measured
+(scripts/measure_grouping.py): besides the README's figures, 5 % of Kaggle copy pairs score
+under 0.45 (their links come through other members of the family); plain band-passed
+correlation (no edge weights) put distinct synthetic shafts at up to 0.92, above many true
+copies; a translation in the fitted map let distinct images slide into line, and copies turned
+about their centre need none.
 """
 
 from __future__ import annotations
@@ -111,12 +107,8 @@ def _align(levels, b, a, maps):
         used, local = torch.unique(b, return_inverse=True)
         terms = in_chunks(_template_terms, images[used])
         size = block_size(images.shape[-1])
-        maps = torch.cat(
-            [
-                _align_level(images, terms, local[i : i + size], a[i : i + size], maps[i : i + size], steps)
-                for i in range(0, len(b), size)
-            ]
-        )
+        blocks = [slice(i, i + size) for i in range(0, len(b), size)]
+        maps = torch.cat([_align_level(images, terms, local[s], a[s], maps[s], steps) for s in blocks])
     return maps
 
 
@@ -257,11 +249,9 @@ def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSe
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
-    # One torch thread: the search is thousands of small tensor operations; with two threads on
-    # a 2-core machine that others also use, every operation waits for a thread that is not
-    # running: grouping the Kaggle sample (779 distinct images) after validation took 13-24 s
-    # with 2 threads and 2.0-3.4 s with 1 (load average 5-6); with the machine nearly free, 2
-    # threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
+    # One torch thread: on a shared 2-core machine, thousands of small operations waited for a
+    # descheduled second thread (README, "Honest evaluation", Time); with the machine nearly
+    # free, 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

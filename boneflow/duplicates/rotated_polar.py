@@ -1,21 +1,18 @@
-"""Any-angle rotated copies, stage 1: candidate pairs at any turn (0-360 degrees), mirrored
-or not, at any content scale a chain of turns with `expand` leaves (grouping.py says why;
-rotated_copies.py verifies the candidates as it does the small-angle ones).
+"""Any-angle rotated copies, stage 1: candidate pairs at any turn, mirrored or not, at any content
+scale a chain of turns with `expand` leaves (rotated_copies.py verifies them).
 
-Each image is sampled on a log-polar grid about its centre: `_RINGS` rings, radii in geometric
-steps of `_RING_RATIO`, `_SPOKES` samples around each. A turn about the centre is then a
-circular shift along the spokes, a mirror reverses them, and a change of scale is a shift by
-whole rings. So:
-1. an image's descriptor is the magnitude of the spokes' Fourier transform on each ring (a
-   turn or a mirror leaves it unchanged), and two images are compared by the correlation of
-   the descriptors of the rings they share, for every ring shift from -`_MAX_RING_SHIFT` to
-   +`_MAX_RING_SHIFT` (one matrix product per shift, in row blocks); each image keeps its best
-   `any_angle_candidates` matches, rows and columns;
-2. for each candidate pair the turn is read off the circular cross-correlation of the two
-   log-polar samples (an FFT along the spokes), the image and its mirror both tried, at the
-   ring shift that scored best: a map (turn, scale, mirror) that the verification refines.
-The octagonal black frame that chained turns leave lies outside the rings a smaller copy
-shares with a larger one (its outer rings face radii the other image was not sampled at).
+Each image is sampled on a log-polar grid about its centre (`_RINGS` rings in geometric steps of
+`_RING_RATIO`, `_SPOKES` samples around each), where a turn is a circular shift along the
+spokes, a mirror reverses them and a change of scale is a shift by whole rings. So:
+1. the descriptor, per ring, is the magnitude of the spokes' Fourier transform (turn- and
+   mirror-invariant); two images compare by the correlation of the rings they share, for every
+   ring shift up to +-`_MAX_RING_SHIFT`, and each keeps its best `any_angle_candidates` matches,
+   rows and columns;
+2. each candidate pair's turn is read off the circular cross-correlation of the two samples (an
+   FFT along the spokes), the image and its mirror both tried, at the best ring shift: a map
+   (turn, scale, mirror) that the verification refines.
+The octagonal black frame of chained turns lies outside the rings a smaller copy shares with a
+larger one.
 """
 
 from __future__ import annotations
@@ -72,10 +69,9 @@ def log_polar(images, maps=None):
 
 
 def _columns(fine):
-    """The images the rows are compared with: every image as it is, and every image without
-    black corners (an original) also with the aspect of a non-square original restored (its
-    thumbnail squashed it to a square; a copy turned on an expanded canvas was squashed from
-    another shape). (owner image [V], map from the column's coordinates to its owner's [V, 2, 2],
+    """The images the rows are compared with: every image as it is, and every original (no black
+    corners) also with a non-square original's aspect restored (its thumbnail squashed it to a
+    square). (owner image [V], map from the column's coordinates to its owner's [V, 2, 2],
     aspect number [V]: 0 as it is, 1.. per `_ASPECTS`)."""
     import torch
 
@@ -184,10 +180,9 @@ def _pair_maps(spec, cols, cols_mirror, b, a):
 
 
 def polar_candidates(fine, settings: GroupingSettings):
-    """Any-angle stage 1 → (b, a, map, rank) like rotated_candidates.candidates: image b may be
-    image a turned (any angle, mirrored or not, rescaled by a chain of turns), `map` [N, 2, 2]
-    the guess from b's coordinates to a's, rank the pair's place in b's row or a's column. Each
-    pair comes twice: a's guess as it is, then mirrored."""
+    """Any-angle stage 1 → (b, a, map, rank) as rotated_candidates.candidates returns them, for
+    any turn, mirrored or not, rescaled by a chain of turns. Each pair comes twice: a's guess as
+    it is, then mirrored."""
     import torch
 
     n, k = len(fine), min(settings.any_angle_candidates, len(fine) - 1)
