@@ -80,7 +80,6 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
                 criterion=criterion,
                 batch_size=settings.batch_size,
                 generator=epoch_generator(settings.seed, epoch + done),
-                device=device,
                 bf16=bf16,
                 max_steps=n_steps - done,
             )
