@@ -1,13 +1,11 @@
 """k ResNet18s of one shape as one wide network, for inference: what makes a fold ensemble cost
-less than k separate forward passes on CPU.
+less than k separate forward passes on CPU (README, "Performance", note "Fold ensemble": why the
+weights are stored in bf16).
 
 Every convolution of the k members becomes one grouped convolution (member j's channels are
-group j; the stem reads the one shared input channel, so the input is not copied k times),
-each BatchNorm (eval: a per-channel affine map) is folded into the convolution before it, and
-the heads become one batched matrix product. The weights are stored in the inference dtype
-(bf16 where the hardware has it): under autocast, fp32 weights are cast to bf16 on every
-call, which on the 2-core CPU of the README's performance section cost about as much as the
-convolutions themselves. Output: each member's logits, [B, k, classes].
+group j; the stem reads the one shared input channel, so the input is not copied k times), each
+eval BatchNorm is folded into the convolution before it, and the heads become one batched matrix
+product. Output: each member's logits, [B, k, classes].
 """
 
 from __future__ import annotations
