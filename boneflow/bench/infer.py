@@ -16,19 +16,8 @@ import numpy as np
 import torch
 
 from boneflow.bench.app_latency import app_latency
+from boneflow.errors import BoneflowError
 from boneflow.settings import pack_size_for
-
-
-def _champion_model(store_url: str):
-    """The champion as served (a fold ensemble when it is one): the app's sha256-checked cache."""
-    from boneflow.errors import BoneflowError
-    from boneflow.serve.predictor import NoChampionError, Predictor
-
-    try:
-        predictor = Predictor.from_store(store_url)
-    except NoChampionError:
-        raise BoneflowError(f"{store_url}: no champion.json yet; run `boneflow run` first or omit --store.") from None
-    return predictor.model, predictor.meta, predictor.run_id
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -100,10 +89,15 @@ def bench_infer(
     from boneflow.train.model import build_model
 
     run_id = None
-    if store:
-        model, meta, run_id = _champion_model(store)
-        size = int(meta["preprocessing"]["image_size"])
-        pack_size = int(meta["preprocessing"]["pack_size"])
+    if store:  # the champion as served (a fold ensemble when it is one), from the app's checked cache
+        from boneflow.serve.predictor import NoChampionError, Predictor
+
+        try:
+            champion = Predictor.from_store(store)
+        except NoChampionError:
+            raise BoneflowError(f"{store}: no champion.json yet; run `boneflow run` first or omit --store.") from None
+        model, run_id = champion.model, champion.run_id
+        size, pack_size = champion.image_size, champion.pack_size
     else:
         torch.manual_seed(seed)
         model = build_model().eval()

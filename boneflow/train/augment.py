@@ -101,9 +101,8 @@ class EvalPreset:
 
 
 class TrainPreset:
-    """Random resized crop, rotation and horizontal flip as ONE affine resample per batch, then
-    per-image brightness/contrast jitter and normalisation. Training settings choose the crop
-    scale and rotation; the rest is fixed here."""
+    """Random resized crop + rotation + horizontal flip, brightness/contrast jitter, normalisation.
+    Training settings choose the crop scale and rotation; the rest is fixed here."""
 
     ratio: tuple[float, float] = (0.8, 1.25)  # crop aspect (w/h); mild: bones stretch badly
     hflip_prob = 0.5  # left/right anatomy both occur

@@ -1,8 +1,7 @@
 """Training loop: packed uint8 arrays → batch augmentation on the device → ResNet18, with
-per-epoch atomic checkpoints, resume, early stopping and best-by-val weights.
-
-The GPU script uses it: it may pull in nothing beyond torch, numpy, pillow and the standard
-library (tests/unit/test_gpu_script.py checks).
+per-epoch atomic checkpoints, resume, early stopping and best-by-val weights. The GPU script
+uses it, so it imports nothing beyond torch, numpy, pillow and the standard library
+(tests/unit/test_gpu_script.py checks).
 
 Determinism: the model init uses `torch.manual_seed(seed)`; each epoch's data order and
 augmentation come from a generator seeded with (seed, epoch), so a resumed run draws exactly

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _fold(convs: list[Any], norms: list[Any], *, shared_input: bool) -> nn.Conv2d:
+def _fold(convs: list[Any], norms: list[Any], *, shared_input: bool = False) -> nn.Conv2d:
     """One convolution computing every member's conv + BatchNorm (eval statistics)."""
     first, k = convs[0], len(convs)
     weights, biases = [], []
@@ -44,13 +44,11 @@ class _Block(nn.Module):
 
     def __init__(self, blocks: list[Any]) -> None:
         super().__init__()
-        self.conv1 = _fold([b.conv1 for b in blocks], [b.bn1 for b in blocks], shared_input=False)
-        self.conv2 = _fold([b.conv2 for b in blocks], [b.bn2 for b in blocks], shared_input=False)
+        self.conv1 = _fold([b.conv1 for b in blocks], [b.bn1 for b in blocks])
+        self.conv2 = _fold([b.conv2 for b in blocks], [b.bn2 for b in blocks])
         self.downsample: nn.Conv2d | None = None
         if blocks[0].downsample is not None:
-            self.downsample = _fold(
-                [b.downsample[0] for b in blocks], [b.downsample[1] for b in blocks], shared_input=False
-            )
+            self.downsample = _fold([b.downsample[0] for b in blocks], [b.downsample[1] for b in blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(F.relu(self.conv1(x)))
