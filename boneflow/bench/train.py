@@ -89,8 +89,7 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
 
 
 def default_seed_workers() -> int:
-    """One DataLoader worker per CPU core: the seed notebook fed its loop through a DataLoader
-    with workers, and on this 2-core machine more workers than cores only add contention."""
+    """One DataLoader worker per usable CPU core (more only add contention; see `data_supply`)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 

@@ -79,10 +79,9 @@ def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:
         name = str(entry.get("weights", ""))
         if name != member_file(index):
             raise ValueError(f"model.json member {index}: weights {name!r}, expected {member_file(index)!r}")
-        if index == 0:
-            models.append(first)
-            continue
-        model = copy.deepcopy(first)  # the same network; its weights are replaced next
-        model.load_state_dict(load_file(str(Path(folder) / name)))
+        model = first
+        if index > 0:
+            model = copy.deepcopy(first)  # the same network; its weights are replaced next
+            model.load_state_dict(load_file(str(Path(folder) / name)))
         models.append(model.eval())
     return FoldEnsemble(models, temperature=float(meta.get("temperature", 1.0))).eval()
