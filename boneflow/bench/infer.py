@@ -16,19 +16,8 @@ import numpy as np
 import torch
 
 from boneflow.bench.app_latency import app_latency
+from boneflow.errors import BoneflowError
 from boneflow.settings import pack_size_for
-
-
-def _champion_model(store_url: str):
-    """The champion as served (a fold ensemble when it is one): the app's sha256-checked cache."""
-    from boneflow.errors import BoneflowError
-    from boneflow.serve.predictor import NoChampionError, Predictor
-
-    try:
-        predictor = Predictor.from_store(store_url)
-    except NoChampionError:
-        raise BoneflowError(f"{store_url}: no champion.json yet; run `boneflow run` first or omit --store.") from None
-    return predictor.model, predictor.meta, predictor.run_id
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -85,12 +74,10 @@ def bench_infer(
     app: bool = True,
     members: int = 5,
 ) -> dict:
-    """Ours (load_xray → EvalPreset → 1-channel ResNet18, bf16 where fast, channels_last,
-    inference_mode) vs the seed's predict path (PIL RGB → Resize/ToTensor/Normalize → 3-channel
-    fp32 NCHW ResNet18, no_grad) on the same JPEG, in this process, at each thread count in
-    `thread_counts`. The headline figures are at torch's
-    default thread count (what `boneflow predict` and the app use unless told otherwise).
-    With `members` >= 2, the "ensemble" section: a fold ensemble of that many beside one member."""
+    """Ours vs the seed's predict path (the result's `ours_path` / `seed_path` say what each runs)
+    on the same JPEG, in this process, at each of `thread_counts`; the headline figures are at
+    torch's default count. With `members` >= 2, the "ensemble" section: a fold ensemble of that
+    many beside one member."""
     from PIL import Image
 
     from boneflow.bench.notebook_baseline import seed_eval_transform, seed_model, seed_predict
@@ -102,10 +89,15 @@ def bench_infer(
     from boneflow.train.model import build_model
 
     run_id = None
-    if store:
-        model, meta, run_id = _champion_model(store)
-        size = int(meta["preprocessing"]["image_size"])
-        pack_size = int(meta["preprocessing"]["pack_size"])
+    if store:  # the champion as served (a fold ensemble when it is one), from the app's checked cache
+        from boneflow.serve.predictor import NoChampionError, Predictor
+
+        try:
+            champion = Predictor.from_store(store)
+        except NoChampionError:
+            raise BoneflowError(f"{store}: no champion.json yet; run `boneflow run` first or omit --store.") from None
+        model, run_id = champion.model, champion.run_id
+        size, pack_size = champion.image_size, champion.pack_size
     else:
         torch.manual_seed(seed)
         model = build_model().eval()
@@ -207,13 +199,12 @@ def _ensemble_section(
 
     ensemble: torch.nn.Module
     if isinstance(model, FoldEnsemble):
-        ensemble, single = model, model.members[0]
+        ensemble, single, k = model, model.members[0], len(model.members)
     else:
         torch.manual_seed(seed + 1)
         others = [build_model().eval() for _ in range(members - 1)]
         ensemble = place_model(FoldEnsemble([model, *others]), torch.device("cpu")).eval()
-        single = model
-    k = members if not isinstance(model, FoldEnsemble) else len(model.members)
+        single, k = model, members
 
     def one(net) -> None:
         predict_proba(net, load_xray(jpeg, pack_size), image_size=size, device="cpu")

@@ -15,6 +15,7 @@ Peak for ours = parent peak + workers x largest worker peak (an upper bound: pea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
@@ -52,12 +53,9 @@ def _seed_style(paths: list[Path]) -> dict:
     t0 = time.perf_counter()
     ok = []
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                im.verify()
+        with contextlib.suppress(Exception), Image.open(p) as im:
+            im.verify()
             ok.append(p)
-        except Exception:
-            pass
     tfm = transforms.Compose([transforms.Resize((224, 224)), transforms.ToTensor()])
 
     class Files(torch.utils.data.Dataset):
@@ -71,10 +69,8 @@ def _seed_style(paths: list[Path]) -> dict:
                 return torch.zeros(3, 224, 224)
 
     loader = torch.utils.data.DataLoader(Files(), batch_size=32, num_workers=0)
-    n = 0
-    for batch in loader:
-        n += len(batch)
-    return {"images": len(paths), "decoded": n, "seconds": time.perf_counter() - t0}
+    decoded = sum(len(batch) for batch in loader)
+    return {"images": len(paths), "decoded": decoded, "seconds": time.perf_counter() - t0}
 
 
 def run_prep_bench(data_dir: Path, *, limit: int = 0, workers: int = 0, pack_size: int = 256) -> dict:

@@ -12,7 +12,6 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -55,15 +54,14 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
 
 def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
     from boneflow.train.augment import TrainPreset
-    from boneflow.train.device import place_model, resolve_device, use_bf16
+    from boneflow.train.device import place_model, use_bf16
     from boneflow.train.fit import epoch_generator, make_optimizer, train_one_epoch
     from boneflow.train.model import build_model
 
-    device = resolve_device(settings.device)
+    device = data.device
     bf16 = use_bf16(device)
     torch.manual_seed(settings.seed)
     model = place_model(build_model(pretrained=False), device)
-    forward = cast(torch.nn.Module, torch.compile(model)) if settings.compile else model
     optimizer = make_optimizer(model, settings, device)
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     preset = TrainPreset(crop_size=settings.image_size)
@@ -72,7 +70,7 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
         done, images, seconds = 0, 0, 0.0
         while done < n_steps:
             r = train_one_epoch(
-                forward,
+                model,
                 data,
                 preset=preset,
                 optimizer=optimizer,
@@ -80,7 +78,6 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
                 criterion=criterion,
                 batch_size=settings.batch_size,
                 generator=epoch_generator(settings.seed, epoch + done),
-                device=device,
                 bf16=bf16,
                 max_steps=n_steps - done,
             )
@@ -92,8 +89,7 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
 
 
 def default_seed_workers() -> int:
-    """One DataLoader worker per CPU core: the seed notebook fed its loop through a DataLoader
-    with workers, and on this 2-core machine more workers than cores only add contention."""
+    """One DataLoader worker per usable CPU core (more only add contention; see `data_supply`)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 

@@ -101,9 +101,8 @@ class EvalPreset:
 
 
 class TrainPreset:
-    """Random resized crop, rotation and horizontal flip as ONE affine resample per batch, then
-    per-image brightness/contrast jitter and normalisation. Training settings choose the crop
-    scale and rotation; the rest is fixed here."""
+    """Random resized crop + rotation + horizontal flip, brightness/contrast jitter, normalisation.
+    Training settings choose the crop scale and rotation; the rest is fixed here."""
 
     ratio: tuple[float, float] = (0.8, 1.25)  # crop aspect (w/h); mild: bones stretch badly
     hflip_prob = 0.5  # left/right anatomy both occur
@@ -144,27 +143,16 @@ class TrainPreset:
     def __call__(self, images, generator: torch.Generator | None = None) -> torch.Tensor:
         batch = as_uint8_batch(images)
         n, device = batch.shape[0], batch.device
-        params = self.sample_params(n, generator)
+        p = self.sample_params(n, generator)
         if device.type == "cuda":
             # One pinned, non-blocking copy: a pageable copy per tensor would sync every step.
-            packed = torch.stack(list(params.values())).pin_memory().to(device, non_blocking=True)
-            p = dict(zip(params, packed))
-        else:
-            p = params
+            packed = torch.stack(list(p.values())).pin_memory().to(device, non_blocking=True)
+            p = dict(zip(p, packed))
         cos, sin = p["angle"].cos(), p["angle"].sin()
+        width, height = p["width"] * p["flip"], p["height"]
         # Output coords (x, y) in [-1, 1] → source coords: rotate(scale(flip(x, y))) + centre.
         # Rows of the 2x3 affine matrix (theta in affine_grid's terms), one per image.
-        theta = torch.stack(
-            [
-                cos * p["width"] * p["flip"],
-                -sin * p["height"],
-                p["cx"],
-                sin * p["width"] * p["flip"],
-                cos * p["height"],
-                p["cy"],
-            ],
-            dim=1,
-        )
+        theta = torch.stack([cos * width, -sin * height, p["cx"], sin * width, cos * height, p["cy"]], dim=1)
         # Contrast around each image's mean, brightness, clamp to [0, 1], normalise — folded into
         # one per-image scale and shift plus one clamp in normalised units (in place):
         #   v = ((x/255 - m) * c + m) * b  with m the mean of x/255;  out = (clamp(v, 0, 1) - mean) / std

@@ -1,12 +1,11 @@
-"""Per-epoch checkpoints: `epoch-NNNN.pt` in a caller-given directory, written atomically
-(`boneflow.atomic`: a crash leaves only a hidden `.tmp-` file, never read).
+"""Per-epoch checkpoints `epoch-NNNN.pt` in a caller-given directory (README, "Decisions worth
+knowing": Checkpoints), written with `boneflow.atomic` (a crash leaves only a hidden `.tmp-`
+file, never read).
 
-The naming (`checkpoint_name` / `checkpoint_epoch` / `by_epoch`) is shared with
-`boneflow.registry.transfer` for the store's runs/<run_id>/checkpoints/, so both order and prune
-by epoch number (epoch-10000.pt follows epoch-9999.pt). Reads go newest first with
-`torch.load(weights_only=True)`, so contents must be tensors and plain Python types; a file that
-fails to load or lacks a key is skipped with a warning. The last KEEP (2) files are kept: each
-holds the best-by-val weights so far.
+The naming (`checkpoint_epoch` / `by_epoch`) is shared with `boneflow.registry.transfer` for the
+store's runs/<run_id>/checkpoints/, so both order and prune by epoch number (epoch-10000.pt
+follows epoch-9999.pt). Reads use `torch.load(weights_only=True)`, so contents must be tensors
+and plain Python types.
 """
 
 from __future__ import annotations
@@ -25,11 +24,7 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
 REQUIRED_KEYS = ("model", "optimizer", "scheduler", "epoch", "settings", "history")
-KEEP = 2  # checkpoints kept: a corrupted latest still leaves a complete previous one
-
-
-def checkpoint_name(epoch: int) -> str:
-    return f"epoch-{epoch:04d}.pt"
+KEEP = 2  # checkpoints kept (each holds the best weights so far): a corrupted latest leaves the previous
 
 
 def checkpoint_epoch(name: str) -> int | None:
@@ -45,7 +40,7 @@ def by_epoch(names: Iterable[str]) -> list[str]:
 
 
 def checkpoint_path(directory: Path, epoch: int) -> Path:
-    return Path(directory) / checkpoint_name(epoch)
+    return Path(directory) / f"epoch-{epoch:04d}.pt"
 
 
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:

@@ -1,21 +1,17 @@
 """Where the model runs and how fast: the device, and every speed-up of the train and
-inference step, in one place (fit, predict and the benchmarks take them from here).
+inference step, in one place (fit, predict and the benchmarks take them from here). The
+measurements behind bf16 autocast + channels_last + one input channel, torch.compile off and
+torch's default thread count are in README "Performance" (notes "Training ratio", "Threads").
 
-Why these, measured on the 2-core AMD EPYC of the README's performance section (AVX512-BF16,
-no AMX; ResNet18, 224 px, batch 32; `python scripts/bench_model_step.py`):
-- bf16 autocast + channels_last + one input channel: the bare train step runs 2.61x faster than
-  the seed's fp32 NCHW 3-channel (25.3 -> 66.0 img/s; 2.78x at batch 64). Inputs (`fast_layout`)
-  and weights (`place_model`) are both channels_last, else the convolutions convert layouts.
+- Inputs (`fast_layout`) and weights (`place_model`) are both channels_last, else the
+  convolutions convert layouts.
 - AdamW with multi-tensor updates (`optimizer_speed`): the default per-tensor loop cost
   ~0.1-0.3 s a step on CPU for 11M parameters; fused on CUDA.
-- torch.compile stays off by default (TrainSettings.compile): 52-56 vs 63 img/s here.
-- Threads are torch's default (2 here); under contention OpenMP spin-waiting made 2 threads
-  3-10x slower than 1, hence `--threads` on `boneflow app` and `boneflow bench`.
 
 bf16 on CPU only where the hardware has bf16 dot products (AVX512-BF16 or AMX, detected with
-torch.cpu's private but stable-since-2.1 helpers; ~2.5x per step here): elsewhere oneDNN emulates
-bf16 and it is slower than fp32. `BONEFLOW_PRECISION=fp32|bf16` overrides the detection (for A/B
-timings). Imports only torch and stdlib-only modules (the GPU script uses this module).
+torch.cpu's private but stable-since-2.1 helpers; ~2.5x per step on the README's CPU): elsewhere
+oneDNN emulates bf16 and it is slower than fp32. `BONEFLOW_PRECISION=fp32|bf16` overrides the
+detection (for A/B timings). Imports only torch and stdlib-only modules (the GPU script uses it).
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
-"""The fold ensemble as one network: what a cross-fitted run publishes and serving runs.
+"""The fold ensemble as one network: what a cross-fitted run publishes and serving runs (README,
+"Cross-fitting": the member files and model.json's `members`). `model.safetensors` is member 0,
+so a reader that knows nothing of members still loads a working single model.
 
-model.json lists `members` (each: weights file in the run folder, its sha256, the fold it never
-saw); `model.safetensors` is member 0, so a reader that knows nothing of members still loads a
-working single model. `FoldEnsemble` runs every member on the same input (decoded and
-preprocessed once; in bf16 inference as one fused network, train/fused_members.py) and
-returns two-class logits whose margin is T * logit(mean_j sigmoid(m_j / T)):
-evaluation's and serving's sigmoid(margin / T) then gives the members' mean calibrated
-probability, so predict, the app, the champion re-score and evaluation need no second code path.
-The temperature T is the run's published one (model.json `temperature`).
+`FoldEnsemble` returns two-class logits whose margin is T * logit(mean_j sigmoid(m_j / T)), T the
+run's published temperature (model.json `temperature`): evaluation's and serving's
+sigmoid(margin / T) then gives the members' mean calibrated probability.
 """
 
 from __future__ import annotations
@@ -43,9 +40,9 @@ class FoldEnsemble(nn.Module):
         return torch.stack([torch.zeros_like(margin), margin], dim=1)
 
     def _member_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """[k, B, classes]. In bf16 inference (autocast to bf16, no gradients: evaluation,
-        predict and the app's predict path) the members run as one fused bf16 network
-        (train/fused_members.py); otherwise one after another, each exactly as alone."""
+        """[k, B, classes]. In bf16 inference (autocast to bf16, no gradients) the members run as
+        one fused bf16 network (train/fused_members.py); otherwise one after another, each exactly
+        as alone (Grad-CAM, training, fp32)."""
         device = x.device.type
         if (
             not torch.is_grad_enabled()
@@ -82,10 +79,9 @@ def load_members(folder: Path, meta: dict, first: nn.Module) -> nn.Module:
         name = str(entry.get("weights", ""))
         if name != member_file(index):
             raise ValueError(f"model.json member {index}: weights {name!r}, expected {member_file(index)!r}")
-        if index == 0:
-            models.append(first)
-            continue
-        model = copy.deepcopy(first)  # the same network; its weights are replaced next
-        model.load_state_dict(load_file(str(Path(folder) / name)))
+        model = first
+        if index > 0:
+            model = copy.deepcopy(first)  # the same network; its weights are replaced next
+            model.load_state_dict(load_file(str(Path(folder) / name)))
         models.append(model.eval())
     return FoldEnsemble(models, temperature=float(meta.get("temperature", 1.0))).eval()

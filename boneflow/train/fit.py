@@ -1,8 +1,7 @@
 """Training loop: packed uint8 arrays → batch augmentation on the device → ResNet18, with
-per-epoch atomic checkpoints, resume, early stopping and best-by-val weights.
-
-The GPU script uses it: it may pull in nothing beyond torch, numpy, pillow and the standard
-library (tests/unit/test_gpu_script.py checks).
+per-epoch atomic checkpoints, resume, early stopping and best-by-val weights. The GPU script
+uses it, so it imports nothing beyond torch, numpy, pillow and the standard library
+(tests/unit/test_gpu_script.py checks).
 
 Determinism: the model init uses `torch.manual_seed(seed)`; each epoch's data order and
 augmentation come from a generator seeded with (seed, epoch), so a resumed run draws exactly
@@ -103,12 +102,12 @@ def train_one_epoch(
     criterion: nn.Module,
     batch_size: int,
     generator: torch.Generator,
-    device: torch.device,
     bf16: bool,
     max_steps: int | None = None,
 ) -> dict:
     """One pass over a seeded permutation. Returns loss, acc, images, steps, seconds, img_per_s."""
     model.train()
+    device = data.device
     start = time.perf_counter()
     order = data.epoch_order(generator)
     steps = steps_per_epoch(data.n, batch_size)
@@ -144,16 +143,14 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module, data: SplitOnDevice, *, preset: EvalPreset, batch_size: int, device: torch.device, bf16: bool
-) -> dict:
+def evaluate(model: nn.Module, data: SplitOnDevice, *, preset: EvalPreset, batch_size: int, bf16: bool) -> dict:
     """Unweighted, unsmoothed cross-entropy and accuracy over the whole split, in order."""
     model.eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, data.n, batch_size):
         images, labels = data.batch(np.arange(start, min(start + batch_size, data.n)))
         x = fast_layout(preset(images))
-        with autocast(device, bf16):
+        with autocast(data.device, bf16):
             logits = model(x).float()
         loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
         correct += int((logits.argmax(1) == labels).sum())
@@ -325,7 +322,6 @@ def fit(
 ) -> TrainResult:
     """Train on packed.split("train"), select on packed.split("val"); resume from checkpoint_dir."""
     started = time.perf_counter()
-    checkpoint_dir = Path(checkpoint_dir)
     device = resolve_device(settings.device)
     bf16 = use_bf16(device)
     train_split, val_split = _checked_splits(packed, settings)
@@ -352,10 +348,9 @@ def fit(
             criterion=criterion,
             batch_size=settings.batch_size,
             generator=epoch_generator(settings.seed, state.epoch),
-            device=device,
             bf16=bf16,
         )
-        validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, device=device, bf16=bf16)
+        validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, bf16=bf16)
         state.record(model, validated["loss"])
         stats = _epoch_stats(state, settings, trained, validated, lr, checkpoint_dir)
         state.history.append(stats)

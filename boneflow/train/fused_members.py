@@ -1,13 +1,11 @@
 """k ResNet18s of one shape as one wide network, for inference: what makes a fold ensemble cost
-less than k separate forward passes on CPU.
+less than k separate forward passes on CPU (README, "Performance", note "Fold ensemble": why the
+weights are stored in bf16).
 
 Every convolution of the k members becomes one grouped convolution (member j's channels are
-group j; the stem reads the one shared input channel, so the input is not copied k times),
-each BatchNorm (eval: a per-channel affine map) is folded into the convolution before it, and
-the heads become one batched matrix product. The weights are stored in the inference dtype
-(bf16 where the hardware has it): under autocast, fp32 weights are cast to bf16 on every
-call, which on the 2-core CPU of the README's performance section cost about as much as the
-convolutions themselves. Output: each member's logits, [B, k, classes].
+group j; the stem reads the one shared input channel, so the input is not copied k times), each
+eval BatchNorm is folded into the convolution before it, and the heads become one batched matrix
+product. Output: each member's logits, [B, k, classes].
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _fold(convs: list[Any], norms: list[Any], *, shared_input: bool) -> nn.Conv2d:
+def _fold(convs: list[Any], norms: list[Any], *, shared_input: bool = False) -> nn.Conv2d:
     """One convolution computing every member's conv + BatchNorm (eval statistics)."""
     first, k = convs[0], len(convs)
     weights, biases = [], []
@@ -46,13 +44,11 @@ class _Block(nn.Module):
 
     def __init__(self, blocks: list[Any]) -> None:
         super().__init__()
-        self.conv1 = _fold([b.conv1 for b in blocks], [b.bn1 for b in blocks], shared_input=False)
-        self.conv2 = _fold([b.conv2 for b in blocks], [b.bn2 for b in blocks], shared_input=False)
+        self.conv1 = _fold([b.conv1 for b in blocks], [b.bn1 for b in blocks])
+        self.conv2 = _fold([b.conv2 for b in blocks], [b.bn2 for b in blocks])
         self.downsample: nn.Conv2d | None = None
         if blocks[0].downsample is not None:
-            self.downsample = _fold(
-                [b.downsample[0] for b in blocks], [b.downsample[1] for b in blocks], shared_input=False
-            )
+            self.downsample = _fold([b.downsample[0] for b in blocks], [b.downsample[1] for b in blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv2(F.relu(self.conv1(x)))

@@ -28,9 +28,8 @@ from boneflow.hashing import sha256_file
 log = logging.getLogger(__name__)
 
 ARCHITECTURE = "resnet18-1ch"
-# torchvision's ImageNet resnet18 weights. Tests point the download at a local server through
-# the environment variable; its file name must keep the `name-<sha256 prefix>.pth` form, since
-# that prefix is what torch.hub's hash check verifies.
+# torchvision's ImageNet resnet18 weights; $BONEFLOW_WEIGHTS_URL replaces the URL (README, "The
+# two commands"; tests point it at a local server). torch.hub checks the sha256 prefix in the name.
 WEIGHTS_URL_ENV = "BONEFLOW_WEIGHTS_URL"
 DEFAULT_WEIGHTS_URL = ResNet18_Weights.IMAGENET1K_V1.url
 HUB_WEIGHTS_NAME = posixpath.basename(urlparse(DEFAULT_WEIGHTS_URL).path)  # resnet18-f37072fd.pth
@@ -102,11 +101,9 @@ def download_imagenet_state(path: Path, url: str) -> dict[str, torch.Tensor]:
 
 
 def load_imagenet_state(weights_path: Path | None = None) -> dict[str, torch.Tensor]:
-    """ImageNet resnet18 weights from `weights_path`, or else the torch hub cache, downloading
-    them into it once when missing. An explicit `weights_path` is never downloaded.
-
-    When the file name carries a hash (`name-<hex>.pth`, torchvision's convention) the file's
-    sha256 must start with it."""
+    """ImageNet resnet18 weights from `weights_path` (never downloaded), or else the torch hub
+    cache, downloading them into it once when missing. A hash in the file name (`name-<hex>.pth`,
+    torchvision's convention) must be the start of the file's sha256."""
     if not weights_path:
         url = weights_url()
         path = Path(torch.hub.get_dir()) / "checkpoints" / posixpath.basename(urlparse(url).path)
@@ -158,10 +155,8 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_model(model: nn.Module, out_dir: Path, *, meta: dict) -> tuple[Path, Path]:
-    """Write `model.safetensors` and `model.json` into out_dir.
-
-    meta should hold `classes`, `preprocessing` ({pack_size, image_size, mean, std, greyscale,
-    pad}) and `config` (the settings); `architecture` and `num_classes` are added here."""
+    """Write `model.safetensors` and `model.json` (`meta` with `architecture` and `num_classes`
+    added; train/package.py decides the rest) into out_dir."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)

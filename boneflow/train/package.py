@@ -69,11 +69,9 @@ def package_model(
 def complete_model_json(
     model_dir: Path, *, members: list[tuple[str, int | None]] | None = None, operating_point: dict | None = None
 ) -> Path:
-    """Write the published model.json once, complete: the training's own (classes, preprocessing,
-    settings) plus the fold ensemble's members (train/ensemble.py: each member's weights file in
-    the run folder, its sha256, the fold it never saw and the run it trained in) and the
-    operating point evaluate fitted (OperatingPoint.to_meta(): threshold, temperature,
-    calibration). Written atomically: a crash leaves the training's file, never half of this one."""
+    """Write the published model.json once, complete: the training's own plus the fold ensemble's
+    `members` (as `(run trained in, fold never seen)`, in member order) and the operating point
+    (OperatingPoint.to_meta()). Atomic: a crash leaves the training's file, never half of this one."""
     path = Path(model_dir) / "model.json"
     meta = json.loads(path.read_text())
     if members:
