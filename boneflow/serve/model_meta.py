@@ -8,6 +8,7 @@ be. Keys not named here (notes, settings added later) are left alone.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -25,8 +26,6 @@ MAX_PACK_SIZE = 1024
 
 def read_model_meta(path: Path, *, source: str) -> dict[str, Any]:
     """Parse and check model.json at `path`; `source` names it in errors (runs/<id>/model.json)."""
-    import json
-
     size = Path(path).stat().st_size
     if size > MAX_MODEL_JSON_BYTES:
         raise _bad(source, f"is {size:,} bytes (a model.json is a few kB; limit {MAX_MODEL_JSON_BYTES:,})")
