@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from boneflow.evaluate.gradcam import overlay_heatmap
+from boneflow.intake.decode import ImageRejected
 from boneflow.intake.layout import CLASSES
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
 from boneflow.serve.errors import ImageRejectedError, ServeError
-from boneflow.serve.examples import AppExamples
+from boneflow.serve.examples import AppExamples, run_examples, synthetic_examples
 from boneflow.serve.uploads import UploadLimits, check_upload
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,7 @@ class AppAnswer:
         return {CLASSES[1]: self.prob_fractured, CLASSES[0]: round(1 - self.prob_fractured, 6)}
 
     def headline(self) -> dict[str, Any]:
-        """The Prediction box (see `_headline_is_the_decision`): the decision, with both
-        probabilities beneath it."""
+        """The Prediction box: the decision over both probabilities (`_headline_is_the_decision`)."""
         return {
             "label": self.label,
             "confidences": [{"label": k, "confidence": v} for k, v in self.confidences().items()],
@@ -94,9 +95,6 @@ class XrayApp:
         return text
 
     def analyse(self, path: str | Path) -> AppAnswer:
-        from boneflow.evaluate.gradcam import overlay_heatmap
-        from boneflow.intake.decode import ImageRejected
-
         check_upload(Path(path), self.limits)
         served = self.follower.current()
         try:
@@ -248,8 +246,6 @@ def prepare_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from boneflow.serve.examples import run_examples, synthetic_examples
-
     xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
     served = xray_app.follower.current()  # load now: a missing champion is reported before serving
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))

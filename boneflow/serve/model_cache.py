@@ -20,7 +20,7 @@ from boneflow.serve.errors import ModelNotFoundError
 from boneflow.serve.model_meta import read_model_meta
 from boneflow.store.base import Store, sha256_file
 from boneflow.store.errors import InvalidKeyError, ObjectNotFoundError
-from boneflow.store.keys import validate_run_id, validate_sha256
+from boneflow.store.keys import validate_sha256
 
 WEIGHTS = "model.safetensors"
 MODEL_JSON = "model.json"
@@ -90,14 +90,8 @@ def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
 
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
-    """Folder holding the run's verified weights and model.json, fetched once per hash pair."""
-    try:
-        validate_run_id(run_id)
-        validate_sha256(sha256, what="model sha256")
-    except InvalidKeyError as err:
-        raise ModelNotFoundError(
-            f"{err} It came from {store.url}; re-promote a run (boneflow run) to rewrite champion.json"
-        ) from None
+    """Folder holding the run's verified weights and model.json, fetched once per hash pair.
+    `sha256` was checked by its reader (champion_model, read_manifest), `run_id` by read_manifest."""
     # The manifest's model.json digest is part of the key; read_manifest checks every digest.
     manifest = read_manifest(store, run_id)
     json_entry = manifest["files"].get(MODEL_JSON)

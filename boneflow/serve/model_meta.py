@@ -1,10 +1,6 @@
-"""Bounds on a published model.json before any of its values is used.
-
-model.json comes from the store, so its numbers decide allocations: `num_classes` sizes the
-network's head, `pack_size`/`image_size` the decoded image and every activation. A hostile or
-broken file could ask for gigabytes; these checks keep each value to what a boneflow model can
-be. Keys not named here (notes, settings added later) are left alone.
-"""
+"""Bounds on a published model.json before any of its values is used (README, "Security
+model"): its numbers size the network's head, the decoded image and every activation, so a
+hostile or broken file could ask for gigabytes. Keys not named here are left alone."""
 
 from __future__ import annotations
 
