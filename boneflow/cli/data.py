@@ -1,4 +1,4 @@
-"""CLI commands for data: audit, demo-data, bench prep. Heavy imports stay inside the functions."""
+"""CLI commands for data: audit, demo-data, bench prep."""
 
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ def audit(
     from boneflow.duplicates.leakage import audit_leakage
     from boneflow.intake.acquire import acquire
     from boneflow.intake.validate import validate_dataset
+    from boneflow.splits.plan import plan_splits
 
     acquired = acquire(data_dir=data_dir, kaggle_handle="", retries=1)
     with Progress(
@@ -64,25 +65,18 @@ def audit(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     leak = audit_leakage(validated, max_distance=max_distance)
-    (Path(out) / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
-    plan = _write_plan(validated, leak, Path(out), policy=split_policy, min_gate_n=min_gate_n, seed=seed, folds=folds)
+    (out / "pixels.npy").unlink(missing_ok=True)  # audit only: the decoded pixels are not kept
+    assert leak.groups is not None  # audit_leakage always groups in this process
+    splits = plan_splits(validated, leak.groups, policy=split_policy, min_gate_n=min_gate_n, seed=seed, folds=folds)
+    plan = splits.to_json()  # the splits.json a run with these settings would use
+    (out / "splits.json").write_text(json.dumps(plan, indent=1))
     Console().print(_audit_table(acquired, validated, leak, max_distance))
-    written = ", ".join(str(Path(out) / n) for n in ("cleaning_report.json", "leakage_report.json", "splits.json"))
+    written = ", ".join(str(out / n) for n in ("cleaning_report.json", "leakage_report.json", "splits.json"))
     Console().print(
         f"split policy {plan['policy']} ({plan['reason']}); folds {plan['folds']}: {plan['fold_balance']}\n"
         f"reports: {written}",
         highlight=False,
     )
-
-
-def _write_plan(validated, leak, out: Path, **settings) -> dict:
-    """The splits.json a run with these settings would use (split, group and fold per file)."""
-    from boneflow.splits.plan import plan_splits
-
-    assert leak.groups is not None  # audit_leakage always groups in this process
-    plan = plan_splits(validated, leak.groups, **settings).to_json()
-    (out / "splits.json").write_text(json.dumps(plan, indent=1))
-    return plan
 
 
 def _audit_table(acquired, validated, leak, max_distance: int):

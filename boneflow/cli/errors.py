@@ -1,15 +1,7 @@
-"""One rule for how every `boneflow` command fails: which exit code, and what it prints.
-
-Exit codes (the table with the details is in README's "Command line"): 0 done, 1 unexpected
-error (a bug), 2 an error the message says how to fix, 3 and 4 `boneflow run` only (gate
-rejected; an object left the store while it ran), 130 interrupted. Exit 2 covers bad usage
-(Typer's own), bad settings (pydantic ValidationError), a missing or unreadable file
-(FileNotFoundError, PermissionError, ...) and every BoneflowError.
-
-Every failure prints one line, `error: ...`, on stderr and no traceback (BONEFLOW_DEBUG=1 adds
-it). `build_app` gives the whole app `ErrorHandlingGroup`, so a command just raises (a
-BoneflowError for what a user can fix) and never handles exit codes itself.
-"""
+"""One rule for how every `boneflow` command fails: its exit code and its one `error: ...` line
+on stderr (README, "Command line", has the table). `build_app` gives the whole app
+`ErrorHandlingGroup`, so a command just raises (a BoneflowError for what a user can fix) and
+never handles exit codes itself."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""CLI command `boneflow gc`: delete what finished runs no longer need (store and work dir).
-
-Prints one JSON report: what was deleted (or would be), what was kept and why, and the listed
-keys that do not fit the store's layout (`skipped`: reported, never deleted). Exit codes as for
-every command (boneflow/cli/errors.py): 0 done (or dry run, or with keys skipped), 2 a clear
-error (bad flags, bad store, unreadable champion pointer)."""
+"""CLI command `boneflow gc`: delete what finished runs no longer need (store and work dir);
+README, "Security model", says what it keeps, deletes and skips."""
 
 from __future__ import annotations
 
@@ -63,15 +59,13 @@ def gc(
     from boneflow.registry.gc import collect_garbage
     from boneflow.store import open_store
 
-    if not skip_work_dir and work_dir is None:
-        work_dir = work_root()
     opened = open_store(store)
     root = getattr(opened, "root", None)
     if root is not None and not root.is_dir():  # a typo would otherwise report "nothing to do"
         raise BoneflowError(f"store folder {root} does not exist; check --store.")
     report = collect_garbage(
         opened,
-        work_dir=None if skip_work_dir else work_dir,
+        work_dir=None if skip_work_dir else (work_dir or work_root()),
         keep_runs=keep_runs,
         grace=timedelta(hours=grace_hours),
         dry_run=dry_run,

@@ -1,10 +1,7 @@
-"""The core's commands, assembled from the modules beside it (data, train, serve, gc); `build_app` adds commands from
-other layers (flows/cli.py adds `boneflow run`, which drives the retrain flow, and is the
-`boneflow` console script).
-
-Each of them keeps heavy imports (torch, gradio) inside its functions so
-`boneflow --help` stays fast; nothing here imports Prefect, flows or tasks (import-linter
-checks it), so these commands run on a machine with only the core installed."""
+"""The core's commands, assembled from the modules beside it; `build_app` adds commands from other
+layers (flows/cli.py adds `boneflow run` and is the `boneflow` console script). Each command
+keeps heavy imports (torch, gradio) inside its function so `boneflow --help` stays fast; none
+imports Prefect, flows or tasks (import-linter checks it), so they run with only the core."""
 
 from __future__ import annotations
 

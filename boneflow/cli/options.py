@@ -36,11 +36,9 @@ def _value_type(annotation: Any) -> Any:
 
 def _help(description: str | None, default: Any) -> str:
     text = (description or "").strip()
-    if default is None:
-        return text
     if isinstance(default, bool):
-        return f"{text} Default: {'on' if default else 'off'}."
-    return f"{text} Default: {default}."
+        default = "on" if default else "off"
+    return text if default is None else f"{text} Default: {default}."
 
 
 def config_parameters() -> list[inspect.Parameter]:

@@ -1,6 +1,4 @@
-"""CLI commands for serving: predict, app. (Owned by the serving part.)
-
-Heavy imports (torch, gradio) happen inside the commands so `boneflow --help` stays fast."""
+"""CLI commands for serving: predict, app."""
 
 from __future__ import annotations
 
@@ -46,18 +44,17 @@ def predict(
     failed = 0
     for path in images:
         line: dict = {"path": str(path)}
-        problem = _not_an_image_file(path)
-        try:
-            if problem:
-                line.update(error=problem, run_id=predictor.run_id)
-            else:
+        error = _not_an_image_file(path)
+        if error is None:
+            try:
                 line.update(predictor.predict(path))
-        except BoneflowError as err:
-            line.update(error=f"{path}: {err}; give a PNG or JPEG X-ray", run_id=predictor.run_id)
-        except OSError as err:
-            line.update(error=f"{path}: cannot read the file ({err.strerror or err})", run_id=predictor.run_id)
-        if "error" in line:
+            except BoneflowError as err:
+                error = f"{path}: {err}; give a PNG or JPEG X-ray"
+            except OSError as err:
+                error = f"{path}: cannot read the file ({err.strerror or err})"
+        if error is not None:
             failed += 1
+            line.update(error=error, run_id=predictor.run_id)
         typer.echo(json.dumps(line))
     if failed:
         fail(f'{failed} of {len(images)} images could not be read (see their "error" lines)')

@@ -1,7 +1,5 @@
-"""CLI commands for training benchmarks: `boneflow bench train`, `boneflow bench infer`.
-
-Both print one JSON object on stdout. torch and the benchmark modules are imported inside the
-functions so `boneflow --help` stays fast."""
+"""CLI commands for training benchmarks: `boneflow bench train`, `boneflow bench infer`; both
+print one JSON object on stdout."""
 
 from __future__ import annotations
 
@@ -94,18 +92,14 @@ def bench_infer(
     # torch's default (one per core, or OMP_NUM_THREADS) and 1: under CPU contention the
     # multi-thread OpenMP barriers stall, and one thread is the steadier choice for latency.
     counts = sorted({1, torch.get_num_threads()}) if compare_threads else [torch.get_num_threads()]
-    typer.echo(
-        json.dumps(
-            run(
-                store=store,
-                size=size,
-                runs=runs,
-                batch_size=batch_size,
-                batches=batches,
-                thread_counts=counts,
-                app=app,
-                members=members,
-            ),
-            indent=2,
-        )
+    result = run(
+        store=store,
+        size=size,
+        runs=runs,
+        batch_size=batch_size,
+        batches=batches,
+        thread_counts=counts,
+        app=app,
+        members=members,
     )
+    typer.echo(json.dumps(result, indent=2))

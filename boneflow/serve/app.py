@@ -1,10 +1,6 @@
-"""The Gradio app: upload an X-ray, see the champion's answer and where it looked.
-
-`XrayApp` is the handler, free of Gradio so it can be tested and timed directly
-(bench/app_latency.py): file path → checks → champion (reloaded if it changed) → prediction +
-Grad-CAM → overlay. `build_ui` wires it into Gradio 6 Blocks; `launch_app` serves it with
-everything that would phone home switched off.
-"""
+"""The Gradio app (README, "Serving the champion"). `XrayApp` is the handler, free of Gradio so
+it can be tested and timed directly (bench/app_latency.py); `build_ui` wires it into Gradio 6
+Blocks; `launch_app` serves it with everything that would phone home switched off."""
 
 from __future__ import annotations
 
@@ -20,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from boneflow.evaluate.gradcam import overlay_heatmap
+from boneflow.intake.decode import ImageRejected
 from boneflow.intake.layout import CLASSES
 from boneflow.serve.champion import ChampionFollower, ServedModel, metrics_markdown
 from boneflow.serve.errors import ImageRejectedError, ServeError
-from boneflow.serve.examples import AppExamples
+from boneflow.serve.examples import AppExamples, run_examples, synthetic_examples
 from boneflow.serve.uploads import UploadLimits, check_upload
 
 log = logging.getLogger(__name__)
@@ -46,8 +44,6 @@ NOTICE = (
     "**Not a medical device.** boneflow is a research demo trained on a public dataset. It must "
     "not be used to diagnose, treat or rule out a fracture; ask a clinician to read the X-ray."
 )
-
-
 HEATMAP_CAPTION = "Where the model looked for a fracture (Grad-CAM on the crop it saw)"
 
 
@@ -67,8 +63,7 @@ class AppAnswer:
         return {CLASSES[1]: self.prob_fractured, CLASSES[0]: round(1 - self.prob_fractured, 6)}
 
     def headline(self) -> dict[str, Any]:
-        """The Prediction box (see `_headline_is_the_decision`): the decision, with both
-        probabilities beneath it."""
+        """The Prediction box: the decision over both probabilities (`_headline_is_the_decision`)."""
         return {
             "label": self.label,
             "confidences": [{"label": k, "confidence": v} for k, v in self.confidences().items()],
@@ -100,9 +95,6 @@ class XrayApp:
         return text
 
     def analyse(self, path: str | Path) -> AppAnswer:
-        from boneflow.evaluate.gradcam import overlay_heatmap
-        from boneflow.intake.decode import ImageRejected
-
         check_upload(Path(path), self.limits)
         served = self.follower.current()
         try:
@@ -122,25 +114,9 @@ class XrayApp:
 def _upload_path(payload: Any) -> str | None:
     # The event runs with preprocess=False: Gradio hands over its FileData dict untouched, so
     # the original bytes reach our checks and `load_xray` (no re-encode, no RGB conversion).
-    if not payload:
-        return None
     if isinstance(payload, dict):
         return payload.get("path")
-    return str(payload)
-
-
-def _examples_with_labels(image, examples: AppExamples) -> None:
-    """The examples under the image box, each with its true label beside it; clicking one puts
-    its label in the box above them."""
-    import gradio as gr
-
-    true_label = gr.Textbox(label="True label of the example", interactive=False, elem_id="true-label")
-    gr.Examples(
-        examples=[[str(p), label] for p, label in zip(examples.paths, examples.labels)],
-        inputs=[image, true_label],
-        label=examples.title,
-    )
-    image.upload(lambda: "", outputs=[true_label])  # an upload of one's own has no true label
+    return str(payload) if payload else None
 
 
 def _headline_is_the_decision(label_box) -> None:
@@ -162,14 +138,13 @@ def _headline_is_the_decision(label_box) -> None:
     label_box.postprocess = postprocess
 
 
-def _answer_handler(xray_app: XrayApp):
-    """The upload event: (headline, heat map update, status line, model info) for a payload."""
+def build_ui(xray_app: XrayApp, *, examples: AppExamples | None = None):
     import gradio as gr
 
     def no_heatmap():
         return gr.update(value=None, label=HEATMAP_CAPTION)
 
-    def on_image(payload):
+    def on_image(payload):  # → (headline, heat map update, status line, model info)
         path = _upload_path(payload)
         if path is None:
             return None, no_heatmap(), "Upload an X-ray (PNG or JPEG) or pick an example.", xray_app.model_info()
@@ -187,14 +162,6 @@ def _answer_handler(xray_app: XrayApp):
         heatmap = gr.update(value=answer.overlay, label=answer.heatmap_caption())
         return answer.headline(), heatmap, answer.summary(), xray_app.model_info(answer.served)
 
-    return on_image
-
-
-def build_ui(xray_app: XrayApp, *, examples: AppExamples | None = None):
-    import gradio as gr
-
-    on_image = _answer_handler(xray_app)
-
     with gr.Blocks(title="boneflow · fracture check", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# boneflow · bone-fracture check\nUpload an X-ray; the current champion model "
@@ -211,8 +178,14 @@ def build_ui(xray_app: XrayApp, *, examples: AppExamples | None = None):
                     elem_id="xray-input",
                     height=320,
                 )
-                if examples:
-                    _examples_with_labels(image, examples)
+                if examples:  # each with its true label beside it; clicking one fills the box above
+                    true_label = gr.Textbox(label="True label of the example", interactive=False, elem_id="true-label")
+                    gr.Examples(
+                        examples=[[str(p), truth] for p, truth in zip(examples.paths, examples.labels)],
+                        inputs=[image, true_label],
+                        label=examples.title,
+                    )
+                    image.upload(lambda: "", outputs=[true_label])  # one's own upload has no true label
             with gr.Column():
                 label = gr.Label(
                     label="Prediction (the model's decision at its operating threshold)",
@@ -273,8 +246,6 @@ def prepare_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    from boneflow.serve.examples import run_examples, synthetic_examples
-
     xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
     served = xray_app.follower.current()  # load now: a missing champion is reported before serving
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))

@@ -1,9 +1,6 @@
-"""Follow the store's champion: serve it, and swap in the new one when it changes.
-
-Each request costs one small read of champion.json (its etag and run id are compared to the
-loaded model's); only a change triggers a download (sha256-checked, cached by hash) and a
-reload, so neither a half-published run nor a broken store takes the app down.
-"""
+"""Follow the store's champion: serve it, and swap in the new one when it changes. Each request
+costs one small read of champion.json (etag and run id compared to the loaded model's); only a
+change triggers a download (sha256-checked, cached by hash) and a reload."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ import logging
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ log = logging.getLogger(__name__)
 class ServedModel:
     predictor: Predictor
     etag: str | None
-    metrics: dict[str, Any] | None = field(default=None)  # the run's metrics.json, if published
+    metrics: dict[str, Any] | None = None  # the run's metrics.json, if published
 
 
 def read_run_metrics(store, run_id: str) -> dict[str, Any] | None:
@@ -48,12 +45,9 @@ def read_run_metrics(store, run_id: str) -> dict[str, Any] | None:
 class ChampionFollower:
     """`current()` → the ServedModel for the champion now in the store (reloading if it changed).
 
-    Once a model is served, nothing the store does turns a request into an error: a garbled or
-    unreadable champion.json, an unreachable store or a new champion that fails to load keep
-    the loaded model, set `last_error` to a short notice for the page (details go to the log,
-    never to the browser) and pause store checks for `retry_after` seconds, doubling on each
-    further failure. Only one request at a time talks to the store; the others are answered by
-    the served model meanwhile."""
+    Once a model is served, no store failure turns a request into an error: the loaded model
+    stays, `last_error` holds the page's notice and store checks back off (README, "Security
+    model"). One request at a time talks to the store; the others get the served model."""
 
     retry_after = (5.0, 300.0)  # (first pause, longest pause) in seconds
 

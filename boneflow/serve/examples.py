@@ -1,13 +1,7 @@
-"""Example images for the app: a few held-out test images of the champion's own dataset, saved
-with its run at publish; synthetic drawings only for a store whose champion has none.
-
-`write_run_examples` takes them from the judged test split (no model of the run trained or
-chose its threshold on them) as packed pixels, not source files, so no file metadata (EXIF,
-embedded text) leaves the dataset. They go to `runs/<run_id>/examples/` with `examples.json`
-(true label and source path of each), listed in the manifest like every run file;
-`run_examples` fetches them sha256-checked. The fallback, `write_examples`, draws with the demo
-dataset's drawer (boneflow.demo.bones): they show how the app behaves, but are not radiographs.
-"""
+"""Example images for the app (README, "Serving the champion"): held-out test images saved
+with the champion's run at publish (`write_run_examples`; `run_examples` fetches them
+sha256-checked, as listed in the run's manifest), else drawings by the demo dataset's drawer
+(`write_examples`), which show how the app behaves but are not radiographs."""
 
 from __future__ import annotations
 

@@ -1,12 +1,11 @@
 """Local cache of published models: `<cache root>/models/<weights sha256>-<model.json sha256>/`
-(root `$BONEFLOW_CACHE`, else `~/.cache/boneflow`).
+(root `$BONEFLOW_CACHE`, else `~/.cache/boneflow`); README, "Security model", says how its
+digests and deletions are guarded.
 
 model.json is in the key because it holds the preprocessing and classes: a run re-published
 with a corrected model.json must not be served from the old folder. A folder appears all at
 once (fetched into a temporary sibling, checked, renamed), and every load re-hashes its files
-(tens of ms), so a crash, a second process or a damaged cache never serves a bad model. Digests
-come from champion.json and manifests, which a hostile store controls: each is checked to be
-64 hex digits before it names a folder, and a folder is removed only inside the models folder.
+(tens of ms), so a crash, a second process or a damaged cache never serves a bad model.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from boneflow.serve.errors import ModelNotFoundError
 from boneflow.serve.model_meta import read_model_meta
 from boneflow.store.base import Store, sha256_file
 from boneflow.store.errors import InvalidKeyError, ObjectNotFoundError
-from boneflow.store.keys import validate_run_id, validate_sha256
+from boneflow.store.keys import validate_sha256
 
 WEIGHTS = "model.safetensors"
 MODEL_JSON = "model.json"
@@ -56,18 +55,16 @@ def remove_inside(root: Path, folder: Path) -> None:
 
 
 def _cached(folder: Path, weights_sha256: str, json_sha256: str) -> bool:
-    if not (
-        (folder / WEIGHTS).is_file()
-        and (folder / MODEL_JSON).is_file()
-        and sha256_file(folder / WEIGHTS) == weights_sha256
-        and sha256_file(folder / MODEL_JSON) == json_sha256
-    ):
+    def intact(name: str, digest: str) -> bool:
+        return (folder / name).is_file() and sha256_file(folder / name) == digest
+
+    if not (intact(WEIGHTS, weights_sha256) and intact(MODEL_JSON, json_sha256)):
         return False
     try:
         members = ensemble_members(folder / MODEL_JSON, source=str(folder / MODEL_JSON))
     except ModelNotFoundError:
         return False
-    return all((folder / name).is_file() and sha256_file(folder / name) == digest for name, digest in members)
+    return all(intact(name, digest) for name, digest in members)
 
 
 def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
@@ -93,14 +90,8 @@ def ensemble_members(model_json: Path, *, source: str) -> list[tuple[str, str]]:
 
 
 def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = None) -> Path:
-    """Folder holding the run's verified weights and model.json, fetched once per hash pair."""
-    try:
-        validate_run_id(run_id)
-        validate_sha256(sha256, what="model sha256")
-    except InvalidKeyError as err:
-        raise ModelNotFoundError(
-            f"{err} It came from {store.url}; re-promote a run (boneflow run) to rewrite champion.json"
-        ) from None
+    """Folder holding the run's verified weights and model.json, fetched once per hash pair.
+    `sha256` was checked by its reader (champion_model, read_manifest), `run_id` by read_manifest."""
     # The manifest's model.json digest is part of the key; read_manifest checks every digest.
     manifest = read_manifest(store, run_id)
     json_entry = manifest["files"].get(MODEL_JSON)

@@ -1,13 +1,10 @@
-"""Bounds on a published model.json before any of its values is used.
-
-model.json comes from the store, so its numbers decide allocations: `num_classes` sizes the
-network's head, `pack_size`/`image_size` the decoded image and every activation. A hostile or
-broken file could ask for gigabytes; these checks keep each value to what a boneflow model can
-be. Keys not named here (notes, settings added later) are left alone.
-"""
+"""Bounds on a published model.json before any of its values is used (README, "Security
+model"): its numbers size the network's head, the decoded image and every activation, so a
+hostile or broken file could ask for gigabytes. Keys not named here are left alone."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -25,8 +22,6 @@ MAX_PACK_SIZE = 1024
 
 def read_model_meta(path: Path, *, source: str) -> dict[str, Any]:
     """Parse and check model.json at `path`; `source` names it in errors (runs/<id>/model.json)."""
-    import json
-
     size = Path(path).stat().st_size
     if size > MAX_MODEL_JSON_BYTES:
         raise _bad(source, f"is {size:,} bytes (a model.json is a few kB; limit {MAX_MODEL_JSON_BYTES:,})")

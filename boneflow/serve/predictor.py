@@ -1,22 +1,21 @@
-"""Predict with a published model: the champion, or a given run.
-
-The image path is the evaluation path, call for call: `load_xray(image, pack_size)` (the one
-decode path packing uses) then `EvalPreset(crop_size=image_size, mean, std)` on the uint8
-array, with the sizes and statistics read from the run's model.json. So a served prediction
-equals what evaluation computed for the same file.
-"""
+"""Predict with a published model: the champion, or a given run. The image path is the
+evaluation path, call for call (`load_xray` at pack_size, then evaluation's crop and
+normalisation from the run's model.json), so a served prediction equals the evaluated one."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from boneflow.errors import BoneflowError
 from boneflow.evaluate.calibration import OperatingPoint
+from boneflow.evaluate.gradcam import GradCAM
+from boneflow.evaluate.predict import predict_proba
+from boneflow.intake.decode import load_xray
 from boneflow.intake.layout import POSITIVE
 from boneflow.registry.publish import read_champion
 from boneflow.serve.errors import ModelNotFoundError, NoChampionError
@@ -25,9 +24,9 @@ from boneflow.serve.model_meta import check_model_meta, read_model_meta
 from boneflow.store import open_store
 from boneflow.store.errors import InvalidKeyError
 from boneflow.store.keys import validate_run_id, validate_sha256
-
-if TYPE_CHECKING:  # imported lazily at runtime: only the app's explain path needs it
-    from boneflow.evaluate.gradcam import GradCAM
+from boneflow.train.augment import EvalPreset
+from boneflow.train.device import autocast, fast_layout, use_bf16
+from boneflow.train.ensemble import FoldEnsemble
 
 
 def champion_model(champion: dict, store_url: str) -> tuple[str, str]:
@@ -61,8 +60,6 @@ class Predictor:
     """A loaded model plus its preprocessing. `predict(image)` → {label, prob_fractured, run_id}."""
 
     def __init__(self, *, model: torch.nn.Module, meta: dict[str, Any], run_id: str, model_sha256: str) -> None:
-        from boneflow.train.augment import EvalPreset
-
         check_model_meta(meta, source=f"model.json of run {run_id}")
         prep = meta["preprocessing"]
         self.model = model.eval()
@@ -126,26 +123,19 @@ class Predictor:
     # --- inference --------------------------------------------------------------------------
     def preprocess(self, image) -> torch.Tensor:
         """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
-        pixels = np.array(self._pixels(image), copy=True)  # writable: torch warns on read-only arrays
+        pixels = np.array(load_xray(image, self.pack_size), copy=True)  # writable: torch warns on read-only
         return self.preset(torch.from_numpy(pixels)[None])
 
     def _label(self, prob_fractured: float) -> str:
         return POSITIVE if prob_fractured >= self.operating_point.threshold else self.classes[1 - self.positive_index]
 
-    def _pixels(self, image) -> np.ndarray:
-        from boneflow.intake.decode import load_xray
-
-        return load_xray(image, self.pack_size)
-
     def predict(self, image) -> dict[str, Any]:
         # Literally evaluation's function on the packed-size pixels: same crop, normalisation,
         # memory format and precision (bf16 autocast where the CPU/GPU has native bf16).
-        from boneflow.evaluate.predict import predict_proba
-
         prob = float(
             predict_proba(
                 self.model,
-                self._pixels(image),
+                load_xray(image, self.pack_size),
                 image_size=self.image_size,
                 device="cpu",
                 temperature=self.operating_point.temperature,
@@ -157,10 +147,6 @@ class Predictor:
         """Prediction and Grad-CAM from one forward pass per member (see gradcam.py for why it
         is cheap); a fold ensemble's probability is its members' mean calibrated probability
         (as in train/ensemble.py) and its map the mean of theirs, scaled to peak 1."""
-        from boneflow.evaluate.gradcam import GradCAM
-        from boneflow.train.device import autocast, fast_layout, use_bf16
-        from boneflow.train.ensemble import FoldEnsemble
-
         if not self._gradcams:
             members = list(self.model.members) if isinstance(self.model, FoldEnsemble) else [self.model]
             self._gradcams = [GradCAM(model=m) for m in members]

@@ -1,8 +1,5 @@
 """Checks on an uploaded file before it is decoded: size in bytes, size in pixels, is it an image.
-
-The pixel count comes from the image header (PIL opens lazily), so a decompression bomb is
-refused before any pixel is decoded.
-"""
+The pixel count comes from the header (PIL opens lazily): a decompression bomb is refused unread."""
 
 from __future__ import annotations
 
@@ -19,8 +16,8 @@ class UploadLimits:
     max_pixels: int = 40_000_000  # ~6300 x 6300; real radiographs are well below
 
 
-def check_upload(path: Path, limits: UploadLimits) -> tuple[int, int]:
-    """Return (width, height) or raise ImageRejectedError saying what is wrong and what to do."""
+def check_upload(path: Path, limits: UploadLimits) -> None:
+    """Raise ImageRejectedError saying what is wrong and what to do, if anything is."""
     from PIL import Image, UnidentifiedImageError
 
     name = Path(path).name
@@ -51,4 +48,3 @@ def check_upload(path: Path, limits: UploadLimits) -> tuple[int, int]:
             f"{name}: {width}x{height} is {width * height:,} pixels, above the {limits.max_pixels:,} "
             f"pixel limit; resize it (the model sees {'~'}256 px anyway)"
         )
-    return width, height
