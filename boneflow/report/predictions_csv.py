@@ -1,11 +1,7 @@
-"""runs/<run_id>/predictions.csv: one row per evaluated file, for a user to see what the model
-gets wrong, and for a later run to pair a cross-fitted champion's OOF rows with its own, by
-group (`read_oof_predictions`).
-
-Columns: path (relative to the dataset root), group (duplicate group = radiograph), split,
-fold (predicted out of; empty without cross-fitting), label, probability (calibrated
-P(fractured)), predicted (per file) and the threshold that decided it (cross-fitting decides
-each fold at its own).
+"""runs/<run_id>/predictions.csv (its columns: README, "Honest evaluation", item 7; `threshold`
+is the one that decided the file, as cross-fitting decides each fold at its own): for a user to
+see what the model gets wrong, and for a later run to pair a cross-fitted champion's OOF rows
+with its own, by group (`read_oof_predictions`).
 """
 
 from __future__ import annotations

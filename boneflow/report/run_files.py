@@ -83,14 +83,11 @@ def draw_plots(
 
 def augmentation_preview(packed, config: RetrainConfig, path: Path) -> Path:
     """What the network sees: packed train images above, their augmented versions below."""
-    import numpy as np
-
     from boneflow.report.plots import plot_augmentation_preview
     from boneflow.train.augment import TrainPreset
 
-    # a writable copy of a few images: torch warns on read-only memory maps
-    images = np.array(packed.split("train").images[:8])
-    return plot_augmentation_preview(images, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
+    train = packed.split("train").images
+    return plot_augmentation_preview(train, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
 
 
 def error_gallery(out_dir: Path, *, candidate: Scores, packed, predictor, judged_split: str) -> dict[str, Path]:

@@ -1,11 +1,8 @@
-"""The first screen of a run's report, and the week-by-week quality note.
-
-What a reader must see before any table: which split policy made the splits and why, how much
-of the official test is copies of train/val (so its accuracy measures memory, not skill), the
-official-test accuracy beside the honest one, the operating point and its calibration, and the
-paired comparison with the champion. Every input is optional: packs made before split policies
-and contamination counts still render, saying what was not measured. Also the markdown cell and
-table helpers render.py shares.
+"""The first screen of a run's report (README, "Honest evaluation": the split policy and why,
+the official test's contamination and accuracy beside the honest one; then the operating point
+and the paired comparison), the week-by-week quality note, and the markdown cell and table
+helpers render.py shares. Every input is optional: packs made before split policies and
+contamination counts still render, saying what was not measured.
 """
 
 from __future__ import annotations
