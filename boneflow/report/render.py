@@ -36,27 +36,18 @@ def _redact(key: str, value):
     return value
 
 
-def _accuracy_cell(m: dict) -> str:
-    return with_ci(m.get("accuracy"), m.get("accuracy_ci95"))
-
-
 def metrics_table(splits: dict, split_policy: dict | None = None) -> str:
     """One row per split (each set of images once): radiographs and files, then accuracy,
     fractured recall and AUROC with their 95% intervals by radiograph, the other metrics."""
     present = [(k, t) for k, t in _METRIC_COLUMNS if any(k in m for m in splits.values())]
     header = ["split", "radiographs", "files", "accuracy [95% CI]", "recall (fractured) [95% CI]", "AUROC [95% CI]"]
-    rows = [
-        [
-            split_words(s, split_policy),
-            splits[s].get("n"),
-            splits[s].get("files"),
-            _accuracy_cell(splits[s]),
-            with_ci(splits[s].get("recall_fractured"), splits[s].get("recall_fractured_ci95")),
-            with_ci(splits[s].get("auroc"), splits[s].get("auroc_ci95")),
-        ]
-        + [splits[s].get(k) for k, _ in present]
-        for s in shown_splits(splits, split_policy)
-    ]
+    rows = []
+    for s in shown_splits(splits, split_policy):
+        m = splits[s]
+        intervals = [with_ci(m, k) for k in ("accuracy", "recall_fractured", "auroc")]
+        rows.append(
+            [split_words(s, split_policy), m.get("n"), m.get("files"), *intervals, *(m.get(k) for k, _ in present)]
+        )
     return markdown_table(header + [t for _, t in present], rows)
 
 
@@ -64,7 +55,7 @@ def _sub_table(splits: dict, split_policy: dict | None, key: str, unit: str, col
     """The figures each split keeps under `key`, where recorded: the `unit`s counted, accuracy
     with its interval, then `columns` ({metric: header})."""
     rows = [
-        [split_words(s, split_policy), splits[s][key].get("n", splits[s].get("n")), _accuracy_cell(splits[s][key])]
+        [split_words(s, split_policy), splits[s][key].get("n", splits[s].get("n")), with_ci(splits[s][key], "accuracy")]
         + [splits[s][key].get(k) for k in columns]
         for s in shown_splits(splits, split_policy)
         if isinstance(splits[s].get(key), dict)

@@ -41,7 +41,9 @@ def _num(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def with_ci(value, ci) -> str:
+def with_ci(m: dict, key: str) -> str:
+    """m[key] with its 95 % interval (m[key + "_ci95"]) when recorded."""
+    value, ci = m.get(key), m.get(f"{key}_ci95")
     return _num(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if value is not None and ci and len(ci) == 2 else "")
 
 
@@ -164,11 +166,7 @@ def render_quality(metrics: dict) -> str:
         ["accuracy [95% CI]", _acc(ours), _acc(theirs)],
         ["fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))],
         ["specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))],
-        [
-            "AUROC",
-            with_ci(ours.get("auroc"), ours.get("auroc_ci95")),
-            with_ci(theirs.get("auroc"), theirs.get("auroc_ci95")),
-        ],
+        ["AUROC", with_ci(ours, "auroc"), with_ci(theirs, "auroc")],
         ["threshold", _num(ours.get("threshold")), _num(theirs.get("threshold"))],
     ]
     who = f"champion `{champion}`" if champion else "champion (none)"
