@@ -32,10 +32,9 @@ def predictions_csv(predictions: dict[str, Predictions], split_policy: dict | No
         ):
             rows[path] = (path, group, split, fold, CLASSES[label], f"{prob:.6f}", CLASSES[called], f"{cut:.6f}")
     order = {s: i for i, s in enumerate(shown)}
+    ordered = sorted(rows.values(), key=lambda r: (order[r[2]], r[0]))  # by split, then path
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    writer.writerows(sorted(rows.values(), key=lambda r: (order[r[2]], r[0])))  # by split, then path
+    csv.writer(out, lineterminator="\n").writerows([COLUMNS, *ordered])
     return out.getvalue().encode()
 
 
