@@ -85,10 +85,9 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=N
         # Computed only when defined: sklearn warns (and returns 0) otherwise.
         return float(compute()) if when else None
 
-    accuracy = skm.accuracy_score(y, pred)
     return {
         "n": n,
-        "accuracy": float(accuracy),
+        "accuracy": float(skm.accuracy_score(y, pred)),
         "accuracy_ci95": wilson_interval(tn + tp, n),
         "balanced_accuracy": defined(lambda: skm.balanced_accuracy_score(y, pred), both_classes),
         "recall_fractured": defined(lambda: skm.recall_score(y, pred, pos_label=1, zero_division=0), tp + fn > 0),

@@ -210,9 +210,7 @@ def decide(
 
 def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> GateDecision:
     """The gate stage: decide() on two evaluated models, paired radiograph by radiograph on the
-    judged split. A cross-fitted candidate is judged on its out-of-fold split (`oof`); a champion
-    without out-of-fold predictions then offers no fair comparison, and the gate says so and
-    judges on the floors alone."""
+    judged split (`oof` for a cross-fitted candidate: README, "Cross-fitting")."""
     from dataclasses import replace
 
     from boneflow.gate.paired import paired_from_predictions

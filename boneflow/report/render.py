@@ -113,19 +113,14 @@ def _summary_table(summary: dict) -> str:
 
 
 def _plot_links(plots: dict[str, str]) -> str:
-    lines = []
-    for title, name in plots.items():
+    for name in plots.values():
         validate_name(name)  # relative name inside the run folder; never a path or URL
-        lines.append(f"### {title}\n\n![{title}]({name.replace(' ', '%20')})")
-    return "\n\n".join(lines)
+    return "\n\n".join(f"### {title}\n\n![{title}]({name.replace(' ', '%20')})" for title, name in plots.items())
 
 
 def _history_table(history: list[dict]) -> str:
-    cols = [
-        c
-        for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
-        if any(c in h for h in history)
-    ]
+    known = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
+    cols = [c for c in known if any(c in h for h in history)]
     return markdown_table(cols, [[h.get(c) for c in cols] for h in history])
 
 
@@ -146,10 +141,7 @@ def render_report(
     gallery: dict | None = None,
 ) -> str:
     """report.md: the gate decision, the most confidently wrong radiographs and the
-    honest-evaluation summary first (split policy, official-test contamination, official vs
-    honest accuracy, operating point, paired comparison), then metrics by radiograph at the
-    operating threshold and at 0.5 with intervals, the per-file figures, dataset version and
-    fingerprint, cleaning and leakage summaries, plots by relative link."""
+    honest-evaluation summary (report/summary.py) first, then the tables and plots."""
     splits = metrics.get("splits", {})
     split_policy = metrics.get("split_policy")
     threshold = (metrics.get("operating_point") or {}).get("threshold")

@@ -27,13 +27,7 @@ from boneflow.report.render import render_model_card, render_report
 from boneflow.train.package import complete_model_json
 
 PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
-PLOT_NAMES = (
-    "error_gallery.png",
-    "confusion_matrix.png",
-    "roc.png",
-    "learning_curves.png",
-    "augmentation_preview.png",
-)
+PLOT_NAMES = ("error_gallery.png", "confusion_matrix.png", "roc.png", "learning_curves.png", "augmentation_preview.png")
 GALLERY_ROWS = "error_gallery.json"  # the gallery's radiographs, also a Prefect table artifact
 
 
