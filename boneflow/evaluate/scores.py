@@ -1,9 +1,7 @@
-"""The evaluate stage's core: a model's Scores on a run's packed splits, by radiograph (the
-pack's duplicate groups), at its own operating point (the candidate's chosen on validation
-here, the champion's from its model.json). The champion is re-scored, never read from its
-stored metrics (older ones counted files), so both sides of the comparison count radiographs.
-A champion trained with other preprocessing than this run is scored the way it is served: its
-own pack size and crop, on the same images decoded again (`repack_for_evaluation`).
+"""The evaluate stage's core: a model's Scores on a run's packed splits, by radiograph, at its own
+operating point (the candidate's chosen on validation, the champion's from its model.json). The
+champion is re-scored, never read from its stored metrics (older ones counted files), and the
+way it is served: its own pack size and crop, on the same images decoded again if need be.
 """
 
 from __future__ import annotations

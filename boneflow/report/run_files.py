@@ -1,10 +1,8 @@
 """Every file a run publishes besides the training's own (train/package.py): metrics.json, the
 report, the model card, predictions.csv, the error gallery, the plots, and the operating point
-written into model.json.
-
-Built from the stage values alone (Acquired, TrainSummary, Scores, GateDecision) plus the packed
-dataset's reports and the model files fetched from the store, so a Retry of the publish stage
-on another worker writes the same files.
+written into model.json. Built from the stage values alone plus the packed dataset's reports and
+the model files fetched from the store, so a Retry of the publish stage on another worker writes
+the same files.
 """
 
 from __future__ import annotations
