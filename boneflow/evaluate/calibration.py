@@ -1,14 +1,10 @@
-"""A model's operating point, chosen on validation by radiograph (evaluate/radiographs.py): a
-temperature that makes its probabilities mean what they say, and the decision threshold on them.
-
-A two-class softmax is a sigmoid of the logit margin m = z_fractured - z_not, so temperature T
-gives P(fractured) = sigmoid(m / T); T minimises the validation negative log-likelihood (convex
-in 1/T: a bounded 1-D search on log T finds it). The threshold is the highest whose validation
-fractured recall reaches `target_recall` (its own setting, not the gate's `min_recall` floor), as
-screening tools set a sensitivity and take the specificity that comes with it.
-
-model.json holds both as top-level `threshold` and `temperature` (the fit's details under
-`calibration`); without them a model means 0.5 and 1.0, the argmax decision of older models.
+"""A model's operating point, chosen on validation by radiograph (README, "Honest evaluation",
+item 6): a temperature that makes its probabilities mean what they say, and the decision
+threshold on them, as screening tools set a sensitivity and take the specificity that comes
+with it. A two-class softmax is a sigmoid of the logit margin m = z_fractured - z_not, so
+temperature T gives P(fractured) = sigmoid(m / T); the NLL is convex in 1/T, so a bounded 1-D
+search on log T finds its minimum. A model.json without `threshold` and `temperature` means 0.5
+and 1.0, the argmax decision of older models.
 """
 
 from __future__ import annotations
@@ -51,8 +47,7 @@ def radiograph_nll(labels, margins, groups, temperature: float = 1.0) -> float:
 
 
 def fit_temperature(labels, margins, groups) -> float:
-    """T in [T_MIN, T_MAX] minimising the NLL by radiograph (`groups`: each file's group id):
-    a bounded 1-D search on log T."""
+    """T in [T_MIN, T_MAX] minimising the NLL by radiograph (`groups`: each file's group id)."""
     from scipy.optimize import minimize_scalar
 
     y = np.asarray(labels)

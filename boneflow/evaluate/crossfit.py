@@ -1,13 +1,10 @@
-"""Cross-fitted evaluation: every radiograph judged out of fold, at an operating point that
-never read its own fold's labels.
-
-Member i predicts fold i (splits/folds.py). The temperature and threshold applied to fold i's
-predictions are fitted on the other folds' OOF predictions (cross-fitting), so the judged
-operating point is as honest as the predictions; the published operating point (model.json,
-used by serving on the fold ensemble) is fitted on all OOF predictions.
-"""
+"""Cross-fitted evaluation: every radiograph judged out of fold, each fold at the operating point
+fitted on the other folds' OOF predictions (so none read its own labels), the published one
+(model.json) on all of them (README, "Cross-fitting")."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -95,11 +92,7 @@ def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, targe
     scores = SplitScores(pool.labels, margins, pool.paths, pool.groups)
     points = crossfitted_points(scores, pool.fold, target_recall=target_recall)
     fitted = fit_operating_point(pool.labels, margins, target_recall=target_recall, groups=pool.groups)
-    published = OperatingPoint(
-        threshold=fitted.threshold,
-        temperature=fitted.temperature,
-        details={**fitted.details, "fitted_on": "oof", "folds": pool.folds},
-    )
+    published = replace(fitted, details={**fitted.details, "fitted_on": "oof", "folds": pool.folds})
     splits = {"oof": oof_report(scores, pool.fold, points, published)}
     predictions = {"oof": oof_predictions(scores, pool.fold, points, published)}
     if "official_test" in packed.split_names():
@@ -114,16 +107,8 @@ def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, targe
         ensemble = _scores(run_id, {"official_test": official}, published)
         splits.update(ensemble.splits)
         predictions.update(ensemble.predictions)
-    return (
-        Scores(
-            run_id=run_id,
-            splits=splits,
-            predictions=predictions,
-            operating_point=published.to_meta(),
-            **data_context(packed),
-        ),
-        published,
-    )
+    extra = {"operating_point": published.to_meta(), **data_context(packed)}
+    return Scores(run_id=run_id, splits=splits, predictions=predictions, **extra), published
 
 
 def champion_oof_scores(champion_run_id: str, predictions) -> object:

@@ -1,13 +1,10 @@
-"""Grad-CAM on a ResNet's last stage: where the model looked for its answer.
+"""Grad-CAM on a ResNet's last stage (our own, no extra package): a forward hook on `layer4`
+keeps its activation map A [B,K,h,w], a hook on that tensor catches dScore/dA on the backward
+pass; the map is ReLU(sum_k mean_ij(dScore/dA_k) * A_k), upsampled to the input and scaled to 0..1.
 
-Our own implementation (no extra package): a forward hook on `layer4` keeps its activation map
-A [B,K,h,w]; a hook on that tensor catches dScore/dA on the backward pass. The map is
-ReLU(sum_k mean_ij(dScore/dA_k) * A_k), upsampled to the input size and scaled to 0..1.
-
-Why the forward hook hands back a *detached* copy of layer4's output that requires grad: the
-gradient w.r.t. A does not depend on anything before layer4, so the backward pass only has to
-go through avgpool + fc. The stem and the four stages then run without recording a graph
-(weights frozen), and prediction + Grad-CAM together cost one ordinary forward pass.
+The forward hook hands back a *detached* copy of layer4's output that requires grad: dScore/dA
+needs nothing before layer4, so the backward pass only goes through avgpool + fc, the stem and
+the four stages run without recording a graph, and prediction + Grad-CAM cost one forward pass.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """Binary metrics for one split. Positive class = label 1 = `fractured`.
 
-scikit-learn computes everything it has (accuracy, balanced accuracy, precision, recall, F1,
-AUROC, confusion matrix), scipy the Wilson interval; the ECE and the AUROC's bootstrap interval
-are written here (neither library has them). The unit is whatever the caller passes: the headline
-figures are computed on radiographs (evaluate/radiographs.py), which are independent, so a
-binomial interval is honest for accuracy, recall and specificity. All values are plain Python
-numbers so the dict goes straight into metrics.json.
+scikit-learn computes what it has, scipy the Wilson interval; the ECE and the AUROC's bootstrap
+interval are written here. Headline figures count radiographs (evaluate/radiographs.py), which
+are independent, so a binomial interval is honest. Values are plain Python numbers so the dict
+goes straight into metrics.json.
 """
 
 from __future__ import annotations
@@ -87,10 +85,9 @@ def split_metrics(labels, prob_fractured, *, threshold: float = 0.5, predicted=N
         # Computed only when defined: sklearn warns (and returns 0) otherwise.
         return float(compute()) if when else None
 
-    accuracy = skm.accuracy_score(y, pred)
     return {
         "n": n,
-        "accuracy": float(accuracy),
+        "accuracy": float(skm.accuracy_score(y, pred)),
         "accuracy_ci95": wilson_interval(tn + tp, n),
         "balanced_accuracy": defined(lambda: skm.balanced_accuracy_score(y, pred), both_classes),
         "recall_fractured": defined(lambda: skm.recall_score(y, pred, pos_label=1, zero_division=0), tp + fn > 0),

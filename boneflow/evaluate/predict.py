@@ -79,11 +79,7 @@ def evaluation_splits(packed: PackedSplits) -> tuple[str, ...]:
 
 
 def score_splits(
-    model: torch.nn.Module,
-    packed: PackedSplits,
-    *,
-    image_size: int,
-    splits: tuple[str, ...] | None = None,
+    model: torch.nn.Module, packed: PackedSplits, *, image_size: int, splits: tuple[str, ...] | None = None
 ) -> dict[str, SplitScores]:
     """{split: SplitScores} for `splits` (default: every evaluation split the pack holds)."""
     out = {}
@@ -95,9 +91,9 @@ def score_splits(
 
 
 def split_report(scores: SplitScores, point: OperatingPoint) -> dict:
-    """DESIGN's split metrics by radiograph (evaluate/radiographs.py) at the operating threshold
-    on calibrated probabilities, with 95 % intervals; the same threshold-dependent metrics at
-    0.5 (`at_0.5`), the ECE before the temperature, and the per-file figures under `by_file`."""
+    """A split's metrics by radiograph at the operating point, with 95 % intervals; the
+    threshold-dependent ones at 0.5 (`at_0.5`), the ECE before the temperature, and the per-file
+    figures under `by_file`."""
     probs = point.probability(scores.margins)
     thresholds = np.full(len(probs), point.threshold)
     metrics = report_from_probabilities(scores, probs, thresholds, sigmoid(scores.margins))

@@ -1,11 +1,7 @@
-"""Files to radiographs: the unit every headline figure counts.
-
-The Kaggle set is mostly copies (byte copies, re-encodes, turned re-saves) of far fewer
-radiographs, and a split keeps whole duplicate groups (duplicates/grouping.py): scoring files
-would weigh each radiograph by its copies (a test of 574 files can be 113 radiographs). As MURA
-scores a study, a radiograph's probability is the mean of its files' calibrated probabilities;
-a group whose files carry both labels is left out, by name. Files with no known group (packs
-without splits.json, in-memory splits) are their own group.
+"""Files to radiographs, the unit every headline figure counts (README, "Honest evaluation", item
+4): scoring files would weigh each radiograph by its copies (a test of 574 files can be 113
+radiographs). Files with no known group (packs without splits.json, in-memory splits) are their
+own group.
 """
 
 from __future__ import annotations
@@ -48,19 +44,15 @@ def by_radiograph(groups: Sequence[str], labels, probability) -> Radiographs:
     p = np.asarray(probability, dtype=np.float64)
     if not (len(groups) == len(y) == len(p)):
         raise ValueError(f"{len(groups)} group ids, {len(y)} labels, {len(p)} probabilities: one each per file")
-    if len(y) == 0:
-        empty = np.zeros(0)
-        return Radiographs([], empty.astype(np.int64), empty, empty.astype(np.int64), [])
     ids, index = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
     files = np.bincount(index)
     positives = np.bincount(index, weights=y)
     mean_p = np.bincount(index, weights=p) / files
-    mixed_mask = (positives > 0) & (positives < files)
-    keep = ~mixed_mask
+    mixed = (positives > 0) & (positives < files)
     return Radiographs(
-        groups=[str(g) for g in ids[keep]],
-        labels=(positives[keep] > 0).astype(np.int64),
-        probability=mean_p[keep],
-        files=files[keep].astype(np.int64),
-        mixed=[str(g) for g in ids[mixed_mask]],
+        groups=[str(g) for g in ids[~mixed]],
+        labels=(positives[~mixed] > 0).astype(np.int64),
+        probability=mean_p[~mixed],
+        files=files[~mixed].astype(np.int64),
+        mixed=[str(g) for g in ids[mixed]],
     )

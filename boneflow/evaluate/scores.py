@@ -1,9 +1,7 @@
-"""The evaluate stage's core: a model's Scores on a run's packed splits, by radiograph (the
-pack's duplicate groups), at its own operating point (the candidate's chosen on validation
-here, the champion's from its model.json). The champion is re-scored, never read from its
-stored metrics (older ones counted files), so both sides of the comparison count radiographs.
-A champion trained with other preprocessing than this run is scored the way it is served: its
-own pack size and crop, on the same images decoded again (`repack_for_evaluation`).
+"""The evaluate stage's core: a model's Scores on a run's packed splits, by radiograph, at its own
+operating point (the candidate's chosen on validation, the champion's from its model.json). The
+champion is re-scored, never read from its stored metrics (older ones counted files), and the
+way it is served: its own pack size and crop, on the same images decoded again if need be.
 """
 
 from __future__ import annotations
@@ -77,8 +75,7 @@ def data_context(packed) -> dict:
 def score_candidate(
     model, packed, *, run_id: str, image_size: int, target_recall: float
 ) -> tuple[Scores, OperatingPoint]:
-    """The candidate on every evaluation split, at the operating point fitted on validation by
-    radiograph (temperature, then the highest threshold whose recall reaches target_recall)."""
+    """The candidate on every evaluation split, at the operating point fitted on validation."""
     split_scores = with_groups(score_splits(model, packed, image_size=image_size), packed)
     val = split_scores["val"]
     point = fit_operating_point(val.labels, val.margins, target_recall=target_recall, groups=val.groups)
@@ -87,9 +84,8 @@ def score_candidate(
 
 
 def score_champion(model, meta: dict, packed, dataset_root: Path, *, run_id: str) -> Scores:
-    """The champion re-scored on this run's splits the way it is served: at its own pack size
-    and crop (the same images decoded again when the sizes differ) and its own operating point
-    (model.json threshold and temperature; 0.5 and 1 for champions from before calibration)."""
+    """The champion re-scored on this run's splits the way it is served, at its own
+    preprocessing and operating point (0.5 and 1 for champions from before calibration)."""
     point = OperatingPoint.from_meta(meta, where=run_key(run_id, "model.json"))
     return _scores(run_id, with_groups(score_with_own_preprocessing(model, meta, packed, dataset_root), packed), point)
 
@@ -110,9 +106,8 @@ def repack_for_evaluation(
 
 
 def score_with_own_preprocessing(model, meta: dict, packed: PackedSplits, dataset_root: Path) -> dict:
-    """{split: SplitScores} of a saved model on `packed`'s evaluation images, preprocessed the
-    way its model.json says (pack size and crop): the packed arrays as they are when the sizes
-    match, else the same images decoded again at the model's pack size."""
+    """{split: SplitScores} of a saved model on `packed`'s evaluation images at its model.json's
+    pack size and crop (the packed arrays when the pack size matches, else decoded again)."""
     splits = evaluation_splits(packed)
     pack_size, image_size = meta["preprocessing"]["pack_size"], meta["preprocessing"]["image_size"]
     data: PackedSplits = packed

@@ -1,11 +1,7 @@
-"""What a person calls each evaluation split, in one place: the gate's reasons, the report's
-tables, the quality artifact and `boneflow run`'s summary all name a split through here, so
-they agree.
-
-Two packed splits can hold the same images: under split policy `regroup` the judged split
-(`test_clean`) is the regrouped test (`test`), and under `official` the packed `test` is the
-official test (`official_test`). `shown_splits` keeps one of each such pair, so no split
-appears twice in a table.
+"""What a person calls each evaluation split, in one place, so the gate's reasons, the report's
+tables, the quality artifact and `boneflow run`'s summary agree. Two packed splits can hold the
+same images (under `regroup` the judged `test_clean` is the regrouped `test`; under `official`
+the packed `test` is `official_test`): `shown_splits` keeps one of each such pair.
 """
 
 from __future__ import annotations

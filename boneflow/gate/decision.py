@@ -1,15 +1,8 @@
 """The promotion gate: a pure function of the candidate's metrics, the champion's metrics
-re-scored on the same split, and a policy (GatePolicy, boneflow/settings.py).
-
-On `policy.split` (the leak-free test by default, the regrouped test under split policy
-`regroup`, `oof` for a cross-fitted run) a candidate passes when the split holds at least
-`min_n` radiographs (fewer cannot tell 0.90 from 0.75: the gate refuses to judge and says what
-to change), accuracy >= min_accuracy and fractured recall >= min_recall at the model's operating
-threshold, and, when there is a champion, champion accuracy - candidate accuracy <=
-max_regression; the first model is promoted on the floors alone. Every figure counts radiographs
-(evaluate/radiographs.py). The paired comparison with the champion (gate/paired.py) informs, the
-regression rule decides. Reasons are sentences with the numbers, for passes and failures alike,
-so the report and the flow's message explain the decision.
+re-scored on the same split, and a policy (GatePolicy, boneflow/settings.py). The rules are in
+docs/ARCHITECTURE.md ("Evaluation and the gate") and README ("Honest evaluation", item 5); the
+first model is promoted on the floors alone. Reasons are sentences with the numbers, for passes
+and failures alike, so the report and the flow's message explain the decision.
 """
 
 from __future__ import annotations
@@ -152,24 +145,20 @@ def _champion_reasons(
         champ_acc = (paired.both_right + paired.champion_only) / paired.n
         where = f"{where} (the {paired.n} radiographs both runs predicted)"
     drop = champ_acc - acc
-    if drop > policy.max_regression + 1e-12:
-        passed = False
-        reasons = [
-            f"{where} accuracy {acc:.3f} regresses {drop:.3f} from {who}'s "
-            f"{champ_acc:.3f} (allowed {policy.max_regression:.3f})"
-        ]
-    else:
-        passed = True
-        reasons = [
-            f"{where} accuracy {acc:.3f} vs {who}'s {champ_acc:.3f}: change "
-            f"{-drop:+.3f} within the allowed regression {policy.max_regression:.3f}"
-        ]
-    reasons.append(
+    passed = drop <= policy.max_regression + 1e-12
+    verdict = (
+        f"{where} accuracy {acc:.3f} vs {who}'s {champ_acc:.3f}: change "
+        f"{-drop:+.3f} within the allowed regression {policy.max_regression:.3f}"
+        if passed
+        else f"{where} accuracy {acc:.3f} regresses {drop:.3f} from {who}'s "
+        f"{champ_acc:.3f} (allowed {policy.max_regression:.3f})"
+    )
+    pairing = (
         paired.sentence(who)
         if paired is not None
         else f"no paired comparison with {who}: the two share no radiograph judged under the same label"
     )
-    return passed, reasons
+    return passed, [verdict, pairing]
 
 
 def decide(
@@ -221,9 +210,7 @@ def decide(
 
 def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> GateDecision:
     """The gate stage: decide() on two evaluated models, paired radiograph by radiograph on the
-    judged split. A cross-fitted candidate is judged on its out-of-fold split (`oof`); a champion
-    without out-of-fold predictions then offers no fair comparison, and the gate says so and
-    judges on the floors alone."""
+    judged split (`oof` for a cross-fitted candidate: README, "Cross-fitting")."""
     from dataclasses import replace
 
     from boneflow.gate.paired import paired_from_predictions

@@ -3,13 +3,10 @@ at its own threshold): which one is right where the other is wrong.
 
 Unpaired intervals of two accuracies overlap far more than the paired difference is uncertain,
 because both models get most images right together; the paired view counts the discordant
-ones only, b (candidate right, champion wrong) and c (the reverse).
-- McNemar's exact test: under "equally good" b is Binomial(b + c, 1/2); the two-sided p-value
-  (scipy.stats.binomtest) doubles the smaller tail, capped at 1.
-- The 95 % interval of the accuracy difference (candidate - champion) is Newcombe's hybrid
-  score interval for paired proportions (method 10 of Newcombe 1998, Stat Med 17:2635): Wilson
-  intervals of both accuracies combined with the correlation of the paired outcomes. Unlike the
-  Wald interval it stays inside [-1, 1] and is not zero-width when b = c = 0.
+ones only, b (candidate right, champion wrong) and c (the reverse). McNemar's exact test: under
+"equally good" b is Binomial(b + c, 1/2). The interval of the accuracy difference is Newcombe's
+hybrid score interval for paired proportions (method 10 of Newcombe 1998, Stat Med 17:2635):
+unlike the Wald interval it stays inside [-1, 1] and is not zero-width when b = c = 0.
 """
 
 from __future__ import annotations

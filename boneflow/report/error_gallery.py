@@ -1,8 +1,6 @@
-"""The most confidently wrong radiographs of the judged split, what a user opens after a
-refusal to see *what* the model gets wrong: the fractured radiographs with the lowest
-probability (the mean of their files', evaluate/radiographs.py) below the operating threshold
-and the unfractured ones with the highest above it. The picture shows one file of each as the
-network sees it beside the Grad-CAM of the fractured class (evaluate/gradcam.py).
+"""The judged split's most confidently wrong radiographs (README, "Honest evaluation", item 7),
+what a user opens after a refusal: confidence is in the wrong answer, 1 - P for a fracture and P
+for a healthy bone, each radiograph shown by one file beside its Grad-CAM (evaluate/gradcam.py).
 """
 
 from __future__ import annotations
@@ -26,11 +24,9 @@ def most_confident_errors(predictions: Predictions) -> list[dict]:
     cut = by_radiograph(groups, predictions.labels, predictions.file_thresholds()).probability
     called = (rad.probability >= cut).astype(np.int64)
     wrong = np.flatnonzero(called != rad.labels)
-    # confidence in the wrong answer: P(fractured) for a healthy bone, 1 - P for a fracture
     confidence = np.where(rad.labels[wrong] == 1, 1 - rad.probability[wrong], rad.probability[wrong])
-    first_file: dict[str, str] = {}
-    for path, group in sorted(zip(predictions.paths, groups)):
-        first_file.setdefault(group, path)
+    # in reverse name order, so each group keeps its first file by name
+    first_file = {group: path for path, group in sorted(zip(predictions.paths, groups), reverse=True)}
     return [
         {
             "group": rad.groups[i],

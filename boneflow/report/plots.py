@@ -76,15 +76,8 @@ def plot_roc(labels, probs, path: Path, *, operating_threshold: float | None = N
         for threshold, marker, colour in marks:
             called = probs >= threshold  # x: false positive rate, y: true positive rate
             x, y = float(called[labels == 0].mean()), float(called[labels == 1].mean())
-            ax.plot(
-                [x],
-                [y],
-                marker=marker,
-                color=colour,
-                linestyle="none",
-                markersize=7,
-                label=f"threshold {threshold:.3f}: recall {y:.2f}, specificity {1 - x:.2f}",
-            )
+            label = f"threshold {threshold:.3f}: recall {y:.2f}, specificity {1 - x:.2f}"
+            ax.plot([x], [y], marker=marker, color=colour, linestyle="none", markersize=7, label=label)
         ax.legend(loc="lower right", fontsize=7)
     else:
         ax.text(0.5, 0.5, "one class only: ROC undefined", ha="center", va="center")
@@ -98,7 +91,7 @@ def plot_augmentation_preview(images_uint8, preset, path: Path, *, seed: int = 0
     """Top row: packed images; bottom row: the same images after `preset` (a TrainPreset)."""
     import torch
 
-    images = torch.from_numpy(np.ascontiguousarray(np.asarray(images_uint8[:count])))
+    images = torch.from_numpy(np.array(images_uint8[:count]))  # a writable copy: torch warns on read-only memmaps
     augmented = preset(images, torch.Generator().manual_seed(seed))[:, 0].float()
     # Undo the normalisation so the preview shows what the network's pixels look like.
     augmented = (augmented * preset.std + preset.mean).clamp(0, 1).numpy()

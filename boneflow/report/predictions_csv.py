@@ -1,11 +1,7 @@
-"""runs/<run_id>/predictions.csv: one row per evaluated file, for a user to see what the model
-gets wrong, and for a later run to pair a cross-fitted champion's OOF rows with its own, by
-group (`read_oof_predictions`).
-
-Columns: path (relative to the dataset root), group (duplicate group = radiograph), split,
-fold (predicted out of; empty without cross-fitting), label, probability (calibrated
-P(fractured)), predicted (per file) and the threshold that decided it (cross-fitting decides
-each fold at its own).
+"""runs/<run_id>/predictions.csv (its columns: README, "Honest evaluation", item 7; `threshold`
+is the one that decided the file, as cross-fitting decides each fold at its own): for a user to
+see what the model gets wrong, and for a later run to pair a cross-fitted champion's OOF rows
+with its own, by group (`read_oof_predictions`).
 """
 
 from __future__ import annotations
@@ -25,31 +21,20 @@ def predictions_csv(predictions: dict[str, Predictions], split_policy: dict | No
     """The table, in report split order then path order. A file in two splits that hold the same
     images (evaluate/split_names.py) is listed once, under the more specific (test_clean over
     test) or the judged one (oof over official_test)."""
-    rows: dict[str, dict] = {}
+    rows: dict[str, tuple] = {}  # by path: a later split's row replaces an earlier one's
     shown = shown_splits(predictions, split_policy)
-    for split in [s for s in shown if s != "oof"] + [s for s in shown if s == "oof"]:
+    for split in sorted(shown, key=lambda s: s == "oof"):
         p = predictions[split]
         groups = p.groups or [f"file:{path}" for path in p.paths]
         folds: list[int | str] = list(p.folds) if p.folds else [""] * len(p.paths)
-        cuts = p.file_thresholds()
         for path, group, fold, label, prob, called, cut in zip(
-            p.paths, groups, folds, p.labels, p.probability, p.predicted, cuts
+            p.paths, groups, folds, p.labels, p.probability, p.predicted, p.file_thresholds()
         ):
-            rows[path] = {
-                "path": path,
-                "group": group,
-                "split": split,
-                "fold": fold,
-                "label": CLASSES[label],
-                "probability": f"{prob:.6f}",
-                "predicted": CLASSES[called],
-                "threshold": f"{cut:.6f}",
-            }
+            rows[path] = (path, group, split, fold, CLASSES[label], f"{prob:.6f}", CLASSES[called], f"{cut:.6f}")
     order = {s: i for i, s in enumerate(shown)}
+    ordered = sorted(rows.values(), key=lambda r: (order[r[2]], r[0]))  # by split, then path
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(sorted(rows.values(), key=lambda r: (order[r["split"]], r["path"])))
+    csv.writer(out, lineterminator="\n").writerows([COLUMNS, *ordered])
     return out.getvalue().encode()
 
 

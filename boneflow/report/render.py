@@ -11,7 +11,7 @@ import re
 
 from boneflow.evaluate.split_names import shown_splits, split_words
 from boneflow.intake.layout import CLASSES
-from boneflow.report.summary import contamination_line, honest_summary, policy_line, with_ci
+from boneflow.report.summary import cell, contamination_line, honest_summary, markdown_table, policy_line, with_ci
 from boneflow.store.keys import validate_name
 
 _METRIC_COLUMNS = (
@@ -28,22 +28,6 @@ _SECRET_FIELD = re.compile(r"(secret|password|passwd|token|credential|access_key
 _URL_USERINFO = re.compile(r"(://)[^/@\s]+@")
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _redact(key: str, value):
     if _SECRET_FIELD.search(key):
         return "(redacted)"
@@ -52,40 +36,31 @@ def _redact(key: str, value):
     return value
 
 
-def _accuracy_cell(m: dict) -> str:
-    return with_ci(m.get("accuracy"), m.get("accuracy_ci95"))
-
-
 def metrics_table(splits: dict, split_policy: dict | None = None) -> str:
     """One row per split (each set of images once): radiographs and files, then accuracy,
     fractured recall and AUROC with their 95% intervals by radiograph, the other metrics."""
     present = [(k, t) for k, t in _METRIC_COLUMNS if any(k in m for m in splits.values())]
     header = ["split", "radiographs", "files", "accuracy [95% CI]", "recall (fractured) [95% CI]", "AUROC [95% CI]"]
-    rows = [
-        [
-            split_words(s, split_policy),
-            splits[s].get("n"),
-            splits[s].get("files"),
-            _accuracy_cell(splits[s]),
-            with_ci(splits[s].get("recall_fractured"), splits[s].get("recall_fractured_ci95")),
-            with_ci(splits[s].get("auroc"), splits[s].get("auroc_ci95")),
-        ]
-        + [splits[s].get(k) for k, _ in present]
-        for s in shown_splits(splits, split_policy)
-    ]
-    return _table(header + [t for _, t in present], rows)
+    rows = []
+    for s in shown_splits(splits, split_policy):
+        m = splits[s]
+        intervals = [with_ci(m, k) for k in ("accuracy", "recall_fractured", "auroc")]
+        rows.append(
+            [split_words(s, split_policy), m.get("n"), m.get("files"), *intervals, *(m.get(k) for k, _ in present)]
+        )
+    return markdown_table(header + [t for _, t in present], rows)
 
 
 def _sub_table(splits: dict, split_policy: dict | None, key: str, unit: str, columns: dict[str, str]) -> str:
     """The figures each split keeps under `key`, where recorded: the `unit`s counted, accuracy
     with its interval, then `columns` ({metric: header})."""
     rows = [
-        [split_words(s, split_policy), splits[s][key].get("n", splits[s].get("n")), _accuracy_cell(splits[s][key])]
+        [split_words(s, split_policy), splits[s][key].get("n", splits[s].get("n")), with_ci(splits[s][key], "accuracy")]
         + [splits[s][key].get(k) for k in columns]
         for s in shown_splits(splits, split_policy)
         if isinstance(splits[s].get(key), dict)
     ]
-    return _table(["split", unit, "accuracy [95% CI]", *columns.values()], rows) if rows else ""
+    return markdown_table(["split", unit, "accuracy [95% CI]", *columns.values()], rows) if rows else ""
 
 
 def _confusions(splits: dict, split_policy: dict | None = None) -> str:
@@ -95,9 +70,7 @@ def _confusions(splits: dict, split_policy: dict | None = None) -> str:
         if conf and len(conf) == 2:
             (tn, fp), (fn, tp) = conf
             rows.append([split_words(split, split_policy), tn, fp, fn, tp])
-    if not rows:
-        return ""
-    return _table(["split (radiographs)", "TN", "FP", "FN (missed fractures)", "TP"], rows)
+    return markdown_table(["split (radiographs)", "TN", "FP", "FN (missed fractures)", "TP"], rows) if rows else ""
 
 
 def _gallery_section(gallery: dict | None) -> list[str]:
@@ -108,7 +81,7 @@ def _gallery_section(gallery: dict | None) -> list[str]:
     if not rows:
         return ["## Most confident errors", f"_No radiograph of the {split_name} is wrong._"]
     validate_name(gallery["image"])
-    table = _table(
+    table = markdown_table(
         ["#", "radiograph (group)", "true label", "P(fractured)", "called", "files", "example file"],
         [
             [i + 1, r["group"], r["label"], r["probability"], r["predicted"], r["files"], r["path"]]
@@ -130,34 +103,29 @@ def _summary_table(summary: dict) -> str:
     rows = []
     for key, value in summary.items():
         if isinstance(value, dict):
-            inner = ", ".join(f"{k}: {_cell(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
+            inner = ", ".join(f"{k}: {cell(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
             rows.append([key, inner or f"{len(value)} entries"])
         elif isinstance(value, (list, tuple)):
             rows.append([key, f"{len(value)} item(s)"])
         else:
             rows.append([key, value])
-    return _table(["", "value"], rows) if rows else "_(none reported)_"
+    return markdown_table(["", "value"], rows) if rows else "_(none reported)_"
 
 
 def _plot_links(plots: dict[str, str]) -> str:
-    lines = []
-    for title, name in plots.items():
+    for name in plots.values():
         validate_name(name)  # relative name inside the run folder; never a path or URL
-        lines.append(f"### {title}\n\n![{title}]({name.replace(' ', '%20')})")
-    return "\n\n".join(lines)
+    return "\n\n".join(f"### {title}\n\n![{title}]({name.replace(' ', '%20')})" for title, name in plots.items())
 
 
 def _history_table(history: list[dict]) -> str:
-    cols = [
-        c
-        for c in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
-        if any(c in h for h in history)
-    ]
-    return _table(cols, [[h.get(c) for c in cols] for h in history])
+    known = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
+    cols = [c for c in known if any(c in h for h in history)]
+    return markdown_table(cols, [[h.get(c) for c in cols] for h in history])
 
 
 def _dataset_lines(dataset: dict) -> list[str]:
-    return [f"- {k.replace('_', ' ')}: `{_cell(v)}`" for k, v in dataset.items() if not isinstance(v, (dict, list))]
+    return [f"- {k.replace('_', ' ')}: `{cell(v)}`" for k, v in dataset.items() if not isinstance(v, (dict, list))]
 
 
 def render_report(
@@ -173,10 +141,7 @@ def render_report(
     gallery: dict | None = None,
 ) -> str:
     """report.md: the gate decision, the most confidently wrong radiographs and the
-    honest-evaluation summary first (split policy, official-test contamination, official vs
-    honest accuracy, operating point, paired comparison), then metrics by radiograph at the
-    operating threshold and at 0.5 with intervals, the per-file figures, dataset version and
-    fingerprint, cleaning and leakage summaries, plots by relative link."""
+    honest-evaluation summary (report/summary.py) first, then the tables and plots."""
     splits = metrics.get("splits", {})
     split_policy = metrics.get("split_policy")
     threshold = (metrics.get("operating_point") or {}).get("threshold")
@@ -253,8 +218,8 @@ def _gate_lines(gate: dict) -> list[str]:
         "\n".join(f"- {r}" for r in gate.get("reasons", [])) or "- (no reasons recorded)",
         (
             f"Policy: split `{policy.get('split', 'test_clean')}` with at least {policy.get('min_n', 0)} radiographs, "
-            f"accuracy ≥ {_cell(policy.get('min_accuracy'))}, fractured recall ≥ {_cell(policy.get('min_recall'))}, "
-            f"regression ≤ {_cell(policy.get('max_regression'))}; compared with champion "
+            f"accuracy ≥ {cell(policy.get('min_accuracy'))}, fractured recall ≥ {cell(policy.get('min_recall'))}, "
+            f"regression ≤ {cell(policy.get('max_regression'))}; compared with champion "
             f"`{gate.get('champion_run_id') or 'none'}`."
         ),
     ]
@@ -268,24 +233,18 @@ def _evaluation_text(model_meta: dict) -> str:
         "radiographs with no copy in train or val: exact, near or rotated), with 95% intervals by "
         "radiograph. The decision threshold is the highest whose validation fractured recall by "
         "radiograph reaches the target, and a temperature fitted on validation calibrates the "
-        f"probabilities; both are stored in `model.json` (threshold {_cell(model_meta.get('threshold', 0.5))}, "
-        f"temperature {_cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses "
+        f"probabilities; both are stored in `model.json` (threshold {cell(model_meta.get('threshold', 0.5))}, "
+        f"temperature {cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses "
         "to judge a split with too few radiographs, and compares with the current champion re-scored on "
         "the same radiographs (paired: McNemar's exact test and Newcombe's interval of the difference)."
     )
 
 
 def _limitations_text(leak: dict) -> str:
-    cross = next(
-        (
-            leak[k]
-            for k in ("cross_split_pairs", "pairs", "n_pairs", "pair_count")
-            if isinstance(leak.get(k), (int, list))
-        ),
-        None,
-    )
+    # the leakage report's counts hold `pairs` (duplicates/leakage.py)
+    cross = next((leak[k] for k in ("cross_split_pairs", "pairs") if isinstance(leak.get(k), int)), None)
     cross_text = (
-        f"{len(cross) if isinstance(cross, list) else cross} near-duplicate pair(s) across train/val/test were found"
+        f"{cross} near-duplicate pair(s) across train/val/test were found"
         if cross is not None
         else "near-duplicate images occur across train/val/test in this dataset"
     )
@@ -352,7 +311,7 @@ def render_model_card(
         "## Limitations",
         _limitations_text(leakage_summary),
         "## Training configuration",
-        _table(["setting", "value"], config_rows) if config_rows else "_(not recorded)_",
+        markdown_table(["setting", "value"], config_rows) if config_rows else "_(not recorded)_",
         "## Code version",
         f"- boneflow {code['package_version']}"
         + (f", git commit `{commit}`" if commit else " (git commit not available)"),

@@ -1,10 +1,8 @@
 """Every file a run publishes besides the training's own (train/package.py): metrics.json, the
 report, the model card, predictions.csv, the error gallery, the plots, and the operating point
-written into model.json.
-
-Built from the stage values alone (Acquired, TrainSummary, Scores, GateDecision) plus the packed
-dataset's reports and the model files fetched from the store, so a Retry of the publish stage
-on another worker writes the same files.
+written into model.json. Built from the stage values alone plus the packed dataset's reports and
+the model files fetched from the store, so a Retry of the publish stage on another worker writes
+the same files.
 """
 
 from __future__ import annotations
@@ -27,13 +25,7 @@ from boneflow.report.render import render_model_card, render_report
 from boneflow.train.package import complete_model_json
 
 PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
-PLOT_NAMES = (
-    "error_gallery.png",
-    "confusion_matrix.png",
-    "roc.png",
-    "learning_curves.png",
-    "augmentation_preview.png",
-)
+PLOT_NAMES = ("error_gallery.png", "confusion_matrix.png", "roc.png", "learning_curves.png", "augmentation_preview.png")
 GALLERY_ROWS = "error_gallery.json"  # the gallery's radiographs, also a Prefect table artifact
 
 
@@ -83,14 +75,11 @@ def draw_plots(
 
 def augmentation_preview(packed, config: RetrainConfig, path: Path) -> Path:
     """What the network sees: packed train images above, their augmented versions below."""
-    import numpy as np
-
     from boneflow.report.plots import plot_augmentation_preview
     from boneflow.train.augment import TrainPreset
 
-    # a writable copy of a few images: torch warns on read-only memory maps
-    images = np.array(packed.split("train").images[:8])
-    return plot_augmentation_preview(images, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
+    train = packed.split("train").images
+    return plot_augmentation_preview(train, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
 
 
 def error_gallery(out_dir: Path, *, candidate: Scores, packed, predictor, judged_split: str) -> dict[str, Path]:

@@ -1,15 +1,30 @@
-"""The first screen of a run's report, and the week-by-week quality note.
-
-What a reader must see before any table: which split policy made the splits and why, how much
-of the official test is copies of train/val (so its accuracy measures memory, not skill), the
-official-test accuracy beside the honest one, the operating point and its calibration, and the
-paired comparison with the champion. Every input is optional: packs made before split policies
-and contamination counts still render, saying what was not measured.
+"""The first screen of a run's report (README, "Honest evaluation": the split policy and why,
+the official test's contamination and accuracy beside the honest one; then the operating point
+and the paired comparison), the week-by-week quality note, and the markdown cell and table
+helpers render.py shares. Every input is optional: packs made before split policies and
+contamination counts still render, saying what was not measured.
 """
 
 from __future__ import annotations
 
 from boneflow.evaluate.split_names import regrouped, split_words
+
+
+def cell(value) -> str:
+    """A markdown table cell: – for None, yes/no, floats to 3 decimals, pipes escaped."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _acc(m: dict | None) -> str:
@@ -26,7 +41,9 @@ def _num(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def with_ci(value, ci) -> str:
+def with_ci(m: dict, key: str) -> str:
+    """m[key] with its 95 % interval (m[key + "_ci95"]) when recorded."""
+    value, ci = m.get(key), m.get(f"{key}_ci95")
     return _num(value) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if value is not None and ci and len(ci) == 2 else "")
 
 
@@ -34,9 +51,7 @@ def official_test_metrics(splits: dict, split_policy: dict | None) -> dict | Non
     """The dataset's own test split: `official_test` when packed, else `test` unless regrouped."""
     if "official_test" in splits:
         return splits["official_test"]
-    if regrouped(split_policy):
-        return None
-    return splits.get("test")
+    return None if regrouped(split_policy) else splits.get("test")
 
 
 def policy_line(split_policy: dict | None) -> str:
@@ -148,29 +163,18 @@ def render_quality(metrics: dict) -> str:
     ours, theirs = splits.get(judged, {}), gate.get("champion") or {}
     champion = gate.get("champion_run_id")
     rows = [
-        ("accuracy [95% CI]", _acc(ours), _acc(theirs)),
-        ("fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))),
-        ("specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))),
-        (
-            "AUROC",
-            with_ci(ours.get("auroc"), ours.get("auroc_ci95")),
-            with_ci(theirs.get("auroc"), theirs.get("auroc_ci95")),
-        ),
-        ("threshold", _num(ours.get("threshold")), _num(theirs.get("threshold"))),
+        ["accuracy [95% CI]", _acc(ours), _acc(theirs)],
+        ["fractured recall", _num(ours.get("recall_fractured")), _num(theirs.get("recall_fractured"))],
+        ["specificity", _num(ours.get("specificity")), _num(theirs.get("specificity"))],
+        ["AUROC", with_ci(ours, "auroc"), with_ci(theirs, "auroc")],
+        ["threshold", _num(ours.get("threshold")), _num(theirs.get("threshold"))],
     ]
-    table = "\n".join(
-        [
-            f"| {split_words(judged, metrics.get('split_policy'))} | this run | "
-            f"champion {('`' + champion + '`') if champion else '(none)'} |",
-            "|---|---|---|",
-        ]
-        + [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    )
+    who = f"champion `{champion}`" if champion else "champion (none)"
     official = official_test_metrics(splits, metrics.get("split_policy"))
     parts = [
         f"# boneflow quality — run `{metrics.get('run_id', '?')}`",
         f"**Decision: {_decision(gate)}**",
-        table,
+        markdown_table([split_words(judged, metrics.get("split_policy")), "this run", who], rows),
         "By radiograph; recall and specificity at each model's operating threshold. "
         f"Official test (contaminated): {_acc(official)}.",
         policy_line(metrics.get("split_policy")),
