@@ -1,10 +1,8 @@
-"""S3 (or any S3-compatible server: MinIO, moto) as the store, through boto3.
-
-boto3 supplies the endpoint (`AWS_ENDPOINT_URL[_S3]`, overridden by `endpoint_url`), the
-credentials (its standard chain; never read, logged or stored here), bounded retries with
-connect/read timeouts (so a dead server ends in a clear error soon) and multipart transfers.
-Conditional writes use PutObject with If-None-Match: * / If-Match: <etag>; the server is probed
-once first, and one that ignores or rejects the headers raises ConditionalWritesUnsupportedError
+"""S3 (or any S3-compatible server: MinIO, moto) as the store, through boto3 (README, "MinIO or
+AWS S3"). boto3 supplies the endpoint (`AWS_ENDPOINT_URL[_S3]`, overridden by `endpoint_url`), the
+credentials (never read, logged or stored here), bounded retries with connect/read timeouts (so a
+dead server ends in a clear error soon) and multipart transfers. Conditional writes are probed
+once first: a server that ignores or rejects the headers raises ConditionalWritesUnsupportedError
 instead of silently allowing two winners.
 """
 
@@ -23,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from boneflow.atomic import atomic_path
-from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, too_large
+from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, read_capped
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
     ConflictError,
@@ -63,16 +61,8 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def _read_body(resp: dict, key: str, where: str, max_bytes: int | None) -> bytes:
-    """The object's bytes, refused from ContentLength (before any is read) when over `max_bytes`."""
-    body = resp["Body"]
-    if max_bytes is not None and int(resp.get("ContentLength") or 0) > max_bytes:
-        body.close()
-        raise too_large(key, where, int(resp["ContentLength"]), max_bytes)
-    data = body.read() if max_bytes is None else body.read(max_bytes + 1)
-    if max_bytes is not None and len(data) > max_bytes:
-        body.close()
-        raise too_large(key, where, len(data), max_bytes)
-    return data
+    with contextlib.closing(resp["Body"]) as body:  # an unread body holds its connection
+        return read_capped(body, int(resp.get("ContentLength") or 0), key, where, max_bytes)
 
 
 def _error_code(err: ClientError) -> str:
