@@ -1,10 +1,8 @@
-"""`boneflow gc`: delete what finished runs no longer need, in the store and the local work dir.
-
-The store part is boneflow/registry/retention.py. In the work dir (`runs/<run_id>/...` under
-$BONEFLOW_WORK_DIR, ~215 MB per run) a run folder whose newest file is older than the grace
-period goes, whether the run finished in the store (everything worth keeping was published) or
-never finished (a Retry of it then redoes its stages); otherwise the folders grow without bound.
-Nothing is deleted through a symbolic link or outside `<work dir>/runs`.
+"""`boneflow gc`: delete what finished runs no longer need, in the store (retention.py) and the
+local work dir. A work-dir run folder (`runs/<run_id>/` under $BONEFLOW_WORK_DIR, ~215 MB per run)
+whose newest file is older than the grace period goes, whether the run finished in the store or
+not (a Retry then redoes its stages); nothing is deleted through a symbolic link or outside
+`<work dir>/runs`.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""Publishing runs to a store and promoting the champion.
-
-Order of a publish (docs/ARCHITECTURE.md): every run file under `runs/<run_id>/`, then
-`runs/<run_id>/manifest.json` (size + sha256 of every object of the run), then - only when the
-gate passed, and only through `promote` - the `champion.json` pointer, replaced conditionally
-on its ETag. A run whose manifest is missing is incomplete and can never be promoted.
-Datasets and checkpoints move through transfer.py.
-
-Every download through this module is checked against the recorded sha256; a mismatch raises
-IntegrityError naming the key, and the bad bytes never reach the destination path.
+"""Publishing runs to a store and promoting the champion (README, "The store"): every run file,
+then the manifest, whose presence marks the run complete (a run without one can never be
+promoted), then - only through `promote` - champion.json, replaced conditionally on its ETag.
+Downloads are checked against the manifest (verified.py); datasets and checkpoints move through
+transfer.py.
 """
 
 from __future__ import annotations

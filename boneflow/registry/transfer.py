@@ -1,9 +1,6 @@
-"""Moving packed datasets and training checkpoints through the store, verified.
-
-A packed dataset lives at `datasets/<fingerprint>/<size>/` with an `index.json` (size + sha256
-per file) written last; a run's checkpoints under `runs/<run_id>/checkpoints/` with
-`checkpoints/index.json`. The training flow uses these so a GPU worker on another machine can
-fetch its inputs and a restarted training resumes from the store.
+"""Moving packed datasets and training checkpoints through the store, verified, each with an
+`index.json` (size + sha256 per file) written after the files: a GPU worker on another machine
+fetches its inputs, and a restarted training resumes from the store.
 """
 
 from __future__ import annotations
@@ -33,9 +30,7 @@ from boneflow.store.keys import (
     dataset_key,
     dataset_prefix,
     run_key,
-    validate_fingerprint,
     validate_name,
-    validate_size,
 )
 from boneflow.train.checkpoint import by_epoch, checkpoint_epoch
 
@@ -49,11 +44,8 @@ DATASET_INDEX = "index.json"  # store-side list of a packed dataset's files, wri
 
 # --- datasets ---------------------------------------------------------------------------------
 def _dataset_files(local_dir: Path) -> list[str]:
-    names = []
-    for path in sorted(local_dir.rglob("*")):
-        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(local_dir).parts):
-            names.append(validate_name(path.relative_to(local_dir).as_posix(), max_parts=4))
-    return names
+    rel = [path.relative_to(local_dir) for path in sorted(local_dir.rglob("*")) if path.is_file()]
+    return [validate_name(r.as_posix(), max_parts=4) for r in rel if not any(p.startswith(".") for p in r.parts)]
 
 
 def upload_dataset(store: Store, packed: PackedDataset) -> dict:
@@ -61,7 +53,7 @@ def upload_dataset(store: Store, packed: PackedDataset) -> dict:
     (size + sha256 per file) last. Skips the upload when the store already holds a complete
     copy. Returns {"prefix", "uploaded": bool, "files": {name: {size, sha256}}}."""
     local_dir, fingerprint, size = Path(packed.dir), packed.fingerprint, packed.size
-    prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
+    prefix = dataset_prefix(fingerprint, size)
     names = _dataset_files(local_dir)
     if DATASET_INDEX in names:
         raise StoreError(
@@ -104,7 +96,7 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
     downloaded) and renamed into place: another run on this machine reading dest_dir keeps the
     files it opened and never sees a half-rewritten folder, and a failed download leaves
     dest_dir as it was. Returns dest_dir."""
-    files = _read_dataset_index(store, validate_fingerprint(fingerprint), validate_size(size))
+    files = _read_dataset_index(store, fingerprint, size)
     if files is None:
         raise ObjectNotFoundError(
             f"Dataset {fingerprint}/{size} is not in {store.url} (no "
