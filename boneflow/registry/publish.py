@@ -46,11 +46,9 @@ class ChampionConflictError(ConflictError):
 def publish_run(
     store: Store, run_id: str, files: Mapping[str, Path | bytes], *, code_version: dict | None = None
 ) -> dict:
-    """Upload `files` ({name: local path or bytes}) under runs/<run_id>/, then write the manifest.
-
-    Objects already under the run (checkpoints uploaded during training) are listed in the
-    manifest too, with the hashes from checkpoints/index.json. Returns the manifest dict.
-    """
+    """Upload `files` ({name: local path or bytes}) under runs/<run_id>/, then write the manifest
+    (returned), which also lists the objects already under the run (checkpoints uploaded during
+    training, with the hashes from checkpoints/index.json)."""
     validate_run_id(run_id)
     names = sorted(files)
     for name in names:  # validate everything before the first upload

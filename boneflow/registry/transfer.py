@@ -170,12 +170,11 @@ def read_checkpoint_index(store: Store, run_id: str) -> dict[str, dict]:
 
 
 def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -> str:
-    """Upload one checkpoint file to runs/<run_id>/checkpoints/<name>, record its size and sha256
-    in runs/<run_id>/checkpoints/index.json (written after the file), then delete all but the
-    newest `keep` checkpoints (a ResNet18 checkpoint with optimizer state is ~135 MB; the run
-    keeps its final model separately). The index is rewritten before anything is deleted, so it
-    never lists a missing object. One training process writes a run's checkpoints, so the index
-    needs no conditional write. Returns the key."""
+    """Upload one checkpoint file, record its size and sha256 in checkpoints/index.json, then
+    delete all but the newest `keep` (~135 MB each, with optimizer state; the run keeps its final
+    model separately). The index is rewritten before anything is deleted, so it never lists a
+    missing object; one training process writes a run's checkpoints, so it needs no conditional
+    write. Returns the key."""
     path = Path(path)
     name = validate_name(path.name, max_parts=1)
     if checkpoint_epoch(name) is None:

@@ -1,8 +1,6 @@
-"""The store interface: a flat key -> bytes space with conditional writes.
-
-Keys are '/'-separated and relative to the store root (see keys.py); every implementation
-validates them again, so a bad id can never reach the file system or the bucket.
-"""
+"""The store interface: a flat key -> bytes space with conditional writes. Keys are relative to
+the store root (keys.py); every implementation validates them again, so a bad id can never reach
+the file system or the bucket."""
 
 from __future__ import annotations
 

@@ -60,11 +60,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _read_body(resp: dict, key: str, where: str, max_bytes: int | None) -> bytes:
-    with contextlib.closing(resp["Body"]) as body:  # an unread body holds its connection
-        return read_capped(body, int(resp.get("ContentLength") or 0), key, where, max_bytes)
-
-
 def _error_code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
@@ -170,10 +165,15 @@ class S3Store(Store):
         with self._errors(key, "Writing"):
             self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data))
 
-    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, dict]:
         with self._errors(key, "Reading"):
             resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
-            return _read_body(resp, key, self._where(), max_bytes)
+            with contextlib.closing(resp["Body"]) as body:  # an unread body holds its connection
+                size = int(resp.get("ContentLength") or 0)
+                return read_capped(body, size, key, self._where(), max_bytes), resp
+
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        return self._get(key, max_bytes)[0]
 
     def put_file(self, key: str, path: Path) -> None:
         with self._errors(key, "Uploading"):
@@ -245,11 +245,10 @@ class S3Store(Store):
     # --- conditional writes ---------------------------------------------------------------
     def read_with_etag(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         try:
-            with self._errors(key, "Reading"):
-                resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
-                return _read_body(resp, key, self._where(), max_bytes), resp["ETag"]
+            data, resp = self._get(key, max_bytes)
         except ObjectNotFoundError:
             return None
+        return data, resp["ETag"]
 
     def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
         self.check_conditional_writes()
