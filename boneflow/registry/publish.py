@@ -136,10 +136,7 @@ def fetch_run_file(store: Store, run_id: str, name: str, dest: Path, *, manifest
 def read_champion(store: Store) -> tuple[dict, str] | None:
     """(champion dict, etag) or None when no model was ever promoted."""
     found = store.read_with_etag(CHAMPION_KEY, max_bytes=MAX_CHAMPION_BYTES)
-    if found is None:
-        return None
-    data, etag = found
-    return load_json(store, CHAMPION_KEY, data), etag
+    return None if found is None else (load_json(store, CHAMPION_KEY, found[0]), found[1])
 
 
 def champion_record(

@@ -5,6 +5,7 @@ fetches its inputs, and a restarted training resumes from the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -141,11 +142,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _replace_folder(staging: Path, dest: Path) -> None:
     """Move the complete `staging` folder to `dest`, replacing what was there."""
-    try:
+    with contextlib.suppress(OSError):
         os.rename(staging, dest)  # dest absent or empty
         return
-    except OSError:
-        pass
     old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
     os.rename(dest, old)
     try:

@@ -108,11 +108,9 @@ class LocalStore(Store):
         validate_prefix(prefix)
         listing = Listing([], [])
         # Walk only the deepest folder the prefix names, not the whole store.
-        folder_part = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self._path(folder_part) if folder_part else self.root
-        if not start.is_dir():
-            return listing
-        for dirpath, dirnames, filenames in os.walk(start):  # links to folders are not walked
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self.root
+        for dirpath, dirnames, filenames in os.walk(start):  # nothing if missing; links to folders are not walked
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in [*dirnames, *filenames]:
@@ -147,9 +145,7 @@ class LocalStore(Store):
         """`.tmp-*` files of boneflow.atomic, only in the store's own folders (keys.in_layout): a
         foreign folder's files, or files merely named like ours, are not ours to delete."""
         out: list[ObjectInfo] = []
-        if not self.root.is_dir():
-            return out
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(self.root):  # nothing if the root is missing
             rel = Path(dirpath).relative_to(self.root).parts
             dirnames[:] = [d for d in dirnames if in_layout([*rel, d])]
             for name in filenames:
