@@ -18,6 +18,8 @@ from boneflow.registry.retention import StoreGcPlan, plan_store_gc, run_store_gc
 from boneflow.store.base import Store
 from boneflow.store.keys import RUN_ID_RE
 
+_UNFINISHED = "unfinished run (no manifest in this store) older than the grace period; a Retry redoes its stages"
+
 
 def _tree_stats(folder: Path) -> tuple[int, float]:
     """(bytes, newest mtime) of everything under `folder`, links not followed."""
@@ -45,11 +47,9 @@ def plan_work_dir_gc(
         size, newest = _tree_stats(entry)
         if now - datetime.fromtimestamp(newest, UTC) < grace:
             kept[entry.name] = "younger than the grace period"
-        elif entry.name in finished:
-            delete.append({"path": str(entry), "bytes": size, "reason": "run finished in the store"})
-        else:
-            reason = "unfinished run (no manifest in this store) older than the grace period; a Retry redoes its stages"
-            delete.append({"path": str(entry), "bytes": size, "reason": reason})
+            continue
+        reason = "run finished in the store" if entry.name in finished else _UNFINISHED
+        delete.append({"path": str(entry), "bytes": size, "reason": reason})
     return delete, kept
 
 

@@ -190,8 +190,7 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
             f"champion.model_sha256 does not match runs/{run_id}/model.safetensors "
             "in the manifest; rebuild the pointer from the published manifest."
         )
-    record = dict(champion)
-    record.setdefault("published_at", utc_now())
+    record = {"published_at": utc_now(), **champion}
     try:
         etag = store.put_if(CHAMPION_KEY, json_bytes(record), etag=expected_etag)
     except ConflictError as err:

@@ -33,10 +33,8 @@ def _utc(timestamp: float) -> datetime:
 def _read_versioned(
     path: Path, key: str = "", where: str = "", max_bytes: int | None = None
 ) -> tuple[bytes, str] | None:
-    """Bytes and an ETag-like version of `path`. The version is the content hash plus the
-    file's inode and mtime: every write is a new file (temp + rename), so rewriting identical
-    bytes still changes the version -- a content hash alone would let a writer holding a stale
-    version win after someone wrote the same bytes back (the ABA problem)."""
+    """Bytes and an ETag-like version of `path`: content hash + inode + mtime, so rewriting
+    identical bytes (a new file: temp + rename) still changes it (README, "Local store versions")."""
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
