@@ -57,13 +57,6 @@ def _new_temp(folder: Path, name: str) -> Path:
             return tmp
 
 
-def _fsync_file(path: Path) -> None:
-    # By path, not by the writer's handle: a writer may have renamed another file onto the temp
-    # path (boto3's download_file does), and fsync flushes the inode whichever fd names it.
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield an empty temp path beside `target` for the caller to fill (a download, torch.save);
@@ -74,7 +67,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = _new_temp(target.parent, target.name)
     try:
         yield tmp
-        _fsync_file(tmp)
+        # By path, not by the writer's handle: a writer may have renamed another file onto the
+        # temp path (boto3's download_file does), and fsync flushes the inode whichever fd names it.
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
@@ -96,8 +92,8 @@ def write_bytes(target: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def write_text(target: Path, text: str, encoding: str = "utf-8") -> None:
-    write_bytes(target, text.encode(encoding))
+def write_text(target: Path, text: str) -> None:
+    write_bytes(target, text.encode())
 
 
 def copy_file(src: Path, target: Path) -> None:

@@ -1,16 +1,7 @@
-"""The values the retrain stages hand to each other.
-
-Each stage takes and returns these frozen models, never a loose dict and never a path another
-stage left on this machine's disk: a Retry may run a stage on another worker, so everything a
-stage needs is either in these values or in the store (runs/<run_id>/, datasets/<fp>/<size>/).
-They are plain JSON underneath (`model_dump(mode="json")`), which is how Prefect persists them
-(tasks/results.py) and how they travel to the gpu pool and back.
-
-    acquire  -> Acquired
-    train    -> TrainSummary            (also runs/<run_id>/train_result.json)
-    evaluate -> Scores                  (candidate and re-scored champion)
-    gate     -> GateDecision            (boneflow/gate/decision.py)
-    publish  -> RunFiles                (manifest + metrics.json of the published run)
+"""The frozen values the retrain stages hand to each other, never a loose dict or a path another
+stage left on this machine's disk (which stage returns which, and why: docs/ARCHITECTURE.md,
+"Retrain, stage by stage"). Plain JSON underneath (`model_dump(mode="json")`): how Prefect
+persists them (tasks/results.py) and how they travel to the gpu pool and back.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
-"""`boneflow gc`: delete what finished runs no longer need, in the store and the local work dir.
-
-The store part is boneflow/registry/retention.py. In the work dir (`runs/<run_id>/...` under
-$BONEFLOW_WORK_DIR, ~215 MB per run) a run folder whose newest file is older than the grace
-period goes, whether the run finished in the store (everything worth keeping was published) or
-never finished (a Retry of it then redoes its stages); otherwise the folders grow without bound.
-Nothing is deleted through a symbolic link or outside `<work dir>/runs`.
+"""`boneflow gc`: delete what finished runs no longer need, in the store (retention.py) and the
+local work dir. A work-dir run folder (`runs/<run_id>/` under $BONEFLOW_WORK_DIR, ~215 MB per run)
+whose newest file is older than the grace period goes, whether the run finished in the store or
+not (a Retry then redoes its stages); nothing is deleted through a symbolic link or outside
+`<work dir>/runs`.
 """
 
 from __future__ import annotations
@@ -19,6 +17,8 @@ from boneflow.errors import BoneflowError
 from boneflow.registry.retention import StoreGcPlan, plan_store_gc, run_store_gc
 from boneflow.store.base import Store
 from boneflow.store.keys import RUN_ID_RE
+
+_UNFINISHED = "unfinished run (no manifest in this store) older than the grace period; a Retry redoes its stages"
 
 
 def _tree_stats(folder: Path) -> tuple[int, float]:
@@ -47,11 +47,9 @@ def plan_work_dir_gc(
         size, newest = _tree_stats(entry)
         if now - datetime.fromtimestamp(newest, UTC) < grace:
             kept[entry.name] = "younger than the grace period"
-        elif entry.name in finished:
-            delete.append({"path": str(entry), "bytes": size, "reason": "run finished in the store"})
-        else:
-            reason = "unfinished run (no manifest in this store) older than the grace period; a Retry redoes its stages"
-            delete.append({"path": str(entry), "bytes": size, "reason": reason})
+            continue
+        reason = "run finished in the store" if entry.name in finished else _UNFINISHED
+        delete.append({"path": str(entry), "bytes": size, "reason": reason})
     return delete, kept
 
 

@@ -1,13 +1,8 @@
-"""Publishing runs to a store and promoting the champion.
-
-Order of a publish (docs/ARCHITECTURE.md): every run file under `runs/<run_id>/`, then
-`runs/<run_id>/manifest.json` (size + sha256 of every object of the run), then - only when the
-gate passed, and only through `promote` - the `champion.json` pointer, replaced conditionally
-on its ETag. A run whose manifest is missing is incomplete and can never be promoted.
-Datasets and checkpoints move through transfer.py.
-
-Every download through this module is checked against the recorded sha256; a mismatch raises
-IntegrityError naming the key, and the bad bytes never reach the destination path.
+"""Publishing runs to a store and promoting the champion (README, "The store"): every run file,
+then the manifest, whose presence marks the run complete (a run without one can never be
+promoted), then - only through `promote` - champion.json, replaced conditionally on its ETag.
+Downloads are checked against the manifest (verified.py); datasets and checkpoints move through
+transfer.py.
 """
 
 from __future__ import annotations
@@ -51,11 +46,9 @@ class ChampionConflictError(ConflictError):
 def publish_run(
     store: Store, run_id: str, files: Mapping[str, Path | bytes], *, code_version: dict | None = None
 ) -> dict:
-    """Upload `files` ({name: local path or bytes}) under runs/<run_id>/, then write the manifest.
-
-    Objects already under the run (checkpoints uploaded during training) are listed in the
-    manifest too, with the hashes from checkpoints/index.json. Returns the manifest dict.
-    """
+    """Upload `files` ({name: local path or bytes}) under runs/<run_id>/, then write the manifest
+    (returned), which also lists the objects already under the run (checkpoints uploaded during
+    training, with the hashes from checkpoints/index.json)."""
     validate_run_id(run_id)
     names = sorted(files)
     for name in names:  # validate everything before the first upload
@@ -143,10 +136,7 @@ def fetch_run_file(store: Store, run_id: str, name: str, dest: Path, *, manifest
 def read_champion(store: Store) -> tuple[dict, str] | None:
     """(champion dict, etag) or None when no model was ever promoted."""
     found = store.read_with_etag(CHAMPION_KEY, max_bytes=MAX_CHAMPION_BYTES)
-    if found is None:
-        return None
-    data, etag = found
-    return load_json(store, CHAMPION_KEY, data), etag
+    return None if found is None else (load_json(store, CHAMPION_KEY, found[0]), found[1])
 
 
 def champion_record(
@@ -200,8 +190,7 @@ def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
             f"champion.model_sha256 does not match runs/{run_id}/model.safetensors "
             "in the manifest; rebuild the pointer from the published manifest."
         )
-    record = dict(champion)
-    record.setdefault("published_at", utc_now())
+    record = {"published_at": utc_now(), **champion}
     try:
         etag = store.put_if(CHAMPION_KEY, json_bytes(record), etag=expected_etag)
     except ConflictError as err:

@@ -1,15 +1,8 @@
-"""Garbage collection in a store: what a finished history no longer needs (the rules as users
-see them: README, `boneflow gc`).
-
-Kept whole: the champion's run, and every run whose newest object is younger than the grace
-period (it may be live: training uploads a checkpoint every epoch, publish writes the manifest
-last). Of the older runs, the newest `keep_runs` finished ones (with a manifest) lose only their
-checkpoints; other finished runs, and runs that never got a manifest, are removed whole,
-manifest last, so a gc killed half-way leaves a run that still reads as finished and the next
-gc deletes the rest. Keys outside the run layout are skipped and reported, never deleted; temp
-leftovers and empty run folders older than the grace period go too; datasets (shared by runs)
-are not touched. Ages use the store's clock (S3 LastModified, file mtime) against this
-machine's: keep the grace period far above any clock skew.
+"""Garbage collection in a store: what a finished history no longer needs (the rules: README,
+"Security model", and docs/ARCHITECTURE.md, "gc"). A run younger than the grace period may be
+live (training uploads a checkpoint every epoch, publish writes the manifest last); datasets,
+shared by runs, are never touched. Ages use the store's clock (S3 LastModified, file mtime)
+against this machine's: keep the grace period far above any clock skew.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
-"""Moving packed datasets and training checkpoints through the store, verified.
-
-A packed dataset lives at `datasets/<fingerprint>/<size>/` with an `index.json` (size + sha256
-per file) written last; a run's checkpoints under `runs/<run_id>/checkpoints/` with
-`checkpoints/index.json`. The training flow uses these so a GPU worker on another machine can
-fetch its inputs and a restarted training resumes from the store.
+"""Moving packed datasets and training checkpoints through the store, verified, each with an
+`index.json` (size + sha256 per file) written after the files: a GPU worker on another machine
+fetches its inputs, and a restarted training resumes from the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -33,9 +31,7 @@ from boneflow.store.keys import (
     dataset_key,
     dataset_prefix,
     run_key,
-    validate_fingerprint,
     validate_name,
-    validate_size,
 )
 from boneflow.train.checkpoint import by_epoch, checkpoint_epoch
 
@@ -49,11 +45,8 @@ DATASET_INDEX = "index.json"  # store-side list of a packed dataset's files, wri
 
 # --- datasets ---------------------------------------------------------------------------------
 def _dataset_files(local_dir: Path) -> list[str]:
-    names = []
-    for path in sorted(local_dir.rglob("*")):
-        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(local_dir).parts):
-            names.append(validate_name(path.relative_to(local_dir).as_posix(), max_parts=4))
-    return names
+    rel = [path.relative_to(local_dir) for path in sorted(local_dir.rglob("*")) if path.is_file()]
+    return [validate_name(r.as_posix(), max_parts=4) for r in rel if not any(p.startswith(".") for p in r.parts)]
 
 
 def upload_dataset(store: Store, packed: PackedDataset) -> dict:
@@ -61,7 +54,7 @@ def upload_dataset(store: Store, packed: PackedDataset) -> dict:
     (size + sha256 per file) last. Skips the upload when the store already holds a complete
     copy. Returns {"prefix", "uploaded": bool, "files": {name: {size, sha256}}}."""
     local_dir, fingerprint, size = Path(packed.dir), packed.fingerprint, packed.size
-    prefix = dataset_prefix(validate_fingerprint(fingerprint), validate_size(size))
+    prefix = dataset_prefix(fingerprint, size)
     names = _dataset_files(local_dir)
     if DATASET_INDEX in names:
         raise StoreError(
@@ -104,7 +97,7 @@ def fetch_dataset(store: Store, fingerprint: str, size: int, dest_dir: Path) -> 
     downloaded) and renamed into place: another run on this machine reading dest_dir keeps the
     files it opened and never sees a half-rewritten folder, and a failed download leaves
     dest_dir as it was. Returns dest_dir."""
-    files = _read_dataset_index(store, validate_fingerprint(fingerprint), validate_size(size))
+    files = _read_dataset_index(store, fingerprint, size)
     if files is None:
         raise ObjectNotFoundError(
             f"Dataset {fingerprint}/{size} is not in {store.url} (no "
@@ -149,11 +142,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 def _replace_folder(staging: Path, dest: Path) -> None:
     """Move the complete `staging` folder to `dest`, replacing what was there."""
-    try:
+    with contextlib.suppress(OSError):
         os.rename(staging, dest)  # dest absent or empty
         return
-    except OSError:
-        pass
     old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
     os.rename(dest, old)
     try:
@@ -178,12 +169,11 @@ def read_checkpoint_index(store: Store, run_id: str) -> dict[str, dict]:
 
 
 def upload_checkpoint(store: Store, run_id: str, path: Path, *, keep: int = 2) -> str:
-    """Upload one checkpoint file to runs/<run_id>/checkpoints/<name>, record its size and sha256
-    in runs/<run_id>/checkpoints/index.json (written after the file), then delete all but the
-    newest `keep` checkpoints (a ResNet18 checkpoint with optimizer state is ~135 MB; the run
-    keeps its final model separately). The index is rewritten before anything is deleted, so it
-    never lists a missing object. One training process writes a run's checkpoints, so the index
-    needs no conditional write. Returns the key."""
+    """Upload one checkpoint file, record its size and sha256 in checkpoints/index.json, then
+    delete all but the newest `keep` (~135 MB each, with optimizer state; the run keeps its final
+    model separately). The index is rewritten before anything is deleted, so it never lists a
+    missing object; one training process writes a run's checkpoints, so it needs no conditional
+    write. Returns the key."""
     path = Path(path)
     name = validate_name(path.name, max_parts=1)
     if checkpoint_epoch(name) is None:

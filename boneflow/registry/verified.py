@@ -12,10 +12,8 @@ from boneflow.store.base import Store, sha256_file
 from boneflow.store.errors import IntegrityError, InvalidKeyError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import validate_name, validate_sha256
 
-# Largest store JSON read. These objects hold a few dozen entries (a run's files, a dataset's
-# arrays, a few checkpoints) and are a few kB; the caps leave room for 100x that while a damaged
-# or hostile object (a 300 MB manifest; champion.json, re-read by the app on every request) is
-# refused from its size before it is read.
+# Largest store JSON read (README, "Security model"). These objects hold a few dozen entries and
+# are a few kB: the caps leave room for 100x that, and refuse a damaged or hostile one from its size.
 MAX_CHAMPION_BYTES = 64 * 1024
 MAX_INDEX_BYTES = 4 * 1024 * 1024  # manifests, dataset and checkpoint indexes
 

@@ -1,8 +1,6 @@
-"""The store interface: a flat key -> bytes space with conditional writes.
-
-Keys are '/'-separated and relative to the store root (see keys.py); every implementation
-validates them again, so a bad id can never reach the file system or the bucket.
-"""
+"""The store interface: a flat key -> bytes space with conditional writes. Keys are relative to
+the store root (keys.py); every implementation validates them again, so a bad id can never reach
+the file system or the bucket."""
 
 from __future__ import annotations
 
@@ -11,13 +9,23 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from boneflow.hashing import sha256_bytes, sha256_file  # noqa: F401  (re-exported)
 from boneflow.store.errors import StoreError
 
 
-def too_large(key: str, where: str, size: int, max_bytes: int) -> StoreError:
-    return StoreError(
+def read_capped(fh: BinaryIO, size: int, key: str, where: str, max_bytes: int | None) -> bytes:
+    """All of `fh`, an object of `size` bytes as the store reports it. Over `max_bytes` it is
+    refused from `size` before a byte is read (and from what was read, if it grew since)."""
+    if max_bytes is None:
+        return fh.read()
+    if size <= max_bytes:
+        data = fh.read(max_bytes + 1)
+        if len(data) <= max_bytes:
+            return data
+        size = len(data)
+    raise StoreError(
         f"{key!r} in {where} is {size:,} bytes, over the {max_bytes:,} bytes such an object may have; "
         "it was written by something else or damaged: inspect or delete it."
     )
@@ -59,8 +67,7 @@ class Store(ABC):
 
     @abstractmethod
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
-        """Read the whole object; ObjectNotFoundError if missing. With `max_bytes`, an object
-        larger than that is refused (StoreError) from its size, before its bytes are read."""
+        """Read the whole object; ObjectNotFoundError if missing; `max_bytes` as in read_capped."""
 
     @abstractmethod
     def put_file(self, key: str, path: Path) -> None:
@@ -103,8 +110,7 @@ class Store(ABC):
 
     @abstractmethod
     def read_with_etag(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, str] | None:
-        """(bytes, etag) or None if missing. The etag is what `put_if` compares against.
-        `max_bytes` as for `get_bytes`."""
+        """(bytes, etag) or None if missing; the etag is what `put_if` compares against."""
 
     @abstractmethod
     def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
@@ -114,7 +120,7 @@ class Store(ABC):
 
     @abstractmethod
     def delete(self, key: str) -> None:
-        """Remove the object if present (used for probes and tests, not by publishing)."""
+        """Remove the object if present."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -1,13 +1,6 @@
-"""Store keys, built only from validated ids so nothing can escape the layout of docs/ARCHITECTURE.md:
-
-    champion.json
-    runs/<run_id>/<name>            (name: a file, or one subfolder + file: checkpoints/x.pt)
-    runs/<run_id>/checkpoints/<checkpoint name>, checkpoints/index.json
-    datasets/<fingerprint>/<size>/<name>
-
-Run ids are `YYYYmmddTHHMMSSZ-xxxxxx` (UTC time + 6 random hex): they sort by start time and
-two runs started in the same second still differ.
-"""
+"""Store keys, built only from validated ids so nothing can escape the layout (README, "The
+store"): a run's file name is a file or one subfolder + file (checkpoints/x.pt). Run ids sort by
+start time, and two runs started in the same second still differ (6 random hex)."""
 
 from __future__ import annotations
 
@@ -38,7 +31,6 @@ _MAX_KEY_LEN = 1000
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """UTC timestamp + '-' + 6 random hex digits: sortable by time and unique."""
     now = now or datetime.now(UTC)
     return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
@@ -107,7 +99,7 @@ def validate_name(name: str, *, max_parts: int = 2) -> str:
 
 
 def validate_key(key: str) -> str:
-    """Any store key (used by the store implementations as the last line of defence)."""
+    """Any store key (the store implementations' last line of defence)."""
     if not isinstance(key, str) or not key:
         raise _invalid("key", key, "it is empty")
     if len(key) > _MAX_KEY_LEN:
@@ -126,10 +118,10 @@ def in_layout(parts: list[str] | tuple[str, ...]) -> bool:
     """Whether the folder `parts` (relative to the store root) is one the layout above has:
     the root, runs/, runs/<run id>/ and one subfolder, datasets/, datasets/<fingerprint>/<size>/
     and up to three subfolders. Folders beside them are not the store's own."""
-    if not all(isinstance(p, str) and _PART_RE.match(p) for p in parts):
-        return not parts
     if not parts:
         return True
+    if not all(_PART_RE.match(p) for p in parts):
+        return False
     top, rest = parts[0], list(parts[1:])
     if top == RUNS_PREFIX.rstrip("/"):
         return not rest or (bool(RUN_ID_RE.match(rest[0])) and len(rest) <= 2)
@@ -152,7 +144,6 @@ def run_key(run_id: str, name: str) -> str:
 
 
 def checkpoints_prefix(run_id: str) -> str:
-    """runs/<run_id>/checkpoints/."""
     return f"{run_prefix(run_id)}{CHECKPOINTS_FOLDER}/"
 
 
@@ -167,5 +158,4 @@ def dataset_prefix(fingerprint: str, size: int) -> str:
 
 
 def dataset_key(fingerprint: str, size: int, name: str) -> str:
-    """datasets/<fingerprint>/<size>/<name>."""
     return dataset_prefix(fingerprint, size) + validate_name(name)

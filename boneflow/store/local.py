@@ -1,14 +1,11 @@
 """A folder as the store (the embedded default).
 
-Writes go through `boneflow.atomic` (temp file beside the target, fsync, rename): a crash never
-leaves a half object under a real key, and temp names start with '.', which no key part may.
+Writes go through `boneflow.atomic`, whose temp names start with '.', which no key part may.
 Conditional writes (the champion pointer) hold an exclusive `fcntl.flock` on a sidecar lock
 file (released by the kernel if the holder dies; it excludes other threads too, each opening
-its own file description) while they compare the local "etag" and replace.
-
-Symbolic links are followed only while they stay inside the folder: a key resolving outside the
-root (a planted `runs -> /elsewhere`) is refused before each access. An attacker who can swap
-links between check and access already has write access to the folder.
+its own file description) while they compare the local "etag" and replace. A key resolving
+outside the root through a symbolic link is refused before each access; an attacker who can
+swap links between check and access already has write access to the folder.
 """
 
 from __future__ import annotations
@@ -22,52 +19,26 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from boneflow.atomic import TEMP_NAME_RE, copy_file, write_bytes
-from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, sha256_bytes, too_large
+from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, read_capped, sha256_bytes
 from boneflow.store.errors import ConflictError, ObjectNotFoundError, StoreError
 from boneflow.store.keys import in_layout, validate_key, validate_prefix
 
 _LOCK_SUFFIX = ".lock"
 
 
-def local_root_from_url(url: str) -> Path:
-    if url.startswith("file://"):
-        parsed = urlparse(url)
-        if parsed.netloc not in ("", "localhost"):
-            raise StoreError(
-                f"Store URL {url!r}: file:// URLs must name a local path "
-                "(file:///abs/path); remote hosts are not supported."
-            )
-        return Path(unquote(parsed.path))
-    return Path(url)
-
-
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
-
-
-def _read_capped(fh, key: str, where: str, max_bytes: int | None) -> bytes:
-    if max_bytes is None:
-        return fh.read()
-    size = os.fstat(fh.fileno()).st_size
-    if size > max_bytes:
-        raise too_large(key, where, size, max_bytes)
-    data = fh.read(max_bytes + 1)  # it may have grown since fstat
-    if len(data) > max_bytes:
-        raise too_large(key, where, len(data), max_bytes)
-    return data
 
 
 def _read_versioned(
     path: Path, key: str = "", where: str = "", max_bytes: int | None = None
 ) -> tuple[bytes, str] | None:
-    """Bytes and an ETag-like version of `path`. The version is the content hash plus the
-    file's inode and mtime: every write is a new file (temp + rename), so rewriting identical
-    bytes still changes the version -- a content hash alone would let a writer holding a stale
-    version win after someone wrote the same bytes back (the ABA problem)."""
+    """Bytes and an ETag-like version of `path`: content hash + inode + mtime, so rewriting
+    identical bytes (a new file: temp + rename) still changes it (README, "Local store versions")."""
     try:
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
-            data = _read_capped(fh, key, where, max_bytes)
+            data = read_capped(fh, st.st_size, key, where, max_bytes)
     except (FileNotFoundError, IsADirectoryError):
         return None
     return data, f"{sha256_bytes(data)[:32]}-{st.st_ino:x}-{st.st_mtime_ns:x}"
@@ -75,8 +46,16 @@ def _read_versioned(
 
 class LocalStore(Store):
     def __init__(self, root: str | Path):
-        self.url = str(root)
-        self.root = local_root_from_url(str(root)).expanduser().resolve()
+        self.url = path = str(root)
+        if path.startswith("file://"):
+            parsed = urlparse(path)
+            if parsed.netloc not in ("", "localhost"):
+                raise StoreError(
+                    f"Store URL {path!r}: file:// URLs must name a local path "
+                    "(file:///abs/path); remote hosts are not supported."
+                )
+            path = unquote(parsed.path)
+        self.root = Path(path).expanduser().resolve()
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(
                 f"Store folder {self.root} exists but is not a folder; pass a folder path (it is created if missing)."
@@ -91,14 +70,8 @@ class LocalStore(Store):
         resolved = path.resolve()  # follows every link on the way that exists
         if resolved == self.root or resolved.is_relative_to(self.root):
             return
-        link = next(
-            (
-                p
-                for p in [*reversed(path.parents), path]
-                if p.is_relative_to(self.root) and p != self.root and p.is_symlink()
-            ),
-            path,
-        )
+        inside = [*reversed(path.parents), path][len(self.root.parts) :]  # below the root, top down
+        link = next((p for p in inside if p.is_symlink()), path)
         raise StoreError(
             f"{key!r} in store {self.root} leads outside the store (to {resolved}) through the "
             f"symbolic link {link}; boneflow never follows links out of a store. Remove the link, "
@@ -112,7 +85,7 @@ class LocalStore(Store):
         path = self._path(key)
         try:
             with open(path, "rb") as fh:
-                return _read_capped(fh, key, f"store {self.root}", max_bytes)
+                return read_capped(fh, os.fstat(fh.fileno()).st_size, key, f"store {self.root}", max_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFoundError(f"{key!r} is not in store {self.root}.") from None
 
@@ -133,11 +106,9 @@ class LocalStore(Store):
         validate_prefix(prefix)
         listing = Listing([], [])
         # Walk only the deepest folder the prefix names, not the whole store.
-        folder_part = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self._path(folder_part) if folder_part else self.root
-        if not start.is_dir():
-            return listing
-        for dirpath, dirnames, filenames in os.walk(start):  # links to folders are not walked
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self.root
+        for dirpath, dirnames, filenames in os.walk(start):  # nothing if missing; links to folders are not walked
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in [*dirnames, *filenames]:
@@ -169,13 +140,10 @@ class LocalStore(Store):
         listing.objects.append(ObjectInfo(key, st.st_size, _utc(st.st_mtime)))
 
     def temp_objects(self) -> builtins.list[ObjectInfo]:
-        """`.tmp-*` files that boneflow.atomic makes, only in the store's own folders (the root,
-        runs/<run id>/..., datasets/<fingerprint>/<size>/...): a foreign folder's files, or
-        files merely named like ours, are not ours to delete."""
+        """`.tmp-*` files of boneflow.atomic, only in the store's own folders (keys.in_layout): a
+        foreign folder's files, or files merely named like ours, are not ours to delete."""
         out: list[ObjectInfo] = []
-        if not self.root.is_dir():
-            return out
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for dirpath, dirnames, filenames in os.walk(self.root):  # nothing if the root is missing
             rel = Path(dirpath).relative_to(self.root).parts
             dirnames[:] = [d for d in dirnames if in_layout([*rel, d])]
             for name in filenames:

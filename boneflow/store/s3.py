@@ -1,10 +1,8 @@
-"""S3 (or any S3-compatible server: MinIO, moto) as the store, through boto3.
-
-boto3 supplies the endpoint (`AWS_ENDPOINT_URL[_S3]`, overridden by `endpoint_url`), the
-credentials (its standard chain; never read, logged or stored here), bounded retries with
-connect/read timeouts (so a dead server ends in a clear error soon) and multipart transfers.
-Conditional writes use PutObject with If-None-Match: * / If-Match: <etag>; the server is probed
-once first, and one that ignores or rejects the headers raises ConditionalWritesUnsupportedError
+"""S3 (or any S3-compatible server: MinIO, moto) as the store, through boto3 (README, "MinIO or
+AWS S3"). boto3 supplies the endpoint (`AWS_ENDPOINT_URL[_S3]`, overridden by `endpoint_url`), the
+credentials (never read, logged or stored here), bounded retries with connect/read timeouts (so a
+dead server ends in a clear error soon) and multipart transfers. Conditional writes are probed
+once first: a server that ignores or rejects the headers raises ConditionalWritesUnsupportedError
 instead of silently allowing two winners.
 """
 
@@ -23,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from boneflow.atomic import atomic_path
-from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, too_large
+from boneflow.store.base import Listing, ObjectInfo, SkippedKey, Store, read_capped
 from boneflow.store.errors import (
     ConditionalWritesUnsupportedError,
     ConflictError,
@@ -60,19 +58,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
         validate_key(prefix)
         prefix += "/"
     return bucket, prefix
-
-
-def _read_body(resp: dict, key: str, where: str, max_bytes: int | None) -> bytes:
-    """The object's bytes, refused from ContentLength (before any is read) when over `max_bytes`."""
-    body = resp["Body"]
-    if max_bytes is not None and int(resp.get("ContentLength") or 0) > max_bytes:
-        body.close()
-        raise too_large(key, where, int(resp["ContentLength"]), max_bytes)
-    data = body.read() if max_bytes is None else body.read(max_bytes + 1)
-    if max_bytes is not None and len(data) > max_bytes:
-        body.close()
-        raise too_large(key, where, len(data), max_bytes)
-    return data
 
 
 def _error_code(err: ClientError) -> str:
@@ -180,10 +165,15 @@ class S3Store(Store):
         with self._errors(key, "Writing"):
             self._client.put_object(Bucket=self.bucket, Key=self._full(key), Body=bytes(data))
 
-    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, dict]:
         with self._errors(key, "Reading"):
             resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
-            return _read_body(resp, key, self._where(), max_bytes)
+            with contextlib.closing(resp["Body"]) as body:  # an unread body holds its connection
+                size = int(resp.get("ContentLength") or 0)
+                return read_capped(body, size, key, self._where(), max_bytes), resp
+
+    def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        return self._get(key, max_bytes)[0]
 
     def put_file(self, key: str, path: Path) -> None:
         with self._errors(key, "Uploading"):
@@ -255,11 +245,10 @@ class S3Store(Store):
     # --- conditional writes ---------------------------------------------------------------
     def read_with_etag(self, key: str, *, max_bytes: int | None = None) -> tuple[bytes, str] | None:
         try:
-            with self._errors(key, "Reading"):
-                resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
-                return _read_body(resp, key, self._where(), max_bytes), resp["ETag"]
+            data, resp = self._get(key, max_bytes)
         except ObjectNotFoundError:
             return None
+        return data, resp["ETag"]
 
     def put_if(self, key: str, data: bytes, *, etag: str | None) -> str:
         self.check_conditional_writes()
