@@ -10,6 +10,7 @@ message, no traceback. The progress display is flows/cli_progress.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -85,6 +86,17 @@ def _summary(state, config: RetrainConfig) -> int:
     return exit_code_for(error)
 
 
+def quiet_prefect_console() -> None:
+    """Prefect prints every log line (and task tracebacks) to the console; the progress display
+    and final message replace them. The lines still reach the API (`--verbose` shows them)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
 def prefect_environment() -> None:
     """Prefect's settings for `boneflow run`, set before Prefect is imported; a value the user
     set wins."""
@@ -124,7 +136,6 @@ def run(
         )
     prefect_environment()
     from flows.retrain import retrain
-    from tasks.runtime import quiet_prefect_console
 
     display = RunDisplay(run_progress(), config.epochs)
     if not verbose:
