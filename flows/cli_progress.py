@@ -1,15 +1,11 @@
-"""`boneflow run`'s live display, fed by Prefect's API instead of by log lines.
+"""`boneflow run`'s live display, fed by Prefect's API instead of by log lines (what it shows:
+README, "Run it locally (no server)").
 
-While the flow runs in the main thread, a background thread polls the API for the flow run and
-its subflows (the training flow): the running task runs name the stage on the spinner line, with
-the latest warning a running stage logged beside them (a Kaggle retry notice), and the
-training's progress artifact (updated every epoch by tasks/training.py) drives the epoch bar.
-The flow run's id comes from an `on_running` hook, so the poller never has to guess which run
-is ours on a shared server.
-
-The pretrained-weights download stays a logging handler: the core (boneflow.train.model) has
-no Prefect and reports only through its logger; its records are shown as they are on a line of
-their own, never parsed.
+A background thread polls the API for the flow run and its subflows; the flow run's id comes
+from an `on_running` hook, so the poller never has to guess which run is ours on a shared
+server. The pretrained-weights download stays a logging handler: the core (boneflow.train.model)
+has no Prefect and reports only through its logger; its records are shown on a line of their
+own, never parsed.
 """
 
 from __future__ import annotations
@@ -37,10 +33,6 @@ class RunSnapshot:
     epoch_percent: float | None  # the training progress artifact, None before training starts
     epoch_text: str
     note: str = ""  # the latest warning a running stage logged (a retry notice), "" when none
-
-
-def _stage(task_run_name: str) -> str:
-    return task_run_name.rsplit("-", 1)[0]  # Prefect names a task run <task name>-<3 hex digits>
 
 
 def _flow_run_tree(client, root: UUID) -> tuple[list[UUID], set[UUID]]:
@@ -81,7 +73,7 @@ def read_snapshot(client, flow_run_id: UUID) -> RunSnapshot:
     )
     latest = max(progress, key=lambda a: str(a.updated), default=None)
     return RunSnapshot(
-        running=tuple(_stage(r.name) for r in running),
+        running=tuple(r.name.rsplit("-", 1)[0] for r in running),  # a task run is <task name>-<3 hex digits>
         done=sum(r.state.is_completed() for r in task_runs),
         epoch_percent=float(latest.data) if latest is not None else None,
         epoch_text=(latest.description or "training") if latest is not None else "",
@@ -163,9 +155,7 @@ class RunDisplay:
         self.progress.stop()
 
     def show(self, snap: RunSnapshot) -> None:
-        for stage in snap.running:
-            if stage not in self.stages_seen:
-                self.stages_seen.append(stage)
+        self.stages_seen = list(dict.fromkeys([*self.stages_seen, *snap.running]))
         done = f"{snap.done} stages done"
         line = f"{', '.join(snap.running)} ({done})" if snap.running else done
         if snap.note and snap.running:
@@ -187,14 +177,12 @@ class RunDisplay:
         while self._flow_run_id is None:
             if self._stop.wait(POLL_S) and self._flow_run_id is None:
                 return
-        try:
-            with get_client(sync_client=True) as client:
-                while not self._stop.wait(POLL_S):
-                    self._poll_once(client)
-                if self._final_poll:
-                    self._poll_once(client)
-        except Exception:  # the API went away: the run itself reports that, not the display
-            pass
+        # the API going away is for the run to report, not the display
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            while not self._stop.wait(POLL_S):
+                self._poll_once(client)
+            if self._final_poll:
+                self._poll_once(client)
 
 
 def run_progress():

@@ -1,11 +1,7 @@
-"""CLI command `boneflow run`: the retrain flow on embedded defaults.
-
-It drives a flow, so it lives on the orchestration side (flows/cli.py adds it to the core's
-commands). Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (set
-PREFECT_API_URL to report to a real server), a folder store and local dispatch. Prefect is
-imported only when the command runs, so `boneflow --help` and the core commands stay light.
-Exit codes are every command's (boneflow/cli/errors.py; `run`'s help lists them); one clear
-message, no traceback. The progress display is flows/cli_progress.py.
+"""CLI command `boneflow run`: the retrain flow in this process, on Prefect's ephemeral API or
+the server PREFECT_API_URL names (README, "Run it locally (no server)"). Prefect is imported only
+when the command runs, so `boneflow --help` and the core commands stay light. Exit codes and the
+one-line error are every command's (boneflow/cli/errors.py); the display is flows/cli_progress.py.
 """
 
 from __future__ import annotations
