@@ -27,7 +27,6 @@ import urllib.request
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-POOLS = {"cpu": "process.json", "gpu": "process.json"}
 
 
 class StackError(RuntimeError):
@@ -44,9 +43,7 @@ def _descendants(pid: int) -> list[int]:
     """All processes below `pid` (from /proc). Flow runs are started in their own session by
     the worker, so killing the worker's process group would leave them running."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in Path("/proc").glob("[0-9]*"):  # one folder per process, named by its pid
         try:
             stat = (entry / "stat").read_text()
         except OSError:
@@ -110,14 +107,10 @@ class LocalStack:
             }
         )
         if self.s3_port:
-            env.update(
-                {
-                    "AWS_ENDPOINT_URL": self.s3_endpoint,
-                    "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "testing"),
-                    "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "testing"),
-                    "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
-                }
-            )
+            env["AWS_ENDPOINT_URL"] = self.s3_endpoint
+            env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+            env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+            env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         env.update(self.extra_env)
         return env
 
@@ -210,26 +203,16 @@ class LocalStack:
                 raise
 
     def create_pools(self) -> None:
-        for pool, template in POOLS.items():
-            self.prefect(
-                "work-pool",
-                "create",
-                pool,
-                "--type",
-                "process",
-                "--overwrite",
-                "--base-job-template",
-                str(Path(__file__).parent / "pools" / template),
-            )
+        base = str(Path(__file__).parent / "pools" / "process.json")  # the base job template of both
+        for pool in ("cpu", "gpu"):
+            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite", "--base-job-template", base)
 
     def deploy(self) -> dict[str, str]:
         """`prefect --no-prompt deploy --all`; returns {"flow/deployment": id}."""
         self.prefect("--no-prompt", "deploy", "--all", timeout=180)
         found = self.api("POST", "/deployments/filter", {})
-        return {f"{self._flow_name(d['flow_id'])}/{d['name']}": d["id"] for d in found}
-
-    def _flow_name(self, flow_id: str) -> str:
-        return self.api("GET", f"/flows/{flow_id}")["name"]
+        flows = {d["flow_id"]: self.api("GET", f"/flows/{d['flow_id']}")["name"] for d in found}
+        return {f"{flows[d['flow_id']]}/{d['name']}": d["id"] for d in found}
 
     def start_worker(self, pool: str) -> subprocess.Popen:
         return self._spawn(
