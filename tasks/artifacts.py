@@ -161,10 +161,7 @@ def _failed_stage(flow_run_id) -> str | None:
 
 def advice_for(error: object) -> str:
     """What to do about `error`: the advice of its most specific class in _WHAT_TO_DO."""
-    for cls in type(error).__mro__ if isinstance(error, BaseException) else ():
-        if cls in _WHAT_TO_DO:
-            return _WHAT_TO_DO[cls]
-    return _DEFAULT_WHAT_TO_DO
+    return next((_WHAT_TO_DO[cls] for cls in type(error).__mro__ if cls in _WHAT_TO_DO), _DEFAULT_WHAT_TO_DO)
 
 
 def write_failure_artifact(flow, flow_run, state) -> None:

@@ -168,14 +168,13 @@ def _champion_oof(store, champion_run_id: str) -> Scores:
     from boneflow.registry.publish import read_manifest
     from boneflow.report.predictions_csv import read_oof_predictions
 
-    log = get_run_logger()
     manifest = read_manifest(store, champion_run_id)
     found = None
     if "predictions.csv" in manifest["files"]:
         with scratch_dir() as tmp:
             path = fetch_run_file(store, champion_run_id, "predictions.csv", tmp, manifest=manifest)
             found = read_oof_predictions(path.read_bytes(), where=run_key(champion_run_id, "predictions.csv"))
-    log.info(
+    get_run_logger().info(
         "champion %s: %s",
         champion_run_id,
         f"{len(set(found.groups))} radiographs predicted out of fold" if found else "no out-of-fold predictions",

@@ -16,12 +16,7 @@ from boneflow.errors import GateError
 from boneflow.intake.layout import LayoutError
 from boneflow.splits.pack import PackedDataError
 from boneflow.splits.plan import SplitError
-from boneflow.store.errors import (
-    ConditionalWritesUnsupportedError,
-    ConflictError,
-    IntegrityError,
-    InvalidKeyError,
-)
+from boneflow.store.errors import ConditionalWritesUnsupportedError, ConflictError, IntegrityError, InvalidKeyError
 
 # ConflictError covers publish.ChampionConflictError.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (

@@ -54,9 +54,8 @@ def dataset_cache_dir(run_id: str, fingerprint: str, size: int) -> Path:
 
 
 def run_id_for_current_flow_run() -> str:
-    """The store's run id (`YYYYmmddTHHMMSSZ-xxxxxx`) derived from the flow run itself: its
-    creation time and the first 6 hex digits of its id. A Retry of the same flow run gets the
-    same run id, so the resumed training finds its checkpoints under runs/<run_id>/."""
+    """The store's run id (`YYYYmmddTHHMMSSZ-xxxxxx`): the flow run's creation time and the first
+    6 hex digits of its id, so a Retry keeps it (README, "Deploy to a real Prefect server")."""
     return run_id_of(get_run_context().flow_run)
 
 
