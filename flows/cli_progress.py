@@ -37,13 +37,12 @@ class RunSnapshot:
 
 def _flow_run_tree(client, root: UUID) -> tuple[list[UUID], set[UUID]]:
     """The flow run and its subflows, any depth; plus the task runs that only wait for a subflow."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas import filters
 
     ids, frontier, waiting = [root], [root], set()
     while frontier:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
-        )
+        parents = filters.FlowRunFilterParentFlowRunId(any_=frontier)
+        children = client.read_flow_runs(flow_run_filter=filters.FlowRunFilter(parent_flow_run_id=parents))
         frontier = [c.id for c in children if c.id not in ids]
         ids += frontier
         waiting |= {c.parent_task_run_id for c in children if c.parent_task_run_id}
@@ -51,24 +50,17 @@ def _flow_run_tree(client, root: UUID) -> tuple[list[UUID], set[UUID]]:
 
 
 def read_snapshot(client, flow_run_id: UUID) -> RunSnapshot:
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterType,
-        FlowRunFilter,
-        FlowRunFilterId,
-    )
+    from prefect.client.schemas import filters
 
     ids, waiting = _flow_run_tree(client, flow_run_id)
+    in_tree = filters.FlowRunFilter(id=filters.FlowRunFilterId(any_=ids))
     task_runs = [
-        r
-        for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-        if r.id not in waiting and r.state is not None
+        r for r in client.read_task_runs(flow_run_filter=in_tree) if r.id not in waiting and r.state is not None
     ]
     running = sorted((r for r in task_runs if r.state.is_running()), key=lambda r: str(r.start_time))
     progress = client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=ids), type=ArtifactFilterType(any_=["progress"])
+        artifact_filter=filters.ArtifactFilter(
+            flow_run_id=filters.ArtifactFilterFlowRunId(any_=ids), type=filters.ArtifactFilterType(any_=["progress"])
         )
     )
     latest = max(progress, key=lambda a: str(a.updated), default=None)

@@ -1,8 +1,7 @@
 """Data stages of `retrain`: acquire, fetch-or-(validate, audit, pack), dataset artifacts.
 
-Results are paths and dicts (persisted, so the UI's Retry reuses them); the decoded dataset
-between validate and pack stays in memory and is never persisted (it is large, and the packed
-copy in the store is what a retry reuses).
+Results are paths and dicts, persisted for the UI's Retry; the decoded dataset between validate
+and pack stays in memory, never persisted (it is large; a retry reuses the packed copy in the store).
 """
 
 from __future__ import annotations
