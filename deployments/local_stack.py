@@ -50,19 +50,15 @@ def _descendants(pid: int) -> list[int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+    found = list(children.get(pid, []))
+    for child in found:  # the list grows while it is walked: every generation in turn
+        found.extend(children.get(child, []))
     return found
 
 
 class LocalStack:
-    """A Prefect server + pools + deployments + workers (+ S3) owned by this object.
-
-    `home` is a private PREFECT_HOME (SQLite database, local results, logs of every process).
-    """
+    """A Prefect server + pools + deployments + workers (+ S3) owned by this object; `home` is a
+    private PREFECT_HOME (SQLite database, local results, logs of every process)."""
 
     def __init__(
         self,
@@ -91,21 +87,19 @@ class LocalStack:
         return f"http://127.0.0.1:{self.s3_port}" if self.s3_port else None
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "PREFECT_HOME": str(self.home),
-                "PREFECT_API_URL": self.api_url,
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
-                "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-                "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-                "PREFECT_LOGGING_LEVEL": "INFO",
-                "BONEFLOW_PROJECT_DIR": str(self.project_dir),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "BONEFLOW_PROJECT_DIR": str(self.project_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
         if self.s3_port:
             env["AWS_ENDPOINT_URL"] = self.s3_endpoint
             env.setdefault("AWS_ACCESS_KEY_ID", "testing")
