@@ -79,8 +79,7 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
     models = {}
     with scratch_dir() as model_dir:
         for member in trained:  # the training may have run on another machine
-            folder = model_dir / member.run_id
-            folder.mkdir()
+            folder = model_dir / member.run_id  # get_file creates it
             for name in _MODEL:
                 store.get_file(run_key(member.run_id, name), folder / name)
             models[member.fold] = load_model(folder / "model.safetensors", folder / "model.json")[0]

@@ -48,8 +48,7 @@ def publish_run_files(
 
     store = open_store(config.store_url)
     with scratch_dir() as out:
-        model_dir = out / "model"
-        model_dir.mkdir()
+        model_dir = out / "model"  # get_file creates it
         for name in MODEL_FILES:  # member 0's (or the run's own) files
             store.get_file(run_key(trained[0].run_id, name), model_dir / name)
         for index, member in enumerate(trained[1:], start=1):
