@@ -157,7 +157,6 @@ class LocalStack:
 
     # --- parts -------------------------------------------------------------------------
     def start_server(self, timeout: float = 90) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
         self._spawn(
             "server",
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -166,11 +165,9 @@ class LocalStack:
         while time.monotonic() < deadline:
             if self.procs["server"].poll() is not None:
                 raise StackError(f"prefect server exited; see {self.logs / 'server.log'}")
-            try:
+            with contextlib.suppress(StackError, urllib.error.URLError, OSError, ValueError):
                 if self.api("GET", "/health", timeout=2) is True:
                     return
-            except (StackError, urllib.error.URLError, OSError, ValueError):
-                pass
             time.sleep(0.5)
         raise StackError(f"prefect server did not answer /api/health in {timeout:.0f}s; see {self.logs / 'server.log'}")
 
