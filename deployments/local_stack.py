@@ -27,7 +27,6 @@ import urllib.request
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-POOLS = {"cpu": "process.json", "gpu": "process.json"}
 
 
 class StackError(RuntimeError):
@@ -44,28 +43,22 @@ def _descendants(pid: int) -> list[int]:
     """All processes below `pid` (from /proc). Flow runs are started in their own session by
     the worker, so killing the worker's process group would leave them running."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in Path("/proc").glob("[0-9]*"):  # one folder per process, named by its pid
         try:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
+    found = list(children.get(pid, []))
+    for child in found:  # the list grows while it is walked: every generation in turn
+        found.extend(children.get(child, []))
     return found
 
 
 class LocalStack:
-    """A Prefect server + pools + deployments + workers (+ S3) owned by this object.
-
-    `home` is a private PREFECT_HOME (SQLite database, local results, logs of every process).
-    """
+    """A Prefect server + pools + deployments + workers (+ S3) owned by this object; `home` is a
+    private PREFECT_HOME (SQLite database, local results, logs of every process)."""
 
     def __init__(
         self,
@@ -94,30 +87,24 @@ class LocalStack:
         return f"http://127.0.0.1:{self.s3_port}" if self.s3_port else None
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "PREFECT_HOME": str(self.home),
-                "PREFECT_API_URL": self.api_url,
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
-                "PREFECT_WORKER_PREFETCH_SECONDS": "1",
-                "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-                "PREFECT_LOGGING_LEVEL": "INFO",
-                "BONEFLOW_PROJECT_DIR": str(self.project_dir),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.home / 'prefect.db'}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",  # pick up new runs within a second
+            "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+            "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "BONEFLOW_PROJECT_DIR": str(self.project_dir),
+            "PYTHONUNBUFFERED": "1",
+        }
         if self.s3_port:
-            env.update(
-                {
-                    "AWS_ENDPOINT_URL": self.s3_endpoint,
-                    "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "testing"),
-                    "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "testing"),
-                    "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
-                }
-            )
+            env["AWS_ENDPOINT_URL"] = self.s3_endpoint
+            env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+            env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+            env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         env.update(self.extra_env)
         return env
 
@@ -170,7 +157,6 @@ class LocalStack:
 
     # --- parts -------------------------------------------------------------------------
     def start_server(self, timeout: float = 90) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
         self._spawn(
             "server",
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -179,11 +165,9 @@ class LocalStack:
         while time.monotonic() < deadline:
             if self.procs["server"].poll() is not None:
                 raise StackError(f"prefect server exited; see {self.logs / 'server.log'}")
-            try:
+            with contextlib.suppress(StackError, urllib.error.URLError, OSError, ValueError):
                 if self.api("GET", "/health", timeout=2) is True:
                     return
-            except (StackError, urllib.error.URLError, OSError, ValueError):
-                pass
             time.sleep(0.5)
         raise StackError(f"prefect server did not answer /api/health in {timeout:.0f}s; see {self.logs / 'server.log'}")
 
@@ -210,26 +194,16 @@ class LocalStack:
                 raise
 
     def create_pools(self) -> None:
-        for pool, template in POOLS.items():
-            self.prefect(
-                "work-pool",
-                "create",
-                pool,
-                "--type",
-                "process",
-                "--overwrite",
-                "--base-job-template",
-                str(Path(__file__).parent / "pools" / template),
-            )
+        base = str(Path(__file__).parent / "pools" / "process.json")  # the base job template of both
+        for pool in ("cpu", "gpu"):
+            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite", "--base-job-template", base)
 
     def deploy(self) -> dict[str, str]:
         """`prefect --no-prompt deploy --all`; returns {"flow/deployment": id}."""
         self.prefect("--no-prompt", "deploy", "--all", timeout=180)
         found = self.api("POST", "/deployments/filter", {})
-        return {f"{self._flow_name(d['flow_id'])}/{d['name']}": d["id"] for d in found}
-
-    def _flow_name(self, flow_id: str) -> str:
-        return self.api("GET", f"/flows/{flow_id}")["name"]
+        flows = {d["flow_id"]: self.api("GET", f"/flows/{d['flow_id']}")["name"] for d in found}
+        return {f"{flows[d['flow_id']]}/{d['name']}": d["id"] for d in found}
 
     def start_worker(self, pool: str) -> subprocess.Popen:
         return self._spawn(

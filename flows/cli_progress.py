@@ -1,15 +1,11 @@
-"""`boneflow run`'s live display, fed by Prefect's API instead of by log lines.
+"""`boneflow run`'s live display, fed by Prefect's API instead of by log lines (what it shows:
+README, "Run it locally (no server)").
 
-While the flow runs in the main thread, a background thread polls the API for the flow run and
-its subflows (the training flow): the running task runs name the stage on the spinner line, with
-the latest warning a running stage logged beside them (a Kaggle retry notice), and the
-training's progress artifact (updated every epoch by tasks/training.py) drives the epoch bar.
-The flow run's id comes from an `on_running` hook, so the poller never has to guess which run
-is ours on a shared server.
-
-The pretrained-weights download stays a logging handler: the core (boneflow.train.model) has
-no Prefect and reports only through its logger; its records are shown as they are on a line of
-their own, never parsed.
+A background thread polls the API for the flow run and its subflows; the flow run's id comes
+from an `on_running` hook, so the poller never has to guess which run is ours on a shared
+server. The pretrained-weights download stays a logging handler: the core (boneflow.train.model)
+has no Prefect and reports only through its logger; its records are shown on a line of their
+own, never parsed.
 """
 
 from __future__ import annotations
@@ -39,19 +35,14 @@ class RunSnapshot:
     note: str = ""  # the latest warning a running stage logged (a retry notice), "" when none
 
 
-def _stage(task_run_name: str) -> str:
-    return task_run_name.rsplit("-", 1)[0]  # Prefect names a task run <task name>-<3 hex digits>
-
-
 def _flow_run_tree(client, root: UUID) -> tuple[list[UUID], set[UUID]]:
     """The flow run and its subflows, any depth; plus the task runs that only wait for a subflow."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas import filters
 
     ids, frontier, waiting = [root], [root], set()
     while frontier:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
-        )
+        parents = filters.FlowRunFilterParentFlowRunId(any_=frontier)
+        children = client.read_flow_runs(flow_run_filter=filters.FlowRunFilter(parent_flow_run_id=parents))
         frontier = [c.id for c in children if c.id not in ids]
         ids += frontier
         waiting |= {c.parent_task_run_id for c in children if c.parent_task_run_id}
@@ -59,29 +50,22 @@ def _flow_run_tree(client, root: UUID) -> tuple[list[UUID], set[UUID]]:
 
 
 def read_snapshot(client, flow_run_id: UUID) -> RunSnapshot:
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterType,
-        FlowRunFilter,
-        FlowRunFilterId,
-    )
+    from prefect.client.schemas import filters
 
     ids, waiting = _flow_run_tree(client, flow_run_id)
+    in_tree = filters.FlowRunFilter(id=filters.FlowRunFilterId(any_=ids))
     task_runs = [
-        r
-        for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
-        if r.id not in waiting and r.state is not None
+        r for r in client.read_task_runs(flow_run_filter=in_tree) if r.id not in waiting and r.state is not None
     ]
     running = sorted((r for r in task_runs if r.state.is_running()), key=lambda r: str(r.start_time))
     progress = client.read_artifacts(
-        artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=ids), type=ArtifactFilterType(any_=["progress"])
+        artifact_filter=filters.ArtifactFilter(
+            flow_run_id=filters.ArtifactFilterFlowRunId(any_=ids), type=filters.ArtifactFilterType(any_=["progress"])
         )
     )
     latest = max(progress, key=lambda a: str(a.updated), default=None)
     return RunSnapshot(
-        running=tuple(_stage(r.name) for r in running),
+        running=tuple(r.name.rsplit("-", 1)[0] for r in running),  # a task run is <task name>-<3 hex digits>
         done=sum(r.state.is_completed() for r in task_runs),
         epoch_percent=float(latest.data) if latest is not None else None,
         epoch_text=(latest.description or "training") if latest is not None else "",
@@ -163,9 +147,7 @@ class RunDisplay:
         self.progress.stop()
 
     def show(self, snap: RunSnapshot) -> None:
-        for stage in snap.running:
-            if stage not in self.stages_seen:
-                self.stages_seen.append(stage)
+        self.stages_seen = list(dict.fromkeys([*self.stages_seen, *snap.running]))
         done = f"{snap.done} stages done"
         line = f"{', '.join(snap.running)} ({done})" if snap.running else done
         if snap.note and snap.running:
@@ -187,14 +169,12 @@ class RunDisplay:
         while self._flow_run_id is None:
             if self._stop.wait(POLL_S) and self._flow_run_id is None:
                 return
-        try:
-            with get_client(sync_client=True) as client:
-                while not self._stop.wait(POLL_S):
-                    self._poll_once(client)
-                if self._final_poll:
-                    self._poll_once(client)
-        except Exception:  # the API went away: the run itself reports that, not the display
-            pass
+        # the API going away is for the run to report, not the display
+        with contextlib.suppress(Exception), get_client(sync_client=True) as client:
+            while not self._stop.wait(POLL_S):
+                self._poll_once(client)
+            if self._final_poll:
+                self._poll_once(client)
 
 
 def run_progress():

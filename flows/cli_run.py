@@ -1,15 +1,12 @@
-"""CLI command `boneflow run`: the retrain flow on embedded defaults.
-
-It drives a flow, so it lives on the orchestration side (flows/cli.py adds it to the core's
-commands). Runs `flows.retrain.retrain` in this process on Prefect's ephemeral API (set
-PREFECT_API_URL to report to a real server), a folder store and local dispatch. Prefect is
-imported only when the command runs, so `boneflow --help` and the core commands stay light.
-Exit codes are every command's (boneflow/cli/errors.py; `run`'s help lists them); one clear
-message, no traceback. The progress display is flows/cli_progress.py.
+"""CLI command `boneflow run`: the retrain flow in this process, on Prefect's ephemeral API or
+the server PREFECT_API_URL names (README, "Run it locally (no server)"). Prefect is imported only
+when the command runs, so `boneflow --help` and the core commands stay light. Exit codes and the
+one-line error are every command's (boneflow/cli/errors.py); the display is flows/cli_progress.py.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -85,6 +82,17 @@ def _summary(state, config: RetrainConfig) -> int:
     return exit_code_for(error)
 
 
+def quiet_prefect_console() -> None:
+    """Prefect prints every log line (and task tracebacks) to the console; the progress display
+    and final message replace them. The lines still reach the API (`--verbose` shows them)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
 def prefect_environment() -> None:
     """Prefect's settings for `boneflow run`, set before Prefect is imported; a value the user
     set wins."""
@@ -124,7 +132,6 @@ def run(
         )
     prefect_environment()
     from flows.retrain import retrain
-    from tasks.runtime import quiet_prefect_console
 
     display = RunDisplay(run_progress(), config.epochs)
     if not verbose:

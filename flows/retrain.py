@@ -1,9 +1,8 @@
 """The retrain flow: acquire -> validate -> audit -> pack -> train -> evaluate -> gate -> publish.
 
 Runs weekly on the cpu pool (deployment `retrain/retrain`, dispatch=deployment: training goes
-to the gpu pool) or in-process from `boneflow run` (dispatch=local). Ends:
-Completed (promoted), Completed named "Skipped" (data and config equal the champion's), or
-Failed with the gate's reasons (the run is still published under runs/<run_id>/ for inspection).
+to the gpu pool) or in-process from `boneflow run` (dispatch=local). How it ends (Completed,
+"Skipped" or Failed with the gate's reasons): README, "What a run does".
 """
 
 from __future__ import annotations

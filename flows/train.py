@@ -1,12 +1,9 @@
 """The training flow: what the gpu pool runs (deployment `train/train-gpu`), and what
-`retrain` calls in-process with dispatch=local.
+`retrain` calls in-process with dispatch=local; cross-fitting runs one per fold, each under its
+member run id (store/keys.py:member_run_id).
 
-Cross-fitting trains one such run per fold (`fold`), each under its own member run id
-(store/keys.py:member_run_id): locally one after another, on the gpu pool all at once.
-
-Restartable: checkpoints go to the store every epoch, so a rerun of the same run_id (the UI's
-Retry after a worker died) fetches the latest and resumes instead of starting from epoch 0.
-The result is handed back through the store: runs/<run_id>/train_result.json.
+Restartable: a rerun of the same run_id (the UI's Retry) resumes from the latest checkpoint in
+the store. The result goes back through the store: runs/<run_id>/train_result.json.
 """
 
 from __future__ import annotations

@@ -17,13 +17,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
-    TaskRunFilter,
-    TaskRunFilterState,
-    TaskRunFilterStateType,
-)
+from prefect.client.schemas import filters
 from prefect.client.schemas.objects import StateType
 from prefect.logging import get_logger
 from pydantic import ValidationError
@@ -82,10 +76,9 @@ def quality_artifact(run_id: str, markdown: str) -> None:
 
 def image_artifacts(run_id: str, images: dict[str, Path]) -> None:
     for name, path in images.items():
-        if Path(path).is_file():
-            create_image_artifact(
-                png_data_uri(path), key=artifact_key(Path(name).stem, run_id), description=f"{name} of run {run_id}"
-            )
+        create_image_artifact(
+            png_data_uri(path), key=artifact_key(Path(name).stem, run_id), description=f"{name} of run {run_id}"
+        )
 
 
 def table_artifact(key: str, rows: list[dict], description: str) -> None:
@@ -145,13 +138,12 @@ _DEFAULT_WHAT_TO_DO = (
 
 def _failed_stage(flow_run_id) -> str | None:
     """Name of the task that failed in this flow run (None when the flow itself failed)."""
+    failed = filters.TaskRunFilterState(type=filters.TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))
     try:
         with get_client(sync_client=True) as client:
             runs = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                task_run_filter=TaskRunFilter(
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))
-                ),
+                flow_run_filter=filters.FlowRunFilter(id=filters.FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=filters.TaskRunFilter(state=failed),
             )
     except Exception as exc:  # the hook must never hide the original failure
         log.warning("could not read task runs for the failure artifact: %s", exc)
@@ -161,10 +153,7 @@ def _failed_stage(flow_run_id) -> str | None:
 
 def advice_for(error: object) -> str:
     """What to do about `error`: the advice of its most specific class in _WHAT_TO_DO."""
-    for cls in type(error).__mro__ if isinstance(error, BaseException) else ():
-        if cls in _WHAT_TO_DO:
-            return _WHAT_TO_DO[cls]
-    return _DEFAULT_WHAT_TO_DO
+    return next((_WHAT_TO_DO[cls] for cls in type(error).__mro__ if cls in _WHAT_TO_DO), _DEFAULT_WHAT_TO_DO)
 
 
 def write_failure_artifact(flow, flow_run, state) -> None:

@@ -1,8 +1,7 @@
 """Data stages of `retrain`: acquire, fetch-or-(validate, audit, pack), dataset artifacts.
 
-Results are paths and dicts (persisted, so the UI's Retry reuses them); the decoded dataset
-between validate and pack stays in memory and is never persisted (it is large, and the packed
-copy in the store is what a retry reuses).
+Results are paths and dicts, persisted for the UI's Retry; the decoded dataset between validate
+and pack stays in memory, never persisted (it is large; a retry reuses the packed copy in the store).
 """
 
 from __future__ import annotations
@@ -51,25 +50,6 @@ def acquire_dataset(config: RetrainConfig) -> Acquired:
     return Acquired(root=str(got.root), version=got.version.to_dict())
 
 
-def _matches(packed_dir: Path, config: RetrainConfig, dataset_fingerprint: str) -> bool:
-    manifest = load_packed(packed_dir).manifest
-    return packed_matches(manifest, _pack_settings(config, dataset_fingerprint))
-
-
-def _pack_settings(config: RetrainConfig, dataset_fingerprint: str) -> dict:
-    return pack_settings(
-        fingerprint=dataset_fingerprint,
-        size=config.pack_size,
-        min_side=config.min_side,
-        leak_max_distance=config.leak_max_distance,
-        split_policy=config.split_policy,
-        min_gate_n=config.min_gate_n,
-        seed=config.seed,
-        max_bytes=config.max_bytes,
-        folds=config.folds,
-    )
-
-
 # NO_CACHE: always ask the store, so a Retry after packing finds the uploaded copy and skips
 # validate/audit/pack (a cached "not there yet" would send it through them again)
 @stage(**SHORT_RETRIES, cache_policy=NO_CACHE)
@@ -86,8 +66,19 @@ def fetch_packed_dataset(config: RetrainConfig, run_id: str, dataset_fingerprint
             config.pack_size,
         )
         return None
+    expect = pack_settings(
+        fingerprint=dataset_fingerprint,
+        size=config.pack_size,
+        min_side=config.min_side,
+        leak_max_distance=config.leak_max_distance,
+        split_policy=config.split_policy,
+        min_gate_n=config.min_gate_n,
+        seed=config.seed,
+        max_bytes=config.max_bytes,
+        folds=config.folds,
+    )
     try:
-        if not _matches(dest, config, dataset_fingerprint):
+        if not packed_matches(load_packed(dest).manifest, expect):
             log.info("the stored packed dataset used other packing or split settings: rebuilding")
             return None
     except PackedDataError as err:
@@ -176,7 +167,7 @@ def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
     excluded = cleaning.get("excluded", [])
     skipped = cleaning.get("skipped", [])  # symlinks out of the root, undecodable names: never read
     pairs = leakage.get("pairs", [])
-    rows = [dict(e) for e in excluded] + [
+    rows = excluded + [
         {"path": s["path"], "split": "", "class": "", "reason": s["reason"], "detail": s["detail"]} for s in skipped
     ]
     table_artifact(
@@ -187,7 +178,7 @@ def dataset_artifacts(packed_dir: str, run_id: str) -> dict:
     )
     table_artifact(
         f"leakage-pairs-{run_id}",
-        [dict(p) for p in pairs][:500],
+        pairs[:500],
         f"Near-duplicate pairs across splits ({len(pairs)}); their test images are left out of test_clean",
     )
     return {"excluded": len(excluded), "leak_pairs": len(pairs)}

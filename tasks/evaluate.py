@@ -79,8 +79,7 @@ def evaluate_candidate(run_id: str, config: RetrainConfig, packed_dir: str, trai
     models = {}
     with scratch_dir() as model_dir:
         for member in trained:  # the training may have run on another machine
-            folder = model_dir / member.run_id
-            folder.mkdir()
+            folder = model_dir / member.run_id  # get_file creates it
             for name in _MODEL:
                 store.get_file(run_key(member.run_id, name), folder / name)
             models[member.fold] = load_model(folder / "model.safetensors", folder / "model.json")[0]
@@ -168,14 +167,13 @@ def _champion_oof(store, champion_run_id: str) -> Scores:
     from boneflow.registry.publish import read_manifest
     from boneflow.report.predictions_csv import read_oof_predictions
 
-    log = get_run_logger()
     manifest = read_manifest(store, champion_run_id)
     found = None
     if "predictions.csv" in manifest["files"]:
         with scratch_dir() as tmp:
             path = fetch_run_file(store, champion_run_id, "predictions.csv", tmp, manifest=manifest)
             found = read_oof_predictions(path.read_bytes(), where=run_key(champion_run_id, "predictions.csv"))
-    log.info(
+    get_run_logger().info(
         "champion %s: %s",
         champion_run_id,
         f"{len(set(found.groups))} radiographs predicted out of fold" if found else "no out-of-fold predictions",

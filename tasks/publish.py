@@ -40,18 +40,15 @@ def publish_run_files(
     candidate: Scores,
     decision: GateDecision,
 ) -> RunFiles:
-    """The model files (of the run, or of every cross-fitting member: the fold ensemble) plus
-    metrics.json, report.md, model_card.md, predictions.csv, the pack's reports, the plots
-    (boneflow/report/run_files.py) and the app's examples (boneflow/serve/examples.py), uploaded with the
-    manifest. The checkpoints of the run (of every member) are deleted first (unless
-    config.keep_checkpoints): they only serve to resume an unfinished training, and the manifest
-    then lists none."""
+    """The model files (of the run, or of every cross-fitting member: the fold ensemble), the
+    report files (boneflow/report/run_files.py) and the app's examples, uploaded with the manifest.
+    The checkpoints (of every member) are deleted first unless config.keep_checkpoints: they only
+    serve to resume an unfinished training, and the manifest then lists none."""
     from boneflow.train.ensemble import member_file
 
     store = open_store(config.store_url)
     with scratch_dir() as out:
-        model_dir = out / "model"
-        model_dir.mkdir()
+        model_dir = out / "model"  # get_file creates it
         for name in MODEL_FILES:  # member 0's (or the run's own) files
             store.get_file(run_key(trained[0].run_id, name), model_dir / name)
         for index, member in enumerate(trained[1:], start=1):

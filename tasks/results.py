@@ -1,12 +1,10 @@
 """How stage results are persisted (so the UI's Retry reuses finished stages): JSON, with the
 stage contracts stored by name.
 
-Prefect's JSON encoder writes a pydantic model as {"__class__": "<import path>", "data": ...}
-and its decoder imports whatever class a stored result names. Here a contract is written as
-{"__contract__": "TrainSummary", "data": {...}} and only the classes listed in CONTRACTS are
-ever rebuilt from a stored result. Anything else goes through Prefect's own encoder (stage
-results are contracts, strings, numbers and plain dicts; a failed stage's exception is kept
-the way Prefect keeps it).
+Prefect's own decoder imports whatever class a stored result names ({"__class__": "<import
+path>", ...}); here a contract is written as {"__contract__": "TrainSummary", "data": {...}} and
+only the classes in CONTRACTS are ever rebuilt. Anything else (strings, numbers, plain dicts, a
+failed stage's exception) goes through Prefect's own encoder.
 """
 
 from __future__ import annotations

@@ -16,12 +16,7 @@ from boneflow.errors import GateError
 from boneflow.intake.layout import LayoutError
 from boneflow.splits.pack import PackedDataError
 from boneflow.splits.plan import SplitError
-from boneflow.store.errors import (
-    ConditionalWritesUnsupportedError,
-    ConflictError,
-    IntegrityError,
-    InvalidKeyError,
-)
+from boneflow.store.errors import ConditionalWritesUnsupportedError, ConflictError, IntegrityError, InvalidKeyError
 
 # ConflictError covers publish.ChampionConflictError.
 DETERMINISTIC_ERRORS: tuple[type[BaseException], ...] = (
@@ -44,9 +39,5 @@ def retry_unless_deterministic(task, task_run, state) -> bool:
 
 # The two retry schedules of the stages: store transfers ride out a minutes-long outage, the
 # rest (reads, re-scoring) one short hiccup.
-STORE_RETRIES: dict = {
-    "retries": 3,
-    "retry_delay_seconds": [5, 30, 120],
-    "retry_condition_fn": retry_unless_deterministic,
-}
-SHORT_RETRIES: dict = {"retries": 2, "retry_delay_seconds": [5, 30], "retry_condition_fn": retry_unless_deterministic}
+STORE_RETRIES = dict(retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=retry_unless_deterministic)
+SHORT_RETRIES = dict(retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_unless_deterministic)

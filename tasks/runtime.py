@@ -1,17 +1,13 @@
 """What every task and flow shares: the run id, local work folders and the cache key.
 
-Why a custom cache key: a task's result must be reused when the UI's Retry re-runs the same
-flow run (the training is minutes to hours), and must never be reused for different data or
-settings. The key is built from the inputs that decide a stage's output: the run id (stable
-across retries of one flow run), the dataset fingerprint and the config fingerprint, plus the
-task's source code so an edited task does not return stale results.
+The cache key (STAGE_CACHE) lets the UI's Retry reuse a finished stage, and never for other
+data, settings or task code (README, "Deploy to a real Prefect server").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,28 +48,14 @@ def stage(**options):
 
 def dataset_cache_dir(run_id: str, fingerprint: str, size: int) -> Path:
     """The run's local copy of a packed dataset. Per run, not shared: a finished run empties its
-    work folder (empty_run_work_dir) without pulling the data from under another run on this
+    work folder (tasks/work_folder.py) without pulling the data from under another run on this
     machine; the store's datasets/<fp>/<size>/ is what runs share."""
     return work_root() / "runs" / run_id / "datasets" / fingerprint / str(size)
 
 
-def empty_run_work_dir(run_id: str) -> int:
-    """Remove the run's local work folder (decoded images, checkpoints, its dataset copy); returns
-    the bytes freed. Everything a later stage or a Retry needs is in the store."""
-    from boneflow.registry.gc import remove_run_folder
-
-    folder = work_root() / "runs" / run_id
-    if not folder.is_dir():
-        return 0
-    freed = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    remove_run_folder(work_root(), folder)
-    return freed
-
-
 def run_id_for_current_flow_run() -> str:
-    """The store's run id (`YYYYmmddTHHMMSSZ-xxxxxx`) derived from the flow run itself: its
-    creation time and the first 6 hex digits of its id. A Retry of the same flow run gets the
-    same run id, so the resumed training finds its checkpoints under runs/<run_id>/."""
+    """The store's run id (`YYYYmmddTHHMMSSZ-xxxxxx`): the flow run's creation time and the first
+    6 hex digits of its id, so a Retry keeps it (README, "Deploy to a real Prefect server")."""
     return run_id_of(get_run_context().flow_run)
 
 
@@ -105,15 +87,3 @@ def _stage_key(context, parameters: dict[str, Any]) -> str:
 
 # run id + dataset fingerprint + config fingerprint (whatever of those the task takes) + source
 STAGE_CACHE = TASK_SOURCE + CacheKeyFnPolicy(cache_key_fn=_stage_key)
-
-
-def quiet_prefect_console() -> None:
-    """For `boneflow run`: Prefect prints every log line (and task tracebacks) to the console;
-    the CLI's progress display and final message replace them. The lines still reach the API
-    (`boneflow run --verbose` shows them)."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.CRITICAL)

@@ -4,6 +4,7 @@ pool. The store is the hand-off because the gpu worker may be another machine.""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from boneflow.contracts import TrainSummary
 from boneflow.registry.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
 from boneflow.splits.pack import load_packed
 from boneflow.store import open_store
+from boneflow.store.errors import ObjectNotFoundError
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES, TRAIN_RESULT, read_train_summary
 from tasks.artifacts import artifact_key
@@ -56,8 +58,7 @@ def fetch_run_checkpoints(run_id: str, config: RetrainConfig) -> str:
 
 
 def epoch_progress_text(stats: dict) -> str:
-    """The progress artifact's line after an epoch (the `boneflow run` display shows it): the
-    training speed in images per second tells a slow run from a stuck one."""
+    """The progress artifact's line after an epoch, with the speed (README, "Run it locally (no server)")."""
     speed = stats.get("img_per_s")
     rate = f", {speed:.0f} img/s" if isinstance(speed, (int, float)) and speed == speed else ""  # NaN: no timing
     return f"epoch {stats['epoch']}/{stats['epochs']}: val_acc {stats['val_acc']:.3f}{rate}"
@@ -80,9 +81,7 @@ def _epoch_reporter(store, run_id: str):
     def on_epoch(stats: dict) -> None:
         key = upload_checkpoint(store, run_id, Path(stats["checkpoint"]))
         update_progress_artifact(
-            progress_id,
-            100.0 * stats["epoch"] / stats["epochs"],
-            description=epoch_progress_text(stats),
+            progress_id, 100.0 * stats["epoch"] / stats["epochs"], description=epoch_progress_text(stats)
         )
         log.info(
             "epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
@@ -180,8 +179,6 @@ def training_plan(run_id: str, packed_dir: str) -> list[dict]:
 
 def _finished(store, job: dict) -> TrainSummary | None:
     """A member already trained (its train_result.json is in the store): a Retry reuses it."""
-    from boneflow.store.errors import ObjectNotFoundError
-
     key = run_key(job["run_id"], TRAIN_RESULT)
     try:
         return read_train_summary(store.get_bytes(key), where=key)
@@ -194,17 +191,15 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
     """Run the train-gpu deployment once per job (all started together, the pool's concurrency
     limit decides how many train at once), wait for them all, read each result from the store.
     Members whose train_result.json is already in the store are not trained again, so a Retry
-    of this flow run retrains only what did not finish. While none of them is running, one that
-    has waited to start for `config.dispatch_start_timeout` seconds is cancelled."""
+    of this flow run retrains only what did not finish."""
     from prefect import get_client
 
     log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
     done = {j["run_id"]: s for j in jobs if (s := _finished(store, j)) is not None}
-    for job in jobs:
-        if job["run_id"] in done:
-            what = f"fold {job['fold']}" if job["fold"] is not None else f"run {job['run_id']}"
-            log.info("%s: reusing its finished training in runs/%s/", what, job["run_id"])
     todo = [j for j in jobs if j["run_id"] not in done]
+    for job in (j for j in jobs if j["run_id"] in done):
+        what = f"fold {job['fold']}" if job["fold"] is not None else f"run {job['run_id']}"
+        log.info("%s: reusing its finished training in runs/%s/", what, job["run_id"])
     children = [_start_child(j, config, dataset_fingerprint) for j in todo]
     failed = []
     with get_client(sync_client=True) as client:
@@ -220,7 +215,7 @@ def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: s
                 f"training run {job['run_id']} completed but runs/{job['run_id']}/{TRAIN_RESULT} is missing"
             )
         done[job["run_id"]] = summary
-        log.info("training flow run %s%s completed: %d epochs", child.name, _label(job), done[job["run_id"]].epochs_run)
+        log.info("training flow run %s%s completed: %d epochs", child.name, _label(job), summary.epochs_run)
     if failed:
         raise RuntimeError(
             f"training flow run(s) {'; '.join(failed)}. Open them in the UI for their logs; after fixing, "
@@ -279,16 +274,20 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
     cancelled, and this raises once the others have ended. While one of them runs, the pool
     is alive and the others wait their turn for its concurrency slots, so the clock restarts."""
     from prefect.client.schemas.responses import SetStateStatus
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_logger
     from prefect.states import Cancelled
 
-    log = _run_logger_or_none()
+    log = get_logger("boneflow.training")  # when called outside a flow or task run (tests/e2e/test_gpu_pools.py)
+    with contextlib.suppress(MissingContextError):
+        log = get_run_logger()
     runs, shown = list(flow_runs), [""] * len(flow_runs)
     idle_since, timed_out = time.monotonic(), []
     while True:
         runs = [r if _ended(r) else client.read_flow_run(r.id) for r in runs]
         for i, run in enumerate(runs):
             name = run.state.name if run.state else "unknown"
-            if name != shown[i] and log is not None:
+            if name != shown[i]:
                 log.info("training flow run %s%s is %s", run.name, labels[i], name)
             shown[i] = name
         if all(_ended(r) for r in runs):
@@ -309,8 +308,7 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
             continue
         time.sleep(_POLL_S)
     if timed_out:
-        run = timed_out[0][0]
-        pool = run.work_pool_name or "gpu"
+        pool = timed_out[0][0].work_pool_name or "gpu"
         what = ", ".join(f"{r.name}{label}" for r, label in timed_out)
         was = "/".join(sorted({r.state.name if r.state else "unknown" for r, _ in timed_out}))
         raise RuntimeError(
@@ -327,12 +325,3 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
 
 def _ended(flow_run) -> bool:
     return flow_run.state is not None and flow_run.state.is_final()
-
-
-def _run_logger_or_none():
-    from prefect.exceptions import MissingContextError
-
-    try:
-        return get_run_logger()
-    except MissingContextError:  # called outside a flow or task run (tests/e2e/test_gpu_pools.py)
-        return None

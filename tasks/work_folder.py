@@ -1,9 +1,7 @@
-"""The last stage of a finished run: empty its local work folder.
+"""The last stage of a finished run: empty its local work folder `$BONEFLOW_WORK_DIR/runs/<run_id>/`.
 
-A run decodes images, keeps its packed-dataset copy and writes checkpoints under
-`$BONEFLOW_WORK_DIR/runs/<run_id>/` (tasks/runtime.py); once it is published (or skipped), all
-of that is in the store, so nothing stays behind on the worker. A failed run keeps its folder
-for a Retry on the same machine (`boneflow gc` removes it later).
+Once the run is published (or skipped) all it holds is in the store; a failed run keeps its
+folder for a Retry on the same machine (README, "Run it locally (no server)").
 """
 
 from __future__ import annotations
@@ -11,14 +9,20 @@ from __future__ import annotations
 from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 
-from tasks.runtime import empty_run_work_dir, stage
+from boneflow.registry.gc import remove_run_folder
+from boneflow.settings import work_root
+from tasks.runtime import stage
 
 
 @stage(cache_policy=NO_CACHE)
 def empty_work_folder(run_id: str, members: list[str] | None = None) -> int:
-    """Empty the run's folder and those of its cross-fitting members (trained here in turn)."""
+    """Empty the run's folder and those of its cross-fitting members (trained here in turn);
+    returns the bytes freed."""
     freed = 0
     for trained_in in dict.fromkeys([run_id, *(members or [])]):
-        freed += empty_run_work_dir(trained_in)
+        folder = work_root() / "runs" / trained_in
+        if folder.is_dir():
+            freed += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+            remove_run_folder(work_root(), folder)
     get_run_logger().info("emptied the local work folder of run %s (%.1f MB)", run_id, freed / 1e6)
     return freed
