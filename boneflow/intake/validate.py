@@ -116,7 +116,9 @@ def _work_chunk(
             continue
         sha = hashlib.sha256(data).hexdigest()
         try:
-            pixels, grey, info = decode_xray(data, pack_size, min_side=min_side, max_pixels=max_pixels)
+            pixels, grey, info = decode_xray(
+                data, pack_size, min_side=min_side, max_pixels=max_pixels, max_bytes=max_bytes
+            )
             out.append((index, sha, None, "", info, pixels.tobytes(), (_hashes(grey), group_thumbnail(grey))))
         except ImageRejected as exc:
             out.append((index, sha, exc.reason, exc.detail, {}, None, None))

@@ -144,3 +144,22 @@ def test_check_classes_present_names_class_and_split():
     message = str(info.value)
     assert "no 'fractured' images in val" in message and "no 'fractured' images in test" in message
     assert "train" not in message.split(".")[0]
+
+
+def test_a_size_limit_above_the_default_reaches_the_decoder(tmp_path):
+    # A file just over the 64 MiB default: kept at a limit of exactly its size, too_large one byte below.
+    root = _tree(tmp_path / "d", per_class=1)
+    big = root / "train" / "fractured" / "big.jpg"
+    Image.fromarray(gradient(48, 48)).save(big)
+    with open(big, "r+b") as fh:  # bytes after the JPEG's end marker: still a valid image
+        fh.truncate(64 * 2**20 + 1024)
+    size = big.stat().st_size
+
+    def excluded(max_bytes: int) -> dict:
+        validated = validate_dataset(
+            root, workdir=tmp_path / f"w{max_bytes}", pack_size=32, min_side=16, workers=1, max_bytes=max_bytes
+        )
+        return {e["path"]: e["reason"] for e in validated.report["excluded"]}
+
+    assert "train/fractured/big.jpg" not in excluded(size)
+    assert excluded(size - 1)["train/fractured/big.jpg"] == "too_large"
