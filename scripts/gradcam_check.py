@@ -78,29 +78,25 @@ def main() -> None:
     k = int(round(side * BORDER))
     frame = np.ones((side, side), bool)
     frame[k:-k, k:-k] = False
-    mass = cams.reshape(len(cams), -1).sum(1)
-    border_share = cams[:, frame].sum(1) / np.maximum(mass, 1e-12)
-    peak = cams.reshape(len(cams), -1).argmax(1)
-    peak_in_frame = frame.reshape(-1)[peak]
+    flat = cams.reshape(len(cams), -1)
+    border_share = cams[:, frame].sum(1) / np.maximum(flat.sum(1), 1e-12)
+    peak_in_frame = frame.reshape(-1)[flat.argmax(1)]
     sheet = Image.new("RGB", (side * 6, side * 4))
     for i in range(min(24, len(cams))):
         tile = Image.fromarray(overlay_heatmap(crops[i], cams[i]))
         sheet.paste(tile, ((i % 6) * side, (i // 6) * side))
     sheet.save(args.out / "gradcam_sheet.png")
-    print(
-        json.dumps(
-            {
-                "n_test": int(len(cams)),
-                "border_frame_px": k,
-                "frame_area_share": round(float(frame.mean()), 3),
-                "cam_mass_in_frame": round(float(border_share.mean()), 3),
-                "cam_mass_in_frame_fractured": round(float(border_share[labels == 1].mean()), 3),
-                "cam_mass_in_frame_not_fractured": round(float(border_share[labels == 0].mean()), 3),
-                "peak_in_frame_share": round(float(peak_in_frame.mean()), 3),
-                "settings": settings.to_dict() | {"device": str(device)},
-            }
-        )
-    )
+    report = {
+        "n_test": int(len(cams)),
+        "border_frame_px": k,
+        "frame_area_share": round(float(frame.mean()), 3),
+        "cam_mass_in_frame": round(float(border_share.mean()), 3),
+        "cam_mass_in_frame_fractured": round(float(border_share[labels == 1].mean()), 3),
+        "cam_mass_in_frame_not_fractured": round(float(border_share[labels == 0].mean()), 3),
+        "peak_in_frame_share": round(float(peak_in_frame.mean()), 3),
+        "settings": settings.to_dict() | {"device": str(device)},
+    }
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

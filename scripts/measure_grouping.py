@@ -1,11 +1,8 @@
 """Measure duplicate grouping: recall of rotated copies, false links, and time.
 
-    python scripts/measure_grouping.py --data-dir ../shared/data/kaggle-bone-sample
-    python scripts/measure_grouping.py --data-dir /tmp/demo          # a demo-data set (uses planted.json)
-    python scripts/measure_grouping.py --data-dir DIR --scale 5       # also time a set made 5x larger
-    python scripts/measure_grouping.py --data-dir DIR --plant-turns 60  # + 60 large-angle copies of its images
-    python scripts/measure_grouping.py --data-dir DIR --small-angles-only  # the grouping without any-angle candidates
-    python scripts/measure_grouping.py --data-dir DIR --chain-depth 3     # Kaggle sample: only 3-turn chains kept
+    python scripts/measure_grouping.py --data-dir ../shared/data/kaggle-bone-sample  # or a demo-data set
+    python scripts/measure_grouping.py --data-dir DIR [--plant-turns 60] [--chain-depth 3] [--small-angles-only]
+        [--scale 5] [--repeat 3]
 
 Truth on the Kaggle sample comes from its file names, used here only as a measuring stick:
 `N-rotated...` files in one class folder are turns of radiograph N (plain `N.jpg` files are
@@ -138,47 +135,41 @@ def families_split(groups: np.ndarray, families: dict[int, str]) -> tuple[int, i
     return len(seen), sum(len(g) > 1 for g in seen.values())
 
 
-def plant_turns(root: Path, rel: list[str], sha: list[str], k: int, seed: int = 0):
-    """(sha256, perceptual hashes, thumbnails, source record, description) of k large-angle
-    copies of distinct images (module docstring)."""
+def planted_turns_score(sha, hashes, thumbs, root: Path, rel: list[str], k: int, settings, base_groups) -> dict:
+    """Group the set plus k large-angle copies of distinct images (module docstring)."""
     import math
 
     from boneflow.demo.copies import turned_copy
     from boneflow.intake.decode import decode_xray
     from boneflow.intake.validate import _hashes
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)
     first: dict[str, int] = {}
     for i, s in enumerate(sha):
         first.setdefault(s, i)
     picks = rng.choice(sorted(first.values()), size=min(k, len(first)), replace=False)
     rows = []
-    for n, i in enumerate(picks.tolist()):
+    for c, i in enumerate(picks.tolist()):
         total = float(rng.uniform(45, 180)) * float(rng.choice([-1, 1]))
         angles = [round(float(total * w), 1) for w in rng.dirichlet(np.ones(int(rng.integers(2, 4))))]
-        data = turned_copy((root / rel[i]).read_bytes(), angles, mirrored=n % 3 == 0)
+        data = turned_copy((root / rel[i]).read_bytes(), angles, mirrored=c % 3 == 0)
         _, grey, _ = decode_xray(data, 256)
         scale = math.prod(1 / (abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a)))) for a in angles)
-        desc = f"{angles} mirrored={n % 3 == 0} content scale {scale:.2f}"
+        desc = f"{angles} mirrored={c % 3 == 0} content scale {scale:.2f}"
         rows.append((hashlib.sha256(data).hexdigest(), _hashes(grey), group_thumbnail(grey), i, desc))
-    sha256s, hashes, thumbs, sources, descs = zip(*rows)
-    return list(sha256s), np.stack(hashes), np.stack(thumbs), np.array(sources), list(descs)
-
-
-def planted_turns_score(sha, hashes, thumbs, root: Path, rel: list[str], k: int, settings, base_groups) -> dict:
-    p_sha, p_hashes, p_thumbs, src, desc = plant_turns(root, rel, sha, k)
+    p_sha, p_hashes, p_thumbs, src, desc = zip(*rows)
+    src = np.array(src)
     n = len(sha)
     groups = find_duplicate_groups(
-        sha + p_sha, np.concatenate([hashes, p_hashes]), np.concatenate([thumbs, p_thumbs]), settings=settings
+        sha + list(p_sha), np.concatenate([hashes, p_hashes]), np.concatenate([thumbs, p_thumbs]), settings=settings
     ).group
     found = groups[n:] == groups[src]
-    merged: dict[int, set[int]] = {}
-    for i in range(n):
-        merged.setdefault(int(groups[i]), set()).add(int(base_groups[i]))
+    # Each unplanted group that the copies joined to others adds one (new group, old group) pair.
+    merged = set(zip(groups[:n].tolist(), base_groups.tolist()))
     return {
         "planted": len(src),
         "found": int(found.sum()),
-        "false_merges": sum(len(g) - 1 for g in merged.values()),
+        "false_merges": len(merged) - len({g for g, _ in merged}),
         "missed": [f"{rel[src[j]]}: {desc[j]}" for j in np.flatnonzero(~found).tolist()],
     }
 

@@ -49,9 +49,7 @@ def _scaled(img: Image.Image, s: float) -> Image.Image:
 
 
 def hard_copies(data: bytes, rng: np.random.Generator) -> dict[str, bytes]:
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    img = img.convert("L")
+    img = Image.open(io.BytesIO(data)).convert("L")
     return {
         "jpeg_q30_60": _jpeg(img, int(rng.integers(30, 61))),
         "resized_0.35_0.5": _jpeg(_scaled(img, rng.uniform(0.35, 0.5)), 90),
@@ -130,7 +128,7 @@ def main() -> None:
         rel = [r.relpath for r in validated.records]
         idx = {r: k for k, r in enumerate(rel)}
         split_of = [r.split for r in validated.records]
-        copies = {(idx[c["original"]], idx[c["copy"]]): c["kind"] for c in planted["copies"]}
+        copies = {(idx[c["original"]], idx[c["copy"]]) for c in planted["copies"]}
         flagged = {(p["a"], p["b"]) for p in audit.report["pairs"]}
         planted_pairs = {(c["original"], c["copy"]) for c in planted["copies"]}
         copy_dist = {
@@ -140,7 +138,7 @@ def main() -> None:
             for c in planted["copies"]
         }
         stats = _cross_split_stats(
-            validated.hashes, split_of, set(copies), args.max_distance, window=max(args.max_distance + 16, 48)
+            validated.hashes, split_of, copies, args.max_distance, window=max(args.max_distance + 16, 48)
         )
         result = {
             "data_dir": str(data_dir),
@@ -168,8 +166,7 @@ def main() -> None:
 
         if args.hard or args.baseline64:
             rng = np.random.default_rng(12345)
-            originals = [k for k, r in enumerate(rel) if split_of[k] == "train" and r.endswith(".jpg")]
-            originals = originals[: args.hard]
+            originals = [k for k, r in enumerate(rel) if split_of[k] == "train" and r.endswith(".jpg")][: args.hard]
             per_kind: dict[str, list[int]] = {}
             per_kind64: dict[str, list[int]] = {}
             for k in originals:
@@ -192,7 +189,7 @@ def main() -> None:
                 }
             if args.baseline64:
                 h64 = np.stack([_phash64_all(decode_xray((root / r).read_bytes(), args.pack_size)[1]) for r in rel])
-                base = _cross_split_stats(h64, split_of, set(copies), 4, window=8)
+                base = _cross_split_stats(h64, split_of, copies, 4, window=8)
                 base["planted_max_copy_distance"] = max(_distance(h64[a], h64[b]) for a, b in copies)
                 if per_kind64:
                     base["hard_copies"] = {
