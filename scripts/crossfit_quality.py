@@ -6,11 +6,10 @@
     python scripts/crossfit_quality.py run --packed .gpu/sample224.npz --seeds 0,1,2 --out results.jsonl
 
 For each variant (TrainSettings overrides) and seed, two modes on the same pool of radiographs:
-- `folds1`: the product's single regrouped split: train on train, stop early and fit the
-  operating point on val (by radiograph), judge the regrouped test (~20 % of the radiographs);
-- `folds5`: one member per fold trains on the other folds (early stopping on a slice of them,
-  splits/folds.py), predicts its fold; each fold is calibrated and decided at the point fitted
-  on the other folds' OOF predictions (evaluate/crossfit.py); every radiograph is judged.
+`folds1`, the product's single regrouped split (early stopping and operating point on val, by
+radiograph; judged on the regrouped test, ~20 % of the radiographs), and `folds5`, the product's
+cross-fitting, every radiograph judged out of fold (README, "Cross-fitting: every radiograph
+judged out of fold").
 One JSON line per (variant, seed, mode): AUROC by radiograph with its 95 % interval, accuracy,
 recall and specificity at the operating point, ECE, radiographs judged, train seconds; plus the
 AUROC with flip test-time augmentation (mean margin of the image and its mirror).
@@ -54,6 +53,7 @@ def export(data_dir: Path, out: Path, image_size: int, folds: int) -> None:
         )
         pool = read_pool(packed)
         split_of = {p: name for name in ("train", "val", "test") for p in packed.split(name).paths}
+        split = np.array([split_of[p] for p in pool.paths])
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             out,
@@ -64,20 +64,16 @@ def export(data_dir: Path, out: Path, image_size: int, folds: int) -> None:
             groups=np.array(pool.groups),
             paths=np.array(pool.paths),
             fold=pool.fold,
-            split=np.array([split_of[p] for p in pool.paths]),
+            split=split,
         )
-    counts = {s: int((np.array([split_of[p] for p in pool.paths]) == s).sum()) for s in ("train", "val", "test")}
-    print(
-        json.dumps(
-            {
-                "out": str(out),
-                "bytes": out.stat().st_size,
-                "files": len(pool.paths),
-                "radiographs": len(set(pool.groups)),
-                **counts,
-            }
-        )
-    )
+    counts = {s: int((split == s).sum()) for s in ("train", "val", "test")}
+    found = {
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "files": len(pool.paths),
+        "radiographs": len(set(pool.groups)),
+    }
+    print(json.dumps(found | counts))
 
 
 def _margins(model, images: np.ndarray, image_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -89,22 +85,9 @@ def _margins(model, images: np.ndarray, image_size: int) -> tuple[np.ndarray, np
 
 
 def _summary(metrics: dict, tta_auroc: float | None) -> dict:
-    keys = (
-        "n",
-        "files",
-        "auroc",
-        "auroc_ci95",
-        "accuracy",
-        "accuracy_ci95",
-        "recall_fractured",
-        "recall_fractured_ci95",
-        "specificity",
-        "specificity_ci95",
-        "ece",
-        "threshold",
-    )
-    out = {k: metrics.get(k) for k in keys}
-    out["auroc_flip_tta"] = tta_auroc
+    scored = (f"{m}{ci}" for m in ("auroc", "accuracy", "recall_fractured", "specificity") for ci in ("", "_ci95"))
+    keys = ("n", "files", *scored, "ece", "threshold")
+    out = {k: metrics.get(k) for k in keys} | {"auroc_flip_tta": tta_auroc}
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -184,16 +167,9 @@ def run(packed_file: Path, variants: list[str], modes: list[str], seeds: list[in
             for mode in modes:
                 t0 = time.perf_counter()
                 found = (_folds5 if mode == "folds5" else _folds1)(data, settings, 0.9)
-                line = json.dumps(
-                    {
-                        "variant": name,
-                        "seed": seed,
-                        "mode": mode,
-                        "device": device,
-                        "wall_seconds": round(time.perf_counter() - t0, 1),
-                        **found,
-                    }
-                )
+                wall = round(time.perf_counter() - t0, 1)
+                head = {"variant": name, "seed": seed, "mode": mode, "device": device, "wall_seconds": wall}
+                line = json.dumps(head | found)
                 print(line, flush=True)
                 if out is not None:
                     with out.open("a") as fh:
