@@ -4,29 +4,23 @@
     python scripts/measure_grouping.py --data-dir DIR [--plant-turns 60] [--chain-depth 3] [--small-angles-only]
         [--scale 5] [--repeat 3]
 
-Truth on the Kaggle sample comes from its file names, used here only as a measuring stick:
-`N-rotated...` files in one class folder are turns of radiograph N (plain `N.jpg` files are
-left out: in the merged Kaggle set one number names different radiographs of different source
-sets); a false link joins files of two different rotated families. On a demo set the truth is
-planted.json: every planted copy (near, byte-identical, rotated families) is joined with its
-original, every other image stands alone, and a false link is any pair of distinct files in one
-group that the truth keeps apart. Pairs are counted over distinct files (one per byte-identical
-set); `families_split` counts the rotated families that fall into more than one group.
+The truth (README, "Honest evaluation: duplicate groups and the split policy", which has the
+figures): on the Kaggle sample the `N-rotated...` families of its file names, used here only as
+a measuring stick, where a false link joins files of two families; on a demo set planted.json:
+every planted copy (near, byte-identical, rotated families) is joined with its original, every
+other image stands alone, and a false link is any pair of distinct files in one group that the
+truth keeps apart. Pairs are counted over distinct files (one per byte-identical set).
 
-`--plant-turns K` adds K large-angle copies of distinct images (real radiographs on the Kaggle
-sample), made as demo-data makes its own but from wider turns: 2-3 turns of one direction
-summing to 45-180 degrees, each on an expanded canvas squashed to 224 x 224 and saved as JPEG
-(the octagonal frame), every third copy mirrored first. A copy is found when it lands in its
-source's group; a false merge is two groups of the unplanted set joined through the copies.
+`--plant-turns K` adds K large-angle copies of distinct images, made as demo-data makes its own
+but from wider turns (2-3 turns of one direction summing to 45-180 degrees, each on an expanded
+canvas squashed to 224 x 224 and saved as JPEG, every third copy mirrored first). A copy is found
+when it lands in its source's group; a false merge is two groups of the unplanted set joined
+through the copies. `--chain-depth D` (Kaggle sample) keeps of the named families only the files
+turned exactly D times, and every file outside them.
 
-`--chain-depth D` (Kaggle sample) keeps of the named families only the files turned exactly D
-times (`N-rotatedA-rotatedB-rotatedC...` for D = 3) and every file outside them: without the
-intermediate turns to chain through, a family holds together only through direct links.
-
-`--scale N` times grouping on N tiles of the decoded set, tile k turned by a multiple of 90
-degrees and/or mirrored; tiles link to each other (any-angle and reused perceptual hashes), so
-read only the time from a scaled run. Prints one JSON object, with the machine's load average
-(timings on a shared machine vary with it).
+`--scale N` times grouping on N tiles of the decoded set (`tiles`); tiles link to each other
+(any-angle and reused perceptual hashes), so read only the time from a scaled run. Prints one
+JSON object, with the machine's load average (timings on a shared machine vary with it).
 """
 
 from __future__ import annotations
@@ -99,11 +93,10 @@ def planted_truth(relpaths: list[str], data_dir: Path) -> tuple[dict[int, str], 
 def pair_counts(groups: np.ndarray, truth: dict[int, str], sha: list[str]) -> tuple[int, int, int]:
     """(pairs the truth joins, of those the grouping joins too, pairs the grouping joins that the
     truth keeps apart) over the distinct files among the truth's records."""
-    seen, idx = set(), []
+    first: dict[str, int] = {}
     for i in sorted(truth):
-        if sha[i] not in seen:
-            seen.add(sha[i])
-            idx.append(i)
+        first.setdefault(sha[i], i)
+    idx = list(first.values())
     if not idx:
         return 0, 0, 0
     (_, false), (missed, both) = pair_confusion_matrix([truth[i] for i in idx], groups[idx]) // 2
