@@ -16,14 +16,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boneflow.bench.notebook_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
+from boneflow.demo.bones import bone_images
+from boneflow.intake.decode import load_xray
 from boneflow.intake.layout import CLASSES
-from boneflow.settings import pack_size_for
+from boneflow.settings import TrainSettings, pack_size_for
+from boneflow.splits.packed import SplitArrays
+from boneflow.train.augment import TrainPreset
+from boneflow.train.device import fast_layout, place_model, use_bf16
+from boneflow.train.fit import SplitOnDevice, epoch_generator, make_optimizer, train_one_epoch
+from boneflow.train.model import build_model
 
 
 def _pack_files(root: Path, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode each JPEG once into the packed array, with the data part's load_xray."""
-    from boneflow.intake.decode import load_xray
-
     files = sorted(root.rglob("*.jpg"))
     images = np.stack([load_xray(path, pack_size) for path in files])
     labels = np.array([CLASSES.index(path.parent.name) for path in files], dtype=np.int64)
@@ -34,8 +40,6 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
     """img/s of gather + TrainPreset alone (what feeds each training step in train_one_epoch:
     batch gather from the packed uint8 array, one resample per batch, channels_last), in this
     process on torch's intra-op threads."""
-    from boneflow.train.device import fast_layout
-
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(data.n, generator=generator).numpy()
     for _ in range(warmup):
@@ -53,11 +57,6 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
 
 
 def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
-    from boneflow.train.augment import TrainPreset
-    from boneflow.train.device import place_model, use_bf16
-    from boneflow.train.fit import epoch_generator, make_optimizer, train_one_epoch
-    from boneflow.train.model import build_model
-
     device = data.device
     bf16 = use_bf16(device)
     torch.manual_seed(settings.seed)
@@ -103,13 +102,6 @@ def bench_train(
     data_batches: int = 64,
     seed: int = 0,
 ) -> dict:
-    from boneflow.bench.notebook_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
-    from boneflow.demo.bones import bone_images
-    from boneflow.settings import TrainSettings
-    from boneflow.splits.packed import SplitArrays
-    from boneflow.train.augment import TrainPreset
-    from boneflow.train.fit import SplitOnDevice
-
     if seed_workers is None:
         seed_workers = default_seed_workers()
     pack_size = pack_size_for(size)

@@ -295,24 +295,6 @@ def _training_parts(
     return model, criterion, optimizer, scheduler
 
 
-def _epoch_stats(
-    state: RunState, settings: TrainSettings, trained: dict, validated: dict, lr: float, checkpoint_dir: Path
-) -> dict:
-    return {
-        "epoch": state.epoch,
-        "epochs": settings.epochs,
-        "train_loss": trained["loss"],
-        "train_acc": trained["acc"],
-        "val_loss": validated["loss"],
-        "val_acc": validated["acc"],
-        "seconds": trained["seconds"],
-        "img_per_s": trained["img_per_s"],
-        "lr": lr,
-        "best_epoch": state.best["epoch"],
-        "checkpoint": str(checkpoint_path(checkpoint_dir, state.epoch)),
-    }
-
-
 def fit(
     packed: PackedSplits,
     settings: TrainSettings,
@@ -352,7 +334,19 @@ def fit(
         )
         validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, bf16=bf16)
         state.record(model, validated["loss"])
-        stats = _epoch_stats(state, settings, trained, validated, lr, checkpoint_dir)
+        stats = {
+            "epoch": state.epoch,
+            "epochs": settings.epochs,
+            "train_loss": trained["loss"],
+            "train_acc": trained["acc"],
+            "val_loss": validated["loss"],
+            "val_acc": validated["acc"],
+            "seconds": trained["seconds"],
+            "img_per_s": trained["img_per_s"],
+            "lr": lr,
+            "best_epoch": state.best["epoch"],
+            "checkpoint": str(checkpoint_path(checkpoint_dir, state.epoch)),
+        }
         state.history.append(stats)
         save_checkpoint(checkpoint_dict(state, model, optimizer, scheduler, settings, device, bf16), checkpoint_dir)
         if on_epoch is not None:
