@@ -183,17 +183,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, st
     )
 
 
-def _check_resumable(saved: dict, settings: TrainSettings, checkpoint_dir: Path) -> None:
-    current = settings.to_dict()
-    for name in _RESUME_MUST_MATCH:
-        if saved.get(name) != current.get(name):
-            raise BoneflowError(
-                f"{checkpoint_dir}: checkpoints were written with {name}={saved.get(name)!r} but this run "
-                f"has {name}={current.get(name)!r}. Resume with the same settings, or use a new run id "
-                "(an empty checkpoint directory) to start over."
-            )
-
-
 @dataclass
 class RunState:
     """What carries from one epoch to the next, and through a checkpoint to a resumed run."""
@@ -224,7 +213,14 @@ def resume_or_start(
     if found is None:
         return RunState(best={"state": plain_state_dict(model), "val_loss": math.inf, "epoch": 0})
     path, saved = found
-    _check_resumable(saved["settings"], settings, path)
+    written, current = saved["settings"], settings.to_dict()
+    for name in _RESUME_MUST_MATCH:
+        if written.get(name) != current.get(name):
+            raise BoneflowError(
+                f"{path}: checkpoints were written with {name}={written.get(name)!r} but this run "
+                f"has {name}={current.get(name)!r}. Resume with the same settings, or use a new run id "
+                "(an empty checkpoint directory) to start over."
+            )
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
