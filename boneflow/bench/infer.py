@@ -14,10 +14,19 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 
 from boneflow.bench.app_latency import app_latency
+from boneflow.bench.notebook_baseline import seed_eval_transform, seed_model, seed_predict
+from boneflow.demo.bones import bone_images
+from boneflow.demo.copies import jpeg_bytes
 from boneflow.errors import BoneflowError
+from boneflow.evaluate.predict import predict_proba
+from boneflow.intake.decode import load_xray
 from boneflow.settings import pack_size_for
+from boneflow.train.device import place_model, precision_name
+from boneflow.train.ensemble import FoldEnsemble
+from boneflow.train.model import build_model
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -78,16 +87,6 @@ def bench_infer(
     on the same JPEG, in this process, at each of `thread_counts`; the headline figures are at
     torch's default count. With `members` >= 2, the "ensemble" section: a fold ensemble of that
     many beside one member."""
-    from PIL import Image
-
-    from boneflow.bench.notebook_baseline import seed_eval_transform, seed_model, seed_predict
-    from boneflow.demo.bones import bone_images
-    from boneflow.demo.copies import jpeg_bytes
-    from boneflow.evaluate.predict import predict_proba
-    from boneflow.intake.decode import load_xray
-    from boneflow.train.device import place_model, precision_name
-    from boneflow.train.model import build_model
-
     run_id = None
     if store:  # the champion as served (a fold ensemble when it is one), from the app's checked cache
         from boneflow.serve.predictor import NoChampionError, Predictor
@@ -191,12 +190,6 @@ def _ensemble_section(
     The ensemble is the champion's when it is one (its member 0 the single), else `members`
     random-init members (the single is the first). The app side times the app's path on a
     demo store holding `members` members against one holding a single model."""
-    from boneflow.evaluate.predict import predict_proba
-    from boneflow.intake.decode import load_xray
-    from boneflow.train.device import place_model
-    from boneflow.train.ensemble import FoldEnsemble
-    from boneflow.train.model import build_model
-
     ensemble: torch.nn.Module
     if isinstance(model, FoldEnsemble):
         ensemble, single, k = model, model.members[0], len(model.members)

@@ -115,9 +115,7 @@ def seed_model(seed: int = 0) -> nn.Module:
 
 @torch.no_grad()
 def seed_predict(model: nn.Module, image, transform) -> float:
-    """One request the seed's Gradio way: PIL image (path, file object or PIL) → RGB → transform →
-    fp32 forward → softmax → P(class 1)."""
-    if not isinstance(image, Image.Image):
-        image = Image.open(image)
-    x = transform(image.convert("RGB")).unsqueeze(0)
+    """One request the seed's Gradio way: open (a path or file object) → RGB → transform → fp32
+    forward → softmax → P(class 1)."""
+    x = transform(Image.open(image).convert("RGB")).unsqueeze(0)
     return float(torch.softmax(model(x), dim=1)[0, 1])

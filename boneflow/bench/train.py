@@ -16,26 +16,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from boneflow.bench.notebook_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
+from boneflow.demo.bones import bone_images
+from boneflow.intake.decode import load_xray
 from boneflow.intake.layout import CLASSES
-from boneflow.settings import pack_size_for
-
-
-def _pack_files(root: Path, pack_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decode each JPEG once into the packed array, with the data part's load_xray."""
-    from boneflow.intake.decode import load_xray
-
-    files = sorted(root.rglob("*.jpg"))
-    images = np.stack([load_xray(path, pack_size) for path in files])
-    labels = np.array([CLASSES.index(path.parent.name) for path in files], dtype=np.int64)
-    return images, labels
+from boneflow.settings import TrainSettings, pack_size_for
+from boneflow.splits.packed import SplitArrays
+from boneflow.train.augment import TrainPreset
+from boneflow.train.device import fast_layout, place_model, use_bf16
+from boneflow.train.fit import SplitOnDevice, epoch_generator, make_optimizer, train_one_epoch
+from boneflow.train.model import build_model
 
 
 def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0, warmup: int = 2) -> dict:
     """img/s of gather + TrainPreset alone (what feeds each training step in train_one_epoch:
     batch gather from the packed uint8 array, one resample per batch, channels_last), in this
     process on torch's intra-op threads."""
-    from boneflow.train.device import fast_layout
-
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(data.n, generator=generator).numpy()
     for _ in range(warmup):
@@ -53,11 +49,6 @@ def our_data_rate(data, preset, *, batch_size: int, batches: int, seed: int = 0,
 
 
 def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
-    from boneflow.train.augment import TrainPreset
-    from boneflow.train.device import place_model, use_bf16
-    from boneflow.train.fit import epoch_generator, make_optimizer, train_one_epoch
-    from boneflow.train.model import build_model
-
     device = data.device
     bf16 = use_bf16(device)
     torch.manual_seed(settings.seed)
@@ -88,11 +79,6 @@ def our_train_rate(data, settings, *, steps: int, warmup: int = 2) -> dict:
     return {**run(steps, 1000), "precision": "bf16" if bf16 else "fp32", "device": str(device)}
 
 
-def default_seed_workers() -> int:
-    """One DataLoader worker per usable CPU core (more only add contention; see `data_supply`)."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-
-
 def bench_train(
     *,
     images: int = 256,
@@ -103,15 +89,8 @@ def bench_train(
     data_batches: int = 64,
     seed: int = 0,
 ) -> dict:
-    from boneflow.bench.notebook_baseline import seed_data_rate, seed_loader, seed_train_rate, write_jpeg_folder
-    from boneflow.demo.bones import bone_images
-    from boneflow.settings import TrainSettings
-    from boneflow.splits.packed import SplitArrays
-    from boneflow.train.augment import TrainPreset
-    from boneflow.train.fit import SplitOnDevice
-
-    if seed_workers is None:
-        seed_workers = default_seed_workers()
+    if seed_workers is None:  # one DataLoader worker per usable CPU core (more only add contention)
+        seed_workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     pack_size = pack_size_for(size)
     source_size = int(round(size * 10 / 7))
     rng = np.random.default_rng(seed)
@@ -119,8 +98,10 @@ def bench_train(
     settings = TrainSettings(image_size=size, batch_size=batch_size, pretrained=False, seed=seed, device="cpu")
     with tempfile.TemporaryDirectory(prefix="boneflow-bench-") as tmp:
         root = write_jpeg_folder(bone_images(labels, source_size, rng), labels, Path(tmp) / "images")
-        started = time.perf_counter()
-        packed_images, packed_labels = _pack_files(root, pack_size)
+        started = time.perf_counter()  # each JPEG decoded once into the packed array, as the data part does
+        files = sorted(root.rglob("*.jpg"))
+        packed_images = np.stack([load_xray(path, pack_size) for path in files])
+        packed_labels = np.array([CLASSES.index(path.parent.name) for path in files], dtype=np.int64)
         pack_seconds = time.perf_counter() - started
         data = SplitOnDevice(SplitArrays(packed_images, packed_labels, []), torch.device("cpu"))
         ours_data = our_data_rate(data, TrainPreset(crop_size=size), batch_size=batch_size, batches=data_batches)

@@ -90,11 +90,10 @@ class EvalPreset:
 
     def __call__(self, images) -> torch.Tensor:
         batch = as_uint8_batch(images)
-        side = batch.shape[-1]
-        if batch.shape[-2] < self.crop_size or side < self.crop_size:
-            raise ValueError(f"images of {tuple(batch.shape[-2:])} are smaller than crop_size={self.crop_size}")
-        top = (batch.shape[-2] - self.crop_size) // 2
-        left = (side - self.crop_size) // 2
+        height, width = batch.shape[-2:]
+        if min(height, width) < self.crop_size:
+            raise ValueError(f"images of {(height, width)} are smaller than crop_size={self.crop_size}")
+        top, left = (height - self.crop_size) // 2, (width - self.crop_size) // 2
         crop = batch[:, top : top + self.crop_size, left : left + self.crop_size]
         x = crop.unsqueeze(1).to(torch.float32).div_(255.0)
         return x.sub_(self.mean).div_(self.std)  # in place: one output allocation per batch

@@ -3,11 +3,6 @@ inference step, in one place (fit, predict and the benchmarks take them from her
 measurements behind bf16 autocast + channels_last + one input channel, torch.compile off and
 torch's default thread count are in README "Performance" (notes "Training ratio", "Threads").
 
-- Inputs (`fast_layout`) and weights (`place_model`) are both channels_last, else the
-  convolutions convert layouts.
-- AdamW with multi-tensor updates (`optimizer_speed`): the default per-tensor loop cost
-  ~0.1-0.3 s a step on CPU for 11M parameters; fused on CUDA.
-
 bf16 on CPU only where the hardware has bf16 dot products (AVX512-BF16 or AMX, detected with
 torch.cpu's private but stable-since-2.1 helpers; ~2.5x per step on the README's CPU): elsewhere
 oneDNN emulates bf16 and it is slower than fp32. `BONEFLOW_PRECISION=fp32|bf16` overrides the
@@ -38,13 +33,11 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX tiles)."""
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    for check in checks:
-        try:
-            if check is not None and check():
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        # A private helper that is missing or changed shape: treat as "unknown", i.e. no.
+        with contextlib.suppress(Exception):
+            if getattr(torch.cpu, name)():
                 return True
-        except Exception:  # a private helper that changed shape: treat as "unknown", i.e. no
-            continue
     return False
 
 
@@ -69,7 +62,8 @@ def precision_name(device: torch.device) -> str:
 
 
 def place_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """`model` on `device` with channels_last weights (pair with `fast_layout` inputs)."""
+    """`model` on `device` with channels_last weights (pair with `fast_layout` inputs, else the
+    convolutions convert layouts)."""
     # torch's stubs lack the (device, memory_format) form of Module.to that it accepts at runtime.
     return model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
 
@@ -80,5 +74,6 @@ def fast_layout(x: torch.Tensor) -> torch.Tensor:
 
 
 def optimizer_speed(device: torch.device) -> dict[str, Any]:
-    """Keyword arguments for a torch optimizer: fused kernels on CUDA, multi-tensor on CPU."""
+    """Keyword arguments for a torch optimizer: fused kernels on CUDA, multi-tensor on CPU (the
+    default per-tensor loop cost ~0.1-0.3 s a step on CPU for 11M parameters)."""
     return {"fused": True} if device.type == "cuda" else {"foreach": True}

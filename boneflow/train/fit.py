@@ -183,17 +183,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, st
     )
 
 
-def _check_resumable(saved: dict, settings: TrainSettings, checkpoint_dir: Path) -> None:
-    current = settings.to_dict()
-    for name in _RESUME_MUST_MATCH:
-        if saved.get(name) != current.get(name):
-            raise BoneflowError(
-                f"{checkpoint_dir}: checkpoints were written with {name}={saved.get(name)!r} but this run "
-                f"has {name}={current.get(name)!r}. Resume with the same settings, or use a new run id "
-                "(an empty checkpoint directory) to start over."
-            )
-
-
 @dataclass
 class RunState:
     """What carries from one epoch to the next, and through a checkpoint to a resumed run."""
@@ -224,7 +213,14 @@ def resume_or_start(
     if found is None:
         return RunState(best={"state": plain_state_dict(model), "val_loss": math.inf, "epoch": 0})
     path, saved = found
-    _check_resumable(saved["settings"], settings, path)
+    written, current = saved["settings"], settings.to_dict()
+    for name in _RESUME_MUST_MATCH:
+        if written.get(name) != current.get(name):
+            raise BoneflowError(
+                f"{path}: checkpoints were written with {name}={written.get(name)!r} but this run "
+                f"has {name}={current.get(name)!r}. Resume with the same settings, or use a new run id "
+                "(an empty checkpoint directory) to start over."
+            )
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
@@ -295,24 +291,6 @@ def _training_parts(
     return model, criterion, optimizer, scheduler
 
 
-def _epoch_stats(
-    state: RunState, settings: TrainSettings, trained: dict, validated: dict, lr: float, checkpoint_dir: Path
-) -> dict:
-    return {
-        "epoch": state.epoch,
-        "epochs": settings.epochs,
-        "train_loss": trained["loss"],
-        "train_acc": trained["acc"],
-        "val_loss": validated["loss"],
-        "val_acc": validated["acc"],
-        "seconds": trained["seconds"],
-        "img_per_s": trained["img_per_s"],
-        "lr": lr,
-        "best_epoch": state.best["epoch"],
-        "checkpoint": str(checkpoint_path(checkpoint_dir, state.epoch)),
-    }
-
-
 def fit(
     packed: PackedSplits,
     settings: TrainSettings,
@@ -352,7 +330,19 @@ def fit(
         )
         validated = evaluate(forward, val_data, preset=eval_preset, batch_size=256, bf16=bf16)
         state.record(model, validated["loss"])
-        stats = _epoch_stats(state, settings, trained, validated, lr, checkpoint_dir)
+        stats = {
+            "epoch": state.epoch,
+            "epochs": settings.epochs,
+            "train_loss": trained["loss"],
+            "train_acc": trained["acc"],
+            "val_loss": validated["loss"],
+            "val_acc": validated["acc"],
+            "seconds": trained["seconds"],
+            "img_per_s": trained["img_per_s"],
+            "lr": lr,
+            "best_epoch": state.best["epoch"],
+            "checkpoint": str(checkpoint_path(checkpoint_dir, state.epoch)),
+        }
         state.history.append(stats)
         save_checkpoint(checkpoint_dict(state, model, optimizer, scheduler, settings, device, bf16), checkpoint_dir)
         if on_epoch is not None:
