@@ -29,16 +29,6 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 TEMP_NAME_RE = re.compile(r"^\.tmp-[0-9a-f]{8}-[A-Za-z0-9][A-Za-z0-9._ -]{0,39}$")
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable; a file system that cannot open folders keeps the rename anyway."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _out_of_space(target: Path) -> OutOfSpaceError:
     # The OS error names no file (write(2) has only a descriptor): say which one, and where.
     free = shutil.disk_usage(target.parent).free if target.parent.is_dir() else 0
@@ -77,7 +67,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
         if isinstance(err, OSError) and err.errno in _NO_SPACE and not isinstance(err, OutOfSpaceError):
             raise _out_of_space(target) from err
         raise
-    fsync_dir(target.parent)
+    # Make the rename durable; a file system that cannot open folders keeps it anyway.
+    with contextlib.suppress(OSError):
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager

@@ -1,8 +1,7 @@
 """`boneflow gc`: delete what finished runs no longer need, in the store (retention.py) and the
-local work dir. A work-dir run folder (`runs/<run_id>/` under $BONEFLOW_WORK_DIR, ~215 MB per run)
-whose newest file is older than the grace period goes, whether the run finished in the store or
-not (a Retry then redoes its stages); nothing is deleted through a symbolic link or outside
-`<work dir>/runs`.
+local work dir (README, "Security model"): a `<work dir>/runs/<run_id>/` folder (~215 MB) goes
+once its newest file is older than the grace period, finished in the store or not; nothing is
+deleted through a symbolic link or outside `<work dir>/runs`.
 """
 
 from __future__ import annotations

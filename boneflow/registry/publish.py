@@ -172,12 +172,10 @@ def champion_record(
 
 
 def promote(store: Store, champion: dict, *, expected_etag: str | None) -> str:
-    """Replace champion.json with `champion` only if it is still the version read earlier
-    (`expected_etag` from read_champion; None = there must be no champion yet).
-
-    Returns the new etag. The run must be fully published (its manifest exists). When another
-    run was promoted in between, raises ChampionConflictError: this run stays published and
-    unpromoted, and the caller should re-gate against the new champion."""
+    """Replace champion.json with `champion` (its run fully published) only if it is still the
+    version read earlier (`expected_etag` from read_champion; None: no champion yet), returning
+    the new etag. If another run was promoted in between, raises ChampionConflictError: this run
+    stays published and unpromoted, and the caller should re-gate against the new champion."""
     run_id = validate_run_id(str(champion.get("run_id", "")))
     for field in ("model_sha256", "dataset_fingerprint"):
         if not champion.get(field):

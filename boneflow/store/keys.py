@@ -8,6 +8,7 @@ import re
 import secrets
 from datetime import UTC, datetime
 
+from boneflow.hashing import sha256_bytes
 from boneflow.store.errors import InvalidKeyError
 
 CHAMPION_KEY = "champion.json"
@@ -39,10 +40,8 @@ def member_run_id(run_id: str, fold: int) -> str:
     """The run id under which fold `fold`'s member of a cross-fitted run trains (its checkpoints,
     model and train_result.json): the parent's timestamp and a suffix derived from the parent id
     and the fold, so a Retry of the parent finds the same member folder and resumes it."""
-    import hashlib
-
     validate_run_id(run_id)
-    return run_id[:16] + "-" + hashlib.sha256(f"{run_id}/fold-{fold}".encode()).hexdigest()[:6]
+    return run_id[:16] + "-" + sha256_bytes(f"{run_id}/fold-{fold}".encode())[:6]
 
 
 def _invalid(what: str, value: object, why: str) -> InvalidKeyError:

@@ -192,27 +192,23 @@ class LocalStore(Store):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = path.with_name("." + path.name + _LOCK_SUFFIX)
-        with open(lock_path, "a+b") as lock:
+        with open(lock_path, "a+b") as lock:  # closing it releases the lock
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                found = _read_versioned(path)
-                if etag is None and found is not None:
-                    raise ConflictError(
-                        f"{key!r} already exists in store {self.root} "
-                        "(expected it absent); another writer got there first."
-                    )
-                if etag is not None and (found is None or found[1] != etag):
-                    what = "it is missing" if found is None else "it has changed"
-                    raise ConflictError(
-                        f"{key!r} in store {self.root} is not the version read "
-                        f"earlier ({what}); another writer got there first."
-                    )
-                write_bytes(path, bytes(data))
-                written = _read_versioned(path)
-                assert written is not None  # written just now, under the lock
-                return written[1]
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            found = _read_versioned(path)
+            if etag is None and found is not None:
+                raise ConflictError(
+                    f"{key!r} already exists in store {self.root} (expected it absent); another writer got there first."
+                )
+            if etag is not None and (found is None or found[1] != etag):
+                what = "it is missing" if found is None else "it has changed"
+                raise ConflictError(
+                    f"{key!r} in store {self.root} is not the version read "
+                    f"earlier ({what}); another writer got there first."
+                )
+            write_bytes(path, bytes(data))
+            written = _read_versioned(path)
+            assert written is not None  # written just now, under the lock
+            return written[1]
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):

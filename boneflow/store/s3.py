@@ -13,6 +13,7 @@ import contextlib
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -93,6 +94,7 @@ class S3Store(Store):
         # A private session: thread-safe client, and no shared default-session state.
         self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
         self.endpoint_url = self._client.meta.endpoint_url
+        self._where = f"s3://{self.bucket} at {self.endpoint_url}"  # names the store in messages
         self.max_attempts = max_attempts
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
@@ -106,32 +108,29 @@ class S3Store(Store):
             self._check_bucket()
 
     # --- errors ---------------------------------------------------------------------------
-    def _where(self) -> str:
-        return f"s3://{self.bucket} at {self.endpoint_url}"
-
     def _translate(self, err: Exception, key: str, action: str) -> StoreError:
         if isinstance(err, ClientError):
             code, status = _error_code(err), _status(err)
             if code == "NoSuchBucket":
                 return self._missing_bucket_error()
             if code in _NOT_FOUND or status == "404":
-                return ObjectNotFoundError(f"{key!r} is not in {self._where()}.")
+                return ObjectNotFoundError(f"{key!r} is not in {self._where}.")
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return StoreError(
-                    f"{action} {key!r} on {self._where()} was refused ({code}); check "
+                    f"{action} {key!r} on {self._where} was refused ({code}); check "
                     "the AWS credentials/permissions in the environment."
                 )
             return StoreError(
-                f"{action} {key!r} on {self._where()} failed: {code or status} "
+                f"{action} {key!r} on {self._where} failed: {code or status} "
                 f"{err.response.get('Error', {}).get('Message', '')}".rstrip()
             )
         if isinstance(err, NoCredentialsError):
             return StoreError(
-                f"{action} {key!r} on {self._where()}: no AWS credentials found. Set "
+                f"{action} {key!r} on {self._where}: no AWS credentials found. Set "
                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE or an instance role."
             )
         return StoreUnavailableError(
-            f"{action} {key!r} on {self._where()} failed after {self.max_attempts} attempt(s): "
+            f"{action} {key!r} on {self._where} failed after {self.max_attempts} attempt(s): "
             f"{type(err).__name__}: {err}. Check that the S3 server is running and reachable "
             "(AWS_ENDPOINT_URL), then retry."
         )
@@ -170,7 +169,7 @@ class S3Store(Store):
             resp = self._client.get_object(Bucket=self.bucket, Key=self._full(key))
             with contextlib.closing(resp["Body"]) as body:  # an unread body holds its connection
                 size = int(resp.get("ContentLength") or 0)
-                return read_capped(body, size, key, self._where(), max_bytes), resp
+                return read_capped(body, size, key, self._where, max_bytes), resp
 
     def get_bytes(self, key: str, *, max_bytes: int | None = None) -> bytes:
         return self._get(key, max_bytes)[0]
@@ -190,22 +189,24 @@ class S3Store(Store):
         except ObjectNotFoundError:
             return None
 
+    def _listed(self, operation: str, field: str, prefix: str, action: str) -> Iterator[tuple[str, dict]]:
+        """(key relative to the store, entry) for each entry of a paginated listing under `prefix`."""
+        with self._errors(prefix, action):
+            pages = self._client.get_paginator(operation).paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                for entry in page.get(field, []):
+                    yield entry["Key"][len(self.prefix) :], entry
+
     def scan(self, prefix: str = "") -> Listing:
         validate_prefix(prefix)
         listing = Listing([], [])
-        with self._errors(prefix, "Listing"):
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix + prefix
-            )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    key = obj["Key"][len(self.prefix) :]
-                    try:
-                        validate_key(key)
-                    except StoreError as err:  # `runs/<id>/../../champion.json`, a console's `runs/`
-                        listing.skipped.append(SkippedKey(key, str(err)))
-                        continue
-                    listing.objects.append(ObjectInfo(key, int(obj["Size"]), obj["LastModified"]))
+        for key, obj in self._listed("list_objects_v2", "Contents", prefix, "Listing"):
+            try:
+                validate_key(key)
+            except StoreError as err:  # `runs/<id>/../../champion.json`, a console's `runs/`
+                listing.skipped.append(SkippedKey(key, str(err)))
+                continue
+            listing.objects.append(ObjectInfo(key, int(obj["Size"]), obj["LastModified"]))
         listing.objects.sort(key=lambda o: o.key)
         listing.skipped.sort(key=lambda k: k.key)
         return listing
@@ -214,18 +215,9 @@ class S3Store(Store):
         # Killed uploads leave multipart parts that are billed but invisible to listings, and a
         # killed conditional-write probe leaves its object.
         out = [o for o in self.scan(_PROBE_PREFIX).objects if _PROBE_RE.match(o.key)]  # only our own probes
-        with self._errors("", "Listing multipart uploads of"):
-            pages = self._client.get_paginator("list_multipart_uploads").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
-            )
-            for page in pages:
-                for up in page.get("Uploads", []):
-                    key = up["Key"][len(self.prefix) :]
-                    try:
-                        validate_key(key)
-                    except StoreError:  # another tool's upload: not ours to abort
-                        continue
-                    out.append(ObjectInfo(f"{key}{_UPLOAD_MARK}{up['UploadId']}", 0, up["Initiated"]))
+        for key, up in self._listed("list_multipart_uploads", "Uploads", "", "Listing multipart uploads of"):
+            with contextlib.suppress(StoreError):  # an invalid key: another tool's upload, not ours to abort
+                out.append(ObjectInfo(f"{validate_key(key)}{_UPLOAD_MARK}{up['UploadId']}", 0, up["Initiated"]))
         return sorted(out, key=lambda o: o.key)
 
     def delete_temp(self, temp_id: str) -> None:
@@ -236,7 +228,7 @@ class S3Store(Store):
         elif _PROBE_RE.match(temp_id):
             self.delete(temp_id)
         else:
-            raise StoreError(f"{temp_id!r} is not a temp object of {self._where()}; not deleting it.")
+            raise StoreError(f"{temp_id!r} is not a temp object of {self._where}; not deleting it.")
 
     def delete(self, key: str) -> None:
         with self._errors(key, "Deleting"):
@@ -263,12 +255,12 @@ class S3Store(Store):
             if code in _CONFLICT or status in _CONFLICT:
                 expected = "absent" if etag is None else f"at ETag {etag}"
                 raise ConflictError(
-                    f"{key!r} on {self._where()} is no longer {expected} "
+                    f"{key!r} on {self._where} is no longer {expected} "
                     f"({code or status}); another writer got there first."
                 ) from None
             if etag is not None and (code in _NOT_FOUND or status == "404"):
                 raise ConflictError(
-                    f"{key!r} on {self._where()} was deleted since it was read "
+                    f"{key!r} on {self._where} was deleted since it was read "
                     f"(expected ETag {etag}); another writer changed it."
                 ) from None
             if code in _UNSUPPORTED or status == "501":
