@@ -1,9 +1,6 @@
-"""Which Kaggle download failures a retry can fix, read from the exception kagglehub raised.
-
-Retried: a timeout, a reset connection, HTTP 408/429 and 5xx (the network's or Kaggle's passing
-state). Not retried: a name that does not resolve or a refused connection (offline; retrying with
-backoff only kept a user waiting 90 s for the same message), and Kaggle's lasting no (401/403,
-404, any other 4xx). requests/urllib3 wrap the cause (ConnectionError <- MaxRetryError <-
+"""Which Kaggle download failures a retry can fix (README, "Run it locally (no server)"), read
+from the exception kagglehub raised. Offline is not retried: backoff only kept a user waiting 90 s
+for the same message. requests/urllib3 wrap the cause (ConnectionError <- MaxRetryError <-
 NameResolutionError <- socket.gaierror, by __cause__/__context__), so the whole chain is read.
 """
 

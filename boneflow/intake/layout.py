@@ -119,10 +119,9 @@ def _walk(root: Path) -> _Tree:
     return tree
 
 
-def dataset_files(root: Path) -> tuple[list[str], list[dict]]:
-    """(relative paths of the regular files under `root` a walk may read, skipped entries)."""
-    tree = _walk(Path(root))
-    return [rel for rel, kind in tree.items if kind == "file"], tree.skipped
+def dataset_files(root: Path) -> list[str]:
+    """Relative paths of the regular files under `root` that the walk may read."""
+    return [rel for rel, kind in _walk(Path(root)).items if kind == "file"]
 
 
 def check_classes_present(split_counts: Mapping[str, Mapping[str, int]]) -> None:

@@ -67,9 +67,7 @@ def fold_balance(files: dict[str, dict]) -> dict | None:
             continue
         by_label = seen.setdefault(str(entry["fold"]), {})
         by_label.setdefault(str(entry.get("label")), set()).add(entry["group"])
-    if not seen:
-        return None
-    return {f: {label: len(groups) for label, groups in sorted(c.items())} for f, c in sorted(seen.items())}
+    return {f: {label: len(groups) for label, groups in sorted(c.items())} for f, c in sorted(seen.items())} or None
 
 
 def _group_ids(validated: ValidatedDataset, groups: DuplicateGroups) -> list[str]:
