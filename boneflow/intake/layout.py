@@ -74,15 +74,13 @@ def _classify(path: Path, rel: str, real_root: Path, ancestors: frozenset, tree:
     except UnicodeEncodeError:
         tree.skip(_printable(rel), "non_utf8_name", "the file name is not valid UTF-8; rename it to include it")
         return None
-    if path.is_symlink():
-        target = path.resolve()
-        if not _inside(target, real_root):
-            tree.skip(
-                rel,
-                "symlink_outside_root",
-                f"symlink {rel} points to {_printable(os.readlink(path))}, outside the dataset root; not followed",
-            )
-            return None
+    if path.is_symlink() and not _inside(path.resolve(), real_root):
+        tree.skip(
+            rel,
+            "symlink_outside_root",
+            f"symlink {rel} points to {_printable(os.readlink(path))}, outside the dataset root; not followed",
+        )
+        return None
     if path.is_dir():
         if path.resolve() in ancestors:
             tree.skip(rel, "symlink_loop", f"symlink {rel} leads back to a folder above it; not followed")
