@@ -1,11 +1,8 @@
-"""The one typed config of boneflow (docs/ARCHITECTURE.md, "The core, package by package":
-the flow parameter, `boneflow run`'s flags, the README table, model.json's "config").
-
-Frozen, so a value cannot change under a task after its cache key was computed. Defaults are
-read from the core's own settings (settings.py), which run without pydantic (the training core
-on a GPU box with only torch); the bounds and descriptions live here: they are about what a user
-may ask for. Flat rather than nested: the UI form, the flags, model.json and `fingerprint()` all
-read its top-level field names.
+"""The one typed config of boneflow: its uses, why frozen and flat, the views it gives the core
+(docs/ARCHITECTURE.md, "The core, package by package"). Frozen also so a value cannot change under
+a task after its cache key was computed. Defaults come from settings.py, which runs without pydantic
+(the training core on a GPU box with only torch); the bounds and descriptions, about what a user may
+ask for, live here.
 """
 
 from __future__ import annotations

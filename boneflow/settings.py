@@ -18,8 +18,6 @@ SplitPolicy = Literal["auto", "official", "regroup"]
 # knowing" (Leakage hash), and scripts/measure_leakage.py.
 LEAK_MAX_DISTANCE = 26
 
-MIB = 1024 * 1024
-
 
 def pack_size_for(image_size: int) -> int:
     """Stored side of packed images for a crop of `image_size`: 8/7 of it (256 for 224), like
@@ -47,7 +45,7 @@ class DataSettings:
     @property
     def max_bytes(self) -> int:
         """`max_image_mb` in bytes: the size limit validation applies to each file."""
-        return self.max_image_mb * MIB
+        return self.max_image_mb * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,9 +80,7 @@ class TrainSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["weights_path"] = str(self.weights_path) if self.weights_path else None
-        return out
+        return {**asdict(self), "weights_path": str(self.weights_path) if self.weights_path else None}
 
 
 # A screening tool's sensitivity target for the operating threshold; its own setting, apart from

@@ -58,7 +58,7 @@ def dataset_fingerprint(root: Path) -> tuple[str, int]:
     """(fingerprint, file count) of every regular file under `root` that validation may read
     (the layout's walk: no symlinks out of the root, no undecodable names). hashlib releases
     the GIL, so a few threads overlap disk reads and hashing."""
-    rels, _ = dataset_files(Path(root))
+    rels = dataset_files(Path(root))
     with ThreadPoolExecutor(max_workers=4) as pool:
         hashes = list(pool.map(sha256_file, [Path(root) / rel for rel in rels]))
     return fingerprint_from_hashes(dict(zip(rels, hashes))), len(rels)

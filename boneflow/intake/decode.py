@@ -79,10 +79,9 @@ def _value_range(img: Image.Image) -> tuple[float, float]:
 def _strip_to_grey(img: Image.Image, value_range: tuple[float, float] | None) -> Image.Image:
     """One strip of any PIL mode → 'L': palette expanded, alpha composited on black (transparent
     areas are background, not bone), colour to RGB then ITU-R 601 luma (R=G=B keeps its values)."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     mode = img.mode
-    if mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-        mode = img.mode
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
@@ -114,8 +113,7 @@ def _to_grey(img: Image.Image) -> Image.Image:
     """Any PIL mode → 'L', converted strip by strip into one 8-bit image (bounded memory)."""
     if img.mode == "L":
         return img
-    wide = img.mode.startswith("I") or img.mode == "F"
-    value_range = _value_range(img) if wide else None
+    value_range = _value_range(img) if img.mode.startswith(("I", "F")) else None
     grey = Image.new("L", img.size, 0)
     for corner, strip in _strips(img):
         grey.paste(_strip_to_grey(strip, value_range), corner)

@@ -1,16 +1,12 @@
-"""Which Kaggle download failures a retry can fix, read from the exception kagglehub raised.
-
-Retried: a timeout, a reset connection, HTTP 408/429 and 5xx (the network's or Kaggle's passing
-state). Not retried: a name that does not resolve or a refused connection (offline; retrying with
-backoff only kept a user waiting 90 s for the same message), and Kaggle's lasting no (401/403,
-404, any other 4xx). requests/urllib3 wrap the cause (ConnectionError <- MaxRetryError <-
+"""Which Kaggle download failures a retry can fix (README, "Run it locally (no server)"), read
+from the exception kagglehub raised. Offline is not retried: backoff only kept a user waiting 90 s
+for the same message. requests/urllib3 wrap the cause (ConnectionError <- MaxRetryError <-
 NameResolutionError <- socket.gaierror, by __cause__/__context__), so the whole chain is read.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 # 4xx statuses that can pass (request timeout, rate limited); every 5xx is retried too
@@ -24,18 +20,13 @@ class DownloadFailure:
     unreachable: bool  # the network or host is not there (vs. Kaggle said no)
 
 
-def _chain(error: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def classify_download_error(error: BaseException) -> DownloadFailure:
     """Whether retrying the download that raised `error` can succeed, and why."""
-    chain = list(_chain(error))
+    chain: list[BaseException] = []
+    link: BaseException | None = error
+    while link is not None and not any(link is seen for seen in chain):  # a chain may loop
+        chain.append(link)
+        link = link.__cause__ or link.__context__
     for link in chain:
         status = getattr(getattr(link, "response", None), "status_code", None)
         if isinstance(status, int):

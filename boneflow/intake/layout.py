@@ -74,15 +74,13 @@ def _classify(path: Path, rel: str, real_root: Path, ancestors: frozenset, tree:
     except UnicodeEncodeError:
         tree.skip(_printable(rel), "non_utf8_name", "the file name is not valid UTF-8; rename it to include it")
         return None
-    if path.is_symlink():
-        target = path.resolve()
-        if not _inside(target, real_root):
-            tree.skip(
-                rel,
-                "symlink_outside_root",
-                f"symlink {rel} points to {_printable(os.readlink(path))}, outside the dataset root; not followed",
-            )
-            return None
+    if path.is_symlink() and not _inside(path.resolve(), real_root):
+        tree.skip(
+            rel,
+            "symlink_outside_root",
+            f"symlink {rel} points to {_printable(os.readlink(path))}, outside the dataset root; not followed",
+        )
+        return None
     if path.is_dir():
         if path.resolve() in ancestors:
             tree.skip(rel, "symlink_loop", f"symlink {rel} leads back to a folder above it; not followed")
@@ -119,10 +117,9 @@ def _walk(root: Path) -> _Tree:
     return tree
 
 
-def dataset_files(root: Path) -> tuple[list[str], list[dict]]:
-    """(relative paths of the regular files under `root` a walk may read, skipped entries)."""
-    tree = _walk(Path(root))
-    return [rel for rel, kind in tree.items if kind == "file"], tree.skipped
+def dataset_files(root: Path) -> list[str]:
+    """Relative paths of the regular files under `root` that the walk may read."""
+    return [rel for rel, kind in _walk(Path(root)).items if kind == "file"]
 
 
 def check_classes_present(split_counts: Mapping[str, Mapping[str, int]]) -> None:

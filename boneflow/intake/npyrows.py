@@ -13,9 +13,7 @@ import numpy as np
 
 def create_npy(path: Path, shape: tuple[int, ...], dtype) -> None:
     """A zero-filled (sparse) .npy file of `shape`."""
-    arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-    arr.flush()
-    del arr
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()  # header written, data sparse
 
 
 class NpyRows:

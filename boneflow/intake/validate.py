@@ -159,7 +159,6 @@ def _decode_all(
         thumbs=np.zeros((total, THUMB_SIDE, THUMB_SIDE), dtype=np.uint8),
     )
     jobs = [(i, str(root / e.relpath)) for i, e in enumerate(entries)]
-    done = 0
     # forkserver: workers start from a clean process, safe even when the caller already runs
     # threads (Prefect, torch); fork from such a parent can deadlock.
     with (
@@ -168,7 +167,6 @@ def _decode_all(
     ):
 
         def collect(fut) -> None:
-            nonlocal done
             results, rss = fut.result()
             decoded.worker_rss = max(decoded.worker_rss, rss)
             for index, sha, reason, detail, info, pixels, hashes in results:
@@ -177,9 +175,8 @@ def _decode_all(
                 if reason is None:
                     rows.write_row(index, np.frombuffer(pixels, dtype=np.uint8))
                     decoded.hashes[index], decoded.thumbs[index] = hashes
-                done += 1
                 if progress is not None:
-                    progress(done, total)
+                    progress(len(decoded.verdicts), total)  # one verdict per finished file
 
         pending = set()
         for start in range(0, len(jobs), _CHUNK):

@@ -88,11 +88,9 @@ def member_splits(pool: Pool, fold: int, *, size: int, seed: int, classes: tuple
     `val` (the slice) and `oof` (fold `fold`, never seen)."""
     if not 0 <= fold < pool.folds:
         raise FoldError(f"fold {fold} is not one of 0..{pool.folds - 1}")
-    held_out = pool.fold == fold
-    val = _early_stop_rows(pool, np.flatnonzero(~held_out), seed=seed)
-    in_val = np.zeros(len(pool.labels), dtype=bool)
-    in_val[val] = True
-    parts = {"train": np.flatnonzero(~held_out & ~in_val), "val": val, "oof": np.flatnonzero(held_out)}
+    others = np.flatnonzero(pool.fold != fold)
+    val = _early_stop_rows(pool, others, seed=seed)
+    parts = {"train": np.setdiff1d(others, val), "val": val, "oof": np.flatnonzero(pool.fold == fold)}
     for name in ("train", "val"):
         present = set(pool.labels[parts[name]].tolist())
         for label, cls in enumerate(classes):

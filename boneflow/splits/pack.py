@@ -1,8 +1,6 @@
-"""Packing (docs/ARCHITECTURE.md, "Duplicates and splits"): every split of `PACKED_SPLITS` as
-uint8 images, labels and paths, plus splits.json and a manifest, copied row by row from
-validation's pixels.npy (no second decode, bounded memory). The folder lives at
-`datasets/<fingerprint>/<size>/`; packing into one whose manifest matches `pack_settings` and
-whose files are intact reuses it.
+"""Packing (docs/ARCHITECTURE.md, "Duplicates and splits": what a pack holds), copied row by row
+from validation's pixels.npy (no second decode, bounded memory) into `datasets/<fingerprint>/<size>/`;
+a folder whose manifest matches `pack_settings` and whose files are intact is reused.
 """
 
 from __future__ import annotations
@@ -138,18 +136,14 @@ def pack_dataset(
 def _write_splits(validated: ValidatedDataset, plan: SplitPlan, out_dir: Path) -> dict:
     """Every split's arrays and paths, and splits.json; returns {split: {n, by_class}}."""
     (out_dir / SPLITS_FILE).write_text(json.dumps(plan.to_json(), indent=1))
-    members = {name: [validated.records[i] for i in plan.members[name]] for name in PACKED_SPLITS}
     splits_info = {}
     for name in PACKED_SPLITS:
-        recs = sorted(members[name], key=lambda r: r.relpath)
+        recs = sorted((validated.records[i] for i in plan.members[name]), key=lambda r: r.relpath)
         copy_rows(validated.pixels_path, out_dir / f"{name}_images.npy", [r.row for r in recs])
         labels = np.array([r.label for r in recs], dtype=np.int64)
         np.save(out_dir / f"{name}_labels.npy", labels)
         (out_dir / f"{name}_paths.json").write_text(json.dumps([r.relpath for r in recs]))
-        splits_info[name] = {
-            "n": len(recs),
-            "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
-        }
+        splits_info[name] = {"n": len(recs), "by_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}}
     return splits_info
 
 

@@ -67,9 +67,7 @@ def fold_balance(files: dict[str, dict]) -> dict | None:
             continue
         by_label = seen.setdefault(str(entry["fold"]), {})
         by_label.setdefault(str(entry.get("label")), set()).add(entry["group"])
-    if not seen:
-        return None
-    return {f: {label: len(groups) for label, groups in sorted(c.items())} for f, c in sorted(seen.items())}
+    return {f: {label: len(groups) for label, groups in sorted(c.items())} for f, c in sorted(seen.items())} or None
 
 
 def _group_ids(validated: ValidatedDataset, groups: DuplicateGroups) -> list[str]:
@@ -77,43 +75,35 @@ def _group_ids(validated: ValidatedDataset, groups: DuplicateGroups) -> list[str
     smallest: dict[int, str] = {}
     for rec, g in zip(validated.records, groups.group.tolist()):
         sha = validated.file_hashes[rec.relpath]
-        if g not in smallest or sha < smallest[g]:
-            smallest[g] = sha
+        smallest[g] = min(sha, smallest.get(g, sha))
     return [smallest[g][:12] for g in groups.group.tolist()]
 
 
 def _first_of_each_file(validated: ValidatedDataset) -> tuple[list[int], dict[int, int]]:
     """Record indices that are the first file of their byte-identical set, and dupe -> first."""
+    shas = [validated.file_hashes[rec.relpath] for rec in validated.records]
     first: dict[str, int] = {}
-    keep, copy_of = [], {}
-    for i, rec in enumerate(validated.records):
-        sha = validated.file_hashes[rec.relpath]
-        if sha in first:
-            copy_of[i] = first[sha]
-        else:
-            first[sha] = i
-            keep.append(i)
-    return keep, copy_of
+    for i, sha in enumerate(shas):
+        first.setdefault(sha, i)
+    return list(first.values()), {i: first[sha] for i, sha in enumerate(shas) if first[sha] != i}
 
 
 def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dict, dict]:
     recs = validated.records
-    keep, copy_of = _first_of_each_file(validated)
+    _, copy_of = _first_of_each_file(validated)
     rep_in_trainval: dict[int, int] = {}  # group -> its first train/val record
     for i, r in enumerate(recs):
         if r.split != "test":
             rep_in_trainval.setdefault(int(groups.group[i]), i)
     members = {s: [i for i, r in enumerate(recs) if r.split == s] for s in ("train", "val", "test")}
-    kept = set(keep)
-    members["test_clean"] = [i for i in members["test"] if i in kept and int(groups.group[i]) not in rep_in_trainval]
-    split_of = {i: r.split for i, r in enumerate(recs)}
-    # A test image outside test_clean is a copy: of a train/val image, or of another test file.
-    clean = set(members["test_clean"])
-    dupes = {}
-    for i in members["test"]:
-        if i not in clean:
-            split_of[i] = "duplicate"
-            dupes[i] = copy_of.get(i, rep_in_trainval.get(int(groups.group[i]), i))
+    # A test image outside test_clean is a copy: of another file's bytes, or of a train/val image.
+    dupes = {
+        i: copy_of[i] if i in copy_of else rep_in_trainval[int(groups.group[i])]
+        for i in members["test"]
+        if i in copy_of or int(groups.group[i]) in rep_in_trainval
+    }
+    members["test_clean"] = [i for i in members["test"] if i not in dupes]
+    split_of = {i: "duplicate" if i in dupes else r.split for i, r in enumerate(recs)}
     return members, {"split_of": split_of, "copy_of": dupes}
 
 
