@@ -1,18 +1,14 @@
 """Any-angle rotated copies, stage 1: candidate pairs at any turn, mirrored or not, at any content
-scale a chain of turns with `expand` leaves (rotated_copies.py verifies them).
+scale a chain of turns with `expand` leaves (rotated_copies.py verifies them; the idea: README,
+"Honest evaluation: duplicate groups and the split policy", step 1).
 
-Each image is sampled on a log-polar grid about its centre (`_RINGS` rings in geometric steps of
-`_RING_RATIO`, `_SPOKES` samples around each), where a turn is a circular shift along the
-spokes, a mirror reverses them and a change of scale is a shift by whole rings. So:
-1. the descriptor, per ring, is the magnitude of the spokes' Fourier transform (turn- and
-   mirror-invariant); two images compare by the correlation of the rings they share, for every
-   ring shift up to +-`_MAX_RING_SHIFT`, and each keeps its best `any_angle_candidates` matches,
-   rows and columns;
-2. each candidate pair's turn is read off the circular cross-correlation of the two samples (an
-   FFT along the spokes), the image and its mirror both tried, at the best ring shift: a map
-   (turn, scale, mirror) that the verification refines.
-The octagonal black frame of chained turns lies outside the rings a smaller copy shares with a
-larger one.
+On the log-polar grid (`_RINGS` rings in geometric steps of `_RING_RATIO`, `_SPOKES` samples
+around each) each image keeps its best `any_angle_candidates` matches, rows and columns, by the
+correlation of its turn- and mirror-invariant ring descriptors at every ring shift up to
++-`_MAX_RING_SHIFT`; each candidate pair's turn is then read off the circular cross-correlation
+along the spokes, the image and its mirror both tried: a map (turn, scale, mirror) that the
+verification refines. The octagonal black frame of chained turns lies outside the rings a
+smaller copy shares with a larger one.
 """
 
 from __future__ import annotations
