@@ -224,12 +224,10 @@ def _unique_pairs(b, a, rank, val, n: int):
     """Each unordered pair once: its best rank, in the orientation that scored best in stage 1."""
     import torch
 
-    key = (torch.minimum(a, b) * n + torch.maximum(a, b)).numpy()
-    _, slot_np = np.unique(key, return_inverse=True)
-    slot = torch.from_numpy(slot_np.reshape(-1))
-    best_rank = torch.full((int(slot.max()) + 1 if len(slot) else 0,), len(rank), dtype=torch.long)
-    best_rank = best_rank.scatter_reduce(0, slot, rank, reduce="amin")
+    key = torch.minimum(a, b) * n + torch.maximum(a, b)
+    keys, slot = torch.unique(key, return_inverse=True)  # sorted, as np.unique below
+    best_rank = torch.full((len(keys),), len(rank), dtype=torch.long).scatter_reduce(0, slot, rank, reduce="amin")
     order = torch.argsort(val, descending=True)
-    _, first_np = np.unique(key[order.numpy()], return_index=True)  # same slot order as above
+    _, first_np = np.unique(key[order].numpy(), return_index=True)  # first = best-scoring orientation
     first = order[torch.from_numpy(first_np)]
     return b[first], a[first], val[first], best_rank

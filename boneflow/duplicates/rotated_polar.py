@@ -122,11 +122,10 @@ def _best_scores(windows, owner, rows):
     """Best descriptor correlation of the images `rows` with every column over ring shifts [m, V]."""
     import torch
 
-    best = None
-    for row_vecs, cols in windows.values():
-        s = row_vecs[rows] @ cols.T
-        best = s if best is None else torch.maximum(best, s, out=best)
-    assert best is not None
+    scores = (row_vecs[rows] @ cols.T for row_vecs, cols in windows.values())
+    best = next(scores)
+    for s in scores:
+        torch.maximum(best, s, out=best)
     best[owner[None, :] == rows[:, None]] = -2.0  # never a copy of itself
     return best
 
@@ -192,8 +191,7 @@ def polar_candidates(fine, settings: GroupingSettings):
     b, col, _, rank = top_pairs(blocks, len(owner), k, _ROW_BLOCK)
     a = owner[col]
     key = ((torch.minimum(a, b) * n + torch.maximum(a, b)) * (len(_ASPECTS) + 1) + kind[col]).numpy()
-    _, first_np = np.unique(key, return_index=True)  # each unordered pair once per aspect
-    first = torch.from_numpy(first_np)
+    first = torch.from_numpy(np.unique(key, return_index=True)[1])  # each unordered pair once per aspect
     b, col, rank = b[first], col[first], rank[first]
     mirrored_cols = log_polar(fine[owner], stretch @ torch.tensor(_FLIP))
     plain, mirrored = _pair_maps(_ring_spectra(polar), _ring_spectra(cols), _ring_spectra(mirrored_cols), b, col)
