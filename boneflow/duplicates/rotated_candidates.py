@@ -1,14 +1,12 @@
 """Small-angle rotated copies, stage 1: candidate pairs, and the warping helpers both stages use
-(rotated_copies.py verifies the candidates; README, "Honest evaluation: duplicate groups and the
-split policy", says what the search is for).
+(rotated_copies.py verifies the candidates; the search: README, "Honest evaluation: duplicate
+groups and the split policy", step 1).
 
-`candidates` warps every image as the dataset's augmentation would, for turns on the grid
-(`rotation_max_angle`, `candidate_step`), and an original (no black corners) also as a
-non-square original squashed to a square (`_ASPECTS`); each image keeps its best matches by the
-correlation of 16x16 central discs, by row and by column, with the hypothesis (a 2x2 map) that
-scored them. Blocks are small on purpose: on the 2-core machine this was tuned on, a fresh
-tensor over ~0.5 MB cost ~10x its arithmetic in page faults, so row blocks reuse buffers and
-pair blocks keep their temporaries under `_BLOCK_FLOATS`.
+`candidates` also tries each original (no black corners) as a non-square original squashed to
+a square (`_ASPECTS`), and keeps each image's best matches, by row and by column, with the
+hypothesis (a 2x2 map) that scored them. Blocks are small on purpose: on the 2-core machine
+this was tuned on, a fresh tensor over ~0.5 MB cost ~10x its arithmetic in page faults, so row
+blocks reuse buffers and pair blocks keep their temporaries under `_BLOCK_FLOATS`.
 """
 
 from __future__ import annotations
