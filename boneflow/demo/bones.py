@@ -21,18 +21,18 @@ _MAX_DRAWN_SIDE = 400  # pictures are drawn at most this many pixels on a side, 
 
 @dataclass(frozen=True)
 class BoneStyle:
-    """How varied and cluttered the pictures are. Every style makes the same draws in the same
-    order (a share of 0 still draws its coin), so the generator state advances alike."""
+    """How varied and cluttered the pictures are (the defaults: the demo dataset's). Every style
+    makes the same draws in the same order (a share of 0 still draws its coin), so the generator
+    state advances alike."""
 
     angles: tuple[float, float] = (0.0, float(np.pi))  # range of the shaft's angle, radians
     second_bone_p: float = 0.2  # share of pictures with a second, intact bone
     canal_p: float = 0.25  # share of intact bones with the canal look-alike distractor
 
 
-DEMO_STYLE = BoneStyle()
 # For the small in-memory splits of tests and benchmarks: a few hundred pictures at ~48 px must be
 # learnable in a few epochs. Upright bones (within 0.6 rad of vertical, so a mirror stays in
-# range) and no clutter: a ResNet18 from scratch reached 0.99 test accuracy where the demo
+# range) and no clutter: a ResNet18 from scratch reached 0.99 test accuracy where the default
 # style's any-angle, cluttered bones reached 0.76 (tests/unit/test_train_fit.py's
 # loss-goes-down test, seed 2).
 PLAIN_STYLE = BoneStyle(angles=(float(np.pi / 2 - 0.6), float(np.pi / 2 + 0.6)), second_bone_p=0.0, canal_p=0.0)
@@ -117,7 +117,7 @@ def draw_bone(img: np.ndarray, rng: np.random.Generator, *, fractured: bool, sid
 
 
 def draw_radiograph(
-    rng: np.random.Generator, *, fractured: bool, width: int, height: int, style: BoneStyle = DEMO_STYLE
+    rng: np.random.Generator, *, fractured: bool, width: int, height: int, style: BoneStyle = BoneStyle()
 ) -> np.ndarray:
     """uint8 [height, width] greyscale picture of one bone (sometimes a second, intact one),
     with a displaced fracture when `fractured`."""

@@ -50,8 +50,8 @@ def rotated_copy(data: bytes, angle: float) -> bytes:
 
 
 def turned_copy(data: bytes, angles: list[float], *, mirrored: bool) -> bytes:
-    """The image in `data`, mirrored left-right first when asked, then turned by each angle in
-    turn as `rotated_copy` turns it (expanded canvas, squashed to 224 x 224, JPEG quality 95)."""
+    """The image in `data`, mirrored left-right first when asked, then turned by each angle as
+    `rotated_copy` turns it."""
     if mirrored:
         img = Image.open(io.BytesIO(data)).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         data = png_bytes(img)  # lossless: the mirror adds no second JPEG loss

@@ -10,6 +10,7 @@ the audit never sees it). Same seed → same bytes.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -18,11 +19,10 @@ import numpy as np
 from PIL import Image
 
 from boneflow.demo.bones import draw_radiograph
-from boneflow.demo.copies import family_count, jpeg_bytes, plant_duplicates, png_bytes
+from boneflow.demo.copies import _SPLIT_P, family_count, jpeg_bytes, plant_duplicates, png_bytes
 from boneflow.intake.layout import CLASSES, SPLITS
 
 KAGGLE_DIR = "Bone_Fracture_Binary_Classification"
-_SPLIT_P = (0.70, 0.15, 0.15)
 _P_FRACTURED = 0.45  # mild imbalance, like real collections
 
 
@@ -51,8 +51,11 @@ def write_demo_dataset(
     `full_size`: 256-1100 px RGB JPEGs (benchmarks) instead of 80-400 px. `families`: rotated-copy
     families (and as many stand-alone exact copies and large-angle turned families), at most one
     per 40 images. Returns what was planted (also written to `path/planted.json`)."""
-    path = Path(path)
-    root = _fresh_layout(dataset_root(path))
+    path, root = Path(path), dataset_root(path)
+    if root.exists():
+        shutil.rmtree(root)
+    for split, cls in itertools.product(SPLITS, CLASSES):
+        (root / split / cls).mkdir(parents=True)
     rng = np.random.default_rng(seed)
     planted: dict = {"root": root.relative_to(path).as_posix(), "n": n, "seed": seed}
     keys = ("images", "defects", "copies", "duplicates", "rotated_families", "turned_families", "empty_folders")
@@ -63,16 +66,6 @@ def write_demo_dataset(
         plant_duplicates(root, rng, planted, families=family_count(n, families))
     (path / "planted.json").write_text(json.dumps(planted, indent=2))
     return planted
-
-
-def _fresh_layout(root: Path) -> Path:
-    """An empty `root` with every split/class folder."""
-    if root.exists():
-        shutil.rmtree(root)
-    for s in SPLITS:
-        for c in CLASSES:
-            (root / s / c).mkdir(parents=True)
-    return root
 
 
 def _write_images(
@@ -126,16 +119,15 @@ def _plant_defects(root: Path, rng: np.random.Generator, planted: dict, n: int, 
     def sample(fractured: bool) -> Image.Image:
         return Image.fromarray(_radiograph(rng, fractured=fractured, full_size=full_size))
 
-    excluded = []
     good = jpeg_bytes(sample(True), 90)
-    excluded.append((new("train", 1, "jpg"), good[: int(len(good) * 0.6)], "truncated_jpeg", "truncated"))
-    excluded.append((new("val", 0, "jpg"), b"", "zero_byte", "zero_byte"))
-    excluded.append(
-        (new("test", 1, "jpg"), b"<html><body>403 Forbidden</body></html>\n", "not_an_image", "not_an_image")
-    )
-    excluded.append((new("train", 0, "jpg"), jpeg_bytes(sample(False).resize((48, 40)), 90), "too_small", "too_small"))
-    bomb = png_bytes(Image.new("L", (8000, 7000), 0))  # 56 Mpx > default 50 Mpx, ~60 kB on disk
-    excluded.append((new("train", 1, "png"), bomb, "decompression_bomb", "decompression_bomb"))
+    excluded = [
+        (new("train", 1, "jpg"), good[: int(len(good) * 0.6)], "truncated_jpeg", "truncated"),
+        (new("val", 0, "jpg"), b"", "zero_byte", "zero_byte"),
+        (new("test", 1, "jpg"), b"<html><body>403 Forbidden</body></html>\n", "not_an_image", "not_an_image"),
+        (new("train", 0, "jpg"), jpeg_bytes(sample(False).resize((48, 40)), 90), "too_small", "too_small"),
+        # 56 Mpx (over the default 50 Mpx) of black, ~60 kB on disk
+        (new("train", 1, "png"), png_bytes(Image.new("L", (8000, 7000))), "decompression_bomb", "decompression_bomb"),
+    ]
     broken = bytearray(png_bytes(sample(False)))
     idat = broken.find(b"IDAT")
     broken[idat + 4 : idat + 6] = b"\xff\xff"  # a valid PNG header, but the pixel stream is not zlib

@@ -1,14 +1,11 @@
 """Duplicate groups over the whole dataset: every kept image with its copies, in any split.
 
-The Kaggle set's copies are made three ways, each with its own detector (pixels decide, file
-names are never read): exact (sha256), near (the 256-bit perceptual hashes of validation,
-Hamming distance) and rotated (`N-rotated1-rotated2.jpg`: turned with `expand`, squashed back
-to a square, often turned again, mirrored too; a perceptual hash does not survive that).
-Rotated copies are searched on the distinct images' 64x64 squashed thumbnails: candidate pairs
-from rotated_candidates.py and rotated_polar.py, verified in rotated_copies.py. Groups are the
-connected components of all links, so a chain of turns joins through its intermediate images.
-How, and how well (scripts/measure_grouping.py): README, "Honest evaluation: duplicate groups
-and the split policy".
+Exact (sha256), near (validation's 256-bit perceptual hashes, Hamming distance) and rotated
+links (turned, squashed and mirrored copies, which no perceptual hash survives: searched on the
+distinct images' 64x64 thumbnails by rotated_candidates.py and rotated_polar.py, verified by
+rotated_copies.py) are joined into connected components, so a chain of turns joins through its
+intermediate images. Pixels decide, never file names. How, and how well: README, "Honest
+evaluation: duplicate groups and the split policy" (scripts/measure_grouping.py).
 """
 
 from __future__ import annotations
@@ -62,14 +59,9 @@ def _component_labels(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
 def _exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, str]]]:
     """Indices of the first file of each byte-identical set, and exact links to them."""
     first: dict[str, int] = {}
-    distinct, links = [], []
     for i, sha in enumerate(file_sha):
-        if sha in first:
-            links.append((i, first[sha], "exact"))
-        else:
-            first[sha] = i
-            distinct.append(i)
-    return distinct, links
+        first.setdefault(sha, i)
+    return list(first.values()), [(i, first[sha], "exact") for i, sha in enumerate(file_sha) if first[sha] != i]
 
 
 def _near_links(hashes: np.ndarray, distinct: list[int], max_distance: int) -> list[tuple[int, int, str]]:

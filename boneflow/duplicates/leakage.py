@@ -1,15 +1,9 @@
 """Leakage audit: copies of the same radiograph across train/val/test, from the duplicate groups
 of grouping.py (README, "Data checks" and "Honest evaluation: duplicate groups and the split
-policy"). A near-copy pair (a in an earlier split, b in a later one) has min over the five
-transforms t of validation's hashes (validate._hashes) of Hamming(hash(a), hash_t(b)) <=
-max_distance; the report names that t. The leak-free test subset is the test images whose
-group has no member in train or val; `contamination` counts the other ones by kind.
-
-Threshold (DEFAULT_MAX_DISTANCE = 26 of 256): measured on the demo sets of seed 0 and 1 (2,500
-images each, pack size 256) copies re-encoded at JPEG quality 30-60, resized to 0.35-0.5x,
-mirrored, rotated 90 degrees or with mild contrast change stayed <= 16 (<= 22 with all combined)
-while no distinct cross-split pair came closer than 30; the 64-bit phash put ~100 distinct pairs
-within its old threshold of 4. See scripts/measure_leakage.py.
+policy"). A near-copy pair names the hash transform (validate._hashes) that brought it within
+max_distance. The leak-free test subset is the test images whose group has no member in train
+or val; `contamination` counts the other ones by kind. The threshold's measurement: README,
+"Decisions worth knowing" (Leakage hash; scripts/measure_leakage.py).
 """
 
 from __future__ import annotations

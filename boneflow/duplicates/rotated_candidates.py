@@ -1,14 +1,12 @@
 """Small-angle rotated copies, stage 1: candidate pairs, and the warping helpers both stages use
-(rotated_copies.py verifies the candidates; README, "Honest evaluation: duplicate groups and the
-split policy", says what the search is for).
+(rotated_copies.py verifies the candidates; the search: README, "Honest evaluation: duplicate
+groups and the split policy", step 1).
 
-`candidates` warps every image as the dataset's augmentation would, for turns on the grid
-(`rotation_max_angle`, `candidate_step`), and an original (no black corners) also as a
-non-square original squashed to a square (`_ASPECTS`); each image keeps its best matches by the
-correlation of 16x16 central discs, by row and by column, with the hypothesis (a 2x2 map) that
-scored them. Blocks are small on purpose: on the 2-core machine this was tuned on, a fresh
-tensor over ~0.5 MB cost ~10x its arithmetic in page faults, so row blocks reuse buffers and
-pair blocks keep their temporaries under `_BLOCK_FLOATS`.
+`candidates` also tries each original (no black corners) as a non-square original squashed to
+a square (`_ASPECTS`), and keeps each image's best matches, by row and by column, with the
+hypothesis (a 2x2 map) that scored them. Blocks are small on purpose: on the 2-core machine
+this was tuned on, a fresh tensor over ~0.5 MB cost ~10x its arithmetic in page faults, so row
+blocks reuse buffers and pair blocks keep their temporaries under `_BLOCK_FLOATS`.
 """
 
 from __future__ import annotations
@@ -224,12 +222,10 @@ def _unique_pairs(b, a, rank, val, n: int):
     """Each unordered pair once: its best rank, in the orientation that scored best in stage 1."""
     import torch
 
-    key = (torch.minimum(a, b) * n + torch.maximum(a, b)).numpy()
-    _, slot_np = np.unique(key, return_inverse=True)
-    slot = torch.from_numpy(slot_np.reshape(-1))
-    best_rank = torch.full((int(slot.max()) + 1 if len(slot) else 0,), len(rank), dtype=torch.long)
-    best_rank = best_rank.scatter_reduce(0, slot, rank, reduce="amin")
+    key = torch.minimum(a, b) * n + torch.maximum(a, b)
+    keys, slot = torch.unique(key, return_inverse=True)  # sorted, as np.unique below
+    best_rank = torch.full((len(keys),), len(rank), dtype=torch.long).scatter_reduce(0, slot, rank, reduce="amin")
     order = torch.argsort(val, descending=True)
-    _, first_np = np.unique(key[order.numpy()], return_index=True)  # same slot order as above
+    _, first_np = np.unique(key[order].numpy(), return_index=True)  # first = best-scoring orientation
     first = order[torch.from_numpy(first_np)]
     return b[first], a[first], val[first], best_rank

@@ -1,14 +1,12 @@
 """Rotated copies: `rotated_links`, stage 2 (stage 1: rotated_candidates.py, rotated_polar.py;
-README, "Honest evaluation: duplicate groups and the split policy").
+the method and its figures: README, "Honest evaluation: duplicate groups and the split policy").
 
-`_verify` fits a centred linear map per candidate pair (inverse-compositional Gauss-Newton at
-16, 32 and 64 px, the image whose content is smaller held still), then scores the texture the
-map brings into line, in blocks of pairs with no Python loop over pairs. Measured
-(scripts/measure_grouping.py): besides the README's figures, 5 % of Kaggle copy pairs score
-under 0.45 (their links come through other members of the family); plain band-passed
-correlation (no edge weights) put distinct synthetic shafts at up to 0.92, above many true
-copies; a translation in the fitted map let distinct images slide into line, and copies turned
-about their centre need none.
+`_verify` fits a centred linear map per candidate pair (inverse-compositional Gauss-Newton),
+then scores the texture the map brings into line, in blocks of pairs with no Python loop over
+pairs. Measured (scripts/measure_grouping.py): 5 % of Kaggle copy pairs score under 0.45 (their
+links come through other members of the family); plain band-passed correlation (no edge
+weights) put distinct synthetic shafts at up to 0.92, above many true copies; a translation in
+the fitted map let distinct images slide into line, and copies turned about their centre need none.
 """
 
 from __future__ import annotations
@@ -169,7 +167,7 @@ def _texture_scores(images, b, a, maps, band: int, softness: float):
         edges = torch.maximum(edges_b[bb], _edge_strength(mapped, "replicate"))
         mapped_band = (mapped - _local_mean(mapped, band, "replicate")).reshape(len(bb), -1)
         out.append(_weighted_corr(mapped_band, band_b[bb], lit / (1.0 + (edges / softness) ** 2)))
-    return torch.cat(out) if out else torch.zeros(0)
+    return torch.cat(out)
 
 
 def _weighted_corr(x, y, w):
@@ -249,9 +247,8 @@ def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSe
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]
-    # One torch thread: on a shared 2-core machine, thousands of small operations waited for a
-    # descheduled second thread (README, "Honest evaluation", Time); with the machine nearly
-    # free, 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
+    # One torch thread, for a shared 2-core machine (README, "Honest evaluation", Time); with the
+    # machine nearly free, 2 threads are ~1.6x faster (5.4 vs 8.5 s on 3,895 images, load 3-4).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,18 +1,14 @@
 """Any-angle rotated copies, stage 1: candidate pairs at any turn, mirrored or not, at any content
-scale a chain of turns with `expand` leaves (rotated_copies.py verifies them).
+scale a chain of turns with `expand` leaves (rotated_copies.py verifies them; the idea: README,
+"Honest evaluation: duplicate groups and the split policy", step 1).
 
-Each image is sampled on a log-polar grid about its centre (`_RINGS` rings in geometric steps of
-`_RING_RATIO`, `_SPOKES` samples around each), where a turn is a circular shift along the
-spokes, a mirror reverses them and a change of scale is a shift by whole rings. So:
-1. the descriptor, per ring, is the magnitude of the spokes' Fourier transform (turn- and
-   mirror-invariant); two images compare by the correlation of the rings they share, for every
-   ring shift up to +-`_MAX_RING_SHIFT`, and each keeps its best `any_angle_candidates` matches,
-   rows and columns;
-2. each candidate pair's turn is read off the circular cross-correlation of the two samples (an
-   FFT along the spokes), the image and its mirror both tried, at the best ring shift: a map
-   (turn, scale, mirror) that the verification refines.
-The octagonal black frame of chained turns lies outside the rings a smaller copy shares with a
-larger one.
+On the log-polar grid (`_RINGS` rings in geometric steps of `_RING_RATIO`, `_SPOKES` samples
+around each) each image keeps its best `any_angle_candidates` matches, rows and columns, by the
+correlation of its turn- and mirror-invariant ring descriptors at every ring shift up to
++-`_MAX_RING_SHIFT`; each candidate pair's turn is then read off the circular cross-correlation
+along the spokes, the image and its mirror both tried: a map (turn, scale, mirror) that the
+verification refines. The octagonal black frame of chained turns lies outside the rings a
+smaller copy shares with a larger one.
 """
 
 from __future__ import annotations
@@ -126,11 +122,10 @@ def _best_scores(windows, owner, rows):
     """Best descriptor correlation of the images `rows` with every column over ring shifts [m, V]."""
     import torch
 
-    best = None
-    for row_vecs, cols in windows.values():
-        s = row_vecs[rows] @ cols.T
-        best = s if best is None else torch.maximum(best, s, out=best)
-    assert best is not None
+    scores = (row_vecs[rows] @ cols.T for row_vecs, cols in windows.values())
+    best = next(scores)
+    for s in scores:
+        torch.maximum(best, s, out=best)
     best[owner[None, :] == rows[:, None]] = -2.0  # never a copy of itself
     return best
 
@@ -196,8 +191,7 @@ def polar_candidates(fine, settings: GroupingSettings):
     b, col, _, rank = top_pairs(blocks, len(owner), k, _ROW_BLOCK)
     a = owner[col]
     key = ((torch.minimum(a, b) * n + torch.maximum(a, b)) * (len(_ASPECTS) + 1) + kind[col]).numpy()
-    _, first_np = np.unique(key, return_index=True)  # each unordered pair once per aspect
-    first = torch.from_numpy(first_np)
+    first = torch.from_numpy(np.unique(key, return_index=True)[1])  # each unordered pair once per aspect
     b, col, rank = b[first], col[first], rank[first]
     mirrored_cols = log_polar(fine[owner], stretch @ torch.tensor(_FLIP))
     plain, mirrored = _pair_maps(_ring_spectra(polar), _ring_spectra(cols), _ring_spectra(mirrored_cols), b, col)
