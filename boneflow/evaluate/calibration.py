@@ -90,7 +90,7 @@ class OperatingPoint:
     details: dict = field(default_factory=dict)  # how it was chosen (stored as model.json `calibration`)
 
     def __post_init__(self):
-        if not (0.0 <= self.threshold <= 1.0) or math.isnan(self.threshold):
+        if not 0.0 <= self.threshold <= 1.0:  # NaN too
             raise CalibrationError(f"threshold={self.threshold} must be between 0 and 1.")
         if not self.temperature > 0 or math.isinf(self.temperature):
             raise CalibrationError(f"temperature={self.temperature} must be a positive number.")

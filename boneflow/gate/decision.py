@@ -7,6 +7,7 @@ and failures alike, so the report and the flow's message explain the decision.
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -51,7 +52,7 @@ class GateDecision(Contract):
     split_name: str = "leak-free test"  # what it is called everywhere (evaluate/split_names.py)
     n: int | None = None  # radiographs in it
     refused: bool = False  # too few radiographs to judge
-    paired: dict | None = None  # PairedComparison.to_dict() against the champion
+    paired: dict | None = None  # the PairedComparison against the champion, as a dict
     champion: dict | None = None  # the champion's metrics on the judged split (_CHAMPION_FIELDS)
 
     def to_dict(self) -> dict:
@@ -203,7 +204,7 @@ def decide(
         split_name=where,
         n=n,
         refused=refused,
-        paired=paired.to_dict() if paired is not None else None,
+        paired=asdict(paired) if paired is not None else None,
         champion=champion,
     )
 
@@ -211,8 +212,6 @@ def decide(
 def judge(candidate: Scores, champion: Scores | None, policy: GatePolicy) -> GateDecision:
     """The gate stage: decide() on two evaluated models, paired radiograph by radiograph on the
     judged split (`oof` for a cross-fitted candidate: README, "Cross-fitting")."""
-    from dataclasses import replace
-
     from boneflow.gate.paired import paired_from_predictions
 
     if OOF in candidate.splits:

@@ -12,7 +12,7 @@ unlike the Wald interval it stays inside [-1, 1] and is not zero-width when b = 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -62,9 +62,6 @@ class PairedComparison:
     difference_ci95: list[float]
     mcnemar_p: float
     interval_method: str = INTERVAL_METHOD
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def sentence(self, who: str) -> str:
         lo, hi = self.difference_ci95

@@ -54,12 +54,12 @@ def draw_error_gallery(rows: list[dict], images: dict[str, np.ndarray], predicto
     fig = new_figure(2.0 * cols, 2.5 * rows_n)
     for k, row in enumerate(rows):
         explained = predictor.explain(Image.fromarray(images[row["path"]]))
-        for j, (picture, what) in enumerate(((explained.image, "image"), (None, "Grad-CAM"))):
+        overlay = overlay_heatmap(explained.image, explained.heatmap)
+        titles = (f"#{k + 1} {row['label']}\nP(fr)={row['probability']:.2f}", "Grad-CAM")
+        for j, (shown, title) in enumerate(zip((explained.image, overlay), titles)):
             ax = fig.add_subplot(rows_n, cols, 2 * k + j + 1)
-            shown = picture if picture is not None else overlay_heatmap(explained.image, explained.heatmap)
             ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0, vmax=255)
             ax.set_axis_off()
-            title = f"#{k + 1} {row['label']}\nP(fr)={row['probability']:.2f}" if j == 0 else what
             ax.set_title(title, fontsize=7)
     if not rows:
         ax = fig.add_subplot(1, 1, 1)

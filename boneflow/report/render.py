@@ -104,11 +104,10 @@ def _summary_table(summary: dict) -> str:
     for key, value in summary.items():
         if isinstance(value, dict):
             inner = ", ".join(f"{k}: {cell(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
-            rows.append([key, inner or f"{len(value)} entries"])
+            value = inner or f"{len(value)} entries"
         elif isinstance(value, (list, tuple)):
-            rows.append([key, f"{len(value)} item(s)"])
-        else:
-            rows.append([key, value])
+            value = f"{len(value)} item(s)"
+        rows.append([key, value])
     return markdown_table(["", "value"], rows) if rows else "_(none reported)_"
 
 
@@ -116,12 +115,6 @@ def _plot_links(plots: dict[str, str]) -> str:
     for name in plots.values():
         validate_name(name)  # relative name inside the run folder; never a path or URL
     return "\n\n".join(f"### {title}\n\n![{title}]({name.replace(' ', '%20')})" for title, name in plots.items())
-
-
-def _history_table(history: list[dict]) -> str:
-    known = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
-    cols = [c for c in known if any(c in h for h in history)]
-    return markdown_table(cols, [[h.get(c) for c in cols] for h in history])
 
 
 def _dataset_lines(dataset: dict) -> list[str]:
@@ -160,7 +153,9 @@ def render_report(
         _summary_table(leakage_summary),
     ]
     if history:
-        parts += ["## Training", _history_table(history)]
+        known = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "img_per_s")
+        cols = [c for c in known if any(c in h for h in history)]
+        parts += ["## Training", markdown_table(cols, [[h.get(c) for c in cols] for h in history])]
     if plots:
         parts += ["## Plots", _plot_links(plots)]
     return "\n\n".join(parts) + "\n"
@@ -225,21 +220,6 @@ def _gate_lines(gate: dict) -> list[str]:
     ]
 
 
-def _evaluation_text(model_meta: dict) -> str:
-    return (
-        "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
-        "calibration error by radiograph (a duplicate group, scored by the mean of its files' "
-        "probabilities) on the validation split, the test split(s) and the judged split (test "
-        "radiographs with no copy in train or val: exact, near or rotated), with 95% intervals by "
-        "radiograph. The decision threshold is the highest whose validation fractured recall by "
-        "radiograph reaches the target, and a temperature fitted on validation calibrates the "
-        f"probabilities; both are stored in `model.json` (threshold {cell(model_meta.get('threshold', 0.5))}, "
-        f"temperature {cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses "
-        "to judge a split with too few radiographs, and compares with the current champion re-scored on "
-        "the same radiographs (paired: McNemar's exact test and Newcombe's interval of the difference)."
-    )
-
-
 def _limitations_text(leak: dict) -> str:
     # the leakage report's counts hold `pairs` (duplicates/leakage.py)
     cross = next((leak[k] for k in ("cross_split_pairs", "pairs") if isinstance(leak.get(k), int)), None)
@@ -301,7 +281,16 @@ def render_model_card(
         contamination_line(metrics.get("contamination")),
         "Unreadable, truncated and too-small files were excluded before training (see `cleaning_report.json`).",
         "## How it was evaluated",
-        _evaluation_text(model_meta),
+        "Accuracy, fractured recall (sensitivity), specificity, precision, F1, AUROC and expected "
+        "calibration error by radiograph (a duplicate group, scored by the mean of its files' "
+        "probabilities) on the validation split, the test split(s) and the judged split (test "
+        "radiographs with no copy in train or val: exact, near or rotated), with 95% intervals by "
+        "radiograph. The decision threshold is the highest whose validation fractured recall by "
+        "radiograph reaches the target, and a temperature fitted on validation calibrates the "
+        f"probabilities; both are stored in `model.json` (threshold {cell(model_meta.get('threshold', 0.5))}, "
+        f"temperature {cell(model_meta.get('temperature', 1.0))}) and used by serving. The gate refuses "
+        "to judge a split with too few radiographs, and compares with the current champion re-scored on "
+        "the same radiographs (paired: McNemar's exact test and Newcombe's interval of the difference).",
         "## Metrics by radiograph",
         metrics_table(splits, metrics.get("split_policy")),
     ]

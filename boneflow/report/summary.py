@@ -31,10 +31,8 @@ def _acc(m: dict | None) -> str:
     """Accuracy with its interval and what it counts (radiographs, and the files they hold)."""
     if not m or m.get("accuracy") is None:
         return "–"
-    ci = m.get("accuracy_ci95") or []
-    interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if len(ci) == 2 else ""
     files = f" in {m['files']} files" if m.get("files") is not None else ""
-    return f"{m['accuracy']:.3f}{interval} (n={m.get('n', '?')} radiographs{files})"
+    return f"{with_ci(m, 'accuracy')} (n={m.get('n', '?')} radiographs{files})"
 
 
 def _num(value, digits: int = 3) -> str:
