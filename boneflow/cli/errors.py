@@ -67,8 +67,7 @@ def print_error(message: str) -> None:
 
 
 class ErrorHandlingGroup(TyperGroup):
-    """The `boneflow` app's group: every command, nested ones too, runs inside `invoke`, so
-    one place maps an error to its exit code and message (see the module docstring)."""
+    """The `boneflow` app's group: every command, nested ones too, runs inside `invoke`."""
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -129,15 +129,8 @@ class Predictor:
     def predict(self, image) -> dict[str, Any]:
         # Literally evaluation's function on the packed-size pixels: same crop, normalisation,
         # memory format and precision (bf16 autocast where the CPU/GPU has native bf16).
-        prob = float(
-            predict_proba(
-                self.model,
-                load_xray(image, self.pack_size),
-                image_size=self.image_size,
-                device="cpu",
-                temperature=self.operating_point.temperature,
-            )[0]
-        )
+        pixels, t = load_xray(image, self.pack_size), self.operating_point.temperature
+        prob = float(predict_proba(self.model, pixels, image_size=self.image_size, device="cpu", temperature=t)[0])
         return {"label": self._label(prob), "prob_fractured": round(prob, 6), "run_id": self.run_id}
 
     def explain(self, image) -> Explanation:
