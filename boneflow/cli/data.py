@@ -53,7 +53,6 @@ def audit(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=Console(stderr=True),
-        transient=False,
     ) as bar:
         task = bar.add_task("decoding", total=None)
         validated = validate_dataset(
@@ -143,8 +142,7 @@ def demo_data(
         f"wrote {n} radiographs + {len(planted['defects'])} planted encodings/defects + "
         f"{len(planted['copies'])} cross-split copies + {kinds.count('exact')} byte-identical and "
         f"{kinds.count('rotated')} rotated and {kinds.count('turned')} large-angle turned copies under "
-        f"{dataset_root(path)}; "
-        f"what was planted: {Path(path) / 'planted.json'}"
+        f"{dataset_root(path)}; what was planted: {Path(path) / 'planted.json'}"
     )
 
 

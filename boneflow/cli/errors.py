@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import traceback
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -66,27 +66,16 @@ def print_error(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
 
 
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
-    """For an outcome that is not an exception (e.g. some of the inputs could not be read)."""
-    print_error(message)
-    raise typer.Exit(code)
-
-
-def _is_typer_control_flow(error: BaseException) -> bool:
-    # typer.Exit, Abort and the usage errors (vendored click in typer >= 0.2x, click before):
-    # Typer itself turns them into an exit code and its own message.
-    return type(error).__module__.split(".")[0] in ("typer", "click")
-
-
 class ErrorHandlingGroup(TyperGroup):
-    """The `boneflow` app's group: every command, nested ones too, runs inside `invoke`, so
-    one place maps an error to its exit code and message (see the module docstring)."""
+    """The `boneflow` app's group: every command, nested ones too, runs inside `invoke`."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (Exception, KeyboardInterrupt) as error:
-            if _is_typer_control_flow(error):
+            # typer.Exit, Abort and the usage errors (vendored click in typer >= 0.2x, click
+            # before): Typer itself turns them into an exit code and its own message.
+            if type(error).__module__.split(".")[0] in ("typer", "click"):
                 raise
             if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
                 traceback.print_exception(error)

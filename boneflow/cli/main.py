@@ -18,8 +18,7 @@ from boneflow.cli.errors import ErrorHandlingGroup
 
 
 def build_app(**commands: Callable[..., Any]) -> typer.Typer:
-    """The `boneflow` app: `commands` (name → function) first, then the core's commands. Every
-    command's errors go through boneflow/cli/errors.py (one exit-code table for all)."""
+    """The `boneflow` app: `commands` (name → function) first, then the core's commands."""
     app = typer.Typer(
         name="boneflow",
         cls=ErrorHandlingGroup,

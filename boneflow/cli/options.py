@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, Optional, get_args, get_origin
+from typing import Any, Optional, get_args
 
 import typer
 
@@ -28,10 +28,9 @@ def flag_name(field: str) -> str:
 
 def _value_type(annotation: Any) -> Any:
     """`str | None` → str; anything else (int, bool, a Literal) as it is."""
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if get_origin(annotation) is not None and type(None) in get_args(annotation) and len(args) == 1:
-        return args[0]
-    return annotation
+    args = get_args(annotation)
+    rest = [a for a in args if a is not type(None)]
+    return rest[0] if len(args) == 2 and len(rest) == 1 else annotation
 
 
 def _help(description: str | None, default: Any) -> str:
@@ -41,26 +40,20 @@ def _help(description: str | None, default: Any) -> str:
     return text if default is None else f"{text} Default: {default}."
 
 
-def config_parameters() -> list[inspect.Parameter]:
-    """One keyword-only Typer option per field of RetrainConfig, in the model's order."""
-    params = []
-    for name, info in RetrainConfig.model_fields.items():
-        value_type = _value_type(info.annotation)
-        flag = flag_name(name)
-        decls = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
-        option = typer.Option(None, decls, help=_help(info.description, info.default), show_default=False)
-        params.append(
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[value_type])  # noqa: UP045 value_type is a runtime value
-        )
-    return params
-
-
 def with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Give `command(config_fields, **own_options)` one option per RetrainConfig field.
 
     `config_fields` holds only the fields given on the command line; the command's own options
     (e.g. --verbose) come after the generated ones in --help."""
-    generated = config_parameters()
+    generated = []  # one keyword-only option per field of RetrainConfig, in the model's order
+    for name, info in RetrainConfig.model_fields.items():
+        value_type = _value_type(info.annotation)
+        flag = flag_name(name)
+        decls = f"{flag}/--no-{flag[2:]}" if value_type is bool else flag
+        option = typer.Option(None, decls, help=_help(info.description, info.default), show_default=False)
+        generated.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[value_type])  # noqa: UP045 value_type is a runtime value
+        )
     names = {p.name for p in generated}
     own = [
         p.replace(kind=inspect.Parameter.KEYWORD_ONLY)

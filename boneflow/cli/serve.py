@@ -36,7 +36,7 @@ def predict(
 ) -> None:
     """One JSON line per image: {path, label, prob_fractured, run_id}; unreadable files get an
     "error" line and the command exits 2 at the end."""
-    from boneflow.cli.errors import fail
+    from boneflow.cli.errors import EXIT_BAD_INPUT, print_error
     from boneflow.errors import BoneflowError
     from boneflow.serve.predictor import Predictor
 
@@ -57,7 +57,9 @@ def predict(
             line.update(error=error, run_id=predictor.run_id)
         typer.echo(json.dumps(line))
     if failed:
-        fail(f'{failed} of {len(images)} images could not be read (see their "error" lines)')
+        # not an exception: every image was answered, some with an "error" line
+        print_error(f'{failed} of {len(images)} images could not be read (see their "error" lines)')
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 def app(

@@ -243,21 +243,19 @@ def prepare_app(
 ):
     """(Gradio Blocks, keyword arguments for its launch()), the champion already loaded."""
     # Offline by design: no analytics, no share tunnel, no update check.
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    for name, value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"), ("DO_NOT_TRACK", "1")):
+        os.environ.setdefault(name, value)
     xray_app = XrayApp(store_url, limits=limits, cache_dir=cache_dir)
     served = xray_app.follower.current()  # load now: a missing champion is reported before serving
     example_dir = Path(tempfile.mkdtemp(prefix="boneflow-examples-"))
     atexit.register(shutil.rmtree, example_dir, ignore_errors=True)
-    examples = run_examples(xray_app.follower.store, served.predictor.run_id, example_dir) or synthetic_examples(
-        example_dir
-    )
+    store = xray_app.follower.store
+    examples = run_examples(store, served.predictor.run_id, example_dir) or synthetic_examples(example_dir)
     demo = build_ui(xray_app, examples=examples)
     # One model, one request at a time: latency stays flat; a bounded queue sheds the excess.
     demo.queue(default_concurrency_limit=1, max_size=max_queue)
     # show_error=False: an unexpected exception's text never reaches the browser (it is logged).
-    launch_kwargs = dict(
+    return demo, dict(
         share=False,
         inbrowser=False,
         show_error=False,
@@ -270,7 +268,6 @@ def prepare_app(
         quiet=True,
         css=CSS,
     )
-    return demo, launch_kwargs
 
 
 def launch_app(

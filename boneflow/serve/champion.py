@@ -52,7 +52,10 @@ class ChampionFollower:
     retry_after = (5.0, 300.0)  # (first pause, longest pause) in seconds
 
     def __init__(self, store_url: str, *, cache_dir: Path | None = None) -> None:
-        self.store = open_serving_store(store_url)
+        # S3 retries kept short: a request waits seconds, not minutes, for a dead server before
+        # the served model answers it anyway.
+        short_retries = dict(max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
+        self.store = open_store(store_url, **(short_retries if str(store_url).lower().startswith("s3://") else {}))
         self.cache_dir = cache_dir
         self.last_error: str | None = None  # browser-safe notice of the last failed update
         self.clock = time.monotonic
@@ -122,14 +125,6 @@ class ChampionFollower:
 
     def _recovered(self) -> None:
         self._backoff, self._retry_at, self.last_error = 0.0, 0.0, None
-
-
-def open_serving_store(store_url: str):
-    """The store, with S3 retries kept short: a request waits seconds, not minutes, for a dead
-    server before the served model answers it anyway."""
-    if str(store_url).lower().startswith("s3://"):
-        return open_store(store_url, max_attempts=2, connect_timeout=3.0, read_timeout=10.0)
-    return open_store(store_url)
 
 
 def _startup_error(what: str, err: Exception) -> BoneflowError:

@@ -92,11 +92,9 @@ def run_examples(store, run_id: str, folder: Path) -> AppExamples | None:
             return None
         folder.mkdir(parents=True, exist_ok=True)
         index = json.loads(fetch_run_file(store, run_id, EXAMPLES_INDEX, folder, manifest=manifest).read_text())
-        paths, labels = [], []
-        for entry in index["examples"]:
-            name = f"{EXAMPLES_FOLDER}/{entry['file']}"
-            paths.append(fetch_run_file(store, run_id, name, folder, manifest=manifest))
-            labels.append(str(entry["label"]))
+        labels = [str(entry["label"]) for entry in index["examples"]]
+        names = [f"{EXAMPLES_FOLDER}/{entry['file']}" for entry in index["examples"]]
+        paths = [fetch_run_file(store, run_id, name, folder, manifest=manifest) for name in names]
     except Exception as err:  # examples are decoration: never block serving the model
         log.warning("the examples of run %s in %s are unavailable (%s); showing synthetic ones", run_id, store.url, err)
         return None

@@ -26,11 +26,6 @@ WEIGHTS = "model.safetensors"
 MODEL_JSON = "model.json"
 
 
-def cache_root() -> Path:
-    env = os.environ.get("BONEFLOW_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "boneflow"
-
-
 def run_model_sha256(store: Store, run_id: str) -> str:
     """The sha256 the run's manifest records for its weights (the cache key for `--run-id`)."""
     try:
@@ -100,7 +95,7 @@ def cached_model(store: Store, run_id: str, sha256: str, *, root: Path | None = 
             f"runs/{run_id}/manifest.json in {store.url} lists no {MODEL_JSON}; "
             "the run cannot be served — re-publish it"
         )
-    models = (root or cache_root()) / "models"
+    models = (root or Path(os.environ.get("BONEFLOW_CACHE") or Path.home() / ".cache" / "boneflow")) / "models"
     folder = models / f"{sha256}-{json_entry['sha256']}"
     if _cached(folder, sha256, json_entry["sha256"]):
         return folder

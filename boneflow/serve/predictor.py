@@ -65,7 +65,6 @@ class Predictor:
         self.model = model.eval()
         for p in self.model.parameters():  # inference only; Grad-CAM needs no weight grads
             p.requires_grad_(False)
-        self.meta = meta
         self.run_id = run_id
         self.model_sha256 = model_sha256
         self.classes: list[str] = list(meta["classes"])
@@ -79,7 +78,6 @@ class Predictor:
         self.operating_point = OperatingPoint.from_meta(meta, where=f"model.json of run {run_id}")
         self._gradcams: list[GradCAM] = []
 
-    # --- loading ----------------------------------------------------------------------------
     @classmethod
     def from_store(cls, store_url: str, run_id: str | None = None, *, cache_dir: Path | None = None) -> Predictor:
         """Load the champion (or `run_id`) from the store; weights are sha256-checked and cached."""
@@ -120,7 +118,6 @@ class Predictor:
         """A run's model from a folder holding its model files (the publish stage's copy)."""
         return cls.from_files(model_dir / WEIGHTS, model_dir / MODEL_JSON, run_id=run_id, model_sha256="")
 
-    # --- inference --------------------------------------------------------------------------
     def preprocess(self, image) -> torch.Tensor:
         """Path | bytes | PIL image → normalised float [1,1,crop,crop], as evaluation does it."""
         pixels = np.array(load_xray(image, self.pack_size), copy=True)  # writable: torch warns on read-only
@@ -132,15 +129,8 @@ class Predictor:
     def predict(self, image) -> dict[str, Any]:
         # Literally evaluation's function on the packed-size pixels: same crop, normalisation,
         # memory format and precision (bf16 autocast where the CPU/GPU has native bf16).
-        prob = float(
-            predict_proba(
-                self.model,
-                load_xray(image, self.pack_size),
-                image_size=self.image_size,
-                device="cpu",
-                temperature=self.operating_point.temperature,
-            )[0]
-        )
+        pixels, t = load_xray(image, self.pack_size), self.operating_point.temperature
+        prob = float(predict_proba(self.model, pixels, image_size=self.image_size, device="cpu", temperature=t)[0])
         return {"label": self._label(prob), "prob_fractured": round(prob, 6), "run_id": self.run_id}
 
     def explain(self, image) -> Explanation:

@@ -46,5 +46,5 @@ def check_upload(path: Path, limits: UploadLimits) -> None:
     if width * height > limits.max_pixels:
         raise ImageRejectedError(
             f"{name}: {width}x{height} is {width * height:,} pixels, above the {limits.max_pixels:,} "
-            f"pixel limit; resize it (the model sees {'~'}256 px anyway)"
+            f"pixel limit; resize it (the model sees ~256 px anyway)"
         )
