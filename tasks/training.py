@@ -84,17 +84,10 @@ def _epoch_reporter(store, run_id: str):
             progress_id, 100.0 * stats["epoch"] / stats["epochs"], description=epoch_progress_text(stats)
         )
         log.info(
-            "epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
-            "(%.1fs, %.0f img/s); checkpoint -> %s",
-            stats["epoch"],
-            stats["epochs"],
-            stats["train_loss"],
-            stats["train_acc"],
-            stats["val_loss"],
-            stats["val_acc"],
-            stats["seconds"],
-            stats.get("img_per_s", 0.0),
-            key,
+            "epoch {epoch}/{epochs}: train_loss {train_loss:.4f} train_acc {train_acc:.3f} val_loss {val_loss:.4f} "
+            "val_acc {val_acc:.3f} ({seconds:.1f}s, {img_per_s:.0f} img/s); checkpoint -> {key}".format_map(
+                {**stats, "key": key}
+            )
         )
 
     return progress_id, on_epoch
