@@ -4,8 +4,7 @@ S3 server (moto) to stand in for MinIO/AWS.
 
     .venv/bin/python deployments/local_stack.py --home .boneflow/prefect --port 4200 [--s3]
 
-Then open http://127.0.0.1:4200, press Run on `retrain/retrain`, Ctrl-C to stop everything.
-The e2e tests drive the same class (`LocalStack`) through tests/prefect_stack.py.
+What then: README, "A full local stack"; the e2e tests drive `LocalStack` via tests/prefect_stack.py.
 
 Every process is started with `subprocess.Popen` and stopped by its PID: `prefect server start
 --background` loses its child here, and workers started with a shell `&` ignore SIGINT.

@@ -130,10 +130,9 @@ def run(
     prefect_environment()
     from flows.retrain import retrain
 
-    display = RunDisplay(run_progress(), config.epochs)
     if not verbose:
         quiet_prefect_console()
-    with display:
+    with RunDisplay(run_progress(), config.epochs) as display:
         state = retrain.with_options(on_running=[display.on_running])(config, return_state=True)
     code = _summary(state, config)
     sys.stdout.flush()
