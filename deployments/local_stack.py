@@ -72,19 +72,13 @@ class LocalStack:
         self.port = port
         self.project_dir = Path(project_dir).resolve()
         self.s3_port = s3_port
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.s3_endpoint = f"http://127.0.0.1:{s3_port}" if s3_port else None
         self.extra_env = dict(extra_env or {})
         self.logs = self.home / "logs"
         self.procs: dict[str, subprocess.Popen] = {}
 
     # --- environment -------------------------------------------------------------------
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
-    @property
-    def s3_endpoint(self) -> str | None:
-        return f"http://127.0.0.1:{self.s3_port}" if self.s3_port else None
-
     def env(self) -> dict[str, str]:
         env = {
             **os.environ,
