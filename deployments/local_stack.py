@@ -4,8 +4,7 @@ S3 server (moto) to stand in for MinIO/AWS.
 
     .venv/bin/python deployments/local_stack.py --home .boneflow/prefect --port 4200 [--s3]
 
-Then open http://127.0.0.1:4200, press Run on `retrain/retrain`, Ctrl-C to stop everything.
-The e2e tests drive the same class (`LocalStack`) through tests/prefect_stack.py.
+What then: README, "A full local stack"; the e2e tests drive `LocalStack` via tests/prefect_stack.py.
 
 Every process is started with `subprocess.Popen` and stopped by its PID: `prefect server start
 --background` loses its child here, and workers started with a shell `&` ignore SIGINT.
@@ -73,19 +72,13 @@ class LocalStack:
         self.port = port
         self.project_dir = Path(project_dir).resolve()
         self.s3_port = s3_port
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.s3_endpoint = f"http://127.0.0.1:{s3_port}" if s3_port else None
         self.extra_env = dict(extra_env or {})
         self.logs = self.home / "logs"
         self.procs: dict[str, subprocess.Popen] = {}
 
     # --- environment -------------------------------------------------------------------
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
-    @property
-    def s3_endpoint(self) -> str | None:
-        return f"http://127.0.0.1:{self.s3_port}" if self.s3_port else None
-
     def env(self) -> dict[str, str]:
         env = {
             **os.environ,
@@ -122,17 +115,16 @@ class LocalStack:
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 the child keeps its own copy; closed below
-        proc = subprocess.Popen(
-            cmd,
-            cwd=self.project_dir,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
+        with open(self.logs / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                cmd,
+                cwd=self.project_dir,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         return proc
 

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-# The core logs the pretrained-weights download here; under the live display torch.hub's byte
-# bar on stderr is overdrawn, so a display line shows the core's messages instead.
-WEIGHTS_LOGGER = "boneflow.train.model"
+WEIGHTS_LOGGER = "boneflow.train.model"  # under the live display torch.hub's byte bar is overdrawn
 POLL_S = 1.0  # a stage shorter than this may not show (the count of stages done is exact); light on the API
 
 

@@ -57,11 +57,8 @@ def _summary(state, config: RetrainConfig) -> int:
             f"n={m['n']} radiographs ({m.get('files', '?')} files)"
         )
         typer.echo(f"  {out['gate']}")
-        typer.echo(
-            f"  report: {Path(config.store_url, 'runs', out['run_id'], 'report.md')}"
-            if "://" not in config.store_url
-            else f"  report: runs/{out['run_id']}/report.md"
-        )
+        report = f"runs/{out['run_id']}/report.md"
+        typer.echo(f"  report: {report if '://' in config.store_url else Path(config.store_url, report)}")
         return 0
     message = state.message or ""
     if state.name == GATE_REJECTED:
@@ -133,10 +130,9 @@ def run(
     prefect_environment()
     from flows.retrain import retrain
 
-    display = RunDisplay(run_progress(), config.epochs)
     if not verbose:
         quiet_prefect_console()
-    with display:
+    with RunDisplay(run_progress(), config.epochs) as display:
         state = retrain.with_options(on_running=[display.on_running])(config, return_state=True)
     code = _summary(state, config)
     sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""Artifacts a user reads in the Prefect UI after a run, and the failure hook.
+"""The parts of the artifacts a user reads in the Prefect UI (keys, plots, tables, links), and the failure hook.
 
 Plots travel inside the artifacts as data: URIs (the UI renders them in markdown and image
 artifacts), so reading a run's outcome never needs access to the store.
@@ -10,12 +10,7 @@ import base64
 import re
 from pathlib import Path
 
-from prefect.artifacts import (
-    create_image_artifact,
-    create_link_artifact,
-    create_markdown_artifact,
-    create_table_artifact,
-)
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas import filters
 from prefect.client.schemas.objects import StateType
@@ -53,32 +48,7 @@ def inline_images(markdown: str, images: dict[str, Path]) -> str:
     return markdown
 
 
-def report_artifact(run_id: str, report_md: str, images: dict[str, Path]) -> None:
-    create_markdown_artifact(
-        inline_images(report_md, images),
-        key=artifact_key("report", run_id),
-        description=f"boneflow report of run {run_id}",
-    )
-
-
 QUALITY_KEY = "boneflow-quality"  # one key for every run: the UI's artifact history is the trend
-
-
-def quality_artifact(run_id: str, markdown: str) -> None:
-    """This run's honest metrics, the champion's and the decision, under the same key each run."""
-    create_markdown_artifact(
-        markdown,
-        key=QUALITY_KEY,
-        description=f"honest quality of run {run_id} vs the champion; see the "
-        "artifact's history for the week-by-week trend",
-    )
-
-
-def image_artifacts(run_id: str, images: dict[str, Path]) -> None:
-    for name, path in images.items():
-        create_image_artifact(
-            png_data_uri(path), key=artifact_key(Path(name).stem, run_id), description=f"{name} of run {run_id}"
-        )
 
 
 def table_artifact(key: str, rows: list[dict], description: str) -> None:
@@ -90,8 +60,7 @@ def store_link(store_url: str, key: str) -> str:
     """Link to an object: file:// for a folder store, s3://bucket/prefix/key for S3."""
     if store_url.startswith("s3://"):
         return store_url.rstrip("/") + "/" + key
-    base = store_url[len("file://") :] if store_url.startswith("file://") else store_url
-    return Path(base, key).resolve().as_uri()
+    return Path(store_url.removeprefix("file://"), key).resolve().as_uri()
 
 
 def link_artifacts(store_url: str, run_id: str, names: list[str]) -> None:

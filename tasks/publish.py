@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 
 from prefect import get_run_logger
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from boneflow import code_version
@@ -25,7 +26,7 @@ from boneflow.splits.pack import load_packed
 from boneflow.store import open_store
 from boneflow.store.keys import run_key
 from boneflow.train.package import MODEL_FILES
-from tasks.artifacts import image_artifacts, link_artifacts, quality_artifact, report_artifact, table_artifact
+from tasks.artifacts import QUALITY_KEY, artifact_key, inline_images, link_artifacts, png_data_uri, table_artifact
 from tasks.retry import STORE_RETRIES
 from tasks.runtime import STAGE_CACHE, scratch_dir, stage
 
@@ -87,11 +88,23 @@ def report_artifacts(config: RetrainConfig, published: RunFiles) -> None:
         names = ["report.md", *(n for n in (*PLOT_NAMES, GALLERY_ROWS) if n in published.manifest["files"])]
         local = {n: fetch_run_file(store, run_id, n, tmp / n, manifest=published.manifest) for n in names}
         plots = {n: p for n, p in local.items() if n.endswith(".png")}
-        report_artifact(run_id, local["report.md"].read_text(), plots)
-        # the augmentation preview got its image artifact when it was drawn (before the skip check)
-        image_artifacts(run_id, {n: p for n, p in plots.items() if n != "augmentation_preview.png"})
+        create_markdown_artifact(
+            inline_images(local["report.md"].read_text(), plots),
+            key=artifact_key("report", run_id),
+            description=f"boneflow report of run {run_id}",
+        )
+        for name, path in plots.items():
+            if name != "augmentation_preview.png":  # it got its image artifact when drawn (before the skip check)
+                create_image_artifact(
+                    png_data_uri(path), key=artifact_key(Path(name).stem, run_id), description=f"{name} of run {run_id}"
+                )
         gallery = json.loads(local[GALLERY_ROWS].read_text()) if GALLERY_ROWS in local else []
-    quality_artifact(run_id, render_quality(published.metrics))
+    create_markdown_artifact(  # this run's honest metrics, the champion's and the decision
+        render_quality(published.metrics),
+        key=QUALITY_KEY,
+        description=f"honest quality of run {run_id} vs the champion; see the "
+        "artifact's history for the week-by-week trend",
+    )
     if gallery:
         table_artifact(
             f"errors-{run_id}",

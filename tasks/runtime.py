@@ -65,16 +65,13 @@ def run_id_of(flow_run) -> str:
     return created.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + flow_run.id.hex[:6]
 
 
-_PLAIN = (str, int, float, bool, type(None), dict, list, tuple)
-
-
 def _key_part(value: Any) -> str:
     if isinstance(value, RetrainConfig):
         # the model-determining fields plus where results go; dispatch/force do not change a stage's output
         return f"config:{value.fingerprint()}:{value.store_url}"
     if isinstance(value, Contract):  # a stage's value: its content decides the next stage's output
         return f"{type(value).__name__}:{value.model_dump_json()}"
-    if isinstance(value, _PLAIN):
+    if isinstance(value, (str, int, float, bool, type(None), dict, list, tuple)):
         return json.dumps(value, sort_keys=True, default=str)
     # in-memory objects (a decoded dataset) are derived from the plain inputs beside them
     return type(value).__name__

@@ -9,17 +9,18 @@ import shutil
 import time
 from pathlib import Path
 
-from prefect import get_run_logger
+from prefect import get_client, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
 from boneflow.config import RetrainConfig
 from boneflow.contracts import TrainSummary
 from boneflow.registry.transfer import fetch_checkpoints, fetch_dataset, upload_checkpoint
+from boneflow.splits.folds import member_splits, planned_folds, read_pool
 from boneflow.splits.pack import load_packed
 from boneflow.store import open_store
 from boneflow.store.errors import ObjectNotFoundError
-from boneflow.store.keys import run_key
+from boneflow.store.keys import member_run_id, run_key
 from boneflow.train.package import MODEL_FILES, TRAIN_RESULT, read_train_summary
 from tasks.artifacts import artifact_key
 from tasks.retry import STORE_RETRIES
@@ -84,17 +85,10 @@ def _epoch_reporter(store, run_id: str):
             progress_id, 100.0 * stats["epoch"] / stats["epochs"], description=epoch_progress_text(stats)
         )
         log.info(
-            "epoch %d/%d: train_loss %.4f train_acc %.3f val_loss %.4f val_acc %.3f "
-            "(%.1fs, %.0f img/s); checkpoint -> %s",
-            stats["epoch"],
-            stats["epochs"],
-            stats["train_loss"],
-            stats["train_acc"],
-            stats["val_loss"],
-            stats["val_acc"],
-            stats["seconds"],
-            stats.get("img_per_s", 0.0),
-            key,
+            "epoch {epoch}/{epochs}: train_loss {train_loss:.4f} train_acc {train_acc:.3f} val_loss {val_loss:.4f} "
+            "val_acc {val_acc:.3f} ({seconds:.1f}s, {img_per_s:.0f} img/s); checkpoint -> {key}".format_map(
+                {**stats, "key": key}
+            )
         )
 
     return progress_id, on_epoch
@@ -112,7 +106,6 @@ def fit_model(
     """fit() with a checkpoint upload, a progress artifact and a log line per epoch; then the
     packaged model (train/package.py) goes to runs/<run_id>/. With `fold`: the member that
     trains on the other folds (splits/folds.py)."""
-    from boneflow.splits.folds import member_splits, read_pool
     from boneflow.train.fit import fit
     from boneflow.train.package import package_model
 
@@ -164,9 +157,6 @@ def fit_model(
 def training_plan(run_id: str, packed_dir: str) -> list[dict]:
     """What to train: this run alone, or one member per cross-fitting fold the pack was planned
     with ({"run_id": member run id, "fold": i}; store/keys.py:member_run_id)."""
-    from boneflow.splits.folds import planned_folds
-    from boneflow.store.keys import member_run_id
-
     folds = planned_folds(load_packed(Path(packed_dir)))
     if folds < 2:
         return [{"run_id": run_id, "fold": None}]
@@ -188,12 +178,8 @@ def _finished(store, job: dict) -> TrainSummary | None:
 
 @stage(cache_policy=STAGE_CACHE, persist_result=True)
 def train_on_gpu_pool(run_id: str, config: RetrainConfig, dataset_fingerprint: str, jobs: list[dict]) -> list:
-    """Run the train-gpu deployment once per job (all started together, the pool's concurrency
-    limit decides how many train at once), wait for them all, read each result from the store.
-    Members whose train_result.json is already in the store are not trained again, so a Retry
-    of this flow run retrains only what did not finish."""
-    from prefect import get_client
-
+    """Run the train-gpu deployment once per job, all at once; wait for them all, read each result
+    from the store. Members already trained are reused (README, "Cross-fitting", Training)."""
     log, t0, store = get_run_logger(), time.perf_counter(), open_store(config.store_url)
     done = {j["run_id"]: s for j in jobs if (s := _finished(store, j)) is not None}
     todo = [j for j in jobs if j["run_id"] not in done]
@@ -266,13 +252,12 @@ _POLL_S = 1.0  # the parent->child round trip is part of every dispatched run's 
 
 
 def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labels: list[str]) -> list:
-    """Poll the flow runs until every one has ended; return them, read last. In a flow run, log
-    each one's state changes (labels: " (fold i)" per run), so the log says which fold is where.
+    """Poll the flow runs until every one has ended; return them, read last. Log each one's state
+    changes (labels: " (fold i)" per run), so the log says which fold is where.
 
-    The start timeout: while none of them runs, those waiting to start (Scheduled, Late,
-    Pending, also after a reschedule) for longer than `start_timeout_s` at a stretch are
-    cancelled, and this raises once the others have ended. While one of them runs, the pool
-    is alive and the others wait their turn for its concurrency slots, so the clock restarts."""
+    The start timeout (README, "No endless waits"): while none of them runs, those waiting to
+    start for longer than `start_timeout_s` at a stretch are cancelled, and this raises once the
+    others have ended. While one runs, the others wait for the pool's slots: the clock restarts."""
     from prefect.client.schemas.responses import SetStateStatus
     from prefect.exceptions import MissingContextError
     from prefect.logging import get_logger
@@ -297,9 +282,8 @@ def _wait_until_all_final(client, flow_runs: list, start_timeout_s: int, *, labe
         elif time.monotonic() - idle_since > start_timeout_s:
             why = f"not running after {start_timeout_s}s (dispatch_start_timeout of the retrain run)"
             for run, label in zip(runs, labels):
-                # Cancelled, not Cancelling: prefect-kubernetes 0.8.0 deletes no Job once it is
-                # submitted, and a pod that starts later finds the run Cancelled and exits without
-                # training (`prefect flow-run execute` skips it; tests/e2e/test_gpu_pools.py).
+                # Cancelled, not Cancelling: a pod that starts later must exit without training
+                # (README, "No endless waits"; tests/e2e/test_gpu_pools.py).
                 if _ended(run):
                     continue
                 if client.set_flow_run_state(run.id, Cancelled(message=why)).status == SetStateStatus.ACCEPT:
