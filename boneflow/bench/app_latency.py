@@ -15,6 +15,21 @@ import time
 from pathlib import Path
 
 
+def timed(*fns, runs: int, warmup: int = 3) -> list[list[float]]:
+    """Seconds per call of each of `fns`, called in alternation (so a neighbour's load falls on
+    all alike), after `warmup` calls each (oneDNN builds its kernels for the first shapes)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(runs):
+        for fn, out in zip(fns, samples):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return samples
+
+
 def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224, members: int = 1) -> dict:
     """p50/p95 milliseconds over `n` requests (after 3 warm-up requests). `store_url=None`: a
     throwaway store with an untrained champion of `size` px input (the timing does not depend on
@@ -40,14 +55,7 @@ def app_latency(*, store_url: str | None = None, n: int = 50, size: int = 224, m
             answer = xray_app.analyse(image)
             Image.fromarray(answer.overlay).save(io.BytesIO(), format="PNG")
 
-        for _ in range(3):
-            one_request()
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            one_request()
-            times.append((time.perf_counter() - start) * 1000)
-    times.sort()
+        times = sorted(seconds * 1000 for seconds in timed(one_request, runs=n)[0])
     return {
         "what": "app end-to-end predict path, one image "
         "(checks, champion check, decode, forward + Grad-CAM, overlay PNG)",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from boneflow.bench.app_latency import app_latency
+from boneflow.bench.app_latency import app_latency, timed
 from boneflow.bench.notebook_baseline import seed_eval_transform, seed_model, seed_predict
 from boneflow.demo.bones import bone_images
 from boneflow.demo.copies import jpeg_bytes
@@ -34,23 +34,8 @@ def _percentiles(samples: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2)}
 
 
-def _timed(*fns, runs: int, warmup: int = 3) -> list[list[float]]:
-    """Seconds per call of each of `fns`, called in alternation (so a neighbour's load falls on
-    all alike), after `warmup` calls each (oneDNN builds its kernels for the first shapes)."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    samples: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
-        for fn, out in zip(fns, samples):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return samples
-
-
 def _latency(fn, runs: int) -> dict:
-    return _percentiles(_timed(fn, runs=runs)[0])
+    return _percentiles(timed(fn, runs=runs)[0])
 
 
 def _at_thread_counts(counts: list[int], measure) -> tuple[dict, dict]:
@@ -202,7 +187,7 @@ def _ensemble_section(
     def one(net) -> None:
         predict_proba(net, load_xray(jpeg, pack_size), image_size=size, device="cpu")
 
-    single_s, ensemble_s = _timed(lambda: one(single), lambda: one(ensemble), runs=runs)
+    single_s, ensemble_s = timed(lambda: one(single), lambda: one(ensemble), runs=runs)
     out: dict = {
         "members": k,
         "what": "one image with JPEG decode: load_xray -> EvalPreset -> forward; the ensemble decodes once",

@@ -11,6 +11,19 @@ import json
 import tempfile
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
+from boneflow.intake.layout import CLASSES
+from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
+from boneflow.settings import pack_size_for
+from boneflow.store import open_store
+from boneflow.store.keys import new_run_id
+from boneflow.train.augment import GREY_MEAN, GREY_STD
+from boneflow.train.ensemble import MAX_MEMBERS, member_file
+from boneflow.train.model import build_model, plain_state_dict, save_model
+from boneflow.train.package import complete_model_json
+
 
 def demo_metrics(run_id: str) -> dict:
     """A metrics.json with placeholder numbers (the model is untrained)."""
@@ -40,19 +53,6 @@ def write_demo_store(store_url: str, *, image_size: int = 224, seed: int = 0, me
     (model.json `members`, train/ensemble.py), laid out as a cross-fitted run publishes it.
 
     Calling it again on the same store publishes a second run and moves the champion to it."""
-    import torch
-    from safetensors.torch import save_file
-
-    from boneflow.intake.layout import CLASSES
-    from boneflow.registry.publish import champion_record, promote, publish_run, read_champion
-    from boneflow.settings import pack_size_for
-    from boneflow.store import open_store
-    from boneflow.store.keys import new_run_id
-    from boneflow.train.augment import GREY_MEAN, GREY_STD
-    from boneflow.train.ensemble import MAX_MEMBERS, member_file
-    from boneflow.train.model import build_model, plain_state_dict, save_model
-    from boneflow.train.package import complete_model_json
-
     if not 1 <= members <= MAX_MEMBERS:
         raise ValueError(f"write_demo_store: members must be 1..{MAX_MEMBERS}, got {members}")
     store = open_store(store_url)

@@ -56,7 +56,7 @@ def _component_labels(n: int, pairs: list[tuple[int, int]]) -> np.ndarray:
     return np.argsort(np.argsort(first))[labels]
 
 
-def _exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, str]]]:
+def exact_links(file_sha: list[str]) -> tuple[list[int], list[tuple[int, int, str]]]:
     """Indices of the first file of each byte-identical set, and exact links to them."""
     first: dict[str, int] = {}
     for i, sha in enumerate(file_sha):
@@ -78,7 +78,7 @@ def find_duplicate_groups(
     """Group records by exact, near and rotated copies. `file_sha[i]`, `hashes[i]`
     (uint64 [T, W] perceptual hashes) and `thumbs[i]` (uint8 [64, 64]) describe record i."""
     n = len(file_sha)
-    distinct, links = _exact_links(file_sha)
+    distinct, links = exact_links(file_sha)
     links += _near_links(hashes, distinct, settings.near_max_distance)
     from boneflow.duplicates.rotated_copies import rotated_links
 

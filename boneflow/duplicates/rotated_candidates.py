@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from boneflow.settings import GroupingSettings
 
@@ -29,8 +31,6 @@ DARK = 6.0  # grey level under which a pixel counts as black (turned corners, pa
 def grid(side: int):
     """Normalised (x, y) of the pixel centres of a side x side image, row-major: [side^2, 2]
     (cached: treat as read-only)."""
-    import torch
-
     c = (torch.arange(side, dtype=torch.float32) + 0.5) / side * 2 - 1
     yy, xx = torch.meshgrid(c, c, indexing="ij")
     return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)
@@ -40,8 +40,6 @@ def _turn_maps(angles_deg):
     """[K, 2, 2] maps from a turned copy's coordinates to its original's: a square turned with
     `expand` and squashed back to a square, so turned by the angle, content shrunk by
     1/(|cos| + |sin|)."""
-    import torch
-
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
     sc = 1.0 / (th.cos().abs() + th.sin().abs())
     cos, sin = th.cos() / sc, th.sin() / sc
@@ -51,8 +49,6 @@ def _turn_maps(angles_deg):
 def sample(images, maps, pts):
     """images [N, C, S, S], maps [N, 2, 2], pts [P, 2] → values at the mapped points [N, C, P]
     (zero outside the image, as a turned copy's corners are)."""
-    import torch.nn.functional as F
-
     n = len(maps)
     # one matrix product for all pairs' grids: 2-3x faster here than a batched 2x2 product
     grid = (maps.reshape(n * 2, 2) @ pts.T).reshape(n, 2, -1).transpose(1, 2)[:, None]  # [N, 1, P, 2]
@@ -61,8 +57,6 @@ def sample(images, maps, pts):
 
 def inverse_2x2(m):
     """Inverse of each of the maps [N, 2, 2]."""
-    import torch
-
     a, b, c, d = m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1]
     det = a * d - b * c
     return torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], 1) / det[:, None, None]
@@ -79,8 +73,6 @@ def block_size(side: int, channels: int = 1) -> int:
 
 def in_chunks(fn, images):
     """fn(images) -> tuple of tensors, run on chunks of images so its temporaries stay small."""
-    import torch
-
     size = block_size(images.shape[-1])
     parts = [fn(images[i : i + size]) for i in range(0, len(images), size)]
     return tuple(torch.cat(p) for p in zip(*parts))
@@ -89,8 +81,6 @@ def in_chunks(fn, images):
 def _wide_turn_maps(angles_deg, aspect: float):
     """[K, 2, 2] like _turn_maps, for an original of height/width `aspect` squashed to a square
     (its thumbnail) whose turned copy, on an expanded canvas, was squashed to a square too."""
-    import torch
-
     th = torch.deg2rad(torch.as_tensor(angles_deg, dtype=torch.float32))
     cos, sin = th.cos(), th.sin()
     canvas_w, canvas_h = cos.abs() + aspect * sin.abs(), sin.abs() + aspect * cos.abs()
@@ -101,8 +91,6 @@ def _wide_turn_maps(angles_deg, aspect: float):
 
 def _has_black_corners(fine):
     """[n] bool: all four 3x3 corner patches black, as on a copy turned on an expanded canvas."""
-    import torch
-
     c = torch.stack([fine[:, 0, :3, :3], fine[:, 0, :3, -3:], fine[:, 0, -3:, :3], fine[:, 0, -3:, -3:]], 1)
     return (c.mean(dim=(2, 3)) < DARK).all(dim=1)
 
@@ -112,8 +100,6 @@ def _stage1_vectors(coarse, cornered, settings: GroupingSettings):
     square-turn hypothesis, [A, n, P]; after each non-square-original hypothesis, only for
     images without black corners (an original), [E, n_plain, P]; every hypothesis's map (square
     first) [A + E, 2, 2]; and the indices of those plain images."""
-    import torch
-
     n = len(coarse)
     disc = grid(coarse.shape[-1]).norm(dim=1) <= 2 * _DISC_RADIUS
     pts = grid(coarse.shape[-1])[disc]
@@ -136,8 +122,6 @@ def _stage1_vectors(coarse, cornered, settings: GroupingSettings):
 def _best_over_hypotheses(blk, rows, warped, wide, plain, cornered, bufs):
     """Best stage-1 correlation of each row image with every image over all hypotheses, in
     place in the buffers (which hypothesis won is found later, for the candidates only)."""
-    import torch
-
     m = len(rows)
     b_val, s_val = (x[:m] for x in bufs)
     torch.mm(blk, warped[0].T, out=b_val)
@@ -154,8 +138,6 @@ def _best_over_hypotheses(blk, rows, warped, wide, plain, cornered, bufs):
 
 def _winning_maps(still, warped, wide, plain, cornered, hyp_maps, b, a):
     """The stage-1 hypothesis (as a map) that gave each candidate pair its score."""
-    import torch
-
     slot = torch.full((len(cornered),), -1, dtype=torch.long)
     slot[plain] = torch.arange(len(plain))
     size = max(64, _BLOCK_FLOATS // ((len(warped) + len(wide)) * still.shape[1]))  # pairs per block
@@ -177,9 +159,6 @@ def candidates(fine, settings: GroupingSettings):
     from b's coordinates to a's; rank is the pair's place in b's row or a's column of best
     matches. Top-k per row (b) and per column (a), so an original finds its turned copies and a
     copy its original."""
-    import torch
-    import torch.nn.functional as F
-
     cornered = _has_black_corners(fine)
     coarse = F.adaptive_avg_pool2d(fine, _COARSE_SIDE)
     still, warped, wide, hyp_maps, plain = _stage1_vectors(coarse, cornered, settings)
@@ -200,8 +179,6 @@ def top_pairs(blocks, v: int, k: int, rows_max: int):
     """(row, column, score, rank) of each row's k best columns and each column's k best rows;
     `blocks` yields (row indices [m <= rows_max], scores [m, v]) in row order. The running
     column top-k lives in the first k rows of reused buffers."""
-    import torch
-
     merge_val, merge_idx = torch.full((k + rows_max, v), -2.0), torch.zeros((k + rows_max, v), dtype=torch.long)
     found, ranks = [], torch.arange(k)
     for rows, scores in blocks:
@@ -220,8 +197,6 @@ def top_pairs(blocks, v: int, k: int, rows_max: int):
 
 def _unique_pairs(b, a, rank, val, n: int):
     """Each unordered pair once: its best rank, in the orientation that scored best in stage 1."""
-    import torch
-
     key = torch.minimum(a, b) * n + torch.maximum(a, b)
     keys, slot = torch.unique(key, return_inverse=True)  # sorted, as np.unique below
     best_rank = torch.full((len(keys),), len(rank), dtype=torch.long).scatter_reduce(0, slot, rank, reduce="amin")

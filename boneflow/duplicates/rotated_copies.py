@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from boneflow.duplicates.rotated_candidates import DARK, block_size, candidates, grid, in_chunks, inverse_2x2, sample
 from boneflow.duplicates.rotated_polar import polar_candidates
@@ -31,9 +33,6 @@ _ROUNDS = (1, 2, 3, 5)  # candidate ranks verified first; later rounds skip pair
 
 def _gradients(images):
     """[n, 1, S, S] → [n, 2, S*S]: d/dx, d/dy in normalised coordinates (central differences)."""
-    import torch
-    import torch.nn.functional as F
-
     side = images.shape[-1]
     p = F.pad(images, (1, 1, 1, 1), mode="replicate")
     gx = (p[..., 1:-1, 2:] - p[..., 1:-1, :-2]) * (side / 4)
@@ -55,8 +54,6 @@ def _template_terms(images):
     """What inverse-compositional Gauss-Newton needs of each still image (the template): its
     pixels, mean and spread, normalised gradients, and the inverse Hessian of the 4 entries of
     the linear map (d11, d12, d21, d22), whose steepest-descent images are g_r * p_c."""
-    import torch
-
     n, side = len(images), images.shape[-1]
     pts = grid(side)
     g = _gradients(images)  # [n, 2, P]
@@ -73,8 +70,6 @@ def _align_level(images, terms, b, a, maps, steps: int):
     """Refine maps [N, 2, 2] (b's coordinates → a's) so a, sampled there, matches b (`b` indexes
     the still images' `terms`, `a` the images). Gain and offset are matched once, at the first
     step, so only the geometry is fitted."""
-    import torch
-
     flat, mean, std, grads, hinv = terms
     side = images.shape[-1]
     pts = grid(side)
@@ -97,8 +92,6 @@ def _align_level(images, terms, b, a, maps, steps: int):
 def _align(levels, b, a, maps):
     """Refine maps [N, 2, 2] through the given pyramid levels, coarse to fine, in pair blocks;
     template terms are computed for the still images these pairs use, once per level."""
-    import torch
-
     for images, steps in levels:
         if len(b) == 0:
             break
@@ -116,8 +109,6 @@ def _align(levels, b, a, maps):
 def _local_mean(images, size: int, mode: str):
     """Box mean over size x size, same shape out; summed from shifted slices (twice as fast as
     avg_pool2d on CPU)."""
-    import torch.nn.functional as F
-
     side = images.shape[-1]
     padded = F.pad(images, (size // 2,) * 4, mode=mode)
     rows = padded[..., :side].clone()
@@ -150,8 +141,6 @@ def _texture_scores(images, b, a, maps, band: int, softness: float):
     frame: a turned copy's frame is an edge in the other image), over the pixels not black in
     both, each weighted down by the steeper edge of the two: outlines match in many different
     images and carry a true copy's resampling residue; fine texture matches only in a copy."""
-    import torch
-
     if len(b) == 0:
         return torch.zeros(0)
     used, local = torch.unique(b, return_inverse=True)
@@ -183,8 +172,6 @@ def _weighted_corr(x, y, w):
 def _components(labels, b, a):
     """Component labels (smallest member) after joining the pairs (b, a): hook and jump until
     nothing changes (no loop over pairs)."""
-    import torch
-
     if len(b) == 0:
         return labels
     while True:
@@ -202,8 +189,6 @@ def _verify_pairs(levels, b, a, maps, min_corr: float):
     align the rest at full side; the pairs whose texture score reaches min_corr. In segments
     of pairs sorted by still image, so per-image terms are computed once per segment and
     memory stays bounded whatever the dataset's size."""
-    import torch
-
     order = torch.argsort(b)
     b, a, maps = b[order], a[order], maps[order]
     hits = []
@@ -224,9 +209,6 @@ def _verify_pairs(levels, b, a, maps, min_corr: float):
 def _verify(fine, b, a, maps, rank, min_corr: float):
     """Stage 2 in rounds by candidate rank: a pair whose images a verified link already joins
     (directly or through a chain) adds nothing to the groups, so it is not verified."""
-    import torch
-    import torch.nn.functional as F
-
     levels = [(F.adaptive_avg_pool2d(fine, side) if side != fine.shape[-1] else fine, n) for side, n in _ALIGN_STEPS]
     labels = torch.arange(len(fine))
     bounds = (0, *_ROUNDS, len(rank) + 1)
@@ -242,8 +224,6 @@ def _verify(fine, b, a, maps, rank, min_corr: float):
 def rotated_links(thumbs: np.ndarray, *, settings: GroupingSettings = GroupingSettings()) -> list[tuple[int, int]]:
     """(i, j) pairs of `thumbs` (uint8 [n, 64, 64]) where one is a turned copy of the other (any
     angle, mirrored or not); enough of them to join every such copy to its group, not every pair of the group."""
-    import torch
-
     if len(thumbs) < 2:
         return []
     fine = torch.from_numpy(np.ascontiguousarray(thumbs, dtype=np.float32))[:, None]

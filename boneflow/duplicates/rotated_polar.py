@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from boneflow.duplicates.rotated_candidates import (
     _ASPECTS,
@@ -42,8 +44,6 @@ _FLIP = ((-1.0, 0.0), (0.0, 1.0))  # left-right mirror in normalised coordinates
 
 def _polar_points():
     """[R * A, 2] normalised (x, y) of the log-polar grid, ring-major."""
-    import torch
-
     radii = _INNER * _RING_RATIO ** torch.arange(_RINGS, dtype=torch.float32)
     theta = torch.arange(_SPOKES, dtype=torch.float32) * (2 * math.pi / _SPOKES)
     x = radii[:, None] * theta.cos()[None, :]
@@ -54,9 +54,6 @@ def _polar_points():
 def log_polar(images, maps=None):
     """images [n, 1, S, S] → log-polar samples [n, R, A]; with maps [n, 2, 2], of each image
     seen through its map (a mirror, an aspect restored)."""
-    import torch
-    import torch.nn.functional as F
-
     small = F.adaptive_avg_pool2d(images, _SIDE)
     maps = torch.eye(2).expand(len(small), 2, 2) if maps is None else maps
     out = [sample(small[i : i + 512], maps[i : i + 512], _polar_points()) for i in range(0, len(small), 512)]
@@ -69,8 +66,6 @@ def _columns(fine):
     corners) also with a non-square original's aspect restored (its thumbnail squashed it to a
     square). (owner image [V], map from the column's coordinates to its owner's [V, 2, 2],
     aspect number [V]: 0 as it is, 1.. per `_ASPECTS`)."""
-    import torch
-
     n = len(fine)
     plain = torch.nonzero(~_has_black_corners(fine)).reshape(-1)
     owners, maps, kinds = [torch.arange(n)], [torch.eye(2).expand(n, 2, 2)], [torch.zeros(n, dtype=torch.long)]
@@ -89,8 +84,6 @@ def _descriptors(polar):
     (coefficient 0) is left out: the black frame of a chain of turns darkens the outer rings of
     one copy and not of another (with it, a planted copy's family came first for 12 of 60 real
     radiographs, without it for 55)."""
-    import torch
-
     f = torch.fft.rfft(polar, dim=2)[:, :, 1 : _FREQS + 1]
     mag = f.abs()
     pair = (f[:, :-1] * f[:, 1:].conj()).real / (mag[:, :-1] * mag[:, 1:]).sqrt().clamp(min=1e-6)
@@ -104,7 +97,6 @@ def _shifts():
 def _windows(rows_desc, cols_desc):
     """Per ring shift d: (rows' vectors, columns' vectors), normalised: row image b's ring i
     faces column image a's ring i + d."""
-    import torch
 
     def window(desc, lo: int, hi: int):
         mag, pair = desc
@@ -120,8 +112,6 @@ def _windows(rows_desc, cols_desc):
 
 def _best_scores(windows, owner, rows):
     """Best descriptor correlation of the images `rows` with every column over ring shifts [m, V]."""
-    import torch
-
     scores = (row_vecs[rows] @ cols.T for row_vecs, cols in windows.values())
     best = next(scores)
     for s in scores:
@@ -133,8 +123,6 @@ def _best_scores(windows, owner, rows):
 def _ring_spectra(polar):
     """[n, R, A // 2 + 1]: the Fourier transform along each ring of its samples, each ring
     centred and scaled to unit norm first (so every ring weighs the same in a correlation)."""
-    import torch
-
     centred = polar - polar.mean(dim=2, keepdim=True)
     return torch.fft.rfft(centred / (centred.norm(dim=2, keepdim=True) + 1e-6), dim=2)
 
@@ -142,8 +130,6 @@ def _ring_spectra(polar):
 def _best_turn(spec_b, spec_a):
     """Mean circular cross-correlation, over the rings two images share, of b's rings with a's
     for every ring shift and spoke offset; the best: (score [m], ring shift [m], spoke offset [m])."""
-    import torch
-
     shifts = torch.tensor(_shifts())
     partner = torch.arange(_RINGS)[None, :] + shifts[:, None]  # [S, R]: a's ring facing b's ring i
     valid = (partner >= 0) & (partner < _RINGS)
@@ -159,8 +145,6 @@ def _pair_maps(spec, cols, cols_mirror, b, a):
     best line up the two log-polar samples (every ring shift tried): with a as it is, and with
     a mirrored. Both are verified: on a nearly symmetric radiograph the wrong one can score
     higher here."""
-    import torch
-
     out = []
     for source, base in ((cols, torch.eye(2)), (cols_mirror, torch.tensor(_FLIP))):
         maps = []
@@ -178,8 +162,6 @@ def polar_candidates(fine, settings: GroupingSettings):
     """Any-angle stage 1 → (b, a, map, rank) as rotated_candidates.candidates returns them, for
     any turn, mirrored or not, rescaled by a chain of turns. Each pair comes twice: a's guess as
     it is, then mirrored."""
-    import torch
-
     n, k = len(fine), min(settings.any_angle_candidates, len(fine) - 1)
     if k <= 0:
         return (torch.zeros(0, dtype=torch.long),) * 2 + (torch.zeros(0, 2, 2), torch.zeros(0, dtype=torch.long))
@@ -205,8 +187,6 @@ def _smaller_still(b, a, maps, rank):
     survives; the other way round a copy shrunk by a chain of turns, blown up, is too blurred
     to match (texture scores 0.25-0.31 one way, 0.91-0.93 the other, on demo copies turned
     30 + 30 degrees)."""
-    import torch
-
     swap = torch.det(maps).abs() < 1.0
     return (
         torch.where(swap, a, b),

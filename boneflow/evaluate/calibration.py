@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from boneflow.errors import BoneflowError
+from boneflow.evaluate.metrics import expected_calibration_error
+from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_TEMPERATURE = 1.0
@@ -37,8 +39,6 @@ def sigmoid(x) -> np.ndarray:
 def radiograph_nll(labels, margins, groups, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood over radiographs, each one's probability the mean of its
     files' sigmoid(margin / T) (evaluate/radiographs.py)."""
-    from boneflow.evaluate.radiographs import by_radiograph
-
     rad = by_radiograph(groups, labels, sigmoid(np.asarray(margins, dtype=np.float64) / temperature))
     if len(rad) == 0:
         return 0.0
@@ -119,9 +119,6 @@ class OperatingPoint:
 def fit_operating_point(labels, margins, *, target_recall: float, groups=None) -> OperatingPoint:
     """Temperature and threshold from validation labels and margins, by radiograph (`groups`:
     each file's duplicate group; None: every file its own radiograph)."""
-    from boneflow.evaluate.metrics import expected_calibration_error
-    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
-
     y = np.asarray(labels, dtype=np.int64)
     m = np.asarray(margins, dtype=np.float64)
     file_groups = group_of_each_file([str(i) for i in range(len(y))], groups)

@@ -8,8 +8,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from boneflow.contracts import Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point, sigmoid
-from boneflow.evaluate.predict import SplitScores, report_from_probabilities
+from boneflow.evaluate.predict import SplitScores, predict_margins, report_from_probabilities
+from boneflow.evaluate.scores import _scores, data_context, predictions, split_groups
+from boneflow.splits.folds import read_pool
 
 
 def crossfitted_points(scores: SplitScores, fold: np.ndarray, *, target_recall: float) -> dict[int, OperatingPoint]:
@@ -67,8 +70,6 @@ def ensemble_margin(member_margins: np.ndarray, temperature: float) -> np.ndarra
 
 def oof_predictions(scores: SplitScores, fold: np.ndarray, points: dict[int, OperatingPoint], published):
     """Predictions (the stage contract) of the OOF split: each file at its fold's point."""
-    from boneflow.evaluate.scores import predictions
-
     probs, thresholds = _at_fold_points(scores, fold, points)
     return predictions(scores, published, probs, thresholds, fold)
 
@@ -78,11 +79,6 @@ def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, targe
     model that never saw that fold. Splits: `oof` (every pool radiograph, out of fold, the one the
     gate judges) and `official_test` scored by the fold ensemble at the published point (it saw
     copies of most of it: the contaminated figure the report sets beside the honest one)."""
-    from boneflow.contracts import Scores
-    from boneflow.evaluate.predict import predict_margins
-    from boneflow.evaluate.scores import _scores, data_context, split_groups
-    from boneflow.splits.folds import read_pool
-
     pool = read_pool(packed)
     margins = np.zeros(len(pool.labels))
     for f in range(pool.folds):
@@ -115,8 +111,6 @@ def champion_oof_scores(champion_run_id: str, predictions) -> object:
     """The champion's side of a cross-fitted comparison: its own published OOF predictions (its
     predictions.csv), never a re-score (its fold ensemble saw every radiograph). Empty splits
     when it has none: then no fair comparison exists and the gate says so."""
-    from boneflow.contracts import Scores
-
     if predictions is None:
         return Scores(run_id=champion_run_id, splits={}, predictions={})
     scores = SplitScores(

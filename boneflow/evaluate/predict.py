@@ -19,6 +19,7 @@ from boneflow.evaluate.metrics import (
     headline_intervals,
     split_metrics,
 )
+from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 from boneflow.splits.packed import PackedSplits
 from boneflow.train.augment import EvalPreset, numpy_to_tensor
 from boneflow.train.device import autocast, fast_layout, use_bf16
@@ -106,8 +107,6 @@ def report_from_probabilities(
 ) -> dict:
     """split_report's figures from each file's calibrated probability and the threshold that
     decides it (one per file: cross-fitting decides each fold at its own point)."""
-    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
-
     groups = group_of_each_file(scores.paths, scores.groups)
     rad = by_radiograph(groups, scores.labels, probs)
     cut = by_radiograph(groups, scores.labels, thresholds).probability  # a radiograph's files share one

@@ -15,6 +15,7 @@ import numpy as np
 from boneflow.contracts import Predictions, Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point
 from boneflow.evaluate.predict import SplitScores, evaluation_splits, score_splits, split_report
+from boneflow.evaluate.radiographs import group_of_each_file
 from boneflow.intake.decode import load_xray
 from boneflow.splits.packed import InMemorySplits, PackedSplits, SplitArrays
 from boneflow.store.keys import run_key
@@ -24,8 +25,6 @@ def predictions(scores: SplitScores, point: OperatingPoint, probs=None, threshol
     """What the gate pairs two models on (by radiograph), the ROC is drawn from and
     predictions.csv lists: each file at `point`, or, cross-fitted, at its own fold's point
     (`probs` and `thresholds` per file, and the `folds` they were predicted out of)."""
-    from boneflow.evaluate.radiographs import group_of_each_file
-
     probs = point.probability(scores.margins) if probs is None else probs
     return Predictions(
         paths=list(scores.paths),

@@ -18,6 +18,7 @@ import numpy as np
 
 from boneflow.contracts import Predictions
 from boneflow.evaluate.metrics import wilson_interval
+from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 
 INTERVAL_METHOD = "Newcombe hybrid score (paired, method 10)"
 
@@ -98,8 +99,6 @@ def paired_comparison(candidate_correct, champion_correct) -> PairedComparison:
 def radiograph_results(predictions: Predictions) -> dict[str, tuple[int, bool]]:
     """{group: (label, called right)}: each radiograph's mean probability against the model's
     own threshold (evaluate/radiographs.py)."""
-    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
-
     groups = group_of_each_file(predictions.paths, predictions.groups or None)
     rad = by_radiograph(groups, predictions.labels, predictions.probability)
     cut = by_radiograph(groups, predictions.labels, predictions.file_thresholds()).probability

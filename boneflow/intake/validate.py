@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -17,10 +18,18 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from boneflow.hashing import sha256_file
 from boneflow.intake.acquire import fingerprint_from_hashes
-from boneflow.intake.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, REASONS
+from boneflow.intake.decode import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    REASONS,
+    ImageRejected,
+    decode_xray,
+    read_bounded,
+)
 from boneflow.intake.layout import CLASSES, SPLITS, check_classes_present, scan_layout
 from boneflow.intake.npyrows import NpyRows, copy_rows, create_npy
 from boneflow.intake.thumbnails import THUMB_SIDE, group_thumbnail
@@ -79,8 +88,6 @@ def _hashes(grey) -> np.ndarray:
     coefficient k by (-1)^k and a 90-degree turn transposes the block, so mirror and 180 are
     exact, 90/270 within a few bits of hashing the turned image; 1.7 -> 0.3 ms an image against
     five imagehash calls. Why 256 bits: leakage.py."""
-    from PIL import Image
-
     small = np.asarray(grey.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS), dtype=np.float64)
     d = _DCT_ROWS @ small @ _DCT_ROWS.T  # the 16x16 lowest frequencies of the 2-D DCT-II
     sign = (-1.0) ** np.arange(HASH_SIZE)
@@ -100,12 +107,6 @@ def _work_chunk(
     """Worker: per (index, path), (index, sha256, reject reason | None, detail, info, pixel
     bytes | None, (hashes, grouping thumbnail) | None); plus this worker's peak RSS in MB
     (forkserver workers are not our children, so RUSAGE_CHILDREN cannot see them)."""
-    import resource
-
-    from PIL import Image
-
-    from boneflow.intake.decode import ImageRejected, decode_xray, read_bounded
-
     Image.MAX_IMAGE_PIXELS = max_pixels  # PIL's own open-time guard agrees with ours
     out: list[tuple[int, str, str | None, str, dict, bytes | None, tuple | None]] = []
     for index, path in jobs:

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from boneflow.contracts import Predictions
+from boneflow.evaluate.gradcam import overlay_heatmap
 from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
 from boneflow.intake.layout import CLASSES
+from boneflow.report.plots import new_figure, save_figure
 
 GALLERY_SIZE = 12
 
@@ -45,9 +47,6 @@ def draw_error_gallery(rows: list[dict], images: dict[str, np.ndarray], predicto
     `images`: uint8 [S,S] per path (the packed pixels); `predictor`: a serve.predictor.Predictor
     of the candidate (its preprocessing, temperature and Grad-CAM)."""
     from PIL import Image
-
-    from boneflow.evaluate.gradcam import overlay_heatmap
-    from boneflow.report.plots import new_figure, save_figure
 
     cols = 6  # three radiographs per row, two panels each
     rows_n = max(1, -(-2 * len(rows) // cols))

@@ -18,10 +18,16 @@ from boneflow import code_version
 from boneflow.config import RetrainConfig
 from boneflow.contracts import Acquired, Scores, TrainSummary
 from boneflow.evaluate.calibration import OperatingPoint
+from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
+from boneflow.evaluate.split_names import shown_splits, split_words
 from boneflow.gate.decision import GateDecision
 from boneflow.intake.layout import CLASSES
+from boneflow.report.error_gallery import draw_error_gallery, most_confident_errors
+from boneflow.report.plots import plot_augmentation_preview, plot_confusion_matrix, plot_learning_curves, plot_roc
 from boneflow.report.predictions_csv import predictions_csv
 from boneflow.report.render import render_model_card, render_report
+from boneflow.splits.folds import read_pool
+from boneflow.train.augment import TrainPreset
 from boneflow.train.package import complete_model_json
 
 PACK_REPORTS = ("cleaning_report.json", "leakage_report.json", "splits.json")
@@ -32,8 +38,6 @@ GALLERY_ROWS = "error_gallery.json"  # the gallery's radiographs, also a Prefect
 def per_class_rows(splits: dict, split_policy: dict | None = None) -> list[dict]:
     """Recall and precision per class and split (radiographs), from each split's confusion
     counts; each set of images once, named as everywhere (evaluate/split_names.py)."""
-    from boneflow.evaluate.split_names import shown_splits, split_words
-
     rows = []
     for split in shown_splits(splits, split_policy):
         m = splits[split]
@@ -57,9 +61,6 @@ def draw_plots(
     """{file name: path} of PLOT_NAMES but the gallery, drawn from the values (the preview from
     the packed train images with the run's seed, so it is the image the run's artifact showed).
     The confusion matrix and the ROC count radiographs."""
-    from boneflow.evaluate.radiographs import by_radiograph, group_of_each_file
-    from boneflow.report.plots import plot_confusion_matrix, plot_learning_curves, plot_roc
-
     judged = candidate.predictions[judged_split]
     rad = by_radiograph(group_of_each_file(judged.paths, judged.groups or None), judged.labels, judged.probability)
     threshold = (candidate.operating_point or {}).get("threshold")
@@ -75,9 +76,6 @@ def draw_plots(
 
 def augmentation_preview(packed, config: RetrainConfig, path: Path) -> Path:
     """What the network sees: packed train images above, their augmented versions below."""
-    from boneflow.report.plots import plot_augmentation_preview
-    from boneflow.train.augment import TrainPreset
-
     train = packed.split("train").images
     return plot_augmentation_preview(train, TrainPreset(crop_size=config.image_size), path, seed=config.seed)
 
@@ -86,9 +84,6 @@ def error_gallery(out_dir: Path, *, candidate: Scores, packed, predictor, judged
     """error_gallery.png and error_gallery.json: the judged split's most confidently wrong
     radiographs (report/error_gallery.py), drawn with the candidate's own Grad-CAM (`predictor`:
     anything with `.explain(image)`, serve's Predictor of the candidate)."""
-    from boneflow.report.error_gallery import draw_error_gallery, most_confident_errors
-    from boneflow.splits.folds import read_pool
-
     rows = most_confident_errors(candidate.predictions[judged_split])
     split = read_pool(packed) if judged_split == "oof" else packed.split(judged_split)
     where = {p: i for i, p in enumerate(split.paths)}

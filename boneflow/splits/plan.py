@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import get_args
 
-from boneflow.duplicates.grouping import DuplicateGroups
+from boneflow.duplicates.grouping import DuplicateGroups, exact_links
 from boneflow.duplicates.leakage import contamination
 from boneflow.errors import BoneflowError
 from boneflow.intake.layout import CLASSES
@@ -81,11 +81,8 @@ def _group_ids(validated: ValidatedDataset, groups: DuplicateGroups) -> list[str
 
 def _first_of_each_file(validated: ValidatedDataset) -> tuple[list[int], dict[int, int]]:
     """Record indices that are the first file of their byte-identical set, and dupe -> first."""
-    shas = [validated.file_hashes[rec.relpath] for rec in validated.records]
-    first: dict[str, int] = {}
-    for i, sha in enumerate(shas):
-        first.setdefault(sha, i)
-    return list(first.values()), {i: first[sha] for i, sha in enumerate(shas) if first[sha] != i}
+    keep, links = exact_links([validated.file_hashes[rec.relpath] for rec in validated.records])
+    return keep, {i: first for i, first, _ in links}
 
 
 def _official(validated: ValidatedDataset, groups: DuplicateGroups) -> tuple[dict, dict]:

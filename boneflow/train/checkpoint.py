@@ -66,20 +66,16 @@ def save_checkpoint(state: dict, directory: Path) -> Path:
     return final
 
 
-def load_checkpoint(path: Path) -> dict:
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise ValueError(f"{path}: not a boneflow checkpoint (needs keys {REQUIRED_KEYS})")
-    return state
-
-
 def latest_checkpoint(directory: Path) -> tuple[Path, dict] | None:
     """The newest checkpoint that loads completely, or None. Unreadable ones are skipped."""
+    import torch
+
     for _, path in reversed(list_checkpoints(directory)):
         try:
-            return path, load_checkpoint(path)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+                raise ValueError(f"not a boneflow checkpoint (needs keys {REQUIRED_KEYS})")
+            return path, state
         except Exception as exc:  # truncated zip, bad pickle opcode, missing keys: all "not complete"
             log.warning("skipping unreadable checkpoint %s: %s", path, exc)
     return None
