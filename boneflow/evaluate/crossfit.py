@@ -11,7 +11,8 @@ import numpy as np
 from boneflow.contracts import Scores
 from boneflow.evaluate.calibration import OperatingPoint, fit_operating_point, sigmoid
 from boneflow.evaluate.predict import SplitScores, predict_margins, report_from_probabilities
-from boneflow.evaluate.scores import _scores, data_context, predictions, split_groups
+from boneflow.evaluate.scores import _scores, data_context, split_groups
+from boneflow.evaluate.scores import predictions as split_predictions  # local names `predictions` hold its results
 from boneflow.splits.folds import read_pool
 
 
@@ -71,7 +72,7 @@ def ensemble_margin(member_margins: np.ndarray, temperature: float) -> np.ndarra
 def oof_predictions(scores: SplitScores, fold: np.ndarray, points: dict[int, OperatingPoint], published):
     """Predictions (the stage contract) of the OOF split: each file at its fold's point."""
     probs, thresholds = _at_fold_points(scores, fold, points)
-    return predictions(scores, published, probs, thresholds, fold)
+    return split_predictions(scores, published, probs, thresholds, fold)
 
 
 def score_crossfit(members: dict, packed, *, run_id: str, image_size: int, target_recall: float):
